@@ -1,0 +1,810 @@
+//! Tollgate's configuration: YAML with `${ENV_VAR}` interpolation, parsed into typed structs and
+//! validated before anything starts.
+//!
+//! Loading happens in three steps so that one run reports every problem, each with its field's
+//! path: the YAML is read as a document, `${...}` references are resolved in string values, then
+//! every section (and every provider and model entry) is deserialized on its own with unknown
+//! fields refused, and finally the cross-references are checked. Environment variables under
+//! `TOLLGATE_` override the file (see [`EnvOverrides`]).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+
+use crate::catalog::ModelPrice;
+
+/// A value that must never be printed: provider API keys and the like.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is sent to whom it belongs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The whole platform's configuration, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: Vec<ModelGroup>,
+    pub routing: RoutingDefaults,
+    pub prices: Vec<ModelPrice>,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; the number of cores when absent.
+    pub workers: Option<usize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 16 * 1024 * 1024,
+            workers: None,
+        }
+    }
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// OpenAI and every OpenAI-compatible server (vLLM, Ollama, Groq, Mistral, DeepSeek, ...).
+    Openai,
+    Azure,
+    Anthropic,
+    Gemini,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+        }
+    }
+
+    /// The base URL the provider's own SDK uses, when there is one.
+    pub fn default_api_base(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Openai => Some("https://api.openai.com/v1"),
+            ProviderKind::Anthropic => Some("https://api.anthropic.com"),
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
+            ProviderKind::Azure => None,
+        }
+    }
+}
+
+/// One upstream account, as written in `providers.<name>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSpec {
+    pub kind: ProviderKind,
+    #[serde(default)]
+    pub api_base: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// Extra headers sent with every upstream request (e.g. `OpenAI-Organization`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A provider after validation: its base URL is known and has no trailing slash.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    pub api_base: String,
+    pub api_key: Option<Secret>,
+    pub api_version: Option<String>,
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Targets in the order written; the next one only when the one before failed.
+    #[default]
+    Fallback,
+    /// A random target in proportion to its weight, the others as fallbacks.
+    Weighted,
+    /// The target with the lowest moving average latency first.
+    LeastLatency,
+    /// The target with the lowest catalog price first.
+    Cheapest,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Tries per target, the first one included; 1 means no retry on the same target.
+    pub attempts: u32,
+    /// Upstream statuses that are retried (connection errors and timeouts always are).
+    pub on_status: Vec<u16>,
+    /// First backoff; doubled on each retry, with full jitter, capped by `max_backoff_ms`.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 2,
+            on_status: vec![429, 500, 502, 503, 504],
+            backoff_ms: 200,
+            max_backoff_ms: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakerConfig {
+    /// Failures within `window_ms` that open the circuit.
+    pub failures: u32,
+    pub window_ms: u64,
+    /// How long an open circuit skips its target before one probe request is let through.
+    pub cooldown_ms: u64,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            failures: 5,
+            window_ms: 30_000,
+            cooldown_ms: 30_000,
+        }
+    }
+}
+
+/// Defaults for every model group that does not set its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingDefaults {
+    pub retry: RetryPolicy,
+    pub timeout_ms: u64,
+    pub circuit_breaker: CircuitBreakerConfig,
+}
+
+impl Default for RoutingDefaults {
+    fn default() -> Self {
+        RoutingDefaults {
+            retry: RetryPolicy::default(),
+            timeout_ms: 60_000,
+            circuit_breaker: CircuitBreakerConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelGroupSpec {
+    name: String,
+    #[serde(default)]
+    strategy: Strategy,
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    circuit_breaker: Option<CircuitBreakerConfig>,
+    targets: Vec<TargetConfig>,
+}
+
+/// A model name clients send, and the targets that serve it.
+#[derive(Debug, Clone)]
+pub struct ModelGroup {
+    pub name: String,
+    pub strategy: Strategy,
+    pub retry: RetryPolicy,
+    pub timeout_ms: u64,
+    pub circuit_breaker: CircuitBreakerConfig,
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// A key of `providers`.
+    pub provider: String,
+    /// The model name the provider knows (for Azure, the deployment name).
+    pub model: String,
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// A `tracing` filter directive, such as `info` or `tollgate_gateway=debug`.
+    pub log_level: String,
+    /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`); traces are exported when set.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            log_level: "info".into(),
+            otlp_endpoint: None,
+            service_name: "tollgate".into(),
+        }
+    }
+}
+
+/// One thing wrong with a configuration, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted path of the field, e.g. `models[0].targets[1].provider`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+impl ConfigError {
+    /// The individual problems (empty for a read error).
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            ConfigError::Invalid(problems) => problems,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+/// Where environment variables come from: the process, or a map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// `TOLLGATE_*` variables that override any config, file or default.
+pub struct EnvOverrides;
+
+impl EnvOverrides {
+    fn apply(config: &mut Config, env: &dyn Env, problems: &mut Vec<ConfigProblem>) {
+        if let Some(listen) = env.var("TOLLGATE_LISTEN") {
+            match listen.parse() {
+                Ok(addr) => config.server.listen = addr,
+                Err(_) => problems.push(problem(
+                    "TOLLGATE_LISTEN",
+                    format!("`{listen}` is not an address such as 127.0.0.1:8080"),
+                )),
+            }
+        }
+        if let Some(level) = env.var("TOLLGATE_LOG") {
+            config.telemetry.log_level = level;
+        }
+        if let Some(endpoint) = env.var("TOLLGATE_OTLP_ENDPOINT") {
+            config.telemetry.otlp_endpoint = Some(endpoint);
+        }
+    }
+}
+
+fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
+    ConfigProblem {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads, interpolates and validates the YAML file at `path`.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, env)
+    }
+
+    /// The configuration used when no file is given: providers found in the usual environment
+    /// variables, every one of them reachable as `provider/model`.
+    pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        let mut provider_specs = BTreeMap::new();
+        let mut add = |name: &str, kind: ProviderKind, key_var: &str, base_var: &[&str]| {
+            if let Some(key) = env.var(key_var) {
+                let api_base = base_var
+                    .iter()
+                    .find_map(|v| env.var(v))
+                    .or_else(|| kind.default_api_base().map(str::to_owned));
+                provider_specs.insert(
+                    name.to_owned(),
+                    ProviderSpec {
+                        kind,
+                        api_base,
+                        api_key: Some(Secret(key)),
+                        api_version: env.var("AZURE_API_VERSION"),
+                        headers: BTreeMap::new(),
+                    },
+                );
+            }
+        };
+        add(
+            "openai",
+            ProviderKind::Openai,
+            "OPENAI_API_KEY",
+            &["OPENAI_BASE_URL", "OPENAI_API_BASE"],
+        );
+        add(
+            "anthropic",
+            ProviderKind::Anthropic,
+            "ANTHROPIC_API_KEY",
+            &["ANTHROPIC_BASE_URL"],
+        );
+        add(
+            "gemini",
+            ProviderKind::Gemini,
+            "GEMINI_API_KEY",
+            &["GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL"],
+        );
+        if env.var("AZURE_API_BASE").is_some() {
+            add("azure", ProviderKind::Azure, "AZURE_API_KEY", &["AZURE_API_BASE"]);
+        }
+        // The Azure default version only applies to Azure.
+        for (name, spec) in provider_specs.iter_mut() {
+            if name != "azure" {
+                spec.api_version = None;
+            } else if spec.api_version.is_none() {
+                spec.api_version = Some("2024-10-21".into());
+            }
+        }
+        let mut problems = Vec::new();
+        EnvOverrides::apply(&mut config, env, &mut problems);
+        config.finish(provider_specs, Vec::new(), problems)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn parse(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut document: Value = match serde_yaml::from_str(text) {
+            Ok(value) => value,
+            Err(err) => return Err(ConfigError::Invalid(vec![problem("", err.to_string())])),
+        };
+        interpolate(&mut document, String::new(), env, &mut problems);
+
+        let mut config = Config::default();
+        let mut provider_specs = BTreeMap::new();
+        let mut model_specs = Vec::new();
+        let sections = match document {
+            Value::Mapping(map) => map,
+            Value::Null => serde_yaml::Mapping::new(),
+            _ => {
+                return Err(ConfigError::Invalid(vec![problem(
+                    "",
+                    "the configuration must be a mapping of sections",
+                )]));
+            }
+        };
+        for (key, value) in sections {
+            let Some(section) = key.as_str() else {
+                problems.push(problem("", "section names must be strings"));
+                continue;
+            };
+            match section {
+                "server" => read_into(value, section, &mut config.server, &mut problems),
+                "routing" => read_into(value, section, &mut config.routing, &mut problems),
+                "telemetry" => read_into(value, section, &mut config.telemetry, &mut problems),
+                "prices" => read_into(value, section, &mut config.prices, &mut problems),
+                "providers" => match value {
+                    Value::Mapping(entries) => {
+                        for (name, entry) in entries {
+                            let name = name.as_str().unwrap_or_default().to_owned();
+                            let path = format!("providers.{name}");
+                            if let Some(spec) = read::<ProviderSpec>(entry, &path, &mut problems) {
+                                provider_specs.insert(name, spec);
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    _ => problems.push(problem("providers", "expected a mapping of providers")),
+                },
+                "models" => match value {
+                    Value::Sequence(entries) => {
+                        for (i, entry) in entries.into_iter().enumerate() {
+                            let path = format!("models[{i}]");
+                            if let Some(spec) = read::<ModelGroupSpec>(entry, &path, &mut problems)
+                            {
+                                model_specs.push((i, spec));
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    _ => problems.push(problem("models", "expected a list of model groups")),
+                },
+                other => problems.push(problem(
+                    other,
+                    "unknown section; expected one of server, providers, models, routing, prices, telemetry",
+                )),
+            }
+        }
+        EnvOverrides::apply(&mut config, env, &mut problems);
+        config.finish(provider_specs, model_specs, problems)
+    }
+
+    /// Validates cross-references and fills each model group's defaults.
+    fn finish(
+        mut self,
+        provider_specs: BTreeMap<String, ProviderSpec>,
+        model_specs: Vec<(usize, ModelGroupSpec)>,
+        mut problems: Vec<ConfigProblem>,
+    ) -> Result<Config, ConfigError> {
+        if self.server.max_body_bytes == 0 {
+            problems.push(problem("server.max_body_bytes", "must be greater than 0"));
+        }
+        if self.server.workers == Some(0) {
+            problems.push(problem("server.workers", "must be at least 1"));
+        }
+        validate_retry(&self.routing.retry, "routing.retry", &mut problems);
+        validate_breaker(
+            &self.routing.circuit_breaker,
+            "routing.circuit_breaker",
+            &mut problems,
+        );
+        if self.routing.timeout_ms == 0 {
+            problems.push(problem("routing.timeout_ms", "must be greater than 0"));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !is_http_url(endpoint)
+        {
+            problems.push(problem(
+                "telemetry.otlp_endpoint",
+                format!("`{endpoint}` is not an http:// or https:// URL"),
+            ));
+        }
+        let provider_names: Vec<String> = provider_specs.keys().cloned().collect();
+        for (name, spec) in provider_specs {
+            if let Some(provider) = validate_provider(&name, spec, &mut problems) {
+                self.providers.insert(name, provider);
+            }
+        }
+        let mut seen_names = HashSet::new();
+        for (i, spec) in model_specs {
+            let path = format!("models[{i}]");
+            if spec.name.is_empty() {
+                problems.push(problem(format!("{path}.name"), "must not be empty"));
+            } else if spec.name.contains('/') {
+                problems.push(problem(
+                    format!("{path}.name"),
+                    "must not contain `/`: `provider/model` names are reserved for direct access",
+                ));
+            } else if !seen_names.insert(spec.name.clone()) {
+                problems.push(problem(
+                    format!("{path}.name"),
+                    format!("`{}` is defined twice", spec.name),
+                ));
+            }
+            if spec.targets.is_empty() {
+                problems.push(problem(
+                    format!("{path}.targets"),
+                    "needs at least one target",
+                ));
+            }
+            for (t, target) in spec.targets.iter().enumerate() {
+                let tpath = format!("{path}.targets[{t}]");
+                if !provider_names.contains(&target.provider) {
+                    problems.push(problem(
+                        format!("{tpath}.provider"),
+                        format!(
+                            "no provider named `{}` (configured: {})",
+                            target.provider,
+                            provider_names.join(", ")
+                        ),
+                    ));
+                }
+                if target.model.is_empty() {
+                    problems.push(problem(format!("{tpath}.model"), "must not be empty"));
+                }
+                if target.weight == Some(0) {
+                    problems.push(problem(format!("{tpath}.weight"), "must be at least 1"));
+                }
+            }
+            if let Some(retry) = &spec.retry {
+                validate_retry(retry, &format!("{path}.retry"), &mut problems);
+            }
+            if let Some(breaker) = &spec.circuit_breaker {
+                validate_breaker(breaker, &format!("{path}.circuit_breaker"), &mut problems);
+            }
+            if spec.timeout_ms == Some(0) {
+                problems.push(problem(format!("{path}.timeout_ms"), "must be greater than 0"));
+            }
+            self.models.push(ModelGroup {
+                name: spec.name,
+                strategy: spec.strategy,
+                retry: spec.retry.unwrap_or_else(|| self.routing.retry.clone()),
+                timeout_ms: spec.timeout_ms.unwrap_or(self.routing.timeout_ms),
+                circuit_breaker: spec
+                    .circuit_breaker
+                    .unwrap_or_else(|| self.routing.circuit_breaker.clone()),
+                targets: spec.targets,
+            });
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// Turns a provider as written into a validated one.
+fn validate_provider(
+    name: &str,
+    spec: ProviderSpec,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<ProviderConfig> {
+    let path = format!("providers.{name}");
+    let before = problems.len();
+    if name.is_empty() || name.contains('/') {
+        problems.push(problem(
+            &path,
+            "provider names must be non-empty and must not contain `/`",
+        ));
+    }
+    let api_base = spec
+        .api_base
+        .clone()
+        .or_else(|| spec.kind.default_api_base().map(str::to_owned));
+    match &api_base {
+        None => problems.push(problem(
+            format!("{path}.api_base"),
+            format!(
+                "required for kind `{}` (the resource URL, e.g. https://NAME.openai.azure.com)",
+                spec.kind.as_str()
+            ),
+        )),
+        Some(base) if !is_http_url(base) => problems.push(problem(
+            format!("{path}.api_base"),
+            format!("`{base}` is not an http:// or https:// URL"),
+        )),
+        Some(_) => {}
+    }
+    let is_custom_base = spec.api_base.is_some();
+    if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty()) {
+        // OpenAI-compatible local servers (vLLM, Ollama) need no key; hosted ones do.
+        if !(spec.kind == ProviderKind::Openai && is_custom_base) {
+            problems.push(problem(
+                format!("{path}.api_key"),
+                format!("required for kind `{}`", spec.kind.as_str()),
+            ));
+        }
+    }
+    match (spec.kind, &spec.api_version) {
+        (ProviderKind::Azure, None) => problems.push(problem(
+            format!("{path}.api_version"),
+            "required for kind `azure` (e.g. 2024-10-21)",
+        )),
+        (ProviderKind::Azure, Some(_)) | (_, None) => {}
+        (kind, Some(_)) if kind == ProviderKind::Anthropic => {}
+        (_, Some(_)) => problems.push(problem(
+            format!("{path}.api_version"),
+            format!(
+                "only `azure` and `anthropic` providers take an api_version, not `{}`",
+                spec.kind.as_str()
+            ),
+        )),
+    }
+    for header in spec.headers.keys() {
+        if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            problems.push(problem(
+                format!("{path}.headers"),
+                format!("`{header}` is not a valid header name"),
+            ));
+        }
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(ProviderConfig {
+        kind: spec.kind,
+        api_base: api_base.unwrap_or_default().trim_end_matches('/').to_owned(),
+        api_key: spec.api_key,
+        api_version: spec.api_version,
+        headers: spec.headers,
+    })
+}
+
+fn validate_retry(retry: &RetryPolicy, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if retry.attempts == 0 {
+        problems.push(problem(
+            format!("{path}.attempts"),
+            "must be at least 1 (the first try counts)",
+        ));
+    }
+    for status in &retry.on_status {
+        if !(100..=599).contains(status) {
+            problems.push(problem(
+                format!("{path}.on_status"),
+                format!("{status} is not an HTTP status"),
+            ));
+        }
+    }
+    if retry.max_backoff_ms < retry.backoff_ms {
+        problems.push(problem(
+            format!("{path}.max_backoff_ms"),
+            "must not be smaller than backoff_ms",
+        ));
+    }
+}
+
+fn validate_breaker(breaker: &CircuitBreakerConfig, path: &str, problems: &mut Vec<ConfigProblem>) {
+    if breaker.failures == 0 {
+        problems.push(problem(format!("{path}.failures"), "must be at least 1"));
+    }
+    if breaker.window_ms == 0 {
+        problems.push(problem(format!("{path}.window_ms"), "must be greater than 0"));
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+}
+
+/// Deserializes one section, reporting its problem with the full path.
+fn read<T: DeserializeOwned>(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(err) => {
+            let inner = err.path().to_string();
+            let full = if inner == "." {
+                path.to_owned()
+            } else if inner.starts_with('[') {
+                format!("{path}{inner}")
+            } else {
+                format!("{path}.{inner}")
+            };
+            problems.push(problem(full, err.into_inner().to_string()));
+            None
+        }
+    }
+}
+
+fn read_into<T: DeserializeOwned>(
+    value: Value,
+    path: &str,
+    slot: &mut T,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    if value.is_null() {
+        return;
+    }
+    if let Some(v) = read(value, path, problems) {
+        *slot = v;
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string value; `$$` stands for `$`.
+fn interpolate(value: &mut Value, path: String, env: &dyn Env, problems: &mut Vec<ConfigProblem>) {
+    match value {
+        Value::String(s) if s.contains('$') => match substitute(s, env) {
+            Ok(out) => *s = out,
+            Err(message) => problems.push(problem(path, message)),
+        },
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let key = k.as_str().unwrap_or("?");
+                let child = if path.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{path}.{key}")
+                };
+                interpolate(v, child, env, problems);
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                interpolate(v, format!("{path}[{i}]"), env, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn substitute(input: &str, env: &dyn Env) -> Result<String, String> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        rest = &rest[pos..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some(body) = rest.strip_prefix("${") {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in `{input}`"))?;
+            let reference = &body[..end];
+            let (name, default) = match reference.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (reference, None),
+            };
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(format!("`${{{reference}}}` is not a valid variable reference"));
+            }
+            match (env.var(name), default) {
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
+                    return Err(format!("environment variable {name} is not set"));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}

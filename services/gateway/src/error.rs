@@ -1,0 +1,229 @@
+//! Every way a gateway request can fail, and the one place each maps to an HTTP status and an
+//! OpenAI-shaped error body (`{"error":{"message","type","param","code"}}`).
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use serde::Serialize;
+
+/// What went wrong with a request, from the client's point of view.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    MalformedJson(String),
+    #[error("{message}")]
+    InvalidField { param: String, message: String },
+    #[error("The request body is {size} bytes; the limit is {limit} bytes.")]
+    BodyTooLarge { size: usize, limit: usize },
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    UnknownModel(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("Unknown request URL: {method} {path}.")]
+    NotFound { method: String, path: String },
+    #[error("Method {method} is not allowed for {path}.")]
+    MethodNotAllowed { method: String, path: String },
+    /// The upstream refused the request as the client sent it (a 4xx other than 429): its own
+    /// message is passed on.
+    #[error("{message}")]
+    UpstreamRejected {
+        status: u16,
+        message: String,
+        kind: Option<String>,
+        param: Option<String>,
+        code: Option<String>,
+    },
+    /// No target could serve the request; `message` names the last failure.
+    #[error("{message}")]
+    AllTargetsFailed { unavailable: bool, message: String },
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// OpenAI's `error.type` values, and ours where OpenAI has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidRequest,
+    NotFound,
+    Upstream,
+    Server,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::NotFound => "not_found_error",
+            ErrorKind::Upstream => "upstream_error",
+            ErrorKind::Server => "server_error",
+        }
+    }
+}
+
+impl GatewayError {
+    pub fn invalid_field(param: impl Into<String>, message: impl Into<String>) -> Self {
+        GatewayError::InvalidField {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::MalformedJson(_)
+            | GatewayError::InvalidField { .. }
+            | GatewayError::Unsupported(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UnknownModel(_) | GatewayError::NotFound { .. } => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::UpstreamRejected { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            GatewayError::AllTargetsFailed { unavailable, .. } => {
+                if *unavailable {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                }
+            }
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short, bounded label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            GatewayError::MalformedJson(_) => "malformed_json",
+            GatewayError::InvalidField { .. } => "invalid_field",
+            GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::UnknownModel(_) => "unknown_model",
+            GatewayError::Unsupported(_) => "unsupported",
+            GatewayError::NotFound { .. } => "not_found",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::UpstreamRejected { .. } => "upstream_rejected",
+            GatewayError::AllTargetsFailed { .. } => "all_targets_failed",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            GatewayError::MalformedJson(_)
+            | GatewayError::InvalidField { .. }
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::Unsupported(_)
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::UnknownModel(_) => ErrorKind::InvalidRequest,
+            GatewayError::NotFound { .. } => ErrorKind::NotFound,
+            GatewayError::UpstreamRejected { .. } => ErrorKind::InvalidRequest,
+            GatewayError::AllTargetsFailed { .. } => ErrorKind::Upstream,
+            GatewayError::Internal(_) => ErrorKind::Server,
+        }
+    }
+
+    /// The body OpenAI clients expect.
+    pub fn body(&self) -> ErrorBody<'_> {
+        let (kind, param, code): (&str, Option<&str>, Option<&str>) = match self {
+            GatewayError::MalformedJson(_) => (self.kind().as_str(), None, Some("invalid_json")),
+            GatewayError::InvalidField { param, .. } => {
+                (self.kind().as_str(), Some(param), Some("invalid_value"))
+            }
+            GatewayError::BodyTooLarge { .. } => {
+                (self.kind().as_str(), None, Some("request_too_large"))
+            }
+            GatewayError::UnknownModel(_) => {
+                (self.kind().as_str(), Some("model"), Some("model_not_found"))
+            }
+            GatewayError::UpstreamRejected {
+                kind, param, code, ..
+            } => (
+                kind.as_deref().unwrap_or(ErrorKind::InvalidRequest.as_str()),
+                param.as_deref(),
+                code.as_deref(),
+            ),
+            GatewayError::AllTargetsFailed { .. } => {
+                (self.kind().as_str(), None, Some("upstream_unavailable"))
+            }
+            _ => (self.kind().as_str(), None, None),
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind,
+                param,
+                code,
+            },
+        }
+    }
+
+    /// The complete HTTP answer, tagged with the request id.
+    pub fn to_response(&self, request_id: &str) -> HttpResponse {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = HttpResponse::build(self.status());
+        response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            response.insert_header(("x-request-id", id));
+        }
+        if let GatewayError::AllTargetsFailed {
+            unavailable: true, ..
+        } = self
+        {
+            response.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        response.body(body)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail<'a> {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_mistake_is_a_4xx_with_the_openai_shape() {
+        let cases = [
+            GatewayError::MalformedJson("expected value at line 1".into()),
+            GatewayError::invalid_field("stream", "must be a boolean"),
+            GatewayError::BodyTooLarge { size: 10, limit: 5 },
+            GatewayError::UnknownModel("nope".into()),
+            GatewayError::Unsupported("embeddings are not offered by anthropic".into()),
+        ];
+        for error in cases {
+            assert!(error.status().is_client_error(), "{error:?}");
+            let json = serde_json::to_value(error.body()).unwrap();
+            let detail = &json["error"];
+            for field in ["message", "type", "param", "code"] {
+                assert!(detail.get(field).is_some(), "{field} missing in {json}");
+            }
+        }
+    }
+
+    #[test]
+    fn upstream_rejection_keeps_status_and_message() {
+        let error = GatewayError::UpstreamRejected {
+            status: 422,
+            message: "messages: at least one message is required".into(),
+            kind: Some("invalid_request_error".into()),
+            param: None,
+            code: None,
+        };
+        assert_eq!(error.status().as_u16(), 422);
+        assert_eq!(
+            error.body().error.message,
+            "messages: at least one message is required"
+        );
+    }
+}

@@ -1,0 +1,397 @@
+//! The client's request body, read only as far as routing needs.
+//!
+//! The body is parsed once into its top-level fields, each kept as a byte range of the original
+//! bytes; the few fields the gateway reads (`model`, `stream`, `max_tokens`, ...) are typed and
+//! checked here, so a wrong type gets a 400 naming the field. An OpenAI-shaped target receives
+//! the same bytes back with `model` swapped ([`InboundBody::to_openai_body`]); other targets ask
+//! for the fully typed request ([`InboundBody::chat`]), parsed at most once.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::request::{ChatRequest, EmbeddingsRequest};
+use crate::error::GatewayError;
+
+/// Which OpenAI endpoint a body was sent to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat_completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+struct Field {
+    key: String,
+    value: Range<usize>,
+}
+
+/// A validated request body: the client's bytes and the fields routing reads.
+pub struct InboundBody {
+    raw: Bytes,
+    fields: Vec<Field>,
+    pub endpoint: Endpoint,
+    /// The model name the client asked for.
+    pub model: String,
+    pub stream: bool,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_output_tokens: Option<u32>,
+    /// Whether the client itself asked for the usage chunk at the end of a stream.
+    pub client_wants_stream_usage: bool,
+    /// OpenAI's end-user identifier.
+    pub user: Option<String>,
+    chat: OnceLock<Result<ChatRequest, GatewayError>>,
+    embeddings: OnceLock<Result<EmbeddingsRequest, GatewayError>>,
+}
+
+impl fmt::Debug for InboundBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundBody")
+            .field("endpoint", &self.endpoint)
+            .field("model", &self.model)
+            .field("stream", &self.stream)
+            .field("bytes", &self.raw.len())
+            .finish()
+    }
+}
+
+impl InboundBody {
+    /// Parses and checks a body sent to `endpoint`.
+    pub fn parse(endpoint: Endpoint, raw: Bytes) -> Result<InboundBody, GatewayError> {
+        let top: TopLevel<'_> = serde_json::from_slice(&raw).map_err(|e| {
+            if e.is_data() {
+                GatewayError::MalformedJson("the body must be a JSON object".into())
+            } else {
+                GatewayError::MalformedJson(e.to_string())
+            }
+        })?;
+        let base = raw.as_ptr() as usize;
+        let mut body = InboundBody {
+            fields: Vec::with_capacity(top.0.len()),
+            raw: Bytes::new(),
+            endpoint,
+            model: String::new(),
+            stream: false,
+            max_output_tokens: None,
+            client_wants_stream_usage: false,
+            user: None,
+            chat: OnceLock::new(),
+            embeddings: OnceLock::new(),
+        };
+        let mut seen_model = false;
+        let mut seen_required = false;
+        let mut max_tokens = None;
+        let mut max_completion_tokens = None;
+        for (key, value) in &top.0 {
+            let text = value.get();
+            let start = text.as_ptr() as usize - base;
+            match (endpoint, key.as_ref()) {
+                (_, "model") => {
+                    body.model = typed::<String>(key, text, "a string")?;
+                    if body.model.is_empty() {
+                        return Err(GatewayError::invalid_field("model", "`model` must not be empty."));
+                    }
+                    seen_model = true;
+                }
+                (_, "user") => body.user = typed::<Option<String>>(key, text, "a string")?,
+                (Endpoint::ChatCompletions, "messages") => {
+                    let first = text.as_bytes().first().copied();
+                    if first != Some(b'[') {
+                        return Err(type_error(key, "an array of messages"));
+                    }
+                    if text[1..].trim_start().starts_with(']') {
+                        return Err(GatewayError::invalid_field(
+                            "messages",
+                            "`messages` must contain at least one message.",
+                        ));
+                    }
+                    seen_required = true;
+                }
+                (Endpoint::ChatCompletions, "stream") => {
+                    body.stream = typed::<Option<bool>>(key, text, "a boolean")?.unwrap_or(false);
+                }
+                (Endpoint::ChatCompletions, "max_tokens") => {
+                    max_tokens = typed::<Option<u32>>(key, text, "a non-negative integer")?;
+                }
+                (Endpoint::ChatCompletions, "max_completion_tokens") => {
+                    max_completion_tokens =
+                        typed::<Option<u32>>(key, text, "a non-negative integer")?;
+                }
+                (Endpoint::ChatCompletions, "n") => {
+                    if typed::<Option<u32>>(key, text, "a positive integer")? == Some(0) {
+                        return Err(GatewayError::invalid_field("n", "`n` must be at least 1."));
+                    }
+                }
+                (Endpoint::ChatCompletions, "stream_options") => {
+                    let options = typed::<Option<StreamOptions>>(key, text, "an object")?;
+                    body.client_wants_stream_usage =
+                        options.and_then(|o| o.include_usage).unwrap_or(false);
+                }
+                (Endpoint::Embeddings, "input") => seen_required = true,
+                _ => {}
+            }
+            body.fields.push(Field {
+                key: key.clone().into_owned(),
+                value: start..start + text.len(),
+            });
+        }
+        if !seen_model {
+            return Err(GatewayError::invalid_field("model", "you must provide a `model` parameter."));
+        }
+        if !seen_required {
+            let field = match endpoint {
+                Endpoint::ChatCompletions => "messages",
+                Endpoint::Embeddings => "input",
+            };
+            return Err(GatewayError::invalid_field(
+                field,
+                format!("you must provide a `{field}` parameter."),
+            ));
+        }
+        body.max_output_tokens = max_completion_tokens.or(max_tokens);
+        drop(top);
+        body.raw = raw;
+        Ok(body)
+    }
+
+    /// The bytes the client sent.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The body for an OpenAI-shaped upstream: the client's bytes with `model` replaced and, for
+    /// a stream whose client did not ask for usage, `stream_options.include_usage` switched on
+    /// (the relay takes the extra usage chunk out again before it reaches the client).
+    pub fn to_openai_body(&self, model: &str) -> Bytes {
+        let force_usage = self.stream && !self.client_wants_stream_usage;
+        let mut out = BytesMut::with_capacity(self.raw.len() + model.len() + 48);
+        out.put_u8(b'{');
+        let mut wrote_options = false;
+        for (i, field) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.put_u8(b',');
+            }
+            write_json_str(&mut out, &field.key);
+            out.put_u8(b':');
+            let value = &self.raw[field.value.clone()];
+            if field.key == "model" {
+                write_json_str(&mut out, model);
+            } else if field.key == "stream_options" && force_usage {
+                write_stream_options(&mut out, value);
+                wrote_options = true;
+            } else {
+                out.extend_from_slice(value);
+            }
+        }
+        if force_usage && !wrote_options {
+            if !self.fields.is_empty() {
+                out.put_u8(b',');
+            }
+            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+        }
+        out.put_u8(b'}');
+        out.freeze()
+    }
+
+    /// The fully typed chat request, parsed on first use.
+    pub fn chat(&self) -> Result<&ChatRequest, GatewayError> {
+        self.chat
+            .get_or_init(|| parse_typed(&self.raw))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The fully typed embeddings request, parsed on first use.
+    pub fn embeddings(&self) -> Result<&EmbeddingsRequest, GatewayError> {
+        self.embeddings
+            .get_or_init(|| parse_typed(&self.raw))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+fn parse_typed<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, GatewayError> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        GatewayError::invalid_field(path.clone(), format!("Invalid value for '{path}': {}", err.into_inner()))
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+fn typed<'a, T: Deserialize<'a>>(key: &str, text: &'a str, expected: &str) -> Result<T, GatewayError> {
+    serde_json::from_str(text).map_err(|_| type_error(key, expected))
+}
+
+fn type_error(key: &str, expected: &str) -> GatewayError {
+    GatewayError::invalid_field(key, format!("Invalid type for '{key}': expected {expected}."))
+}
+
+fn write_json_str(out: &mut BytesMut, s: &str) {
+    // Writing a &str to a Vec-backed writer cannot fail.
+    let _ = serde_json::to_writer((&mut *out).writer(), s);
+}
+
+/// Re-writes the client's `stream_options` object with `include_usage: true`, keeping its
+/// other members.
+fn write_stream_options(out: &mut BytesMut, value: &[u8]) {
+    out.extend_from_slice(br#"{"include_usage":true"#);
+    if let Ok(TopLevel(members)) = serde_json::from_slice::<TopLevel<'_>>(value) {
+        for (key, member) in members {
+            if key != "include_usage" {
+                out.put_u8(b',');
+                write_json_str(out, &key);
+                out.put_u8(b':');
+                out.extend_from_slice(member.get().as_bytes());
+            }
+        }
+    }
+    out.put_u8(b'}');
+}
+
+/// A JSON object's members in order, values borrowed from the input.
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(Key(key)) = map.next_key()? {
+            let value: &'de RawValue = map.next_value()?;
+            members.push((key, value));
+        }
+        Ok(TopLevel(members))
+    }
+}
+
+/// An object key, borrowed unless it contains escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(body: &str) -> Result<InboundBody, GatewayError> {
+        InboundBody::parse(Endpoint::ChatCompletions, Bytes::from(body.to_owned()))
+    }
+
+    #[test]
+    fn reads_routing_fields_and_keeps_the_rest_verbatim() {
+        let body = chat(r#"{"model":"smart","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"seed":7,"max_tokens":12}"#).unwrap();
+        assert_eq!(body.model, "smart");
+        assert!(!body.stream);
+        assert_eq!(body.max_output_tokens, Some(12));
+        let out = body.to_openai_body("gpt-4o");
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["model"], "gpt-4o");
+        assert_eq!(value["seed"], 7);
+        assert_eq!(value["tools"][0]["function"]["parameters"]["type"], "object");
+        assert!(value.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn streams_ask_upstream_for_usage_and_keep_other_stream_options() {
+        let body = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#).unwrap();
+        assert!(body.stream && !body.client_wants_stream_usage);
+        let value: serde_json::Value = serde_json::from_slice(&body.to_openai_body("x")).unwrap();
+        assert_eq!(value["stream_options"]["include_usage"], true);
+
+        let body = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_obfuscation":false}}"#).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body.to_openai_body("x")).unwrap();
+        assert_eq!(value["stream_options"]["include_usage"], true);
+        assert_eq!(value["stream_options"]["include_obfuscation"], false);
+
+        let body = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert!(body.client_wants_stream_usage);
+        assert_eq!(&body.to_openai_body("m")[..], body.raw().as_ref());
+    }
+
+    #[test]
+    fn escaped_keys_and_unicode_model_names_survive() {
+        let body = chat(r#"{"mod\u0065l":"m","messages":[{"role":"user","content":"\u00e9"}]}"#).unwrap();
+        assert_eq!(body.model, "m");
+        let value: serde_json::Value = serde_json::from_slice(&body.to_openai_body("modèle \"x\"")).unwrap();
+        assert_eq!(value["model"], "modèle \"x\"");
+        assert_eq!(value["messages"][0]["content"], "é");
+    }
+
+    #[test]
+    fn bad_bodies_name_the_problem() {
+        let cases = [
+            ("{not json", "invalid_json", None),
+            ("[1,2]", "invalid_json", None),
+            (r#"{"messages":[{"role":"user","content":"x"}]}"#, "invalid_value", Some("model")),
+            (r#"{"model":3,"messages":[]}"#, "invalid_value", Some("model")),
+            (r#"{"model":"m"}"#, "invalid_value", Some("messages")),
+            (r#"{"model":"m","messages":[]}"#, "invalid_value", Some("messages")),
+            (r#"{"model":"m","messages":"hi"}"#, "invalid_value", Some("messages")),
+            (r#"{"model":"m","messages":[{}],"stream":"yes"}"#, "invalid_value", Some("stream")),
+            (r#"{"model":"m","messages":[{}],"max_tokens":-1}"#, "invalid_value", Some("max_tokens")),
+            (r#"{"model":"m","messages":[{}],"n":0}"#, "invalid_value", Some("n")),
+        ];
+        for (input, code, param) in cases {
+            let err = chat(input).unwrap_err();
+            let body = err.body();
+            assert_eq!(body.error.code, Some(code), "{input}: {err}");
+            assert_eq!(body.error.param, param, "{input}: {err}");
+            assert_eq!(err.status().as_u16(), 400);
+        }
+    }
+
+    #[test]
+    fn typed_parse_reports_the_path_of_a_bad_nested_field() {
+        let body = chat(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#).unwrap();
+        let err = body.chat().unwrap_err();
+        assert!(err.to_string().contains("messages[0].role"), "{err}");
+    }
+}

@@ -1,0 +1,13 @@
+//! OpenAI's wire format: the language every client speaks to Tollgate and every adapter
+//! translates to and from.
+//!
+//! - [`inbound`] reads only the top-level fields routing needs and keeps the client's bytes, so an
+//!   OpenAI-shaped target gets them back untouched but for `model`.
+//! - [`request`] is the fully typed request, parsed only when a target needs translation.
+//! - [`response`] holds the response, chunk and embeddings shapes adapters produce.
+
+pub mod inbound;
+pub mod request;
+pub mod response;
+
+pub use inbound::{InboundBody, Endpoint};

@@ -1,0 +1,159 @@
+//! Settling and metering, off the request path.
+//!
+//! When a request ends (answered, failed, or abandoned by its client mid-stream) the path that
+//! ended it sends a [`Completion`] down an unbounded channel and moves on. The recorder task
+//! turns it into a [`UsageEvent`]: tokens (counted with the tokenizer where the upstream gave
+//! none), cost from the price catalog, metrics; then settles the admission reservation and
+//! hands the event to the meter stage.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rust_decimal::Decimal;
+use tokio::sync::mpsc;
+use tollgate_common::{PriceCatalog, TokenUsage};
+
+use super::context::{KeyContext, RequestContext};
+use super::stages::{Reservation, Stages};
+use crate::metrics::Metrics;
+use crate::openai::{Endpoint, InboundBody};
+use crate::routing::Target;
+use crate::tokens;
+
+/// The status recorded for a request whose client went away before the answer ended (nginx's
+/// convention; never sent to anyone).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// How a request ended, as the request path saw it.
+pub struct Completion {
+    pub ctx: RequestContext,
+    pub target: Option<Arc<Target>>,
+    pub attempts: u32,
+    pub status: u16,
+    /// A bounded error label ([`crate::error::GatewayError::label`]), `None` on success.
+    pub error: Option<&'static str>,
+    /// What the upstream reported.
+    pub usage: Option<TokenUsage>,
+    /// Generated text, for counting output tokens when `usage` is `None`.
+    pub output_text: String,
+    /// The parsed request, for counting prompt tokens when `usage` is `None`.
+    pub request: Option<Arc<InboundBody>>,
+    pub time_to_first_token: Option<Duration>,
+    pub finished: Instant,
+    pub reservation: Reservation,
+}
+
+/// One request's record: who, what, how much, how it went.
+#[derive(Debug, Clone)]
+pub struct UsageEvent {
+    pub request_id: String,
+    pub time: SystemTime,
+    pub key: KeyContext,
+    pub end_user: Option<String>,
+    pub endpoint: Endpoint,
+    pub requested_model: String,
+    pub provider: Option<String>,
+    pub provider_model: Option<String>,
+    pub usage: TokenUsage,
+    /// True when the tokens were counted by Tollgate because the upstream reported none.
+    pub usage_estimated: bool,
+    /// USD; `None` when the model has no price in the catalog.
+    pub cost: Option<Decimal>,
+    pub latency: Duration,
+    pub time_to_first_token: Option<Duration>,
+    pub status: u16,
+    pub error: Option<&'static str>,
+    pub attempts: u32,
+    pub stream: bool,
+}
+
+/// The request path's end of the recorder.
+#[derive(Clone)]
+pub struct UsageSender(mpsc::UnboundedSender<Completion>);
+
+impl UsageSender {
+    /// Queues a completion; never waits.
+    pub fn send(&self, completion: Completion) {
+        if self.0.send(completion).is_err() {
+            tracing::error!("usage recorder has stopped; a usage event was not recorded");
+        }
+    }
+}
+
+/// Starts the recorder task on the current runtime.
+pub fn spawn_recorder(
+    stages: Stages,
+    catalog: Arc<PriceCatalog>,
+    metrics: Arc<Metrics>,
+) -> UsageSender {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
+    tokio::spawn(async move {
+        while let Some(completion) = rx.recv().await {
+            let reservation = completion.reservation.clone();
+            let event = to_event(completion, &catalog).await;
+            metrics.observe(&event);
+            stages.admit.settle(reservation, &event);
+            stages.meter.record(event);
+        }
+    });
+    UsageSender(tx)
+}
+
+async fn to_event(c: Completion, catalog: &PriceCatalog) -> UsageEvent {
+    let mut usage_estimated = false;
+    let usage = match c.usage {
+        Some(usage) => usage,
+        // Estimate only where the provider did the work: an answer, or a stream the client
+        // abandoned after it started. A rejected or failed request costs nothing.
+        None if c.target.is_some()
+            && (c.status < 300 || c.status == CLIENT_CLOSED || !c.output_text.is_empty()) =>
+        {
+            usage_estimated = true;
+            let request = c.request.clone();
+            let output = c.output_text;
+            // The tokenizer is CPU work: keep it off the async workers.
+            tokio::task::spawn_blocking(move || estimate(request.as_deref(), &output))
+                .await
+                .unwrap_or_default()
+        }
+        None => TokenUsage::default(),
+    };
+    let cost = c
+        .target
+        .as_ref()
+        .and_then(|t| catalog.cost(&t.model, usage));
+    UsageEvent {
+        request_id: c.ctx.request_id,
+        time: c.ctx.received_at,
+        key: c.ctx.key,
+        end_user: c.ctx.end_user,
+        endpoint: c.ctx.endpoint,
+        requested_model: c.ctx.requested_model,
+        provider: c.target.as_ref().map(|t| t.provider.name.clone()),
+        provider_model: c.target.as_ref().map(|t| t.model.clone()),
+        usage,
+        usage_estimated,
+        cost,
+        latency: c.finished.duration_since(c.ctx.started),
+        time_to_first_token: c.time_to_first_token,
+        status: c.status,
+        error: c.error,
+        attempts: c.attempts,
+        stream: c.ctx.stream,
+    }
+}
+
+fn estimate(request: Option<&InboundBody>, output: &str) -> TokenUsage {
+    let input_tokens = match request {
+        Some(body) => match body.endpoint {
+            Endpoint::ChatCompletions => body.chat().map(tokens::chat_prompt).unwrap_or(0),
+            Endpoint::Embeddings => body.embeddings().map(tokens::embeddings_input).unwrap_or(0),
+        },
+        None => 0,
+    };
+    TokenUsage {
+        input_tokens,
+        output_tokens: tokens::count(output),
+        cached_input_tokens: 0,
+    }
+}

@@ -1,0 +1,442 @@
+//! The request pipeline, top to bottom. Each stage is one step here and one module elsewhere:
+//!
+//! | stage        | does                                                   | adds to the context      |
+//! |--------------|--------------------------------------------------------|--------------------------|
+//! | parse        | reads the top-level fields, checks their types         | model, stream, end user  |
+//! | authenticate | [`Authenticate`]: who is calling                       | [`KeyContext`]           |
+//! | admit        | [`Admit`]: rate limits, budget reservation             | [`Reservation`]          |
+//! | guardrails   | [`Guardrails`]: input checks                           |                          |
+//! | cache        | [`ResponseCache`]: an answer without a provider call   |                          |
+//! | route        | [`crate::routing`]: the targets, in strategy order     | route group              |
+//! | provider     | [`crate::upstream`] + adapter: send, retry, fail over  | target, attempts         |
+//! | respond      | translate back; stream through [`crate::streaming`]    | usage, time to first token |
+//! | settle/meter | [`metering`]: tokens, cost, reservation, usage event   | (off the request path)   |
+//!
+//! A non-streaming request runs its provider call on its own task, so that an answer the
+//! provider produced (and charged for) is metered even if the client hangs up; a streaming one
+//! is metered by the relay, which also reports when the client leaves mid-stream.
+
+pub mod context;
+pub mod metering;
+pub mod stages;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue};
+use bytes::Bytes;
+use tollgate_common::PriceCatalog;
+
+pub use context::{KeyContext, RequestContext};
+use metering::{Completion, UsageSender};
+pub use stages::{
+    Admit, Authenticate, CachedAnswer, Guardrails, Meter, Reservation, ResponseCache, Stages,
+};
+
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::openai::{Endpoint, InboundBody};
+use crate::routing::{Router, Target};
+use crate::streaming::RelayBody;
+use crate::upstream::{self, UpstreamBody, UpstreamFailure, UpstreamSuccess};
+
+/// Everything a request needs, shared by all workers.
+pub struct Gateway {
+    pub router: Router,
+    pub metrics: Arc<Metrics>,
+    pub catalog: Arc<PriceCatalog>,
+    stages: Stages,
+    recorder: UsageSender,
+}
+
+/// A whole answer, ready to send.
+struct Answer {
+    body: Bytes,
+    target: Arc<Target>,
+    attempts: u32,
+}
+
+impl Gateway {
+    /// Must be called inside a Tokio runtime: it starts the usage recorder task.
+    pub fn new(
+        router: Router,
+        catalog: Arc<PriceCatalog>,
+        metrics: Arc<Metrics>,
+        stages: Stages,
+    ) -> Gateway {
+        let recorder = metering::spawn_recorder(stages.clone(), catalog.clone(), metrics.clone());
+        Gateway {
+            router,
+            metrics,
+            catalog,
+            stages,
+            recorder,
+        }
+    }
+
+    /// Runs one `/v1/chat/completions` or `/v1/embeddings` request through every stage.
+    /// `client` is the calling worker's pooled upstream client.
+    pub async fn handle(
+        self: &Arc<Self>,
+        client: &reqwest::Client,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+        raw: Bytes,
+        request_id: String,
+    ) -> HttpResponse {
+        let mut ctx = RequestContext::new(request_id, endpoint);
+        match self.run(client, &mut ctx, headers, raw).await {
+            Ok(response) => response,
+            Err(failure) => {
+                let mut response = failure.error.to_response(&ctx.request_id);
+                response.headers_mut().insert(
+                    actix_web::http::header::HeaderName::from_static("x-tollgate-attempts"),
+                    HeaderValue::from(failure.attempts),
+                );
+                if failure.metered {
+                    return response;
+                }
+                self.recorder.send(Completion {
+                    status: failure.error.status().as_u16(),
+                    error: Some(failure.error.label()),
+                    target: failure.target,
+                    attempts: failure.attempts,
+                    usage: None,
+                    output_text: String::new(),
+                    request: None,
+                    time_to_first_token: None,
+                    finished: Instant::now(),
+                    reservation: failure.reservation,
+                    ctx,
+                });
+                response
+            }
+        }
+    }
+
+    async fn run(
+        self: &Arc<Self>,
+        client: &reqwest::Client,
+        ctx: &mut RequestContext,
+        headers: &HeaderMap,
+        raw: Bytes,
+    ) -> Result<HttpResponse, Failure> {
+        // parse
+        let body = Arc::new(InboundBody::parse(ctx.endpoint, raw).map_err(Failure::early)?);
+        ctx.requested_model.clone_from(&body.model);
+        ctx.stream = body.stream;
+        ctx.end_user.clone_from(&body.user);
+
+        // authenticate
+        ctx.key = self
+            .stages
+            .authenticate
+            .authenticate(headers)
+            .await
+            .map_err(Failure::early)?;
+
+        // route (before admission, so an unknown model reserves nothing)
+        let group = self.router.resolve(&body.model).map_err(Failure::early)?;
+
+        // admit
+        let reservation = self
+            .stages
+            .admit
+            .admit(ctx, &body)
+            .await
+            .map_err(Failure::early)?;
+        let fail = |error: GatewayError| Failure {
+            error,
+            attempts: 0,
+            target: None,
+            reservation: reservation.clone(),
+            metered: false,
+        };
+
+        // guardrails
+        self.stages
+            .guardrails
+            .check_input(ctx, &body)
+            .await
+            .map_err(fail)?;
+
+        // cache
+        if !body.stream
+            && let Some(hit) = self.stages.cache.lookup(ctx, &body).await
+        {
+            self.recorder.send(Completion {
+                ctx: ctx.clone(),
+                target: None,
+                attempts: 0,
+                status: 200,
+                error: None,
+                usage: None,
+                output_text: String::new(),
+                request: None,
+                time_to_first_token: None,
+                finished: Instant::now(),
+                reservation,
+            });
+            return Ok(json_response(&ctx.request_id, hit.body, None, 0));
+        }
+
+        // provider, then respond
+        if body.stream {
+            self.stream(client, ctx, body, group, reservation).await
+        } else {
+            // On its own task: the provider call and its metering finish even if the client
+            // disconnects and this future is dropped.
+            let gateway = self.clone();
+            let client = client.clone();
+            let task_ctx = ctx.clone();
+            let task = tokio::spawn(async move {
+                gateway
+                    .complete(&client, task_ctx, body, group, reservation)
+                    .await
+            });
+            match task.await {
+                Ok(Ok(answer)) => Ok(json_response(
+                    &ctx.request_id,
+                    answer.body,
+                    Some(&answer.target),
+                    answer.attempts,
+                )),
+                Ok(Err(failure)) => Err(failure),
+                Err(join) => Err(Failure::early(GatewayError::Internal(format!(
+                    "request task failed: {join}"
+                )))),
+            }
+        }
+    }
+
+    /// A non-streaming request: send, translate, meter.
+    async fn complete(
+        &self,
+        client: &reqwest::Client,
+        ctx: RequestContext,
+        body: Arc<InboundBody>,
+        group: Arc<crate::routing::RouteGroup>,
+        reservation: Reservation,
+    ) -> Result<Answer, Failure> {
+        let endpoint = ctx.endpoint;
+        let sent = upstream::send(client, &group, false, |target| {
+            let adapter = &target.provider.adapter;
+            match endpoint {
+                Endpoint::ChatCompletions => adapter.chat_request(&target.model, &body),
+                Endpoint::Embeddings => adapter.embeddings_request(&target.model, &body),
+            }
+        })
+        .await;
+        let mut completion = Completion {
+            ctx,
+            target: None,
+            attempts: 0,
+            status: 200,
+            error: None,
+            usage: None,
+            output_text: String::new(),
+            request: Some(body.clone()),
+            time_to_first_token: None,
+            finished: Instant::now(),
+            reservation,
+        };
+        let result = match sent {
+            Ok(UpstreamSuccess {
+                target,
+                body: UpstreamBody::Complete(bytes),
+                attempts,
+            }) => {
+                completion.target = Some(target.clone());
+                completion.attempts = attempts;
+                let adapter = &target.provider.adapter;
+                let translated = match endpoint {
+                    Endpoint::ChatCompletions => adapter.chat_response(&target.model, &bytes),
+                    Endpoint::Embeddings => adapter.embeddings_response(&target.model, &bytes),
+                };
+                match translated {
+                    Ok(translated) => {
+                        completion.usage = translated.usage;
+                        self.stages.cache.store(&completion.ctx, &body, &translated.body).await;
+                        Ok(Answer {
+                            body: translated.body,
+                            target,
+                            attempts,
+                        })
+                    }
+                    Err(reason) => Err(GatewayError::AllTargetsFailed {
+                        unavailable: false,
+                        message: format!(
+                            "{} answered with a response Tollgate could not read: {reason}",
+                            target.label()
+                        ),
+                    }),
+                }
+            }
+            Ok(UpstreamSuccess { .. }) => Err(GatewayError::Internal(
+                "a non-streaming request received a stream".into(),
+            )),
+            Err(UpstreamFailure {
+                error,
+                attempts,
+                target,
+            }) => {
+                completion.target = target;
+                completion.attempts = attempts;
+                Err(error)
+            }
+        };
+        completion.finished = Instant::now();
+        match result {
+            Ok(answer) => {
+                self.recorder.send(completion);
+                Ok(answer)
+            }
+            Err(error) => {
+                completion.status = error.status().as_u16();
+                completion.error = Some(error.label());
+                let attempts = completion.attempts;
+                self.recorder.send(completion);
+                Err(Failure {
+                    error,
+                    attempts,
+                    target: None,
+                    reservation: Reservation::default(),
+                    metered: true,
+                })
+            }
+        }
+    }
+
+    /// A streaming request: send, wait for the first bytes (fail-over is possible until then),
+    /// then hand the stream to the relay.
+    async fn stream(
+        &self,
+        client: &reqwest::Client,
+        ctx: &RequestContext,
+        body: Arc<InboundBody>,
+        group: Arc<crate::routing::RouteGroup>,
+        reservation: Reservation,
+    ) -> Result<HttpResponse, Failure> {
+        if ctx.endpoint != Endpoint::ChatCompletions {
+            return Err(Failure::early(GatewayError::invalid_field(
+                "stream",
+                "Streaming is only available for chat completions.",
+            )));
+        }
+        let sent = upstream::send(client, &group, true, |target| {
+            target.provider.adapter.chat_request(&target.model, &body)
+        })
+        .await;
+        match sent {
+            Ok(UpstreamSuccess {
+                target,
+                body: UpstreamBody::Stream { first, rest },
+                attempts,
+            }) => {
+                let translator = target.provider.adapter.chat_stream(&target.model, &body);
+                let completion = Completion {
+                    ctx: ctx.clone(),
+                    target: Some(target.clone()),
+                    attempts,
+                    status: 200,
+                    error: None,
+                    usage: None,
+                    output_text: String::new(),
+                    request: Some(body.clone()),
+                    time_to_first_token: None,
+                    finished: Instant::now(),
+                    reservation,
+                };
+                let relay = RelayBody::new(
+                    first,
+                    rest,
+                    translator,
+                    group.timeout,
+                    completion,
+                    self.recorder.clone(),
+                );
+                let mut response = HttpResponse::Ok();
+                response
+                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+                    .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+                tag(&mut response, &ctx.request_id, Some(&target), attempts);
+                Ok(response.streaming(relay))
+            }
+            Ok(UpstreamSuccess { target, attempts, .. }) => Err(Failure {
+                error: GatewayError::Internal("a streaming request received a whole body".into()),
+                attempts,
+                target: Some(target),
+                reservation,
+                metered: false,
+            }),
+            Err(UpstreamFailure {
+                error,
+                attempts,
+                target,
+            }) => Err(Failure {
+                error,
+                attempts,
+                target,
+                reservation,
+                metered: false,
+            }),
+        }
+    }
+}
+
+/// A request that ended in an error, with what metering needs to know about it.
+struct Failure {
+    error: GatewayError,
+    attempts: u32,
+    target: Option<Arc<Target>>,
+    reservation: Reservation,
+    /// Already reported to the recorder (by the task that ran the provider call).
+    metered: bool,
+}
+
+impl Failure {
+    /// A failure before any upstream work.
+    fn early(error: GatewayError) -> Self {
+        Failure {
+            error,
+            attempts: 0,
+            target: None,
+            reservation: Reservation::default(),
+            metered: false,
+        }
+    }
+}
+
+fn json_response(
+    request_id: &str,
+    body: Bytes,
+    target: Option<&Arc<Target>>,
+    attempts: u32,
+) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+    tag(&mut response, request_id, target, attempts);
+    response.body(body)
+}
+
+/// The `x-request-id` and `x-tollgate-*` headers of every answer.
+fn tag(
+    response: &mut actix_web::HttpResponseBuilder,
+    request_id: &str,
+    target: Option<&Arc<Target>>,
+    attempts: u32,
+) {
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        response.insert_header(("x-request-id", id));
+    }
+    if let Some(target) = target {
+        if let Ok(provider) = HeaderValue::from_str(&target.provider.name) {
+            response.insert_header(("x-tollgate-provider", provider));
+        }
+        if let Ok(model) = HeaderValue::from_str(&target.model) {
+            response.insert_header(("x-tollgate-model", model));
+        }
+    }
+    response.insert_header(("x-tollgate-attempts", attempts.to_string()));
+}

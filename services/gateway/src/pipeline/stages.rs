@@ -1,0 +1,159 @@
+//! The pluggable stages of the pipeline, each a trait with the implementation a bare deployment
+//! uses. Services plug their own in through [`Stages`]: the auth service an [`Authenticate`],
+//! billing an [`Admit`] (limits and budget reservations) and a [`Meter`], the cache service a
+//! [`ResponseCache`].
+
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderMap;
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::context::{KeyContext, RequestContext};
+use super::metering::UsageEvent;
+use crate::error::GatewayError;
+use crate::openai::InboundBody;
+
+/// Establishes who is calling.
+#[async_trait]
+pub trait Authenticate: Send + Sync {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<KeyContext, GatewayError>;
+}
+
+/// Admission before any upstream work: rate limits and budget reservations. The returned
+/// [`Reservation`] is settled with the real usage when the request ends, however it ends.
+#[async_trait]
+pub trait Admit: Send + Sync {
+    async fn admit(
+        &self,
+        ctx: &RequestContext,
+        body: &InboundBody,
+    ) -> Result<Reservation, GatewayError>;
+
+    /// Replaces the reservation with the actual usage (or releases it on failure).
+    fn settle(&self, reservation: Reservation, event: &UsageEvent);
+}
+
+/// What admission set aside for one request.
+#[derive(Debug, Clone, Default)]
+pub struct Reservation {
+    /// Opaque to the pipeline; meaningful to the [`Admit`] implementation that made it.
+    pub token: Option<String>,
+}
+
+/// Input checks before a request leaves for a provider.
+#[async_trait]
+pub trait Guardrails: Send + Sync {
+    async fn check_input(&self, ctx: &RequestContext, body: &InboundBody)
+    -> Result<(), GatewayError>;
+}
+
+/// A complete answer kept by the cache.
+#[derive(Debug, Clone)]
+pub struct CachedAnswer {
+    pub body: Bytes,
+}
+
+/// Answers served without calling a provider.
+#[async_trait]
+pub trait ResponseCache: Send + Sync {
+    async fn lookup(&self, ctx: &RequestContext, body: &InboundBody) -> Option<CachedAnswer>;
+    async fn store(&self, ctx: &RequestContext, body: &InboundBody, answer: &Bytes);
+}
+
+/// Where usage events go once a request has ended. Called off the request path.
+pub trait Meter: Send + Sync {
+    fn record(&self, event: UsageEvent);
+}
+
+/// The stage implementations one gateway runs with.
+#[derive(Clone)]
+pub struct Stages {
+    pub authenticate: Arc<dyn Authenticate>,
+    pub admit: Arc<dyn Admit>,
+    pub guardrails: Arc<dyn Guardrails>,
+    pub cache: Arc<dyn ResponseCache>,
+    pub meter: Arc<dyn Meter>,
+}
+
+impl Default for Stages {
+    /// Open access, no limits, no guardrails, no cache, usage logged at debug level.
+    fn default() -> Self {
+        Stages {
+            authenticate: Arc::new(OpenAccess),
+            admit: Arc::new(AdmitAll),
+            guardrails: Arc::new(NoGuardrails),
+            cache: Arc::new(NoCache),
+            meter: Arc::new(LogMeter),
+        }
+    }
+}
+
+/// Every caller is the deployment's anonymous caller: for a gateway run without virtual keys.
+pub struct OpenAccess;
+
+#[async_trait]
+impl Authenticate for OpenAccess {
+    async fn authenticate(&self, _headers: &HeaderMap) -> Result<KeyContext, GatewayError> {
+        Ok(KeyContext::default())
+    }
+}
+
+/// Admits everything and reserves nothing.
+pub struct AdmitAll;
+
+#[async_trait]
+impl Admit for AdmitAll {
+    async fn admit(
+        &self,
+        _ctx: &RequestContext,
+        _body: &InboundBody,
+    ) -> Result<Reservation, GatewayError> {
+        Ok(Reservation::default())
+    }
+
+    fn settle(&self, _reservation: Reservation, _event: &UsageEvent) {}
+}
+
+/// Lets every request through.
+pub struct NoGuardrails;
+
+#[async_trait]
+impl Guardrails for NoGuardrails {
+    async fn check_input(
+        &self,
+        _ctx: &RequestContext,
+        _body: &InboundBody,
+    ) -> Result<(), GatewayError> {
+        Ok(())
+    }
+}
+
+/// Never hits, never stores.
+pub struct NoCache;
+
+#[async_trait]
+impl ResponseCache for NoCache {
+    async fn lookup(&self, _ctx: &RequestContext, _body: &InboundBody) -> Option<CachedAnswer> {
+        None
+    }
+    async fn store(&self, _ctx: &RequestContext, _body: &InboundBody, _answer: &Bytes) {}
+}
+
+/// Writes each usage event to the debug log; metrics are kept by the recorder either way.
+pub struct LogMeter;
+
+impl Meter for LogMeter {
+    fn record(&self, event: UsageEvent) {
+        tracing::debug!(
+            request_id = %event.request_id,
+            model = %event.requested_model,
+            provider = event.provider.as_deref().unwrap_or("-"),
+            input_tokens = event.usage.input_tokens,
+            output_tokens = event.usage.output_tokens,
+            cost = %event.cost.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            status = event.status,
+            "usage"
+        );
+    }
+}

@@ -1,0 +1,1142 @@
+//! Anthropic's Messages API (`POST /v1/messages`).
+//!
+//! Requests are rebuilt from the typed OpenAI request: system and developer messages become the
+//! top-level `system`, consecutive turns of one role are merged (Anthropic wants user and
+//! assistant turns to alternate), tool results become `tool_result` blocks of a user turn, and
+//! `response_format` is emulated with a forced tool whose input is the JSON answer. Answers,
+//! whole or streamed, are turned back into `chat.completion` and `chat.completion.chunk`.
+//! <https://docs.anthropic.com/en/api/messages>
+
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use tollgate_common::TokenUsage;
+use tollgate_common::config::{ProviderConfig, ProviderKind};
+
+use super::sse::{SseDecoder, SseEvent};
+use super::{
+    ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
+    base_headers, plain_error_text, secret_header,
+};
+use crate::error::GatewayError;
+use crate::openai::InboundBody;
+use crate::openai::request::{
+    ChatRequest, ContentPart, FileContent, FunctionCall, MessageContent, ResponseFormat, Role,
+    Stop, ToolCall, ToolChoice,
+};
+use crate::openai::response::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta,
+    FunctionCallDelta, SSE_DONE, ToolCallDelta, Usage, unix_now,
+};
+
+/// The `anthropic-version` header sent when the provider's `api_version` is not set.
+const DEFAULT_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; used when the client set no limit.
+const DEFAULT_MAX_TOKENS: u32 = 4096;
+/// Names the tool that stands in for `response_format`: its input is the answer's content.
+const JSON_OUTPUT_TOOL_PREFIX: &str = "tollgate_json_output__";
+/// Anthropic's limit on tool name length.
+const MAX_TOOL_NAME_LEN: usize = 64;
+const EMPTY_OBJECT_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
+const ANY_OBJECT_SCHEMA: &str = r#"{"type":"object"}"#;
+
+pub struct Anthropic {
+    messages_url: String,
+    headers: HeaderMap,
+}
+
+impl Anthropic {
+    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+        let mut headers = base_headers(config)?;
+        if let Some(key) = &config.api_key {
+            headers.insert(HeaderName::from_static("x-api-key"), secret_header(key.expose())?);
+        }
+        let version_header = HeaderName::from_static("anthropic-version");
+        match &config.api_version {
+            Some(version) => {
+                let value = HeaderValue::from_str(version)
+                    .map_err(|_| format!("invalid api_version `{version}`"))?;
+                headers.insert(version_header, value);
+            }
+            None => {
+                if !headers.contains_key(&version_header) {
+                    headers.insert(version_header, HeaderValue::from_static(DEFAULT_VERSION));
+                }
+            }
+        }
+        Ok(Anthropic {
+            messages_url: format!("{}/v1/messages", config.api_base),
+            headers,
+        })
+    }
+}
+
+impl ProviderAdapter for Anthropic {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Anthropic
+    }
+
+    fn chat_request(&self, model: &str, body: &InboundBody) -> Result<UpstreamRequest, GatewayError> {
+        Ok(UpstreamRequest {
+            url: self.messages_url.clone(),
+            headers: self.headers.clone(),
+            body: translate_request(model, body)?,
+        })
+    }
+
+    fn chat_response(&self, model: &str, body: &[u8]) -> Result<Translated, String> {
+        translate_response(model, body)
+    }
+
+    fn chat_stream(&self, model: &str, body: &InboundBody) -> Box<dyn StreamTranslator> {
+        Box::new(AnthropicStream::new(model, body.client_wants_stream_usage))
+    }
+
+    fn embeddings_request(
+        &self,
+        _model: &str,
+        _body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        Err(GatewayError::Unsupported(
+            "Anthropic has no embeddings API; route embeddings to an OpenAI, Azure OpenAI or Gemini target"
+                .into(),
+        ))
+    }
+
+    fn embeddings_response(&self, _model: &str, _body: &[u8]) -> Result<Translated, String> {
+        Err("Anthropic has no embeddings API".into())
+    }
+
+    fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails {
+        error_details(status, body)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request: OpenAI chat completion -> Anthropic message
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct MessagesRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    messages: Vec<WireMessage<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stop_sequences: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata<'a>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<WireToolChoice<'a>>,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    user_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: Content<'a>,
+}
+
+/// Message or tool result content: a lone text block goes out as a plain string.
+struct Content<'a>(Vec<Block<'a>>);
+
+impl Serialize for Content<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [] => serializer.serialize_str(""),
+            [Block::Text { text }] => serializer.serialize_str(text),
+            blocks => blocks.serialize(serializer),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: Cow<'a, str>,
+    },
+    Image {
+        source: Source<'a>,
+    },
+    Document {
+        source: Source<'a>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Box<RawValue>,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: Content<'a>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Source<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    input_schema: &'a RawValue,
+}
+
+#[derive(Serialize)]
+struct WireToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_parallel_tool_use: Option<bool>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TurnRole {
+    User,
+    Assistant,
+}
+
+/// The client's `tool_choice`, read.
+enum ClientChoice<'a> {
+    Auto,
+    Required,
+    None,
+    Named(&'a str),
+}
+
+fn translate_request(model: &str, body: &InboundBody) -> Result<Bytes, GatewayError> {
+    let chat = body.chat()?;
+    if chat.n.is_some_and(|n| n > 1) {
+        return Err(GatewayError::Unsupported(
+            "Anthropic returns one choice per request; `n` must be 1".into(),
+        ));
+    }
+    let empty_schema = static_raw(EMPTY_OBJECT_SCHEMA)?;
+    let any_object_schema = static_raw(ANY_OBJECT_SCHEMA)?;
+
+    let (system, messages) = translate_messages(chat)?;
+
+    let mut tools = Vec::with_capacity(chat.tools.as_ref().map_or(0, Vec::len) + 1);
+    for (i, tool) in chat.tools.iter().flatten().enumerate() {
+        if tool.kind != "function" {
+            return Err(GatewayError::Unsupported(format!(
+                "tools[{i}]: Anthropic accepts only `function` tools, not `{}`",
+                tool.kind
+            )));
+        }
+        if tool.function.name.starts_with(JSON_OUTPUT_TOOL_PREFIX) {
+            return Err(GatewayError::invalid_field(
+                format!("tools[{i}].function.name"),
+                format!("tool names starting with `{JSON_OUTPUT_TOOL_PREFIX}` are reserved."),
+            ));
+        }
+        tools.push(WireTool {
+            name: Cow::Borrowed(&tool.function.name),
+            description: tool.function.description.as_deref(),
+            input_schema: tool.function.parameters.as_deref().unwrap_or(empty_schema),
+        });
+    }
+    let client_tools = tools.len();
+
+    // `response_format` becomes a tool the model is made to call; its input is the answer.
+    let json_name = match &chat.response_format {
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            Some(json_output_tool_name(&json_schema.name))
+        }
+        Some(ResponseFormat::JsonObject) => Some(json_output_tool_name("json_object")),
+        Some(ResponseFormat::Text) | None => None,
+    };
+    if let Some(name) = json_name.as_deref() {
+        let (description, input_schema) = match &chat.response_format {
+            Some(ResponseFormat::JsonSchema { json_schema }) => (
+                json_schema.description.as_deref(),
+                json_schema.schema.as_deref().unwrap_or(any_object_schema),
+            ),
+            _ => (None, any_object_schema),
+        };
+        tools.push(WireTool {
+            name: Cow::Borrowed(name),
+            description: Some(description.unwrap_or(
+                "Give your final answer by calling this tool: its input is the answer, as JSON matching the schema.",
+            )),
+            input_schema,
+        });
+    }
+
+    let client_choice = match &chat.tool_choice {
+        None => None,
+        Some(ToolChoice::Mode(mode)) => Some(match mode.as_str() {
+            "auto" => ClientChoice::Auto,
+            "required" => ClientChoice::Required,
+            "none" => ClientChoice::None,
+            other => {
+                return Err(GatewayError::invalid_field(
+                    "tool_choice",
+                    format!(
+                        "Invalid value for 'tool_choice': `{other}`; expected `none`, `auto`, `required` or a named function."
+                    ),
+                ));
+            }
+        }),
+        Some(ToolChoice::Named(named)) => Some(ClientChoice::Named(&named.function.name)),
+    };
+    let parallel = chat.parallel_tool_calls == Some(false);
+    let tool_choice = match json_name.as_deref() {
+        // With the client's own tools, the model must call one of them or answer through the
+        // output tool; with none (or `tool_choice: none`), it must answer through the output tool.
+        Some(_) if client_tools > 0 && !matches!(client_choice, Some(ClientChoice::None)) => {
+            Some(match client_choice {
+                Some(ClientChoice::Named(name)) => wire_tool_choice("tool", Some(name), parallel),
+                _ => wire_tool_choice("any", None, parallel),
+            })
+        }
+        Some(json) => Some(wire_tool_choice("tool", Some(json), true)),
+        None if client_tools == 0 => None,
+        None => match client_choice {
+            Some(ClientChoice::Auto) => Some(wire_tool_choice("auto", None, parallel)),
+            Some(ClientChoice::Required) => Some(wire_tool_choice("any", None, parallel)),
+            Some(ClientChoice::None) => Some(wire_tool_choice("none", None, false)),
+            Some(ClientChoice::Named(name)) => Some(wire_tool_choice("tool", Some(name), parallel)),
+            None => parallel.then(|| wire_tool_choice("auto", None, true)),
+        },
+    };
+
+    let request = MessagesRequest {
+        model,
+        max_tokens: body.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        system,
+        messages,
+        temperature: chat.temperature.map(|t| t.min(1.0)),
+        top_p: chat.top_p,
+        stop_sequences: match &chat.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.as_str()],
+            Some(Stop::Many(v)) => v.iter().map(String::as_str).collect(),
+        },
+        metadata: chat.user.as_deref().map(|user_id| Metadata { user_id }),
+        stream: body.stream,
+        tools,
+        tool_choice,
+    };
+    serde_json::to_vec(&request)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::Internal(format!("cannot serialize the Anthropic request: {e}")))
+}
+
+fn wire_tool_choice<'a>(
+    kind: &'static str,
+    name: Option<&'a str>,
+    disable_parallel_tool_use: bool,
+) -> WireToolChoice<'a> {
+    WireToolChoice {
+        kind,
+        name,
+        disable_parallel_tool_use: disable_parallel_tool_use.then_some(true),
+    }
+}
+
+/// A JSON constant as a raw value.
+fn static_raw(json: &'static str) -> Result<&'static RawValue, GatewayError> {
+    serde_json::from_str(json)
+        .map_err(|e| GatewayError::Internal(format!("bad built-in JSON schema: {e}")))
+}
+
+/// The structured-output tool's name: the reserved prefix and the schema's name, cut to
+/// Anthropic's length limit and to the characters it allows.
+fn json_output_tool_name(schema_name: &str) -> String {
+    let mut name = String::from(JSON_OUTPUT_TOOL_PREFIX);
+    name.extend(
+        schema_name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .take(MAX_TOOL_NAME_LEN - JSON_OUTPUT_TOOL_PREFIX.len()),
+    );
+    name
+}
+
+/// The joined system prompt and the alternating user/assistant turns.
+fn translate_messages(
+    chat: &ChatRequest,
+) -> Result<(Option<String>, Vec<WireMessage<'_>>), GatewayError> {
+    let mut system: Vec<String> = Vec::new();
+    let mut turns: Vec<(TurnRole, Vec<Block<'_>>)> = Vec::new();
+    for (i, message) in chat.messages.iter().enumerate() {
+        let mut blocks = Vec::new();
+        let role = match message.role {
+            Role::System | Role::Developer => {
+                if let Some(content) = &message.content {
+                    let text = content.text();
+                    if !text.is_empty() {
+                        system.push(text);
+                    }
+                }
+                continue;
+            }
+            Role::User => {
+                if let Some(content) = &message.content {
+                    content_blocks(content, i, &mut blocks)?;
+                }
+                TurnRole::User
+            }
+            Role::Assistant => {
+                if let Some(content) = &message.content {
+                    content_blocks(content, i, &mut blocks)?;
+                }
+                for (j, call) in message.tool_calls.iter().flatten().enumerate() {
+                    blocks.push(tool_use_block(call, i, j)?);
+                }
+                TurnRole::Assistant
+            }
+            Role::Tool | Role::Function => {
+                let tool_use_id = message
+                    .tool_call_id
+                    .as_deref()
+                    .or(message.name.as_deref())
+                    .ok_or_else(|| {
+                        GatewayError::invalid_field(
+                            format!("messages[{i}].tool_call_id"),
+                            "a tool message needs the `tool_call_id` of the call it answers.",
+                        )
+                    })?;
+                let mut inner = Vec::new();
+                if let Some(content) = &message.content {
+                    content_blocks(content, i, &mut inner)?;
+                }
+                blocks.push(Block::ToolResult {
+                    tool_use_id,
+                    content: Content(inner),
+                });
+                TurnRole::User
+            }
+        };
+        if blocks.is_empty() {
+            continue;
+        }
+        match turns.last_mut() {
+            Some((last, existing)) if *last == role => existing.extend(blocks),
+            _ => turns.push((role, blocks)),
+        }
+    }
+    if turns.is_empty() {
+        return Err(GatewayError::invalid_field(
+            "messages",
+            "`messages` must contain at least one non-empty user or assistant message.",
+        ));
+    }
+    let messages = turns
+        .into_iter()
+        .map(|(role, mut blocks)| {
+            // Anthropic wants a user turn's tool results before anything else in it.
+            if role == TurnRole::User {
+                blocks.sort_by_key(|b| !matches!(b, Block::ToolResult { .. }));
+            }
+            WireMessage {
+                role: match role {
+                    TurnRole::User => "user",
+                    TurnRole::Assistant => "assistant",
+                },
+                content: Content(blocks),
+            }
+        })
+        .collect();
+    let system = (!system.is_empty()).then(|| system.join("\n\n"));
+    Ok((system, messages))
+}
+
+/// Appends the blocks of one message's content (empty texts are dropped: Anthropic refuses them).
+fn content_blocks<'a>(
+    content: &'a MessageContent,
+    i: usize,
+    out: &mut Vec<Block<'a>>,
+) -> Result<(), GatewayError> {
+    let parts = match content {
+        MessageContent::Text(text) => {
+            if !text.is_empty() {
+                out.push(Block::Text {
+                    text: Cow::Borrowed(text),
+                });
+            }
+            return Ok(());
+        }
+        MessageContent::Parts(parts) => parts,
+    };
+    for (j, part) in parts.iter().enumerate() {
+        match part {
+            ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+                if !text.is_empty() {
+                    out.push(Block::Text {
+                        text: Cow::Borrowed(text),
+                    });
+                }
+            }
+            ContentPart::ImageUrl { image_url } => {
+                let path = format!("messages[{i}].content[{j}].image_url.url");
+                out.push(Block::Image {
+                    source: image_source(&image_url.url, &path)?,
+                });
+            }
+            ContentPart::InputAudio { .. } => {
+                return Err(GatewayError::Unsupported(format!(
+                    "Anthropic models do not accept audio input (messages[{i}].content[{j}] is `input_audio`); send a transcript as text instead"
+                )));
+            }
+            ContentPart::File { file } => out.push(document_block(file, i, j)?),
+        }
+    }
+    Ok(())
+}
+
+fn image_source<'a>(url: &'a str, path: &str) -> Result<Source<'a>, GatewayError> {
+    if let Some(data_url) = url.strip_prefix("data:") {
+        let (media_type, data) = parse_base64_data_url(data_url).ok_or_else(|| {
+            GatewayError::invalid_field(
+                path,
+                "an image data URL must have the form `data:<mime type>;base64,<data>`.",
+            )
+        })?;
+        return Ok(Source::Base64 { media_type, data });
+    }
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        return Ok(Source::Url { url });
+    }
+    Err(GatewayError::invalid_field(
+        path,
+        "an image URL must be an http(s) URL or a base64 data URL.",
+    ))
+}
+
+/// `<mime>;base64,<data>` (after `data:`) split into the media type and the data.
+fn parse_base64_data_url(rest: &str) -> Option<(&str, &str)> {
+    let (meta, data) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64")?;
+    (!media_type.is_empty()).then_some((media_type, data))
+}
+
+fn document_block<'a>(file: &'a FileContent, i: usize, j: usize) -> Result<Block<'a>, GatewayError> {
+    let Some(file_data) = file.file_data.as_deref() else {
+        return Err(GatewayError::Unsupported(format!(
+            "messages[{i}].content[{j}]: Anthropic cannot read OpenAI file ids; send the file inline as `file_data`"
+        )));
+    };
+    let data = match file_data.strip_prefix("data:") {
+        Some(data_url) => {
+            let (media_type, data) = parse_base64_data_url(data_url).ok_or_else(|| {
+                GatewayError::invalid_field(
+                    format!("messages[{i}].content[{j}].file.file_data"),
+                    "file data must be base64, optionally as `data:application/pdf;base64,<data>`.",
+                )
+            })?;
+            if !media_type.eq_ignore_ascii_case("application/pdf") {
+                return Err(GatewayError::Unsupported(format!(
+                    "messages[{i}].content[{j}]: Anthropic accepts PDF files only, not `{media_type}`"
+                )));
+            }
+            data
+        }
+        None => {
+            let is_pdf = file
+                .filename
+                .as_deref()
+                .is_none_or(|name| name.to_ascii_lowercase().ends_with(".pdf"));
+            if !is_pdf {
+                return Err(GatewayError::Unsupported(format!(
+                    "messages[{i}].content[{j}]: Anthropic accepts PDF files only"
+                )));
+            }
+            file_data
+        }
+    };
+    Ok(Block::Document {
+        source: Source::Base64 {
+            media_type: "application/pdf",
+            data,
+        },
+    })
+}
+
+fn tool_use_block(call: &ToolCall, i: usize, j: usize) -> Result<Block<'_>, GatewayError> {
+    let path = || format!("messages[{i}].tool_calls[{j}].function.arguments");
+    let arguments = call.function.arguments.trim();
+    let input: Box<RawValue> = if arguments.is_empty() {
+        static_raw("{}")?.to_owned()
+    } else {
+        serde_json::from_str(arguments).map_err(|e| {
+            GatewayError::invalid_field(path(), format!("the arguments are not valid JSON: {e}."))
+        })?
+    };
+    if !input.get().starts_with('{') {
+        return Err(GatewayError::invalid_field(
+            path(),
+            "the arguments must be a JSON object.",
+        ));
+    }
+    Ok(Block::ToolUse {
+        id: &call.id,
+        name: &call.function.name,
+        input,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response: Anthropic message -> OpenAI chat completion
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct MessageResponse {
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    content: Vec<ResponseBlock>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+/// A content block, flat: `input` is raw JSON, which serde cannot buffer inside a tagged enum.
+#[derive(Deserialize)]
+struct ResponseBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+/// Running token counts; Anthropic's prompt counts exclude the cached part, OpenAI's include it.
+#[derive(Debug, Clone, Copy, Default)]
+struct TokenCounts {
+    input: u64,
+    cache_read: u64,
+    cache_creation: u64,
+    output: u64,
+}
+
+impl TokenCounts {
+    fn update(&mut self, usage: &WireUsage) {
+        if let Some(n) = usage.input_tokens {
+            self.input = n;
+        }
+        if let Some(n) = usage.cache_read_input_tokens {
+            self.cache_read = n;
+        }
+        if let Some(n) = usage.cache_creation_input_tokens {
+            self.cache_creation = n;
+        }
+        if let Some(n) = usage.output_tokens {
+            self.output = n;
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        Usage::new(
+            self.input + self.cache_read + self.cache_creation,
+            self.output,
+            self.cache_read,
+        )
+    }
+}
+
+/// OpenAI's `finish_reason` for Anthropic's `stop_reason`; a `tool_use` stop caused only by the
+/// structured-output tool is a plain `stop`.
+fn finish_reason(stop_reason: Option<&str>, real_tool_calls: bool) -> &'static str {
+    match stop_reason {
+        Some("end_turn" | "stop_sequence" | "pause_turn") => "stop",
+        Some("max_tokens" | "model_context_window_exceeded") => "length",
+        Some("refusal") => "content_filter",
+        _ if real_tool_calls => "tool_calls",
+        _ => "stop",
+    }
+}
+
+fn translate_response(model: &str, body: &[u8]) -> Result<Translated, String> {
+    let message: MessageResponse = serde_json::from_slice(body)
+        .map_err(|e| format!("Anthropic answered with a body that is not a message: {e}"))?;
+    let mut text: Option<String> = None;
+    let mut json_output: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    for block in message.content {
+        match block.kind.as_str() {
+            "text" => {
+                if let Some(t) = block.text {
+                    text.get_or_insert_with(String::new).push_str(&t);
+                }
+            }
+            "tool_use" => {
+                let name = block.name.unwrap_or_default();
+                let arguments = block
+                    .input
+                    .map_or_else(|| "{}".to_owned(), |input| input.get().to_owned());
+                if name.starts_with(JSON_OUTPUT_TOOL_PREFIX) {
+                    json_output.get_or_insert(arguments);
+                } else {
+                    tool_calls.push(ToolCall {
+                        id: block.id.unwrap_or_default(),
+                        kind: "function".into(),
+                        function: FunctionCall { name, arguments },
+                    });
+                }
+            }
+            // thinking, redacted_thinking and server-side tool blocks have no OpenAI form.
+            _ => {}
+        }
+    }
+    let mut counts = TokenCounts::default();
+    if let Some(usage) = &message.usage {
+        counts.update(usage);
+    }
+    let usage = message.usage.is_some().then(|| counts.usage());
+    let finish = finish_reason(message.stop_reason.as_deref(), !tool_calls.is_empty());
+    let completion = ChatCompletion {
+        id: format!("chatcmpl-{}", message.id),
+        object: "chat.completion".into(),
+        created: unix_now(),
+        model: if message.model.is_empty() {
+            model.to_owned()
+        } else {
+            message.model
+        },
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant".into(),
+                content: json_output.or(text),
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                refusal: None,
+            },
+            finish_reason: Some(finish.to_owned()),
+            logprobs: None,
+        }],
+        usage,
+    };
+    let body = serde_json::to_vec(&completion)
+        .map_err(|e| format!("cannot serialize the chat completion: {e}"))?;
+    Ok(Translated {
+        body: Bytes::from(body),
+        usage: usage.map(|u| u.tokens()),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct StreamEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    message: Option<StartedMessage>,
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    content_block: Option<StartedBlock>,
+    #[serde(default)]
+    delta: Option<EventDelta>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct StartedMessage {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct StartedBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// A `content_block_delta`'s or a `message_delta`'s `delta`.
+#[derive(Deserialize)]
+struct EventDelta {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// What a content block of the stream turns into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Ignored,
+    Text,
+    /// A tool call, with its index among the message's tool calls.
+    Tool(u32),
+    /// The structured-output tool: its input is streamed as content.
+    JsonOutput,
+}
+
+struct AnthropicStream {
+    decoder: SseDecoder,
+    include_usage: bool,
+    id: String,
+    model: String,
+    created: u64,
+    started: bool,
+    stopped: bool,
+    blocks: Vec<BlockKind>,
+    tool_calls: u32,
+    json_output_seen: bool,
+    counts: TokenCounts,
+    output: String,
+}
+
+impl AnthropicStream {
+    fn new(model: &str, include_usage: bool) -> Self {
+        AnthropicStream {
+            decoder: SseDecoder::new(),
+            include_usage,
+            id: String::new(),
+            model: model.to_owned(),
+            created: 0,
+            started: false,
+            stopped: false,
+            blocks: Vec::new(),
+            tool_calls: 0,
+            json_output_seen: false,
+            counts: TokenCounts::default(),
+            output: String::new(),
+        }
+    }
+
+    fn emit(&self, out: &mut BytesMut, delta: Delta, finish_reason: Option<&str>) {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish_reason.map(str::to_owned),
+            }],
+            usage: None,
+        }
+        .write_sse(out);
+    }
+
+    fn emit_content(&mut self, out: &mut BytesMut, text: String) {
+        if text.is_empty() {
+            return;
+        }
+        self.output.push_str(&text);
+        self.emit(
+            out,
+            Delta {
+                content: Some(text),
+                ..Delta::default()
+            },
+            None,
+        );
+    }
+
+    fn emit_tool_delta(&self, out: &mut BytesMut, call: ToolCallDelta) {
+        self.emit(
+            out,
+            Delta {
+                tool_calls: Some(vec![call]),
+                ..Delta::default()
+            },
+            None,
+        );
+    }
+
+    fn block(&self, index: Option<usize>) -> BlockKind {
+        index
+            .and_then(|i| self.blocks.get(i).copied())
+            .unwrap_or(BlockKind::Ignored)
+    }
+
+    fn set_block(&mut self, index: usize, kind: BlockKind) {
+        if self.blocks.len() <= index {
+            self.blocks.resize(index + 1, BlockKind::Ignored);
+        }
+        self.blocks[index] = kind;
+    }
+
+    fn handle(&mut self, event: SseEvent, out: &mut BytesMut) -> Result<(), String> {
+        if self.stopped {
+            return Ok(());
+        }
+        let event: StreamEvent = serde_json::from_str(&event.data)
+            .map_err(|e| format!("Anthropic sent an unreadable stream event: {e}"))?;
+        match event.kind.as_str() {
+            "ping" => {}
+            "error" => {
+                let error = event.error.unwrap_or(WireError {
+                    kind: None,
+                    message: None,
+                });
+                return Err(error.message.or(error.kind).unwrap_or_else(|| {
+                    "Anthropic reported an error in the stream".to_owned()
+                }));
+            }
+            "message_start" => {
+                let message = event
+                    .message
+                    .ok_or("Anthropic sent a message_start event without a message")?;
+                self.started = true;
+                self.id = format!("chatcmpl-{}", message.id);
+                if !message.model.is_empty() {
+                    self.model = message.model;
+                }
+                self.created = unix_now();
+                if let Some(usage) = &message.usage {
+                    self.counts.update(usage);
+                }
+                self.emit(
+                    out,
+                    Delta {
+                        role: Some("assistant".into()),
+                        content: Some(String::new()),
+                        ..Delta::default()
+                    },
+                    None,
+                );
+            }
+            _ if !self.started => {
+                return Err(format!(
+                    "Anthropic sent a `{}` event before message_start",
+                    event.kind
+                ));
+            }
+            "content_block_start" => {
+                let (Some(index), Some(block)) = (event.index, event.content_block) else {
+                    return Ok(());
+                };
+                match block.kind.as_str() {
+                    "text" => {
+                        self.set_block(index, BlockKind::Text);
+                        self.emit_content(out, block.text.unwrap_or_default());
+                    }
+                    "tool_use" => {
+                        let name = block.name.unwrap_or_default();
+                        if name.starts_with(JSON_OUTPUT_TOOL_PREFIX) {
+                            let kind = if self.json_output_seen {
+                                BlockKind::Ignored
+                            } else {
+                                BlockKind::JsonOutput
+                            };
+                            self.json_output_seen = true;
+                            self.set_block(index, kind);
+                        } else {
+                            let n = self.tool_calls;
+                            self.tool_calls += 1;
+                            self.set_block(index, BlockKind::Tool(n));
+                            self.emit_tool_delta(
+                                out,
+                                ToolCallDelta {
+                                    index: n,
+                                    id: block.id,
+                                    kind: Some("function".into()),
+                                    function: FunctionCallDelta {
+                                        name: Some(name),
+                                        arguments: Some(String::new()),
+                                    },
+                                },
+                            );
+                        }
+                    }
+                    _ => self.set_block(index, BlockKind::Ignored),
+                }
+            }
+            "content_block_delta" => {
+                let Some(delta) = event.delta else {
+                    return Ok(());
+                };
+                match (self.block(event.index), delta.kind.as_deref()) {
+                    (BlockKind::Text, Some("text_delta")) => {
+                        self.emit_content(out, delta.text.unwrap_or_default());
+                    }
+                    (BlockKind::JsonOutput, Some("input_json_delta")) => {
+                        self.emit_content(out, delta.partial_json.unwrap_or_default());
+                    }
+                    (BlockKind::Tool(n), Some("input_json_delta")) => {
+                        let fragment = delta.partial_json.unwrap_or_default();
+                        if !fragment.is_empty() {
+                            self.emit_tool_delta(
+                                out,
+                                ToolCallDelta {
+                                    index: n,
+                                    id: None,
+                                    kind: None,
+                                    function: FunctionCallDelta {
+                                        name: None,
+                                        arguments: Some(fragment),
+                                    },
+                                },
+                            );
+                        }
+                    }
+                    // thinking, signature and citation deltas have no OpenAI form.
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(usage) = &event.usage {
+                    self.counts.update(usage);
+                }
+                let stop_reason = event.delta.and_then(|d| d.stop_reason);
+                let finish = finish_reason(stop_reason.as_deref(), self.tool_calls > 0);
+                self.emit(out, Delta::default(), Some(finish));
+            }
+            "message_stop" => {
+                self.stopped = true;
+                if self.include_usage {
+                    ChatCompletionChunk {
+                        id: self.id.clone(),
+                        object: "chat.completion.chunk".into(),
+                        created: self.created,
+                        model: self.model.clone(),
+                        choices: Vec::new(),
+                        usage: Some(self.counts.usage()),
+                    }
+                    .write_sse(out);
+                }
+                out.extend_from_slice(SSE_DONE);
+            }
+            // content_block_stop, and event types added after this was written.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl StreamTranslator for AnthropicStream {
+    fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), String> {
+        self.decoder.push(chunk);
+        while let Some(event) = self.decoder.next_event() {
+            self.handle(event, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), String> {
+        while let Some(event) = self.decoder.finish() {
+            self.handle(event, out)?;
+        }
+        if self.stopped {
+            Ok(())
+        } else {
+            Err("stream ended before message_stop".into())
+        }
+    }
+
+    fn usage(&self) -> Option<TokenUsage> {
+        self.started.then(|| self.counts.usage().tokens())
+    }
+
+    fn output_text(&self) -> &str {
+        &self.output
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: WireError,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(Envelope { error }) => UpstreamErrorDetails {
+            message: error
+                .message
+                .unwrap_or_else(|| format!("upstream returned status {status}")),
+            kind: Some(openai_error_type(error.kind.as_deref(), status).to_owned()),
+            param: None,
+            code: error.kind,
+        },
+        Err(_) => UpstreamErrorDetails {
+            message: plain_error_text(status, body),
+            ..UpstreamErrorDetails::default()
+        },
+    }
+}
+
+/// OpenAI's `error.type` for one of Anthropic's error types.
+fn openai_error_type(kind: Option<&str>, status: u16) -> &'static str {
+    match kind {
+        Some("invalid_request_error" | "request_too_large") => "invalid_request_error",
+        Some("authentication_error") => "authentication_error",
+        Some("permission_error") => "permission_error",
+        Some("not_found_error") => "not_found_error",
+        Some("rate_limit_error") => "rate_limit_error",
+        Some("billing_error") => "insufficient_quota",
+        Some("api_error" | "overloaded_error" | "timeout_error") => "server_error",
+        _ if status >= 500 => "server_error",
+        _ => "invalid_request_error",
+    }
+}

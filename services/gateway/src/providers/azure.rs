@@ -1,0 +1,131 @@
+//! Azure OpenAI: OpenAI's wire format behind deployment URLs, an `api-version` query and an
+//! `api-key` header. The target's `model` is the deployment name.
+//! <https://learn.microsoft.com/azure/ai-services/openai/reference>
+
+use reqwest::header::{HeaderMap, HeaderName};
+use tollgate_common::config::{ProviderConfig, ProviderKind};
+
+use super::openai::{OpenAiStream, passthrough_response};
+use super::{
+    ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
+    base_headers, openai_error_details, secret_header,
+};
+use crate::error::GatewayError;
+use crate::openai::InboundBody;
+
+pub struct Azure {
+    api_base: String,
+    api_version: String,
+    headers: HeaderMap,
+}
+
+impl Azure {
+    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+        let mut headers = base_headers(config)?;
+        if let Some(key) = &config.api_key {
+            headers.insert(HeaderName::from_static("api-key"), secret_header(key.expose())?);
+        }
+        Ok(Azure {
+            api_base: config.api_base.clone(),
+            api_version: config.api_version.clone().unwrap_or_else(|| "2024-10-21".into()),
+            headers,
+        })
+    }
+
+    fn url(&self, deployment: &str, operation: &str) -> String {
+        format!(
+            "{}/openai/deployments/{}/{operation}?api-version={}",
+            self.api_base,
+            encode_path_segment(deployment),
+            self.api_version
+        )
+    }
+}
+
+/// Percent-encodes what may not stand in a URL path segment.
+fn encode_path_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl ProviderAdapter for Azure {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Azure
+    }
+
+    fn chat_request(&self, model: &str, body: &InboundBody) -> Result<UpstreamRequest, GatewayError> {
+        Ok(UpstreamRequest {
+            url: self.url(model, "chat/completions"),
+            headers: self.headers.clone(),
+            body: body.to_openai_body(model),
+        })
+    }
+
+    fn chat_response(&self, _model: &str, body: &[u8]) -> Result<Translated, String> {
+        passthrough_response(body)
+    }
+
+    fn chat_stream(&self, _model: &str, body: &InboundBody) -> Box<dyn StreamTranslator> {
+        Box::new(OpenAiStream::new(!body.client_wants_stream_usage))
+    }
+
+    fn embeddings_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        Ok(UpstreamRequest {
+            url: self.url(model, "embeddings"),
+            headers: self.headers.clone(),
+            body: body.to_openai_body(model),
+        })
+    }
+
+    fn embeddings_response(&self, _model: &str, body: &[u8]) -> Result<Translated, String> {
+        passthrough_response(body)
+    }
+
+    fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails {
+        openai_error_details(status, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::Endpoint;
+    use bytes::Bytes;
+    use std::collections::BTreeMap;
+    use tollgate_common::Secret;
+
+    #[test]
+    fn deployment_url_api_version_and_api_key_header() {
+        let azure = Azure::new(&ProviderConfig {
+            kind: ProviderKind::Azure,
+            api_base: "https://x.openai.azure.com".into(),
+            api_key: Some(Secret::new("az-key")),
+            api_version: Some("2024-10-21".into()),
+            headers: BTreeMap::new(),
+        })
+        .unwrap();
+        let body = InboundBody::parse(
+            Endpoint::ChatCompletions,
+            Bytes::from_static(br#"{"model":"smart","messages":[{"role":"user","content":"hi"}]}"#),
+        )
+        .unwrap();
+        let request = azure.chat_request("gpt4o prod", &body).unwrap();
+        assert_eq!(
+            request.url,
+            "https://x.openai.azure.com/openai/deployments/gpt4o%20prod/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(request.headers["api-key"], "az-key");
+        assert!(request.headers.get("authorization").is_none());
+    }
+}

@@ -1,0 +1,189 @@
+//! Provider adapters: one file per wire format, all behind [`ProviderAdapter`].
+//!
+//! An adapter only translates: it builds the upstream request (URL, headers, body) from the
+//! client's OpenAI-shaped body, and turns the upstream's answer, whole or streamed, back into
+//! OpenAI's shape with the usage it reported. Sending, retrying and timing are the
+//! [`crate::upstream`] module's job, so adding a provider touches one file here plus its
+//! fixtures under `tests/fixtures/<provider>/`.
+
+pub mod anthropic;
+pub mod azure;
+pub mod gemini;
+pub mod openai;
+pub mod sse;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::HeaderMap;
+use tollgate_common::TokenUsage;
+use tollgate_common::config::{ProviderConfig, ProviderKind};
+
+use crate::error::GatewayError;
+use crate::openai::InboundBody;
+
+/// A request ready to send upstream.
+#[derive(Debug)]
+pub struct UpstreamRequest {
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// An upstream answer in OpenAI's shape.
+#[derive(Debug)]
+pub struct Translated {
+    /// The OpenAI-shaped JSON body for the client.
+    pub body: Bytes,
+    /// Token counts the upstream reported, if it did.
+    pub usage: Option<TokenUsage>,
+}
+
+/// What an upstream error body said, in OpenAI's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamErrorDetails {
+    pub message: String,
+    /// OpenAI's `error.type` (e.g. `invalid_request_error`), mapped where the provider has its own.
+    pub kind: Option<String>,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+/// Translates between OpenAI's wire format and one provider's.
+pub trait ProviderAdapter: Send + Sync + 'static {
+    fn kind(&self) -> ProviderKind;
+
+    /// The upstream request for a chat completion on `model` (streaming when `body.stream`).
+    /// An error here is the client's: its request cannot be expressed for this provider.
+    fn chat_request(&self, model: &str, body: &InboundBody) -> Result<UpstreamRequest, GatewayError>;
+
+    /// Turns a successful non-streaming upstream body into an OpenAI `chat.completion`.
+    /// An error means the upstream answered something we cannot read: the target failed.
+    fn chat_response(&self, model: &str, body: &[u8]) -> Result<Translated, String>;
+
+    /// A translator for the upstream's event stream of one request.
+    fn chat_stream(&self, model: &str, body: &InboundBody) -> Box<dyn StreamTranslator>;
+
+    /// The upstream request for embeddings; providers without embeddings answer
+    /// [`GatewayError::Unsupported`].
+    fn embeddings_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError>;
+
+    /// Turns a successful upstream embeddings body into OpenAI's `list` of embeddings.
+    fn embeddings_response(&self, model: &str, body: &[u8]) -> Result<Translated, String>;
+
+    /// Reads the upstream's error body (any status) into OpenAI's terms.
+    fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails;
+}
+
+/// Turns one upstream stream into OpenAI SSE events, as the bytes arrive.
+pub trait StreamTranslator: Send {
+    /// Consumes the next upstream bytes (any split), appending whole OpenAI SSE events to `out`.
+    /// An error means the upstream broke off or reported an error in the stream.
+    fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), String>;
+
+    /// The upstream ended: append what is still pending and the closing `data: [DONE]`.
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), String>;
+
+    /// Token counts the upstream reported so far.
+    fn usage(&self) -> Option<TokenUsage>;
+
+    /// The text generated so far, to count tokens when the upstream reports no usage.
+    fn output_text(&self) -> &str;
+}
+
+/// Builds the adapter for a configured provider.
+pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, String> {
+    Ok(match config.kind {
+        ProviderKind::Openai => Box::new(openai::OpenAi::new(config)?),
+        ProviderKind::Azure => Box::new(azure::Azure::new(config)?),
+        ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config)?),
+        ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
+    })
+}
+
+/// Header map with the provider's configured extra headers, built once at start-up.
+pub(crate) fn base_headers(config: &ProviderConfig) -> Result<HeaderMap, String> {
+    use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in &config.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name `{name}`"))?;
+        let value =
+            HeaderValue::from_str(value).map_err(|_| format!("invalid value for header `{name}`"))?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
+/// A header value holding a secret: marked sensitive so that it is never printed.
+pub(crate) fn secret_header(value: &str) -> Result<reqwest::header::HeaderValue, String> {
+    let mut value = reqwest::header::HeaderValue::from_str(value)
+        .map_err(|_| "the API key contains characters not allowed in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Reads an OpenAI-shaped error body (`{"error":{"message",...}}`), used by OpenAI, Azure and
+/// many compatible servers; falls back to the raw text.
+pub(crate) fn openai_error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: ErrorObject,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorObject {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+        #[serde(default)]
+        param: Option<String>,
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(envelope) => UpstreamErrorDetails {
+            message: envelope
+                .error
+                .message
+                .unwrap_or_else(|| format!("upstream returned status {status}")),
+            kind: envelope.error.kind,
+            param: envelope.error.param,
+            code: envelope.error.code.and_then(|c| match c {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+        },
+        Err(_) => UpstreamErrorDetails {
+            message: plain_error_text(status, body),
+            ..UpstreamErrorDetails::default()
+        },
+    }
+}
+
+/// An error body we cannot parse, shortened to something fit for a message.
+pub(crate) fn plain_error_text(status: u16, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        format!("upstream returned status {status}")
+    } else {
+        text.chars().take(500).collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// A provider response fixture: `tests/fixtures/<provider>/<name>` in this crate.
+    pub(crate) fn fixture(provider: &str, name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/{provider}/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {path}: {e}"))
+    }
+}

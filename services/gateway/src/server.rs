@@ -1,0 +1,260 @@
+//! The gateway's HTTP surface: routes, body limits, and the OpenAI-shaped answers for
+//! everything that is not a model call (health, metrics, model list, unknown routes).
+//!
+//! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
+//! `GET /health/live`, `GET /health/ready`, `GET /metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::json;
+use tollgate_common::config::Config;
+use tollgate_common::PriceCatalog;
+
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
+use crate::openai::Endpoint;
+use crate::openai::response::unix_now;
+use crate::pipeline::{Gateway, Stages};
+use crate::routing::Router;
+use crate::upstream;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Per-server settings the handlers read.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_body_bytes: usize,
+}
+
+/// Builds the shared gateway state from a validated config. Call inside a Tokio runtime.
+pub fn build_gateway(config: &Config, stages: Stages) -> Result<Arc<Gateway>, StartError> {
+    let catalog = Arc::new(
+        PriceCatalog::with_overrides(&config.prices).map_err(|e| StartError::Config(e.to_string()))?,
+    );
+    let router = Router::new(config, catalog.clone()).map_err(StartError::Config)?;
+    let metrics = Arc::new(Metrics::new()?);
+    // Fail at start-up, not on the first request, if the client cannot be built.
+    upstream::build_client()?;
+    Ok(Arc::new(Gateway::new(router, catalog, metrics, stages)))
+}
+
+/// A running gateway server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub handle: ServerHandle,
+    pub server: actix_web::dev::Server,
+}
+
+/// Binds and starts serving in the background; `server` resolves when it stops.
+pub fn start(config: &Config, gateway: Arc<Gateway>) -> Result<RunningServer, StartError> {
+    let limits = Limits {
+        max_body_bytes: config.server.max_body_bytes,
+    };
+    let app_gateway = gateway.clone();
+    let mut server = HttpServer::new(move || {
+        // One pooled client per worker: its connections are driven by the worker's own
+        // runtime, so an upstream call never hops threads.
+        let client = upstream::build_client().unwrap_or_else(|_| reqwest::Client::new());
+        App::new()
+            .app_data(web::Data::from(app_gateway.clone()))
+            .app_data(web::Data::new(client))
+            .app_data(web::Data::new(limits))
+            .configure(routes)
+    })
+    .backlog(4096)
+    .keep_alive(std::time::Duration::from_secs(75));
+    if let Some(workers) = config.server.workers {
+        server = server.workers(workers);
+    }
+    let listen = config.server.listen;
+    let server = server
+        .bind(listen)
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = server.addrs().first().copied().unwrap_or(listen);
+    let server = server.run();
+    Ok(RunningServer {
+        addr,
+        handle: server.handle(),
+        server,
+    })
+}
+
+/// The gateway's routes, for `App::configure`.
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/chat/completions")
+            .route(web::post().to(chat_completions))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/embeddings")
+            .route(web::post().to(embeddings))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/models")
+            .route(web::get().to(models))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .route("/health/live", web::get().to(live))
+    .route("/health/ready", web::get().to(ready))
+    .route("/metrics", web::get().to(metrics))
+    .default_service(web::to(not_found));
+}
+
+async fn chat_completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    client: web::Data<reqwest::Client>,
+    limits: web::Data<Limits>,
+) -> HttpResponse {
+    model_call(Endpoint::ChatCompletions, req, payload, gateway, client, limits).await
+}
+
+async fn embeddings(
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    client: web::Data<reqwest::Client>,
+    limits: web::Data<Limits>,
+) -> HttpResponse {
+    model_call(Endpoint::Embeddings, req, payload, gateway, client, limits).await
+}
+
+async fn model_call(
+    endpoint: Endpoint,
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    client: web::Data<reqwest::Client>,
+    limits: web::Data<Limits>,
+) -> HttpResponse {
+    let request_id = request_id(&req);
+    let body = match read_body(&req, payload, limits.max_body_bytes).await {
+        Ok(body) => body,
+        Err(err) => return err.to_response(&request_id),
+    };
+    let gateway = gateway.into_inner();
+    gateway
+        .handle(&client, endpoint, req.headers(), body, request_id)
+        .await
+}
+
+/// Reads the body up to `limit` bytes; a declared or actual size over it is a 413.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<bytes::Bytes, GatewayError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(size) = declared
+        && size > limit
+    {
+        return Err(GatewayError::BodyTooLarge { size, limit });
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| GatewayError::MalformedJson(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(GatewayError::BodyTooLarge {
+                size: body.len() + chunk.len(),
+                limit,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The client's `x-request-id` when it is a sane token, else a fresh UUIDv7.
+fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+async fn models(gateway: web::Data<Gateway>) -> HttpResponse {
+    let created = unix_now();
+    let data: Vec<_> = gateway
+        .router
+        .listings()
+        .into_iter()
+        .map(|m| json!({"id": m.id, "object": "model", "created": created, "owned_by": m.owned_by}))
+        .collect();
+    HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "live"}))
+}
+
+async fn ready(gateway: web::Data<Gateway>) -> HttpResponse {
+    let providers = gateway.router.providers().count();
+    if providers == 0 {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "not_ready",
+            "reason": "no provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY, or pass --config",
+        }));
+    }
+    HttpResponse::Ok().json(json!({"status": "ready", "providers": providers}))
+}
+
+async fn metrics(gateway: web::Data<Gateway>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        ))
+        .body(gateway.metrics.render())
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    GatewayError::NotFound {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    }
+    .to_response(&request_id(&req))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    GatewayError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    }
+    .to_response(&request_id(&req))
+}

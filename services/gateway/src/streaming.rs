@@ -1,0 +1,163 @@
+//! The streaming relay: upstream bytes in, OpenAI SSE out, one chunk at a time.
+//!
+//! The relay is the response body. Actix polls it only when the client can take more, and it
+//! polls the upstream only then, so back-pressure reaches the provider and nothing is buffered
+//! beyond one chunk. When the client disconnects, actix drops the body: the upstream response is
+//! dropped with it (closing that connection, which cancels the generation) and `Drop` still
+//! reports the partial usage, so what the client saw is metered.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use tokio::time::Sleep;
+
+use crate::pipeline::metering::{CLIENT_CLOSED, Completion, UsageSender};
+use crate::providers::StreamTranslator;
+
+/// The body of a streaming answer.
+pub struct RelayBody {
+    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    first: Option<Bytes>,
+    translator: Box<dyn StreamTranslator>,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
+    out: BytesMut,
+    done: bool,
+    /// Sent when the stream ends, or from `Drop` if the client left first.
+    completion: Option<Completion>,
+    recorder: UsageSender,
+}
+
+impl RelayBody {
+    pub fn new(
+        first: Bytes,
+        upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+        translator: Box<dyn StreamTranslator>,
+        idle_timeout: Duration,
+        completion: Completion,
+        recorder: UsageSender,
+    ) -> Self {
+        RelayBody {
+            upstream,
+            first: Some(first),
+            translator,
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            out: BytesMut::with_capacity(4096),
+            done: false,
+            completion: Some(completion),
+            recorder,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        if let Err(reason) = self.translator.feed(chunk, &mut self.out) {
+            self.fail(&reason);
+        }
+    }
+
+    /// Ends the stream with an OpenAI-style error event, which the OpenAI SDKs raise as an
+    /// exception, so a cut-off answer is never mistaken for a complete one.
+    fn fail(&mut self, reason: &str) {
+        let event = serde_json::json!({
+            "error": {
+                "message": format!("The upstream stream was interrupted: {reason}"),
+                "type": "upstream_error",
+                "param": null,
+                "code": "stream_interrupted",
+            }
+        });
+        self.out.extend_from_slice(b"data: ");
+        self.out.extend_from_slice(event.to_string().as_bytes());
+        self.out.extend_from_slice(b"\n\n");
+        self.finish(502, Some("stream_interrupted"));
+    }
+
+    fn finish(&mut self, status: u16, error: Option<&'static str>) {
+        self.done = true;
+        self.report(status, error);
+    }
+
+    fn report(&mut self, status: u16, error: Option<&'static str>) {
+        if let Some(mut completion) = self.completion.take() {
+            completion.status = status;
+            completion.error = error;
+            completion.usage = self.translator.usage();
+            if completion.usage.is_none() {
+                completion.output_text = self.translator.output_text().to_owned();
+            }
+            completion.finished = Instant::now();
+            self.recorder.send(completion);
+        }
+    }
+
+    fn take_output(&mut self) -> Option<Bytes> {
+        if self.out.is_empty() {
+            return None;
+        }
+        if let Some(completion) = &mut self.completion
+            && completion.time_to_first_token.is_none()
+        {
+            completion.time_to_first_token = Some(completion.ctx.started.elapsed());
+        }
+        Some(self.out.split().freeze())
+    }
+}
+
+impl Stream for RelayBody {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(first) = this.first.take() {
+                this.feed(&first);
+            }
+            if let Some(bytes) = this.take_output() {
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    this.feed(&chunk);
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    this.fail(&format!("transport error: {}", err.without_url()));
+                }
+                Poll::Ready(None) => {
+                    if let Err(reason) = this.translator.finish(&mut this.out) {
+                        this.fail(&reason);
+                    } else {
+                        this.finish(200, None);
+                    }
+                }
+                Poll::Pending => {
+                    if this.idle.as_mut().poll(cx).is_ready() {
+                        let reason = format!(
+                            "no data from the upstream for {} ms",
+                            this.idle_timeout.as_millis()
+                        );
+                        this.fail(&reason);
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for RelayBody {
+    fn drop(&mut self) {
+        // Dropped before the end: the client went away. Meter what was generated so far.
+        self.report(CLIENT_CLOSED, Some("client_closed"));
+    }
+}

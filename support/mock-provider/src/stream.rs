@@ -1,0 +1,138 @@
+//! The response body of streamed answers: events are rendered only when the server polls for
+//! them, so a slow or vanished client is felt the way it would be by a real provider.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use tokio::time::{Instant, Sleep};
+
+use crate::behaviour::MockConfig;
+use crate::stats::Stats;
+
+/// The events of one streamed answer in one wire format.
+pub(crate) trait Source: Unpin + 'static {
+    /// Total number of events.
+    fn steps(&self) -> usize;
+    /// Whether event `step` is a content delta (paced by `chunk_delay_ms`, counted for
+    /// `fail_mid_stream_after`).
+    fn is_content(&self, step: usize) -> bool;
+    /// Appends the bytes of event `step` to `out`.
+    fn render(&mut self, step: usize, out: &mut BytesMut);
+}
+
+/// The error that makes the server abort the connection mid-stream.
+#[derive(Debug)]
+pub(crate) struct BrokenOff;
+
+impl fmt::Display for BrokenOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stream broken off by fail_mid_stream_after")
+    }
+}
+
+impl std::error::Error for BrokenOff {}
+
+#[derive(PartialEq, Eq)]
+enum Phase {
+    Running,
+    Completed,
+    BrokenOff,
+}
+
+/// A lazily produced streamed body; dropping it before the end counts as a cancellation.
+pub(crate) struct BodyStream<S: Source> {
+    source: S,
+    step: usize,
+    content_sent: usize,
+    buf: BytesMut,
+    delay: Duration,
+    /// Reused across chunks so pacing costs one allocation per stream, not per chunk.
+    sleep: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+    fail_after: Option<usize>,
+    phase: Phase,
+    stats: Arc<Stats>,
+}
+
+impl<S: Source> BodyStream<S> {
+    pub fn new(source: S, config: &MockConfig, stats: Arc<Stats>) -> BodyStream<S> {
+        stats.stream_started();
+        BodyStream {
+            source,
+            step: 0,
+            content_sent: 0,
+            buf: BytesMut::with_capacity(1024),
+            delay: Duration::from_millis(config.chunk_delay_ms),
+            sleep: None,
+            waiting: false,
+            fail_after: config.fail_mid_stream_after,
+            phase: Phase::Running,
+            stats,
+        }
+    }
+}
+
+impl<S: Source> Stream for BodyStream<S> {
+    type Item = Result<Bytes, BrokenOff>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.phase != Phase::Running {
+            return Poll::Ready(None);
+        }
+        let steps = this.source.steps();
+        if this.step >= steps {
+            this.phase = Phase::Completed;
+            this.stats.stream_completed();
+            return Poll::Ready(None);
+        }
+        let content = this.source.is_content(this.step);
+        if let Some(limit) = this.fail_after {
+            // With a limit of 0 the preamble still goes out and the break replaces the first delta.
+            if this.content_sent >= limit && (limit > 0 || content) {
+                this.phase = Phase::BrokenOff;
+                return Poll::Ready(Some(Err(BrokenOff)));
+            }
+        }
+        if content && this.content_sent > 0 && !this.delay.is_zero() {
+            if !this.waiting {
+                let deadline = Instant::now() + this.delay;
+                match &mut this.sleep {
+                    Some(sleep) => sleep.as_mut().reset(deadline),
+                    None => this.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                }
+                this.waiting = true;
+            }
+            if let Some(sleep) = &mut this.sleep {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            this.waiting = false;
+        }
+        this.source.render(this.step, &mut this.buf);
+        this.step += 1;
+        if content {
+            this.content_sent += 1;
+        }
+        if this.step == steps {
+            this.phase = Phase::Completed;
+            this.stats.stream_completed();
+        }
+        Poll::Ready(Some(Ok(this.buf.split().freeze())))
+    }
+}
+
+impl<S: Source> Drop for BodyStream<S> {
+    fn drop(&mut self) {
+        if self.phase == Phase::Running {
+            self.stats.stream_cancelled();
+        }
+    }
+}
