@@ -403,7 +403,12 @@ impl Config {
             &["GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL"],
         );
         if env.var("AZURE_API_BASE").is_some() {
-            add("azure", ProviderKind::Azure, "AZURE_API_KEY", &["AZURE_API_BASE"]);
+            add(
+                "azure",
+                ProviderKind::Azure,
+                "AZURE_API_KEY",
+                &["AZURE_API_BASE"],
+            );
         }
         // The Azure default version only applies to Azure.
         for (name, spec) in provider_specs.iter_mut() {
@@ -570,7 +575,10 @@ impl Config {
                 validate_breaker(breaker, &format!("{path}.circuit_breaker"), &mut problems);
             }
             if spec.timeout_ms == Some(0) {
-                problems.push(problem(format!("{path}.timeout_ms"), "must be greater than 0"));
+                problems.push(problem(
+                    format!("{path}.timeout_ms"),
+                    "must be greater than 0",
+                ));
             }
             self.models.push(ModelGroup {
                 name: spec.name,
@@ -639,7 +647,7 @@ fn validate_provider(
             "required for kind `azure` (e.g. 2024-10-21)",
         )),
         (ProviderKind::Azure, Some(_)) | (_, None) => {}
-        (kind, Some(_)) if kind == ProviderKind::Anthropic => {}
+        (ProviderKind::Anthropic, Some(_)) => {}
         (_, Some(_)) => problems.push(problem(
             format!("{path}.api_version"),
             format!(
@@ -649,7 +657,11 @@ fn validate_provider(
         )),
     }
     for header in spec.headers.keys() {
-        if header.is_empty() || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if header.is_empty()
+            || !header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             problems.push(problem(
                 format!("{path}.headers"),
                 format!("`{header}` is not a valid header name"),
@@ -661,7 +673,10 @@ fn validate_provider(
     }
     Some(ProviderConfig {
         kind: spec.kind,
-        api_base: api_base.unwrap_or_default().trim_end_matches('/').to_owned(),
+        api_base: api_base
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned(),
         api_key: spec.api_key,
         api_version: spec.api_version,
         headers: spec.headers,
@@ -696,7 +711,10 @@ fn validate_breaker(breaker: &CircuitBreakerConfig, path: &str, problems: &mut V
         problems.push(problem(format!("{path}.failures"), "must be at least 1"));
     }
     if breaker.window_ms == 0 {
-        problems.push(problem(format!("{path}.window_ms"), "must be greater than 0"));
+        problems.push(problem(
+            format!("{path}.window_ms"),
+            "must be greater than 0",
+        ));
     }
 }
 
@@ -708,7 +726,11 @@ fn is_http_url(url: &str) -> bool {
 }
 
 /// Deserializes one section, reporting its problem with the full path.
-fn read<T: DeserializeOwned>(value: Value, path: &str, problems: &mut Vec<ConfigProblem>) -> Option<T> {
+fn read<T: DeserializeOwned>(
+    value: Value,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(err) => {
@@ -785,12 +807,10 @@ fn substitute(input: &str, env: &dyn Env) -> Result<String, String> {
                 Some((name, default)) => (name, Some(default)),
                 None => (reference, None),
             };
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
-                return Err(format!("`${{{reference}}}` is not a valid variable reference"));
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!(
+                    "`${{{reference}}}` is not a valid variable reference"
+                ));
             }
             match (env.var(name), default) {
                 (Some(v), _) => out.push_str(&v),
@@ -807,4 +827,163 @@ fn substitute(input: &str, env: &dyn Env) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const EXAMPLE: &str = r#"
+server: { listen: "127.0.0.1:8080" }
+providers:
+  openai:    { kind: openai,    api_key: "${OPENAI_API_KEY}" }
+  azure:     { kind: azure,     api_base: "https://x.openai.azure.com", api_key: "${AZURE_API_KEY}", api_version: "2024-10-21" }
+  anthropic: { kind: anthropic, api_key: "${ANTHROPIC_API_KEY}" }
+  gemini:    { kind: gemini,    api_key: "${GEMINI_API_KEY}" }
+  local:     { kind: openai,    api_base: "http://127.0.0.1:8000/v1" }
+models:
+  - name: smart
+    strategy: fallback
+    retry: { attempts: 2, on_status: [429, 500, 502, 503, 504], backoff_ms: 200 }
+    timeout_ms: 60000
+    targets:
+      - { provider: anthropic, model: claude-sonnet-4-20250514 }
+      - { provider: openai, model: gpt-4o, weight: 30 }
+"#;
+
+    fn all_keys() -> BTreeMap<String, String> {
+        env(&[
+            ("OPENAI_API_KEY", "sk-o"),
+            ("AZURE_API_KEY", "az"),
+            ("ANTHROPIC_API_KEY", "sk-a"),
+            ("GEMINI_API_KEY", "g"),
+        ])
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let config = Config::parse(EXAMPLE, &all_keys()).unwrap();
+        assert_eq!(config.providers.len(), 5);
+        assert_eq!(
+            config.providers["openai"].api_base,
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            config.providers["openai"]
+                .api_key
+                .as_ref()
+                .unwrap()
+                .expose(),
+            "sk-o"
+        );
+        assert_eq!(
+            config.providers["anthropic"].api_base,
+            "https://api.anthropic.com"
+        );
+        assert!(config.providers["local"].api_key.is_none());
+        let smart = &config.models[0];
+        assert_eq!(smart.retry.attempts, 2);
+        assert_eq!(
+            smart.retry.max_backoff_ms, 5_000,
+            "unset fields take defaults"
+        );
+        assert_eq!(smart.targets[1].weight, Some(30));
+        assert_eq!(smart.circuit_breaker, CircuitBreakerConfig::default());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let yaml = r#"
+server: { listen: "127.0.0.1:8080", max_body_bytez: 10 }
+providers:
+  openai: { kind: openai, api_key: "${MISSING_KEY}" }
+  azure:  { kind: azure, api_key: k }
+  weird:  { kind: cohere }
+models:
+  - name: smart
+    strategy: random
+    targets: [ { provider: openai, model: gpt-4o } ]
+  - name: other
+    targets:
+      - { provider: nobody, model: x }
+      - { provider: openai, model: y, weight: 0 }
+  - name: other
+    targets: []
+extra: true
+"#;
+        let err = Config::parse(yaml, &env(&[])).unwrap_err();
+        let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        for expected in [
+            "server.max_body_bytez",
+            "providers.openai.api_key",
+            "providers.azure.api_base",
+            "providers.azure.api_version",
+            "providers.weird.kind",
+            "models[0].strategy",
+            "models[1].targets[0].provider",
+            "models[1].targets[1].weight",
+            "models[2].name",
+            "models[2].targets",
+            "extra",
+        ] {
+            assert!(paths.contains(&expected), "{expected} not in {paths:?}");
+        }
+        let text = err.to_string();
+        assert!(text.contains("MISSING_KEY is not set"), "{text}");
+        assert!(text.contains("no provider named `nobody`"), "{text}");
+    }
+
+    #[test]
+    fn interpolation_supports_defaults_and_escapes() {
+        let e = env(&[("A", "1")]);
+        assert_eq!(substitute("x${A}y", &e).unwrap(), "x1y");
+        assert_eq!(substitute("${B:-fallback}", &e).unwrap(), "fallback");
+        assert_eq!(substitute("$$5 and $x", &e).unwrap(), "$5 and $x");
+        assert!(substitute("${B}", &e).unwrap_err().contains("B is not set"));
+        assert!(substitute("${A", &e).is_err());
+        assert!(substitute("${A-B}", &e).is_err());
+    }
+
+    #[test]
+    fn environment_alone_gives_a_working_config() {
+        let config = Config::from_env(&env(&[
+            ("OPENAI_API_KEY", "sk-o"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9000/v1/"),
+            ("GEMINI_API_KEY", "g"),
+            ("TOLLGATE_LISTEN", "127.0.0.1:9999"),
+        ]))
+        .unwrap();
+        assert_eq!(config.server.listen.port(), 9999);
+        assert_eq!(
+            config.providers["openai"].api_base,
+            "http://127.0.0.1:9000/v1"
+        );
+        assert!(config.providers.contains_key("gemini"));
+        assert!(!config.providers.contains_key("anthropic"));
+        assert!(config.providers["openai"].api_version.is_none());
+        assert!(config.models.is_empty());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = Config::parse(EXAMPLE, &all_keys()).unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("sk-o") && !debug.contains("sk-a"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_is_a_valid_config() {
+        let config = Config::parse("", &env(&[])).unwrap();
+        assert_eq!(config.server.listen.port(), 8080);
+    }
 }

@@ -137,7 +137,8 @@ impl GatewayError {
             GatewayError::UpstreamRejected {
                 kind, param, code, ..
             } => (
-                kind.as_deref().unwrap_or(ErrorKind::InvalidRequest.as_str()),
+                kind.as_deref()
+                    .unwrap_or(ErrorKind::InvalidRequest.as_str()),
                 param.as_deref(),
                 code.as_deref(),
             ),

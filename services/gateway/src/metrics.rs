@@ -25,7 +25,10 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("tollgate_requests_total", "Requests by endpoint, target and status."),
+            Opts::new(
+                "tollgate_requests_total",
+                "Requests by endpoint, target and status.",
+            ),
             &["endpoint", "target", "status"],
         )?;
         let request_duration = HistogramVec::new(
@@ -81,7 +84,10 @@ impl Metrics {
             .with_label_values(&[event.endpoint.as_str(), &target, &status])
             .inc();
         self.request_duration
-            .with_label_values(&[event.endpoint.as_str(), if event.stream { "true" } else { "false" }])
+            .with_label_values(&[
+                event.endpoint.as_str(),
+                if event.stream { "true" } else { "false" },
+            ])
             .observe(event.latency.as_secs_f64());
         if let Some(ttft) = event.time_to_first_token {
             self.time_to_first_token

@@ -13,8 +13,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::json;
-use tollgate_common::config::Config;
 use tollgate_common::PriceCatalog;
+use tollgate_common::config::Config;
 
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
@@ -49,7 +49,8 @@ struct Limits {
 /// Builds the shared gateway state from a validated config. Call inside a Tokio runtime.
 pub fn build_gateway(config: &Config, stages: Stages) -> Result<Arc<Gateway>, StartError> {
     let catalog = Arc::new(
-        PriceCatalog::with_overrides(&config.prices).map_err(|e| StartError::Config(e.to_string()))?,
+        PriceCatalog::with_overrides(&config.prices)
+            .map_err(|e| StartError::Config(e.to_string()))?,
     );
     let router = Router::new(config, catalog.clone()).map_err(StartError::Config)?;
     let metrics = Arc::new(Metrics::new()?);
@@ -87,12 +88,10 @@ pub fn start(config: &Config, gateway: Arc<Gateway>) -> Result<RunningServer, St
         server = server.workers(workers);
     }
     let listen = config.server.listen;
-    let server = server
-        .bind(listen)
-        .map_err(|source| StartError::Bind {
-            addr: listen,
-            source,
-        })?;
+    let server = server.bind(listen).map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
     let addr = server.addrs().first().copied().unwrap_or(listen);
     let server = server.run();
     Ok(RunningServer {
@@ -102,26 +101,23 @@ pub fn start(config: &Config, gateway: Arc<Gateway>) -> Result<RunningServer, St
     })
 }
 
-/// The gateway's routes, for `App::configure`.
+/// The gateway's routes, for `App::configure`. A known path with the wrong method gets 405,
+/// an unknown path 404, both in OpenAI's error shape.
 fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/chat/completions")
-            .route(web::post().to(chat_completions))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/embeddings")
-            .route(web::post().to(embeddings))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource("/v1/models")
-            .route(web::get().to(models))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .route("/health/live", web::get().to(live))
-    .route("/health/ready", web::get().to(ready))
-    .route("/metrics", web::get().to(metrics))
+    fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+        web::resource(path)
+            .route(route)
+            .default_service(web::to(method_not_allowed))
+    }
+    cfg.service(resource(
+        "/v1/chat/completions",
+        web::post().to(chat_completions),
+    ))
+    .service(resource("/v1/embeddings", web::post().to(embeddings)))
+    .service(resource("/v1/models", web::get().to(models)))
+    .service(resource("/health/live", web::get().to(live)))
+    .service(resource("/health/ready", web::get().to(ready)))
+    .service(resource("/metrics", web::get().to(metrics)))
     .default_service(web::to(not_found));
 }
 
@@ -132,7 +128,15 @@ async fn chat_completions(
     client: web::Data<reqwest::Client>,
     limits: web::Data<Limits>,
 ) -> HttpResponse {
-    model_call(Endpoint::ChatCompletions, req, payload, gateway, client, limits).await
+    model_call(
+        Endpoint::ChatCompletions,
+        req,
+        payload,
+        gateway,
+        client,
+        limits,
+    )
+    .await
 }
 
 async fn embeddings(
@@ -182,7 +186,8 @@ async fn read_body(
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| GatewayError::MalformedJson(format!("cannot read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| GatewayError::MalformedJson(format!("cannot read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(GatewayError::BodyTooLarge {
                 size: body.len() + chunk.len(),
@@ -202,7 +207,8 @@ fn request_id(req: &HttpRequest) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
@@ -257,4 +263,43 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
         path: req.path().to_owned(),
     }
     .to_response(&request_id(&req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test;
+
+    /// Every route served is documented in api-schema/openapi.yaml, and nothing more.
+    #[actix_web::test]
+    async fn openapi_document_matches_the_routes() {
+        let spec = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../api-schema/openapi.yaml"
+        ))
+        .unwrap();
+        let documented: Vec<&str> = spec
+            .lines()
+            .filter(|l| l.starts_with("  /") && l.ends_with(':'))
+            .map(|l| l.trim().trim_end_matches(':'))
+            .collect();
+        let served = [
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/models",
+            "/health/live",
+            "/health/ready",
+            "/metrics",
+        ];
+        assert_eq!(documented, served);
+        let app = test::init_service(App::new().configure(routes)).await;
+        for path in served {
+            let req = test::TestRequest::default()
+                .uri(path)
+                .method(actix_web::http::Method::PATCH)
+                .to_request();
+            let res = test::call_service(&app, req).await;
+            assert_ne!(res.status(), 404, "{path} is documented but not served");
+        }
+    }
 }

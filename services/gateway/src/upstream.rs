@@ -179,7 +179,11 @@ pub async fn send(
 /// How long to wait before retry number `try_number + 1`: the upstream's `Retry-After` when it
 /// gave one within the policy's cap, else exponential backoff with full jitter. `None` when the
 /// upstream asks for longer than the cap.
-fn backoff(policy: &RetryPolicy, try_number: u32, retry_after: Option<Duration>) -> Option<Duration> {
+fn backoff(
+    policy: &RetryPolicy,
+    try_number: u32,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
     let cap = Duration::from_millis(policy.max_backoff_ms);
     if let Some(wait) = retry_after {
         return (wait <= cap).then_some(wait);
@@ -258,7 +262,10 @@ async fn attempt(
         Ok(Ok(body)) => body,
         _ => Bytes::new(),
     };
-    let details = target.provider.adapter.error_details(status.as_u16(), &body);
+    let details = target
+        .provider
+        .adapter
+        .error_details(status.as_u16(), &body);
     if is_client_error(status) {
         return Outcome::Rejected(GatewayError::UpstreamRejected {
             status: status.as_u16(),

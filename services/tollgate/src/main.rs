@@ -15,7 +15,11 @@ use tollgate_common::config::{Config, ConfigError, ProcessEnv};
 use tollgate_gateway::Stages;
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "An AI gateway: one OpenAI-compatible API in front of every LLM provider.")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An AI gateway: one OpenAI-compatible API in front of every LLM provider."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

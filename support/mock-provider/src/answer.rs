@@ -6,8 +6,8 @@ use std::fmt;
 
 use bytes::BufMut;
 use rand::Rng;
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// Words appended after the echoed prompt so every answer has exactly `chunks` deltas.

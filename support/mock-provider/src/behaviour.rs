@@ -122,7 +122,9 @@ impl Active {
             return Some(status);
         }
         let cfg = &self.config;
-        if cfg.fail_first > 0 && self.seen.fetch_add(1, Ordering::Relaxed) < u64::from(cfg.fail_first) {
+        if cfg.fail_first > 0
+            && self.seen.fetch_add(1, Ordering::Relaxed) < u64::from(cfg.fail_first)
+        {
             return Some(cfg.failure_status);
         }
         if cfg.failure_rate > 0.0 && rand::random::<f64>() < cfg.failure_rate {

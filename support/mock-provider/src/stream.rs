@@ -56,6 +56,7 @@ pub(crate) struct BodyStream<S: Source> {
     sleep: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     fail_after: Option<usize>,
+    break_pending: bool,
     phase: Phase,
     stats: Arc<Stats>,
 }
@@ -72,6 +73,7 @@ impl<S: Source> BodyStream<S> {
             sleep: None,
             waiting: false,
             fail_after: config.fail_mid_stream_after,
+            break_pending: false,
             phase: Phase::Running,
             stats,
         }
@@ -96,6 +98,13 @@ impl<S: Source> Stream for BodyStream<S> {
         if let Some(limit) = this.fail_after {
             // With a limit of 0 the preamble still goes out and the break replaces the first delta.
             if this.content_sent >= limit && (limit > 0 || content) {
+                // The server discards unflushed output when a body fails, so yield once to let
+                // it write what was already produced; the client should see the first chunks.
+                if !this.break_pending {
+                    this.break_pending = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 this.phase = Phase::BrokenOff;
                 return Poll::Ready(Some(Err(BrokenOff)));
             }
@@ -109,10 +118,10 @@ impl<S: Source> Stream for BodyStream<S> {
                 }
                 this.waiting = true;
             }
-            if let Some(sleep) = &mut this.sleep {
-                if sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
+            if let Some(sleep) = &mut this.sleep
+                && sleep.as_mut().poll(cx).is_pending()
+            {
+                return Poll::Pending;
             }
             this.waiting = false;
         }

@@ -102,7 +102,10 @@ impl InboundBody {
                 (_, "model") => {
                     body.model = typed::<String>(key, text, "a string")?;
                     if body.model.is_empty() {
-                        return Err(GatewayError::invalid_field("model", "`model` must not be empty."));
+                        return Err(GatewayError::invalid_field(
+                            "model",
+                            "`model` must not be empty.",
+                        ));
                     }
                     seen_model = true;
                 }
@@ -131,7 +134,8 @@ impl InboundBody {
                         typed::<Option<u32>>(key, text, "a non-negative integer")?;
                 }
                 (Endpoint::ChatCompletions, "n") => {
-                    if typed::<Option<u32>>(key, text, "a positive integer")? == Some(0) {
+                    let n = typed::<Option<u32>>(key, text, "a positive integer")?;
+                    if n == Some(0) {
                         return Err(GatewayError::invalid_field("n", "`n` must be at least 1."));
                     }
                 }
@@ -149,7 +153,10 @@ impl InboundBody {
             });
         }
         if !seen_model {
-            return Err(GatewayError::invalid_field("model", "you must provide a `model` parameter."));
+            return Err(GatewayError::invalid_field(
+                "model",
+                "you must provide a `model` parameter.",
+            ));
         }
         if !seen_required {
             let field = match endpoint {
@@ -227,7 +234,10 @@ fn parse_typed<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, GatewayE
     let mut de = serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
-        GatewayError::invalid_field(path.clone(), format!("Invalid value for '{path}': {}", err.into_inner()))
+        GatewayError::invalid_field(
+            path.clone(),
+            format!("Invalid value for '{path}': {}", err.into_inner()),
+        )
     })
 }
 
@@ -237,12 +247,19 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-fn typed<'a, T: Deserialize<'a>>(key: &str, text: &'a str, expected: &str) -> Result<T, GatewayError> {
+fn typed<'a, T: Deserialize<'a>>(
+    key: &str,
+    text: &'a str,
+    expected: &str,
+) -> Result<T, GatewayError> {
     serde_json::from_str(text).map_err(|_| type_error(key, expected))
 }
 
 fn type_error(key: &str, expected: &str) -> GatewayError {
-    GatewayError::invalid_field(key, format!("Invalid type for '{key}': expected {expected}."))
+    GatewayError::invalid_field(
+        key,
+        format!("Invalid type for '{key}': expected {expected}."),
+    )
 }
 
 fn write_json_str(out: &mut BytesMut, s: &str) {
@@ -335,13 +352,18 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["model"], "gpt-4o");
         assert_eq!(value["seed"], 7);
-        assert_eq!(value["tools"][0]["function"]["parameters"]["type"], "object");
+        assert_eq!(
+            value["tools"][0]["function"]["parameters"]["type"],
+            "object"
+        );
         assert!(value.get("stream_options").is_none());
     }
 
     #[test]
     fn streams_ask_upstream_for_usage_and_keep_other_stream_options() {
-        let body = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#).unwrap();
+        let body =
+            chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#)
+                .unwrap();
         assert!(body.stream && !body.client_wants_stream_usage);
         let value: serde_json::Value = serde_json::from_slice(&body.to_openai_body("x")).unwrap();
         assert_eq!(value["stream_options"]["include_usage"], true);
@@ -358,9 +380,11 @@ mod tests {
 
     #[test]
     fn escaped_keys_and_unicode_model_names_survive() {
-        let body = chat(r#"{"mod\u0065l":"m","messages":[{"role":"user","content":"\u00e9"}]}"#).unwrap();
+        let body =
+            chat(r#"{"mod\u0065l":"m","messages":[{"role":"user","content":"\u00e9"}]}"#).unwrap();
         assert_eq!(body.model, "m");
-        let value: serde_json::Value = serde_json::from_slice(&body.to_openai_body("modèle \"x\"")).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_slice(&body.to_openai_body("modèle \"x\"")).unwrap();
         assert_eq!(value["model"], "modèle \"x\"");
         assert_eq!(value["messages"][0]["content"], "é");
     }
@@ -370,14 +394,42 @@ mod tests {
         let cases = [
             ("{not json", "invalid_json", None),
             ("[1,2]", "invalid_json", None),
-            (r#"{"messages":[{"role":"user","content":"x"}]}"#, "invalid_value", Some("model")),
-            (r#"{"model":3,"messages":[]}"#, "invalid_value", Some("model")),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}]}"#,
+                "invalid_value",
+                Some("model"),
+            ),
+            (
+                r#"{"model":3,"messages":[]}"#,
+                "invalid_value",
+                Some("model"),
+            ),
             (r#"{"model":"m"}"#, "invalid_value", Some("messages")),
-            (r#"{"model":"m","messages":[]}"#, "invalid_value", Some("messages")),
-            (r#"{"model":"m","messages":"hi"}"#, "invalid_value", Some("messages")),
-            (r#"{"model":"m","messages":[{}],"stream":"yes"}"#, "invalid_value", Some("stream")),
-            (r#"{"model":"m","messages":[{}],"max_tokens":-1}"#, "invalid_value", Some("max_tokens")),
-            (r#"{"model":"m","messages":[{}],"n":0}"#, "invalid_value", Some("n")),
+            (
+                r#"{"model":"m","messages":[]}"#,
+                "invalid_value",
+                Some("messages"),
+            ),
+            (
+                r#"{"model":"m","messages":"hi"}"#,
+                "invalid_value",
+                Some("messages"),
+            ),
+            (
+                r#"{"model":"m","messages":[{}],"stream":"yes"}"#,
+                "invalid_value",
+                Some("stream"),
+            ),
+            (
+                r#"{"model":"m","messages":[{}],"max_tokens":-1}"#,
+                "invalid_value",
+                Some("max_tokens"),
+            ),
+            (
+                r#"{"model":"m","messages":[{}],"n":0}"#,
+                "invalid_value",
+                Some("n"),
+            ),
         ];
         for (input, code, param) in cases {
             let err = chat(input).unwrap_err();

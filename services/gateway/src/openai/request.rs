@@ -118,12 +118,22 @@ impl MessageContent {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
-    Text { text: String },
-    ImageUrl { image_url: ImageUrl },
-    InputAudio { input_audio: InputAudio },
-    File { file: FileContent },
+    Text {
+        text: String,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    InputAudio {
+        input_audio: InputAudio,
+    },
+    File {
+        file: FileContent,
+    },
     /// An assistant refusal echoed back in history.
-    Refusal { refusal: String },
+    Refusal {
+        refusal: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,12 +214,40 @@ pub struct FunctionCall {
     pub arguments: String,
 }
 
+// Read through a plain struct: serde cannot hand a `RawValue` (the schema) through an
+// internally tagged enum, which buffers its content first.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(try_from = "ResponseFormatWire")]
 pub enum ResponseFormat {
     Text,
     JsonObject,
     JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+#[derive(Deserialize)]
+struct ResponseFormatWire {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    json_schema: Option<JsonSchemaFormat>,
+}
+
+impl TryFrom<ResponseFormatWire> for ResponseFormat {
+    type Error = String;
+
+    fn try_from(wire: ResponseFormatWire) -> Result<Self, String> {
+        match (wire.kind.as_str(), wire.json_schema) {
+            ("text", _) => Ok(ResponseFormat::Text),
+            ("json_object", _) => Ok(ResponseFormat::JsonObject),
+            ("json_schema", Some(json_schema)) => Ok(ResponseFormat::JsonSchema { json_schema }),
+            ("json_schema", None) => {
+                Err("`json_schema` is required when type is json_schema".into())
+            }
+            (other, _) => Err(format!(
+                "unknown response_format type `{other}`; expected text, json_object or json_schema"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,5 +291,36 @@ impl EmbeddingInput {
             EmbeddingInput::Many(v) => Some(v.iter().map(String::as_str).collect()),
             EmbeddingInput::Tokens(_) | EmbeddingInput::ManyTokens(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_schema_response_format_keeps_the_schema_verbatim() {
+        let request: ChatRequest = serde_json::from_str(
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],
+               "response_format":{"type":"json_schema","json_schema":{"name":"person","strict":true,
+               "schema":{"type":"object","properties":{"age":{"type":"integer"}}}}}}"#,
+        )
+        .unwrap();
+        let Some(ResponseFormat::JsonSchema { json_schema }) = request.response_format else {
+            panic!("not a json_schema format");
+        };
+        assert_eq!(json_schema.name, "person");
+        assert_eq!(
+            json_schema.schema.unwrap().get(),
+            r#"{"type":"object","properties":{"age":{"type":"integer"}}}"#
+        );
+        let bad: Result<ChatRequest, _> = serde_json::from_str(
+            r#"{"model":"m","messages":[],"response_format":{"type":"yaml"}}"#,
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("unknown response_format type")
+        );
     }
 }

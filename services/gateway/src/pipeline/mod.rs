@@ -257,7 +257,10 @@ impl Gateway {
                 match translated {
                     Ok(translated) => {
                         completion.usage = translated.usage;
-                        self.stages.cache.store(&completion.ctx, &body, &translated.body).await;
+                        self.stages
+                            .cache
+                            .store(&completion.ctx, &body, &translated.body)
+                            .await;
                         Ok(Answer {
                             body: translated.body,
                             target,
@@ -363,7 +366,9 @@ impl Gateway {
                 tag(&mut response, &ctx.request_id, Some(&target), attempts);
                 Ok(response.streaming(relay))
             }
-            Ok(UpstreamSuccess { target, attempts, .. }) => Err(Failure {
+            Ok(UpstreamSuccess {
+                target, attempts, ..
+            }) => Err(Failure {
                 error: GatewayError::Internal("a streaming request received a whole body".into()),
                 attempts,
                 target: Some(target),

@@ -44,8 +44,11 @@ pub struct Reservation {
 /// Input checks before a request leaves for a provider.
 #[async_trait]
 pub trait Guardrails: Send + Sync {
-    async fn check_input(&self, ctx: &RequestContext, body: &InboundBody)
-    -> Result<(), GatewayError>;
+    async fn check_input(
+        &self,
+        ctx: &RequestContext,
+        body: &InboundBody,
+    ) -> Result<(), GatewayError>;
 }
 
 /// A complete answer kept by the cache.

@@ -52,7 +52,10 @@ impl Anthropic {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let mut headers = base_headers(config)?;
         if let Some(key) = &config.api_key {
-            headers.insert(HeaderName::from_static("x-api-key"), secret_header(key.expose())?);
+            headers.insert(
+                HeaderName::from_static("x-api-key"),
+                secret_header(key.expose())?,
+            );
         }
         let version_header = HeaderName::from_static("anthropic-version");
         match &config.api_version {
@@ -79,7 +82,11 @@ impl ProviderAdapter for Anthropic {
         ProviderKind::Anthropic
     }
 
-    fn chat_request(&self, model: &str, body: &InboundBody) -> Result<UpstreamRequest, GatewayError> {
+    fn chat_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
         Ok(UpstreamRequest {
             url: self.messages_url.clone(),
             headers: self.headers.clone(),
@@ -198,7 +205,7 @@ enum Source<'a> {
 
 #[derive(Serialize)]
 struct WireTool<'a> {
-    name: Cow<'a, str>,
+    name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
     input_schema: &'a RawValue,
@@ -229,7 +236,15 @@ enum ClientChoice<'a> {
 }
 
 fn translate_request(model: &str, body: &InboundBody) -> Result<Bytes, GatewayError> {
-    let chat = body.chat()?;
+    request_body(model, body.chat()?, body.stream, body.max_output_tokens)
+}
+
+fn request_body(
+    model: &str,
+    chat: &ChatRequest,
+    stream: bool,
+    max_output_tokens: Option<u32>,
+) -> Result<Bytes, GatewayError> {
     if chat.n.is_some_and(|n| n > 1) {
         return Err(GatewayError::Unsupported(
             "Anthropic returns one choice per request; `n` must be 1".into(),
@@ -255,7 +270,7 @@ fn translate_request(model: &str, body: &InboundBody) -> Result<Bytes, GatewayEr
             ));
         }
         tools.push(WireTool {
-            name: Cow::Borrowed(&tool.function.name),
+            name: &tool.function.name,
             description: tool.function.description.as_deref(),
             input_schema: tool.function.parameters.as_deref().unwrap_or(empty_schema),
         });
@@ -279,7 +294,7 @@ fn translate_request(model: &str, body: &InboundBody) -> Result<Bytes, GatewayEr
             _ => (None, any_object_schema),
         };
         tools.push(WireTool {
-            name: Cow::Borrowed(name),
+            name,
             description: Some(description.unwrap_or(
                 "Give your final answer by calling this tool: its input is the answer, as JSON matching the schema.",
             )),
@@ -304,30 +319,34 @@ fn translate_request(model: &str, body: &InboundBody) -> Result<Bytes, GatewayEr
         }),
         Some(ToolChoice::Named(named)) => Some(ClientChoice::Named(&named.function.name)),
     };
-    let parallel = chat.parallel_tool_calls == Some(false);
+    let disable_parallel = chat.parallel_tool_calls == Some(false);
     let tool_choice = match json_name.as_deref() {
         // With the client's own tools, the model must call one of them or answer through the
         // output tool; with none (or `tool_choice: none`), it must answer through the output tool.
         Some(_) if client_tools > 0 && !matches!(client_choice, Some(ClientChoice::None)) => {
             Some(match client_choice {
-                Some(ClientChoice::Named(name)) => wire_tool_choice("tool", Some(name), parallel),
-                _ => wire_tool_choice("any", None, parallel),
+                Some(ClientChoice::Named(name)) => {
+                    wire_tool_choice("tool", Some(name), disable_parallel)
+                }
+                _ => wire_tool_choice("any", None, disable_parallel),
             })
         }
         Some(json) => Some(wire_tool_choice("tool", Some(json), true)),
         None if client_tools == 0 => None,
         None => match client_choice {
-            Some(ClientChoice::Auto) => Some(wire_tool_choice("auto", None, parallel)),
-            Some(ClientChoice::Required) => Some(wire_tool_choice("any", None, parallel)),
+            Some(ClientChoice::Auto) => Some(wire_tool_choice("auto", None, disable_parallel)),
+            Some(ClientChoice::Required) => Some(wire_tool_choice("any", None, disable_parallel)),
             Some(ClientChoice::None) => Some(wire_tool_choice("none", None, false)),
-            Some(ClientChoice::Named(name)) => Some(wire_tool_choice("tool", Some(name), parallel)),
-            None => parallel.then(|| wire_tool_choice("auto", None, true)),
+            Some(ClientChoice::Named(name)) => {
+                Some(wire_tool_choice("tool", Some(name), disable_parallel))
+            }
+            None => disable_parallel.then(|| wire_tool_choice("auto", None, true)),
         },
     };
 
     let request = MessagesRequest {
         model,
-        max_tokens: body.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens: max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         system,
         messages,
         temperature: chat.temperature.map(|t| t.min(1.0)),
@@ -338,7 +357,7 @@ fn translate_request(model: &str, body: &InboundBody) -> Result<Bytes, GatewayEr
             Some(Stop::Many(v)) => v.iter().map(String::as_str).collect(),
         },
         metadata: chat.user.as_deref().map(|user_id| Metadata { user_id }),
-        stream: body.stream,
+        stream,
         tools,
         tool_choice,
     };
@@ -372,7 +391,13 @@ fn json_output_tool_name(schema_name: &str) -> String {
     name.extend(
         schema_name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .take(MAX_TOOL_NAME_LEN - JSON_OUTPUT_TOOL_PREFIX.len()),
     );
     name
@@ -537,7 +562,11 @@ fn parse_base64_data_url(rest: &str) -> Option<(&str, &str)> {
     (!media_type.is_empty()).then_some((media_type, data))
 }
 
-fn document_block<'a>(file: &'a FileContent, i: usize, j: usize) -> Result<Block<'a>, GatewayError> {
+fn document_block<'a>(
+    file: &'a FileContent,
+    i: usize,
+    j: usize,
+) -> Result<Block<'a>, GatewayError> {
     let Some(file_data) = file.file_data.as_deref() else {
         return Err(GatewayError::Unsupported(format!(
             "messages[{i}].content[{j}]: Anthropic cannot read OpenAI file ids; send the file inline as `file_data`"
@@ -937,9 +966,10 @@ impl AnthropicStream {
                     kind: None,
                     message: None,
                 });
-                return Err(error.message.or(error.kind).unwrap_or_else(|| {
-                    "Anthropic reported an error in the stream".to_owned()
-                }));
+                return Err(error
+                    .message
+                    .or(error.kind)
+                    .unwrap_or_else(|| "Anthropic reported an error in the stream".to_owned()));
             }
             "message_start" => {
                 let message = event
@@ -1138,5 +1168,785 @@ fn openai_error_type(kind: Option<&str>, status: u16) -> &'static str {
         Some("api_error" | "overloaded_error" | "timeout_error") => "server_error",
         _ if status >= 500 => "server_error",
         _ => "invalid_request_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::Endpoint;
+    use crate::providers::tests_support::fixture;
+    use rand::{Rng, SeedableRng};
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use tollgate_common::Secret;
+
+    fn config(api_version: Option<&str>) -> ProviderConfig {
+        ProviderConfig {
+            kind: ProviderKind::Anthropic,
+            api_base: "https://api.anthropic.com".into(),
+            api_key: Some(Secret::new("sk-ant-test")),
+            api_version: api_version.map(str::to_owned),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    fn adapter() -> Anthropic {
+        Anthropic::new(&config(None)).unwrap()
+    }
+
+    fn inbound(body: &Value) -> InboundBody {
+        InboundBody::parse(Endpoint::ChatCompletions, Bytes::from(body.to_string())).unwrap()
+    }
+
+    /// The Anthropic body sent for an OpenAI body (given without `model`).
+    fn sent(mut body: Value) -> Value {
+        body["model"] = json!("smart");
+        let request = adapter()
+            .chat_request("claude-sonnet-4-5", &inbound(&body))
+            .unwrap();
+        serde_json::from_slice(&request.body).unwrap()
+    }
+
+    fn refused(mut body: Value) -> GatewayError {
+        body["model"] = json!("smart");
+        adapter()
+            .chat_request("claude-sonnet-4-5", &inbound(&body))
+            .unwrap_err()
+    }
+
+    fn user(text: &str) -> Value {
+        json!({"role": "user", "content": text})
+    }
+
+    /// Feeds `stream` in pieces of the sizes `split` gives and returns the output as text.
+    fn run_stream(
+        translator: &mut dyn StreamTranslator,
+        stream: &[u8],
+        mut split: impl FnMut() -> usize,
+    ) -> Result<String, String> {
+        let mut out = BytesMut::new();
+        let mut rest = stream;
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at(split().min(rest.len()));
+            translator.feed(piece, &mut out)?;
+            rest = tail;
+        }
+        translator.finish(&mut out)?;
+        Ok(String::from_utf8(out.to_vec()).unwrap())
+    }
+
+    /// The OpenAI events of a stream output, `created` removed; `[DONE]` as a string.
+    fn events(output: &str) -> Vec<Value> {
+        assert!(output.ends_with("\n\n"), "{output:?}");
+        output
+            .split_terminator("\n\n")
+            .map(|event| {
+                let data = event.strip_prefix("data: ").unwrap();
+                assert!(!data.contains('\n'), "{event:?}");
+                if data == "[DONE]" {
+                    return json!("[DONE]");
+                }
+                let mut value: Value = serde_json::from_str(data).unwrap();
+                assert_eq!(value["object"], "chat.completion.chunk");
+                assert!(value["created"].as_u64().unwrap() > 0);
+                value.as_object_mut().unwrap().remove("created");
+                value
+            })
+            .collect()
+    }
+
+    fn stream_translator(wants_usage: bool) -> Box<dyn StreamTranslator> {
+        let mut body = json!({"model": "smart", "messages": [user("hi")], "stream": true});
+        if wants_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        adapter().chat_stream("claude-sonnet-4-5", &inbound(&body))
+    }
+
+    #[test]
+    fn request_goes_to_v1_messages_with_key_and_version_headers() {
+        let body = inbound(&json!({"model": "smart", "messages": [user("hi")]}));
+        let request = adapter().chat_request("claude-sonnet-4-5", &body).unwrap();
+        assert_eq!(request.url, "https://api.anthropic.com/v1/messages");
+        assert_eq!(request.headers["x-api-key"], "sk-ant-test");
+        assert!(request.headers["x-api-key"].is_sensitive());
+        assert_eq!(request.headers["anthropic-version"], "2023-06-01");
+        assert_eq!(request.headers["content-type"], "application/json");
+        assert!(request.headers.get("authorization").is_none());
+
+        let pinned = Anthropic::new(&config(Some("2024-01-01"))).unwrap();
+        let request = pinned.chat_request("claude-sonnet-4-5", &body).unwrap();
+        assert_eq!(request.headers["anthropic-version"], "2024-01-01");
+        assert_eq!(pinned.kind(), ProviderKind::Anthropic);
+    }
+
+    #[test]
+    fn plain_request_has_model_max_tokens_and_string_content() {
+        let body = sent(json!({"messages": [user("Hello")]}));
+        assert_eq!(
+            body,
+            json!({
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 4096,
+                "messages": [{"role": "user", "content": "Hello"}]
+            })
+        );
+    }
+
+    #[test]
+    fn system_and_developer_messages_are_hoisted_and_joined() {
+        let body = sent(json!({"messages": [
+            {"role": "system", "content": "You are terse."},
+            user("Hi"),
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+            {"role": "assistant", "content": "Bonjour"},
+        ]}));
+        assert_eq!(body["system"], "You are terse.\n\nAnswer in French.");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Bonjour"}
+            ])
+        );
+    }
+
+    #[test]
+    fn consecutive_roles_merge_and_tool_results_join_the_user_turn_first() {
+        let body = sent(json!({"messages": [
+            user("What is the weather in Paris and Rome?"),
+            {"role": "user", "content": [{"type": "text", "text": "Use celsius."}]},
+            {"role": "assistant", "content": "Checking.", "tool_calls": [
+                {"id": "toolu_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "toolu_2", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Rome\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "18°C"},
+            user("(be quick)"),
+            {"role": "tool", "tool_call_id": "toolu_2", "content": [{"type": "text", "text": "24°C"}]},
+            {"role": "assistant", "content": null},
+            {"role": "assistant", "content": "Paris 18°C, Rome 24°C."},
+        ]}));
+        let messages = body["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 4, "{body:#}");
+        assert_eq!(
+            messages[0],
+            json!({"role": "user", "content": [
+                {"type": "text", "text": "What is the weather in Paris and Rome?"},
+                {"type": "text", "text": "Use celsius."}
+            ]})
+        );
+        assert_eq!(
+            messages[1],
+            json!({"role": "assistant", "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Rome"}}
+            ]})
+        );
+        assert_eq!(
+            messages[2],
+            json!({"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18°C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "24°C"},
+                {"type": "text", "text": "(be quick)"}
+            ]})
+        );
+        assert_eq!(
+            messages[3],
+            json!({"role": "assistant", "content": "Paris 18°C, Rome 24°C."})
+        );
+    }
+
+    #[test]
+    fn empty_tool_arguments_are_an_empty_object_and_function_role_is_a_tool_result() {
+        let body = sent(json!({"messages": [
+            user("Now?"),
+            {"role": "assistant", "tool_calls": [
+                {"id": "toolu_9", "type": "function", "function": {"name": "now", "arguments": ""}}
+            ]},
+            {"role": "function", "name": "toolu_9", "content": "12:00"},
+        ]}));
+        assert_eq!(body["messages"][1]["content"][0]["input"], json!({}));
+        assert_eq!(
+            body["messages"][2]["content"],
+            json!([{"type": "tool_result", "tool_use_id": "toolu_9", "content": "12:00"}])
+        );
+        let err = refused(json!({"messages": [user("x"), {"role": "tool", "content": "y"}]}));
+        assert_eq!(err.body().error.param, Some("messages[1].tool_call_id"));
+    }
+
+    #[test]
+    fn images_base64_and_url_and_pdf_documents() {
+        let body = sent(json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Compare"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
+            {"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0x"}},
+        ]}]}));
+        assert_eq!(
+            body["messages"][0]["content"],
+            json!([
+                {"type": "text", "text": "Compare"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+                {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}}
+            ])
+        );
+    }
+
+    #[test]
+    fn audio_file_ids_and_bad_image_urls_are_refused() {
+        let audio = refused(json!({"messages": [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}
+        ]}]}));
+        assert!(matches!(audio, GatewayError::Unsupported(_)), "{audio:?}");
+        assert!(audio.to_string().contains("audio"), "{audio}");
+
+        let file_id = refused(json!({"messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_id": "file-abc"}}
+        ]}]}));
+        assert!(
+            matches!(file_id, GatewayError::Unsupported(_)),
+            "{file_id:?}"
+        );
+
+        let not_pdf = refused(json!({"messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_data": "data:text/csv;base64,YSxi"}}
+        ]}]}));
+        assert!(
+            matches!(not_pdf, GatewayError::Unsupported(_)),
+            "{not_pdf:?}"
+        );
+
+        let bad_url = refused(json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "x"},
+            {"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}}
+        ]}]}));
+        assert_eq!(
+            bad_url.body().error.param,
+            Some("messages[0].content[1].image_url.url")
+        );
+    }
+
+    #[test]
+    fn tool_definitions_and_every_tool_choice() {
+        let tools = json!([
+            {"type": "function", "function": {"name": "weather", "description": "Weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+            {"type": "function", "function": {"name": "now"}}
+        ]);
+        let body = sent(json!({"messages": [user("x")], "tools": tools}));
+        assert_eq!(
+            body["tools"],
+            json!([
+                {"name": "weather", "description": "Weather for a city",
+                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+                {"name": "now", "input_schema": {"type": "object", "properties": {}}}
+            ])
+        );
+        assert!(body.get("tool_choice").is_none());
+
+        let cases = [
+            (json!("auto"), None, json!({"type": "auto"})),
+            (json!("required"), None, json!({"type": "any"})),
+            (json!("none"), None, json!({"type": "none"})),
+            (
+                json!({"type": "function", "function": {"name": "now"}}),
+                None,
+                json!({"type": "tool", "name": "now"}),
+            ),
+            (
+                json!("auto"),
+                Some(false),
+                json!({"type": "auto", "disable_parallel_tool_use": true}),
+            ),
+            (
+                json!({"type": "function", "function": {"name": "now"}}),
+                Some(false),
+                json!({"type": "tool", "name": "now", "disable_parallel_tool_use": true}),
+            ),
+            (json!("none"), Some(false), json!({"type": "none"})),
+            (json!("auto"), Some(true), json!({"type": "auto"})),
+        ];
+        for (choice, parallel, expected) in cases {
+            let mut request =
+                json!({"messages": [user("x")], "tools": tools, "tool_choice": choice});
+            if let Some(parallel) = parallel {
+                request["parallel_tool_calls"] = json!(parallel);
+            }
+            assert_eq!(
+                sent(request)["tool_choice"],
+                expected,
+                "{choice} {parallel:?}"
+            );
+        }
+        let body =
+            sent(json!({"messages": [user("x")], "tools": tools, "parallel_tool_calls": false}));
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+
+        let err =
+            refused(json!({"messages": [user("x")], "tools": tools, "tool_choice": "sometimes"}));
+        assert_eq!(err.body().error.param, Some("tool_choice"));
+    }
+
+    #[test]
+    fn sampling_parameters_stop_user_and_stream() {
+        let body = sent(json!({
+            "messages": [user("x")],
+            "temperature": 1.7,
+            "top_p": 0.5,
+            "stop": ["END", "STOP"],
+            "user": "user-42",
+            "max_completion_tokens": 300,
+            "max_tokens": 100,
+            "stream": true,
+            "seed": 3,
+            "presence_penalty": 0.5
+        }));
+        assert_eq!(body["temperature"], 1.0);
+        assert_eq!(body["top_p"], 0.5);
+        assert_eq!(body["stop_sequences"], json!(["END", "STOP"]));
+        assert_eq!(body["metadata"], json!({"user_id": "user-42"}));
+        assert_eq!(body["max_tokens"], 300);
+        assert_eq!(body["stream"], true);
+        assert!(body.get("seed").is_none() && body.get("presence_penalty").is_none());
+
+        let body = sent(
+            json!({"messages": [user("x")], "stop": "\n\nHuman:", "temperature": 0.2, "max_tokens": 50}),
+        );
+        assert_eq!(body["stop_sequences"], json!(["\n\nHuman:"]));
+        assert!((body["temperature"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+        assert_eq!(body["max_tokens"], 50);
+        assert!(body.get("stream").is_none());
+    }
+
+    #[test]
+    fn more_than_one_choice_is_refused() {
+        let err = refused(json!({"messages": [user("x")], "n": 2}));
+        assert!(matches!(err, GatewayError::Unsupported(_)), "{err:?}");
+        assert!(err.to_string().contains("`n` must be 1"), "{err}");
+        assert_eq!(
+            sent(json!({"messages": [user("x")], "n": 1}))["messages"][0]["content"],
+            "x"
+        );
+    }
+
+    #[test]
+    fn invalid_tool_arguments_are_refused_with_their_path() {
+        for arguments in ["{\"city\": ", "[1, 2]"] {
+            let err = refused(json!({"messages": [
+                {"role": "system", "content": "s"},
+                user("x"),
+                {"role": "assistant", "tool_calls": [
+                    {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                    {"id": "b", "type": "function", "function": {"name": "f", "arguments": arguments}}
+                ]}
+            ]}));
+            assert_eq!(
+                err.body().error.param,
+                Some("messages[2].tool_calls[1].function.arguments"),
+                "{arguments}: {err}"
+            );
+            assert_eq!(err.status().as_u16(), 400);
+        }
+    }
+
+    #[test]
+    fn only_system_messages_are_refused() {
+        let err = refused(json!({"messages": [{"role": "system", "content": "s"}]}));
+        assert_eq!(err.body().error.param, Some("messages"));
+    }
+
+    #[test]
+    fn response_format_becomes_a_forced_output_tool() {
+        let schema = json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]});
+        // Built by hand: `ResponseFormat` is an internally tagged enum, which serde cannot
+        // deserialize a raw `schema` inside.
+        let mut chat: ChatRequest =
+            serde_json::from_value(json!({"model": "smart", "messages": [user("x")]})).unwrap();
+        chat.response_format = Some(ResponseFormat::JsonSchema {
+            json_schema: crate::openai::request::JsonSchemaFormat {
+                name: "answer".into(),
+                description: None,
+                schema: Some(RawValue::from_string(schema.to_string()).unwrap()),
+                strict: Some(true),
+            },
+        });
+        let body: Value =
+            serde_json::from_slice(&request_body("claude-sonnet-4-5", &chat, false, None).unwrap())
+                .unwrap();
+        let tools = body["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), 1);
+        assert_eq!(tools[0]["name"], "tollgate_json_output__answer");
+        assert_eq!(tools[0]["input_schema"], schema);
+        assert_eq!(
+            body["tool_choice"],
+            json!({"type": "tool", "name": "tollgate_json_output__answer", "disable_parallel_tool_use": true})
+        );
+
+        let body =
+            sent(json!({"messages": [user("x")], "response_format": {"type": "json_object"}}));
+        assert_eq!(body["tools"][0]["input_schema"], json!({"type": "object"}));
+        assert_eq!(body["tool_choice"]["name"], body["tools"][0]["name"]);
+
+        // With the client's own tools, the model must call one of them or the output tool.
+        let body = sent(json!({
+            "messages": [user("x")],
+            "tools": [{"type": "function", "function": {"name": "lookup"}}],
+            "response_format": {"type": "json_object"}
+        }));
+        assert_eq!(body["tools"].as_array().unwrap().len(), 2);
+        assert_eq!(body["tool_choice"], json!({"type": "any"}));
+
+        let long = "n".repeat(64);
+        let body = sent(json!({"messages": [user("x")],
+            "response_format": {"type": "json_schema", "json_schema": {"name": long}}}));
+        assert_eq!(
+            body["tools"][0]["name"].as_str().unwrap().len(),
+            MAX_TOOL_NAME_LEN
+        );
+
+        let body = sent(json!({"messages": [user("x")], "response_format": {"type": "text"}}));
+        assert!(body.get("tools").is_none());
+    }
+
+    #[test]
+    fn text_response_with_cached_usage() {
+        let translated = adapter()
+            .chat_response(
+                "claude-sonnet-4-5",
+                &fixture("anthropic", "messages_response.json"),
+            )
+            .unwrap();
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        assert_eq!(body["id"], "chatcmpl-msg_01XFDUDYJgAACzvnptvVoYEL");
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["model"], "claude-sonnet-4-5-20250929");
+        assert!(body["created"].as_u64().unwrap() > 0);
+        let choice = &body["choices"][0];
+        assert_eq!(body["choices"].as_array().unwrap().len(), 1);
+        assert_eq!(choice["index"], 0);
+        assert_eq!(choice["message"]["role"], "assistant");
+        assert_eq!(
+            choice["message"]["content"],
+            "Hello! How can I help you today?"
+        );
+        assert!(choice["message"].get("tool_calls").is_none());
+        assert_eq!(choice["finish_reason"], "stop");
+        assert_eq!(
+            body["usage"],
+            json!({"prompt_tokens": 1621, "completion_tokens": 12, "total_tokens": 1633,
+                   "prompt_tokens_details": {"cached_tokens": 1500}})
+        );
+        assert_eq!(
+            translated.usage.unwrap(),
+            TokenUsage {
+                input_tokens: 1621,
+                output_tokens: 12,
+                cached_input_tokens: 1500
+            }
+        );
+    }
+
+    #[test]
+    fn tool_use_response_becomes_tool_calls() {
+        let translated = adapter()
+            .chat_response(
+                "claude-sonnet-4-5",
+                &fixture("anthropic", "messages_tool_use.json"),
+            )
+            .unwrap();
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        let message = &body["choices"][0]["message"];
+        assert_eq!(
+            message["content"],
+            "I'll check the current weather in San Francisco."
+        );
+        let call = &message["tool_calls"][0];
+        assert_eq!(call["id"], "toolu_01A09q90qw90lq917835lq9");
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        let arguments: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            arguments,
+            json!({"location": "San Francisco, CA", "unit": "celsius"})
+        );
+        assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(body["usage"]["prompt_tokens"], 472);
+        assert!(body["usage"].get("prompt_tokens_details").is_none());
+    }
+
+    #[test]
+    fn output_tool_response_becomes_json_content() {
+        let upstream = json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+            "content": [{"type": "tool_use", "id": "toolu_x", "name": "tollgate_json_output__answer",
+                         "input": {"answer": "42"}}],
+            "stop_reason": "tool_use", "stop_sequence": null,
+            "usage": {"input_tokens": 10, "output_tokens": 5}
+        });
+        let translated = adapter()
+            .chat_response("claude-haiku-4-5", upstream.to_string().as_bytes())
+            .unwrap();
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        let choice = &body["choices"][0];
+        let content: Value =
+            serde_json::from_str(choice["message"]["content"].as_str().unwrap()).unwrap();
+        assert_eq!(content, json!({"answer": "42"}));
+        assert!(choice["message"].get("tool_calls").is_none());
+        assert_eq!(choice["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn stop_reasons_map_to_finish_reasons() {
+        let cases = [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("pause_turn", "stop"),
+            ("max_tokens", "length"),
+            ("tool_use", "stop"),
+            ("refusal", "content_filter"),
+        ];
+        for (stop_reason, expected) in cases {
+            let upstream = json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+                "content": [], "stop_reason": stop_reason, "usage": {"input_tokens": 1, "output_tokens": 0}
+            });
+            let translated = adapter()
+                .chat_response("m", upstream.to_string().as_bytes())
+                .unwrap();
+            let body: Value = serde_json::from_slice(&translated.body).unwrap();
+            assert_eq!(
+                body["choices"][0]["finish_reason"], expected,
+                "{stop_reason}"
+            );
+            assert_eq!(body["choices"][0]["message"]["content"], Value::Null);
+        }
+        assert!(
+            adapter()
+                .chat_response("m", b"<html>bad gateway</html>")
+                .is_err()
+        );
+        assert!(
+            adapter()
+                .chat_response("m", br#"{"type":"message"}"#)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn stream_translates_the_same_whatever_the_splits() {
+        let stream = fixture("anthropic", "messages_stream.sse");
+        let mut whole = stream_translator(true);
+        let whole_out = run_stream(whole.as_mut(), &stream, || usize::MAX).unwrap();
+        let expected = events(&whole_out);
+        for seed in 0..20 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut translator = stream_translator(true);
+            let out = run_stream(translator.as_mut(), &stream, || rng.random_range(1..13)).unwrap();
+            assert_eq!(events(&out), expected, "seed {seed}");
+            assert_eq!(translator.output_text(), "Hello, wörld! é\nHow can I help?");
+        }
+
+        let id = "chatcmpl-msg_01RtMhCQkYvJRQ4dQ3Hn5zW8";
+        let model = "claude-sonnet-4-5-20250929";
+        let chunk = |delta: Value, finish: Value| {
+            json!({"id": id, "object": "chat.completion.chunk", "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        };
+        assert_eq!(
+            expected,
+            vec![
+                chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+                chunk(json!({"content": "Hello"}), Value::Null),
+                chunk(json!({"content": ", wörld! é\n"}), Value::Null),
+                chunk(json!({"content": "How can I help?"}), Value::Null),
+                chunk(json!({}), json!("stop")),
+                json!({"id": id, "object": "chat.completion.chunk", "model": model, "choices": [],
+                       "usage": {"prompt_tokens": 1049, "completion_tokens": 15, "total_tokens": 1064,
+                                 "prompt_tokens_details": {"cached_tokens": 1024}}}),
+                json!("[DONE]"),
+            ]
+        );
+        assert!(whole_out.ends_with("data: [DONE]\n\n"));
+        assert_eq!(
+            whole.usage().unwrap(),
+            TokenUsage {
+                input_tokens: 1049,
+                output_tokens: 15,
+                cached_input_tokens: 1024
+            }
+        );
+    }
+
+    #[test]
+    fn usage_chunk_only_when_the_client_asked() {
+        let stream = fixture("anthropic", "messages_stream.sse");
+        let mut translator = stream_translator(false);
+        let out = run_stream(translator.as_mut(), &stream, || 5).unwrap();
+        let events = events(&out);
+        assert!(events.iter().all(|e| e.get("usage").is_none()), "{out}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e == "[DONE]" || !e["choices"].as_array().unwrap().is_empty())
+        );
+        assert_eq!(events.last().unwrap(), "[DONE]");
+        // The usage is still read, for billing.
+        assert_eq!(translator.usage().unwrap().output_tokens, 15);
+    }
+
+    #[test]
+    fn tool_calls_stream_as_openai_tool_call_deltas() {
+        let stream = fixture("anthropic", "messages_stream_tool_use.sse");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+        let mut translator = stream_translator(false);
+        let out = run_stream(translator.as_mut(), &stream, || rng.random_range(1..13)).unwrap();
+        let events = events(&out);
+        let deltas: Vec<&Value> = events
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["tool_calls"].get(0))
+            .collect();
+        assert_eq!(
+            deltas,
+            vec![
+                &json!({"index": 0, "id": "toolu_01T1x1fJ34qAmk2tNTrN7Up6", "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""}}),
+                &json!({"index": 0, "function": {"arguments": "{\"location\":"}}),
+                &json!({"index": 0, "function": {"arguments": " \"San Francisco, CA\"}"}}),
+                &json!({"index": 1, "id": "toolu_01Hq7zT1d6a7uWhkPZd8Ksx2", "type": "function",
+                        "function": {"name": "get_time", "arguments": ""}}),
+                &json!({"index": 1, "function": {"arguments": "{\"timezone\": \"America/Los_Angeles\"}"}}),
+            ]
+        );
+        let finish: Vec<&Value> = events
+            .iter()
+            .map(|e| &e["choices"][0]["finish_reason"])
+            .filter(|f| !f.is_null())
+            .collect();
+        assert_eq!(finish, vec!["tool_calls"]);
+        assert_eq!(translator.output_text(), "Let me check the weather.");
+        let usage = translator.usage().unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (472, 89));
+    }
+
+    #[test]
+    fn output_tool_streams_as_content_and_stops() {
+        let stream = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_j\",\"model\":\"claude-haiku-4-5\",\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_j\",\"name\":\"tollgate_json_output__answer\",\"input\":{}}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"answer\\\": \"}}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"42\\\"}\"}}\n\n",
+            "event: content_block_stop\n",
+            "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7}}\n\n",
+            "event: message_stop\n",
+            "data: {\"type\":\"message_stop\"}\n\n",
+        );
+        let mut translator = stream_translator(false);
+        let out = run_stream(translator.as_mut(), stream.as_bytes(), || 3).unwrap();
+        let events = events(&out);
+        assert!(
+            events
+                .iter()
+                .all(|e| e["choices"][0]["delta"].get("tool_calls").is_none())
+        );
+        let content: Value = serde_json::from_str(translator.output_text()).unwrap();
+        assert_eq!(content, json!({"answer": "42"}));
+        assert_eq!(
+            events[events.len() - 2]["choices"][0]["finish_reason"],
+            "stop"
+        );
+    }
+
+    #[test]
+    fn truncated_stream_is_an_error() {
+        let stream = fixture("anthropic", "messages_stream.sse");
+        let text = String::from_utf8(stream).unwrap();
+        let cut = text.find("event: message_delta").unwrap();
+        let mut translator = stream_translator(true);
+        let err = run_stream(translator.as_mut(), &text.as_bytes()[..cut], || 7).unwrap_err();
+        assert_eq!(err, "stream ended before message_stop");
+        // Input tokens were read before the stream broke off.
+        assert_eq!(translator.usage().unwrap().input_tokens, 1049);
+
+        let mut translator = stream_translator(false);
+        assert!(run_stream(translator.as_mut(), b"", || 1).is_err());
+        assert!(translator.usage().is_none());
+    }
+
+    #[test]
+    fn error_event_is_an_error() {
+        let stream = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_e\",\"model\":\"m\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
+            "event: ping\n",
+            "data: {\"type\": \"ping\"}\n\n",
+            "event: error\n",
+            "data: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n",
+        );
+        let mut translator = stream_translator(false);
+        let err = run_stream(translator.as_mut(), stream.as_bytes(), || 11).unwrap_err();
+        assert_eq!(err, "Overloaded");
+    }
+
+    #[test]
+    fn error_bodies_map_to_openai_types() {
+        let details = adapter().error_details(529, &fixture("anthropic", "error_overloaded.json"));
+        assert_eq!(details.message, "Overloaded");
+        assert_eq!(details.kind.as_deref(), Some("server_error"));
+        assert_eq!(details.code.as_deref(), Some("overloaded_error"));
+
+        let details =
+            adapter().error_details(400, &fixture("anthropic", "error_invalid_request.json"));
+        assert!(details.message.contains("tool_use_id"), "{details:?}");
+        assert_eq!(details.kind.as_deref(), Some("invalid_request_error"));
+        assert_eq!(details.code.as_deref(), Some("invalid_request_error"));
+
+        let cases = [
+            ("authentication_error", 401, "authentication_error"),
+            ("permission_error", 403, "permission_error"),
+            ("not_found_error", 404, "not_found_error"),
+            ("request_too_large", 413, "invalid_request_error"),
+            ("rate_limit_error", 429, "rate_limit_error"),
+            ("api_error", 500, "server_error"),
+            ("overloaded_error", 529, "server_error"),
+        ];
+        for (kind, status, expected) in cases {
+            let body = json!({"type": "error", "error": {"type": kind, "message": "m"}});
+            let details = adapter().error_details(status, body.to_string().as_bytes());
+            assert_eq!(details.kind.as_deref(), Some(expected), "{kind}");
+            assert_eq!(details.code.as_deref(), Some(kind));
+        }
+
+        let details = adapter().error_details(502, b"<html>Bad Gateway</html>");
+        assert_eq!(details.message, "<html>Bad Gateway</html>");
+        assert_eq!(details.kind, None);
+        assert_eq!(
+            adapter().error_details(503, b"").message,
+            "upstream returned status 503"
+        );
+    }
+
+    #[test]
+    fn embeddings_are_refused() {
+        let body = InboundBody::parse(
+            Endpoint::Embeddings,
+            Bytes::from_static(br#"{"model":"e","input":"hi"}"#),
+        )
+        .unwrap();
+        let err = adapter().embeddings_request("e", &body).unwrap_err();
+        assert!(matches!(err, GatewayError::Unsupported(_)), "{err:?}");
+        assert!(adapter().embeddings_response("e", b"{}").is_err());
     }
 }

@@ -23,11 +23,17 @@ impl Azure {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let mut headers = base_headers(config)?;
         if let Some(key) = &config.api_key {
-            headers.insert(HeaderName::from_static("api-key"), secret_header(key.expose())?);
+            headers.insert(
+                HeaderName::from_static("api-key"),
+                secret_header(key.expose())?,
+            );
         }
         Ok(Azure {
             api_base: config.api_base.clone(),
-            api_version: config.api_version.clone().unwrap_or_else(|| "2024-10-21".into()),
+            api_version: config
+                .api_version
+                .clone()
+                .unwrap_or_else(|| "2024-10-21".into()),
             headers,
         })
     }
@@ -60,7 +66,11 @@ impl ProviderAdapter for Azure {
         ProviderKind::Azure
     }
 
-    fn chat_request(&self, model: &str, body: &InboundBody) -> Result<UpstreamRequest, GatewayError> {
+    fn chat_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
         Ok(UpstreamRequest {
             url: self.url(model, "chat/completions"),
             headers: self.headers.clone(),

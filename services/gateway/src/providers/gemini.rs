@@ -87,11 +87,16 @@ impl ProviderAdapter for Gemini {
         ProviderKind::Gemini
     }
 
-    fn chat_request(&self, model: &str, body: &InboundBody) -> Result<UpstreamRequest, GatewayError> {
+    fn chat_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
         let chat = body.chat()?;
         let request = build_generate_request(chat, body.max_output_tokens)?;
-        let bytes = serde_json::to_vec(&request)
-            .map_err(|e| GatewayError::Internal(format!("cannot encode the Gemini request: {e}")))?;
+        let bytes = serde_json::to_vec(&request).map_err(|e| {
+            GatewayError::Internal(format!("cannot encode the Gemini request: {e}"))
+        })?;
         let url = if body.stream {
             self.url(model, "streamGenerateContent?alt=sse")
         } else {
@@ -171,7 +176,7 @@ impl ProviderAdapter for Gemini {
         let out = EmbeddingsResponse {
             object: "list".into(),
             data,
-            model: model.to_owned(),
+            model: bare_model(model).to_owned(),
             usage: EmbeddingsUsage::default(),
         };
         let bytes =
@@ -428,7 +433,11 @@ fn build_generate_request(
 
 /// Appends a turn, merged into the previous one when it has the same role: Gemini wants user
 /// and model turns to alternate, and all results of parallel calls in one turn.
-fn push_content<'a>(contents: &mut Vec<WireContent<'a>>, role: &'static str, parts: Vec<WirePart<'a>>) {
+fn push_content<'a>(
+    contents: &mut Vec<WireContent<'a>>,
+    role: &'static str,
+    parts: Vec<WirePart<'a>>,
+) {
     if parts.is_empty() {
         return;
     }
@@ -465,7 +474,9 @@ fn content_text(content: &MessageContent) -> Cow<'_, str> {
 fn content_text_with_refusals(content: &MessageContent) -> Cow<'_, str> {
     match content {
         MessageContent::Parts(parts)
-            if parts.iter().any(|p| matches!(p, ContentPart::Refusal { .. })) =>
+            if parts
+                .iter()
+                .any(|p| matches!(p, ContentPart::Refusal { .. })) =>
         {
             let mut joined = String::new();
             for part in parts {
@@ -590,7 +601,9 @@ fn is_http_url(url: &str) -> bool {
 fn image_mime_from_url(url: &str) -> &'static str {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     let file = path.rsplit('/').next().unwrap_or(path);
-    let extension = file.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase());
+    let extension = file
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase());
     match extension.as_deref() {
         Some("png") => "image/png",
         Some("gif") => "image/gif",
@@ -692,7 +705,10 @@ fn tools_and_config(chat: &ChatRequest) -> Result<ToolsAndConfig<'_>, GatewayErr
     ))
 }
 
-fn generation_config(chat: &ChatRequest, max_output_tokens: Option<u32>) -> Option<GenerationConfig<'_>> {
+fn generation_config(
+    chat: &ChatRequest,
+    max_output_tokens: Option<u32>,
+) -> Option<GenerationConfig<'_>> {
     let mut config = GenerationConfig {
         max_output_tokens: max_output_tokens.or(chat.max_output_tokens()),
         temperature: chat.temperature,
@@ -744,7 +760,7 @@ struct GenerateContentResponse {
 }
 
 impl GenerateContentResponse {
-    /// Why the prompt was refused, when it was and no candidate came back.
+    /// Whether the prompt was refused: a block reason and no candidate.
     fn blocked(&self) -> bool {
         self.candidates.is_empty()
             && self
@@ -838,7 +854,11 @@ struct CandidateOutput {
 fn candidate_output(candidate: &mut Candidate) -> CandidateOutput {
     let mut text: Option<String> = None;
     let mut calls = Vec::new();
-    let parts = candidate.content.take().map(|c| c.parts).unwrap_or_default();
+    let parts = candidate
+        .content
+        .take()
+        .map(|c| c.parts)
+        .unwrap_or_default();
     for part in parts {
         if part.thought == Some(true) {
             continue;
@@ -872,7 +892,10 @@ fn random_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-fn completion_from(model: &str, mut response: GenerateContentResponse) -> Result<ChatCompletion, String> {
+fn completion_from(
+    model: &str,
+    mut response: GenerateContentResponse,
+) -> Result<ChatCompletion, String> {
     if let Some(error) = &response.error {
         return Err(format!(
             "Gemini reported an error: {}",
@@ -935,7 +958,10 @@ fn completion_from(model: &str, mut response: GenerateContentResponse) -> Result
         ),
         object: "chat.completion".into(),
         created: unix_now(),
-        model: response.model_version.take().unwrap_or_else(|| model.to_owned()),
+        model: response
+            .model_version
+            .take()
+            .unwrap_or_else(|| bare_model(model).to_owned()),
         choices,
         usage: response.usage_metadata.map(UsageMetadata::usage),
     })
@@ -1024,7 +1050,7 @@ impl GeminiStream {
     fn new(model: &str, include_usage: bool) -> Self {
         GeminiStream {
             decoder: SseDecoder::new(),
-            requested_model: model.to_owned(),
+            requested_model: bare_model(model).to_owned(),
             include_usage,
             header: None,
             started: Vec::new(),
@@ -1073,8 +1099,8 @@ impl GeminiStream {
         for (candidate, position) in response.candidates.iter_mut().zip(0u32..) {
             let index = candidate.index.unwrap_or(position);
             let output = candidate_output(candidate);
-            let has_output = output.text.as_deref().is_some_and(|t| !t.is_empty())
-                || !output.calls.is_empty();
+            let has_output =
+                output.text.as_deref().is_some_and(|t| !t.is_empty()) || !output.calls.is_empty();
             if has_output || candidate.finish_reason.is_some() {
                 start_choice(header, &mut self.started, index, out);
             }
@@ -1210,18 +1236,19 @@ struct GoogleErrorEnvelope {
     error: GoogleError,
 }
 
-/// Some Google endpoints wrap the error in an array.
+/// Some Google endpoints wrap the error in an array. (`Many` first: serde would also read an
+/// array into the `One` struct, field by position.)
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum GoogleErrorBody {
-    One(GoogleErrorEnvelope),
     Many(Vec<GoogleErrorEnvelope>),
+    One(GoogleErrorEnvelope),
 }
 
 fn gemini_error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
     let error = match serde_json::from_slice::<GoogleErrorBody>(body) {
-        Ok(GoogleErrorBody::One(envelope)) => Some(envelope.error),
         Ok(GoogleErrorBody::Many(list)) => list.into_iter().next().map(|e| e.error),
+        Ok(GoogleErrorBody::One(envelope)) => Some(envelope.error),
         Err(_) => None,
     };
     let Some(error) = error else {
@@ -1231,7 +1258,9 @@ fn gemini_error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
         };
     };
     let kind = match error.status.as_deref() {
-        Some("INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE") => "invalid_request_error",
+        Some("INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE") => {
+            "invalid_request_error"
+        }
         Some("UNAUTHENTICATED") => "authentication_error",
         Some("PERMISSION_DENIED") => "permission_error",
         Some("NOT_FOUND") => "not_found_error",
@@ -1254,5 +1283,858 @@ fn gemini_error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
         kind: Some(kind.to_owned()),
         param: None,
         code: error.status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::Endpoint;
+    use crate::providers::tests_support::fixture;
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+    use tollgate_common::Secret;
+
+    fn adapter() -> Gemini {
+        Gemini::new(&ProviderConfig {
+            kind: ProviderKind::Gemini,
+            api_base: "https://generativelanguage.googleapis.com".into(),
+            api_key: Some(Secret::new("AIza-test-key")),
+            api_version: None,
+            headers: BTreeMap::new(),
+        })
+        .unwrap()
+    }
+
+    fn chat(body: Value) -> InboundBody {
+        InboundBody::parse(Endpoint::ChatCompletions, Bytes::from(body.to_string())).unwrap()
+    }
+
+    fn sent(body: Value) -> Value {
+        let request = adapter()
+            .chat_request("gemini-2.5-flash", &chat(body))
+            .unwrap();
+        serde_json::from_slice(&request.body).unwrap()
+    }
+
+    fn rejected(body: Value) -> GatewayError {
+        adapter()
+            .chat_request("gemini-2.5-flash", &chat(body))
+            .unwrap_err()
+    }
+
+    fn param_of(error: &GatewayError) -> Option<String> {
+        error.body().error.param.map(str::to_owned)
+    }
+
+    fn with_tool_history(extra: Value) -> Value {
+        let mut body = json!({
+            "model": "smart",
+            "messages": [
+                {"role": "user", "content": "Weather and time in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_a", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}},
+                    {"id": "call_b", "type": "function",
+                     "function": {"name": "get_time", "arguments": "{}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_a", "content": "{\"temp_c\": 21}"},
+                {"role": "tool", "tool_call_id": "call_b", "content": "14:05"}
+            ]
+        });
+        if let (Some(messages), Value::Array(more)) = (body["messages"].as_array_mut(), extra) {
+            messages.extend(more);
+        }
+        body
+    }
+
+    #[test]
+    fn urls_encode_the_model_and_the_key_goes_in_a_header_only() {
+        let gemini = adapter();
+        let plain = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let request = gemini
+            .chat_request("gemini-2.5-flash", &chat(plain.clone()))
+            .unwrap();
+        assert_eq!(
+            request.url,
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(request.headers["x-goog-api-key"], "AIza-test-key");
+        assert!(request.headers["x-goog-api-key"].is_sensitive());
+        assert_eq!(request.headers["content-type"], "application/json");
+        assert!(!request.url.contains("key="));
+
+        let mut streaming = plain;
+        streaming["stream"] = json!(true);
+        let request = gemini
+            .chat_request("models/tuned model/v1?x", &chat(streaming))
+            .unwrap();
+        assert_eq!(
+            request.url,
+            "https://generativelanguage.googleapis.com/v1beta/models/tuned%20model%2Fv1%3Fx:streamGenerateContent?alt=sse"
+        );
+        assert!(!request.url.contains("AIza"));
+    }
+
+    #[test]
+    fn system_messages_become_the_system_instruction_and_roles_alternate() {
+        let body = sent(json!({
+            "model": "smart",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]},
+                {"role": "user", "content": "Hello"},
+                {"role": "user", "content": [{"type": "text", "text": "Who are you?"}]},
+                {"role": "assistant", "content": "Je suis un assistant."},
+                {"role": "assistant", "content": [{"type": "text", "text": "Bonjour."}]},
+                {"role": "user", "content": "Merci"}
+            ]
+        }));
+        assert_eq!(
+            body["systemInstruction"],
+            json!({"parts": [{"text": "Be brief.\n\nAnswer in French."}]})
+        );
+        assert_eq!(
+            body["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "Hello"}, {"text": "Who are you?"}]},
+                {"role": "model", "parts": [{"text": "Je suis un assistant."}, {"text": "Bonjour."}]},
+                {"role": "user", "parts": [{"text": "Merci"}]}
+            ])
+        );
+        assert!(body.get("generationConfig").is_none());
+        assert!(body.get("tools").is_none());
+    }
+
+    #[test]
+    fn images_audio_and_files_become_inline_or_file_data() {
+        let body = sent(json!({
+            "model": "smart",
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "Compare"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.WEBP?size=large", "detail": "high"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/image"}},
+                {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"}}
+            ]}]
+        }));
+        assert_eq!(
+            body["contents"][0]["parts"],
+            json!([
+                {"text": "Compare"},
+                {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+                {"fileData": {"mimeType": "image/webp", "fileUri": "https://example.com/cat.WEBP?size=large"}},
+                {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/image"}},
+                {"inlineData": {"mimeType": "audio/wav", "data": "UklGRg=="}},
+                {"inlineData": {"mimeType": "application/pdf", "data": "JVBERi0="}}
+            ])
+        );
+    }
+
+    #[test]
+    fn unusable_images_and_files_are_refused_with_their_path() {
+        let error = rejected(json!({
+            "model": "smart",
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "x"},
+                {"type": "image_url", "image_url": {"url": "ftp://example.com/a.png"}}
+            ]}]
+        }));
+        assert_eq!(
+            param_of(&error).as_deref(),
+            Some("messages[0].content[1].image_url.url")
+        );
+
+        let error = rejected(json!({
+            "model": "smart",
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:image/png,rawbytes"}}
+            ]}]
+        }));
+        assert_eq!(
+            param_of(&error).as_deref(),
+            Some("messages[0].content[0].image_url.url")
+        );
+
+        let error = rejected(json!({
+            "model": "smart",
+            "messages": [{"role": "user", "content": [
+                {"type": "file", "file": {"file_id": "file-abc"}}
+            ]}]
+        }));
+        assert!(matches!(error, GatewayError::Unsupported(_)), "{error:?}");
+    }
+
+    #[test]
+    fn tool_calls_and_results_become_function_parts_named_by_call_id() {
+        let body = sent(with_tool_history(json!([])));
+        assert_eq!(
+            body["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "Weather and time in Paris?"}]},
+                {"role": "model", "parts": [
+                    {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}}},
+                    {"functionCall": {"name": "get_time", "args": {}}}
+                ]},
+                {"role": "user", "parts": [
+                    {"functionResponse": {"name": "get_weather", "response": {"temp_c": 21}}},
+                    {"functionResponse": {"name": "get_time", "response": {"content": "14:05"}}}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn invalid_arguments_and_unknown_tool_call_ids_are_refused_with_their_path() {
+        let mut body = with_tool_history(json!([]));
+        body["messages"][1]["tool_calls"][1]["function"]["arguments"] = json!("{not json");
+        let error = rejected(body);
+        assert_eq!(
+            param_of(&error).as_deref(),
+            Some("messages[1].tool_calls[1].function.arguments")
+        );
+        assert_eq!(error.status().as_u16(), 400);
+
+        let mut body = with_tool_history(json!([]));
+        body["messages"][1]["tool_calls"][0]["function"]["arguments"] = json!("[1,2]");
+        let error = rejected(body);
+        assert_eq!(
+            param_of(&error).as_deref(),
+            Some("messages[1].tool_calls[0].function.arguments")
+        );
+
+        let body = with_tool_history(json!([
+            {"role": "tool", "tool_call_id": "call_zzz", "content": "late"}
+        ]));
+        let error = rejected(body);
+        assert_eq!(
+            param_of(&error).as_deref(),
+            Some("messages[4].tool_call_id")
+        );
+        assert!(error.to_string().contains("call_zzz"), "{error}");
+    }
+
+    #[test]
+    fn generation_config_carries_every_sampling_option() {
+        let body = sent(json!({
+            "model": "smart",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 100,
+            "max_completion_tokens": 256,
+            "temperature": 0.5,
+            "top_p": 0.25,
+            "stop": ["END", "STOP"],
+            "n": 2,
+            "seed": 42,
+            "presence_penalty": 0.5,
+            "frequency_penalty": -0.5,
+            "response_format": {"type": "json_object"},
+            "parallel_tool_calls": false,
+            "user": "u-1"
+        }));
+        assert_eq!(
+            body["generationConfig"],
+            json!({
+                "maxOutputTokens": 256,
+                "temperature": 0.5,
+                "topP": 0.25,
+                "stopSequences": ["END", "STOP"],
+                "candidateCount": 2,
+                "seed": 42,
+                "presencePenalty": 0.5,
+                "frequencyPenalty": -0.5,
+                "responseMimeType": "application/json"
+            })
+        );
+
+        let body = sent(json!({
+            "model": "smart",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stop": "END"
+        }));
+        assert_eq!(body["generationConfig"], json!({"stopSequences": ["END"]}));
+    }
+
+    #[test]
+    fn json_schema_response_format_sends_the_schema_verbatim() {
+        // Built directly: `ResponseFormat` is an internally tagged enum, which serde buffers, and a
+        // `RawValue` inside cannot be read from that buffer, so `InboundBody::chat` refuses
+        // `json_schema` bodies today (see the report); the translation itself is tested here.
+        let schema =
+            r#"{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}"#;
+        let mut request: ChatRequest = serde_json::from_value(json!({
+            "model": "smart",
+            "messages": [{"role": "user", "content": "hi"}]
+        }))
+        .unwrap();
+        request.response_format = Some(ResponseFormat::JsonSchema {
+            json_schema: crate::openai::request::JsonSchemaFormat {
+                name: "city".into(),
+                description: None,
+                schema: Some(RawValue::from_string(schema.to_owned()).unwrap()),
+                strict: Some(true),
+            },
+        });
+        let wire = build_generate_request(&request, None).unwrap();
+        let text = serde_json::to_string(&wire).unwrap();
+        assert!(
+            text.contains(&format!(r#""responseJsonSchema":{schema}"#)),
+            "{text}"
+        );
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            body["generationConfig"],
+            json!({"responseMimeType": "application/json", "responseJsonSchema": serde_json::from_str::<Value>(schema).unwrap()})
+        );
+    }
+
+    #[test]
+    fn tools_and_each_tool_choice() {
+        let tools = json!([
+            {"type": "function", "function": {
+                "name": "get_weather",
+                "description": "Weather for a place",
+                "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}
+            }},
+            {"type": "function", "function": {"name": "get_time"}}
+        ]);
+        let request = |choice: Option<Value>| {
+            let mut body = json!({
+                "model": "smart",
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": tools.clone()
+            });
+            if let Some(choice) = choice {
+                body["tool_choice"] = choice;
+            }
+            sent(body)
+        };
+        let body = request(None);
+        assert_eq!(
+            body["tools"],
+            json!([{"functionDeclarations": [
+                {"name": "get_weather", "description": "Weather for a place",
+                 "parametersJsonSchema": {"type": "object", "properties": {"location": {"type": "string"}}}},
+                {"name": "get_time"}
+            ]}])
+        );
+        assert!(body.get("toolConfig").is_none());
+
+        for (choice, mode) in [("auto", "AUTO"), ("none", "NONE"), ("required", "ANY")] {
+            let body = request(Some(json!(choice)));
+            assert_eq!(
+                body["toolConfig"],
+                json!({"functionCallingConfig": {"mode": mode}}),
+                "{choice}"
+            );
+        }
+        let body = request(Some(
+            json!({"type": "function", "function": {"name": "get_time"}}),
+        ));
+        assert_eq!(
+            body["toolConfig"],
+            json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_time"]}})
+        );
+
+        let mut body = json!({
+            "model": "smart",
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": tools.clone(),
+            "tool_choice": "sometimes"
+        });
+        assert_eq!(
+            param_of(&rejected(body.clone())).as_deref(),
+            Some("tool_choice")
+        );
+        body["tool_choice"] = json!("auto");
+        body["tools"][0]["type"] = json!("custom");
+        assert!(matches!(rejected(body), GatewayError::Unsupported(_)));
+    }
+
+    #[test]
+    fn response_becomes_a_completion_with_usage_and_without_thoughts() {
+        let translated = adapter()
+            .chat_response(
+                "gemini-2.5-flash",
+                &fixture("gemini", "generate_response.json"),
+            )
+            .unwrap();
+        let usage = translated.usage.unwrap();
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_input_tokens
+            ),
+            (1312, 49, 1024)
+        );
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        assert_eq!(body["id"], "chatcmpl-8JtQaPz3L4DJz7IP4ZKd-QQ");
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["model"], "gemini-2.5-flash");
+        assert!(body["created"].as_u64().unwrap() > 1_700_000_000);
+        assert_eq!(body["choices"].as_array().unwrap().len(), 1);
+        let choice = &body["choices"][0];
+        assert_eq!(choice["index"], 0);
+        assert_eq!(choice["message"]["role"], "assistant");
+        assert_eq!(
+            choice["message"]["content"],
+            "The capital of France is Paris."
+        );
+        assert!(choice["message"].get("tool_calls").is_none());
+        assert_eq!(choice["finish_reason"], "stop");
+        assert_eq!(
+            body["usage"],
+            json!({"prompt_tokens": 1312, "completion_tokens": 49, "total_tokens": 1361,
+                   "prompt_tokens_details": {"cached_tokens": 1024}})
+        );
+    }
+
+    #[test]
+    fn function_call_response_becomes_tool_calls() {
+        let translated = adapter()
+            .chat_response(
+                "gemini-2.5-flash",
+                &fixture("gemini", "generate_function_call.json"),
+            )
+            .unwrap();
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(choice["message"]["content"], Value::Null);
+        let calls = choice["message"]["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0]["id"], "call_0");
+        assert_eq!(calls[1]["id"], "call_1");
+        assert_eq!(calls[0]["type"], "function");
+        assert_eq!(calls[0]["function"]["name"], "get_weather");
+        // Compact JSON text, keys in Gemini's order.
+        assert_eq!(
+            calls[0]["function"]["arguments"],
+            r#"{"location":"Paris, France","unit":"celsius"}"#
+        );
+        assert_eq!(
+            calls[1]["function"]["arguments"],
+            r#"{"timezone":"Europe/Paris"}"#
+        );
+        assert_eq!(translated.usage.unwrap().output_tokens, 31);
+    }
+
+    #[test]
+    fn candidates_map_to_choices_with_their_finish_reasons() {
+        let body = br#"{"candidates":[
+            {"content":{"parts":[{"text":"a"}]},"finishReason":"MAX_TOKENS","index":0},
+            {"content":{"parts":[{"text":"b"}]},"finishReason":"RECITATION","index":1},
+            {"content":{"parts":[]},"finishReason":"OTHER","index":2}]}"#;
+        let translated = adapter().chat_response("gemini-x", body).unwrap();
+        assert!(translated.usage.is_none());
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        assert_eq!(body["model"], "gemini-x");
+        assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
+        let reasons: Vec<&str> = body["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["finish_reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(reasons, ["length", "content_filter", "stop"]);
+        assert_eq!(body["choices"][1]["index"], 1);
+        assert_eq!(body["choices"][2]["message"]["content"], Value::Null);
+    }
+
+    #[test]
+    fn blocked_prompt_is_a_filtered_completion_not_an_error() {
+        let translated = adapter()
+            .chat_response(
+                "gemini-2.0-flash",
+                &fixture("gemini", "generate_blocked.json"),
+            )
+            .unwrap();
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        assert_eq!(body["choices"].as_array().unwrap().len(), 1);
+        assert_eq!(body["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(body["choices"][0]["message"]["content"], Value::Null);
+        assert_eq!(translated.usage.unwrap().input_tokens, 11);
+    }
+
+    #[test]
+    fn unreadable_responses_are_errors() {
+        let gemini = adapter();
+        assert!(gemini.chat_response("m", b"<html>oops</html>").is_err());
+        assert!(gemini.chat_response("m", b"{}").is_err());
+        assert!(
+            gemini
+                .chat_response("m", br#"{"candidates":"no"}"#)
+                .is_err()
+        );
+    }
+
+    /// Feeds `stream` in the given piece sizes (cycled), returning the output text and translator.
+    fn run_stream(stream: &[u8], sizes: &[usize], include_usage: bool) -> (String, GeminiStream) {
+        let mut translator = GeminiStream::new("gemini-2.0-flash", include_usage);
+        let mut out = BytesMut::new();
+        let mut rest = stream;
+        let mut k = 0;
+        while !rest.is_empty() {
+            let size = sizes[k % sizes.len()].clamp(1, rest.len());
+            let (piece, tail) = rest.split_at(size);
+            translator.feed(piece, &mut out).unwrap();
+            rest = tail;
+            k += 1;
+        }
+        translator.finish(&mut out).unwrap();
+        (String::from_utf8(out.to_vec()).unwrap(), translator)
+    }
+
+    /// The JSON of each event, `created` left out; `None` for `[DONE]`.
+    fn events(text: &str) -> Vec<Option<Value>> {
+        assert!(text.ends_with("\n\n"), "{text}");
+        text.split_terminator("\n\n")
+            .map(|event| {
+                let data = event.strip_prefix("data: ").unwrap();
+                if data == "[DONE]" {
+                    return None;
+                }
+                let mut value: Value = serde_json::from_str(data).unwrap();
+                value.as_object_mut().unwrap().remove("created").unwrap();
+                Some(value)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_split_anywhere_translates_the_same_as_whole() {
+        let stream = fixture("gemini", "stream.sse");
+        let (whole, translator) = run_stream(&stream, &[stream.len()], false);
+        let expected = events(&whole);
+        for seed in 1..=40u64 {
+            let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let sizes: Vec<usize> = (0..64)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    usize::try_from(state % 23).unwrap() + 1
+                })
+                .collect();
+            let (text, _) = run_stream(&stream, &sizes, false);
+            assert_eq!(events(&text), expected, "seed {seed}");
+        }
+        let (bytewise, _) = run_stream(&stream, &[1], false);
+        assert_eq!(events(&bytewise), expected);
+
+        assert_eq!(
+            expected,
+            vec![
+                Some(
+                    json!({"id": "chatcmpl-sse-resp-42", "object": "chat.completion.chunk",
+                    "model": "gemini-2.0-flash",
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]})
+                ),
+                Some(
+                    json!({"id": "chatcmpl-sse-resp-42", "object": "chat.completion.chunk",
+                    "model": "gemini-2.0-flash",
+                    "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": null}]})
+                ),
+                Some(
+                    json!({"id": "chatcmpl-sse-resp-42", "object": "chat.completion.chunk",
+                    "model": "gemini-2.0-flash",
+                    "choices": [{"index": 0, "delta": {"content": " there, "}, "finish_reason": null}]})
+                ),
+                Some(
+                    json!({"id": "chatcmpl-sse-resp-42", "object": "chat.completion.chunk",
+                    "model": "gemini-2.0-flash",
+                    "choices": [{"index": 0, "delta": {"content": "how can I help? é"}, "finish_reason": null}]})
+                ),
+                Some(
+                    json!({"id": "chatcmpl-sse-resp-42", "object": "chat.completion.chunk",
+                    "model": "gemini-2.0-flash",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                ),
+                None,
+            ]
+        );
+        assert!(whole.ends_with("data: [DONE]\n\n"));
+        assert_eq!(translator.output_text(), "Hello there, how can I help? é");
+        let usage = translator.usage().unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (9, 11));
+    }
+
+    #[test]
+    fn every_chunk_shares_id_created_and_model() {
+        let (text, _) = run_stream(&fixture("gemini", "stream.sse"), &[5], true);
+        let chunks: Vec<Value> = text
+            .split_terminator("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert!(chunks.len() > 2);
+        for chunk in &chunks {
+            assert_eq!(chunk["id"], chunks[0]["id"]);
+            assert_eq!(chunk["created"], chunks[0]["created"]);
+            assert_eq!(chunk["model"], chunks[0]["model"]);
+        }
+    }
+
+    #[test]
+    fn usage_chunk_only_when_the_client_asked() {
+        let stream = fixture("gemini", "stream.sse");
+        let (without, _) = run_stream(&stream, &[7], false);
+        assert!(!without.contains("\"usage\""), "{without}");
+
+        let (with, _) = run_stream(&stream, &[7], true);
+        let all = events(&with);
+        assert_eq!(all.len(), 7);
+        assert_eq!(all[6], None);
+        let usage_chunk = all[5].as_ref().unwrap();
+        assert_eq!(usage_chunk["choices"], json!([]));
+        assert_eq!(
+            usage_chunk["usage"],
+            json!({"prompt_tokens": 9, "completion_tokens": 11, "total_tokens": 20})
+        );
+        assert_eq!(
+            all[4].as_ref().unwrap()["choices"][0]["finish_reason"],
+            "stop"
+        );
+    }
+
+    #[test]
+    fn streamed_function_calls_arrive_whole() {
+        let (text, translator) = run_stream(
+            &fixture("gemini", "stream_function_call.sse"),
+            &[3, 11],
+            false,
+        );
+        let all = events(&text);
+        assert_eq!(all.len(), 4, "{text}");
+        let calls = &all[1].as_ref().unwrap()["choices"][0]["delta"]["tool_calls"];
+        assert_eq!(
+            calls,
+            &json!([
+                {"index": 0, "id": "call_0", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris, France\"}"}},
+                {"index": 1, "id": "call_1", "type": "function",
+                 "function": {"name": "get_time", "arguments": "{\"timezone\":\"Europe/Paris\"}"}}
+            ])
+        );
+        assert_eq!(
+            all[2].as_ref().unwrap()["choices"][0]["finish_reason"],
+            "tool_calls"
+        );
+        assert_eq!(all[3], None);
+        assert_eq!(translator.output_text(), "");
+        assert_eq!(translator.usage().unwrap().output_tokens, 31);
+    }
+
+    #[test]
+    fn blocked_prompt_in_a_stream_ends_with_content_filter() {
+        let event = br#"data: {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},"usageMetadata": {"promptTokenCount": 7,"totalTokenCount": 7},"modelVersion": "gemini-2.0-flash"}"#;
+        let mut stream = event.to_vec();
+        stream.extend_from_slice(b"\r\n\r\n");
+        let (text, _) = run_stream(&stream, &[9], false);
+        let all = events(&text);
+        assert_eq!(all.len(), 3, "{text}");
+        assert_eq!(
+            all[0].as_ref().unwrap()["choices"][0]["delta"]["role"],
+            "assistant"
+        );
+        assert_eq!(
+            all[1].as_ref().unwrap()["choices"][0]["finish_reason"],
+            "content_filter"
+        );
+        assert_eq!(all[2], None);
+    }
+
+    #[test]
+    fn truncated_or_failing_streams_are_errors() {
+        let stream = fixture("gemini", "stream.sse");
+        let text = String::from_utf8(stream).unwrap();
+        // Cut between events: everything read, but no finish reason.
+        let last_event = text.rfind("data: ").unwrap();
+        let mut translator = GeminiStream::new("m", true);
+        let mut out = BytesMut::new();
+        translator
+            .feed(&text.as_bytes()[..last_event], &mut out)
+            .unwrap();
+        let error = translator.finish(&mut out).unwrap_err();
+        assert!(error.contains("before a finish reason"), "{error}");
+        assert!(!String::from_utf8_lossy(&out).contains("[DONE]"));
+
+        // Cut inside the last event: the partial event cannot be read.
+        let cut = text.find("finishReason").unwrap();
+        let mut translator = GeminiStream::new("m", true);
+        let mut out = BytesMut::new();
+        translator.feed(&text.as_bytes()[..cut], &mut out).unwrap();
+        assert!(translator.finish(&mut out).is_err());
+
+        let mut translator = GeminiStream::new("m", false);
+        let mut out = BytesMut::new();
+        assert!(translator.finish(&mut out).is_err());
+
+        let mut translator = GeminiStream::new("m", false);
+        let mut out = BytesMut::new();
+        let error = translator
+            .feed(
+                b"data: {\"error\": {\"code\": 503, \"message\": \"The model is overloaded.\", \"status\": \"UNAVAILABLE\"}}\r\n\r\n",
+                &mut out,
+            )
+            .unwrap_err();
+        assert!(error.contains("overloaded"), "{error}");
+    }
+
+    #[test]
+    fn chat_stream_uses_the_clients_usage_wish() {
+        let gemini = adapter();
+        let stream = fixture("gemini", "stream.sse");
+        for (options, wanted) in [(json!({"include_usage": true}), true), (json!({}), false)] {
+            let body = chat(json!({
+                "model": "smart", "stream": true, "stream_options": options,
+                "messages": [{"role": "user", "content": "hi"}]
+            }));
+            let mut translator = gemini.chat_stream("gemini-2.0-flash", &body);
+            let mut out = BytesMut::new();
+            translator.feed(&stream, &mut out).unwrap();
+            translator.finish(&mut out).unwrap();
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            assert_eq!(text.contains("\"usage\""), wanted, "{text}");
+        }
+    }
+
+    #[test]
+    fn embeddings_request_and_response() {
+        let gemini = adapter();
+        let body = InboundBody::parse(
+            Endpoint::Embeddings,
+            Bytes::from(
+                json!({"model": "embed", "input": ["first", "second"], "dimensions": 256})
+                    .to_string(),
+            ),
+        )
+        .unwrap();
+        let request = gemini
+            .embeddings_request("models/gemini-embedding-001", &body)
+            .unwrap();
+        assert_eq!(
+            request.url,
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-embedding-001:batchEmbedContents"
+        );
+        assert_eq!(request.headers["x-goog-api-key"], "AIza-test-key");
+        let sent: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            sent,
+            json!({"requests": [
+                {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "first"}]}, "outputDimensionality": 256},
+                {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "second"}]}, "outputDimensionality": 256}
+            ]})
+        );
+
+        let one = InboundBody::parse(
+            Endpoint::Embeddings,
+            Bytes::from_static(br#"{"model":"embed","input":"only"}"#),
+        )
+        .unwrap();
+        let sent: Value = serde_json::from_slice(
+            &gemini
+                .embeddings_request("gemini-embedding-001", &one)
+                .unwrap()
+                .body,
+        )
+        .unwrap();
+        assert_eq!(
+            sent,
+            json!({"requests": [{"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "only"}]}}]})
+        );
+
+        let tokens = InboundBody::parse(
+            Endpoint::Embeddings,
+            Bytes::from_static(br#"{"model":"embed","input":[[1,2,3]]}"#),
+        )
+        .unwrap();
+        let error = gemini
+            .embeddings_request("gemini-embedding-001", &tokens)
+            .unwrap_err();
+        assert!(matches!(error, GatewayError::Unsupported(_)), "{error:?}");
+        assert!(error.to_string().contains("token arrays"));
+
+        let translated = gemini
+            .embeddings_response(
+                "gemini-embedding-001",
+                &fixture("gemini", "batch_embed_response.json"),
+            )
+            .unwrap();
+        assert!(translated.usage.is_none());
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        assert_eq!(body["object"], "list");
+        assert_eq!(body["model"], "gemini-embedding-001");
+        assert_eq!(
+            body["usage"],
+            json!({"prompt_tokens": 0, "total_tokens": 0})
+        );
+        let data = body["data"].as_array().unwrap();
+        assert_eq!(data.len(), 2);
+        assert_eq!(data[1]["object"], "embedding");
+        assert_eq!(data[1]["index"], 1);
+        let values: Vec<f64> = data[0]["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(values.len(), 4);
+        assert!((values[1] + 0.0456).abs() < 1e-6);
+        assert!(gemini.embeddings_response("m", b"{\"oops\":1}").is_err());
+    }
+
+    #[test]
+    fn error_bodies_map_to_openai_kinds() {
+        let gemini = adapter();
+        let details = gemini.error_details(400, &fixture("gemini", "error_400.json"));
+        assert!(details.message.contains("max_output_tokens"), "{details:?}");
+        assert_eq!(details.kind.as_deref(), Some("invalid_request_error"));
+        assert_eq!(details.code.as_deref(), Some("INVALID_ARGUMENT"));
+        assert_eq!(details.param, None);
+
+        let details = gemini.error_details(429, &fixture("gemini", "error_429.json"));
+        assert!(
+            details
+                .message
+                .starts_with("You exceeded your current quota")
+        );
+        assert_eq!(details.kind.as_deref(), Some("rate_limit_error"));
+        assert_eq!(details.code.as_deref(), Some("RESOURCE_EXHAUSTED"));
+
+        for (status, kind) in [
+            ("FAILED_PRECONDITION", "invalid_request_error"),
+            ("OUT_OF_RANGE", "invalid_request_error"),
+            ("UNAUTHENTICATED", "authentication_error"),
+            ("PERMISSION_DENIED", "permission_error"),
+            ("NOT_FOUND", "not_found_error"),
+            ("INTERNAL", "server_error"),
+            ("UNAVAILABLE", "server_error"),
+        ] {
+            let body =
+                json!({"error": {"code": 500, "message": "m", "status": status}}).to_string();
+            let details = gemini.error_details(500, body.as_bytes());
+            assert_eq!(details.kind.as_deref(), Some(kind), "{status}");
+            assert_eq!(details.code.as_deref(), Some(status));
+        }
+
+        let wrapped =
+            br#"[{"error": {"code": 403, "message": "denied", "status": "PERMISSION_DENIED"}}]"#;
+        let details = gemini.error_details(403, wrapped);
+        assert_eq!(details.message, "denied");
+        assert_eq!(details.kind.as_deref(), Some("permission_error"));
+
+        let details = gemini.error_details(502, b"<html>Bad Gateway</html>");
+        assert_eq!(details.message, "<html>Bad Gateway</html>");
+        assert_eq!(details.kind, None);
+        assert_eq!(details.code, None);
+    }
+
+    #[test]
+    fn kind_is_gemini() {
+        assert_eq!(adapter().kind(), ProviderKind::Gemini);
     }
 }

@@ -53,7 +53,11 @@ pub trait ProviderAdapter: Send + Sync + 'static {
 
     /// The upstream request for a chat completion on `model` (streaming when `body.stream`).
     /// An error here is the client's: its request cannot be expressed for this provider.
-    fn chat_request(&self, model: &str, body: &InboundBody) -> Result<UpstreamRequest, GatewayError>;
+    fn chat_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError>;
 
     /// Turns a successful non-streaming upstream body into an OpenAI `chat.completion`.
     /// An error means the upstream answered something we cannot read: the target failed.
@@ -111,8 +115,8 @@ pub(crate) fn base_headers(config: &ProviderConfig) -> Result<HeaderMap, String>
     for (name, value) in &config.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("invalid header name `{name}`"))?;
-        let value =
-            HeaderValue::from_str(value).map_err(|_| format!("invalid value for header `{name}`"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header `{name}`"))?;
         headers.insert(name, value);
     }
     Ok(headers)

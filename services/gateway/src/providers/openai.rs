@@ -49,7 +49,11 @@ impl ProviderAdapter for OpenAi {
         ProviderKind::Openai
     }
 
-    fn chat_request(&self, model: &str, body: &InboundBody) -> Result<UpstreamRequest, GatewayError> {
+    fn chat_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
         Ok(UpstreamRequest {
             url: self.chat_url.clone(),
             headers: self.headers.clone(),

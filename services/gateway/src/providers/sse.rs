@@ -77,11 +77,7 @@ impl SseDecoder {
                         return Some(i + 3);
                     }
                 }
-                b'\r' => {
-                    if bytes.get(i + 1) == Some(&b'\r') {
-                        return Some(i + 2);
-                    }
-                }
+                b'\r' if bytes.get(i + 1) == Some(&b'\r') => return Some(i + 2),
                 _ => {}
             }
             i += 1;
@@ -147,7 +143,10 @@ mod tests {
         assert_eq!(whole[0].data, "{\"a\":1}");
         assert_eq!(whole[1].data, "x\ny");
         assert_eq!(whole[2].data, "[DONE]");
-        assert_eq!(&whole[0].raw[..], b"event: message_start\ndata: {\"a\":1}\n\n");
+        assert_eq!(
+            &whole[0].raw[..],
+            b"event: message_start\ndata: {\"a\":1}\n\n"
+        );
     }
 
     #[test]

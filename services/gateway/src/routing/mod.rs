@@ -115,7 +115,7 @@ impl RouteGroup {
                         })
                         .unwrap_or(0);
                     let chosen = order.remove(first);
-                    order.sort_by(|a, b| b.weight.cmp(&a.weight));
+                    order.sort_by_key(|t| std::cmp::Reverse(t.weight));
                     order.insert(0, chosen);
                 }
             }
@@ -155,8 +155,7 @@ impl Router {
     pub fn new(config: &Config, catalog: Arc<PriceCatalog>) -> Result<Router, String> {
         let mut providers = BTreeMap::new();
         for (name, provider) in &config.providers {
-            let adapter =
-                adapter_for(provider).map_err(|e| format!("providers.{name}: {e}"))?;
+            let adapter = adapter_for(provider).map_err(|e| format!("providers.{name}: {e}"))?;
             providers.insert(
                 name.clone(),
                 Arc::new(Provider {
@@ -179,7 +178,9 @@ impl Router {
                 let provider = router
                     .providers
                     .get(&target.provider)
-                    .ok_or_else(|| format!("model {}: no provider {}", group.name, target.provider))?
+                    .ok_or_else(|| {
+                        format!("model {}: no provider {}", group.name, target.provider)
+                    })?
                     .clone();
                 targets.push(router.target(
                     provider,
@@ -237,12 +238,7 @@ impl Router {
             strategy: Strategy::Fallback,
             retry: self.defaults.retry.clone(),
             timeout: Duration::from_millis(self.defaults.timeout_ms),
-            targets: vec![self.target(
-                provider,
-                provider_model,
-                1,
-                &self.defaults.circuit_breaker,
-            )],
+            targets: vec![self.target(provider, provider_model, 1, &self.defaults.circuit_breaker)],
         });
         let mut direct = self.direct.write().unwrap_or_else(|e| e.into_inner());
         if direct.len() < MAX_DIRECT_ROUTES {
@@ -265,7 +261,12 @@ impl Router {
             return Ok((provider.clone(), provider_model));
         }
         let unknown = || GatewayError::UnknownModel(model.to_owned());
-        let family = self.catalog.price(model).ok_or_else(unknown)?.family.as_str();
+        let family = self
+            .catalog
+            .price(model)
+            .ok_or_else(unknown)?
+            .family
+            .as_str();
         let kind = match family {
             "openai" => ProviderKind::Openai,
             "anthropic" => ProviderKind::Anthropic,
@@ -361,12 +362,24 @@ models:
         let direct = r.resolve("anthropic/claude-3-haiku-20240307").unwrap();
         assert_eq!(direct.targets[0].provider.name, "anthropic");
         assert_eq!(direct.targets[0].model, "claude-3-haiku-20240307");
-        assert!(Arc::ptr_eq(&direct, &r.resolve("anthropic/claude-3-haiku-20240307").unwrap()));
+        assert!(Arc::ptr_eq(
+            &direct,
+            &r.resolve("anthropic/claude-3-haiku-20240307").unwrap()
+        ));
         let bare = r.resolve("gpt-4o-mini").unwrap();
         assert_eq!(bare.targets[0].provider.name, "openai");
-        assert!(matches!(r.resolve("nope"), Err(GatewayError::UnknownModel(_))));
-        assert!(matches!(r.resolve("nobody/gpt-4o"), Err(GatewayError::UnknownModel(_))));
-        assert!(matches!(r.resolve("gemini-2.5-pro"), Err(GatewayError::UnknownModel(_))));
+        assert!(matches!(
+            r.resolve("nope"),
+            Err(GatewayError::UnknownModel(_))
+        ));
+        assert!(matches!(
+            r.resolve("nobody/gpt-4o"),
+            Err(GatewayError::UnknownModel(_))
+        ));
+        assert!(matches!(
+            r.resolve("gemini-2.5-pro"),
+            Err(GatewayError::UnknownModel(_))
+        ));
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! An in-process harness: mock providers on real sockets and a real gateway server in front of
+//! them, configured from YAML text.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of the harness"
+)]
+
+use std::collections::BTreeMap;
+
+use tollgate_common::config::Config;
+use tollgate_gateway::{RunningServer, Stages};
+use tollgate_mock_provider::{MockConfig, MockServer};
+
+pub struct TestGateway {
+    pub url: String,
+    pub client: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestGateway {
+    /// Starts a gateway from `yaml`, in which `{mock:NAME}` is replaced by that mock's base URL.
+    pub async fn start(yaml: &str, mocks: &[(&str, &MockServer)]) -> TestGateway {
+        let mut text = yaml.to_owned();
+        for (name, mock) in mocks {
+            text = text.replace(&format!("{{mock:{name}}}"), &mock.url());
+        }
+        let env: BTreeMap<String, String> = BTreeMap::new();
+        let mut config = Config::parse(&text, &env).expect("test config is valid");
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.server.workers = Some(1);
+        config.server.max_body_bytes = 64 * 1024;
+        let gateway = tollgate_gateway::build_gateway(&config, Stages::default()).unwrap();
+        let RunningServer {
+            addr,
+            handle,
+            server,
+        } = tollgate_gateway::start(&config, gateway).unwrap();
+        actix_web::rt::spawn(server);
+        TestGateway {
+            url: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            handle,
+        }
+    }
+
+    pub fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}/v1/chat/completions", self.url))
+            .json(&body)
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+pub async fn mock(config: MockConfig) -> MockServer {
+    MockServer::start(config).await.unwrap()
+}
+
+pub fn hello(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]})
+}

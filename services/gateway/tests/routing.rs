@@ -1,0 +1,307 @@
+//! Routing, retries, fail-over and circuit breaking against mock providers on real sockets.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestGateway, hello, mock};
+use tollgate_mock_provider::MockConfig;
+
+fn config(failure_status: u16, fail_first: u32) -> MockConfig {
+    MockConfig {
+        failure_status,
+        fail_first,
+        ..MockConfig::default()
+    }
+}
+
+const FALLBACK: &str = r#"
+providers:
+  primary: { kind: openai, api_base: "{mock:a}/v1", api_key: ka }
+  backup:  { kind: openai, api_base: "{mock:b}/v1", api_key: kb }
+models:
+  - name: smart
+    retry: { attempts: 2, on_status: [429, 500, 502, 503, 504], backoff_ms: 1, max_backoff_ms: 20 }
+    timeout_ms: 2000
+    circuit_breaker: { failures: 100, window_ms: 1000, cooldown_ms: 1000 }
+    targets:
+      - { provider: primary, model: gpt-4o }
+      - { provider: backup, model: gpt-4o-mini }
+"#;
+
+#[actix_web::test]
+async fn a_retry_on_the_same_target_clears_a_transient_503() {
+    let a = mock(config(503, 1)).await;
+    let b = mock(MockConfig::default()).await;
+    let gw = TestGateway::start(FALLBACK, &[("a", &a), ("b", &b)]).await;
+    let res = gw.chat(hello("smart")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-provider"], "primary");
+    assert_eq!(res.headers()["x-tollgate-attempts"], "2");
+    assert_eq!(a.stats().requests, 2);
+    assert_eq!(b.stats().requests, 0);
+}
+
+#[actix_web::test]
+async fn falls_over_on_429_and_5xx_after_retries() {
+    for status in [429, 500, 502, 503, 504] {
+        let a = mock(config(status, 1_000)).await;
+        let b = mock(MockConfig::default()).await;
+        let gw = TestGateway::start(FALLBACK, &[("a", &a), ("b", &b)]).await;
+        let res = gw.chat(hello("smart")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "status {status}");
+        assert_eq!(res.headers()["x-tollgate-provider"], "backup");
+        assert_eq!(res.headers()["x-tollgate-model"], "gpt-4o-mini");
+        assert_eq!(res.headers()["x-tollgate-attempts"], "3");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(a.stats().requests, 2, "two tries on the primary");
+        assert_eq!(b.stats().last_request.unwrap()["model"], "gpt-4o-mini");
+        gw.stop().await;
+    }
+}
+
+#[actix_web::test]
+async fn falls_over_on_timeout_and_connection_refused() {
+    let a = mock(MockConfig {
+        latency_ms: 1_500,
+        ..MockConfig::default()
+    })
+    .await;
+    let b = mock(MockConfig::default()).await;
+    let yaml = FALLBACK.replace("timeout_ms: 2000", "timeout_ms: 200");
+    let gw = TestGateway::start(&yaml, &[("a", &a), ("b", &b)]).await;
+    let started = std::time::Instant::now();
+    let res = gw.chat(hello("smart")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-provider"], "backup");
+    assert!(
+        started.elapsed() < Duration::from_millis(1_400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A provider nobody listens on.
+    let yaml = FALLBACK.replace("{mock:a}", "http://127.0.0.1:9");
+    let gw = TestGateway::start(&yaml, &[("b", &b)]).await;
+    let res = gw.chat(hello("smart")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-provider"], "backup");
+}
+
+#[actix_web::test]
+async fn retry_after_is_honoured_within_the_cap() {
+    let a = mock(MockConfig {
+        failure_status: 429,
+        fail_first: 1,
+        retry_after_secs: Some(1),
+        ..MockConfig::default()
+    })
+    .await;
+    let b = mock(MockConfig::default()).await;
+    let yaml = FALLBACK.replace("max_backoff_ms: 20", "max_backoff_ms: 2000");
+    let gw = TestGateway::start(&yaml, &[("a", &a), ("b", &b)]).await;
+    let started = std::time::Instant::now();
+    let res = gw.chat(hello("smart")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-tollgate-provider"], "primary");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited {:?}",
+        started.elapsed()
+    );
+
+    // Asked to wait longer than the cap allows: fail over at once instead.
+    a.set_config(MockConfig {
+        failure_status: 429,
+        fail_first: 1,
+        retry_after_secs: Some(30),
+        ..MockConfig::default()
+    });
+    let started = std::time::Instant::now();
+    let res = gw.chat(hello("smart")).send().await.unwrap();
+    assert_eq!(res.headers()["x-tollgate-provider"], "backup");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[actix_web::test]
+async fn client_errors_pass_through_without_fail_over() {
+    let a = mock(MockConfig::default()).await;
+    let b = mock(MockConfig::default()).await;
+    let yaml = FALLBACK.replace("model: gpt-4o }", "model: mock-error-400 }");
+    let gw = TestGateway::start(&yaml, &[("a", &a), ("b", &b)]).await;
+    let res = gw.chat(hello("smart")).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().len() > 3,
+        "{body}"
+    );
+    assert_eq!(
+        b.stats().requests,
+        0,
+        "a 400 is the request's fault: no fail-over"
+    );
+}
+
+#[actix_web::test]
+async fn all_targets_failing_is_a_502_or_503_naming_the_last_failure() {
+    let a = mock(config(500, 1_000)).await;
+    let b = mock(config(503, 1_000)).await;
+    let gw = TestGateway::start(FALLBACK, &[("a", &a), ("b", &b)]).await;
+    let res = gw.chat(hello("smart")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["x-tollgate-attempts"], "4");
+    let body: serde_json::Value = res.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("backup/gpt-4o-mini"), "{message}");
+    assert!(message.contains("503"), "{message}");
+
+    b.set_config(config(502, 1_000));
+    let res = gw.chat(hello("smart")).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+}
+
+#[actix_web::test]
+async fn provider_credentials_never_reach_the_client() {
+    let a = mock(MockConfig {
+        require_key: Some("the-right-key".into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let yaml = r#"
+providers:
+  p: { kind: openai, api_base: "{mock:a}/v1", api_key: sk-secret-wrong-key }
+models:
+  - name: m
+    retry: { attempts: 1 }
+    targets: [ { provider: p, model: gpt-4o } ]
+"#;
+    let gw = TestGateway::start(yaml, &[("a", &a)]).await;
+    let res = gw.chat(hello("m")).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("sk-secret"), "{text}");
+    assert!(text.contains("credentials"), "{text}");
+}
+
+#[actix_web::test]
+async fn weighted_split_is_within_five_percent_over_2000_requests() {
+    let a = mock(MockConfig::default()).await;
+    let b = mock(MockConfig::default()).await;
+    let yaml = r#"
+providers:
+  a: { kind: openai, api_base: "{mock:a}/v1", api_key: k }
+  b: { kind: openai, api_base: "{mock:b}/v1", api_key: k }
+models:
+  - name: split
+    strategy: weighted
+    targets:
+      - { provider: a, model: gpt-4o, weight: 70 }
+      - { provider: b, model: gpt-4o, weight: 30 }
+"#;
+    let gw = TestGateway::start(yaml, &[("a", &a), ("b", &b)]).await;
+    use futures_util::StreamExt;
+    let total = 2_000;
+    let to_a = futures_util::stream::iter(0..total)
+        .map(|_| {
+            let request = gw.chat(hello("split"));
+            async move {
+                let res = request.send().await.unwrap();
+                assert_eq!(res.status(), 200);
+                res.headers()["x-tollgate-provider"] == "a"
+            }
+        })
+        .buffer_unordered(32)
+        .filter(|to_a| std::future::ready(*to_a))
+        .count()
+        .await;
+    let share = to_a as f64 / total as f64;
+    assert!((share - 0.70).abs() <= 0.05 * 0.70, "share to a: {share}");
+    assert_eq!(a.stats().requests + b.stats().requests, total as u64);
+}
+
+#[actix_web::test]
+async fn circuit_opens_skips_the_target_then_recovers_after_a_probe() {
+    let a = mock(config(503, 1_000_000)).await;
+    let b = mock(MockConfig::default()).await;
+    let yaml = r#"
+providers:
+  a: { kind: openai, api_base: "{mock:a}/v1", api_key: k }
+  b: { kind: openai, api_base: "{mock:b}/v1", api_key: k }
+models:
+  - name: m
+    retry: { attempts: 1 }
+    circuit_breaker: { failures: 3, window_ms: 10000, cooldown_ms: 400 }
+    targets: [ { provider: a, model: gpt-4o }, { provider: b, model: gpt-4o } ]
+"#;
+    let gw = TestGateway::start(yaml, &[("a", &a), ("b", &b)]).await;
+    for _ in 0..3 {
+        let res = gw.chat(hello("m")).send().await.unwrap();
+        assert_eq!(res.headers()["x-tollgate-provider"], "b");
+    }
+    assert_eq!(a.stats().requests, 3);
+    // Open: a is not even tried.
+    for _ in 0..5 {
+        let res = gw.chat(hello("m")).send().await.unwrap();
+        assert_eq!(res.headers()["x-tollgate-attempts"], "1");
+        assert_eq!(res.headers()["x-tollgate-provider"], "b");
+    }
+    assert_eq!(a.stats().requests, 3);
+
+    // a recovers; after the cool-down one probe goes to it and closes the circuit.
+    a.set_config(MockConfig::default());
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let res = gw.chat(hello("m")).send().await.unwrap();
+    assert_eq!(res.headers()["x-tollgate-provider"], "a");
+    for _ in 0..3 {
+        let res = gw.chat(hello("m")).send().await.unwrap();
+        assert_eq!(res.headers()["x-tollgate-provider"], "a");
+    }
+    assert_eq!(a.stats().requests, 7);
+}
+
+#[actix_web::test]
+async fn with_every_circuit_open_the_answer_is_503_with_retry_after() {
+    let a = mock(config(500, 1_000_000)).await;
+    let yaml = r#"
+providers:
+  a: { kind: openai, api_base: "{mock:a}/v1", api_key: k }
+models:
+  - name: m
+    retry: { attempts: 1 }
+    circuit_breaker: { failures: 2, window_ms: 10000, cooldown_ms: 60000 }
+    targets: [ { provider: a, model: gpt-4o } ]
+"#;
+    let gw = TestGateway::start(yaml, &[("a", &a)]).await;
+    for _ in 0..2 {
+        assert_eq!(gw.chat(hello("m")).send().await.unwrap().status(), 502);
+    }
+    let res = gw.chat(hello("m")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(a.stats().requests, 2);
+}
+
+#[actix_web::test]
+async fn direct_provider_model_names_and_catalog_names_route() {
+    let a = mock(MockConfig::default()).await;
+    let yaml = r#"
+providers:
+  openai: { kind: openai, api_base: "{mock:a}/v1", api_key: k }
+"#;
+    let gw = TestGateway::start(yaml, &[("a", &a)]).await;
+    let res = gw.chat(hello("openai/my-finetune")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(a.stats().last_request.unwrap()["model"], "my-finetune");
+    let res = gw.chat(hello("gpt-4o-mini")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(a.stats().last_request.unwrap()["model"], "gpt-4o-mini");
+}

@@ -1,0 +1,241 @@
+//! End-to-end: the real `tollgate` binary, started as a process against mock providers, driven
+//! by real clients (the official OpenAI Python SDK, plain HTTP) and its own CLI.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tollgate_mock_provider::{MockConfig, MockServer};
+
+const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tollgate-e2e-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `tollgate serve` process, killed when dropped.
+struct Gateway {
+    child: Child,
+    url: String,
+}
+
+impl Gateway {
+    /// `tollgate serve --config FILE`.
+    fn start(config: &Path, extra_env: &[(&str, &str)]) -> Gateway {
+        let mut command = Command::new(TOLLGATE);
+        command.args(["serve", "--config"]).arg(config);
+        Gateway::spawn(command, extra_env)
+    }
+
+    fn spawn(mut command: Command, extra_env: &[(&str, &str)]) -> Gateway {
+        let port = free_port();
+        command
+            .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TOLLGATE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("tollgate starts");
+        let gateway = Gateway {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        gateway.wait_ready();
+        gateway
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) =
+                std::net::TcpStream::connect(self.url.trim_start_matches("http://"))
+            {
+                let _ = stream.write_all(
+                    b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                );
+                let mut answer = String::new();
+                let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tollgate did not become ready at {}", self.url);
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_for(mock: &MockServer) -> String {
+    format!(
+        r#"
+providers:
+  openai:    {{ kind: openai,    api_base: "{url}/v1", api_key: "${{E2E_OPENAI_KEY}}" }}
+  anthropic: {{ kind: anthropic, api_base: "{url}", api_key: sk-ant-e2e }}
+  gemini:    {{ kind: gemini,    api_base: "{url}", api_key: gemini-e2e }}
+models:
+  - name: smart
+    targets:
+      - {{ provider: anthropic, model: claude-sonnet-4-20250514 }}
+      - {{ provider: openai, model: gpt-4o }}
+  - name: flash
+    targets: [ {{ provider: gemini, model: gemini-2.5-flash }} ]
+  - name: embed
+    targets: [ {{ provider: openai, model: text-embedding-3-small }} ]
+"#,
+        url = mock.url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_through_every_provider() {
+    let mock = MockServer::start(MockConfig {
+        chunks: 8,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = scratch_dir("sdk");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(&config, config_for(&mock)).unwrap();
+    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+
+    let script = repo_root().join("tests/e2e/python/openai_sdk.py");
+    let url = format!("{}/v1", gateway.url);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .arg(url)
+            .args(["openai/gpt-4o", "smart", "flash", "gemini/gemini-2.5-pro"])
+            .args(["--embed", "embed", "--embed", "gemini/gemini-embedding-001"])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("No module named 'openai'"),
+        "the OpenAI Python SDK is missing: pip install openai"
+    );
+    assert!(
+        output.status.success(),
+        "SDK checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("ok chat smart") && stdout.contains("ok errors"),
+        "{stdout}"
+    );
+
+    // The keys reached the providers the way each expects them, from config and environment.
+    let stats = mock.stats();
+    assert!(
+        stats
+            .by_route
+            .get("anthropic.messages")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(stats.by_route.get("gemini.stream").copied().unwrap_or(0) > 0);
+    assert!(stats.by_route.get("gemini.embed").copied().unwrap_or(0) > 0);
+    drop(gateway);
+    mock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_config_reads_providers_from_the_environment() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let mut command = Command::new(TOLLGATE);
+    command
+        .arg("serve")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("TOLLGATE_CONFIG");
+    let base = format!("{}/v1", mock.url());
+    let gateway = Gateway::spawn(
+        command,
+        &[("OPENAI_API_KEY", "sk-env"), ("OPENAI_BASE_URL", &base)],
+    );
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .json(&serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(mock.stats().last_headers["authorization"], "Bearer sk-env");
+    drop(gateway);
+    mock.stop().await;
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_every_problem() {
+    let example = repo_root().join("config.example.yaml");
+    let ok = Command::new(TOLLGATE)
+        .args(["check-config"])
+        .arg(&example)
+        .env("OPENAI_API_KEY", "a")
+        .env("ANTHROPIC_API_KEY", "b")
+        .env("GEMINI_API_KEY", "c")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+
+    let dir = scratch_dir("check");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "providers:\n  a: { kind: openai, api_key: \"${NOT_SET_ANYWHERE}\" }\nmodels:\n  - name: m\n    strategy: random\n    targets: [ { provider: b, model: x } ]\n",
+    )
+    .unwrap();
+    let out = Command::new(TOLLGATE)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("providers.a.api_key: environment variable NOT_SET_ANYWHERE is not set"),
+        "{text}"
+    );
+    assert!(text.contains("models[0].strategy"), "{text}");
+}
