@@ -239,3 +239,92 @@ fn check_config_accepts_the_example_and_names_every_problem() {
     );
     assert!(text.contains("models[0].strategy"), "{text}");
 }
+
+/// Reads HTTP requests on a local port and keeps their bodies: a stand-in OTLP collector.
+fn otlp_collector() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let mut length = 0usize;
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut request_line).unwrap();
+            loop {
+                line.clear();
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx.send((request_line, body)).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_an_otlp_endpoint_with_genai_attributes() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let (collector, received) = otlp_collector();
+    let dir = scratch_dir("otlp");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(&config, config_for(&mock)).unwrap();
+    let gateway = Gateway::start(
+        &config,
+        &[
+            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+            ("TOLLGATE_OTLP_ENDPOINT", &collector),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .json(
+            &serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok((line, body)) = received.recv_timeout(Duration::from_millis(200)) {
+            assert!(line.starts_with("POST /v1/traces"), "{line}");
+            seen.extend(body);
+            let text = String::from_utf8_lossy(&seen);
+            if text.contains("gen_ai.upstream") && text.contains("gen_ai.usage.input_tokens") {
+                break;
+            }
+        }
+    }
+    // OTLP/protobuf carries attribute keys and span names as plain strings.
+    let text = String::from_utf8_lossy(&seen);
+    for expected in [
+        "chat smart",
+        "gen_ai.request.model",
+        "gen_ai.system",
+        "anthropic",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.upstream",
+    ] {
+        assert!(text.contains(expected), "{expected} not exported: {text:?}");
+    }
+    assert!(!text.contains("sk-ant-e2e"), "a provider key was exported");
+    drop(gateway);
+    mock.stop().await;
+}

@@ -92,6 +92,16 @@ impl ProviderKind {
         }
     }
 
+    /// OpenTelemetry's `gen_ai.system` value for this provider.
+    pub fn otel_system(self) -> &'static str {
+        match self {
+            ProviderKind::Openai => "openai",
+            ProviderKind::Azure => "az.ai.openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gcp.gemini",
+        }
+    }
+
     /// The base URL the provider's own SDK uses, when there is one.
     pub fn default_api_base(self) -> Option<&'static str> {
         match self {

@@ -83,6 +83,7 @@ pub fn start(config: &Config, gateway: Arc<Gateway>) -> Result<RunningServer, St
             .configure(routes)
     })
     .backlog(4096)
+    .tcp_nodelay(true)
     .keep_alive(std::time::Duration::from_secs(75));
     if let Some(workers) = config.server.workers {
         server = server.workers(workers);

@@ -30,6 +30,8 @@ pub struct RelayBody {
     /// Sent when the stream ends, or from `Drop` if the client left first.
     completion: Option<Completion>,
     recorder: UsageSender,
+    /// The request's span, kept open until the stream ends.
+    span: tracing::Span,
 }
 
 impl RelayBody {
@@ -40,6 +42,7 @@ impl RelayBody {
         idle_timeout: Duration,
         completion: Completion,
         recorder: UsageSender,
+        span: tracing::Span,
     ) -> Self {
         RelayBody {
             upstream,
@@ -51,6 +54,7 @@ impl RelayBody {
             done: false,
             completion: Some(completion),
             recorder,
+            span,
         }
     }
 
@@ -91,6 +95,15 @@ impl RelayBody {
                 completion.output_text = self.translator.output_text().to_owned();
             }
             completion.finished = Instant::now();
+            if let Some(usage) = completion.usage {
+                self.span
+                    .record("gen_ai.usage.input_tokens", usage.input_tokens);
+                self.span
+                    .record("gen_ai.usage.output_tokens", usage.output_tokens);
+            }
+            if let Some(error) = error {
+                self.span.record("error.type", error);
+            }
             self.recorder.send(completion);
         }
     }

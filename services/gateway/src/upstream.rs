@@ -17,6 +17,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use tollgate_common::config::RetryPolicy;
+use tracing::Instrument;
 
 use crate::error::GatewayError;
 use crate::providers::UpstreamRequest;
@@ -103,7 +104,33 @@ pub async fn send(
         for try_number in 1..=group.retry.attempts.max(1) {
             attempts += 1;
             let started = Instant::now();
-            let outcome = attempt(client, &target, &request, stream, group.timeout).await;
+            let span = tracing::info_span!(
+                "gen_ai.upstream",
+                otel.kind = "client",
+                gen_ai.system = target.provider.kind.otel_system(),
+                gen_ai.request.model = target.model.as_str(),
+                tollgate.provider = target.provider.name.as_str(),
+                tollgate.try = try_number,
+                http.response.status_code = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            );
+            let outcome = attempt(client, &target, &request, stream, group.timeout)
+                .instrument(span.clone())
+                .await;
+            if !span.is_disabled() {
+                match &outcome {
+                    Outcome::Success(_) => span.record("http.response.status_code", 200),
+                    Outcome::Rejected(error) => {
+                        span.record("http.response.status_code", error.status().as_u16())
+                    }
+                    Outcome::Failed { status, reason, .. } => {
+                        if let Some(status) = status {
+                            span.record("http.response.status_code", status);
+                        }
+                        span.record("error.type", reason.as_str())
+                    }
+                };
+            }
             match outcome {
                 Outcome::Success(body) => {
                     target.breaker.record_success();

@@ -32,6 +32,14 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
         }
     }
+
+    /// OpenTelemetry's `gen_ai.operation.name`.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
 }
 
 struct Field {

@@ -27,6 +27,8 @@ use actix_web::HttpResponse;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue};
 use bytes::Bytes;
 use tollgate_common::PriceCatalog;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 pub use context::{KeyContext, RequestContext};
 use metering::{Completion, UsageSender};
@@ -86,9 +88,47 @@ impl Gateway {
         request_id: String,
     ) -> HttpResponse {
         let mut ctx = RequestContext::new(request_id, endpoint);
-        match self.run(client, &mut ctx, headers, raw).await {
-            Ok(response) => response,
+        let parsed = InboundBody::parse(endpoint, raw);
+        // Field names follow OpenTelemetry's GenAI conventions; the span costs nothing unless
+        // an OTLP endpoint is configured.
+        let span = tracing::info_span!(
+            "gen_ai.request",
+            otel.name = Empty,
+            otel.kind = "server",
+            gen_ai.operation.name = endpoint.operation(),
+            gen_ai.request.model = Empty,
+            gen_ai.system = Empty,
+            gen_ai.response.model = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            http.response.status_code = Empty,
+            error.type = Empty,
+            tollgate.request_id = %ctx.request_id,
+            tollgate.attempts = Empty,
+        );
+        // Named before the span is first entered: OpenTelemetry fixes the name at start.
+        if !span.is_disabled()
+            && let Ok(body) = &parsed
+        {
+            span.record("gen_ai.request.model", body.model.as_str());
+            span.record(
+                "otel.name",
+                format!("{} {}", endpoint.operation(), body.model),
+            );
+        }
+        let result = self
+            .run(client, &mut ctx, headers, parsed)
+            .instrument(span.clone())
+            .await;
+        match result {
+            Ok(response) => {
+                span.record("http.response.status_code", response.status().as_u16());
+                response
+            }
             Err(failure) => {
+                span.record("http.response.status_code", failure.error.status().as_u16());
+                span.record("tollgate.attempts", failure.attempts);
+                span.record("error.type", failure.error.label());
                 let mut response = failure.error.to_response(&ctx.request_id);
                 response.headers_mut().insert(
                     actix_web::http::header::HeaderName::from_static("x-tollgate-attempts"),
@@ -120,10 +160,10 @@ impl Gateway {
         client: &reqwest::Client,
         ctx: &mut RequestContext,
         headers: &HeaderMap,
-        raw: Bytes,
+        parsed: Result<InboundBody, GatewayError>,
     ) -> Result<HttpResponse, Failure> {
-        // parse
-        let body = Arc::new(InboundBody::parse(ctx.endpoint, raw).map_err(Failure::early)?);
+        // parse (done by the caller, so the span can be named after the model)
+        let body = Arc::new(parsed.map_err(Failure::early)?);
         ctx.requested_model.clone_from(&body.model);
         ctx.stream = body.stream;
         ctx.end_user.clone_from(&body.user);
@@ -190,11 +230,14 @@ impl Gateway {
             let gateway = self.clone();
             let client = client.clone();
             let task_ctx = ctx.clone();
-            let task = tokio::spawn(async move {
-                gateway
-                    .complete(&client, task_ctx, body, group, reservation)
-                    .await
-            });
+            let task = tokio::spawn(
+                async move {
+                    gateway
+                        .complete(&client, task_ctx, body, group, reservation)
+                        .await
+                }
+                .instrument(tracing::Span::current()),
+            );
             match task.await {
                 Ok(Ok(answer)) => Ok(json_response(
                     &ctx.request_id,
@@ -257,6 +300,7 @@ impl Gateway {
                 match translated {
                     Ok(translated) => {
                         completion.usage = translated.usage;
+                        record_answer(&target, translated.usage, attempts);
                         self.stages
                             .cache
                             .store(&completion.ctx, &body, &translated.body)
@@ -338,6 +382,7 @@ impl Gateway {
                 attempts,
             }) => {
                 let translator = target.provider.adapter.chat_stream(&target.model, &body);
+                record_answer(&target, None, attempts);
                 let completion = Completion {
                     ctx: ctx.clone(),
                     target: Some(target.clone()),
@@ -358,6 +403,7 @@ impl Gateway {
                     group.timeout,
                     completion,
                     self.recorder.clone(),
+                    tracing::Span::current(),
                 );
                 let mut response = HttpResponse::Ok();
                 response
@@ -410,6 +456,21 @@ impl Failure {
             reservation: Reservation::default(),
             metered: false,
         }
+    }
+}
+
+/// Puts who answered (and the usage, once known) on the request's span.
+fn record_answer(target: &Target, usage: Option<tollgate_common::TokenUsage>, attempts: u32) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    span.record("gen_ai.system", target.provider.kind.otel_system());
+    span.record("gen_ai.response.model", target.model.as_str());
+    span.record("tollgate.attempts", attempts);
+    if let Some(usage) = usage {
+        span.record("gen_ai.usage.input_tokens", usage.input_tokens);
+        span.record("gen_ai.usage.output_tokens", usage.output_tokens);
     }
 }
 
