@@ -42,7 +42,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1e3,
         "us" | "µs" => value / 1e6,
         "m" | "min" => value * 60.0,
-        other => return Err(format!("`{text}`: unknown unit `{other}` (use us, ms, s or m)")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (use us, ms, s or m)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|err| format!("`{text}`: {err}"))
 }

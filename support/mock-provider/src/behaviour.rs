@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::stats::Stats;
 
 /// How the mock behaves; replaceable at runtime through `MockServer::set_config` or `POST /_mock/config`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MockConfig {
     /// Delay before answering, before the response headers.

@@ -156,8 +156,8 @@ fn invalid_body(err: &serde_json::Error) -> HttpResponse {
 struct ChatRequest<'a> {
     #[serde(default, borrow)]
     model: Cow<'a, str>,
-    #[serde(borrow)]
-    messages: Vec<Message<'a>>,
+    #[serde(default, borrow)]
+    messages: Option<Vec<Message<'a>>>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
@@ -198,7 +198,11 @@ struct FunctionDef {
 impl ChatRequest<'_> {
     /// The tool to call, unless tools are absent, disabled, or a tool result is being answered.
     fn tool_to_call(&self) -> Option<&FunctionDef> {
-        let last_role = self.messages.last().map(|m| m.role.as_ref());
+        let last_role = self
+            .messages
+            .as_deref()
+            .and_then(<[Message]>::last)
+            .map(|m| m.role.as_ref());
         if matches!(last_role, Some("tool" | "function")) {
             return None;
         }
@@ -305,18 +309,26 @@ pub(crate) async fn serve_chat(
             None,
         );
     }
+    let Some(messages) = request.messages.as_deref() else {
+        return error(
+            400,
+            "Missing required parameter: 'messages'.",
+            "invalid_request_error",
+            Some("messages"),
+            Some("missing_required_parameter"),
+        );
+    };
     if let Some(code) = active.injected_failure(model, &state.stats) {
         return injected(code, active.config.retry_after_secs);
     }
 
-    let chars: usize = request.messages.iter().map(|m| m.content.chars).sum();
+    let chars: usize = messages.iter().map(|m| m.content.chars).sum();
     let prompt_tokens = answer::prompt_tokens(chars);
-    let user_text = request
-        .messages
+    let user_text = messages
         .iter()
         .rev()
         .find(|m| m.role == "user")
-        .or(request.messages.last())
+        .or(messages.last())
         .map_or("", |m| m.content.text.as_ref());
     let config = &active.config;
     let tool = request.tool_to_call();

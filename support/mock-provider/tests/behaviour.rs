@@ -33,6 +33,23 @@ async fn wait_for(
     }
 }
 
+#[test]
+fn server_handle_can_be_shared_across_tasks() {
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mock = MockServer::start(MockConfig::default()).await.unwrap();
+        send_sync(&mock);
+        let stopping = mock.stop();
+        send(&stopping);
+        stopping.await;
+    });
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fail_first_then_success_with_retry_after() {
     let mock = MockServer::start(MockConfig {

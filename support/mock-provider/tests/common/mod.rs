@@ -1,7 +1,7 @@
 //! A deliberately tiny HTTP/1.1 client over a real TCP socket, so the tests exercise the
 //! server exactly as a gateway would.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 
