@@ -6,6 +6,12 @@
 //! `generationConfig`. Answers are rebuilt as OpenAI completions and chunks. Embeddings go through
 //! `batchEmbedContents`. The API key travels in the `x-goog-api-key` header, never in the URL.
 //! <https://ai.google.dev/api/generate-content>, <https://ai.google.dev/api/embeddings>
+//!
+//! Thinking models put a `thoughtSignature` on the `functionCall` parts they answer with, and
+//! Gemini 3 refuses the next step of a tool loop unless each signature comes back on the same
+//! part. OpenAI's tool calls have no field for it and the gateway keeps no state, so the
+//! signature rides in the tool call id the client echoes back (see [`tool_call_id`]).
+//! <https://ai.google.dev/gemini-api/docs/thought-signatures>
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -228,15 +234,26 @@ struct WireContent<'a> {
     parts: Vec<WirePart<'a>>,
 }
 
-/// One `Part`: exactly one of its data fields, so an externally tagged enum.
+/// One `Part`: exactly one of its data fields, so an externally tagged enum; a function call part
+/// also carries its thought signature, a field of the part beside `functionCall`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 enum WirePart<'a> {
     Text(Cow<'a, str>),
     InlineData(Blob<'a>),
     FileData(FileData<'a>),
-    FunctionCall(WireFunctionCall<'a>),
     FunctionResponse(WireFunctionResponse<'a>),
+    #[serde(untagged)]
+    FunctionCall(FunctionCallPart<'a>),
+}
+
+/// `{"functionCall": {...}, "thoughtSignature": "..."}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionCallPart<'a> {
+    function_call: WireFunctionCall<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thought_signature: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -373,9 +390,15 @@ fn build_generate_request(
                 }
                 for (j, call) in message.tool_calls.iter().flatten().enumerate() {
                     call_names.insert(call.id.as_str(), call.function.name.as_str());
-                    parts.push(WirePart::FunctionCall(WireFunctionCall {
-                        name: &call.function.name,
-                        args: function_args(i, j, &call.function.arguments)?,
+                    // A call whose id carries no signature goes without one, as before: older
+                    // models need none, and the docs' placeholder signatures are for histories
+                    // Gemini did not write, which the gateway cannot tell apart.
+                    parts.push(WirePart::FunctionCall(FunctionCallPart {
+                        function_call: WireFunctionCall {
+                            name: &call.function.name,
+                            args: function_args(i, j, &call.function.arguments)?,
+                        },
+                        thought_signature: thought_signature_of(&call.id),
                     }));
                 }
                 push_content(&mut contents, "model", parts);
@@ -797,6 +820,9 @@ struct ResponsePart {
     thought: Option<bool>,
     #[serde(default)]
     function_call: Option<ResponseFunctionCall>,
+    /// Base64 bytes to send back on this very part; we keep only those of function calls.
+    #[serde(default)]
+    thought_signature: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -848,7 +874,13 @@ impl UsageMetadata {
 /// The text and the function calls of one candidate, thoughts left out.
 struct CandidateOutput {
     text: Option<String>,
-    calls: Vec<ResponseFunctionCall>,
+    calls: Vec<OutputCall>,
+}
+
+/// A function call and the thought signature of its part.
+struct OutputCall {
+    call: ResponseFunctionCall,
+    signature: Option<String>,
 }
 
 fn candidate_output(candidate: &mut Candidate) -> CandidateOutput {
@@ -870,7 +902,10 @@ fn candidate_output(candidate: &mut Candidate) -> CandidateOutput {
             }
         }
         if let Some(call) = part.function_call {
-            calls.push(call);
+            calls.push(OutputCall {
+                call,
+                signature: part.thought_signature,
+            });
         }
     }
     CandidateOutput { text, calls }
@@ -924,8 +959,8 @@ fn completion_from(
         let tool_calls: Vec<ToolCall> = output
             .calls
             .iter()
-            .map(|call| {
-                let id = format!("call_{next_call}");
+            .map(|OutputCall { call, signature }| {
+                let id = tool_call_id(next_call, signature.as_deref());
                 next_call += 1;
                 ToolCall {
                     id,
@@ -965,6 +1000,81 @@ fn completion_from(
         choices,
         usage: response.usage_metadata.map(UsageMetadata::usage),
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thought signatures, carried in tool call ids
+// ---------------------------------------------------------------------------------------------
+
+/// Separates the call number from the thought signature in `call_<n>_ts_<signature>`.
+const SIGNATURE_MARKER: &str = "_ts_";
+
+/// The OpenAI id of the `n`th tool call of an answer: `call_<n>`, or `call_<n>_ts_<signature>`
+/// when Gemini signed the call's part.
+///
+/// The signature is base64 (a `bytes` field; Gemini writes standard base64 with padding). In the
+/// id it is the same text in the URL-safe alphabet without padding: `+` becomes `-`, `/` becomes
+/// `_`, and the trailing `=` are dropped, so the id holds only `[A-Za-z0-9_-]`, which needs no
+/// escaping in JSON, headers or URLs. [`thought_signature_of`] maps `-` and `_` back and pads to a
+/// multiple of four, which gives back Gemini's text character for character (and the same bytes
+/// for any valid base64, URL-safe or unpadded included). The number keeps ids unique; the
+/// `call_<digits>` prefix cannot hold the marker, so the first marker ends it. Signatures run to
+/// kilobytes, and so do such ids; OpenAI sets no limit on their length. A signature that is not
+/// base64 (never seen: the field is bytes) cannot be carried and is left out.
+fn tool_call_id(n: u32, signature: Option<&str>) -> String {
+    let mut id = format!("call_{n}");
+    if let Some(encoded) = signature.and_then(url_safe_signature) {
+        id.push_str(SIGNATURE_MARKER);
+        id.push_str(&encoded);
+    }
+    id
+}
+
+/// A base64 text in the URL-safe alphabet without padding; `None` when it is not base64.
+fn url_safe_signature(signature: &str) -> Option<String> {
+    let data = signature.trim_end_matches('=');
+    let padded = data.len() != signature.len();
+    if data.is_empty()
+        || data.len() % 4 == 1
+        || (padded && (!signature.len().is_multiple_of(4) || signature.len() - data.len() > 2))
+    {
+        return None;
+    }
+    data.chars()
+        .map(|c| match c {
+            '+' | '-' => Some('-'),
+            '/' | '_' => Some('_'),
+            c if c.is_ascii_alphanumeric() => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The thought signature a tool call id from [`tool_call_id`] carries, as standard padded base64;
+/// `None` for every other id (older answers, other providers, ids the client made up).
+fn thought_signature_of(id: &str) -> Option<String> {
+    let (call, encoded) = id.split_once(SIGNATURE_MARKER)?;
+    let number = call.strip_prefix("call_")?;
+    if number.is_empty()
+        || !number.bytes().all(|b| b.is_ascii_digit())
+        || encoded.is_empty()
+        || encoded.len() % 4 == 1
+    {
+        return None;
+    }
+    let mut signature = String::with_capacity(encoded.len() + 2);
+    for c in encoded.chars() {
+        signature.push(match c {
+            '-' => '+',
+            '_' => '/',
+            c if c.is_ascii_alphanumeric() => c,
+            _ => return None,
+        });
+    }
+    while !signature.len().is_multiple_of(4) {
+        signature.push('=');
+    }
+    Some(signature)
 }
 
 /// Drops the whitespace between JSON tokens (Gemini pretty-prints whole responses).
@@ -1115,10 +1225,10 @@ impl GeminiStream {
             if !output.calls.is_empty() {
                 let sent = self.calls_per_choice.entry(index).or_insert(0);
                 let mut deltas = Vec::with_capacity(output.calls.len());
-                for call in &output.calls {
+                for OutputCall { call, signature } in &output.calls {
                     deltas.push(ToolCallDelta {
                         index: *sent,
-                        id: Some(format!("call_{}", self.calls_total)),
+                        id: Some(tool_call_id(self.calls_total, signature.as_deref())),
                         kind: Some("function".into()),
                         function: FunctionCallDelta {
                             name: Some(call.name.clone()),
@@ -1291,6 +1401,7 @@ mod tests {
     use super::*;
     use crate::openai::Endpoint;
     use crate::providers::tests_support::fixture;
+    use reqwest::header::HeaderValue;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
     use tollgate_common::Secret;
@@ -1705,7 +1816,11 @@ mod tests {
         assert_eq!(choice["message"]["content"], Value::Null);
         let calls = choice["message"]["tool_calls"].as_array().unwrap();
         assert_eq!(calls.len(), 2);
-        assert_eq!(calls[0]["id"], "call_0");
+        // Parallel calls: Gemini signs the first part only, so only the first id carries it.
+        assert_eq!(
+            calls[0]["id"],
+            "call_0_ts_CiwBVKhc7nVYAQ1dJv3Nm4dp5Vt3o0k0cQ9pF1C2nB6nYk3Yy5i3iM8D8R0"
+        );
         assert_eq!(calls[1]["id"], "call_1");
         assert_eq!(calls[0]["type"], "function");
         assert_eq!(calls[0]["function"]["name"], "get_weather");
@@ -1913,7 +2028,8 @@ mod tests {
         assert_eq!(
             calls,
             &json!([
-                {"index": 0, "id": "call_0", "type": "function",
+                {"index": 0, "id": "call_0_ts_CiwBVKhc7nVYAQ1dJv3Nm4dp5Vt3o0k0cQ9pF1C2nB6nYk3Yy5i3iM8D8R0",
+                 "type": "function",
                  "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris, France\"}"}},
                 {"index": 1, "id": "call_1", "type": "function",
                  "function": {"name": "get_time", "arguments": "{\"timezone\":\"Europe/Paris\"}"}}
@@ -1926,6 +2042,215 @@ mod tests {
         assert_eq!(all[3], None);
         assert_eq!(translator.output_text(), "");
         assert_eq!(translator.usage().unwrap().output_tokens, 31);
+    }
+
+    /// The signature of a fixture part, as Gemini wrote it.
+    fn part_signature(response: &Value, part: usize) -> String {
+        response["candidates"][0]["content"]["parts"][part]["thoughtSignature"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The next request of the tool loop: the answer echoed back as is, then one result per call.
+    fn next_tool_turn(assistant: &Value) -> Value {
+        let mut messages = vec![
+            json!({"role": "user", "content": "Weather and time in Paris?"}),
+            assistant.clone(),
+        ];
+        for call in assistant["tool_calls"].as_array().unwrap() {
+            messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "ok"}));
+        }
+        json!({"model": "smart", "messages": messages})
+    }
+
+    #[test]
+    fn thought_signatures_ride_in_url_safe_reversible_tool_call_ids() {
+        for signature in [
+            "CnSlTcoYJTC7HW0TLN7WI3su2R4/ch/LGXEXRJTWSTydXDRgvjEgHmn+2qDu6LmZf1x8KZn9r+WTJTzWVK9N+tcUJ6Cus/7pIy+K8iEfnuSRxbEL7LVWO/web5NCfsvI/ilV5c2ORtyO1LfCdk0qWk12dwb4XQ==",
+            "CloMiHlIGDvkN7wnZWbzg1sF8RJbc4uxUclyLNLGQuboZAPAr+2naDI/bXzHLJ6khgiyKhPhr9eM+Q5vINsRWKtH8Ezh/Cxx4JRUg5/DaptIi/5m0joCwQ4WzT4=",
+            "+/+/",
+            "Pz8=",
+            "Pz8/Pw==",
+        ] {
+            let id = tool_call_id(7, Some(signature));
+            let encoded = id.strip_prefix("call_7_ts_").unwrap();
+            assert!(!encoded.is_empty(), "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{id}"
+            );
+            assert_eq!(serde_json::to_string(&id).unwrap(), format!("\"{id}\""));
+            assert!(HeaderValue::from_str(&id).is_ok());
+            assert_eq!(encoded.len(), signature.trim_end_matches('=').len());
+            assert_eq!(
+                thought_signature_of(&id).as_deref(),
+                Some(signature),
+                "{id}"
+            );
+        }
+        // URL-safe or unpadded base64 comes back standard and padded: the same bytes.
+        assert_eq!(tool_call_id(0, Some("-_8")), "call_0_ts_-_8");
+        assert_eq!(
+            thought_signature_of("call_0_ts_-_8").as_deref(),
+            Some("+/8=")
+        );
+        assert_eq!(
+            thought_signature_of("call_12_ts_QUJD").as_deref(),
+            Some("QUJD")
+        );
+        // No signature, or one that is not base64: the id is as it always was.
+        for signature in [
+            None,
+            Some(""),
+            Some("A"),
+            Some("AB="),
+            Some("ABCDE==="),
+            Some("a b!"),
+        ] {
+            assert_eq!(tool_call_id(3, signature), "call_3", "{signature:?}");
+        }
+        // Ids that carry no signature, however close they come.
+        for id in [
+            "call_0",
+            "call_12",
+            "call_a",
+            "toolu_01A09q90qw90lq917835lq9",
+            "call_abc_ts_QUJD",
+            "call__ts_QUJD",
+            "xcall_1_ts_QUJD",
+            "call_1_ts_",
+            "call_1_ts_Q",
+            "call_1_ts_QU+D",
+            "call_1_ts_QUJD=",
+            "call_1_ts_QU JD",
+        ] {
+            assert_eq!(thought_signature_of(id), None, "{id}");
+        }
+    }
+
+    #[test]
+    fn signed_function_calls_round_trip_through_the_tool_call_ids() {
+        let response_bytes = fixture("gemini", "generate_function_call_signed.json");
+        let response: Value = serde_json::from_slice(&response_bytes).unwrap();
+        let signature = part_signature(&response, 1);
+        let translated = adapter()
+            .chat_response("gemini-3-pro-preview", &response_bytes)
+            .unwrap();
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        let choice = &body["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        let message = &choice["message"];
+        assert_eq!(message["content"], Value::Null);
+        let calls = message["tool_calls"].as_array().unwrap();
+        let url_safe = signature
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_");
+        assert_eq!(calls[0]["id"], format!("call_0_ts_{url_safe}"));
+        assert_eq!(calls[1]["id"], "call_1");
+
+        let next = sent(next_tool_turn(message));
+        assert_eq!(
+            next["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "Weather and time in Paris?"}]},
+                {"role": "model", "parts": [
+                    {"functionCall": {"name": "get_weather", "args": {"location": "Paris, France"}},
+                     "thoughtSignature": signature},
+                    {"functionCall": {"name": "get_time", "args": {"timezone": "Europe/Paris"}}}
+                ]},
+                {"role": "user", "parts": [
+                    {"functionResponse": {"name": "get_weather", "response": {"content": "ok"}}},
+                    {"functionResponse": {"name": "get_time", "response": {"content": "ok"}}}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn signed_streamed_function_calls_round_trip_through_the_tool_call_ids() {
+        let stream = fixture("gemini", "stream_function_call_signed.sse");
+        let text = String::from_utf8(stream.clone()).unwrap();
+        let events_in: Vec<Value> = text
+            .split_terminator("\r\n\r\n")
+            .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap())
+            .collect();
+        let signature = part_signature(&events_in[1], 0);
+
+        for sizes in [&[stream.len()][..], &[1], &[3, 11], &[64, 5]] {
+            let (out, _) = run_stream(&stream, sizes, false);
+            // Rebuild the assistant message the way a client accumulates deltas.
+            let mut content = String::new();
+            let mut tool_calls: Vec<Value> = Vec::new();
+            for event in events(&out).into_iter().flatten() {
+                let delta = &event["choices"][0]["delta"];
+                if let Some(text) = delta["content"].as_str() {
+                    content.push_str(text);
+                }
+                for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                    assert_eq!(call["index"], tool_calls.len());
+                    tool_calls.push(json!({
+                        "id": call["id"], "type": "function", "function": call["function"]
+                    }));
+                }
+            }
+            assert_eq!(content, "Let me look that up.");
+            assert_eq!(tool_calls.len(), 2, "{out}");
+            let id = tool_calls[0]["id"].as_str().unwrap();
+            assert_eq!(
+                thought_signature_of(id).as_deref(),
+                Some(signature.as_str())
+            );
+            assert_eq!(tool_calls[1]["id"], "call_1");
+
+            let assistant =
+                json!({"role": "assistant", "content": content, "tool_calls": tool_calls});
+            let next = sent(next_tool_turn(&assistant));
+            // The text part's own signature has nowhere to go and is not sent; Gemini checks
+            // only those of function calls.
+            assert_eq!(
+                next["contents"][1],
+                json!({"role": "model", "parts": [
+                    {"text": "Let me look that up."},
+                    {"functionCall": {"name": "get_weather", "args": {"location": "Paris, France"}},
+                     "thoughtSignature": signature},
+                    {"functionCall": {"name": "get_time", "args": {"timezone": "Europe/Paris"}}}
+                ]}),
+                "{sizes:?}"
+            );
+            assert_eq!(
+                next["contents"][2]["parts"][0]["functionResponse"]["name"],
+                "get_weather"
+            );
+        }
+    }
+
+    #[test]
+    fn tool_call_ids_without_a_signature_send_no_signature() {
+        let body = sent(json!({
+            "model": "smart",
+            "messages": [
+                {"role": "user", "content": "Weather in Paris and Rome?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_0", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}},
+                    {"id": "call_x_ts_QUJD", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"location\":\"Rome\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_0", "content": "sunny"},
+                {"role": "tool", "tool_call_id": "call_x_ts_QUJD", "content": "rainy"}
+            ]
+        }));
+        assert_eq!(
+            body["contents"][1],
+            json!({"role": "model", "parts": [
+                {"functionCall": {"name": "get_weather", "args": {"location": "Paris"}}},
+                {"functionCall": {"name": "get_weather", "args": {"location": "Rome"}}}
+            ]})
+        );
+        assert_eq!(body["contents"][2]["parts"].as_array().unwrap().len(), 2);
     }
 
     #[test]
