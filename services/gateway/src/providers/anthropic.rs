@@ -19,7 +19,7 @@ use tollgate_common::config::{ProviderConfig, ProviderKind};
 use super::sse::{SseDecoder, SseEvent};
 use super::{
     ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
-    base_headers, plain_error_text, secret_header,
+    base_headers, is_http_url, parse_data_url, plain_error_text, secret_header,
 };
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
@@ -536,8 +536,8 @@ fn content_blocks<'a>(
 }
 
 fn image_source<'a>(url: &'a str, path: &str) -> Result<Source<'a>, GatewayError> {
-    if let Some(data_url) = url.strip_prefix("data:") {
-        let (media_type, data) = parse_base64_data_url(data_url).ok_or_else(|| {
+    if url.starts_with("data:") {
+        let (media_type, data) = media_data_url(url).ok_or_else(|| {
             GatewayError::invalid_field(
                 path,
                 "an image data URL must have the form `data:<mime type>;base64,<data>`.",
@@ -545,8 +545,7 @@ fn image_source<'a>(url: &'a str, path: &str) -> Result<Source<'a>, GatewayError
         })?;
         return Ok(Source::Base64 { media_type, data });
     }
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if lower.starts_with("https://") || lower.starts_with("http://") {
+    if is_http_url(url) {
         return Ok(Source::Url { url });
     }
     Err(GatewayError::invalid_field(
@@ -555,11 +554,9 @@ fn image_source<'a>(url: &'a str, path: &str) -> Result<Source<'a>, GatewayError
     ))
 }
 
-/// `<mime>;base64,<data>` (after `data:`) split into the media type and the data.
-fn parse_base64_data_url(rest: &str) -> Option<(&str, &str)> {
-    let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
-    (!media_type.is_empty()).then_some((media_type, data))
+/// A base64 data URL that names its media type, as Anthropic requires.
+fn media_data_url(url: &str) -> Option<(&str, &str)> {
+    parse_data_url(url).filter(|(media_type, _)| !media_type.is_empty())
 }
 
 fn document_block<'a>(
@@ -572,33 +569,30 @@ fn document_block<'a>(
             "messages[{i}].content[{j}]: Anthropic cannot read OpenAI file ids; send the file inline as `file_data`"
         )));
     };
-    let data = match file_data.strip_prefix("data:") {
-        Some(data_url) => {
-            let (media_type, data) = parse_base64_data_url(data_url).ok_or_else(|| {
-                GatewayError::invalid_field(
-                    format!("messages[{i}].content[{j}].file.file_data"),
-                    "file data must be base64, optionally as `data:application/pdf;base64,<data>`.",
-                )
-            })?;
-            if !media_type.eq_ignore_ascii_case("application/pdf") {
-                return Err(GatewayError::Unsupported(format!(
-                    "messages[{i}].content[{j}]: Anthropic accepts PDF files only, not `{media_type}`"
-                )));
-            }
-            data
+    let data = if file_data.starts_with("data:") {
+        let (media_type, data) = media_data_url(file_data).ok_or_else(|| {
+            GatewayError::invalid_field(
+                format!("messages[{i}].content[{j}].file.file_data"),
+                "file data must be base64, optionally as `data:application/pdf;base64,<data>`.",
+            )
+        })?;
+        if !media_type.eq_ignore_ascii_case("application/pdf") {
+            return Err(GatewayError::Unsupported(format!(
+                "messages[{i}].content[{j}]: Anthropic accepts PDF files only, not `{media_type}`"
+            )));
         }
-        None => {
-            let is_pdf = file
-                .filename
-                .as_deref()
-                .is_none_or(|name| name.to_ascii_lowercase().ends_with(".pdf"));
-            if !is_pdf {
-                return Err(GatewayError::Unsupported(format!(
-                    "messages[{i}].content[{j}]: Anthropic accepts PDF files only"
-                )));
-            }
-            file_data
+        data
+    } else {
+        let is_pdf = file
+            .filename
+            .as_deref()
+            .is_none_or(|name| name.to_ascii_lowercase().ends_with(".pdf"));
+        if !is_pdf {
+            return Err(GatewayError::Unsupported(format!(
+                "messages[{i}].content[{j}]: Anthropic accepts PDF files only"
+            )));
         }
+        file_data
     };
     Ok(Block::Document {
         source: Source::Base64 {

@@ -8,7 +8,7 @@ use tollgate_common::config::{ProviderConfig, ProviderKind};
 use super::openai::{OpenAiStream, passthrough_response};
 use super::{
     ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
-    base_headers, openai_error_details, secret_header,
+    base_headers, encode_path_segment, openai_error_details, secret_header,
 };
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
@@ -46,19 +46,6 @@ impl Azure {
             self.api_version
         )
     }
-}
-
-/// Percent-encodes what may not stand in a URL path segment.
-fn encode_path_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 impl ProviderAdapter for Azure {

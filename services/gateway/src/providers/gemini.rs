@@ -26,7 +26,8 @@ use tollgate_common::config::{ProviderConfig, ProviderKind};
 use super::sse::{SseDecoder, SseEvent};
 use super::{
     ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
-    base_headers, plain_error_text, secret_header,
+    base_headers, encode_path_segment, is_http_url, parse_data_url, plain_error_text,
+    secret_header,
 };
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
@@ -73,19 +74,6 @@ impl Gemini {
 /// The model id without the `models/` prefix Gemini's resource names carry.
 fn bare_model(model: &str) -> &str {
     model.strip_prefix("models/").unwrap_or(model)
-}
-
-/// Percent-encodes everything but unreserved characters, so a model id stays one path segment.
-fn encode_path_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 impl ProviderAdapter for Gemini {
@@ -601,23 +589,6 @@ fn user_parts(i: usize, message: &ChatMessage) -> Result<Vec<WirePart<'_>>, Gate
         }
     }
     Ok(out)
-}
-
-/// `data:<mime>[;params];base64,<data>` into its MIME type (maybe empty) and base64 data.
-fn parse_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let mut params = meta.split(';');
-    let mime = params.next().unwrap_or_default().trim();
-    if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
-        return None;
-    }
-    Some((mime, data))
-}
-
-fn is_http_url(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://")
 }
 
 /// The image type a URL's file extension names; JPEG when it names none we know.

@@ -169,6 +169,39 @@ pub(crate) fn openai_error_details(status: u16, body: &[u8]) -> UpstreamErrorDet
     }
 }
 
+/// `data:<mime>[;params];base64,<data>` split into its MIME type (maybe empty) and base64 data;
+/// `None` for anything else, including data URLs that are not base64.
+pub(crate) fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let mut params = meta.split(';');
+    let mime = params.next().unwrap_or_default().trim();
+    if !params.any(|p| p.trim().eq_ignore_ascii_case("base64")) {
+        return None;
+    }
+    Some((mime, data))
+}
+
+/// Whether `url` is an http:// or https:// URL (scheme in any case).
+pub(crate) fn is_http_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986), so that a model or
+/// deployment name stays one URL path segment.
+pub(crate) fn encode_path_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// An error body we cannot parse, shortened to something fit for a message.
 pub(crate) fn plain_error_text(status: u16, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
