@@ -72,6 +72,7 @@ struct Sample {
     /// Scheduled inside the measured window (not warm-up).
     recorded: bool,
     outcome: Result<Timing, String>,
+    finished: Instant,
 }
 
 struct Timing {
@@ -166,7 +167,11 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
                 handle.spawn(async move {
                     let outcome = one_request(&shared, scheduled).await;
                     // The receiver outlives every sender; a send error only means shutdown.
-                    let _ = tx.send(Sample { recorded, outcome });
+                    let _ = tx.send(Sample {
+                        recorded,
+                        outcome,
+                        finished: Instant::now(),
+                    });
                 });
                 sent += 1;
             }
@@ -179,6 +184,7 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
     let mut total = Vec::new();
     let (mut requests, mut errors, mut incomplete) = (0u64, 0u64, 0u64);
     let mut first_error: Option<String> = None;
+    let mut last_answer = end;
     while let Some(sample) = rx.recv().await {
         if !sample.recorded {
             continue;
@@ -186,6 +192,7 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
         requests += 1;
         match sample.outcome {
             Ok(timing) => {
+                last_answer = last_answer.max(sample.finished);
                 ttfb.push(micros(timing.ttfb));
                 total.push(micros(timing.total));
                 if !timing.done {
@@ -207,6 +214,11 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
     }
 
     let seconds = args.duration.as_secs_f64();
+    // Answers per second from the start of the window to the last answer: the rate the target
+    // kept up with (below the send rate when answers arrive late).
+    let answering = last_answer
+        .saturating_duration_since(measure_from)
+        .as_secs_f64();
     let ok = total.len() as f64;
     Ok(serde_json::json!({
         "requests": requests,
@@ -214,7 +226,7 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
         "incomplete": incomplete,
         "ttfb_us": stats::summary(&mut ttfb),
         "total_us": stats::summary(&mut total),
-        "achieved_rps": (ok / seconds * 10.0).round() / 10.0,
+        "achieved_rps": (ok / answering.max(seconds) * 10.0).round() / 10.0,
         "target_rps": args.rate,
         "duration_s": seconds,
         "sent_including_warmup": sent,
@@ -236,14 +248,14 @@ async fn one_request(shared: &Shared, scheduled: Instant) -> Result<Timing, Stri
         .body(shared.body.clone())
         .send()
         .await
-        .map_err(|err| format!("{err:#}"))?;
+        .map_err(|err| error_chain(&err))?;
     let status = response.status();
     let mut body = response.bytes_stream();
     let mut ttfb = None;
     // The last bytes seen, enough to check for the closing `data: [DONE]`.
     let mut tail: Vec<u8> = Vec::with_capacity(64);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|err| format!("reading the body: {err:#}"))?;
+        let chunk = chunk.map_err(|err| format!("reading the body: {}", error_chain(&err)))?;
         if chunk.is_empty() {
             continue;
         }
@@ -263,6 +275,18 @@ async fn one_request(shared: &Shared, scheduled: Instant) -> Result<Timing, Stri
         total,
         done: tail.trim_ascii_end().ends_with(b"data: [DONE]"),
     })
+}
+
+/// An error and its sources, `outer: inner: root`.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn micros(duration: Duration) -> u64 {

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Instructions per request through Tollgate, counted by valgrind's callgrind: a figure that does
+# not move with machine load, for catching regressions (wall-clock benchmarks on 2 shared cores
+# cannot see a 5% change; this can).
+#
+#   bench/callgrind.sh [N] [--no-build] [--annotate]
+#
+# Runs the release `tollgate` under `valgrind --tool=callgrind` twice against the mock provider
+# (which runs natively): once serving N (default 2000) sequential chat completions from
+# `oha -n N -c 1`, once serving none. Prints (Ir of the loaded run - Ir of the idle run) / N.
+# Both runs do the same start-up, readiness check and shutdown, so those cancel out.
+# --annotate also prints the functions that cost the most in the loaded run.
+set -euo pipefail
+
+N=2000
+BUILD=1
+ANNOTATE=0
+for arg in "$@"; do
+    case "$arg" in
+        --no-build) BUILD=0 ;;
+        --annotate) ANNOTATE=1 ;;
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *[!0-9]*|'') echo "usage: $0 [N] [--no-build] [--annotate]" >&2; exit 2 ;;
+        *) N=$arg ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RELEASE=$TARGET_DIR/release
+
+OHA=$(command -v oha || true)
+[[ -z "$OHA" && -x "$HOME/.cargo/bin/oha" ]] && OHA=$HOME/.cargo/bin/oha
+if [[ -z "$OHA" ]]; then
+    echo "oha not found: install it with \`cargo install oha --locked\`" >&2
+    exit 2
+fi
+if ! command -v valgrind >/dev/null; then
+    echo "valgrind not found: install it (apt-get install valgrind)" >&2
+    exit 2
+fi
+if (( BUILD )); then
+    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -p tollgate -p tollgate-mock-provider)
+fi
+for bin in tollgate tollgate-mock-provider; do
+    [[ -x "$RELEASE/$bin" ]] || { echo "$RELEASE/$bin missing: build it or drop --no-build" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d /tmp/tollgate-callgrind.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits for a TCP listener, connecting without sending anything: the same, fixed work for the
+# gateway in every run, unlike a polling loop of HTTP requests.
+wait_port() {
+    local port=$1 pid=$2 deadline=$((SECONDS + $3))
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || { echo "process $pid exited before listening on $port" >&2; return 1; }
+        (( SECONDS < deadline )) || { echo "nothing listening on $port after $3 s" >&2; return 1; }
+        sleep 0.2
+    done
+}
+
+MOCK_PORT=$(free_port)
+"$RELEASE/tollgate-mock-provider" --listen "127.0.0.1:$MOCK_PORT" --workers 1 >"$WORK/mock.log" 2>&1 &
+PIDS+=($!)
+wait_port "$MOCK_PORT" "$!" 30
+
+BODY='{"model":"bench","messages":[{"role":"user","content":"Hello"}]}'
+
+# run_gateway REQUESTS OUTFILE: one callgrind run of the gateway serving REQUESTS requests.
+run_gateway() {
+    local requests=$1 out=$2 port config pid
+    port=$(free_port)
+    config=$WORK/tollgate-$requests.yaml
+    cat >"$config" <<EOF
+server: { listen: "127.0.0.1:$port", workers: 1 }
+providers:
+  mock: { kind: openai, api_base: "http://127.0.0.1:$MOCK_PORT/v1", api_key: bench }
+models:
+  - name: bench
+    targets: [ { provider: mock, model: gpt-4o-mini } ]
+EOF
+    valgrind --tool=callgrind --callgrind-out-file="$out" \
+        "$RELEASE/tollgate" serve --config "$config" >"$WORK/tollgate-$requests.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$port" "$pid" 600
+    local status
+    status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")
+    [[ "$status" == 200 ]] || { echo "/health/ready answered $status" >&2; return 1; }
+    if (( requests > 0 )); then
+        "$OHA" --no-tui --output-format json -n "$requests" -c 1 -m POST -T application/json -d "$BODY" \
+            "http://127.0.0.1:$port/v1/chat/completions" >"$WORK/oha.json"
+        python3 - "$WORK/oha.json" "$requests" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+codes = report.get("statusCodeDistribution", {})
+ok = codes.get("200", 0)
+if ok != int(sys.argv[2]):
+    sys.exit(f"expected {sys.argv[2]} answers 200, got {codes} errors {report.get('errorDistribution')}")
+PY
+    fi
+    kill -TERM "$pid"
+    wait "$pid" || true   # callgrind writes its file as the process exits
+    [[ -s "$out" ]] || { echo "callgrind wrote no $out (see $WORK/tollgate-$requests.log)" >&2; return 1; }
+}
+
+# The instruction count (Ir) of a callgrind output file.
+total_ir() {
+    local line
+    line=$(grep -E '^(summary|totals):' "$1" | head -n1)
+    [[ -n "$line" ]] || { echo "no summary in $1" >&2; return 1; }
+    echo "${line#*: }" | awk '{print $1}'
+}
+
+echo "callgrind: idle run (0 requests)..." >&2
+run_gateway 0 "$WORK/callgrind.idle.out"
+echo "callgrind: loaded run ($N sequential requests)..." >&2
+run_gateway "$N" "$WORK/callgrind.loaded.out"
+
+IDLE=$(total_ir "$WORK/callgrind.idle.out")
+LOADED=$(total_ir "$WORK/callgrind.loaded.out")
+PER=$(( (LOADED - IDLE) / N ))
+
+printf 'idle run:    %15d Ir\n' "$IDLE"
+printf 'loaded run:  %15d Ir (%d requests)\n' "$LOADED" "$N"
+printf 'per request: %15d Ir\n' "$PER"
+echo "callgrind files in $WORK (open with callgrind_annotate or kcachegrind)"
+
+if (( ANNOTATE )) && command -v callgrind_annotate >/dev/null; then
+    echo
+    callgrind_annotate --inclusive=no "$WORK/callgrind.loaded.out" 2>/dev/null | head -n 45
+fi
