@@ -20,7 +20,7 @@ use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::openai::Endpoint;
 use crate::openai::response::unix_now;
-use crate::pipeline::{Gateway, Stages};
+use crate::pipeline::{Gateway, Stages, Worker};
 use crate::routing::Router;
 use crate::upstream;
 
@@ -54,7 +54,7 @@ pub fn build_gateway(config: &Config, stages: Stages) -> Result<Arc<Gateway>, St
     );
     let router = Router::new(config, catalog.clone()).map_err(StartError::Config)?;
     let metrics = Arc::new(Metrics::new()?);
-    // Fail at start-up, not on the first request, if the client cannot be built.
+    // Fail at start-up, not on the first request of a worker, if the client cannot be built.
     upstream::build_client()?;
     Ok(Arc::new(Gateway::new(router, catalog, metrics, stages)))
 }
@@ -73,12 +73,16 @@ pub fn start(config: &Config, gateway: Arc<Gateway>) -> Result<RunningServer, St
     };
     let app_gateway = gateway.clone();
     let mut server = HttpServer::new(move || {
-        // One pooled client per worker: its connections are driven by the worker's own
-        // runtime, so an upstream call never hops threads.
-        let client = upstream::build_client().unwrap_or_else(|_| reqwest::Client::new());
+        // Runs on each worker's thread: the worker's client and recorder live there.
+        let client = upstream::build_client().unwrap_or_else(|err| {
+            // build_gateway built one already, so this does not happen in practice.
+            tracing::error!(%err, "cannot build this worker's upstream client; using defaults");
+            reqwest::Client::new()
+        });
+        let worker = app_gateway.worker(client);
         App::new()
             .app_data(web::Data::from(app_gateway.clone()))
-            .app_data(web::Data::new(client))
+            .app_data(web::Data::new(worker))
             .app_data(web::Data::new(limits))
             .configure(routes)
     })
@@ -126,7 +130,7 @@ async fn chat_completions(
     req: HttpRequest,
     payload: web::Payload,
     gateway: web::Data<Gateway>,
-    client: web::Data<reqwest::Client>,
+    worker: web::Data<Worker>,
     limits: web::Data<Limits>,
 ) -> HttpResponse {
     model_call(
@@ -134,7 +138,7 @@ async fn chat_completions(
         req,
         payload,
         gateway,
-        client,
+        worker,
         limits,
     )
     .await
@@ -144,10 +148,10 @@ async fn embeddings(
     req: HttpRequest,
     payload: web::Payload,
     gateway: web::Data<Gateway>,
-    client: web::Data<reqwest::Client>,
+    worker: web::Data<Worker>,
     limits: web::Data<Limits>,
 ) -> HttpResponse {
-    model_call(Endpoint::Embeddings, req, payload, gateway, client, limits).await
+    model_call(Endpoint::Embeddings, req, payload, gateway, worker, limits).await
 }
 
 async fn model_call(
@@ -155,7 +159,7 @@ async fn model_call(
     req: HttpRequest,
     payload: web::Payload,
     gateway: web::Data<Gateway>,
-    client: web::Data<reqwest::Client>,
+    worker: web::Data<Worker>,
     limits: web::Data<Limits>,
 ) -> HttpResponse {
     let request_id = request_id(&req);
@@ -165,7 +169,7 @@ async fn model_call(
     };
     let gateway = gateway.into_inner();
     gateway
-        .handle(&client, endpoint, req.headers(), body, request_id)
+        .handle(&worker, endpoint, req.headers(), body, request_id)
         .await
 }
 

@@ -234,7 +234,7 @@ async fn attempt(
 ) -> Outcome {
     let deadline = tokio::time::Instant::now() + timeout;
     let send = client
-        .post(&request.url)
+        .post(request.url.clone())
         .headers(request.headers.clone())
         .body(request.body.clone())
         .send();

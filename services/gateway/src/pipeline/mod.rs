@@ -12,11 +12,13 @@
 //! | respond      | translate back; stream through [`crate::streaming`]    | usage, time to first token |
 //! | settle/meter | [`metering`]: tokens, cost, reservation, usage event   | (off the request path)   |
 //!
-//! A non-streaming request runs its provider call on its own task, so that an answer the
-//! provider produced (and charged for) is metered even if the client hangs up; a streaming one
-//! is metered by the relay, which also reports when the client leaves mid-stream.
+//! A non-streaming request's provider call finishes in the background if the client hangs up
+//! ([`detach::FinishDetached`]), so that an answer the provider produced (and charged for) is
+//! metered; a streaming one is metered by the relay, which also reports when the client leaves
+//! mid-stream.
 
 pub mod context;
+mod detach;
 pub mod metering;
 pub mod stages;
 
@@ -49,7 +51,14 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub catalog: Arc<PriceCatalog>,
     stages: Stages,
-    recorder: UsageSender,
+}
+
+/// What each server worker owns, so that a request never hops threads: a pooled upstream client
+/// whose connections the worker's runtime drives, and a usage recorder running beside it.
+#[derive(Clone)]
+pub struct Worker {
+    pub client: reqwest::Client,
+    pub recorder: UsageSender,
 }
 
 /// A whole answer, ready to send.
@@ -60,28 +69,38 @@ struct Answer {
 }
 
 impl Gateway {
-    /// Must be called inside a Tokio runtime: it starts the usage recorder task.
     pub fn new(
         router: Router,
         catalog: Arc<PriceCatalog>,
         metrics: Arc<Metrics>,
         stages: Stages,
     ) -> Gateway {
-        let recorder = metering::spawn_recorder(stages.clone(), catalog.clone(), metrics.clone());
         Gateway {
             router,
             metrics,
             catalog,
             stages,
-            recorder,
+        }
+    }
+
+    /// A worker's state around its own `client`. Call on the worker's runtime: the recorder
+    /// task is spawned there.
+    pub fn worker(&self, client: reqwest::Client) -> Worker {
+        Worker {
+            client,
+            recorder: metering::spawn_recorder(
+                self.stages.clone(),
+                self.catalog.clone(),
+                self.metrics.clone(),
+            ),
         }
     }
 
     /// Runs one `/v1/chat/completions` or `/v1/embeddings` request through every stage.
-    /// `client` is the calling worker's pooled upstream client.
+    /// `worker` is the calling worker's own client and recorder.
     pub async fn handle(
         self: &Arc<Self>,
-        client: &reqwest::Client,
+        worker: &Worker,
         endpoint: Endpoint,
         headers: &HeaderMap,
         raw: Bytes,
@@ -117,7 +136,7 @@ impl Gateway {
             );
         }
         let result = self
-            .run(client, &mut ctx, headers, parsed)
+            .run(worker, &mut ctx, headers, parsed)
             .instrument(span.clone())
             .await;
         match result {
@@ -137,7 +156,7 @@ impl Gateway {
                 if failure.metered {
                     return response;
                 }
-                self.recorder.send(Completion {
+                worker.recorder.send(Completion {
                     status: failure.error.status().as_u16(),
                     error: Some(failure.error.label()),
                     target: failure.target,
@@ -157,7 +176,7 @@ impl Gateway {
 
     async fn run(
         self: &Arc<Self>,
-        client: &reqwest::Client,
+        worker: &Worker,
         ctx: &mut RequestContext,
         headers: &HeaderMap,
         parsed: Result<InboundBody, GatewayError>,
@@ -205,7 +224,7 @@ impl Gateway {
         if !body.stream
             && let Some(hit) = self.stages.cache.lookup(ctx, &body).await
         {
-            self.recorder.send(Completion {
+            worker.recorder.send(Completion {
                 ctx: ctx.clone(),
                 target: None,
                 attempts: 0,
@@ -223,32 +242,29 @@ impl Gateway {
 
         // provider, then respond
         if body.stream {
-            self.stream(client, ctx, body, group, reservation).await
+            self.stream(worker, ctx, body, group, reservation).await
         } else {
-            // On its own task: the provider call and its metering finish even if the client
-            // disconnects and this future is dropped.
+            // The provider call and its metering finish even if the client disconnects and
+            // this future is dropped.
             let gateway = self.clone();
-            let client = client.clone();
+            let worker = worker.clone();
             let task_ctx = ctx.clone();
-            let task = tokio::spawn(
+            let call = detach::FinishDetached::new(
                 async move {
                     gateway
-                        .complete(&client, task_ctx, body, group, reservation)
+                        .complete(&worker, task_ctx, body, group, reservation)
                         .await
                 }
                 .instrument(tracing::Span::current()),
             );
-            match task.await {
-                Ok(Ok(answer)) => Ok(json_response(
+            match call.await {
+                Ok(answer) => Ok(json_response(
                     &ctx.request_id,
                     answer.body,
                     Some(&answer.target),
                     answer.attempts,
                 )),
-                Ok(Err(failure)) => Err(failure),
-                Err(join) => Err(Failure::early(GatewayError::Internal(format!(
-                    "request task failed: {join}"
-                )))),
+                Err(failure) => Err(failure),
             }
         }
     }
@@ -256,14 +272,14 @@ impl Gateway {
     /// A non-streaming request: send, translate, meter.
     async fn complete(
         &self,
-        client: &reqwest::Client,
+        worker: &Worker,
         ctx: RequestContext,
         body: Arc<InboundBody>,
         group: Arc<crate::routing::RouteGroup>,
         reservation: Reservation,
     ) -> Result<Answer, Failure> {
         let endpoint = ctx.endpoint;
-        let sent = upstream::send(client, &group, false, |target| {
+        let sent = upstream::send(&worker.client, &group, false, |target| {
             let adapter = &target.provider.adapter;
             match endpoint {
                 Endpoint::ChatCompletions => adapter.chat_request(&target.model, &body),
@@ -336,14 +352,14 @@ impl Gateway {
         completion.finished = Instant::now();
         match result {
             Ok(answer) => {
-                self.recorder.send(completion);
+                worker.recorder.send(completion);
                 Ok(answer)
             }
             Err(error) => {
                 completion.status = error.status().as_u16();
                 completion.error = Some(error.label());
                 let attempts = completion.attempts;
-                self.recorder.send(completion);
+                worker.recorder.send(completion);
                 Err(Failure {
                     error,
                     attempts,
@@ -359,7 +375,7 @@ impl Gateway {
     /// then hand the stream to the relay.
     async fn stream(
         &self,
-        client: &reqwest::Client,
+        worker: &Worker,
         ctx: &RequestContext,
         body: Arc<InboundBody>,
         group: Arc<crate::routing::RouteGroup>,
@@ -371,7 +387,7 @@ impl Gateway {
                 "Streaming is only available for chat completions.",
             )));
         }
-        let sent = upstream::send(client, &group, true, |target| {
+        let sent = upstream::send(&worker.client, &group, true, |target| {
             target.provider.adapter.chat_request(&target.model, &body)
         })
         .await;
@@ -402,7 +418,7 @@ impl Gateway {
                     translator,
                     group.timeout,
                     completion,
-                    self.recorder.clone(),
+                    worker.recorder.clone(),
                     tracing::Span::current(),
                 );
                 let mut response = HttpResponse::Ok();
@@ -497,12 +513,12 @@ fn tag(
         response.insert_header(("x-request-id", id));
     }
     if let Some(target) = target {
-        if let Ok(provider) = HeaderValue::from_str(&target.provider.name) {
-            response.insert_header(("x-tollgate-provider", provider));
+        if let Some(provider) = &target.provider_header {
+            response.insert_header(("x-tollgate-provider", provider.clone()));
         }
-        if let Ok(model) = HeaderValue::from_str(&target.model) {
-            response.insert_header(("x-tollgate-model", model));
+        if let Some(model) = &target.model_header {
+            response.insert_header(("x-tollgate-model", model.clone()));
         }
     }
-    response.insert_header(("x-tollgate-attempts", attempts.to_string()));
+    response.insert_header(("x-tollgate-attempts", HeaderValue::from(attempts)));
 }

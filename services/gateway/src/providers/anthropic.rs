@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
+use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -19,7 +20,7 @@ use tollgate_common::config::{ProviderConfig, ProviderKind};
 use super::sse::{SseDecoder, SseEvent};
 use super::{
     ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
-    base_headers, is_http_url, parse_data_url, plain_error_text, secret_header,
+    base_headers, is_http_url, parse_data_url, parse_url, plain_error_text, secret_header,
 };
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
@@ -44,7 +45,7 @@ const EMPTY_OBJECT_SCHEMA: &str = r#"{"type":"object","properties":{}}"#;
 const ANY_OBJECT_SCHEMA: &str = r#"{"type":"object"}"#;
 
 pub struct Anthropic {
-    messages_url: String,
+    messages_url: Url,
     headers: HeaderMap,
 }
 
@@ -71,7 +72,7 @@ impl Anthropic {
             }
         }
         Ok(Anthropic {
-            messages_url: format!("{}/v1/messages", config.api_base),
+            messages_url: parse_url(&format!("{}/v1/messages", config.api_base))?,
             headers,
         })
     }
@@ -1262,7 +1263,10 @@ mod tests {
     fn request_goes_to_v1_messages_with_key_and_version_headers() {
         let body = inbound(&json!({"model": "smart", "messages": [user("hi")]}));
         let request = adapter().chat_request("claude-sonnet-4-5", &body).unwrap();
-        assert_eq!(request.url, "https://api.anthropic.com/v1/messages");
+        assert_eq!(
+            request.url.as_str(),
+            "https://api.anthropic.com/v1/messages"
+        );
         assert_eq!(request.headers["x-api-key"], "sk-ant-test");
         assert!(request.headers["x-api-key"].is_sensitive());
         assert_eq!(request.headers["anthropic-version"], "2023-06-01");

@@ -2,12 +2,13 @@
 //! `api-key` header. The target's `model` is the deployment name.
 //! <https://learn.microsoft.com/azure/ai-services/openai/reference>
 
+use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName};
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use super::openai::{OpenAiStream, passthrough_response};
 use super::{
-    ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
+    ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest, UrlCache,
     base_headers, encode_path_segment, openai_error_details, secret_header,
 };
 use crate::error::GatewayError;
@@ -17,6 +18,7 @@ pub struct Azure {
     api_base: String,
     api_version: String,
     headers: HeaderMap,
+    urls: UrlCache,
 }
 
 impl Azure {
@@ -35,16 +37,19 @@ impl Azure {
                 .clone()
                 .unwrap_or_else(|| "2024-10-21".into()),
             headers,
+            urls: UrlCache::default(),
         })
     }
 
-    fn url(&self, deployment: &str, operation: &str) -> String {
-        format!(
-            "{}/openai/deployments/{}/{operation}?api-version={}",
-            self.api_base,
-            encode_path_segment(deployment),
-            self.api_version
-        )
+    fn url(&self, deployment: &str, operation: &str) -> Result<Url, GatewayError> {
+        self.urls.get(&format!("{operation} {deployment}"), || {
+            format!(
+                "{}/openai/deployments/{}/{operation}?api-version={}",
+                self.api_base,
+                encode_path_segment(deployment),
+                self.api_version
+            )
+        })
     }
 }
 
@@ -59,7 +64,7 @@ impl ProviderAdapter for Azure {
         body: &InboundBody,
     ) -> Result<UpstreamRequest, GatewayError> {
         Ok(UpstreamRequest {
-            url: self.url(model, "chat/completions"),
+            url: self.url(model, "chat/completions")?,
             headers: self.headers.clone(),
             body: body.to_openai_body(model),
         })
@@ -79,7 +84,7 @@ impl ProviderAdapter for Azure {
         body: &InboundBody,
     ) -> Result<UpstreamRequest, GatewayError> {
         Ok(UpstreamRequest {
-            url: self.url(model, "embeddings"),
+            url: self.url(model, "embeddings")?,
             headers: self.headers.clone(),
             body: body.to_openai_body(model),
         })
@@ -119,7 +124,7 @@ mod tests {
         .unwrap();
         let request = azure.chat_request("gpt4o prod", &body).unwrap();
         assert_eq!(
-            request.url,
+            request.url.as_str(),
             "https://x.openai.azure.com/openai/deployments/gpt4o%20prod/chat/completions?api-version=2024-10-21"
         );
         assert_eq!(request.headers["api-key"], "az-key");

@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
+use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -25,7 +26,7 @@ use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use super::sse::{SseDecoder, SseEvent};
 use super::{
-    ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
+    ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest, UrlCache,
     base_headers, encode_path_segment, is_http_url, parse_data_url, plain_error_text,
     secret_header,
 };
@@ -44,6 +45,7 @@ use crate::openai::response::{
 pub struct Gemini {
     api_base: String,
     headers: HeaderMap,
+    urls: UrlCache,
 }
 
 impl Gemini {
@@ -58,16 +60,19 @@ impl Gemini {
         Ok(Gemini {
             api_base: config.api_base.clone(),
             headers,
+            urls: UrlCache::default(),
         })
     }
 
     /// `{api_base}/v1beta/models/{model}:{method}`, the model percent-encoded.
-    fn url(&self, model: &str, method: &str) -> String {
-        format!(
-            "{}/v1beta/models/{}:{method}",
-            self.api_base,
-            encode_path_segment(bare_model(model))
-        )
+    fn url(&self, model: &str, method: &str) -> Result<Url, GatewayError> {
+        self.urls.get(&format!("{method} {model}"), || {
+            format!(
+                "{}/v1beta/models/{}:{method}",
+                self.api_base,
+                encode_path_segment(bare_model(model))
+            )
+        })
     }
 }
 
@@ -92,9 +97,9 @@ impl ProviderAdapter for Gemini {
             GatewayError::Internal(format!("cannot encode the Gemini request: {e}"))
         })?;
         let url = if body.stream {
-            self.url(model, "streamGenerateContent?alt=sse")
+            self.url(model, "streamGenerateContent?alt=sse")?
         } else {
-            self.url(model, "generateContent")
+            self.url(model, "generateContent")?
         };
         Ok(UpstreamRequest {
             url,
@@ -148,7 +153,7 @@ impl ProviderAdapter for Gemini {
             GatewayError::Internal(format!("cannot encode the Gemini embeddings request: {e}"))
         })?;
         Ok(UpstreamRequest {
-            url: self.url(model, "batchEmbedContents"),
+            url: self.url(model, "batchEmbedContents")?,
             headers: self.headers.clone(),
             body: Bytes::from(bytes),
         })
@@ -1438,13 +1443,13 @@ mod tests {
             .chat_request("gemini-2.5-flash", &chat(plain.clone()))
             .unwrap();
         assert_eq!(
-            request.url,
+            request.url.as_str(),
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent"
         );
         assert_eq!(request.headers["x-goog-api-key"], "AIza-test-key");
         assert!(request.headers["x-goog-api-key"].is_sensitive());
         assert_eq!(request.headers["content-type"], "application/json");
-        assert!(!request.url.contains("key="));
+        assert!(!request.url.as_str().contains("key="));
 
         let mut streaming = plain;
         streaming["stream"] = json!(true);
@@ -1452,10 +1457,10 @@ mod tests {
             .chat_request("models/tuned model/v1?x", &chat(streaming))
             .unwrap();
         assert_eq!(
-            request.url,
+            request.url.as_str(),
             "https://generativelanguage.googleapis.com/v1beta/models/tuned%20model%2Fv1%3Fx:streamGenerateContent?alt=sse"
         );
-        assert!(!request.url.contains("AIza"));
+        assert!(!request.url.as_str().contains("AIza"));
     }
 
     #[test]
@@ -2313,7 +2318,7 @@ mod tests {
             .embeddings_request("models/gemini-embedding-001", &body)
             .unwrap();
         assert_eq!(
-            request.url,
+            request.url.as_str(),
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-embedding-001:batchEmbedContents"
         );
         assert_eq!(request.headers["x-goog-api-key"], "AIza-test-key");

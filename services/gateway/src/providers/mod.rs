@@ -12,7 +12,11 @@ pub mod gemini;
 pub mod openai;
 pub mod sse;
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use bytes::{Bytes, BytesMut};
+use reqwest::Url;
 use reqwest::header::HeaderMap;
 use tollgate_common::TokenUsage;
 use tollgate_common::config::{ProviderConfig, ProviderKind};
@@ -23,7 +27,7 @@ use crate::openai::InboundBody;
 /// A request ready to send upstream.
 #[derive(Debug)]
 pub struct UpstreamRequest {
-    pub url: String,
+    pub url: Url,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -105,6 +109,44 @@ pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, 
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config)?),
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
     })
+}
+
+/// Upstream URLs, parsed once each: parsing a URL costs more than building the rest of a
+/// request. Keyed by whatever the URL depends on (model, operation); bounded, so that clients
+/// naming endless models cannot grow it without limit.
+#[derive(Debug, Default)]
+pub(crate) struct UrlCache {
+    urls: RwLock<HashMap<String, Url>>,
+}
+
+impl UrlCache {
+    const MAX_ENTRIES: usize = 4_096;
+
+    /// The URL for `key`, built by `build` the first time.
+    pub(crate) fn get(
+        &self,
+        key: &str,
+        build: impl FnOnce() -> String,
+    ) -> Result<Url, GatewayError> {
+        if let Some(url) = self.read().get(key) {
+            return Ok(url.clone());
+        }
+        let url = parse_url(&build()).map_err(|e| GatewayError::invalid_field("model", e))?;
+        let mut urls = self.urls.write().unwrap_or_else(|e| e.into_inner());
+        if urls.len() < Self::MAX_ENTRIES {
+            urls.insert(key.to_owned(), url.clone());
+        }
+        Ok(url)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Url>> {
+        self.urls.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Parses an upstream URL, naming it in the error.
+pub(crate) fn parse_url(url: &str) -> Result<Url, String> {
+    Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))
 }
 
 /// Header map with the provider's configured extra headers, built once at start-up.

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
+use reqwest::Url;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::Deserialize;
 use tollgate_common::TokenUsage;
@@ -15,15 +16,15 @@ use tollgate_common::config::{ProviderConfig, ProviderKind};
 use super::sse::{SseDecoder, SseEvent};
 use super::{
     ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
-    base_headers, openai_error_details, secret_header,
+    base_headers, openai_error_details, parse_url, secret_header,
 };
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
 use crate::openai::response::Usage;
 
 pub struct OpenAi {
-    chat_url: String,
-    embeddings_url: String,
+    chat_url: Url,
+    embeddings_url: Url,
     headers: HeaderMap,
 }
 
@@ -37,8 +38,8 @@ impl OpenAi {
             );
         }
         Ok(OpenAi {
-            chat_url: format!("{}/chat/completions", config.api_base),
-            embeddings_url: format!("{}/embeddings", config.api_base),
+            chat_url: parse_url(&format!("{}/chat/completions", config.api_base))?,
+            embeddings_url: parse_url(&format!("{}/embeddings", config.api_base))?,
             headers,
         })
     }
@@ -97,12 +98,41 @@ pub(crate) fn passthrough_response(body: &[u8]) -> Result<Translated, String> {
         #[serde(default)]
         usage: Option<Usage>,
     }
-    let parsed: WithUsage = serde_json::from_slice(body)
-        .map_err(|e| format!("upstream answered with a body that is not a JSON object: {e}"))?;
+    let usage = match trailing_usage(body) {
+        Some(usage) => Some(usage),
+        None => {
+            let parsed: WithUsage = serde_json::from_slice(body).map_err(|e| {
+                format!("upstream answered with a body that is not a JSON object: {e}")
+            })?;
+            parsed.usage
+        }
+    };
     Ok(Translated {
         body: Bytes::copy_from_slice(body),
-        usage: parsed.usage.map(|u| u.tokens()),
+        usage: usage.map(|u| u.tokens()),
     })
+}
+
+/// The top-level `usage` object of an OpenAI answer, read without parsing the rest: OpenAI
+/// writes it last, so it is found from the end. Only a real object key qualifies (preceded by
+/// `{` or `,`; inside a string a quote is escaped), and only a complete usage object is
+/// accepted; anything else returns `None` and the caller parses the whole body.
+fn trailing_usage(body: &[u8]) -> Option<Usage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let trimmed = body.trim_ascii();
+    if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
+        return None;
+    }
+    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let before = body[..at].trim_ascii_end().last()?;
+    if !matches!(before, b',' | b'{') {
+        return None;
+    }
+    let rest = body[at + KEY.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut de = serde_json::Deserializer::from_slice(rest);
+    Option::<Usage>::deserialize(&mut de).ok().flatten()
 }
 
 /// Relays an OpenAI event stream event by event, unchanged but for one thing: when the gateway
@@ -228,7 +258,10 @@ mod tests {
         )
         .unwrap();
         let request = adapter().chat_request("gpt-4o", &body).unwrap();
-        assert_eq!(request.url, "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(
+            request.url.as_str(),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
         assert_eq!(request.headers[AUTHORIZATION], "Bearer sk-test");
         assert!(request.headers[AUTHORIZATION].is_sensitive());
         let sent: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
@@ -260,6 +293,25 @@ mod tests {
             assert_eq!(translator.output_text(), "Hello there!");
             assert_eq!(translator.usage().unwrap().output_tokens, 3);
         }
+    }
+
+    #[test]
+    fn usage_is_read_from_the_end_without_being_fooled_by_content() {
+        let tricky = br#"{"id":"x","choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9},"system_fingerprint":"fp"}"#;
+        let usage = adapter().chat_response("m", tricky).unwrap().usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (7, 2));
+        // Only in content: no usage at all.
+        let none = br#"{"choices":[{"message":{"content":"\"usage\":{\"prompt_tokens\":5,\"total_tokens\":5}"}}]}"#;
+        assert!(adapter().chat_response("m", none).unwrap().usage.is_none());
+        // Null usage, and a body that is not JSON.
+        assert!(
+            adapter()
+                .chat_response("m", br#"{"usage":null}"#)
+                .unwrap()
+                .usage
+                .is_none()
+        );
+        assert!(adapter().chat_response("m", b"<html>").is_err());
     }
 
     #[test]

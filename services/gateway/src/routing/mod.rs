@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use actix_web::http::header::HeaderValue;
 use rand::Rng;
 use rust_decimal::Decimal;
 use tollgate_common::PriceCatalog;
@@ -44,6 +45,10 @@ pub struct Target {
     pub latency: LatencyAverage,
     /// Input plus output list price per 1M tokens, when the catalog knows the model.
     pub blended_price: Option<Decimal>,
+    /// `x-tollgate-provider` and `x-tollgate-model` for answers from this target, built once
+    /// (`None` for a name that cannot be a header value).
+    pub provider_header: Option<HeaderValue>,
+    pub model_header: Option<HeaderValue>,
 }
 
 impl Target {
@@ -212,6 +217,8 @@ impl Router {
     ) -> Arc<Target> {
         Arc::new(Target {
             blended_price: self.catalog.price(model).map(|p| p.blended()),
+            provider_header: HeaderValue::from_str(&provider.name).ok(),
+            model_header: HeaderValue::from_str(model).ok(),
             provider,
             model: model.to_owned(),
             weight,
