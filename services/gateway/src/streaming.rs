@@ -25,6 +25,8 @@ pub struct RelayBody {
     translator: Box<dyn StreamTranslator>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
+    /// When upstream bytes last arrived; the idle timer is checked against it.
+    last_data: tokio::time::Instant,
     out: BytesMut,
     done: bool,
     /// Sent when the stream ends, or from `Drop` if the client left first.
@@ -50,6 +52,7 @@ impl RelayBody {
             translator,
             idle_timeout,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            last_data: tokio::time::Instant::now(),
             out: BytesMut::with_capacity(4096),
             done: false,
             completion: Some(completion),
@@ -121,6 +124,9 @@ impl RelayBody {
     }
 }
 
+/// Output is handed to actix once this much has gathered, even if more is already waiting.
+const FLUSH_BYTES: usize = 16 * 1024;
+
 impl Stream for RelayBody {
     type Item = Result<Bytes, actix_web::Error>;
 
@@ -130,16 +136,18 @@ impl Stream for RelayBody {
             if let Some(first) = this.first.take() {
                 this.feed(&first);
             }
-            if let Some(bytes) = this.take_output() {
+            if this.done {
+                return Poll::Ready(this.take_output().map(Ok));
+            }
+            if this.out.len() >= FLUSH_BYTES
+                && let Some(bytes) = this.take_output()
+            {
                 return Poll::Ready(Some(Ok(bytes)));
             }
-            if this.done {
-                return Poll::Ready(None);
-            }
+            // Whatever has already arrived goes out in one write; nothing waits for more.
             match this.upstream.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    let deadline = tokio::time::Instant::now() + this.idle_timeout;
-                    this.idle.as_mut().reset(deadline);
+                    this.last_data = tokio::time::Instant::now();
                     this.feed(&chunk);
                 }
                 Poll::Ready(Some(Err(err))) => {
@@ -153,7 +161,16 @@ impl Stream for RelayBody {
                     }
                 }
                 Poll::Pending => {
+                    if let Some(bytes) = this.take_output() {
+                        return Poll::Ready(Some(Ok(bytes)));
+                    }
                     if this.idle.as_mut().poll(cx).is_ready() {
+                        // The timer is moved lazily, here, rather than on every chunk.
+                        let deadline = this.last_data + this.idle_timeout;
+                        if tokio::time::Instant::now() < deadline {
+                            this.idle.as_mut().reset(deadline);
+                            continue;
+                        }
                         let reason = format!(
                             "no data from the upstream for {} ms",
                             this.idle_timeout.as_millis()

@@ -227,3 +227,46 @@ async fn a_slow_client_gets_back_pressure_not_a_buffered_answer() {
     // Chunks arrive as the upstream produces them: many pieces, not one buffered blob.
     assert!(pieces >= 10, "only {pieces} pieces");
 }
+
+#[actix_web::test]
+async fn a_stream_that_goes_quiet_past_the_timeout_is_cut_with_an_error() {
+    let m = mock(MockConfig {
+        chunks: 5,
+        chunk_delay_ms: 1_000,
+        ..MockConfig::default()
+    })
+    .await;
+    let yaml = r#"
+providers:
+  openai: { kind: openai, api_base: "{mock:m}/v1", api_key: k }
+models:
+  - name: m
+    timeout_ms: 300
+    targets: [ { provider: openai, model: gpt-4o } ]
+"#;
+    let gw = TestGateway::start(yaml, &[("m", &m)]).await;
+    let started = std::time::Instant::now();
+    let body = gw
+        .chat(stream_request("m"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events = events(&body);
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "stream_interrupted", "{body}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no data"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
