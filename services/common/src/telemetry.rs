@@ -7,8 +7,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::Metadata;
+use tracing::subscriber::Interest;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
@@ -37,6 +39,24 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Lets events through and never spans, decided once per call site: with no OTLP endpoint, no
+/// layer wants the request spans, so creating one costs a cached check and nothing more.
+struct EventsOnly;
+
+impl<S> Filter<S> for EventsOnly {
+    fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        meta.is_event()
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_event() {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+}
+
 /// Installs the global subscriber: logs to stderr, traces to OTLP when an endpoint is set.
 pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
     let log_filter = EnvFilter::try_new(&config.log_level)
@@ -44,7 +64,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(log_filter.and(filter_fn(|meta| meta.is_event())));
+        .with_filter(log_filter.and(EventsOnly));
 
     let mut provider = None;
     let traces = match &config.otlp_endpoint {
@@ -73,10 +93,13 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         None => None,
     };
 
-    Registry::default()
-        .with(logs)
-        .with(traces)
-        .try_init()
-        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    // No `Option<Layer>` here: an absent layer counts as one that wants every span, and the
+    // request spans would then be built for nobody.
+    let registry = Registry::default().with(logs);
+    match traces {
+        Some(traces) => registry.with(traces).try_init(),
+        None => registry.try_init(),
+    }
+    .map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(TelemetryGuard { provider })
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::HttpResponse;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
 use tollgate_common::PriceCatalog;
 use tracing::Instrument;
@@ -149,10 +149,9 @@ impl Gateway {
                 span.record("tollgate.attempts", failure.attempts);
                 span.record("error.type", failure.error.label());
                 let mut response = failure.error.to_response(&ctx.request_id);
-                response.headers_mut().insert(
-                    actix_web::http::header::HeaderName::from_static("x-tollgate-attempts"),
-                    HeaderValue::from(failure.attempts),
-                );
+                response
+                    .headers_mut()
+                    .insert(X_TOLLGATE_ATTEMPTS, HeaderValue::from(failure.attempts));
                 if failure.metered {
                     return response;
                 }
@@ -502,6 +501,11 @@ fn json_response(
     response.body(body)
 }
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_TOLLGATE_PROVIDER: HeaderName = HeaderName::from_static("x-tollgate-provider");
+const X_TOLLGATE_MODEL: HeaderName = HeaderName::from_static("x-tollgate-model");
+const X_TOLLGATE_ATTEMPTS: HeaderName = HeaderName::from_static("x-tollgate-attempts");
+
 /// The `x-request-id` and `x-tollgate-*` headers of every answer.
 fn tag(
     response: &mut actix_web::HttpResponseBuilder,
@@ -510,15 +514,15 @@ fn tag(
     attempts: u32,
 ) {
     if let Ok(id) = HeaderValue::from_str(request_id) {
-        response.insert_header(("x-request-id", id));
+        response.insert_header((X_REQUEST_ID, id));
     }
     if let Some(target) = target {
         if let Some(provider) = &target.provider_header {
-            response.insert_header(("x-tollgate-provider", provider.clone()));
+            response.insert_header((X_TOLLGATE_PROVIDER, provider.clone()));
         }
         if let Some(model) = &target.model_header {
-            response.insert_header(("x-tollgate-model", model.clone()));
+            response.insert_header((X_TOLLGATE_MODEL, model.clone()));
         }
     }
-    response.insert_header(("x-tollgate-attempts", HeaderValue::from(attempts)));
+    response.insert_header((X_TOLLGATE_ATTEMPTS, HeaderValue::from(attempts)));
 }

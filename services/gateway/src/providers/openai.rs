@@ -123,7 +123,7 @@ fn trailing_usage(body: &[u8]) -> Option<Usage> {
     if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
         return None;
     }
-    let at = body.windows(KEY.len()).rposition(|w| w == KEY)?;
+    let at = memchr::memmem::rfind(body, KEY)?;
     let before = body[..at].trim_ascii_end().last()?;
     if !matches!(before, b',' | b'{') {
         return None;
