@@ -619,7 +619,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--with-litellm", action="store_true", help="also measure the LiteLLM proxy (installed into bench/.venv)")
     parser.add_argument("--with-portkey", action="store_true", help="also measure the Portkey gateway (installed into bench/.portkey)")
     parser.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
-    parser.add_argument("--gateway-workers", type=int, default=1, help="Tollgate worker threads (default 1; try 2)")
+    parser.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker threads for Tollgate (and LiteLLM); default: the number of CPUs, as `tollgate serve` uses",
+    )
     parser.add_argument("--rates", default="500,2000", help="fixed rates for the latency runs, req/s (default 500,2000)")
     parser.add_argument("--competitor-rates", default="500",
                         help="the fixed rates competitors are also run at (default 500)")
