@@ -2,13 +2,14 @@
 //!
 //! | stage        | does                                                   | adds to the context      |
 //! |--------------|--------------------------------------------------------|--------------------------|
-//! | parse        | reads the top-level fields, checks their types         | model, stream, end user  |
 //! | authenticate | [`Authenticate`]: who is calling                       | [`KeyContext`]           |
+//! | parse        | reads the top-level fields, checks their types         | model, stream, end user  |
+//! | route        | [`crate::routing`]: the model's targets (unknown: 404) | route group              |
 //! | admit        | [`Admit`]: rate limits, budget reservation             | [`Reservation`]          |
 //! | guardrails   | [`Guardrails`]: input checks                           |                          |
 //! | cache        | [`ResponseCache`]: an answer without a provider call   |                          |
-//! | route        | [`crate::routing`]: the targets, in strategy order     | route group              |
-//! | provider     | [`crate::upstream`] + adapter: send, retry, fail over  | target, attempts         |
+//! | provider     | [`crate::upstream`] + adapter: strategy order, send,   | target, attempts         |
+//! |              | retry, fail over                                       |                          |
 //! | respond      | translate back; stream through [`crate::streaming`]    | usage, time to first token |
 //! | settle/meter | [`metering`]: tokens, cost, reservation, usage event   | (off the request path)   |
 //!
@@ -180,19 +181,20 @@ impl Gateway {
         headers: &HeaderMap,
         parsed: Result<InboundBody, GatewayError>,
     ) -> Result<HttpResponse, Failure> {
-        // parse (done by the caller, so the span can be named after the model)
-        let body = Arc::new(parsed.map_err(Failure::early)?);
-        ctx.requested_model.clone_from(&body.model);
-        ctx.stream = body.stream;
-        ctx.end_user.clone_from(&body.user);
-
-        // authenticate
+        // authenticate: a caller without access learns nothing about its body's problems
         ctx.key = self
             .stages
             .authenticate
             .authenticate(headers)
             .await
             .map_err(Failure::early)?;
+
+        // parse (done by the caller, so that the span is named after the model; its errors
+        // are reported only now)
+        let body = Arc::new(parsed.map_err(Failure::early)?);
+        ctx.requested_model.clone_from(&body.model);
+        ctx.stream = body.stream;
+        ctx.end_user.clone_from(&body.user);
 
         // route (before admission, so an unknown model reserves nothing)
         let group = self.router.resolve(&body.model).map_err(Failure::early)?;
