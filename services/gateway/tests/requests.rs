@@ -311,23 +311,7 @@ async fn model_list_health_and_metrics() {
         .text()
         .await
         .unwrap();
-    // Metering runs off the request path; give it a moment.
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = gw
-            .client
-            .get(format!("{}/metrics", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains("tollgate_tokens_total") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let metrics = gw.metrics_once_containing("tollgate_tokens_total").await;
     assert!(metrics.contains(r#"tollgate_requests_total{endpoint="chat_completions",status="200",target="openai/gpt-4o"} 1"#), "{metrics}");
     assert!(metrics.contains("tollgate_tokens_total"), "{metrics}");
     assert!(metrics.contains("tollgate_request_duration_seconds_bucket"));
@@ -345,22 +329,7 @@ async fn usage_is_counted_when_the_upstream_reports_none() {
     request["stream"] = json!(true);
     let body = gw.chat(request).send().await.unwrap().text().await.unwrap();
     assert!(body.ends_with("data: [DONE]\n\n"));
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        metrics = gw
-            .client
-            .get(format!("{}/metrics", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if metrics.contains(r#"direction="output""#) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let metrics = gw.metrics_once_containing(r#"direction="output""#).await;
     assert!(
         metrics.contains(r#"tollgate_tokens_total{direction="output",target="openai/gpt-4o"}"#),
         "{metrics}"

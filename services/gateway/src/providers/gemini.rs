@@ -384,7 +384,7 @@ fn build_generate_request(
                 for (j, call) in message.tool_calls.iter().flatten().enumerate() {
                     call_names.insert(call.id.as_str(), call.function.name.as_str());
                     // A call whose id carries no signature goes without one, as before: older
-                    // models need none, and the docs' placeholder signatures are for histories
+                    // models need none, and the docs' stand-in signatures are for histories
                     // Gemini did not write, which the gateway cannot tell apart.
                     parts.push(WirePart::FunctionCall(FunctionCallPart {
                         function_call: WireFunctionCall {

@@ -50,6 +50,27 @@ impl TestGateway {
             .json(&body)
     }
 
+    /// `/metrics`, polled until it contains `needle` (metering runs off the request path).
+    pub async fn metrics_once_containing(&self, needle: &str) -> String {
+        let mut metrics = String::new();
+        for _ in 0..100 {
+            metrics = self
+                .client
+                .get(format!("{}/metrics", self.url))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if metrics.contains(needle) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        metrics
+    }
+
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
