@@ -131,6 +131,11 @@ def embedding_checks(client, model):
     check(len(result.data) == 2, f"{model}: {len(result.data)} embeddings")
     check(len(result.data[0].embedding) > 0, f"{model}: empty embedding")
     check(result.data[0].embedding != result.data[1].embedding, f"{model}: identical embeddings")
+    # The SDK asks for base64 by default and decodes it; explicit floats must give the same vectors.
+    floats = client.embeddings.create(model=model, input=["first text"], encoding_format="float")
+    got, want = floats.data[0].embedding, result.data[0].embedding
+    check(len(got) == len(want), f"{model}: float and base64 dimensions differ")
+    check(all(abs(a - b) < 1e-6 for a, b in zip(got, want)), f"{model}: float and base64 vectors differ")
 
 
 def error_checks(client):

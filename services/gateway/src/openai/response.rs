@@ -159,7 +159,27 @@ pub struct Embedding {
     /// Always `embedding`.
     pub object: String,
     pub index: u32,
-    pub embedding: Vec<f32>,
+    pub embedding: EmbeddingVector,
+}
+
+/// A vector as the client asked for it: a list of floats, or with `encoding_format: base64`
+/// the little-endian float32 bytes in standard base64 (OpenAI's encoding, which its SDKs decode).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingVector {
+    Floats(Vec<f32>),
+    Base64(String),
+}
+
+impl EmbeddingVector {
+    pub fn encode(values: Vec<f32>, base64: bool) -> Self {
+        if !base64 {
+            return EmbeddingVector::Floats(values);
+        }
+        use base64::Engine as _;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]

@@ -312,7 +312,9 @@ impl Gateway {
                 let adapter = &target.provider.adapter;
                 let translated = match endpoint {
                     Endpoint::ChatCompletions => adapter.chat_response(&target.model, &bytes),
-                    Endpoint::Embeddings => adapter.embeddings_response(&target.model, &bytes),
+                    Endpoint::Embeddings => {
+                        adapter.embeddings_response(&target.model, &body, &bytes)
+                    }
                 };
                 match translated {
                     Ok(translated) => {

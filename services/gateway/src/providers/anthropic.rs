@@ -114,7 +114,12 @@ impl ProviderAdapter for Anthropic {
         ))
     }
 
-    fn embeddings_response(&self, _model: &str, _body: &[u8]) -> Result<Translated, String> {
+    fn embeddings_response(
+        &self,
+        _model: &str,
+        _request: &InboundBody,
+        _body: &[u8],
+    ) -> Result<Translated, String> {
         Err("Anthropic has no embeddings API".into())
     }
 
@@ -1945,6 +1950,11 @@ mod tests {
         .unwrap();
         let err = adapter().embeddings_request("e", &body).unwrap_err();
         assert!(matches!(err, GatewayError::Unsupported(_)), "{err:?}");
-        assert!(adapter().embeddings_response("e", b"{}").is_err());
+        let request = InboundBody::parse(
+            Endpoint::Embeddings,
+            Bytes::from_static(br#"{"model":"e","input":"x"}"#),
+        )
+        .unwrap();
+        assert!(adapter().embeddings_response("e", &request, b"{}").is_err());
     }
 }

@@ -38,8 +38,8 @@ use crate::openai::request::{
 };
 use crate::openai::response::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, Delta, Embedding,
-    EmbeddingsResponse, EmbeddingsUsage, FunctionCallDelta, SSE_DONE, ToolCallDelta, Usage,
-    unix_now,
+    EmbeddingVector, EmbeddingsResponse, EmbeddingsUsage, FunctionCallDelta, SSE_DONE,
+    ToolCallDelta, Usage, unix_now,
 };
 
 pub struct Gemini {
@@ -159,7 +159,15 @@ impl ProviderAdapter for Gemini {
         })
     }
 
-    fn embeddings_response(&self, model: &str, body: &[u8]) -> Result<Translated, String> {
+    fn embeddings_response(
+        &self,
+        model: &str,
+        request: &InboundBody,
+        body: &[u8],
+    ) -> Result<Translated, String> {
+        let base64 = request
+            .embeddings()
+            .is_ok_and(|r| r.encoding_format.as_deref() == Some("base64"));
         let response: BatchEmbedResponse = serde_json::from_slice(body)
             .map_err(|e| format!("Gemini answered embeddings with a body we cannot read: {e}"))?;
         let data = response
@@ -169,7 +177,7 @@ impl ProviderAdapter for Gemini {
             .map(|(embedding, index)| Embedding {
                 object: "embedding".into(),
                 index,
-                embedding: embedding.values,
+                embedding: EmbeddingVector::encode(embedding.values, base64),
             })
             .collect();
         let out = EmbeddingsResponse {
@@ -2362,6 +2370,7 @@ mod tests {
         let translated = gemini
             .embeddings_response(
                 "gemini-embedding-001",
+                &tokens,
                 &fixture("gemini", "batch_embed_response.json"),
             )
             .unwrap();
@@ -2385,7 +2394,36 @@ mod tests {
             .collect();
         assert_eq!(values.len(), 4);
         assert!((values[1] + 0.0456).abs() < 1e-6);
-        assert!(gemini.embeddings_response("m", b"{\"oops\":1}").is_err());
+        assert!(
+            gemini
+                .embeddings_response("m", &tokens, b"{\"oops\":1}")
+                .is_err()
+        );
+
+        // Asked for base64: OpenAI's little-endian float32 bytes, which its SDKs decode.
+        let base64 = InboundBody::parse(
+            Endpoint::Embeddings,
+            Bytes::from_static(br#"{"model":"embed","input":"x","encoding_format":"base64"}"#),
+        )
+        .unwrap();
+        let translated = gemini
+            .embeddings_response(
+                "gemini-embedding-001",
+                &base64,
+                &fixture("gemini", "batch_embed_response.json"),
+            )
+            .unwrap();
+        let body: Value = serde_json::from_slice(&translated.body).unwrap();
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(body["data"][0]["embedding"].as_str().unwrap())
+            .unwrap();
+        let decoded: Vec<f32> = bytes
+            .chunks(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(decoded.len(), 4);
+        assert!((decoded[1] + 0.0456).abs() < 1e-6);
     }
 
     #[test]

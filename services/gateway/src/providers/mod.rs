@@ -78,8 +78,14 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         body: &InboundBody,
     ) -> Result<UpstreamRequest, GatewayError>;
 
-    /// Turns a successful upstream embeddings body into OpenAI's `list` of embeddings.
-    fn embeddings_response(&self, model: &str, body: &[u8]) -> Result<Translated, String>;
+    /// Turns a successful upstream embeddings body into OpenAI's `list` of embeddings, in the
+    /// `encoding_format` the client's `request` asked for.
+    fn embeddings_response(
+        &self,
+        model: &str,
+        request: &InboundBody,
+        body: &[u8],
+    ) -> Result<Translated, String>;
 
     /// Reads the upstream's error body (any status) into OpenAI's terms.
     fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails;

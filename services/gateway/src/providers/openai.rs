@@ -82,7 +82,12 @@ impl ProviderAdapter for OpenAi {
         })
     }
 
-    fn embeddings_response(&self, _model: &str, body: &[u8]) -> Result<Translated, String> {
+    fn embeddings_response(
+        &self,
+        _model: &str,
+        _request: &InboundBody,
+        body: &[u8],
+    ) -> Result<Translated, String> {
         passthrough_response(body)
     }
 
