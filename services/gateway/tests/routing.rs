@@ -305,3 +305,37 @@ providers:
     assert_eq!(res.status(), 200);
     assert_eq!(a.stats().last_request.unwrap()["model"], "gpt-4o-mini");
 }
+
+#[actix_web::test]
+async fn least_latency_settles_on_the_faster_target_and_cheapest_on_the_cheaper() {
+    let slow = mock(MockConfig {
+        latency_ms: 40,
+        ..MockConfig::default()
+    })
+    .await;
+    let fast = mock(MockConfig::default()).await;
+    let yaml = r#"
+providers:
+  slow: { kind: openai, api_base: "{mock:slow}/v1", api_key: k }
+  fast: { kind: openai, api_base: "{mock:fast}/v1", api_key: k }
+models:
+  - name: quick
+    strategy: least-latency
+    targets: [ { provider: slow, model: gpt-4o }, { provider: fast, model: gpt-4o } ]
+  - name: thrifty
+    strategy: cheapest
+    targets: [ { provider: slow, model: gpt-4o }, { provider: fast, model: gpt-4o-mini } ]
+"#;
+    let gw = TestGateway::start(yaml, &[("slow", &slow), ("fast", &fast)]).await;
+    // Each target is measured once, then the faster one takes the traffic.
+    for _ in 0..12 {
+        assert_eq!(gw.chat(hello("quick")).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(slow.stats().requests, 1, "the slow target is only sampled");
+    assert_eq!(fast.stats().requests, 11);
+
+    fast.reset_stats();
+    let res = gw.chat(hello("thrifty")).send().await.unwrap();
+    assert_eq!(res.headers()["x-tollgate-model"], "gpt-4o-mini");
+    assert_eq!(fast.stats().requests, 1);
+}
