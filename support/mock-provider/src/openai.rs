@@ -1,6 +1,7 @@
 //! OpenAI Chat Completions, Embeddings and Models, also spoken by the Azure routes.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::answer::{self, Answer, Text, push_json_str, push_u64};
-use crate::behaviour::{State, failure_message};
+use crate::behaviour::{Active, State, failure_message};
 use crate::http;
 use crate::stats::Route;
 use crate::stream::{BodyStream, Source};
@@ -152,6 +153,59 @@ fn invalid_body(err: &serde_json::Error) -> HttpResponse {
     error(400, &message, "invalid_request_error", None, None)
 }
 
+/// A request body that names a model (`""` when the field is absent).
+trait NamesModel {
+    fn model(&self) -> &str;
+}
+
+impl NamesModel for ChatRequest<'_> {
+    fn model(&self) -> &str {
+        &self.model
+    }
+}
+
+impl NamesModel for EmbeddingsRequest<'_> {
+    fn model(&self) -> &str {
+        &self.model
+    }
+}
+
+/// What chat and embeddings share before their own checks, in the real APIs' order: the
+/// configured pause, the key and Azure's api-version, a readable body, then a model. Returns
+/// the parsed body, the behaviour in force, and the model (for Azure, the deployment).
+async fn admit<'b, T: Deserialize<'b> + NamesModel>(
+    state: &State,
+    req: &HttpRequest,
+    body: &'b Bytes,
+    dialect: Dialect<'b>,
+    route: Route,
+) -> Result<(T, Arc<Active>, String), HttpResponse> {
+    state.stats.record(route, req, body);
+    let active = state.active();
+    let parsed = serde_json::from_slice::<T>(body);
+    let model = match (dialect, &parsed) {
+        (Dialect::Azure { deployment }, _) => deployment,
+        (Dialect::OpenAi, Ok(r)) => r.model(),
+        (Dialect::OpenAi, Err(_)) => "",
+    }
+    .to_owned();
+    active.pause(&model).await;
+    if let Some(rejection) = dialect.gatekeep(req, active.key_ok(dialect.key(req))) {
+        return Err(rejection);
+    }
+    let request = parsed.map_err(|err| invalid_body(&err))?;
+    if model.is_empty() {
+        return Err(error(
+            400,
+            "you must provide a model parameter",
+            "invalid_request_error",
+            Some("model"),
+            None,
+        ));
+    }
+    Ok((request, active, model))
+}
+
 #[derive(Deserialize)]
 struct ChatRequest<'a> {
     #[serde(default, borrow)]
@@ -284,31 +338,12 @@ pub(crate) async fn serve_chat(
         Dialect::OpenAi => Route::OpenAiChat,
         Dialect::Azure { .. } => Route::AzureChat,
     };
-    state.stats.record(route, req, &body);
-    let active = state.active();
-    let parsed = serde_json::from_slice::<ChatRequest>(&body);
-    let model: &str = match (dialect, &parsed) {
-        (Dialect::Azure { deployment }, _) => deployment,
-        (Dialect::OpenAi, Ok(r)) => &r.model,
-        (Dialect::OpenAi, Err(_)) => "",
-    };
-    active.pause(model).await;
-    if let Some(rejection) = dialect.gatekeep(req, active.key_ok(dialect.key(req))) {
-        return rejection;
-    }
-    let request = match &parsed {
-        Ok(r) => r,
-        Err(err) => return invalid_body(err),
-    };
-    if model.is_empty() {
-        return error(
-            400,
-            "you must provide a model parameter",
-            "invalid_request_error",
-            Some("model"),
-            None,
-        );
-    }
+    let (request, active, model) =
+        match admit::<ChatRequest>(state, req, &body, dialect, route).await {
+            Ok(admitted) => admitted,
+            Err(rejection) => return rejection,
+        };
+    let model = model.as_str();
     let Some(messages) = request.messages.as_deref() else {
         return error(
             400,
@@ -735,31 +770,12 @@ pub(crate) async fn serve_embeddings(
         Dialect::OpenAi => Route::OpenAiEmbeddings,
         Dialect::Azure { .. } => Route::AzureEmbeddings,
     };
-    state.stats.record(route, req, &body);
-    let active = state.active();
-    let parsed = serde_json::from_slice::<EmbeddingsRequest>(&body);
-    let model: &str = match (dialect, &parsed) {
-        (Dialect::Azure { deployment }, _) => deployment,
-        (Dialect::OpenAi, Ok(r)) => &r.model,
-        (Dialect::OpenAi, Err(_)) => "",
-    };
-    active.pause(model).await;
-    if let Some(rejection) = dialect.gatekeep(req, active.key_ok(dialect.key(req))) {
-        return rejection;
-    }
-    let request = match &parsed {
-        Ok(r) => r,
-        Err(err) => return invalid_body(err),
-    };
-    if model.is_empty() {
-        return error(
-            400,
-            "you must provide a model parameter",
-            "invalid_request_error",
-            Some("model"),
-            None,
-        );
-    }
+    let (request, active, model) =
+        match admit::<EmbeddingsRequest>(state, req, &body, dialect, route).await {
+            Ok(admitted) => admitted,
+            Err(rejection) => return rejection,
+        };
+    let model = model.as_str();
     let dims = request.dimensions.unwrap_or(16);
     if dims == 0 || dims > MAX_DIMENSIONS {
         return error(
