@@ -49,6 +49,9 @@ pub struct Config {
     pub routing: RoutingDefaults,
     pub prices: Vec<ModelPrice>,
     pub telemetry: TelemetryConfig,
+    pub storage: StorageConfig,
+    pub redis: RedisConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,6 +275,121 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// Where durable state lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Folder for the embedded database and other local state; created when missing.
+    pub data_dir: std::path::PathBuf,
+    /// `sqlite://FILE` or `postgres://...`; without it, `tollgate.db` in `data_dir`.
+    pub database_url: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: "data".into(),
+            database_url: None,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The database to open: the configured URL, or the embedded SQLite file.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("tollgate.db").display()
+            ),
+        }
+    }
+}
+
+/// Shared state between gateway replicas; everything stays in-process without it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]` or `rediss://...`.
+    pub url: Option<String>,
+}
+
+/// Sign-up, sessions and virtual-key verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether `POST /auth/signup` is open to anyone.
+    pub signup_enabled: bool,
+    /// Lifetime of a JWT access token.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token (each use replaces it with a new one).
+    pub refresh_token_ttl_secs: u64,
+    /// The `iss` and `aud` of access tokens.
+    pub issuer: String,
+    /// HMAC keys for access tokens; the first signs, all verify, so that a key can be rotated
+    /// by adding the new one first and removing the old one a token lifetime later. Without
+    /// any, a key is generated once and kept in the database, shared by every replica.
+    pub signing_keys: Vec<SigningKeyConfig>,
+    /// How long a verified key is trusted from memory without asking storage again. With
+    /// Redis, changes reach every replica at once and this is only a safety net.
+    pub key_cache_ttl_secs: u64,
+    /// How long a rotated key keeps working unless the rotation says otherwise.
+    pub rotation_grace_secs: u64,
+    pub login_throttle: LoginThrottleConfig,
+    /// A split deployment's auth service (`http://auth:8080`): keys are verified there over
+    /// HTTP instead of in this process.
+    pub service_url: Option<String>,
+    /// Shared secret that the gateway presents to the auth service's internal endpoints.
+    pub service_token: Option<Secret>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            signup_enabled: true,
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            issuer: "tollgate".into(),
+            signing_keys: Vec::new(),
+            key_cache_ttl_secs: 10,
+            rotation_grace_secs: 24 * 3600,
+            login_throttle: LoginThrottleConfig::default(),
+            service_url: None,
+            service_token: None,
+        }
+    }
+}
+
+/// One JWT signing key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// Key id, written in each token's header.
+    pub kid: String,
+    /// At least 32 bytes.
+    pub secret: Secret,
+}
+
+/// Failed logins allowed per window before further attempts are refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginThrottleConfig {
+    pub per_email: u32,
+    pub per_ip: u32,
+    pub window_secs: u64,
+}
+
+impl Default for LoginThrottleConfig {
+    fn default() -> Self {
+        LoginThrottleConfig {
+            per_email: 10,
+            per_ip: 100,
+            window_secs: 900,
+        }
+    }
+}
+
 /// One thing wrong with a configuration, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -351,6 +469,97 @@ impl EnvOverrides {
         if let Some(endpoint) = env.var("TOLLGATE_OTLP_ENDPOINT") {
             config.telemetry.otlp_endpoint = Some(endpoint);
         }
+        if let Some(dir) = env.var("TOLLGATE_DATA_DIR") {
+            config.storage.data_dir = dir.into();
+        }
+        if let Some(url) = env.var("TOLLGATE_DATABASE_URL") {
+            config.storage.database_url = Some(url);
+        }
+        if let Some(url) = env.var("TOLLGATE_REDIS_URL") {
+            config.redis.url = Some(url);
+        }
+    }
+}
+
+fn validate_storage(
+    storage: &StorageConfig,
+    redis: &RedisConfig,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    if let Some(url) = &storage.database_url
+        && !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+    {
+        problems.push(problem(
+            "storage.database_url",
+            "must start with sqlite:, postgres:// or postgresql://",
+        ));
+    }
+    if storage.data_dir.as_os_str().is_empty() {
+        problems.push(problem("storage.data_dir", "must not be empty"));
+    }
+    if let Some(url) = &redis.url
+        && !url.starts_with("redis://")
+        && !url.starts_with("rediss://")
+    {
+        problems.push(problem(
+            "redis.url",
+            "must start with redis:// or rediss://",
+        ));
+    }
+}
+
+fn validate_auth(auth: &AuthConfig, problems: &mut Vec<ConfigProblem>) {
+    for (field, value) in [
+        ("access_token_ttl_secs", auth.access_token_ttl_secs),
+        ("refresh_token_ttl_secs", auth.refresh_token_ttl_secs),
+        ("key_cache_ttl_secs", auth.key_cache_ttl_secs),
+        (
+            "login_throttle.window_secs",
+            auth.login_throttle.window_secs,
+        ),
+    ] {
+        if value == 0 {
+            problems.push(problem(format!("auth.{field}"), "must be greater than 0"));
+        }
+    }
+    if auth.issuer.is_empty() {
+        problems.push(problem("auth.issuer", "must not be empty"));
+    }
+    let mut kids = HashSet::new();
+    for (i, key) in auth.signing_keys.iter().enumerate() {
+        if key.kid.is_empty() || key.kid.len() > 64 {
+            problems.push(problem(
+                format!("auth.signing_keys[{i}].kid"),
+                "must be 1 to 64 characters",
+            ));
+        } else if !kids.insert(key.kid.as_str()) {
+            problems.push(problem(
+                format!("auth.signing_keys[{i}].kid"),
+                format!("`{}` is used twice", key.kid),
+            ));
+        }
+        if key.secret.expose().len() < 32 {
+            problems.push(problem(
+                format!("auth.signing_keys[{i}].secret"),
+                "must be at least 32 bytes",
+            ));
+        }
+    }
+    if let Some(url) = &auth.service_url
+        && !is_http_url(url)
+    {
+        problems.push(problem(
+            "auth.service_url",
+            format!("`{url}` is not an http:// or https:// URL"),
+        ));
+    }
+    if auth.service_url.is_some() && auth.service_token.is_none() {
+        problems.push(problem(
+            "auth.service_token",
+            "is required when auth.service_url is set",
+        ));
     }
 }
 
@@ -465,6 +674,9 @@ impl Config {
                 "routing" => read_into(value, section, &mut config.routing, &mut problems),
                 "telemetry" => read_into(value, section, &mut config.telemetry, &mut problems),
                 "prices" => read_into(value, section, &mut config.prices, &mut problems),
+                "storage" => read_into(value, section, &mut config.storage, &mut problems),
+                "redis" => read_into(value, section, &mut config.redis, &mut problems),
+                "auth" => read_into(value, section, &mut config.auth, &mut problems),
                 "providers" => match value {
                     Value::Mapping(entries) => {
                         for (name, entry) in entries {
@@ -493,7 +705,7 @@ impl Config {
                 },
                 other => problems.push(problem(
                     other,
-                    "unknown section; expected one of server, providers, models, routing, prices, telemetry",
+                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth",
                 )),
             }
         }
@@ -531,6 +743,8 @@ impl Config {
                 format!("`{endpoint}` is not an http:// or https:// URL"),
             ));
         }
+        validate_storage(&self.storage, &self.redis, &mut problems);
+        validate_auth(&self.auth, &mut problems);
         let provider_names: Vec<String> = provider_specs.keys().cloned().collect();
         for (name, spec) in provider_specs {
             if let Some(provider) = validate_provider(&name, spec, &mut problems) {

@@ -1,8 +1,13 @@
-//! What several Tollgate services share: configuration, the price catalog and telemetry.
+//! What several Tollgate services share: configuration, typed ids, the caller's key context,
+//! the price catalog and telemetry.
 
+pub mod caller;
 pub mod catalog;
 pub mod config;
+pub mod ids;
 pub mod telemetry;
 
+pub use caller::{KeyContext, ModelAllowList};
 pub use catalog::{ModelPrice, PriceCatalog, TokenUsage};
 pub use config::{Config, ConfigError, ConfigProblem, ProviderKind, Secret};
+pub use ids::{KeyId, OrgId, TeamId, UserId};

@@ -1,0 +1,494 @@
+//! The auth service's REST surface under `/auth` (documented in `api-schema/openapi.yaml`),
+//! and the internal endpoints a split gateway verifies keys through.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tollgate_common::{KeyId, Secret};
+
+use crate::error::AuthError;
+use crate::roles::Role;
+use crate::service::{
+    Actor, AuthService, Caller, KeyPatch, KeySpec, LoginRequest, RotateRequest, SignupRequest,
+};
+
+/// Largest JSON body the auth endpoints accept.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Header carrying the shared service token on internal endpoints.
+pub const SERVICE_TOKEN_HEADER: &str = "x-tollgate-service-token";
+
+/// What the handlers share.
+pub struct AuthHttp {
+    pub service: Arc<AuthService>,
+    /// Required on `/auth/internal/*`; those endpoints answer 404 when it is not configured.
+    pub service_token: Option<Secret>,
+}
+
+type Reply = Result<HttpResponse, AuthError>;
+
+/// Registers `/auth/*` on an actix app.
+pub fn configure(
+    state: Arc<AuthHttp>,
+) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut web::ServiceConfig| {
+        fn resource(path: &str) -> actix_web::Resource {
+            web::resource(path).default_service(web::to(method_not_allowed))
+        }
+        cfg.service(
+            web::scope("/auth")
+                .app_data(web::Data::from(state.clone()))
+                .service(resource("/signup").route(web::post().to(signup)))
+                .service(resource("/login").route(web::post().to(login)))
+                .service(resource("/refresh").route(web::post().to(refresh)))
+                .service(resource("/logout").route(web::post().to(logout)))
+                .service(resource("/me").route(web::get().to(me)))
+                .service(
+                    resource("/teams")
+                        .route(web::get().to(list_teams))
+                        .route(web::post().to(create_team)),
+                )
+                .service(
+                    resource("/teams/{team}")
+                        .route(web::get().to(get_team))
+                        .route(web::patch().to(rename_team))
+                        .route(web::delete().to(delete_team)),
+                )
+                .service(resource("/teams/{team}/members").route(web::get().to(list_team_members)))
+                .service(
+                    resource("/teams/{team}/members/{user}")
+                        .route(web::put().to(set_team_member))
+                        .route(web::delete().to(remove_team_member)),
+                )
+                .service(resource("/members").route(web::get().to(list_members)))
+                .service(
+                    resource("/members/{user}")
+                        .route(web::get().to(get_member))
+                        .route(web::patch().to(set_member_role))
+                        .route(web::delete().to(remove_member)),
+                )
+                .service(
+                    resource("/keys")
+                        .route(web::get().to(list_keys))
+                        .route(web::post().to(create_key)),
+                )
+                .service(
+                    resource("/keys/{key}")
+                        .route(web::get().to(get_key))
+                        .route(web::patch().to(update_key))
+                        .route(web::delete().to(revoke_key)),
+                )
+                .service(resource("/keys/{key}/rotate").route(web::post().to(rotate_key)))
+                .service(resource("/keys/{key}/revoke").route(web::post().to(revoke_key)))
+                .service(resource("/audit").route(web::get().to(audit)))
+                .service(resource("/internal/keys/lookup").route(web::post().to(internal_lookup)))
+                .service(resource("/internal/keys/touch").route(web::post().to(internal_touch)))
+                .default_service(web::to(not_found)),
+        );
+    }
+}
+
+/// Reads and parses a JSON body, with OpenAI-shaped errors for every way it can be wrong.
+async fn json_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<T, AuthError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|size| size > MAX_BODY_BYTES) {
+        return Err(AuthError::BodyTooLarge(MAX_BODY_BYTES));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| AuthError::MalformedJson(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(AuthError::BodyTooLarge(MAX_BODY_BYTES));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if body.is_empty() {
+        return Err(AuthError::MalformedJson(
+            "the body is empty; send a JSON object".into(),
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(&body);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    match parsed {
+        Ok(value) => {
+            deserializer
+                .end()
+                .map_err(|e| AuthError::MalformedJson(e.to_string()))?;
+            Ok(value)
+        }
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_data() {
+                let param = if path == "." { String::new() } else { path };
+                Err(AuthError::invalid(
+                    param.clone(),
+                    format!("{param}: {inner}")
+                        .trim_start_matches(": ")
+                        .to_owned(),
+                ))
+            } else {
+                Err(AuthError::MalformedJson(inner.to_string()))
+            }
+        }
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn caller(req: &HttpRequest, state: &AuthHttp) -> Result<Caller, AuthError> {
+    let token = bearer(req).ok_or(AuthError::MissingToken)?;
+    state.service.caller(token).await
+}
+
+fn client_ip(req: &HttpRequest) -> Option<String> {
+    // The peer address, not X-Forwarded-For: a client could forge that header to dodge the
+    // per-IP throttle.
+    req.peer_addr().map(|addr| addr.ip().to_string())
+}
+
+fn ok(value: impl serde::Serialize) -> Reply {
+    Ok(HttpResponse::Ok().json(value))
+}
+
+async fn signup(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHttp>) -> Reply {
+    let request: SignupRequest = json_body(&req, payload).await?;
+    let created = state
+        .service
+        .signup(request, client_ip(&req).as_deref())
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+async fn login(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHttp>) -> Reply {
+    let request: LoginRequest = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .login(request, client_ip(&req).as_deref())
+        .await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHttp>) -> Reply {
+    let body: RefreshBody = json_body(&req, payload).await?;
+    ok(state.service.refresh(&body.refresh_token).await?)
+}
+
+async fn logout(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHttp>) -> Reply {
+    let body: RefreshBody = json_body(&req, payload).await?;
+    state.service.logout(&body.refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn me(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state.service.me(&caller).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: Role,
+}
+
+async fn list_teams(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(json!({"data": state.service.teams(&caller).await?}))
+}
+
+async fn create_team(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let body: NameBody = json_body(&req, payload).await?;
+    Ok(HttpResponse::Created().json(state.service.create_team(&caller, &body.name).await?))
+}
+
+async fn get_team(req: HttpRequest, path: web::Path<String>, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state.service.team(&caller, &path).await?)
+}
+
+async fn rename_team(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let body: NameBody = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .rename_team(&caller, &path, &body.name)
+        .await?)
+}
+
+async fn delete_team(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    state.service.delete_team(&caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_team_members(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(json!({"data": state.service.team_members(&caller, &path).await?}))
+}
+
+async fn set_team_member(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let body: RoleBody = json_body(&req, payload).await?;
+    let (team, user) = path.into_inner();
+    state
+        .service
+        .set_team_member(&caller, &team, &user, body.role)
+        .await?;
+    ok(json!({"team_id": team, "user_id": user, "role": body.role}))
+}
+
+async fn remove_team_member(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let (team, user) = path.into_inner();
+    state
+        .service
+        .remove_team_member(&caller, &team, &user)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_members(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(json!({"data": state.service.members(&caller).await?}))
+}
+
+async fn get_member(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state.service.member(&caller, &path).await?)
+}
+
+async fn set_member_role(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let body: RoleBody = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .set_member_role(&caller, &path, body.role)
+        .await?)
+}
+
+async fn remove_member(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    state.service.remove_member(&caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyQuery {
+    #[serde(default)]
+    team_id: Option<String>,
+}
+
+async fn list_keys(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let query = web::Query::<KeyQuery>::from_query(req.query_string())
+        .map_err(|e| AuthError::invalid("team_id", e.to_string()))?;
+    ok(json!({"data": state.service.keys(&caller, query.team_id.as_deref()).await?}))
+}
+
+async fn create_key(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let spec: KeySpec = json_body(&req, payload).await?;
+    let org = caller.org;
+    let issued = state
+        .service
+        .create_key(&Actor::User(caller), org, spec)
+        .await?;
+    Ok(HttpResponse::Created().json(issued))
+}
+
+async fn get_key(req: HttpRequest, path: web::Path<String>, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state.service.key(&caller, &path).await?)
+}
+
+async fn update_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let patch: KeyPatch = json_body(&req, payload).await?;
+    ok(state.service.update_key(&caller, &path, patch).await?)
+}
+
+async fn revoke_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let org = caller.org;
+    ok(state
+        .service
+        .revoke_key(&Actor::User(caller), org, &path)
+        .await?)
+}
+
+async fn rotate_key(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    // An empty body means the default grace period.
+    let request: RotateRequest = if req.headers().get(CONTENT_LENGTH).is_some_and(|v| v != "0") {
+        json_body(&req, payload).await?
+    } else {
+        RotateRequest::default()
+    };
+    ok(state.service.rotate_key(&caller, &path, request).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+async fn audit(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let query = web::Query::<AuditQuery>::from_query(req.query_string())
+        .map_err(|e| AuthError::invalid("limit", e.to_string()))?;
+    ok(json!({"data": state.service.audit_log(&caller, query.limit).await?}))
+}
+
+/// Internal endpoints exist only with a service token, and answer as if absent otherwise.
+fn require_service(req: &HttpRequest, state: &AuthHttp) -> Result<(), AuthError> {
+    let expected = state
+        .service_token
+        .as_ref()
+        .ok_or_else(|| AuthError::RouteNotFound {
+            method: req.method().to_string(),
+            path: req.path().to_owned(),
+        })?;
+    let presented = req
+        .headers()
+        .get(SERVICE_TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    // Compare digests, so that the comparison takes as long whatever the input.
+    let matches = crate::secrets::hash_token_bytes(expected.expose())
+        == crate::secrets::hash_token_bytes(&String::from_utf8_lossy(presented));
+    if matches {
+        Ok(())
+    } else {
+        Err(AuthError::Token(crate::sessions::TokenError::Invalid))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupBody {
+    key_hash: String,
+}
+
+async fn internal_lookup(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    require_service(&req, &state)?;
+    let body: LookupBody = json_body(&req, payload).await?;
+    let record = state.service.store().key_by_hash(&body.key_hash).await?;
+    ok(json!({"key": record}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TouchBody {
+    used: Vec<(KeyId, i64)>,
+}
+
+async fn internal_touch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    require_service(&req, &state)?;
+    let body: TouchBody = json_body(&req, payload).await?;
+    state.service.store().touch_keys(&body.used).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn not_found(req: HttpRequest) -> Reply {
+    Err(AuthError::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Reply {
+    Err(AuthError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}

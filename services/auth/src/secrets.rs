@@ -1,0 +1,181 @@
+//! The secrets the auth service hands out, and how each is kept: virtual keys and refresh
+//! tokens as SHA-256 hashes (they are long random strings, so a fast hash is enough and keeps
+//! verification in microseconds), passwords with argon2id.
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// Every virtual key starts with this, so that leaked keys are easy to recognize and scan for.
+pub const KEY_PREFIX: &str = "tg-";
+
+/// Characters of a key kept for display (`tg-` and the next eight).
+const DISPLAY_PREFIX_LEN: usize = KEY_PREFIX.len() + 8;
+
+/// A freshly generated virtual key: the secret, to be shown once, and what is stored.
+pub struct GeneratedKey {
+    pub secret: String,
+    pub hash: String,
+    pub display_prefix: String,
+}
+
+/// A new virtual key: `tg-` and 256 random bits in URL-safe base64 (43 characters).
+pub fn generate_key() -> GeneratedKey {
+    let secret = format!("{KEY_PREFIX}{}", random_token());
+    GeneratedKey {
+        hash: hash_token(&secret),
+        display_prefix: secret[..DISPLAY_PREFIX_LEN].to_owned(),
+        secret,
+    }
+}
+
+/// 256 random bits from the thread's CSPRNG (ChaCha, seeded by the OS), base64url.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of a token, in lower-case hex: what is stored and looked up.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The same hash as raw bytes, for the in-memory key cache.
+pub fn hash_token_bytes(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether `text` has the shape of a virtual key (so that anything else is refused before
+/// any lookup).
+pub fn looks_like_key(text: &str) -> bool {
+    text.len() == KEY_PREFIX.len() + 43
+        && text.starts_with(KEY_PREFIX)
+        && text[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Password hashing with argon2id at OWASP's recommended minimum: 19 MiB, two passes, one lane.
+pub struct PasswordHashing {
+    argon2: Argon2<'static>,
+}
+
+/// The password rules, checked before anything is stored.
+pub const PASSWORD_MIN_CHARS: usize = 12;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+impl Default for PasswordHashing {
+    fn default() -> Self {
+        let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+        PasswordHashing {
+            argon2: Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+        }
+    }
+}
+
+impl PasswordHashing {
+    /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`). CPU-heavy: call off the executor.
+    pub fn hash(&self, password: &str) -> Result<String, String> {
+        self.argon2
+            .hash_password(password.as_bytes())
+            .map(|hash| hash.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether `password` matches `phc`. CPU-heavy: call off the executor.
+    pub fn verify(&self, password: &str, phc: &str) -> bool {
+        PasswordHash::new(phc)
+            .map(|parsed| {
+                self.argon2
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// Why a password is refused, in words a person can act on; `None` if it is acceptable.
+pub fn password_problem(password: &str, email: &str) -> Option<String> {
+    let chars = password.chars().count();
+    if chars < PASSWORD_MIN_CHARS {
+        return Some(format!(
+            "The password must be at least {PASSWORD_MIN_CHARS} characters long."
+        ));
+    }
+    if chars > PASSWORD_MAX_CHARS {
+        return Some(format!(
+            "The password must be at most {PASSWORD_MAX_CHARS} characters long."
+        ));
+    }
+    let mut distinct: Vec<char> = password.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 5 {
+        return Some("The password must use at least 5 different characters.".into());
+    }
+    let lower = password.to_lowercase();
+    let local = email.split('@').next().unwrap_or_default().to_lowercase();
+    if lower == email.trim().to_lowercase() || (local.len() >= 4 && lower.contains(&local)) {
+        return Some("The password must not contain your email address.".into());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_256_bits_and_are_stored_only_as_a_hash() {
+        let key = generate_key();
+        assert!(key.secret.starts_with("tg-"));
+        assert_eq!(key.secret.len(), 3 + 43); // 32 bytes in base64url
+        assert!(looks_like_key(&key.secret));
+        assert_eq!(key.hash, hash_token(&key.secret));
+        assert_eq!(key.hash.len(), 64);
+        assert!(!key.hash.contains(&key.secret[3..]));
+        assert!(key.secret.starts_with(&key.display_prefix));
+        assert_ne!(generate_key().secret, key.secret);
+    }
+
+    #[test]
+    fn key_shape_check_refuses_anything_else() {
+        assert!(!looks_like_key("sk-abc"));
+        assert!(!looks_like_key(""));
+        assert!(!looks_like_key(&format!("tg-{}'", "a".repeat(42))));
+    }
+
+    #[test]
+    fn passwords_hash_with_argon2id_at_owasp_parameters() {
+        let hashing = PasswordHashing::default();
+        let phc = hashing.hash("correct horse battery").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(hashing.verify("correct horse battery", &phc));
+        assert!(!hashing.verify("correct horse batterz", &phc));
+        assert!(!hashing.verify("anything", "not a phc string"));
+    }
+
+    #[test]
+    fn password_policy_explains_itself() {
+        assert!(password_problem("short", "a@b.c").unwrap().contains("12"));
+        assert!(
+            password_problem("aaaaaaaaaaaaaaaa", "a@b.c")
+                .unwrap()
+                .contains("different")
+        );
+        assert!(password_problem("alice.smith-2026!", "alice.smith@example.com").is_some());
+        assert!(
+            password_problem(&"x1y2z3".repeat(30), "a@b.c")
+                .unwrap()
+                .contains("128")
+        );
+        assert_eq!(
+            password_problem("a sensible passphrase", "bob@example.com"),
+            None
+        );
+    }
+}

@@ -1,0 +1,1113 @@
+//! The auth service's operations: sign-up, sessions, teams, members and keys, each checked
+//! against the caller's role and scoped to the caller's organization. The HTTP surface
+//! ([`crate::http`]) and the operator CLI both go through here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
+use tollgate_common::config::AuthConfig;
+use tollgate_common::{KeyId, OrgId, TeamId, UserId};
+
+use crate::error::AuthError;
+use crate::feed::KeyChangeFeed;
+use crate::roles::Role;
+use crate::secrets::{PasswordHashing, generate_key, hash_token, password_problem, random_token};
+use crate::sessions::AccessTokens;
+use crate::store::{
+    AuditRecord, AuthStore, KeyChanges, KeyRecord, KeyStatus, Member, NewKey, Organization,
+    RefreshOutcome, Team, User, now_ms,
+};
+use crate::throttle::LoginThrottle;
+
+/// A logged-in user acting in one organization, with their current role there.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: UserId,
+    pub org: OrgId,
+    pub role: Role,
+}
+
+impl Caller {
+    fn actor(&self) -> String {
+        format!("user:{}", self.user)
+    }
+
+    fn require(&self, role: Role, action: &str) -> Result<(), AuthError> {
+        if self.role.at_least(role) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "Your role ({}) cannot {action}; it needs {role} or above.",
+                self.role
+            )))
+        }
+    }
+}
+
+/// Who performs a change: a user through the API, or an operator through the CLI.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    User(Caller),
+    Operator,
+}
+
+impl Actor {
+    fn label(&self) -> String {
+        match self {
+            Actor::User(caller) => caller.actor(),
+            Actor::Operator => "cli".into(),
+        }
+    }
+}
+
+/// Longest display names and the like.
+const MAX_NAME_CHARS: usize = 100;
+const MAX_EMAIL_CHARS: usize = 254;
+const MAX_MODELS: usize = 100;
+const MAX_TAGS: usize = 50;
+const MAX_METADATA_BYTES: usize = 4096;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    pub email: String,
+    pub password: String,
+    /// The organization's display name.
+    pub organization: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// Which of the user's organizations to act in; the oldest membership by default.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+/// A key as the API shows it: never the secret, with its current status.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    #[serde(flatten)]
+    pub key: KeyRecord,
+    pub status: KeyStatus,
+}
+
+impl From<KeyRecord> for KeyView {
+    fn from(key: KeyRecord) -> Self {
+        let status = key.status(now_ms());
+        KeyView { key, status }
+    }
+}
+
+/// A key just created or rotated: the secret, shown this once.
+#[derive(Debug, Serialize)]
+pub struct IssuedKey {
+    /// The full key; it cannot be shown again.
+    pub key: String,
+    #[serde(flatten)]
+    pub view: KeyView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignupResponse {
+    pub user: User,
+    pub organization: Organization,
+    pub team: Team,
+    pub api_key: IssuedKey,
+    #[serde(flatten)]
+    pub session: TokenPair,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Me {
+    pub user: User,
+    pub organization: Organization,
+    pub role: Role,
+    pub organizations: Vec<MembershipView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MembershipView {
+    pub organization: Organization,
+    pub role: Role,
+}
+
+/// Settings of a new key (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The team the key belongs to; the organization's first team by default.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    /// Unix milliseconds.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub rpm_limit: Option<i64>,
+    #[serde(default)]
+    pub tpm_limit: Option<i64>,
+    /// USD, as a string (`"25.00"`) or a number.
+    #[serde(default)]
+    pub budget_usd: Option<serde_json::Value>,
+    #[serde(default)]
+    pub budget_period: Option<String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A partial update of a key; `null` clears a nullable field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub expires_at: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub rpm_limit: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tpm_limit: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub budget_usd: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub budget_period: Option<Option<String>>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+/// Tells "absent" (`None`) from "null" (`Some(None)`).
+fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// How long the old key keeps working; the deployment's default when absent.
+    #[serde(default)]
+    pub grace_seconds: Option<u64>,
+}
+
+/// The auth service.
+pub struct AuthService {
+    store: AuthStore,
+    tokens: AccessTokens,
+    passwords: Arc<PasswordHashing>,
+    throttle: LoginThrottle,
+    feed: KeyChangeFeed,
+    config: AuthConfig,
+    /// Verified against when an email is unknown, so that a login takes as long either way.
+    decoy_hash: String,
+}
+
+impl AuthService {
+    pub fn new(
+        store: AuthStore,
+        tokens: AccessTokens,
+        throttle: LoginThrottle,
+        feed: KeyChangeFeed,
+        config: AuthConfig,
+    ) -> Result<Self, AuthError> {
+        let passwords = Arc::new(PasswordHashing::default());
+        let decoy_hash = passwords
+            .hash(&random_token())
+            .map_err(AuthError::Internal)?;
+        Ok(AuthService {
+            store,
+            tokens,
+            passwords,
+            throttle,
+            feed,
+            config,
+            decoy_hash,
+        })
+    }
+
+    pub fn store(&self) -> &AuthStore {
+        &self.store
+    }
+
+    // ---- sign-up and sessions ----
+
+    pub async fn signup(
+        &self,
+        request: SignupRequest,
+        ip: Option<&str>,
+    ) -> Result<SignupResponse, AuthError> {
+        if !self.config.signup_enabled {
+            return Err(AuthError::SignupDisabled);
+        }
+        let email = validate_email(&request.email)?;
+        let organization = validate_name("organization", &request.organization)?;
+        if let Some(problem) = password_problem(&request.password, &email) {
+            return Err(AuthError::invalid("password", problem));
+        }
+        // Sign-ups share the per-IP failure budget, so that they cannot be used to probe
+        // which emails exist.
+        let throttle_subject = format!("signup:{}", ip.unwrap_or("-"));
+        self.throttle
+            .check(&throttle_subject, ip)
+            .await
+            .map_err(AuthError::Throttled)?;
+        let password_hash = self.hash_password(request.password).await?;
+        let key = generate_key();
+        let first_key = NewKey {
+            name: "default".into(),
+            key_hash: key.hash,
+            display_prefix: key.display_prefix,
+            ..NewKey::default()
+        };
+        let (records, record) = match self
+            .store
+            .signup(&email, &password_hash, &organization, first_key)
+            .await
+        {
+            Ok(created) => created,
+            Err(err) => {
+                self.throttle.failed(&throttle_subject, ip).await;
+                return Err(err.into());
+            }
+        };
+        let session = self
+            .start_session(records.user.id, records.organization.id)
+            .await?;
+        Ok(SignupResponse {
+            user: records.user,
+            organization: records.organization,
+            team: records.team,
+            api_key: IssuedKey {
+                key: key.secret,
+                view: record.into(),
+            },
+            session,
+        })
+    }
+
+    pub async fn login(
+        &self,
+        request: LoginRequest,
+        ip: Option<&str>,
+    ) -> Result<TokenPair, AuthError> {
+        let email = request.email.trim().to_lowercase();
+        if email.is_empty() || email.len() > MAX_EMAIL_CHARS || request.password.len() > 1024 {
+            return Err(AuthError::BadCredentials);
+        }
+        self.throttle
+            .check(&email, ip)
+            .await
+            .map_err(AuthError::Throttled)?;
+        let credentials = self.store.credentials(&email).await?;
+        let (user, phc) = match credentials {
+            Some((user, phc)) => (Some(user), phc),
+            None => (None, self.decoy_hash.clone()),
+        };
+        let passwords = self.passwords.clone();
+        let password = request.password;
+        let matches = tokio::task::spawn_blocking(move || passwords.verify(&password, &phc))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let Some(user) = user.filter(|_| matches) else {
+            self.throttle.failed(&email, ip).await;
+            return Err(AuthError::BadCredentials);
+        };
+        let memberships = self.store.memberships(user).await?;
+        let org = match request.organization_id {
+            Some(wanted) => memberships
+                .iter()
+                .find(|(org, _)| org.id.to_string() == wanted)
+                .map(|(org, _)| org.id)
+                .ok_or(AuthError::BadCredentials)?,
+            None => memberships.first().map(|(org, _)| org.id).ok_or_else(|| {
+                AuthError::Forbidden("You are not a member of any organization.".into())
+            })?,
+        };
+        self.throttle.succeeded(&email).await;
+        self.start_session(user, org).await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
+        if refresh_token.is_empty() || refresh_token.len() > 200 {
+            return Err(AuthError::BadRefreshToken);
+        }
+        let next = random_token();
+        let outcome = self
+            .store
+            .rotate_refresh_token(
+                &hash_token(refresh_token),
+                &hash_token(&next),
+                self.refresh_ttl_ms(),
+            )
+            .await?;
+        match outcome {
+            RefreshOutcome::Rotated(record) => {
+                // A user removed from the organization cannot keep a session in it.
+                if self
+                    .store
+                    .org_role(record.org_id, record.user_id)
+                    .await?
+                    .is_none()
+                {
+                    return Err(AuthError::BadRefreshToken);
+                }
+                let access_token = self
+                    .tokens
+                    .issue(record.user_id, record.org_id, &record.family_id)
+                    .map_err(AuthError::Internal)?;
+                Ok(TokenPair {
+                    access_token,
+                    refresh_token: next,
+                    token_type: "Bearer",
+                    expires_in: self.tokens.ttl_secs(),
+                })
+            }
+            RefreshOutcome::Reused => {
+                tracing::warn!("a spent refresh token was presented again; its session is revoked");
+                Err(AuthError::BadRefreshToken)
+            }
+            RefreshOutcome::Invalid => Err(AuthError::BadRefreshToken),
+        }
+    }
+
+    /// Ends the session of `refresh_token`. Unknown tokens are accepted silently: logging out
+    /// twice is not an error.
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), AuthError> {
+        if refresh_token.len() <= 200 {
+            self.store
+                .revoke_refresh_family(&hash_token(refresh_token))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The caller behind an access token: valid signature, live session, still a member.
+    pub async fn caller(&self, access_token: &str) -> Result<Caller, AuthError> {
+        let claims = self.tokens.verify(access_token)?;
+        if !self.store.refresh_family_active(&claims.sid).await? {
+            return Err(AuthError::Token(crate::sessions::TokenError::Invalid));
+        }
+        let role = self
+            .store
+            .org_role(claims.org, claims.sub)
+            .await?
+            .ok_or(AuthError::Token(crate::sessions::TokenError::Invalid))?;
+        Ok(Caller {
+            user: claims.sub,
+            org: claims.org,
+            role,
+        })
+    }
+
+    pub async fn me(&self, caller: &Caller) -> Result<Me, AuthError> {
+        let user = self
+            .store
+            .user(caller.user)
+            .await?
+            .ok_or(AuthError::NotFound("user"))?;
+        let organization = self
+            .store
+            .organization(caller.org)
+            .await?
+            .ok_or(AuthError::NotFound("organization"))?;
+        let organizations = self
+            .store
+            .memberships(caller.user)
+            .await?
+            .into_iter()
+            .map(|(organization, role)| MembershipView { organization, role })
+            .collect();
+        Ok(Me {
+            user,
+            organization,
+            role: caller.role,
+            organizations,
+        })
+    }
+
+    async fn start_session(&self, user: UserId, org: OrgId) -> Result<TokenPair, AuthError> {
+        let refresh_token = random_token();
+        let record = self
+            .store
+            .insert_refresh_token(
+                &hash_token(&refresh_token),
+                user,
+                org,
+                None,
+                self.refresh_ttl_ms(),
+            )
+            .await?;
+        let access_token = self
+            .tokens
+            .issue(user, org, &record.family_id)
+            .map_err(AuthError::Internal)?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            token_type: "Bearer",
+            expires_in: self.tokens.ttl_secs(),
+        })
+    }
+
+    fn refresh_ttl_ms(&self) -> i64 {
+        i64::try_from(self.config.refresh_token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, AuthError> {
+        let passwords = self.passwords.clone();
+        tokio::task::spawn_blocking(move || passwords.hash(&password))
+            .await
+            .map_err(|e| AuthError::Internal(e.to_string()))?
+            .map_err(AuthError::Internal)
+    }
+
+    // ---- teams and members ----
+
+    pub async fn teams(&self, caller: &Caller) -> Result<Vec<Team>, AuthError> {
+        Ok(self.store.teams(caller.org).await?)
+    }
+
+    pub async fn team(&self, caller: &Caller, team: &str) -> Result<Team, AuthError> {
+        let team = parse_id::<TeamId>(team, "team")?;
+        self.store
+            .team(caller.org, team)
+            .await?
+            .ok_or(AuthError::NotFound("team"))
+    }
+
+    pub async fn create_team(&self, caller: &Caller, name: &str) -> Result<Team, AuthError> {
+        caller.require(Role::Admin, "create teams")?;
+        let name = validate_name("name", name)?;
+        Ok(self
+            .store
+            .create_team(caller.org, &name, &caller.actor())
+            .await?)
+    }
+
+    pub async fn rename_team(
+        &self,
+        caller: &Caller,
+        team: &str,
+        name: &str,
+    ) -> Result<Team, AuthError> {
+        let team = self.team(caller, team).await?;
+        self.require_team_admin(caller, team.id, "rename this team")
+            .await?;
+        let name = validate_name("name", name)?;
+        self.store
+            .rename_team(caller.org, team.id, &name, &caller.actor())
+            .await?
+            .ok_or(AuthError::NotFound("team"))
+    }
+
+    pub async fn delete_team(&self, caller: &Caller, team: &str) -> Result<(), AuthError> {
+        caller.require(Role::Admin, "delete teams")?;
+        let team = self.team(caller, team).await?;
+        match self
+            .store
+            .delete_team(caller.org, team.id, &caller.actor())
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AuthError::NotFound("team")),
+            Err(crate::store::StoreError::Duplicate(_)) => Err(AuthError::Conflict(
+                "The team still has keys; revoke or move them first.".into(),
+            )),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    pub async fn team_members(
+        &self,
+        caller: &Caller,
+        team: &str,
+    ) -> Result<Vec<Member>, AuthError> {
+        let team = self.team(caller, team).await?;
+        Ok(self.store.team_members(caller.org, team.id).await?)
+    }
+
+    pub async fn set_team_member(
+        &self,
+        caller: &Caller,
+        team: &str,
+        user: &str,
+        role: Role,
+    ) -> Result<(), AuthError> {
+        let team = self.team(caller, team).await?;
+        self.require_team_admin(caller, team.id, "manage this team's members")
+            .await?;
+        let user = parse_id::<UserId>(user, "member")?;
+        if self.store.org_role(caller.org, user).await?.is_none() {
+            return Err(AuthError::NotFound("member"));
+        }
+        if role == Role::Owner {
+            return Err(AuthError::invalid(
+                "role",
+                "Teams have admin, member and viewer roles.",
+            ));
+        }
+        Ok(self
+            .store
+            .set_team_member(caller.org, team.id, user, role, &caller.actor())
+            .await?)
+    }
+
+    pub async fn remove_team_member(
+        &self,
+        caller: &Caller,
+        team: &str,
+        user: &str,
+    ) -> Result<(), AuthError> {
+        let team = self.team(caller, team).await?;
+        self.require_team_admin(caller, team.id, "manage this team's members")
+            .await?;
+        let user = parse_id::<UserId>(user, "member")?;
+        if self
+            .store
+            .remove_team_member(caller.org, team.id, user, &caller.actor())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AuthError::NotFound("member"))
+        }
+    }
+
+    pub async fn members(&self, caller: &Caller) -> Result<Vec<Member>, AuthError> {
+        Ok(self.store.members(caller.org).await?)
+    }
+
+    pub async fn member(&self, caller: &Caller, user: &str) -> Result<Member, AuthError> {
+        let user = parse_id::<UserId>(user, "member")?;
+        self.store
+            .member(caller.org, user)
+            .await?
+            .ok_or(AuthError::NotFound("member"))
+    }
+
+    pub async fn set_member_role(
+        &self,
+        caller: &Caller,
+        user: &str,
+        role: Role,
+    ) -> Result<Member, AuthError> {
+        caller.require(Role::Admin, "change roles")?;
+        let target = self.member(caller, user).await?;
+        if (role == Role::Owner || target.role == Role::Owner) && caller.role != Role::Owner {
+            return Err(AuthError::Forbidden(
+                "Only an owner can grant or take the owner role.".into(),
+            ));
+        }
+        if target.role == Role::Owner
+            && role != Role::Owner
+            && self.store.owner_count(caller.org).await? <= 1
+        {
+            return Err(AuthError::Conflict(
+                "The organization must keep at least one owner.".into(),
+            ));
+        }
+        self.store
+            .set_member_role(caller.org, target.user_id, role, &caller.actor())
+            .await?
+            .ok_or(AuthError::NotFound("member"))
+    }
+
+    pub async fn remove_member(&self, caller: &Caller, user: &str) -> Result<(), AuthError> {
+        let target = self.member(caller, user).await?;
+        if target.user_id != caller.user {
+            caller.require(Role::Admin, "remove members")?;
+        }
+        if target.role == Role::Owner {
+            if caller.role != Role::Owner {
+                return Err(AuthError::Forbidden(
+                    "Only an owner can remove an owner.".into(),
+                ));
+            }
+            if self.store.owner_count(caller.org).await? <= 1 {
+                return Err(AuthError::Conflict(
+                    "The organization must keep at least one owner.".into(),
+                ));
+            }
+        }
+        self.store
+            .remove_member(caller.org, target.user_id, &caller.actor())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn audit_log(
+        &self,
+        caller: &Caller,
+        limit: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, AuthError> {
+        caller.require(Role::Admin, "read the audit log")?;
+        let limit = limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(AuthError::invalid("limit", "must be between 1 and 1000"));
+        }
+        Ok(self.store.audit_log(caller.org, limit).await?)
+    }
+
+    async fn require_team_admin(
+        &self,
+        caller: &Caller,
+        team: TeamId,
+        action: &str,
+    ) -> Result<(), AuthError> {
+        if caller.role.at_least(Role::Admin)
+            || self.store.team_role(caller.org, team, caller.user).await? == Some(Role::Admin)
+        {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden(format!(
+                "You cannot {action}: it needs an organization admin or a team admin."
+            )))
+        }
+    }
+
+    // ---- virtual keys ----
+
+    pub async fn keys(
+        &self,
+        caller: &Caller,
+        team: Option<&str>,
+    ) -> Result<Vec<KeyView>, AuthError> {
+        let team = match team {
+            Some(team) => Some(self.team(caller, team).await?.id),
+            None => None,
+        };
+        Ok(self
+            .store
+            .keys(caller.org, team)
+            .await?
+            .into_iter()
+            .map(KeyView::from)
+            .collect())
+    }
+
+    pub async fn key(&self, caller: &Caller, key: &str) -> Result<KeyView, AuthError> {
+        Ok(self.key_record(caller.org, key).await?.into())
+    }
+
+    async fn key_record(&self, org: OrgId, key: &str) -> Result<KeyRecord, AuthError> {
+        let id = parse_id::<KeyId>(key, "key")?;
+        self.store
+            .key(org, id)
+            .await?
+            .ok_or(AuthError::NotFound("key"))
+    }
+
+    /// Creates a key in `org`: through the API (`actor` a user, `org` theirs) or the CLI.
+    pub async fn create_key(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        spec: KeySpec,
+    ) -> Result<IssuedKey, AuthError> {
+        let team = match &spec.team_id {
+            Some(team) => {
+                let team = parse_id::<TeamId>(team, "team")?;
+                self.store
+                    .team(org, team)
+                    .await?
+                    .ok_or(AuthError::NotFound("team"))?
+            }
+            None => self
+                .store
+                .teams(org)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or(AuthError::NotFound("team"))?,
+        };
+        let created_by = match actor {
+            Actor::User(caller) => {
+                caller.require(Role::Member, "create keys")?;
+                if !caller.role.at_least(Role::Admin)
+                    && !self
+                        .store
+                        .team_role(org, team.id, caller.user)
+                        .await?
+                        .is_some_and(|r| r.at_least(Role::Member))
+                {
+                    return Err(AuthError::Forbidden(
+                        "You can create keys only in teams where you are a member.".into(),
+                    ));
+                }
+                Some(caller.user)
+            }
+            Actor::Operator => None,
+        };
+        let generated = generate_key();
+        let new = NewKey {
+            name: validate_name("name", spec.name.as_deref().unwrap_or("unnamed key"))?,
+            key_hash: generated.hash,
+            display_prefix: generated.display_prefix,
+            allowed_models: validate_models(spec.allowed_models.unwrap_or_default())?,
+            expires_at: validate_expiry(spec.expires_at)?,
+            rpm_limit: validate_limit("rpm_limit", spec.rpm_limit)?,
+            tpm_limit: validate_limit("tpm_limit", spec.tpm_limit)?,
+            budget_usd: spec.budget_usd.as_ref().map(parse_usd).transpose()?,
+            budget_period: validate_period(spec.budget_period)?,
+            tags: validate_tags(spec.tags.unwrap_or_default())?,
+            metadata: validate_metadata(spec.metadata.unwrap_or_default())?,
+        };
+        let record = self
+            .store
+            .create_key(org, team.id, created_by, new, &actor.label())
+            .await?;
+        Ok(IssuedKey {
+            key: generated.secret,
+            view: record.into(),
+        })
+    }
+
+    pub async fn update_key(
+        &self,
+        caller: &Caller,
+        key: &str,
+        patch: KeyPatch,
+    ) -> Result<KeyView, AuthError> {
+        let record = self.key_record(caller.org, key).await?;
+        self.require_key_manager(caller, &record).await?;
+        let changes = KeyChanges {
+            name: patch.name.map(|n| validate_name("name", &n)).transpose()?,
+            allowed_models: patch.allowed_models.map(validate_models).transpose()?,
+            expires_at: patch.expires_at.map(validate_expiry).transpose()?,
+            rpm_limit: patch
+                .rpm_limit
+                .map(|v| validate_limit("rpm_limit", v))
+                .transpose()?,
+            tpm_limit: patch
+                .tpm_limit
+                .map(|v| validate_limit("tpm_limit", v))
+                .transpose()?,
+            budget_usd: patch
+                .budget_usd
+                .map(|v| v.as_ref().map(parse_usd).transpose())
+                .transpose()?,
+            budget_period: patch.budget_period.map(validate_period).transpose()?,
+            tags: patch.tags.map(validate_tags).transpose()?,
+            metadata: patch.metadata.map(validate_metadata).transpose()?,
+            disabled: patch.disabled,
+        };
+        let updated = self
+            .store
+            .update_key(caller.org, record.id, changes, &caller.actor())
+            .await?
+            .ok_or(AuthError::NotFound("key"))?;
+        self.feed.key_changed(&updated.key_hash).await;
+        Ok(updated.into())
+    }
+
+    /// Revokes a key: through the API (`actor` a user of `org`) or the CLI.
+    pub async fn revoke_key(
+        &self,
+        actor: &Actor,
+        org: OrgId,
+        key: &str,
+    ) -> Result<KeyView, AuthError> {
+        let record = self.key_record(org, key).await?;
+        if let Actor::User(caller) = actor {
+            self.require_key_manager(caller, &record).await?;
+        }
+        let revoked = self
+            .store
+            .revoke_key(org, record.id, &actor.label())
+            .await?
+            .ok_or(AuthError::NotFound("key"))?;
+        self.feed.key_changed(&revoked.key_hash).await;
+        Ok(revoked.into())
+    }
+
+    /// Issues a new secret for a key; the old one works for the grace period, then stops.
+    pub async fn rotate_key(
+        &self,
+        caller: &Caller,
+        key: &str,
+        request: RotateRequest,
+    ) -> Result<IssuedKey, AuthError> {
+        let record = self.key_record(caller.org, key).await?;
+        self.require_key_manager(caller, &record).await?;
+        match record.status(now_ms()) {
+            KeyStatus::Active => {}
+            KeyStatus::Rotating => {
+                return Err(AuthError::Conflict(
+                    "This key was already rotated; rotate its replacement instead.".into(),
+                ));
+            }
+            _ => {
+                return Err(AuthError::Conflict(
+                    "Only an active key can be rotated.".into(),
+                ));
+            }
+        }
+        let grace = request
+            .grace_seconds
+            .unwrap_or(self.config.rotation_grace_secs);
+        if grace > 30 * 24 * 3600 {
+            return Err(AuthError::invalid(
+                "grace_seconds",
+                "must be at most 30 days (2592000)",
+            ));
+        }
+        let generated = generate_key();
+        let stops_at = now_ms().saturating_add(i64::try_from(grace * 1000).unwrap_or(i64::MAX));
+        let (old, new) = self
+            .store
+            .rotate_key(
+                caller.org,
+                record.id,
+                generated.hash,
+                generated.display_prefix,
+                stops_at,
+                &caller.actor(),
+            )
+            .await?
+            .ok_or(AuthError::NotFound("key"))?;
+        self.feed.key_changed(&old.key_hash).await;
+        Ok(IssuedKey {
+            key: generated.secret,
+            view: new.into(),
+        })
+    }
+
+    async fn require_key_manager(&self, caller: &Caller, key: &KeyRecord) -> Result<(), AuthError> {
+        let own = key.created_by == Some(caller.user) && caller.role.at_least(Role::Member);
+        if own || caller.role.at_least(Role::Admin) {
+            return Ok(());
+        }
+        if self
+            .store
+            .team_role(caller.org, key.team_id, caller.user)
+            .await?
+            == Some(Role::Admin)
+        {
+            return Ok(());
+        }
+        Err(AuthError::Forbidden(
+            "You can change only keys you created, or those of teams you administer.".into(),
+        ))
+    }
+}
+
+/// An id from a URL or body; a malformed one is simply not found (no hint about ids' shape).
+fn parse_id<T: std::str::FromStr>(text: &str, what: &'static str) -> Result<T, AuthError> {
+    text.parse().map_err(|_| AuthError::NotFound(what))
+}
+
+fn validate_name(param: &str, name: &str) -> Result<String, AuthError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AuthError::invalid(
+            param,
+            format!("`{param}` must not be empty."),
+        ));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(AuthError::invalid(
+            param,
+            format!("`{param}` must be at most {MAX_NAME_CHARS} characters."),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AuthError::invalid(
+            param,
+            format!("`{param}` must not contain control characters."),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn validate_email(email: &str) -> Result<String, AuthError> {
+    let email = email.trim();
+    let valid = email.len() <= MAX_EMAIL_CHARS
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        });
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(AuthError::invalid(
+            "email",
+            "`email` must be a valid email address (at most 254 characters).",
+        ))
+    }
+}
+
+fn validate_models(models: Vec<String>) -> Result<Vec<String>, AuthError> {
+    if models.len() > MAX_MODELS {
+        return Err(AuthError::invalid(
+            "allowed_models",
+            format!("at most {MAX_MODELS} entries"),
+        ));
+    }
+    for model in &models {
+        if model.is_empty() || model.len() > 200 || model.chars().any(char::is_control) {
+            return Err(AuthError::invalid(
+                "allowed_models",
+                "each entry must be a model name or glob of 1 to 200 characters",
+            ));
+        }
+    }
+    Ok(models)
+}
+
+fn validate_expiry(expires_at: Option<i64>) -> Result<Option<i64>, AuthError> {
+    match expires_at {
+        Some(at) if at <= now_ms() => Err(AuthError::invalid(
+            "expires_at",
+            "`expires_at` (Unix milliseconds) must be in the future.",
+        )),
+        other => Ok(other),
+    }
+}
+
+fn validate_limit(param: &str, limit: Option<i64>) -> Result<Option<i64>, AuthError> {
+    match limit {
+        Some(v) if !(1..=1_000_000_000_000).contains(&v) => Err(AuthError::invalid(
+            param,
+            format!("`{param}` must be a positive whole number."),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn validate_period(period: Option<String>) -> Result<Option<String>, AuthError> {
+    match period.as_deref() {
+        None | Some("daily" | "weekly" | "monthly" | "lifetime") => Ok(period),
+        Some(_) => Err(AuthError::invalid(
+            "budget_period",
+            "`budget_period` must be daily, weekly, monthly or lifetime.",
+        )),
+    }
+}
+
+fn validate_tags(tags: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AuthError> {
+    if tags.len() > MAX_TAGS {
+        return Err(AuthError::invalid(
+            "tags",
+            format!("at most {MAX_TAGS} tags"),
+        ));
+    }
+    for (key, value) in &tags {
+        if key.is_empty() || key.len() > 64 || value.len() > 256 {
+            return Err(AuthError::invalid(
+                "tags",
+                "tag names must be 1 to 64 characters and values at most 256",
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+fn validate_metadata(
+    metadata: serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>, AuthError> {
+    let size = serde_json::to_vec(&metadata)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_METADATA_BYTES {
+        return Err(AuthError::invalid(
+            "metadata",
+            format!("`metadata` must be at most {MAX_METADATA_BYTES} bytes of JSON."),
+        ));
+    }
+    Ok(metadata)
+}
+
+/// A USD amount from a JSON string or number, exactly (never through a float).
+fn parse_usd(value: &serde_json::Value) -> Result<Decimal, AuthError> {
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(AuthError::invalid(
+                "budget_usd",
+                "`budget_usd` must be an amount such as \"25.00\".",
+            ));
+        }
+    };
+    let amount: Decimal = text
+        .trim()
+        .parse()
+        .or_else(|_| Decimal::from_scientific(text.trim()))
+        .map_err(|_| {
+            AuthError::invalid(
+                "budget_usd",
+                "`budget_usd` must be an amount such as \"25.00\".",
+            )
+        })?;
+    if amount.is_sign_negative() || amount > Decimal::from(1_000_000_000u32) {
+        return Err(AuthError::invalid(
+            "budget_usd",
+            "`budget_usd` must be between 0 and 1000000000.",
+        ));
+    }
+    Ok(amount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_exactly() {
+        assert_eq!(
+            parse_usd(&serde_json::json!("25.10")).unwrap().to_string(),
+            "25.10"
+        );
+        assert_eq!(
+            parse_usd(&serde_json::json!(0.1)).unwrap().to_string(),
+            "0.1"
+        );
+        assert!(parse_usd(&serde_json::json!("-1")).is_err());
+        assert!(parse_usd(&serde_json::json!("ten")).is_err());
+        assert!(parse_usd(&serde_json::json!(true)).is_err());
+    }
+
+    #[test]
+    fn emails_and_names_are_checked() {
+        assert!(validate_email("a@example.com").is_ok());
+        assert!(validate_email("not-an-email").is_err());
+        assert!(validate_email("a@b").is_err());
+        assert!(validate_email(&format!("{}@example.com", "a".repeat(250))).is_err());
+        assert!(validate_name("name", "  ").is_err());
+        assert!(validate_name("name", &"x".repeat(101)).is_err());
+        assert_eq!(
+            validate_name("name", " Robert'); DROP TABLE teams;-- ").unwrap(),
+            "Robert'); DROP TABLE teams;--"
+        );
+    }
+}

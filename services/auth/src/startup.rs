@@ -1,0 +1,139 @@
+//! Building the auth service from the configuration: storage, signing keys, Redis, the key
+//! cache and its change feed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tollgate_common::Config;
+
+use crate::client::HttpKeySource;
+use crate::feed::{KeyChangeFeed, spawn_listener};
+use crate::http::AuthHttp;
+use crate::service::AuthService;
+use crate::sessions::AccessTokens;
+use crate::store::{AuthStore, StoreError};
+use crate::throttle::LoginThrottle;
+use crate::verify::{KeyCache, KeySource};
+
+/// How often last-used times are written back.
+const LAST_USED_FLUSH: Duration = Duration::from_secs(30);
+
+/// Kid of the signing key the platform generates when the config names none.
+const GENERATED_KID: &str = "generated-1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("invalid redis.url: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("cannot set up the auth service: {0}")]
+    Setup(String),
+}
+
+/// What the rest of the platform uses of the auth service.
+pub struct AuthRuntime {
+    /// Present when this process runs the auth service itself.
+    pub http: Option<Arc<AuthHttp>>,
+    /// The gateway's key verifier.
+    pub keys: Arc<KeyCache>,
+}
+
+fn redis_manager(
+    config: &Config,
+) -> Result<Option<(redis::Client, ConnectionManager)>, StartError> {
+    let Some(url) = &config.redis.url else {
+        return Ok(None);
+    };
+    let client = redis::Client::open(url.as_str())?;
+    // Lazy: the platform starts (and serves, with per-process state) while Redis is down.
+    let manager = ConnectionManager::new_lazy_with_config(
+        client.clone(),
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2),
+    )?;
+    Ok(Some((client, manager)))
+}
+
+/// Opens storage and runs the migrations.
+pub async fn open_store(config: &Config) -> Result<AuthStore, StartError> {
+    let store = AuthStore::connect(&config.storage.effective_database_url()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Starts the auth service in this process (with `serve_api`) and the gateway's key verifier.
+/// With `auth.service_url` set and `serve_api` false, keys are verified over HTTP instead.
+pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, StartError> {
+    let redis = redis_manager(config)?;
+    let ttl = Duration::from_secs(config.auth.key_cache_ttl_secs);
+    let remote = match (&config.auth.service_url, &config.auth.service_token) {
+        (Some(url), Some(token)) if !serve_api => Some(
+            HttpKeySource::new(url, token.clone()).map_err(|e| StartError::Setup(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    let (store, source): (Option<AuthStore>, Arc<dyn KeySource>) = match remote {
+        Some(remote) => (None, Arc::new(remote)),
+        None => {
+            let store = open_store(config).await?;
+            (Some(store.clone()), Arc::new(store))
+        }
+    };
+    let keys = Arc::new(KeyCache::new(source, ttl));
+    keys.spawn_last_used_flusher(LAST_USED_FLUSH);
+    if let Some((client, _)) = &redis {
+        spawn_listener(client.clone(), keys.clone());
+    }
+    let http = match (serve_api, store) {
+        (true, Some(store)) => {
+            let tokens = access_tokens(config, &store).await?;
+            let feed = match &redis {
+                Some((_, manager)) => {
+                    KeyChangeFeed::with_redis(Some(keys.clone()), manager.clone())
+                }
+                None => KeyChangeFeed::local(Some(keys.clone())),
+            };
+            let throttle = LoginThrottle::new(
+                config.auth.login_throttle.clone(),
+                redis.as_ref().map(|(_, m)| m.clone()),
+            );
+            let service = AuthService::new(store, tokens, throttle, feed, config.auth.clone())
+                .map_err(|e| StartError::Setup(e.to_string()))?;
+            Some(Arc::new(AuthHttp {
+                service: Arc::new(service),
+                service_token: config.auth.service_token.clone(),
+            }))
+        }
+        _ => None,
+    };
+    Ok(AuthRuntime { http, keys })
+}
+
+/// The configured signing keys, or the one generated once and kept in the database.
+async fn access_tokens(config: &Config, store: &AuthStore) -> Result<AccessTokens, StartError> {
+    let keys: Vec<(String, Vec<u8>)> = if config.auth.signing_keys.is_empty() {
+        store
+            .signing_keys_or_create(GENERATED_KID, &crate::secrets::random_token())
+            .await?
+            .into_iter()
+            .map(|(kid, secret)| (kid, secret.into_bytes()))
+            .collect()
+    } else {
+        config
+            .auth
+            .signing_keys
+            .iter()
+            .map(|k| (k.kid.clone(), k.secret.expose().as_bytes().to_vec()))
+            .collect()
+    };
+    AccessTokens::new(
+        &keys,
+        &config.auth.issuer,
+        config.auth.access_token_ttl_secs,
+    )
+    .ok_or_else(|| StartError::Setup("no JWT signing key".into()))
+}

@@ -1,0 +1,188 @@
+//! Refresh tokens (stored as hashes, rotated on every use, revoked by family) and the JWT
+//! signing keys the platform generates for itself.
+
+use sqlx::Row;
+use tollgate_common::{OrgId, UserId};
+
+use super::{AuthStore, StoreError, id_column, now_ms};
+
+/// A refresh token's row.
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    pub family_id: String,
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub expires_at: i64,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    /// The token was valid and is now spent; `new` was issued in its family.
+    Rotated(RefreshRecord),
+    /// Unknown, expired or revoked.
+    Invalid,
+    /// Already spent: someone replayed it, so its whole family has been revoked.
+    Reused,
+}
+
+impl AuthStore {
+    /// Stores a new refresh token; `family` continues a session, `None` starts one.
+    pub async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        user: UserId,
+        org: OrgId,
+        family: Option<&str>,
+        ttl_ms: i64,
+    ) -> Result<RefreshRecord, StoreError> {
+        let now = now_ms();
+        let record = RefreshRecord {
+            family_id: family.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
+            user_id: user,
+            org_id: org,
+            expires_at: now.saturating_add(ttl_ms),
+        };
+        sqlx::query(
+            "INSERT INTO refresh_tokens (id, family_id, user_id, org_id, token_hash, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&record.family_id)
+        .bind(user.to_string())
+        .bind(org.to_string())
+        .bind(token_hash)
+        .bind(now)
+        .bind(record.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(record)
+    }
+
+    /// Spends a refresh token and issues its successor (`new_hash`) in the same family, or
+    /// detects a replay and revokes the family.
+    pub async fn rotate_refresh_token(
+        &self,
+        token_hash: &str,
+        new_hash: &str,
+        ttl_ms: i64,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query(
+            "SELECT id, family_id, user_id, org_id, expires_at, used_at, revoked_at \
+             FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        let id: String = row.try_get("id")?;
+        let family_id: String = row.try_get("family_id")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        if revoked_at.is_some() || expires_at <= now {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        // Spend it only if nobody else has: of two concurrent uses, one is a replay.
+        let spent = if used_at.is_none() {
+            sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE id = $2 AND used_at IS NULL \
+                 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1
+        } else {
+            false
+        };
+        if !spent {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(&family_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(RefreshOutcome::Reused);
+        }
+        let record = RefreshRecord {
+            family_id,
+            user_id: id_column(&row, "user_id", "refresh_tokens")?,
+            org_id: id_column(&row, "org_id", "refresh_tokens")?,
+            expires_at: now.saturating_add(ttl_ms),
+        };
+        sqlx::query(
+            "INSERT INTO refresh_tokens (id, family_id, user_id, org_id, token_hash, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&record.family_id)
+        .bind(record.user_id.to_string())
+        .bind(record.org_id.to_string())
+        .bind(new_hash)
+        .bind(now)
+        .bind(record.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(RefreshOutcome::Rotated(record))
+    }
+
+    /// Ends the session the token belongs to (its whole family). `false` if unknown.
+    pub async fn revoke_refresh_family(&self, token_hash: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let result = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND family_id IN \
+             (SELECT family_id FROM refresh_tokens WHERE token_hash = $2)",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Whether the session family is still live (not logged out, not revoked for reuse).
+    pub async fn refresh_family_active(&self, family_id: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(family_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let live: i64 = row.try_get("n")?;
+        Ok(live > 0)
+    }
+
+    /// The generated signing keys, oldest first. `candidate` is stored first if no key exists
+    /// yet, so that every replica starting at once ends up with the same key.
+    pub async fn signing_keys_or_create(
+        &self,
+        kid: &str,
+        candidate: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, secret, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(kid)
+        .bind(candidate)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query("SELECT kid, secret FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("kid")?, row.try_get("secret")?)))
+            .collect()
+    }
+}

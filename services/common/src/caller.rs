@@ -1,0 +1,84 @@
+//! Who is calling the gateway: the context a verified virtual key carries through every stage.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use wildmatch::WildMatch;
+
+use crate::ids::{KeyId, OrgId, TeamId, UserId};
+
+/// The caller of one gateway request, as key verification established it. Limits, budgets and
+/// metering read it; nothing else identifies the caller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyContext {
+    /// `None` only when the gateway runs without virtual keys (open access).
+    pub org_id: Option<OrgId>,
+    pub team_id: Option<TeamId>,
+    /// The user who created the key.
+    pub user_id: Option<UserId>,
+    pub key_id: Option<KeyId>,
+    pub key_name: String,
+    pub models: ModelAllowList,
+    pub rpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
+    /// Spending limit in USD for the key's budget period.
+    pub budget_usd: Option<Decimal>,
+    pub budget_period: Option<String>,
+    /// Cost-attribution tags (`feature=search`, ...).
+    pub tags: BTreeMap<String, String>,
+    /// Unix milliseconds after which the key no longer opens anything.
+    pub expires_at: Option<i64>,
+}
+
+impl KeyContext {
+    /// Whether the key may call `model` (a model group or `provider/model` name).
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.allows(model)
+    }
+}
+
+/// The models a key may use: exact names and globs (`gpt-4o*`, `anthropic/*`). Empty means
+/// every model.
+#[derive(Debug, Clone, Default)]
+pub struct ModelAllowList {
+    patterns: Vec<String>,
+    compiled: Vec<WildMatch>,
+}
+
+impl ModelAllowList {
+    pub fn new(patterns: Vec<String>) -> Self {
+        let compiled = patterns.iter().map(|p| WildMatch::new(p)).collect();
+        ModelAllowList { patterns, compiled }
+    }
+
+    pub fn allows(&self, model: &str) -> bool {
+        self.compiled.is_empty() || self.compiled.iter().any(|p| p.matches(model))
+    }
+
+    /// The patterns as written.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+}
+
+impl PartialEq for ModelAllowList {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_matches_exact_names_and_globs() {
+        let list = ModelAllowList::new(vec!["gpt-4o*".into(), "anthropic/*".into(), "fast".into()]);
+        assert!(list.allows("gpt-4o-mini"));
+        assert!(list.allows("anthropic/claude-sonnet-4"));
+        assert!(list.allows("fast"));
+        assert!(!list.allows("faster"));
+        assert!(!list.allows("gpt-3.5-turbo"));
+        assert!(ModelAllowList::default().allows("anything"));
+    }
+}
