@@ -31,7 +31,13 @@ fn free_port() -> u16 {
 }
 
 fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tollgate-e2e-{name}-{}", std::process::id()));
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "tollgate-e2e-{name}-{}-{n}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -52,7 +58,9 @@ impl Gateway {
 
     fn spawn(mut command: Command, extra_env: &[(&str, &str)]) -> Gateway {
         let port = free_port();
+        // Each process gets its own embedded database unless the test shares one.
         command
+            .env("TOLLGATE_DATA_DIR", scratch_dir("data"))
             .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
             .env("TOLLGATE_LOG", "warn")
             .stdout(Stdio::null())
@@ -87,6 +95,30 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("tollgate did not become ready at {}", self.url);
+    }
+}
+
+/// What sign-up hands a new customer.
+struct Tenant {
+    key: String,
+    key_id: String,
+    access_token: String,
+}
+
+/// Signs up over HTTP, as a customer would.
+async fn signup(base: &str, email: &str) -> Tenant {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/auth/signup"))
+        .json(&serde_json::json!({"email": email, "password": "a long enough passphrase", "organization": "E2E Inc"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: serde_json::Value = res.json().await.unwrap();
+    Tenant {
+        key: body["api_key"]["key"].as_str().unwrap().to_owned(),
+        key_id: body["api_key"]["id"].as_str().unwrap().to_owned(),
+        access_token: body["access_token"].as_str().unwrap().to_owned(),
     }
 }
 
@@ -130,6 +162,7 @@ async fn openai_python_sdk_through_every_provider() {
     let config = dir.join("tollgate.yaml");
     std::fs::write(&config, config_for(&mock)).unwrap();
     let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let tenant = signup(&gateway.url, "sdk@example.com").await;
 
     let script = repo_root().join("tests/e2e/python/openai_sdk.py");
     let url = format!("{}/v1", gateway.url);
@@ -139,6 +172,7 @@ async fn openai_python_sdk_through_every_provider() {
             .arg(url)
             .args(["openai/gpt-4o", "smart", "flash", "gemini/gemini-2.5-pro"])
             .args(["--embed", "embed", "--embed", "gemini/gemini-embedding-001"])
+            .args(["--api-key", &tenant.key])
             .output()
     })
     .await
@@ -189,9 +223,11 @@ async fn serve_without_config_reads_providers_from_the_environment() {
         command,
         &[("OPENAI_API_KEY", "sk-env"), ("OPENAI_BASE_URL", &base)],
     );
+    let tenant = signup(&gateway.url, "env@example.com").await;
     let client = reqwest::Client::new();
     let res = client
         .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&tenant.key)
         .json(&serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
@@ -290,8 +326,10 @@ async fn traces_reach_an_otlp_endpoint_with_genai_attributes() {
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     );
+    let tenant = signup(&gateway.url, "otlp@example.com").await;
     let res = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&tenant.key)
         .json(
             &serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}),
         )
@@ -325,6 +363,237 @@ async fn traces_reach_an_otlp_endpoint_with_genai_attributes() {
         assert!(text.contains(expected), "{expected} not exported: {text:?}");
     }
     assert!(!text.contains("sk-ant-e2e"), "a provider key was exported");
+    assert!(!text.contains(&tenant.key), "a virtual key was exported");
+    drop(gateway);
+    mock.stop().await;
+}
+
+/// A fresh PostgreSQL database on the local server, for processes that share one.
+fn fresh_postgres_database() -> String {
+    let admin = std::env::var("TOLLGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!(
+        "tollgate_e2e_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let status = Command::new("psql")
+        .arg(&admin)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "cannot create database {name}");
+    let base = admin.rsplit_once('/').unwrap().0;
+    format!("{base}/{name}")
+}
+
+/// One chat completion with the OpenAI Python SDK: `Ok(())`, or `Err("status 401 code")`.
+async fn sdk_call(gateway: &str, key: &str, model: &str) -> Result<(), String> {
+    let script = repo_root().join("tests/e2e/python/key_call.py");
+    let (url, key, model) = (format!("{gateway}/v1"), key.to_owned(), model.to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .args([&url, &key, &model])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    match output.status.code() {
+        Some(0) => Ok(()),
+        Some(3) => Err(stdout),
+        _ => panic!(
+            "SDK call failed unexpectedly: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+async fn chat_status(gateway: &str, key: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{gateway}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The scenario: sign up, use the key with the SDK, rotate it (the old key works for
+/// the grace period, then stops), revoke the new one and see a second gateway process,
+/// sharing PostgreSQL and Redis, refuse it within a second although it had it cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_and_revoke_across_gateway_processes() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("replicas");
+    let config = dir.join("tollgate.yaml");
+    // A long cache TTL: only the Redis change feed can make the second process notice.
+    std::fs::write(
+        &config,
+        format!("{}auth:\n  key_cache_ttl_secs: 300\n", config_for(&mock)),
+    )
+    .unwrap();
+    let database = fresh_postgres_database();
+    let shared = [
+        ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+        ("TOLLGATE_DATABASE_URL", database.as_str()),
+        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+    let first = Gateway::start(&config, &shared);
+    let second = Gateway::start(&config, &shared);
+
+    let tenant = signup(&first.url, "rotate@example.com").await;
+    sdk_call(&first.url, &tenant.key, "smart").await.unwrap();
+    sdk_call(&second.url, &tenant.key, "smart").await.unwrap();
+
+    // rotate with a 6 s grace period (each SDK call costs about a second of Python start-up)
+    let client = reqwest::Client::new();
+    let rotated: serde_json::Value = client
+        .post(format!("{}/auth/keys/{}/rotate", first.url, tenant.key_id))
+        .bearer_auth(&tenant.access_token)
+        .json(&serde_json::json!({"grace_seconds": 6}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    let new_id = rotated["id"].as_str().unwrap().to_owned();
+    let rotated_at = Instant::now();
+    assert_ne!(new_key, tenant.key);
+
+    // during the grace period both keys work, on both processes
+    sdk_call(&second.url, &tenant.key, "smart").await.unwrap();
+    assert_eq!(chat_status(&first.url, &tenant.key).await, 200);
+    assert_eq!(chat_status(&first.url, &new_key).await, 200);
+    assert_eq!(chat_status(&second.url, &new_key).await, 200);
+    let grace = Duration::from_secs(6);
+    assert!(rotated_at.elapsed() < grace, "the checks outlasted the grace period");
+
+    // after it, the old key is refused everywhere; the new one still works
+    tokio::time::sleep(grace.saturating_sub(rotated_at.elapsed()) + Duration::from_millis(200))
+        .await;
+    let refused = sdk_call(&second.url, &tenant.key, "smart").await.unwrap_err();
+    assert_eq!(refused, "status 401 expired_api_key");
+    assert_eq!(chat_status(&first.url, &tenant.key).await, 401);
+    sdk_call(&second.url, &new_key, "smart").await.unwrap();
+
+    // revoke the new key through the first process; the second has it cached
+    let revoked = client
+        .post(format!("{}/auth/keys/{new_id}/revoke", first.url))
+        .bearer_auth(&tenant.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let revoked_at = Instant::now();
+    let mut status = chat_status(&second.url, &new_key).await;
+    while status != 401 && revoked_at.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = chat_status(&second.url, &new_key).await;
+    }
+    let took = revoked_at.elapsed();
+    assert_eq!(status, 401, "still accepted {took:?} after revocation");
+    assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+    eprintln!("revocation reached the second gateway process in {took:?}");
+    let refused = sdk_call(&second.url, &new_key, "smart").await.unwrap_err();
+    assert_eq!(refused, "status 401 revoked_api_key");
+
+    drop((first, second));
+    mock.stop().await;
+}
+
+/// Operators create organizations and keys from the command line; a revocation from the CLI
+/// reaches a running gateway that shares the embedded database within its cache TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_cli_creates_and_revokes_keys() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("cli");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!("{}auth:\n  key_cache_ttl_secs: 1\n", config_for(&mock)),
+    )
+    .unwrap();
+    let data = scratch_dir("cli-data");
+    let cli = |args: &[&str]| {
+        let output = Command::new(TOLLGATE)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("TOLLGATE_DATA_DIR", &data)
+            .env("E2E_OPENAI_KEY", "sk-openai-e2e")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tollgate {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(cli(&["migrate"]).contains("migrations applied"));
+    let created = cli(&["orgs", "create", "--name", "Operators' Org"]);
+    let org = created
+        .lines()
+        .find_map(|l| l.strip_prefix("organization "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(cli(&["orgs", "list"]).contains("Operators' Org"));
+    let key = cli(&["keys", "create", "--org", &org, "--name", "batch", "--models", "smart,embed"])
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("tg-"), "{key}");
+
+    let data_dir = data.to_str().unwrap().to_owned();
+    let gateway = Gateway::start(
+        &config,
+        &[("E2E_OPENAI_KEY", "sk-openai-e2e"), ("TOLLGATE_DATA_DIR", &data_dir)],
+    );
+    sdk_call(&gateway.url, &key, "smart").await.unwrap();
+    // the key may use only the models it lists
+    assert_eq!(
+        sdk_call(&gateway.url, &key, "flash").await.unwrap_err(),
+        "status 403 model_not_allowed"
+    );
+    let models: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/models", gateway.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["embed", "smart"]);
+
+    let listed = cli(&["keys", "list", "--org", &org]);
+    let key_id = listed.split_whitespace().next().unwrap().to_owned();
+    assert!(!listed.contains(&key), "a key secret was listed");
+    assert!(cli(&["keys", "revoke", "--org", &org, &key_id]).contains("revoked"));
+    let revoked_at = Instant::now();
+    let mut status = chat_status(&gateway.url, &key).await;
+    while status != 401 && revoked_at.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = chat_status(&gateway.url, &key).await;
+    }
+    assert_eq!(status, 401);
+
     drop(gateway);
     mock.stop().await;
 }

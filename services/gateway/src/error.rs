@@ -36,6 +36,15 @@ pub enum GatewayError {
     /// No target could serve the request; `message` names the last failure.
     #[error("{message}")]
     AllTargetsFailed { unavailable: bool, message: String },
+    /// No key, or one that does not open the gateway; `code` says which (`invalid_api_key`...).
+    #[error("{message}")]
+    Unauthenticated { message: String, code: &'static str },
+    /// The key is valid but may not use this model.
+    #[error("This API key is not allowed to use the model `{0}`.")]
+    ModelNotAllowed(String),
+    /// Keys cannot be verified right now.
+    #[error("API keys cannot be verified right now; try again shortly.")]
+    AuthUnavailable,
     #[error("{0}")]
     Internal(String),
 }
@@ -46,6 +55,7 @@ pub enum ErrorKind {
     InvalidRequest,
     NotFound,
     Upstream,
+    Permission,
     Server,
 }
 
@@ -55,6 +65,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => "invalid_request_error",
             ErrorKind::NotFound => "not_found_error",
             ErrorKind::Upstream => "upstream_error",
+            ErrorKind::Permission => "permission_error",
             ErrorKind::Server => "server_error",
         }
     }
@@ -86,6 +97,9 @@ impl GatewayError {
                     StatusCode::BAD_GATEWAY
                 }
             }
+            GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            GatewayError::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -102,6 +116,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
             GatewayError::AllTargetsFailed { .. } => "all_targets_failed",
+            GatewayError::Unauthenticated { .. } => "unauthenticated",
+            GatewayError::ModelNotAllowed(_) => "model_not_allowed",
+            GatewayError::AuthUnavailable => "auth_unavailable",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -117,7 +134,9 @@ impl GatewayError {
             GatewayError::NotFound { .. } => ErrorKind::NotFound,
             GatewayError::UpstreamRejected { .. } => ErrorKind::InvalidRequest,
             GatewayError::AllTargetsFailed { .. } => ErrorKind::Upstream,
-            GatewayError::Internal(_) => ErrorKind::Server,
+            GatewayError::Unauthenticated { .. } => ErrorKind::InvalidRequest,
+            GatewayError::ModelNotAllowed(_) => ErrorKind::Permission,
+            GatewayError::AuthUnavailable | GatewayError::Internal(_) => ErrorKind::Server,
         }
     }
 
@@ -145,6 +164,11 @@ impl GatewayError {
             GatewayError::AllTargetsFailed { .. } => {
                 (self.kind().as_str(), None, Some("upstream_unavailable"))
             }
+            GatewayError::Unauthenticated { code, .. } => (self.kind().as_str(), None, Some(*code)),
+            GatewayError::ModelNotAllowed(_) => {
+                (self.kind().as_str(), Some("model"), Some("model_not_allowed"))
+            }
+            GatewayError::AuthUnavailable => (self.kind().as_str(), None, Some("auth_unavailable")),
             _ => (self.kind().as_str(), None, None),
         };
         ErrorBody {
@@ -165,10 +189,13 @@ impl GatewayError {
         if let Ok(id) = HeaderValue::from_str(request_id) {
             response.insert_header(("x-request-id", id));
         }
-        if let GatewayError::AllTargetsFailed {
-            unavailable: true, ..
-        } = self
-        {
+        if matches!(
+            self,
+            GatewayError::AllTargetsFailed {
+                unavailable: true,
+                ..
+            } | GatewayError::AuthUnavailable
+        ) {
             response.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
         }
         response.body(body)
@@ -201,6 +228,11 @@ mod tests {
             GatewayError::BodyTooLarge { size: 10, limit: 5 },
             GatewayError::UnknownModel("nope".into()),
             GatewayError::Unsupported("embeddings are not offered by anthropic".into()),
+            GatewayError::Unauthenticated {
+                message: "Incorrect API key provided.".into(),
+                code: "invalid_api_key",
+            },
+            GatewayError::ModelNotAllowed("gpt-4o".into()),
         ];
         for error in cases {
             assert!(error.status().is_client_error(), "{error:?}");

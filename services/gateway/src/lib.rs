@@ -18,4 +18,4 @@ pub mod upstream;
 
 pub use error::GatewayError;
 pub use pipeline::{Gateway, Stages};
-pub use server::{RunningServer, StartError, build_gateway, start};
+pub use server::{RunningServer, StartError, build_gateway, start, start_with};

@@ -4,15 +4,24 @@
 //!   come from the usual environment variables (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`,
 //!   `GEMINI_API_KEY`, `AZURE_API_KEY` with `AZURE_API_BASE`).
 //! - `tollgate check-config FILE` validates a config and prints every problem with its path.
+//! - `tollgate migrate`, `tollgate orgs ...`, `tollgate keys ...`: operator commands on storage.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod authentication;
+mod operator;
+
+use std::sync::Arc;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tollgate_common::config::{Config, ConfigError, ProcessEnv};
 use tollgate_gateway::Stages;
+
+use crate::authentication::VirtualKeyAuthentication;
 
 #[derive(Parser)]
 #[command(
@@ -32,11 +41,91 @@ enum Command {
         /// YAML configuration; without it, providers are read from the environment.
         #[arg(long, short, env = "TOLLGATE_CONFIG")]
         config: Option<PathBuf>,
+        /// Run one service only, for a split deployment (all of them by default).
+        #[arg(long, value_enum)]
+        only: Option<Service>,
     },
     /// Validate a configuration file and print every problem found.
     CheckConfig {
         /// The YAML file to check.
         file: PathBuf,
+    },
+    /// Apply the database migrations and exit.
+    Migrate {
+        #[arg(long, short, env = "TOLLGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Manage organizations.
+    Orgs {
+        #[arg(long, short, env = "TOLLGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: OrgsCommand,
+    },
+    /// Manage virtual keys.
+    Keys {
+        #[arg(long, short, env = "TOLLGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// The services `serve --only` can run.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Service {
+    /// The proxy; verifies keys through `auth.service_url`.
+    Gateway,
+    /// Sign-up, login, teams and keys under /auth.
+    Auth,
+}
+
+#[derive(Subcommand)]
+enum OrgsCommand {
+    /// Create an organization with a default team; prints their ids.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List every organization.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a virtual key and print it (shown only this once).
+    Create {
+        #[arg(long)]
+        org: String,
+        /// The organization's first team when absent.
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Models the key may use: names or globs, comma-separated; all when absent.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        #[arg(long)]
+        rpm: Option<i64>,
+        #[arg(long)]
+        tpm: Option<i64>,
+        /// Budget in USD, e.g. 25.00.
+        #[arg(long)]
+        budget: Option<String>,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List an organization's keys (never their secrets).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a key at once.
+    Revoke {
+        #[arg(long)]
+        org: String,
+        /// The key's id (from `keys list`).
+        key_id: String,
     },
 }
 
@@ -44,7 +133,48 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, only } => serve(config, only),
+        Command::Migrate { config } => operate(config, |c| Box::pin(async move { operator::migrate(&c).await })),
+        Command::Orgs { config, command } => operate(config, move |c| {
+            Box::pin(async move {
+                match command {
+                    OrgsCommand::Create { name } => operator::create_org(&c, &name).await,
+                    OrgsCommand::List => operator::list_orgs(&c).await,
+                }
+            })
+        }),
+        Command::Keys { config, command } => operate(config, move |c| {
+            Box::pin(async move {
+                match command {
+                    KeysCommand::Create {
+                        org,
+                        team,
+                        name,
+                        models,
+                        rpm,
+                        tpm,
+                        budget,
+                        expires_in_days,
+                    } => {
+                        let options = operator::KeyOptions {
+                            org,
+                            team,
+                            name,
+                            models,
+                            rpm,
+                            tpm,
+                            budget,
+                            expires_in_days,
+                        };
+                        operator::create_key(&c, options).await
+                    }
+                    KeysCommand::List { org } => operator::list_keys(&c, &org).await,
+                    KeysCommand::Revoke { org, key_id } => {
+                        operator::revoke_key(&c, &org, &key_id).await
+                    }
+                }
+            })
+        }),
     };
     match result {
         Ok(code) => code,
@@ -79,17 +209,60 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn serve(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = match &config_path {
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    match path {
         Some(path) => Config::load(path, &ProcessEnv),
         None => Config::from_env(&ProcessEnv),
     }
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+type CommandFuture = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>;
+
+/// Runs an operator command with the configuration and a runtime.
+fn operate(
+    config_path: Option<PathBuf>,
+    command: impl FnOnce(Config) -> CommandFuture,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path.as_deref())?;
+    // Operator commands print their results; only warnings go to the log.
+    let mut telemetry = config.telemetry.clone();
+    if std::env::var_os("TOLLGATE_LOG").is_none() {
+        telemetry.log_level = "warn".into();
+    }
+    let _telemetry = tollgate_common::telemetry::init(&telemetry)?;
+    actix_web::rt::System::new().block_on(command(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<ExitCode> {
+    let config = load_config(config_path.as_deref())?;
     let _telemetry = tollgate_common::telemetry::init(&config.telemetry)?;
 
     actix_web::rt::System::new().block_on(async move {
-        let gateway = tollgate_gateway::build_gateway(&config, Stages::default())?;
-        let running = tollgate_gateway::start(&config, gateway)?;
+        if only == Some(Service::Auth) {
+            return serve_auth_only(&config).await;
+        }
+        if only == Some(Service::Gateway) {
+            anyhow::ensure!(
+                config.auth.service_url.is_some(),
+                "auth.service_url: required with --only gateway (where the auth service runs)"
+            );
+        }
+        let auth = tollgate_auth::startup::start(&config, only.is_none()).await?;
+        let stages = Stages {
+            authenticate: Arc::new(VirtualKeyAuthentication::new(auth.keys.clone())),
+            ..Stages::default()
+        };
+        let gateway = tollgate_gateway::build_gateway(&config, stages)?;
+        let running = match auth.http {
+            Some(http) => tollgate_gateway::start_with(
+                &config,
+                gateway,
+                tollgate_auth::http::configure(http),
+            )?,
+            None => tollgate_gateway::start(&config, gateway)?,
+        };
         if config.providers.is_empty() {
             tracing::warn!(
                 "no provider configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY, or pass --config"
@@ -106,4 +279,27 @@ fn serve(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         tracing::info!("tollgate stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `serve --only auth`: the auth service's endpoints and a liveness check.
+async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
+    let auth = tollgate_auth::startup::start(config, true).await?;
+    let http = auth.http.context("the auth service did not start")?;
+    let routes = tollgate_auth::http::configure(http);
+    let mut server = HttpServer::new(move || {
+        App::new().configure(routes.clone()).route(
+            "/health/live",
+            web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "live"})) }),
+        )
+    })
+    .tcp_nodelay(true);
+    if let Some(workers) = config.server.workers {
+        server = server.workers(workers);
+    }
+    let server = server
+        .bind(config.server.listen)
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    tracing::info!(addr = %config.server.listen, "tollgate auth service listening");
+    server.run().await.context("server stopped with an error")?;
+    Ok(ExitCode::SUCCESS)
 }

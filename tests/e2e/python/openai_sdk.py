@@ -149,6 +149,12 @@ def error_checks(client):
         raise AssertionError("empty messages accepted")
     except openai.BadRequestError as err:
         check(err.body["param"] == "messages", f"empty messages body {err.body}")
+    stranger = OpenAI(base_url=client.base_url, api_key="tg-" + "x" * 43, max_retries=0)
+    try:
+        stranger.chat.completions.create(model="smart", messages=[{"role": "user", "content": "x"}])
+        raise AssertionError("unknown key accepted")
+    except openai.AuthenticationError as err:
+        check(err.body["code"] == "invalid_api_key", f"unknown key body {err.body}")
 
 
 def main():
@@ -156,8 +162,9 @@ def main():
     parser.add_argument("base_url")
     parser.add_argument("models", nargs="+")
     parser.add_argument("--embed", action="append", default=[])
+    parser.add_argument("--api-key", required=True, help="a Tollgate virtual key")
     args = parser.parse_args()
-    client = OpenAI(base_url=args.base_url, api_key="unused-without-virtual-keys", max_retries=0)
+    client = OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0)
     for model in args.models:
         chat_checks(client, model)
         print(f"ok chat {model}")

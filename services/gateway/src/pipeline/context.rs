@@ -1,21 +1,11 @@
 //! The per-request state that travels through the pipeline's stages.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::openai::Endpoint;
+pub use tollgate_common::KeyContext;
 
-/// Who is calling, as the authenticate stage established it. Later stages (limits, budgets,
-/// metering) read it; nothing else identifies the caller.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyContext {
-    /// `None` when the deployment runs without virtual keys (open access).
-    pub org_id: Option<String>,
-    pub team_id: Option<String>,
-    pub user_id: Option<String>,
-    pub key_id: Option<String>,
-    /// Cost-attribution tags (`feature=search`, ...).
-    pub tags: Vec<(String, String)>,
-}
+use crate::openai::Endpoint;
 
 /// What one request carries from stage to stage.
 #[derive(Debug, Clone)]
@@ -24,7 +14,8 @@ pub struct RequestContext {
     pub received_at: SystemTime,
     pub started: Instant,
     pub endpoint: Endpoint,
-    pub key: KeyContext,
+    /// Who is calling; shared, since it comes from the key cache.
+    pub key: Arc<KeyContext>,
     /// The model name the client sent (empty until the body is parsed).
     pub requested_model: String,
     pub stream: bool,
@@ -39,7 +30,7 @@ impl RequestContext {
             received_at: SystemTime::now(),
             started: Instant::now(),
             endpoint,
-            key: KeyContext::default(),
+            key: Arc::default(),
             requested_model: String::new(),
             stream: false,
             end_user: None,

@@ -48,7 +48,7 @@ pub struct Completion {
 pub struct UsageEvent {
     pub request_id: String,
     pub time: SystemTime,
-    pub key: KeyContext,
+    pub key: Arc<KeyContext>,
     pub end_user: Option<String>,
     pub endpoint: Endpoint,
     pub requested_model: String,

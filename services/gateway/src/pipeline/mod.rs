@@ -51,7 +51,7 @@ pub struct Gateway {
     pub router: Router,
     pub metrics: Arc<Metrics>,
     pub catalog: Arc<PriceCatalog>,
-    stages: Stages,
+    pub(crate) stages: Stages,
 }
 
 /// What each server worker owns, so that a request never hops threads: a pooled upstream client
@@ -198,6 +198,9 @@ impl Gateway {
 
         // route (before admission, so an unknown model reserves nothing)
         let group = self.router.resolve(&body.model).map_err(Failure::early)?;
+        if !ctx.key.allows_model(&body.model) {
+            return Err(Failure::early(GatewayError::ModelNotAllowed(body.model.clone())));
+        }
 
         // admit
         let reservation = self

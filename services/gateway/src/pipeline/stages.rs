@@ -17,7 +17,7 @@ use crate::openai::InboundBody;
 /// Establishes who is calling.
 #[async_trait]
 pub trait Authenticate: Send + Sync {
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<KeyContext, GatewayError>;
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyContext>, GatewayError>;
 }
 
 /// Admission before any upstream work: rate limits and budget reservations. The returned
@@ -83,7 +83,7 @@ impl Default for Stages {
     /// Open access, no limits, no guardrails, no cache, usage logged at debug level.
     fn default() -> Self {
         Stages {
-            authenticate: Arc::new(OpenAccess),
+            authenticate: Arc::new(OpenAccess::default()),
             admit: Arc::new(AdmitAll),
             guardrails: Arc::new(NoGuardrails),
             cache: Arc::new(NoCache),
@@ -93,12 +93,15 @@ impl Default for Stages {
 }
 
 /// Every caller is the deployment's anonymous caller: for a gateway run without virtual keys.
-pub struct OpenAccess;
+#[derive(Default)]
+pub struct OpenAccess {
+    anonymous: Arc<KeyContext>,
+}
 
 #[async_trait]
 impl Authenticate for OpenAccess {
-    async fn authenticate(&self, _headers: &HeaderMap) -> Result<KeyContext, GatewayError> {
-        Ok(KeyContext::default())
+    async fn authenticate(&self, _headers: &HeaderMap) -> Result<Arc<KeyContext>, GatewayError> {
+        Ok(self.anonymous.clone())
     }
 }
 

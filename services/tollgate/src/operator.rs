@@ -1,0 +1,157 @@
+//! Operator commands that work on storage directly: migrations, organizations and keys.
+
+use std::io::Write;
+
+use anyhow::Context;
+use tollgate_auth::service::KeySpec;
+use tollgate_auth::{Actor, startup};
+use tollgate_common::{Config, OrgId};
+
+/// `tollgate migrate`.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = startup::open_store(config).await?;
+    store.close().await;
+    writeln!(std::io::stdout(), "migrations applied to {}", describe_database(config))?;
+    Ok(())
+}
+
+/// The database URL without its password, for messages.
+fn describe_database(config: &Config) -> String {
+    let url = config.storage.effective_database_url();
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url,
+            }
+        }
+        _ => url,
+    }
+}
+
+/// `tollgate orgs create --name NAME`.
+pub async fn create_org(config: &Config, name: &str) -> anyhow::Result<()> {
+    let name = name.trim();
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().count() <= 100,
+        "--name must be 1 to 100 characters"
+    );
+    let store = startup::open_store(config).await?;
+    let (org, team) = store.create_organization(name, "cli").await?;
+    store.close().await;
+    writeln!(
+        std::io::stdout(),
+        "organization {}\nname         {}\ndefault team {}",
+        org.id,
+        org.name,
+        team.id
+    )?;
+    Ok(())
+}
+
+/// `tollgate orgs list`.
+pub async fn list_orgs(config: &Config) -> anyhow::Result<()> {
+    let store = startup::open_store(config).await?;
+    let orgs = store.all_organizations().await?;
+    store.close().await;
+    let mut out = std::io::stdout().lock();
+    for org in orgs {
+        writeln!(out, "{}  {}", org.id, org.name)?;
+    }
+    Ok(())
+}
+
+/// What `tollgate keys create` takes.
+pub struct KeyOptions {
+    pub org: String,
+    pub team: Option<String>,
+    pub name: Option<String>,
+    pub models: Vec<String>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub budget: Option<String>,
+    pub expires_in_days: Option<u32>,
+}
+
+fn org_id(text: &str) -> anyhow::Result<OrgId> {
+    text.parse()
+        .with_context(|| format!("--org: `{text}` is not an organization id"))
+}
+
+/// `tollgate keys create`: prints the key, which is shown only this once.
+pub async fn create_key(config: &Config, options: KeyOptions) -> anyhow::Result<()> {
+    let org = org_id(&options.org)?;
+    let runtime = startup::start(config, true).await?;
+    let service = &runtime
+        .http
+        .context("the auth service is not available in this process")?
+        .service;
+    anyhow::ensure!(
+        service.store().organization(org).await?.is_some(),
+        "--org: no organization {org}"
+    );
+    let spec = KeySpec {
+        name: options.name,
+        team_id: options.team,
+        allowed_models: (!options.models.is_empty()).then_some(options.models),
+        expires_at: options
+            .expires_in_days
+            .map(|days| tollgate_auth::store::now_ms() + i64::from(days) * 86_400_000),
+        rpm_limit: options.rpm,
+        tpm_limit: options.tpm,
+        budget_usd: options.budget.map(serde_json::Value::String),
+        ..KeySpec::default()
+    };
+    let issued = service
+        .create_key(&Actor::Operator, org, spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", issued.key)?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "key id {} in team {}; store the key now, it cannot be shown again",
+        issued.view.key.id,
+        issued.view.key.team_id
+    );
+    Ok(())
+}
+
+/// `tollgate keys list --org ORG`.
+pub async fn list_keys(config: &Config, org: &str) -> anyhow::Result<()> {
+    let org = org_id(org)?;
+    let store = startup::open_store(config).await?;
+    let keys = store.keys(org, None).await?;
+    store.close().await;
+    let now = tollgate_auth::store::now_ms();
+    let mut out = std::io::stdout().lock();
+    for key in keys {
+        writeln!(
+            out,
+            "{}  {}…  {:?}  {}",
+            key.id,
+            key.display_prefix,
+            key.status(now),
+            key.name
+        )?;
+    }
+    Ok(())
+}
+
+/// `tollgate keys revoke --org ORG KEY_ID`: takes effect on running gateways at once when
+/// they share Redis, otherwise within their key cache TTL.
+pub async fn revoke_key(config: &Config, org: &str, key: &str) -> anyhow::Result<()> {
+    let org = org_id(org)?;
+    let runtime = startup::start(config, true).await?;
+    let service = &runtime
+        .http
+        .context("the auth service is not available in this process")?
+        .service;
+    let revoked = service
+        .revoke_key(&Actor::Operator, org, key)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    writeln!(std::io::stdout(), "revoked {}", revoked.key.id)?;
+    Ok(())
+}
