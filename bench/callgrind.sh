@@ -81,6 +81,12 @@ wait_port "$MOCK_PORT" "$!" 30
 
 BODY='{"model":"bench","messages":[{"role":"user","content":"Hello"}]}'
 
+# A virtual key made beforehand (natively, outside valgrind), so that both runs start from the
+# same database and every measured request is authenticated like in production.
+export TOLLGATE_DATA_DIR=$WORK/data
+ORG=$("$RELEASE/tollgate" orgs create --name bench | awk '/^organization/ {print $2}')
+KEY=$("$RELEASE/tollgate" keys create --org "$ORG" --name bench 2>/dev/null)
+
 # run_gateway REQUESTS OUTFILE: one callgrind run of the gateway serving REQUESTS requests.
 run_gateway() {
     local requests=$1 out=$2 port config pid
@@ -104,6 +110,7 @@ EOF
     [[ "$status" == 200 ]] || { echo "/health/ready answered $status" >&2; return 1; }
     if (( requests > 0 )); then
         "$OHA" --no-tui --output-format json -n "$requests" -c 1 -m POST -T application/json -d "$BODY" \
+            -H "Authorization: Bearer $KEY" \
             "http://127.0.0.1:$port/v1/chat/completions" >"$WORK/oha.json"
         python3 - "$WORK/oha.json" "$requests" <<'PY'
 import json, sys

@@ -717,14 +717,23 @@ def main() -> int:
             "  - name: bench-stream\n"
             "    targets: [ { provider: mockstream, model: gpt-4o-mini } ]\n"
         )
-        gw_proc = services.start("tollgate", [binaries["tollgate"], "serve", "--config", config])
+        gw_env = dict(os.environ, TOLLGATE_DATA_DIR=str(tmp / "data"))
+        gw_proc = services.start("tollgate", [binaries["tollgate"], "serve", "--config", config], env=gw_env)
         gw_base = f"http://127.0.0.1:{gw_port}"
         wait_until(services, "tollgate", gw_proc, lambda: http("GET", f"{gw_base}/health/ready")[0] == 200, 60)
+        # Every request carries a virtual key, verified on the hot path like in production.
+        status, answer = http("POST", f"{gw_base}/auth/signup",
+                              {"email": "bench@example.com", "password": "a benchmark passphrase",
+                               "organization": "Bench"})
+        if status != 201:
+            raise BenchError(f"sign-up failed ({status}): {answer[:300]!r}")
+        gw_auth = {"Authorization": f"Bearer {json.loads(answer)['api_key']['key']}"}
 
         direct = Target("direct (mock)", f"{mock_url}/v1/chat/completions", "gpt-4o-mini",
                         f"{stream_mock_url}/v1/chat/completions", "gpt-4o-mini", version="")
         tollgate = Target("Tollgate", f"{gw_base}/v1/chat/completions", "bench",
-                          f"{gw_base}/v1/chat/completions", "bench-stream", proc=gw_proc, version="")
+                          f"{gw_base}/v1/chat/completions", "bench-stream", proc=gw_proc, version="",
+                          headers=gw_auth, stream_headers=gw_auth)
         check_completion(tollgate)  # also the warm-up request before the idle RSS
         time.sleep(0.5)
         tollgate.idle_rss_mb = memory_mb(gw_proc.pid, "VmRSS")
