@@ -5,7 +5,7 @@
 //! | authenticate | [`Authenticate`]: who is calling                       | [`KeyContext`]           |
 //! | parse        | reads the top-level fields, checks their types         | model, stream, end user  |
 //! | route        | [`crate::routing`]: the model's targets (unknown: 404) | route group              |
-//! |              | and the key's allow-list (not allowed: 403)        |                          |
+//! |              | and the key's allow-list (not allowed: 403)            |                          |
 //! | admit        | [`Admit`]: rate limits, budget reservation             | [`Reservation`]          |
 //! | guardrails   | [`Guardrails`]: input checks                           |                          |
 //! | cache        | [`ResponseCache`]: an answer without a provider call   |                          |
