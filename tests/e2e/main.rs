@@ -33,10 +33,7 @@ fn free_port() -> u16 {
 fn scratch_dir(name: &str) -> PathBuf {
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "tollgate-e2e-{name}-{}-{n}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("tollgate-e2e-{name}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -418,7 +415,9 @@ async fn chat_status(gateway: &str, key: &str) -> u16 {
     reqwest::Client::new()
         .post(format!("{gateway}/v1/chat/completions"))
         .bearer_auth(key)
-        .json(&serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}))
+        .json(
+            &serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}),
+        )
         .send()
         .await
         .unwrap()
@@ -476,12 +475,17 @@ async fn keys_rotate_and_revoke_across_gateway_processes() {
     assert_eq!(chat_status(&first.url, &new_key).await, 200);
     assert_eq!(chat_status(&second.url, &new_key).await, 200);
     let grace = Duration::from_secs(6);
-    assert!(rotated_at.elapsed() < grace, "the checks outlasted the grace period");
+    assert!(
+        rotated_at.elapsed() < grace,
+        "the checks outlasted the grace period"
+    );
 
     // after it, the old key is refused everywhere; the new one still works
     tokio::time::sleep(grace.saturating_sub(rotated_at.elapsed()) + Duration::from_millis(200))
         .await;
-    let refused = sdk_call(&second.url, &tenant.key, "smart").await.unwrap_err();
+    let refused = sdk_call(&second.url, &tenant.key, "smart")
+        .await
+        .unwrap_err();
     assert_eq!(refused, "status 401 expired_api_key");
     assert_eq!(chat_status(&first.url, &tenant.key).await, 401);
     sdk_call(&second.url, &new_key, "smart").await.unwrap();
@@ -549,15 +553,27 @@ async fn operator_cli_creates_and_revokes_keys() {
         .trim()
         .to_owned();
     assert!(cli(&["orgs", "list"]).contains("Operators' Org"));
-    let key = cli(&["keys", "create", "--org", &org, "--name", "batch", "--models", "smart,embed"])
-        .trim()
-        .to_owned();
+    let key = cli(&[
+        "keys",
+        "create",
+        "--org",
+        &org,
+        "--name",
+        "batch",
+        "--models",
+        "smart,embed",
+    ])
+    .trim()
+    .to_owned();
     assert!(key.starts_with("tg-"), "{key}");
 
     let data_dir = data.to_str().unwrap().to_owned();
     let gateway = Gateway::start(
         &config,
-        &[("E2E_OPENAI_KEY", "sk-openai-e2e"), ("TOLLGATE_DATA_DIR", &data_dir)],
+        &[
+            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+            ("TOLLGATE_DATA_DIR", &data_dir),
+        ],
     );
     sdk_call(&gateway.url, &key, "smart").await.unwrap();
     // the key may use only the models it lists
@@ -595,5 +611,101 @@ async fn operator_cli_creates_and_revokes_keys() {
     assert_eq!(status, 401);
 
     drop(gateway);
+    mock.stop().await;
+}
+
+/// A split deployment: the auth service in one process, a gateway in another verifying keys
+/// over HTTP with a service token; a revocation reaches the gateway through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_gateway_verifies_keys_through_the_auth_service() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let data = scratch_dir("split-data");
+    let data = data.to_str().unwrap();
+    let auth_config = scratch_dir("split").join("auth.yaml");
+    std::fs::write(&auth_config, "auth:\n  service_token: split-secret-token\n").unwrap();
+    let mut command = Command::new(TOLLGATE);
+    command
+        .args(["serve", "--only", "auth", "--config"])
+        .arg(&auth_config);
+    let auth = Gateway::spawn(
+        command,
+        &[
+            ("TOLLGATE_DATA_DIR", data),
+            ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+        ],
+    );
+
+    let gateway_config = scratch_dir("split").join("gateway.yaml");
+    std::fs::write(
+        &gateway_config,
+        format!(
+            "{}auth:\n  service_url: \"{}\"\n  service_token: split-secret-token\n  key_cache_ttl_secs: 300\n",
+            config_for(&mock),
+            auth.url
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(TOLLGATE);
+    command
+        .args(["serve", "--only", "gateway", "--config"])
+        .arg(&gateway_config);
+    let gateway = Gateway::spawn(
+        command,
+        &[
+            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+            ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+        ],
+    );
+    // the gateway process serves no /auth, the auth process no /v1
+    let client = reqwest::Client::new();
+    let status = client
+        .get(format!("{}/auth/me", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+
+    let tenant = signup(&auth.url, "split@example.com").await;
+    sdk_call(&gateway.url, &tenant.key, "smart").await.unwrap();
+    assert_eq!(
+        chat_status(
+            &gateway.url,
+            "tg-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        )
+        .await,
+        401
+    );
+
+    // the internal endpoint refuses callers without the service token
+    let refused = client
+        .post(format!("{}/auth/internal/keys/lookup", auth.url))
+        .json(&serde_json::json!({"key_hash": "00"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let revoked = client
+        .post(format!("{}/auth/keys/{}/revoke", auth.url, tenant.key_id))
+        .bearer_auth(&tenant.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let revoked_at = Instant::now();
+    let mut status = chat_status(&gateway.url, &tenant.key).await;
+    while status != 401 && revoked_at.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = chat_status(&gateway.url, &tenant.key).await;
+    }
+    assert_eq!(
+        status,
+        401,
+        "still accepted {:?} after revocation",
+        revoked_at.elapsed()
+    );
+
+    drop((gateway, auth));
     mock.stop().await;
 }

@@ -165,9 +165,11 @@ impl GatewayError {
                 (self.kind().as_str(), None, Some("upstream_unavailable"))
             }
             GatewayError::Unauthenticated { code, .. } => (self.kind().as_str(), None, Some(*code)),
-            GatewayError::ModelNotAllowed(_) => {
-                (self.kind().as_str(), Some("model"), Some("model_not_allowed"))
-            }
+            GatewayError::ModelNotAllowed(_) => (
+                self.kind().as_str(),
+                Some("model"),
+                Some("model_not_allowed"),
+            ),
             GatewayError::AuthUnavailable => (self.kind().as_str(), None, Some("auth_unavailable")),
             _ => (self.kind().as_str(), None, None),
         };

@@ -235,7 +235,12 @@ fn request_id(req: &HttpRequest) -> String {
 
 /// The models the caller's key may use.
 async fn models(req: HttpRequest, gateway: web::Data<Gateway>) -> HttpResponse {
-    let key = match gateway.stages.authenticate.authenticate(req.headers()).await {
+    let key = match gateway
+        .stages
+        .authenticate
+        .authenticate(req.headers())
+        .await
+    {
         Ok(key) => key,
         Err(err) => return err.to_response(&request_id(&req)),
     };

@@ -68,7 +68,10 @@ mod tests {
     fn keys_are_read_from_either_header() {
         let mut headers = HeaderMap::new();
         assert_eq!(presented_key(&headers), None);
-        headers.insert("x-api-key".parse().unwrap(), HeaderValue::from_static("tg-b"));
+        headers.insert(
+            "x-api-key".parse().unwrap(),
+            HeaderValue::from_static("tg-b"),
+        );
         assert_eq!(presented_key(&headers), Some("tg-b"));
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer tg-a"));
         assert_eq!(presented_key(&headers), Some("tg-a"));

@@ -134,7 +134,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Serve { config, only } => serve(config, only),
-        Command::Migrate { config } => operate(config, |c| Box::pin(async move { operator::migrate(&c).await })),
+        Command::Migrate { config } => operate(config, |c| {
+            Box::pin(async move { operator::migrate(&c).await })
+        }),
         Command::Orgs { config, command } => operate(config, move |c| {
             Box::pin(async move {
                 match command {
@@ -285,12 +287,19 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
 async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
     let auth = tollgate_auth::startup::start(config, true).await?;
     let http = auth.http.context("the auth service did not start")?;
+    let store = web::Data::new(http.service.store().clone());
     let routes = tollgate_auth::http::configure(http);
     let mut server = HttpServer::new(move || {
-        App::new().configure(routes.clone()).route(
-            "/health/live",
-            web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "live"})) }),
-        )
+        App::new()
+            .app_data(store.clone())
+            .configure(routes.clone())
+            .route(
+                "/health/live",
+                web::get().to(|| async {
+                    HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
+                }),
+            )
+            .route("/health/ready", web::get().to(auth_ready))
     })
     .tcp_nodelay(true);
     if let Some(workers) = config.server.workers {
@@ -302,4 +311,16 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %config.server.listen, "tollgate auth service listening");
     server.run().await.context("server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ready when the database answers.
+async fn auth_ready(store: web::Data<tollgate_auth::AuthStore>) -> HttpResponse {
+    match store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Err(err) => {
+            tracing::warn!(%err, "database unreachable");
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "not_ready", "reason": "database unreachable"}))
+        }
+    }
 }

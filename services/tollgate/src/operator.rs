@@ -11,7 +11,11 @@ use tollgate_common::{Config, OrgId};
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let store = startup::open_store(config).await?;
     store.close().await;
-    writeln!(std::io::stdout(), "migrations applied to {}", describe_database(config))?;
+    writeln!(
+        std::io::stdout(),
+        "migrations applied to {}",
+        describe_database(config)
+    )?;
     Ok(())
 }
 

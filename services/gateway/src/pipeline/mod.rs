@@ -200,7 +200,9 @@ impl Gateway {
         // route (before admission, so an unknown model reserves nothing)
         let group = self.router.resolve(&body.model).map_err(Failure::early)?;
         if !ctx.key.allows_model(&body.model) {
-            return Err(Failure::early(GatewayError::ModelNotAllowed(body.model.clone())));
+            return Err(Failure::early(GatewayError::ModelNotAllowed(
+                body.model.clone(),
+            )));
         }
 
         // admit
