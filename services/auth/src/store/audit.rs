@@ -30,6 +30,22 @@ impl AuditEntry {
         }
     }
 
+    /// A change of one record, with its state before and after.
+    pub fn change<T: Serialize>(
+        org: OrgId,
+        actor: &str,
+        action: &'static str,
+        target_type: &'static str,
+        target: impl std::fmt::Display,
+        before: &T,
+        after: &T,
+    ) -> Self {
+        AuditEntry::new(org, actor, action, target_type)
+            .target(target)
+            .before(serde_json::to_value(before).unwrap_or_default())
+            .after(serde_json::to_value(after).unwrap_or_default())
+    }
+
     pub fn target(mut self, id: impl std::fmt::Display) -> Self {
         self.target_id = id.to_string();
         self

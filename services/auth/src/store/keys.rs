@@ -377,10 +377,7 @@ impl AuthStore {
         .await?;
         record(
             &mut tx,
-            AuditEntry::new(org, actor, "key.update", "virtual_key")
-                .target(id)
-                .before(json!(before))
-                .after(json!(after)),
+            AuditEntry::change(org, actor, "key.update", "virtual_key", id, &before, &after),
         )
         .await?;
         tx.commit().await?;
@@ -419,10 +416,7 @@ impl AuthStore {
         };
         record(
             &mut tx,
-            AuditEntry::new(org, actor, "key.revoke", "virtual_key")
-                .target(id)
-                .before(json!(before))
-                .after(json!(after)),
+            AuditEntry::change(org, actor, "key.revoke", "virtual_key", id, &before, &after),
         )
         .await?;
         tx.commit().await?;
@@ -483,10 +477,7 @@ impl AuthStore {
         };
         record(
             &mut tx,
-            AuditEntry::new(org, actor, "key.rotate", "virtual_key")
-                .target(id)
-                .before(json!(before))
-                .after(json!(old)),
+            AuditEntry::change(org, actor, "key.rotate", "virtual_key", id, &before, &old),
         )
         .await?;
         tx.commit().await?;

@@ -1,7 +1,7 @@
 //! Refresh tokens (stored as hashes, rotated on every use, revoked by family) and the JWT
 //! signing keys the platform generates for itself.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use tollgate_common::{OrgId, UserId};
 
 use super::{AuthStore, StoreError, id_column, now_ms};
@@ -26,6 +26,28 @@ pub enum RefreshOutcome {
     Reused,
 }
 
+async fn insert_token(
+    conn: &mut AnyConnection,
+    record: &RefreshRecord,
+    token_hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, family_id, user_id, org_id, token_hash, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&record.family_id)
+    .bind(record.user_id.to_string())
+    .bind(record.org_id.to_string())
+    .bind(token_hash)
+    .bind(now)
+    .bind(record.expires_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl AuthStore {
     /// Stores a new refresh token; `family` continues a session, `None` starts one.
     pub async fn insert_refresh_token(
@@ -43,19 +65,8 @@ impl AuthStore {
             org_id: org,
             expires_at: now.saturating_add(ttl_ms),
         };
-        sqlx::query(
-            "INSERT INTO refresh_tokens (id, family_id, user_id, org_id, token_hash, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(&record.family_id)
-        .bind(user.to_string())
-        .bind(org.to_string())
-        .bind(token_hash)
-        .bind(now)
-        .bind(record.expires_at)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        insert_token(&mut conn, &record, token_hash, now).await?;
         Ok(record)
     }
 
@@ -119,19 +130,7 @@ impl AuthStore {
             org_id: id_column(&row, "org_id", "refresh_tokens")?,
             expires_at: now.saturating_add(ttl_ms),
         };
-        sqlx::query(
-            "INSERT INTO refresh_tokens (id, family_id, user_id, org_id, token_hash, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(&record.family_id)
-        .bind(record.user_id.to_string())
-        .bind(record.org_id.to_string())
-        .bind(new_hash)
-        .bind(now)
-        .bind(record.expires_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_token(&mut tx, &record, new_hash, now).await?;
         tx.commit().await?;
         Ok(RefreshOutcome::Rotated(record))
     }

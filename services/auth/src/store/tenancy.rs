@@ -201,6 +201,21 @@ impl AuthStore {
         Ok(created)
     }
 
+    /// Adds an existing user to `org` with `role` (there is no invitation flow yet: operators
+    /// and tests add members this way).
+    pub async fn add_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        role: Role,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        add_org_member(&mut tx, org, user, role, actor).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every organization, for operators.
     pub async fn all_organizations(&self) -> Result<Vec<Organization>, StoreError> {
         let rows =
@@ -356,10 +371,7 @@ impl AuthStore {
         };
         record(
             &mut tx,
-            AuditEntry::new(org, actor, "member.update", "user")
-                .target(user)
-                .before(json!(before))
-                .after(json!(after)),
+            AuditEntry::change(org, actor, "member.update", "user", user, &before, &after),
         )
         .await?;
         tx.commit().await?;
@@ -475,10 +487,7 @@ impl AuthStore {
         };
         record(
             &mut tx,
-            AuditEntry::new(org, actor, "team.update", "team")
-                .target(team)
-                .before(json!(before))
-                .after(json!(after)),
+            AuditEntry::change(org, actor, "team.update", "team", team, &before, &after),
         )
         .await?;
         tx.commit().await?;
@@ -584,10 +593,15 @@ impl AuthStore {
             .await?;
             record(
                 &mut tx,
-                AuditEntry::new(org, actor, "team_member.update", "user")
-                    .target(user)
-                    .before(json!({"team_id": team, "role": before}))
-                    .after(json!({"team_id": team, "role": role})),
+                AuditEntry::change(
+                    org,
+                    actor,
+                    "team_member.update",
+                    "user",
+                    user,
+                    &json!({"team_id": team, "role": before}),
+                    &json!({"team_id": team, "role": role}),
+                ),
             )
             .await?;
         } else {
