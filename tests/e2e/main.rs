@@ -688,6 +688,14 @@ async fn split_gateway_verifies_keys_through_the_auth_service() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+    let malformed = client
+        .post(format!("{}/auth/internal/keys/lookup", auth.url))
+        .header("x-tollgate-service-token", "split-secret-token")
+        .json(&serde_json::json!({"key_hash": "abc\u{0}' OR 1=1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
 
     let revoked = client
         .post(format!("{}/auth/keys/{}/revoke", auth.url, tenant.key_id))

@@ -41,6 +41,10 @@ pub fn configure(
         fn resource(path: &str) -> actix_web::Resource {
             web::resource(path).default_service(web::to(method_not_allowed))
         }
+        // Internal endpoints do not exist, whatever the method, without a service token.
+        fn internal(path: &str) -> actix_web::Resource {
+            web::resource(path).default_service(web::to(internal_method_not_allowed))
+        }
         cfg.service(
             web::scope("/auth")
                 .app_data(web::Data::from(state.clone()))
@@ -87,8 +91,8 @@ pub fn configure(
                 .service(resource("/keys/{key}/rotate").route(web::post().to(rotate_key)))
                 .service(resource("/keys/{key}/revoke").route(web::post().to(revoke_key)))
                 .service(resource("/audit").route(web::get().to(audit)))
-                .service(resource("/internal/keys/lookup").route(web::post().to(internal_lookup)))
-                .service(resource("/internal/keys/touch").route(web::post().to(internal_touch)))
+                .service(internal("/internal/keys/lookup").route(web::post().to(internal_lookup)))
+                .service(internal("/internal/keys/touch").route(web::post().to(internal_touch)))
                 .default_service(web::to(not_found)),
         );
     }
@@ -458,6 +462,12 @@ async fn internal_lookup(
 ) -> Reply {
     require_service(&req, &state)?;
     let body: LookupBody = json_body(&req, payload).await?;
+    if body.key_hash.len() != 64 || !body.key_hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AuthError::invalid(
+            "key_hash",
+            "`key_hash` must be 64 hexadecimal digits.",
+        ));
+    }
     let record = state.service.store().key_by_hash(&body.key_hash).await?;
     ok(json!({"key": record}))
 }
@@ -484,6 +494,13 @@ async fn not_found(req: HttpRequest) -> Reply {
         method: req.method().to_string(),
         path: req.path().to_owned(),
     })
+}
+
+async fn internal_method_not_allowed(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    if state.service_token.is_none() {
+        return not_found(req).await;
+    }
+    method_not_allowed(req).await
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Reply {

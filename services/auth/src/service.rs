@@ -317,7 +317,13 @@ impl AuthService {
         ip: Option<&str>,
     ) -> Result<TokenPair, AuthError> {
         let email = request.email.trim().to_lowercase();
-        if email.is_empty() || email.len() > MAX_EMAIL_CHARS || request.password.len() > 1024 {
+        // No account has such an email (sign-up refuses them), and PostgreSQL refuses a NUL
+        // byte in text: answer before any query.
+        if email.is_empty()
+            || email.len() > MAX_EMAIL_CHARS
+            || email.chars().any(char::is_control)
+            || request.password.len() > 1024
+        {
             return Err(AuthError::BadCredentials);
         }
         self.throttle

@@ -136,8 +136,9 @@ pub fn key_context(record: &KeyRecord) -> KeyContext {
     }
 }
 
-/// Most entries kept; beyond it, stale ones are dropped first, then everything (a flood of
-/// random keys must not grow memory without bound).
+/// Most entries kept. When full, unknown and stale entries are dropped; if live keys alone fill
+/// it, a new key is verified without being kept (correct, one lookup per request) rather than
+/// pushing out keys in use. A flood of random keys cannot grow memory without bound.
 const MAX_ENTRIES: usize = 100_000;
 
 /// Unknown hashes are remembered briefly, so that a client hammering with a bad key does not
@@ -150,14 +151,21 @@ pub struct KeyCache {
     source: Arc<dyn KeySource>,
     entries: RwLock<HashMap<[u8; 32], Arc<Entry>>>,
     ttl: Duration,
+    capacity: usize,
 }
 
 impl KeyCache {
     pub fn new(source: Arc<dyn KeySource>, ttl: Duration) -> Self {
+        KeyCache::with_capacity(source, ttl, MAX_ENTRIES)
+    }
+
+    /// A cache keeping at most `capacity` entries.
+    pub fn with_capacity(source: Arc<dyn KeySource>, ttl: Duration, capacity: usize) -> Self {
         KeyCache {
             source,
             entries: RwLock::new(HashMap::new()),
             ttl,
+            capacity,
         }
     }
 
@@ -201,11 +209,15 @@ impl KeyCache {
         let Ok(mut entries) = self.entries.write() else {
             return;
         };
-        if entries.len() >= MAX_ENTRIES {
+        if entries.len() >= self.capacity {
             let ttl = self.ttl;
             entries.retain(|_, e| e.key.is_some() && e.loaded.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
+            if entries.len() >= self.capacity {
+                tracing::warn!(
+                    limit = self.capacity,
+                    "key cache full of live keys; verifying new keys without caching them"
+                );
+                return;
             }
         }
         entries.insert(hash, entry);
@@ -396,6 +408,40 @@ mod tests {
             Err(KeyRejection::Unknown)
         );
         assert_eq!(source.lookups.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_keeps_its_live_keys_and_still_verifies_new_ones() {
+        let source = Arc::new(MapSource::default());
+        let keys: Vec<_> = (0..3).map(|_| generate_key()).collect();
+        for key in &keys {
+            source
+                .records
+                .lock()
+                .unwrap()
+                .insert(key.hash.clone(), record(&key.hash));
+        }
+        let cache = KeyCache::with_capacity(source.clone(), Duration::from_secs(60), 2);
+        // unknown keys make room for live ones
+        cache.verify(&generate_key().secret).await.unwrap_err();
+        for key in &keys {
+            cache.verify(&key.secret).await.unwrap();
+        }
+        assert_eq!(cache.len(), 2);
+        let before = source.lookups.load(Ordering::SeqCst);
+        cache.verify(&keys[0].secret).await.unwrap();
+        cache.verify(&keys[1].secret).await.unwrap();
+        assert_eq!(
+            source.lookups.load(Ordering::SeqCst),
+            before,
+            "live keys stay cached"
+        );
+        cache.verify(&keys[2].secret).await.unwrap();
+        assert_eq!(
+            source.lookups.load(Ordering::SeqCst),
+            before + 1,
+            "the extra key is looked up"
+        );
     }
 
     #[tokio::test]
