@@ -462,6 +462,7 @@ async fn keys_rotate_and_revoke_across_gateway_processes() {
     let second = Gateway::start(&config, &shared);
 
     let tenant = signup(&first.url, "rotate@example.com").await;
+    let neighbour = signup(&second.url, "neighbour@example.com").await;
     sdk_call(&first.url, &tenant.key, "smart").await.unwrap();
     sdk_call(&second.url, &tenant.key, "smart").await.unwrap();
 
@@ -517,6 +518,26 @@ async fn keys_rotate_and_revoke_across_gateway_processes() {
     eprintln!("revocation reached the second gateway process in {took:?}");
     let refused = sdk_call(&second.url, &new_key, "smart").await.unwrap_err();
     assert_eq!(refused, "status 401 revoked_api_key");
+
+    // another organization can neither see nor touch these keys, and is not touched by them
+    let foreign = client
+        .post(format!(
+            "{}/auth/keys/{}/revoke",
+            second.url, neighbour.key_id
+        ))
+        .bearer_auth(&tenant.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 404);
+    let foreign = client
+        .get(format!("{}/auth/keys/{new_id}", first.url))
+        .bearer_auth(&neighbour.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 404);
+    assert_eq!(chat_status(&first.url, &neighbour.key).await, 200);
 
     drop((first, second));
     mock.stop().await;
