@@ -723,7 +723,7 @@ def main() -> int:
         wait_until(services, "tollgate", gw_proc, lambda: http("GET", f"{gw_base}/health/ready")[0] == 200, 60)
         # Every request carries a virtual key, verified on the hot path like in production.
         status, answer = http("POST", f"{gw_base}/auth/signup",
-                              {"email": "bench@example.com", "password": "a benchmark passphrase",
+                              {"email": "load-test@example.com", "password": "a benchmark passphrase",
                                "organization": "Bench"})
         if status != 201:
             raise BenchError(f"sign-up failed ({status}): {answer[:300]!r}")

@@ -36,6 +36,9 @@ pub enum AuthError {
     Conflict(String),
     #[error("Too many failed attempts; try again in {0} seconds.")]
     Throttled(u64),
+    /// More logins and sign-ups are waiting than the server takes on.
+    #[error("The server is busy; try again in a moment.")]
+    Overloaded,
     #[error("Unknown request URL: {method} {path}.")]
     RouteNotFound { method: String, path: String },
     #[error("Method {method} is not allowed for {path}.")]
@@ -73,6 +76,7 @@ impl AuthError {
             AuthError::MethodNotAllowed { .. } => ("invalid_request_error", None),
             AuthError::Conflict(_) => ("invalid_request_error", Some("conflict")),
             AuthError::Throttled(_) => ("rate_limit_exceeded", Some("too_many_attempts")),
+            AuthError::Overloaded => ("server_error", Some("overloaded")),
             AuthError::Internal(_) => ("server_error", None),
         }
     }
@@ -111,6 +115,7 @@ impl ResponseError for AuthError {
             AuthError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             AuthError::Conflict(_) => StatusCode::CONFLICT,
             AuthError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            AuthError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,8 +130,14 @@ impl ResponseError for AuthError {
             _ => None,
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let AuthError::Throttled(seconds) = self {
-            response.insert_header((RETRY_AFTER, HeaderValue::from(*seconds)));
+        match self {
+            AuthError::Throttled(seconds) => {
+                response.insert_header((RETRY_AFTER, HeaderValue::from(*seconds)));
+            }
+            AuthError::Overloaded => {
+                response.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
         }
         if self.status_code() == StatusCode::UNAUTHORIZED {
             response.insert_header(("www-authenticate", HeaderValue::from_static("Bearer")));

@@ -3,7 +3,6 @@
 //! ([`crate::http`]) and the operator CLI both go through here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -13,7 +12,10 @@ use tollgate_common::{KeyId, OrgId, TeamId, UserId};
 use crate::error::AuthError;
 use crate::feed::KeyChangeFeed;
 use crate::roles::Role;
-use crate::secrets::{PasswordHashing, generate_key, hash_token, password_problem, random_token};
+use crate::secrets::{
+    PasswordHashing, PasswordWorkError, PasswordWorkers, generate_key, hash_token,
+    password_problem, random_token,
+};
 use crate::sessions::AccessTokens;
 use crate::store::{
     AuditRecord, AuthStore, KeyChanges, KeyRecord, KeyStatus, Member, NewKey, Organization,
@@ -220,7 +222,7 @@ pub struct RotateRequest {
 pub struct AuthService {
     store: AuthStore,
     tokens: AccessTokens,
-    passwords: Arc<PasswordHashing>,
+    passwords: PasswordWorkers,
     throttle: LoginThrottle,
     feed: KeyChangeFeed,
     config: AuthConfig,
@@ -228,17 +230,25 @@ pub struct AuthService {
     decoy_hash: String,
 }
 
+/// Threads hashing passwords, and how many computations may wait for them.
+const PASSWORD_THREADS: usize = 2;
+const PASSWORD_QUEUE: usize = 256;
+
 impl AuthService {
-    pub fn new(
+    pub async fn new(
         store: AuthStore,
         tokens: AccessTokens,
         throttle: LoginThrottle,
         feed: KeyChangeFeed,
         config: AuthConfig,
     ) -> Result<Self, AuthError> {
-        let passwords = Arc::new(PasswordHashing::default());
+        let passwords = PasswordWorkers::start(PASSWORD_THREADS, PASSWORD_QUEUE)
+            .map_err(|e| AuthError::Internal(format!("cannot start password workers: {e}")))?;
+        let decoy = random_token();
         let decoy_hash = passwords
-            .hash(&random_token())
+            .run(move |hashing| hashing.hash(&decoy))
+            .await
+            .map_err(|e| AuthError::Internal(format!("password workers: {e:?}")))?
             .map_err(AuthError::Internal)?;
         Ok(AuthService {
             store,
@@ -335,11 +345,10 @@ impl AuthService {
             Some((user, phc)) => (Some(user), phc),
             None => (None, self.decoy_hash.clone()),
         };
-        let passwords = self.passwords.clone();
         let password = request.password;
-        let matches = tokio::task::spawn_blocking(move || passwords.verify(&password, &phc))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?;
+        let matches = self
+            .with_argon2(move |passwords| passwords.verify(&password, &phc))
+            .await?;
         let Some(user) = user.filter(|_| matches) else {
             self.throttle.failed(&email, ip).await;
             return Err(AuthError::BadCredentials);
@@ -486,11 +495,20 @@ impl AuthService {
     }
 
     async fn hash_password(&self, password: String) -> Result<String, AuthError> {
-        let passwords = self.passwords.clone();
-        tokio::task::spawn_blocking(move || passwords.hash(&password))
-            .await
-            .map_err(|e| AuthError::Internal(e.to_string()))?
+        self.with_argon2(move |passwords| passwords.hash(&password))
+            .await?
             .map_err(AuthError::Internal)
+    }
+
+    /// Runs an argon2 computation on the password workers.
+    async fn with_argon2<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PasswordHashing) -> T + Send + 'static,
+    ) -> Result<T, AuthError> {
+        self.passwords.run(work).await.map_err(|err| match err {
+            PasswordWorkError::Busy => AuthError::Overloaded,
+            PasswordWorkError::Stopped => AuthError::Internal("password workers stopped".into()),
+        })
     }
 
     // ---- teams and members ----

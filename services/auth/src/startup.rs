@@ -102,6 +102,7 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
                 redis.as_ref().map(|(_, m)| m.clone()),
             );
             let service = AuthService::new(store, tokens, throttle, feed, config.auth.clone())
+                .await
                 .map_err(|e| StartError::Setup(e.to_string()))?;
             Some(Arc::new(AuthHttp {
                 service: Arc::new(service),
