@@ -503,7 +503,7 @@ impl AuthService {
     /// Runs an argon2 computation on the password workers.
     async fn with_argon2<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&PasswordHashing) -> T + Send + 'static,
+        work: impl FnOnce(&mut PasswordHashing) -> T + Send + 'static,
     ) -> Result<T, AuthError> {
         self.passwords.run(work).await.map_err(|err| match err {
             PasswordWorkError::Busy => AuthError::Overloaded,
