@@ -99,6 +99,7 @@ providers:
 models:
   - name: bench
     targets: [ { provider: mock, model: gpt-4o-mini } ]
+limits: { default: { rpm: 1000000000, tpm: 1000000000000 } }
 EOF
     valgrind --tool=callgrind --callgrind-out-file="$out" \
         "$RELEASE/tollgate" serve --config "$config" >"$WORK/tollgate-$requests.log" 2>&1 &

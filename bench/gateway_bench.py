@@ -716,6 +716,8 @@ def main() -> int:
             "    targets: [ { provider: mock, model: gpt-4o-mini } ]\n"
             "  - name: bench-stream\n"
             "    targets: [ { provider: mockstream, model: gpt-4o-mini } ]\n"
+            # Limits stay on (they are part of the measured path) but far above the load.
+            "limits: { default: { rpm: 1000000000, tpm: 1000000000000 } }\n"
         )
         gw_env = dict(os.environ, TOLLGATE_DATA_DIR=str(tmp / "data"))
         gw_proc = services.start("tollgate", [binaries["tollgate"], "serve", "--config", config], env=gw_env)

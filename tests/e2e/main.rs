@@ -732,3 +732,80 @@ async fn split_gateway_verifies_keys_through_the_auth_service() {
     drop((gateway, auth));
     mock.stop().await;
 }
+
+/// Rate limits are shared by gateway processes through Redis: a key limited to 5 requests per
+/// minute gets 5 answers in all, whichever process it calls, then 429 with OpenAI's headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_gateway_processes() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("limits");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}limits:\n  default: {{ rpm: 5, tpm: 1000000 }}\n",
+            config_for(&mock)
+        ),
+    )
+    .unwrap();
+    let database = fresh_postgres_database();
+    let shared = [
+        ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+        ("TOLLGATE_DATABASE_URL", database.as_str()),
+        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+    let gateways = [
+        Gateway::start(&config, &shared),
+        Gateway::start(&config, &shared),
+    ];
+    let tenant = signup(&gateways[0].url, "limits@example.com").await;
+    let client = reqwest::Client::new();
+    let mut answered = 0;
+    let mut refused = 0;
+    for i in 0..12 {
+        let res = client
+            .post(format!("{}/v1/chat/completions", gateways[i % 2].url))
+            .bearer_auth(&tenant.key)
+            .json(&serde_json::json!({"model": "smart", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(header("x-ratelimit-limit-requests"), "5");
+        assert_eq!(header("x-ratelimit-limit-tokens"), "1000000");
+        header("x-ratelimit-reset-requests");
+        header("x-ratelimit-remaining-tokens");
+        match res.status().as_u16() {
+            200 => {
+                answered += 1;
+                assert_eq!(
+                    header("x-ratelimit-remaining-requests"),
+                    (5 - answered).to_string()
+                );
+            }
+            429 => {
+                refused += 1;
+                let retry: u64 = header("retry-after").parse().unwrap();
+                assert!((1..=60).contains(&retry), "{retry}");
+                let body: serde_json::Value = res.json().await.unwrap();
+                assert_eq!(body["error"]["type"], "rate_limit_exceeded");
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((answered, refused), (5, 7));
+    // the SDK sees OpenAI's rate-limit error
+    let sdk = sdk_call(&gateways[1].url, &tenant.key, "smart")
+        .await
+        .unwrap_err();
+    assert_eq!(sdk, "status 429 rate_limit_exceeded");
+    drop(gateways);
+    mock.stop().await;
+}

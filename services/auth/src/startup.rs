@@ -40,7 +40,9 @@ pub struct AuthRuntime {
     pub keys: Arc<KeyCache>,
 }
 
-fn redis_manager(
+/// The shared Redis connection of this process, when `redis.url` is set (lazy: the platform
+/// starts and serves while Redis is down).
+pub fn redis_manager(
     config: &Config,
 ) -> Result<Option<(redis::Client, ConnectionManager)>, StartError> {
     let Some(url) = &config.redis.url else {

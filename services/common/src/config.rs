@@ -52,6 +52,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub redis: RedisConfig,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,6 +314,47 @@ impl StorageConfig {
 pub struct RedisConfig {
     /// `redis://host:port[/db]` or `rediss://...`.
     pub url: Option<String>,
+}
+
+/// Rate limits applied to every virtual key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Limits of keys that set none of their own.
+    pub default: RateLimitPair,
+    /// What to do while Redis is unreachable: `local` (count per process) or `reject` (503).
+    pub on_redis_failure: RedisFailurePolicy,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub default_max_tokens: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            default: RateLimitPair {
+                rpm: 600,
+                tpm: 1_000_000,
+            },
+            on_redis_failure: RedisFailurePolicy::Local,
+            default_max_tokens: 1024,
+        }
+    }
+}
+
+/// Requests and tokens per minute.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPair {
+    pub rpm: u64,
+    pub tpm: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisFailurePolicy {
+    #[default]
+    Local,
+    Reject,
 }
 
 /// Sign-up, sessions and virtual-key verification.
@@ -677,6 +719,7 @@ impl Config {
                 "storage" => read_into(value, section, &mut config.storage, &mut problems),
                 "redis" => read_into(value, section, &mut config.redis, &mut problems),
                 "auth" => read_into(value, section, &mut config.auth, &mut problems),
+                "limits" => read_into(value, section, &mut config.limits, &mut problems),
                 "providers" => match value {
                     Value::Mapping(entries) => {
                         for (name, entry) in entries {
@@ -705,7 +748,7 @@ impl Config {
                 },
                 other => problems.push(problem(
                     other,
-                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth",
+                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits",
                 )),
             }
         }
@@ -745,6 +788,15 @@ impl Config {
         }
         validate_storage(&self.storage, &self.redis, &mut problems);
         validate_auth(&self.auth, &mut problems);
+        for (field, value) in [
+            ("limits.default.rpm", self.limits.default.rpm),
+            ("limits.default.tpm", self.limits.default.tpm),
+            ("limits.default_max_tokens", self.limits.default_max_tokens),
+        ] {
+            if value == 0 {
+                problems.push(problem(field, "must be greater than 0"));
+            }
+        }
         let provider_names: Vec<String> = provider_specs.keys().cloned().collect();
         for (name, spec) in provider_specs {
             if let Some(provider) = validate_provider(&name, spec, &mut problems) {

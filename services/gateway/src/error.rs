@@ -3,7 +3,7 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
 
 /// What went wrong with a request, from the client's point of view.
@@ -42,6 +42,16 @@ pub enum GatewayError {
     /// The key is valid but may not use this model.
     #[error("This API key is not allowed to use the model `{0}`.")]
     ModelNotAllowed(String),
+    /// A rate limit is used up; `headers` are the rate-limit headers of the answer.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    },
+    /// Rate limits cannot be checked and the deployment refuses rather than guess.
+    #[error("Rate limits cannot be checked right now; try again shortly.")]
+    LimitsUnavailable,
     /// Keys cannot be verified right now.
     #[error("API keys cannot be verified right now; try again shortly.")]
     AuthUnavailable,
@@ -56,6 +66,7 @@ pub enum ErrorKind {
     NotFound,
     Upstream,
     Permission,
+    RateLimit,
     Server,
 }
 
@@ -66,6 +77,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found_error",
             ErrorKind::Upstream => "upstream_error",
             ErrorKind::Permission => "permission_error",
+            ErrorKind::RateLimit => "rate_limit_exceeded",
             ErrorKind::Server => "server_error",
         }
     }
@@ -98,8 +110,11 @@ impl GatewayError {
                 }
             }
             GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
-            GatewayError::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::AuthUnavailable | GatewayError::LimitsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,8 +132,10 @@ impl GatewayError {
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
             GatewayError::AllTargetsFailed { .. } => "all_targets_failed",
             GatewayError::Unauthenticated { .. } => "unauthenticated",
+            GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::ModelNotAllowed(_) => "model_not_allowed",
             GatewayError::AuthUnavailable => "auth_unavailable",
+            GatewayError::LimitsUnavailable => "limits_unavailable",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -135,8 +152,11 @@ impl GatewayError {
             GatewayError::UpstreamRejected { .. } => ErrorKind::InvalidRequest,
             GatewayError::AllTargetsFailed { .. } => ErrorKind::Upstream,
             GatewayError::Unauthenticated { .. } => ErrorKind::InvalidRequest,
+            GatewayError::RateLimited { .. } => ErrorKind::RateLimit,
             GatewayError::ModelNotAllowed(_) => ErrorKind::Permission,
-            GatewayError::AuthUnavailable | GatewayError::Internal(_) => ErrorKind::Server,
+            GatewayError::AuthUnavailable
+            | GatewayError::LimitsUnavailable
+            | GatewayError::Internal(_) => ErrorKind::Server,
         }
     }
 
@@ -171,6 +191,9 @@ impl GatewayError {
                 Some("model_not_allowed"),
             ),
             GatewayError::AuthUnavailable => (self.kind().as_str(), None, Some("auth_unavailable")),
+            GatewayError::RateLimited { .. } => {
+                (self.kind().as_str(), None, Some("rate_limit_exceeded"))
+            }
             _ => (self.kind().as_str(), None, None),
         };
         ErrorBody {
@@ -197,8 +220,20 @@ impl GatewayError {
                 unavailable: true,
                 ..
             } | GatewayError::AuthUnavailable
+                | GatewayError::LimitsUnavailable
         ) {
             response.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let GatewayError::RateLimited {
+            retry_after_secs,
+            headers,
+            ..
+        } = self
+        {
+            response.insert_header((RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+            for (name, value) in headers {
+                response.insert_header((name.clone(), value.clone()));
+            }
         }
         response.body(body)
     }

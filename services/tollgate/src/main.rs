@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod admission;
 mod authentication;
 mod operator;
 
@@ -18,9 +19,11 @@ use std::sync::Arc;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate_common::config::{Config, ConfigError, ProcessEnv};
+use tollgate_billing::{OnRedisFailure, RateLimiter};
+use tollgate_common::config::{Config, ConfigError, ProcessEnv, RedisFailurePolicy};
 use tollgate_gateway::Stages;
 
+use crate::admission::RateLimitAdmission;
 use crate::authentication::VirtualKeyAuthentication;
 
 #[derive(Parser)]
@@ -252,8 +255,17 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
             );
         }
         let auth = tollgate_auth::startup::start(&config, only.is_none()).await?;
+        let redis = tollgate_auth::startup::redis_manager(&config)?.map(|(_, manager)| manager);
+        let on_failure = match config.limits.on_redis_failure {
+            RedisFailurePolicy::Local => OnRedisFailure::Local,
+            RedisFailurePolicy::Reject => OnRedisFailure::Reject,
+        };
+        let limiter = Arc::new(RateLimiter::new(redis, on_failure));
+        // Token limits count prompts with the tokenizer: load it now, not on a request.
+        tokio::task::spawn_blocking(|| tollgate_gateway::tokens::count("warm up"));
         let stages = Stages {
             authenticate: Arc::new(VirtualKeyAuthentication::new(auth.keys.clone())),
+            admit: Arc::new(RateLimitAdmission::new(limiter, config.limits.clone())),
             ..Stages::default()
         };
         let gateway = tollgate_gateway::build_gateway(&config, stages)?;

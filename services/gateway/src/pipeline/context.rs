@@ -1,6 +1,8 @@
 //! The per-request state that travels through the pipeline's stages.
 
 use std::sync::Arc;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
 use std::time::{Instant, SystemTime};
 
 pub use tollgate_common::KeyContext;
@@ -21,6 +23,8 @@ pub struct RequestContext {
     pub stream: bool,
     /// OpenAI's end-user field, for per-user attribution.
     pub end_user: Option<String>,
+    /// Headers admission wants on the answer, whatever it is (the rate-limit headers).
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestContext {
@@ -34,6 +38,7 @@ impl RequestContext {
             requested_model: String::new(),
             stream: false,
             end_user: None,
+            response_headers: Vec::new(),
         }
     }
 }

@@ -142,8 +142,11 @@ impl Gateway {
             .instrument(span.clone())
             .await;
         match result {
-            Ok(response) => {
+            Ok(mut response) => {
                 span.record("http.response.status_code", response.status().as_u16());
+                for (name, value) in &ctx.response_headers {
+                    response.headers_mut().insert(name.clone(), value.clone());
+                }
                 response
             }
             Err(failure) => {
@@ -151,6 +154,9 @@ impl Gateway {
                 span.record("tollgate.attempts", failure.attempts);
                 span.record("error.type", failure.error.label());
                 let mut response = failure.error.to_response(&ctx.request_id);
+                for (name, value) in &ctx.response_headers {
+                    response.headers_mut().insert(name.clone(), value.clone());
+                }
                 response
                     .headers_mut()
                     .insert(X_TOLLGATE_ATTEMPTS, HeaderValue::from(failure.attempts));
@@ -212,6 +218,7 @@ impl Gateway {
             .admit(ctx, &body)
             .await
             .map_err(Failure::early)?;
+        ctx.response_headers.clone_from(&reservation.headers);
         let fail = |error: GatewayError| Failure {
             error,
             attempts: 0,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -35,10 +35,20 @@ pub trait Admit: Send + Sync {
 }
 
 /// What admission set aside for one request.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Reservation {
     /// Opaque to the pipeline; meaningful to the [`Admit`] implementation that made it.
-    pub token: Option<String>,
+    pub data: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Headers every answer to this request carries (the rate-limit headers).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Input checks before a request leaves for a provider.
