@@ -817,3 +817,86 @@ async fn a_minute_of_traffic_over_three_processes_gets_exactly_the_limit() {
     drop(gateways);
     mock.stop().await;
 }
+
+/// Team limits are shared by the team's keys, overall and per model, and a change made through
+/// the API applies to the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn team_limits_are_shared_by_the_teams_keys() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let config = scratch_dir("team-limits").join("tollgate.yaml");
+    std::fs::write(&config, config_for(&mock)).unwrap();
+    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let tenant = signup(&gateway.url, "team-limits@example.com").await;
+    let client = reqwest::Client::new();
+    let me: serde_json::Value = client
+        .get(format!("{}/auth/teams", gateway.url))
+        .bearer_auth(&tenant.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let team = me["data"][0]["id"].as_str().unwrap().to_owned();
+    let set = client
+        .put(format!("{}/auth/teams/{team}/limits", gateway.url))
+        .bearer_auth(&tenant.access_token)
+        .json(&serde_json::json!({"rpm": 3, "models": {"flash": {"rpm": 1}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let second: serde_json::Value = client
+        .post(format!("{}/auth/keys", gateway.url))
+        .bearer_auth(&tenant.access_token)
+        .json(&serde_json::json!({"name": "second", "team_id": team}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = second["key"].as_str().unwrap().to_owned();
+
+    let call = |key: String, model: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/v1/chat/completions", gateway.url);
+        async move {
+            let res = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let remaining = res
+                .headers()
+                .get("x-ratelimit-remaining-requests")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: serde_json::Value = res.json().await.unwrap();
+            (status, remaining, body)
+        }
+    };
+    let (status, remaining, _) = call(tenant.key.clone(), "flash").await;
+    assert_eq!(
+        (status, remaining.as_deref()),
+        (200, Some("0")),
+        "the tightest limit is reported"
+    );
+    let (status, _, body) = call(second.clone(), "flash").await;
+    assert_eq!(status, 429);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("team on `flash`"), "{message}");
+    assert_eq!(call(tenant.key.clone(), "smart").await.0, 200);
+    assert_eq!(call(second.clone(), "smart").await.0, 200);
+    let (status, _, body) = call(tenant.key.clone(), "smart").await;
+    assert_eq!(status, 429, "the team's 3 requests per minute are used up");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("this key's team: 3 per minute"),
+        "{message}"
+    );
+    drop(gateway);
+    mock.stop().await;
+}

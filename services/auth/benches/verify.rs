@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use tollgate_auth::secrets::generate_key;
-use tollgate_auth::store::KeyRecord;
+use tollgate_auth::store::{KeyRecord, VerifiedKey};
 use tollgate_auth::{KeyCache, KeyRejection, KeySource, KeyVerifier};
 use tollgate_common::{KeyId, OrgId, TeamId};
 
@@ -35,9 +35,13 @@ struct MapSource {
 
 #[async_trait]
 impl KeySource for MapSource {
-    async fn lookup(&self, key_hash: &str) -> Result<Option<KeyRecord>, String> {
+    async fn lookup(&self, key_hash: &str) -> Result<Option<VerifiedKey>, String> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
-        Ok(self.records.get(key_hash).cloned())
+        Ok(self.records.get(key_hash).map(|key| VerifiedKey {
+            key: key.clone(),
+            team: Default::default(),
+            org: Default::default(),
+        }))
     }
     async fn touch(&self, _used: Vec<(KeyId, i64)>) -> Result<(), String> {
         Ok(())

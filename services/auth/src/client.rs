@@ -9,7 +9,7 @@ use serde_json::json;
 use tollgate_common::{KeyId, Secret};
 
 use crate::http::SERVICE_TOKEN_HEADER;
-use crate::store::KeyRecord;
+use crate::store::VerifiedKey;
 use crate::verify::KeySource;
 
 /// Key records from a remote auth service.
@@ -21,7 +21,7 @@ pub struct HttpKeySource {
 
 #[derive(Deserialize)]
 struct LookupAnswer {
-    key: Option<KeyRecord>,
+    key: Option<VerifiedKey>,
 }
 
 impl HttpKeySource {
@@ -42,7 +42,7 @@ impl HttpKeySource {
 
 #[async_trait]
 impl KeySource for HttpKeySource {
-    async fn lookup(&self, key_hash: &str) -> Result<Option<KeyRecord>, String> {
+    async fn lookup(&self, key_hash: &str) -> Result<Option<VerifiedKey>, String> {
         let response = self
             .client
             .post(format!("{}/auth/internal/keys/lookup", self.base))
@@ -58,9 +58,9 @@ impl KeySource for HttpKeySource {
             .json()
             .await
             .map_err(|e| format!("auth service answer unreadable: {e}"))?;
-        Ok(answer.key.map(|mut key| {
-            key.key_hash = key_hash.to_owned();
-            key
+        Ok(answer.key.map(|mut verified| {
+            verified.key.key_hash = key_hash.to_owned();
+            verified
         }))
     }
 

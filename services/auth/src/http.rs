@@ -17,6 +17,7 @@ use crate::roles::Role;
 use crate::service::{
     Actor, AuthService, Caller, KeyPatch, KeySpec, LoginRequest, RotateRequest, SignupRequest,
 };
+use crate::store::{RatePair, TeamLimits};
 
 /// Largest JSON body the auth endpoints accept.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -66,6 +67,11 @@ pub fn configure(
                 )
                 .service(resource("/teams/{team}/members").route(web::get().to(list_team_members)))
                 .service(
+                    resource("/teams/{team}/limits")
+                        .route(web::get().to(get_team_limits))
+                        .route(web::put().to(set_team_limits)),
+                )
+                .service(
                     resource("/teams/{team}/members/{user}")
                         .route(web::put().to(set_team_member))
                         .route(web::delete().to(remove_team_member)),
@@ -90,6 +96,11 @@ pub fn configure(
                 )
                 .service(resource("/keys/{key}/rotate").route(web::post().to(rotate_key)))
                 .service(resource("/keys/{key}/revoke").route(web::post().to(revoke_key)))
+                .service(
+                    resource("/limits")
+                        .route(web::get().to(get_org_limits))
+                        .route(web::put().to(set_org_limits)),
+                )
                 .service(resource("/audit").route(web::get().to(audit)))
                 .service(internal("/internal/keys/lookup").route(web::post().to(internal_lookup)))
                 .service(internal("/internal/keys/touch").route(web::post().to(internal_touch)))
@@ -411,6 +422,44 @@ async fn rotate_key(
     ok(state.service.rotate_key(&caller, &path, request).await?)
 }
 
+async fn get_org_limits(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state.service.org_limits(&caller).await?)
+}
+
+async fn set_org_limits(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let limits: RatePair = json_body(&req, payload).await?;
+    ok(state.service.set_org_limits(&caller, limits).await?)
+}
+
+async fn get_team_limits(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state.service.team_limits(&caller, &path).await?)
+}
+
+async fn set_team_limits(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let limits: TeamLimits = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .set_team_limits(&caller, &path, limits)
+        .await?)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
@@ -468,7 +517,7 @@ async fn internal_lookup(
             "`key_hash` must be 64 hexadecimal digits.",
         ));
     }
-    let record = state.service.store().key_by_hash(&body.key_hash).await?;
+    let record = state.service.store().verified_key(&body.key_hash).await?;
     ok(json!({"key": record}))
 }
 

@@ -19,7 +19,7 @@ use crate::secrets::{
 use crate::sessions::AccessTokens;
 use crate::store::{
     AuditRecord, AuthStore, KeyChanges, KeyRecord, KeyStatus, Member, NewKey, Organization,
-    RefreshOutcome, Team, User, now_ms,
+    RatePair, RefreshOutcome, Team, TeamLimits, User, now_ms,
 };
 use crate::throttle::LoginThrottle;
 
@@ -715,6 +715,84 @@ impl AuthService {
         }
     }
 
+    // ---- rate limits ----
+
+    /// The organization's default limits for keys that set none.
+    pub async fn org_limits(&self, caller: &Caller) -> Result<RatePair, AuthError> {
+        self.store
+            .org_limits(caller.org)
+            .await?
+            .ok_or(AuthError::NotFound("organization"))
+    }
+
+    pub async fn set_org_limits(
+        &self,
+        caller: &Caller,
+        limits: RatePair,
+    ) -> Result<RatePair, AuthError> {
+        caller.require(Role::Admin, "set the organization's rate limits")?;
+        validate_pair("", &limits)?;
+        let stale = self
+            .store
+            .set_org_limits(caller.org, &limits, &caller.actor())
+            .await?
+            .ok_or(AuthError::NotFound("organization"))?;
+        for hash in stale {
+            self.feed.key_changed(&hash).await;
+        }
+        Ok(limits)
+    }
+
+    pub async fn team_limits(&self, caller: &Caller, team: &str) -> Result<TeamLimits, AuthError> {
+        let team = self.team(caller, team).await?;
+        self.store
+            .team_limits(caller.org, team.id)
+            .await?
+            .ok_or(AuthError::NotFound("team"))
+    }
+
+    pub async fn set_team_limits(
+        &self,
+        caller: &Caller,
+        team: &str,
+        limits: TeamLimits,
+    ) -> Result<TeamLimits, AuthError> {
+        let team = self.team(caller, team).await?;
+        self.require_team_admin(caller, team.id, "set this team's rate limits")
+            .await?;
+        validate_pair(
+            "",
+            &RatePair {
+                rpm: limits.rpm,
+                tpm: limits.tpm,
+            },
+        )?;
+        if limits.models.len() > MAX_MODELS {
+            return Err(AuthError::invalid(
+                "models",
+                format!("at most {MAX_MODELS} models"),
+            ));
+        }
+        for (model, pair) in &limits.models {
+            if model.is_empty() || model.len() > 200 || model.chars().any(char::is_control) {
+                return Err(AuthError::invalid(
+                    "models",
+                    "model names must be 1 to 200 characters",
+                ));
+            }
+            validate_pair(&format!("models.{model}."), pair)?;
+        }
+        let stale = self
+            .store
+            .set_team_limits(caller.org, team.id, &limits, &caller.actor())
+            .await?
+            .ok_or(AuthError::NotFound("team"))?;
+        for hash in stale {
+            self.feed.key_changed(&hash).await;
+        }
+        Ok(limits)
+    }
+
     // ---- virtual keys ----
 
     pub async fn keys(
@@ -1026,6 +1104,12 @@ fn validate_limit(param: &str, limit: Option<i64>) -> Result<Option<i64>, AuthEr
         )),
         other => Ok(other),
     }
+}
+
+fn validate_pair(prefix: &str, pair: &RatePair) -> Result<(), AuthError> {
+    validate_limit(&format!("{prefix}rpm"), pair.rpm)?;
+    validate_limit(&format!("{prefix}tpm"), pair.tpm)?;
+    Ok(())
 }
 
 fn validate_period(period: Option<String>) -> Result<Option<String>, AuthError> {

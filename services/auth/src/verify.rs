@@ -12,10 +12,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tollgate_common::{KeyContext, KeyId, ModelAllowList};
+use tollgate_common::{KeyContext, KeyId, ModelAllowList, RateLimits};
 
 use crate::secrets::{hash_token_bytes, looks_like_key};
-use crate::store::{AuthStore, KeyRecord, now_ms};
+use crate::store::{AuthStore, VerifiedKey, now_ms};
 
 /// Why a presented key does not open the gateway.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,16 +60,16 @@ pub trait KeyVerifier: Send + Sync {
 /// Where key records come from when the cache does not have them.
 #[async_trait]
 pub trait KeySource: Send + Sync + 'static {
-    /// The key whose SHA-256 (lower-case hex) is `key_hash`, if any.
-    async fn lookup(&self, key_hash: &str) -> Result<Option<KeyRecord>, String>;
+    /// The key whose SHA-256 (lower-case hex) is `key_hash`, with its inherited limits.
+    async fn lookup(&self, key_hash: &str) -> Result<Option<VerifiedKey>, String>;
     /// Records when keys were last used.
     async fn touch(&self, used: Vec<(KeyId, i64)>) -> Result<(), String>;
 }
 
 #[async_trait]
 impl KeySource for AuthStore {
-    async fn lookup(&self, key_hash: &str) -> Result<Option<KeyRecord>, String> {
-        self.key_by_hash(key_hash).await.map_err(|e| e.to_string())
+    async fn lookup(&self, key_hash: &str) -> Result<Option<VerifiedKey>, String> {
+        self.verified_key(key_hash).await.map_err(|e| e.to_string())
     }
     async fn touch(&self, used: Vec<(KeyId, i64)>) -> Result<(), String> {
         self.touch_keys(&used).await.map_err(|e| e.to_string())
@@ -89,11 +89,11 @@ struct Entry {
 }
 
 impl Entry {
-    fn from_record(record: Option<&KeyRecord>) -> Self {
+    fn from_record(record: Option<&VerifiedKey>) -> Self {
         Entry {
             key: record.map(|r| Arc::new(key_context(r))),
-            revoked_at: record.and_then(|r| r.revoked_at),
-            disabled: record.is_some_and(|r| r.disabled),
+            revoked_at: record.and_then(|r| r.key.revoked_at),
+            disabled: record.is_some_and(|r| r.key.disabled),
             loaded: Instant::now(),
             last_used: AtomicI64::new(0),
             flushed: AtomicI64::new(0),
@@ -118,8 +118,13 @@ impl Entry {
     }
 }
 
-/// The context a key record gives its requests.
-pub fn key_context(record: &KeyRecord) -> KeyContext {
+fn limit(value: Option<i64>) -> Option<u64> {
+    value.and_then(|v| u64::try_from(v).ok())
+}
+
+/// The context a verified key gives its requests.
+pub fn key_context(verified: &VerifiedKey) -> KeyContext {
+    let record = &verified.key;
     KeyContext {
         org_id: Some(record.org_id),
         team_id: Some(record.team_id),
@@ -127,8 +132,24 @@ pub fn key_context(record: &KeyRecord) -> KeyContext {
         key_id: Some(record.id),
         key_name: record.name.clone(),
         models: ModelAllowList::new(record.allowed_models.clone()),
-        rpm_limit: record.rpm_limit.and_then(|v| u64::try_from(v).ok()),
-        tpm_limit: record.tpm_limit.and_then(|v| u64::try_from(v).ok()),
+        rpm_limit: limit(record.rpm_limit).or(limit(verified.org.rpm)),
+        tpm_limit: limit(record.tpm_limit).or(limit(verified.org.tpm)),
+        team_limits: RateLimits {
+            rpm: limit(verified.team.rpm),
+            tpm: limit(verified.team.tpm),
+        },
+        team_model_limits: verified
+            .team
+            .models
+            .iter()
+            .map(|(model, pair)| {
+                let limits = RateLimits {
+                    rpm: limit(pair.rpm),
+                    tpm: limit(pair.tpm),
+                };
+                (model.clone(), limits)
+            })
+            .collect(),
         budget_usd: record.budget_usd,
         budget_period: record.budget_period.clone(),
         tags: record.tags.clone(),
@@ -291,6 +312,7 @@ mod tests {
 
     use super::*;
     use crate::secrets::generate_key;
+    use crate::store::KeyRecord;
 
     /// A source holding records in a map, counting lookups.
     #[derive(Default)]
@@ -302,9 +324,18 @@ mod tests {
 
     #[async_trait]
     impl KeySource for MapSource {
-        async fn lookup(&self, key_hash: &str) -> Result<Option<KeyRecord>, String> {
+        async fn lookup(&self, key_hash: &str) -> Result<Option<VerifiedKey>, String> {
             self.lookups.fetch_add(1, Ordering::SeqCst);
-            Ok(self.records.lock().unwrap().get(key_hash).cloned())
+            Ok(self
+                .records
+                .lock()
+                .unwrap()
+                .get(key_hash)
+                .map(|key| VerifiedKey {
+                    key: key.clone(),
+                    team: Default::default(),
+                    org: Default::default(),
+                }))
         }
         async fn touch(&self, used: Vec<(KeyId, i64)>) -> Result<(), String> {
             self.touched.lock().unwrap().extend(used);

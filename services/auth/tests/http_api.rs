@@ -44,6 +44,7 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    rate_limits_are_set_on_teams_and_organizations_and_reach_the_key,
     signup_and_login_open_a_session_and_a_working_key,
     emails_are_unique_whatever_their_case,
     refresh_rotates_and_a_replayed_token_ends_the_session,
@@ -1953,4 +1954,96 @@ async fn wrong_password_and_unknown_email_answer_alike(db: Db) {
     for answer in &answers[1..] {
         assert_eq!(answer, &answers[0]);
     }
+}
+
+async fn rate_limits_are_set_on_teams_and_organizations_and_reach_the_key(db: Db) {
+    let app = TestApp::start(db).await;
+    let owner = app.signup("rl-owner@example.com", "Limits Inc").await;
+    let other = app.signup("rl-other@example.com", "Elsewhere").await;
+    let team_limits = format!("/auth/teams/{}/limits", owner.team_id);
+
+    // nothing set: no team limits, no organization defaults (the deployment's apply)
+    let (status, body) = app.get(&team_limits, &owner.access).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"rpm": null, "tpm": null, "models": {}}));
+    assert_eq!(
+        app.get("/auth/limits", &owner.access).await.1,
+        json!({"rpm": null, "tpm": null})
+    );
+
+    // the key's context follows every change at once
+    let limits = json!({"rpm": 100, "tpm": 50000, "models": {"gpt-4o": {"rpm": 5}}});
+    let (status, body) = app.put(&team_limits, &owner.access, limits.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.get(&team_limits, &owner.access).await.1["models"]["gpt-4o"]["rpm"],
+        5
+    );
+    let (status, _) = app
+        .put(
+            "/auth/limits",
+            &owner.access,
+            json!({"rpm": 30, "tpm": 9000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let ctx = app.verify(&owner.key).await.unwrap();
+    assert_eq!((ctx.rpm_limit, ctx.tpm_limit), (Some(30), Some(9000)));
+    assert_eq!(
+        (ctx.team_limits.rpm, ctx.team_limits.tpm),
+        (Some(100), Some(50000))
+    );
+    assert_eq!(ctx.team_model_limits["gpt-4o"].rpm, Some(5));
+    assert_eq!(ctx.team_model_limits["gpt-4o"].tpm, None);
+    // a key's own limits win over the organization's defaults
+    let (_, own) = new_key(&app, &owner.access, json!({"rpm_limit": 7})).await;
+    let ctx = app.verify(&own).await.unwrap();
+    assert_eq!((ctx.rpm_limit, ctx.tpm_limit), (Some(7), Some(9000)));
+
+    // bad values are refused, naming the field
+    for (path, body, param) in [
+        (team_limits.as_str(), json!({"rpm": 0}), "rpm"),
+        (team_limits.as_str(), json!({"tpm": -5}), "tpm"),
+        (
+            team_limits.as_str(),
+            json!({"models": {"gpt-4o": {"rpm": "x"}}}),
+            "models.gpt-4o.rpm",
+        ),
+        (
+            team_limits.as_str(),
+            json!({"models": {"": {"rpm": 1}}}),
+            "models",
+        ),
+        (team_limits.as_str(), json!({"rpm": 5, "burst": 9}), ""),
+        ("/auth/limits", json!({"rpm": 0}), "rpm"),
+    ] {
+        let got = app.put(path, &owner.access, body.clone()).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "invalid_request_error");
+        if !param.is_empty() {
+            assert_eq!(got.1["error"]["param"], param, "{body}: {}", got.1);
+        }
+    }
+
+    // another organization can neither read nor change them
+    let got = app.get(&team_limits, &other.access).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found_error");
+    let got = app
+        .put(&team_limits, &other.access, json!({"rpm": 1}))
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "not_found_error");
+    let (status, _) = app
+        .put("/auth/limits", &other.access, json!({"rpm": 1}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "its own organization only");
+    let ctx = app.verify(&owner.key).await.unwrap();
+    assert_eq!((ctx.rpm_limit, ctx.team_limits.rpm), (Some(30), Some(100)));
+
+    // viewers read, only admins (or team admins) change
+    let (_, viewer) = join(&app, &owner, "rl-viewer@example.com", Role::Viewer).await;
+    assert_eq!(app.get(&team_limits, &viewer).await.0, StatusCode::OK);
+    let got = app.put(&team_limits, &viewer, json!({"rpm": 1})).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
+    let got = app.put("/auth/limits", &viewer, json!({"rpm": 1})).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
+    assert_eq!(app.get(&team_limits, &owner.access).await.1["rpm"], 100);
 }

@@ -13,7 +13,7 @@ use actix_web::{App, test};
 use tollgate_common::{Config, Secret};
 
 /// The paths `tollgate_auth::http::configure` serves, in its order.
-const SERVED: [&str; 18] = [
+const SERVED: [&str; 20] = [
     "/auth/signup",
     "/auth/login",
     "/auth/refresh",
@@ -22,6 +22,7 @@ const SERVED: [&str; 18] = [
     "/auth/teams",
     "/auth/teams/{team}",
     "/auth/teams/{team}/members",
+    "/auth/teams/{team}/limits",
     "/auth/teams/{team}/members/{user}",
     "/auth/members",
     "/auth/members/{user}",
@@ -29,6 +30,7 @@ const SERVED: [&str; 18] = [
     "/auth/keys/{key}",
     "/auth/keys/{key}/rotate",
     "/auth/keys/{key}/revoke",
+    "/auth/limits",
     "/auth/audit",
     "/auth/internal/keys/lookup",
     "/auth/internal/keys/touch",

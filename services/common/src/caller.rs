@@ -19,8 +19,13 @@ pub struct KeyContext {
     pub key_id: Option<KeyId>,
     pub key_name: String,
     pub models: ModelAllowList,
+    /// The key's own limits, else its organization's defaults (else the deployment's apply).
     pub rpm_limit: Option<u64>,
     pub tpm_limit: Option<u64>,
+    /// Limits shared by every key of the team.
+    pub team_limits: RateLimits,
+    /// Limits shared by every key of the team, per model name clients send.
+    pub team_model_limits: BTreeMap<String, RateLimits>,
     /// Spending limit in USD for the key's budget period.
     pub budget_usd: Option<Decimal>,
     pub budget_period: Option<String>,
@@ -28,6 +33,13 @@ pub struct KeyContext {
     pub tags: BTreeMap<String, String>,
     /// Unix milliseconds after which the key no longer opens anything.
     pub expires_at: Option<i64>,
+}
+
+/// Requests and tokens per minute; `None` is no limit at this level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 impl KeyContext {

@@ -7,7 +7,7 @@ pub mod config;
 pub mod ids;
 pub mod telemetry;
 
-pub use caller::{KeyContext, ModelAllowList};
+pub use caller::{KeyContext, ModelAllowList, RateLimits};
 pub use catalog::{ModelPrice, PriceCatalog, TokenUsage};
 pub use config::{Config, ConfigError, ConfigProblem, ProviderKind, Secret};
 pub use ids::{KeyId, OrgId, TeamId, UserId};

@@ -30,7 +30,7 @@ impl RateLimitAdmission {
 struct Held {
     id: String,
     counted: Counted,
-    tokens_bucket: String,
+    token_buckets: Vec<String>,
 }
 
 const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
@@ -68,17 +68,103 @@ fn duration_text(ms: u64) -> String {
     }
 }
 
-fn headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
-    let [requests, tokens] = [&decision.states[0], &decision.states[1]];
+/// What a bucket counts, for headers and messages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Requests,
+    Tokens,
+}
+
+/// One limit that applies to a request, and who set it.
+struct Applied {
+    bucket: Bucket,
+    unit: Unit,
+    /// "this key", "team", "team for model `x`".
+    scope: String,
+}
+
+/// Every limit a request counts against: the key's (its own, its organization's default, or
+/// the deployment's), its team's, and its team's for the requested model.
+fn applicable(ctx: &RequestContext, config: &LimitsConfig, estimate: u64) -> Vec<Applied> {
+    let key = &ctx.key;
+    let mut applied = Vec::with_capacity(6);
+    let mut add = |scope: String, name: String, rpm: Option<u64>, tpm: Option<u64>| {
+        if let Some(limit) = rpm {
+            applied.push(Applied {
+                bucket: Bucket {
+                    key: format!("{name}:rpm"),
+                    limit,
+                    cost: 1,
+                },
+                unit: Unit::Requests,
+                scope: scope.clone(),
+            });
+        }
+        if let Some(limit) = tpm {
+            applied.push(Applied {
+                bucket: Bucket {
+                    key: format!("{name}:tpm"),
+                    limit,
+                    cost: estimate,
+                },
+                unit: Unit::Tokens,
+                scope,
+            });
+        }
+    };
+    if let Some(key_id) = key.key_id {
+        add(
+            "this key".into(),
+            format!("tollgate:rl:key:{key_id}"),
+            Some(key.rpm_limit.unwrap_or(config.default.rpm)),
+            Some(key.tpm_limit.unwrap_or(config.default.tpm)),
+        );
+    }
+    if let Some(team) = key.team_id {
+        add(
+            "this key's team".into(),
+            format!("tollgate:rl:team:{team}"),
+            key.team_limits.rpm,
+            key.team_limits.tpm,
+        );
+        if let Some(model) = key.team_model_limits.get(&ctx.requested_model) {
+            add(
+                format!("this key's team on `{}`", ctx.requested_model),
+                format!("tollgate:rl:team:{team}:model:{}", ctx.requested_model),
+                model.rpm,
+                model.tpm,
+            );
+        }
+    }
+    applied
+}
+
+/// OpenAI's six headers; with several limits of a kind, the one with the least left.
+fn headers(applied: &[Applied], decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
+    let tightest = |unit: Unit| {
+        applied
+            .iter()
+            .zip(&decision.states)
+            .filter(|(a, _)| a.unit == unit)
+            .map(|(_, state)| state)
+            .min_by_key(|state| state.remaining)
+    };
     let text = |s: String| HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"));
-    vec![
-        (LIMIT_REQUESTS, HeaderValue::from(requests.limit)),
-        (REMAINING_REQUESTS, HeaderValue::from(requests.remaining)),
-        (RESET_REQUESTS, text(duration_text(requests.reset_ms))),
-        (LIMIT_TOKENS, HeaderValue::from(tokens.limit)),
-        (REMAINING_TOKENS, HeaderValue::from(tokens.remaining)),
-        (RESET_TOKENS, text(duration_text(tokens.reset_ms))),
-    ]
+    let mut headers = Vec::with_capacity(6);
+    for (unit, [limit, remaining, reset]) in [
+        (
+            Unit::Requests,
+            [LIMIT_REQUESTS, REMAINING_REQUESTS, RESET_REQUESTS],
+        ),
+        (Unit::Tokens, [LIMIT_TOKENS, REMAINING_TOKENS, RESET_TOKENS]),
+    ] {
+        if let Some(state) = tightest(unit) {
+            headers.push((limit, HeaderValue::from(state.limit)));
+            headers.push((remaining, HeaderValue::from(state.remaining)));
+            headers.push((reset, text(duration_text(state.reset_ms))));
+        }
+    }
+    headers
 }
 
 #[async_trait]
@@ -89,24 +175,12 @@ impl Admit for RateLimitAdmission {
         body: &InboundBody,
     ) -> Result<Reservation, GatewayError> {
         // Open access (no key) has no limits to count against.
-        let Some(key_id) = ctx.key.key_id else {
+        if ctx.key.key_id.is_none() {
             return Ok(Reservation::default());
-        };
-        let rpm = ctx.key.rpm_limit.unwrap_or(self.config.default.rpm);
-        let tpm = ctx.key.tpm_limit.unwrap_or(self.config.default.tpm);
+        }
         let estimate = estimate_tokens(body, self.config.default_max_tokens);
-        let buckets = [
-            Bucket {
-                key: format!("tollgate:rl:key:{key_id}:rpm"),
-                limit: rpm,
-                cost: 1,
-            },
-            Bucket {
-                key: format!("tollgate:rl:key:{key_id}:tpm"),
-                limit: tpm,
-                cost: estimate,
-            },
-        ];
+        let applied = applicable(ctx, &self.config, estimate);
+        let buckets: Vec<Bucket> = applied.iter().map(|a| a.bucket.clone()).collect();
         let id = uuid::Uuid::now_v7().to_string();
         let (decision, counted) =
             self.limiter
@@ -117,18 +191,19 @@ impl Admit for RateLimitAdmission {
                         GatewayError::LimitsUnavailable
                     }
                 })?;
-        let headers = headers(&decision);
-        if !decision.allowed {
+        let headers = headers(&applied, &decision);
+        if let Some(denied) = decision.denied_by.and_then(|i| applied.get(i)) {
             let retry_after_secs = decision.retry_after_ms.div_ceil(1000).max(1);
-            let message = match decision.denied_by {
-                Some(1) if estimate > tpm => format!(
-                    "This request may use up to {estimate} tokens, more than this key's limit of {tpm} tokens per minute; lower max_tokens or the prompt."
+            let (limit, scope) = (denied.bucket.limit, &denied.scope);
+            let message = match denied.unit {
+                Unit::Tokens if estimate > limit => format!(
+                    "This request may use up to {estimate} tokens, more than the limit of {limit} tokens per minute on {scope}; lower max_tokens or the prompt."
                 ),
-                Some(1) => format!(
-                    "Rate limit reached for tokens: this key may use {tpm} tokens per minute and this request may use up to {estimate}. Try again in {retry_after_secs}s."
+                Unit::Tokens => format!(
+                    "Rate limit reached for tokens on {scope}: {limit} per minute, and this request may use up to {estimate}. Try again in {retry_after_secs}s."
                 ),
-                _ => format!(
-                    "Rate limit reached for requests: this key may make {rpm} requests per minute. Try again in {retry_after_secs}s."
+                Unit::Requests => format!(
+                    "Rate limit reached for requests on {scope}: {limit} per minute. Try again in {retry_after_secs}s."
                 ),
             };
             return Err(GatewayError::RateLimited {
@@ -137,18 +212,22 @@ impl Admit for RateLimitAdmission {
                 headers,
             });
         }
-        let [_, tokens_bucket] = buckets;
+        let token_buckets = applied
+            .into_iter()
+            .filter(|a| a.unit == Unit::Tokens)
+            .map(|a| a.bucket.key)
+            .collect();
         Ok(Reservation {
             data: Some(Arc::new(Held {
                 id,
                 counted,
-                tokens_bucket: tokens_bucket.key,
+                token_buckets,
             })),
             headers,
         })
     }
 
-    /// Corrects the token reservation to what the request really used (nothing, if it
+    /// Corrects the token reservations to what the request really used (nothing, if it
     /// failed before any usage).
     fn settle(&self, reservation: Reservation, event: &UsageEvent) {
         let Some(held) = reservation
@@ -158,15 +237,14 @@ impl Admit for RateLimitAdmission {
             return;
         };
         let used = event.usage.input_tokens + event.usage.output_tokens;
+        let costs: Vec<(String, u64)> = held
+            .token_buckets
+            .iter()
+            .map(|k| (k.clone(), used))
+            .collect();
         let limiter = self.limiter.clone();
         tokio::spawn(async move {
-            limiter
-                .adjust(
-                    &held.id,
-                    held.counted,
-                    &[(held.tokens_bucket.clone(), used)],
-                )
-                .await;
+            limiter.adjust(&held.id, held.counted, &costs).await;
         });
     }
 }

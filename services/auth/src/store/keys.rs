@@ -43,6 +43,14 @@ pub struct KeyRecord {
     pub key_hash: String,
 }
 
+/// A key with the limits it inherits from its team and organization: what verification needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VerifiedKey {
+    pub key: KeyRecord,
+    pub team: super::TeamLimits,
+    pub org: super::RatePair,
+}
+
 /// Whether a key opens the gateway at a given moment, and if not, why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -287,6 +295,20 @@ impl AuthStore {
     pub async fn key(&self, org: OrgId, id: KeyId) -> Result<Option<KeyRecord>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         key_in(&mut conn, org, id).await
+    }
+
+    /// The key whose secret hashes to `key_hash`, with its team's and organization's limits.
+    /// Not scoped by organization: the secret itself is the proof of whose key it is.
+    pub async fn verified_key(&self, key_hash: &str) -> Result<Option<VerifiedKey>, StoreError> {
+        let Some(key) = self.key_by_hash(key_hash).await? else {
+            return Ok(None);
+        };
+        let team = self
+            .team_limits(key.org_id, key.team_id)
+            .await?
+            .unwrap_or_default();
+        let org = self.org_limits(key.org_id).await?.unwrap_or_default();
+        Ok(Some(VerifiedKey { key, team, org }))
     }
 
     /// The key whose secret hashes to `key_hash`. Not scoped by organization: the secret

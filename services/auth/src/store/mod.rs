@@ -8,6 +8,7 @@
 
 mod audit;
 mod keys;
+mod limits;
 mod sessions;
 mod tenancy;
 #[cfg(test)]
@@ -21,7 +22,8 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
 pub use audit::{AuditEntry, AuditRecord};
-pub use keys::{KeyChanges, KeyRecord, KeyStatus, NewKey};
+pub use keys::{KeyChanges, KeyRecord, KeyStatus, NewKey, VerifiedKey};
+pub use limits::{RatePair, TeamLimits};
 pub use sessions::{RefreshOutcome, RefreshRecord};
 pub use tenancy::{Member, Organization, SignupRecords, Team, User};
 

@@ -444,3 +444,80 @@ on_both_databases!(migrations_are_idempotent, |store: AuthStore| async move {
     store.migrate().await.unwrap();
     store.ping().await.unwrap();
 });
+
+on_both_databases!(
+    team_and_organization_limits,
+    |store: AuthStore| async move {
+        let (a, key) = signup(&store, "l@example.com", "L").await;
+        let (b, _) = signup(&store, "m@example.com", "M").await;
+        let org = a.organization.id;
+        assert_eq!(
+            store.team_limits(org, a.team.id).await.unwrap(),
+            Some(TeamLimits::default())
+        );
+        assert_eq!(
+            store.org_limits(org).await.unwrap(),
+            Some(RatePair::default())
+        );
+        let limits = TeamLimits {
+            rpm: Some(100),
+            tpm: None,
+            models: [(
+                "gpt-4o".to_string(),
+                RatePair {
+                    rpm: Some(5),
+                    tpm: Some(1000),
+                },
+            )]
+            .into(),
+        };
+        let stale = store
+            .set_team_limits(org, a.team.id, &limits, "t")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stale, vec![key.key_hash.clone()]);
+        assert_eq!(
+            store.team_limits(org, a.team.id).await.unwrap(),
+            Some(limits.clone())
+        );
+        let defaults = RatePair {
+            rpm: Some(60),
+            tpm: Some(5000),
+        };
+        assert_eq!(
+            store
+                .set_org_limits(org, &defaults, "t")
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            1
+        );
+        let verified = store.verified_key(&key.key_hash).await.unwrap().unwrap();
+        assert_eq!((verified.team, verified.org), (limits, defaults));
+        // another organization neither reads nor writes them
+        let other = b.organization.id;
+        assert_eq!(store.team_limits(other, a.team.id).await.unwrap(), None);
+        assert!(
+            store
+                .set_team_limits(other, a.team.id, &TeamLimits::default(), "t")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            store
+                .team_limits(org, a.team.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .rpm,
+            Some(100)
+        );
+        assert_eq!(
+            store.org_limits(other).await.unwrap(),
+            Some(RatePair::default())
+        );
+    }
+);
