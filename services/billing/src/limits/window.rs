@@ -105,8 +105,13 @@ impl LocalWindows {
             return;
         };
         for (key, cost) in costs {
+            // Settled soon after admission: the entry is near the newest end.
             if let Some(window) = windows.get_mut(key)
-                && let Some(entry) = window.entries.iter_mut().find(|(_, entry, _)| entry == id)
+                && let Some(entry) = window
+                    .entries
+                    .iter_mut()
+                    .rev()
+                    .find(|(_, entry, _)| entry == id)
             {
                 window.used = window.used.saturating_sub(entry.2) + cost;
                 entry.2 = *cost;
