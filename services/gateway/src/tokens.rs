@@ -36,6 +36,20 @@ pub fn count(text: &str) -> u64 {
 
 /// Prompt tokens of a chat request, counted the way OpenAI frames messages.
 pub fn chat_prompt(request: &ChatRequest) -> u64 {
+    chat_prompt_with(request, count)
+}
+
+/// A quick estimate of [`chat_prompt`] (about four bytes a token) that needs no tokenizer: for
+/// reservations that are corrected with the real usage afterwards.
+pub fn chat_prompt_estimate(request: &ChatRequest) -> u64 {
+    chat_prompt_with(request, estimate)
+}
+
+fn estimate(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+fn chat_prompt_with(request: &ChatRequest, count: impl Fn(&str) -> u64) -> u64 {
     let mut total = REPLY_PRIMER;
     for message in &request.messages {
         total += TOKENS_PER_MESSAGE;
@@ -51,6 +65,15 @@ pub fn chat_prompt(request: &ChatRequest) -> u64 {
 
 /// Input tokens of an embeddings request.
 pub fn embeddings_input(request: &EmbeddingsRequest) -> u64 {
+    embeddings_input_with(request, count)
+}
+
+/// A quick estimate of [`embeddings_input`] that needs no tokenizer.
+pub fn embeddings_input_estimate(request: &EmbeddingsRequest) -> u64 {
+    embeddings_input_with(request, estimate)
+}
+
+fn embeddings_input_with(request: &EmbeddingsRequest, count: impl Fn(&str) -> u64) -> u64 {
     match &request.input {
         EmbeddingInput::One(text) => count(text),
         EmbeddingInput::Many(texts) => texts.iter().map(|t| count(t)).sum(),

@@ -40,11 +40,14 @@ const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-toke
 const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
 const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
 
-/// Tokens a request may use: its prompt, counted with the tokenizer, and its output limit.
+/// Tokens a request may use: its prompt and its output limit. The prompt is estimated at about
+/// four bytes a token rather than counted with the tokenizer, whose tables cost some 50 MB of
+/// memory and whose count costs more than the rest of admission; the reservation is corrected
+/// with the upstream's real usage when the request ends.
 fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> u64 {
     let prompt = match body.endpoint {
-        Endpoint::ChatCompletions => body.chat().map(tokens::chat_prompt),
-        Endpoint::Embeddings => body.embeddings().map(tokens::embeddings_input),
+        Endpoint::ChatCompletions => body.chat().map(tokens::chat_prompt_estimate),
+        Endpoint::Embeddings => body.embeddings().map(tokens::embeddings_input_estimate),
     }
     // A body the typed view cannot read is refused later anyway; a byte estimate will do.
     .unwrap_or_else(|_| (body.raw().len() as u64).div_ceil(4));

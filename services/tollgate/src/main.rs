@@ -261,8 +261,6 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
             RedisFailurePolicy::Reject => OnRedisFailure::Reject,
         };
         let limiter = Arc::new(RateLimiter::new(redis, on_failure));
-        // Token limits count prompts with the tokenizer: load it now, not on a request.
-        tokio::task::spawn_blocking(|| tollgate_gateway::tokens::count("warm up"));
         let stages = Stages {
             authenticate: Arc::new(VirtualKeyAuthentication::new(auth.keys.clone())),
             admit: Arc::new(RateLimitAdmission::new(limiter, config.limits.clone())),
