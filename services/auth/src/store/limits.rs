@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use tollgate_common::{OrgId, TeamId};
 
 use super::audit::{AuditEntry, record};
@@ -31,6 +31,25 @@ pub struct TeamLimits {
     /// By the model name clients send.
     #[serde(default)]
     pub models: BTreeMap<String, RatePair>,
+}
+
+/// The hashes of an organization's keys (of one team when given): their cached contexts go
+/// stale when the limits they inherit change.
+async fn key_hashes(
+    conn: &mut AnyConnection,
+    org: OrgId,
+    team: Option<TeamId>,
+) -> Result<Vec<String>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT key_hash FROM virtual_keys WHERE org_id = $1 AND ($2 IS NULL OR team_id = $2)",
+    )
+    .bind(org.to_string())
+    .bind(team.map(|t| t.to_string()))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get("key_hash")?))
+        .collect()
 }
 
 impl AuthStore {
@@ -86,15 +105,7 @@ impl AuthStore {
             AuditEntry::change(org, actor, "team.limits", "team", team, &before, limits),
         )
         .await?;
-        let hashes =
-            sqlx::query("SELECT key_hash FROM virtual_keys WHERE org_id = $1 AND team_id = $2")
-                .bind(org.to_string())
-                .bind(team.to_string())
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|row| row.try_get("key_hash"))
-                .collect::<Result<Vec<String>, _>>()?;
+        let hashes = key_hashes(&mut tx, org, Some(team)).await?;
         tx.commit().await?;
         Ok(Some(hashes))
     }
@@ -144,13 +155,7 @@ impl AuthStore {
             ),
         )
         .await?;
-        let hashes = sqlx::query("SELECT key_hash FROM virtual_keys WHERE org_id = $1")
-            .bind(org.to_string())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.try_get("key_hash"))
-            .collect::<Result<Vec<String>, _>>()?;
+        let hashes = key_hashes(&mut tx, org, None).await?;
         tx.commit().await?;
         Ok(Some(hashes))
     }
