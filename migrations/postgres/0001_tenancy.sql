@@ -1,6 +1,6 @@
 -- Tenancy and virtual keys. Times are Unix milliseconds (UTC); ids are UUIDv7 text; JSON
 -- columns hold text. The SQLite migration of the same number creates the same tables, so one
--- set of queries (with $n placeholders) serves both databases.
+-- set of queries (with numbered parameters, $1) serves both databases.
 
 CREATE TABLE organizations (
     id          TEXT PRIMARY KEY,

@@ -38,11 +38,13 @@ pub struct AuthRuntime {
     pub http: Option<Arc<AuthHttp>>,
     /// The gateway's key verifier.
     pub keys: Arc<KeyCache>,
+    /// This process's Redis connection, for the other services to share.
+    pub redis: Option<ConnectionManager>,
 }
 
 /// The shared Redis connection of this process, when `redis.url` is set (lazy: the platform
 /// starts and serves while Redis is down).
-pub fn redis_manager(
+fn redis_manager(
     config: &Config,
 ) -> Result<Option<(redis::Client, ConnectionManager)>, StartError> {
     let Some(url) = &config.redis.url else {
@@ -113,7 +115,11 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
         }
         _ => None,
     };
-    Ok(AuthRuntime { http, keys })
+    Ok(AuthRuntime {
+        http,
+        keys,
+        redis: redis.map(|(_, manager)| manager),
+    })
 }
 
 /// The configured signing keys, or the one generated once and kept in the database.

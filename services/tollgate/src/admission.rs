@@ -245,10 +245,8 @@ impl Admit for RateLimitAdmission {
             .iter()
             .map(|k| (k.clone(), used))
             .collect();
-        let limiter = self.limiter.clone();
-        tokio::spawn(async move {
-            limiter.adjust(&held.id, held.counted, &costs).await;
-        });
+        self.limiter
+            .adjust_in_background(held.id.clone(), held.counted, costs);
     }
 }
 

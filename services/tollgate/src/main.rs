@@ -255,7 +255,7 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
             );
         }
         let auth = tollgate_auth::startup::start(&config, only.is_none()).await?;
-        let redis = tollgate_auth::startup::redis_manager(&config)?.map(|(_, manager)| manager);
+        let redis = auth.redis.clone();
         let on_failure = match config.limits.on_redis_failure {
             RedisFailurePolicy::Local => OnRedisFailure::Local,
             RedisFailurePolicy::Reject => OnRedisFailure::Reject,

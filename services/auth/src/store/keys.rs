@@ -265,30 +265,16 @@ impl AuthStore {
         org: OrgId,
         team: Option<TeamId>,
     ) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = match team {
-            Some(team) => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    key_columns!(),
-                    " FROM virtual_keys WHERE org_id = $1 AND team_id = $2 \
-                 ORDER BY created_at DESC"
-                ))
-                .bind(org.to_string())
-                .bind(team.to_string())
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    key_columns!(),
-                    " FROM virtual_keys WHERE org_id = $1 ORDER BY created_at DESC"
-                ))
-                .bind(org.to_string())
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM virtual_keys WHERE org_id = $1 AND ($2 IS NULL OR team_id = $2) \
+             ORDER BY created_at DESC"
+        ))
+        .bind(org.to_string())
+        .bind(team.map(|t| t.to_string()))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(key_from_row).collect()
     }
 

@@ -1,7 +1,7 @@
 //! Storage for tenancy and keys: one interface over SQLite (the embedded default) and
 //! PostgreSQL, chosen by the database URL.
 //!
-//! Both databases get the same schema (see `migrations/`) and the same SQL: `$n` placeholders,
+//! Both databases get the same schema (see `migrations/`) and the same SQL: numbered parameters (`$1`),
 //! text ids, Unix-millisecond integers and JSON as text, which both understand. Every method
 //! that reads tenant data takes the caller's [`OrgId`] and filters on it; the one exception is
 //! [`AuthStore::key_by_hash`], where the presented secret itself selects the row.

@@ -12,6 +12,7 @@
 mod redis;
 mod window;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -164,6 +165,22 @@ impl RateLimiter {
             }
             _ => self.local.adjust(id, costs),
         }
+    }
+
+    /// [`RateLimiter::adjust`] without waiting: done at once for local windows, in a task for
+    /// Redis, so that the caller (the usage recorder) never waits on the network.
+    pub fn adjust_in_background(
+        self: &Arc<Self>,
+        id: String,
+        counted: Counted,
+        costs: Vec<(String, u64)>,
+    ) {
+        if counted == Counted::Local || self.redis.is_none() {
+            self.local.adjust(&id, &costs);
+            return;
+        }
+        let limiter = self.clone();
+        tokio::spawn(async move { limiter.adjust(&id, counted, &costs).await });
     }
 }
 
