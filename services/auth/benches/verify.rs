@@ -41,6 +41,7 @@ impl KeySource for MapSource {
             key: key.clone(),
             team: Default::default(),
             org: Default::default(),
+            budgets: Vec::new(),
         }))
     }
     async fn touch(&self, _used: Vec<(KeyId, i64)>) -> Result<(), String> {
@@ -60,8 +61,7 @@ fn record(hash: &str) -> KeyRecord {
         expires_at: None,
         rpm_limit: Some(600),
         tpm_limit: Some(100_000),
-        budget_usd: None,
-        budget_period: None,
+        budgets: Vec::new(),
         tags: Default::default(),
         metadata: Default::default(),
         disabled: false,

@@ -15,7 +15,8 @@ use tollgate_common::{KeyId, Secret};
 use crate::error::AuthError;
 use crate::roles::Role;
 use crate::service::{
-    Actor, AuthService, Caller, KeyPatch, KeySpec, LoginRequest, RotateRequest, SignupRequest,
+    Actor, AlertWebhookRequest, AuthService, BudgetPatch, BudgetSpec, Caller, KeyPatch, KeySpec,
+    LoginRequest, RotateRequest, SignupRequest,
 };
 use crate::store::{RatePair, TeamLimits};
 
@@ -100,6 +101,21 @@ pub fn configure(
                     resource("/limits")
                         .route(web::get().to(get_org_limits))
                         .route(web::put().to(set_org_limits)),
+                )
+                .service(
+                    resource("/budgets")
+                        .route(web::get().to(list_budgets))
+                        .route(web::post().to(create_budget)),
+                )
+                .service(
+                    resource("/budgets/{budget}")
+                        .route(web::patch().to(update_budget))
+                        .route(web::delete().to(delete_budget)),
+                )
+                .service(
+                    resource("/alerts/webhook")
+                        .route(web::get().to(get_alert_webhook))
+                        .route(web::put().to(set_alert_webhook)),
                 )
                 .service(resource("/audit").route(web::get().to(audit)))
                 .service(internal("/internal/keys/lookup").route(web::post().to(internal_lookup)))
@@ -420,6 +436,58 @@ async fn rotate_key(
         RotateRequest::default()
     };
     ok(state.service.rotate_key(&caller, &path, request).await?)
+}
+
+async fn list_budgets(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(json!({ "data": state.service.budgets(&caller).await? }))
+}
+
+async fn create_budget(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let spec: BudgetSpec = json_body(&req, payload).await?;
+    let budget = state.service.create_budget(&caller, spec).await?;
+    Ok(HttpResponse::Created().json(budget))
+}
+
+async fn update_budget(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let patch: BudgetPatch = json_body(&req, payload).await?;
+    ok(state.service.update_budget(&caller, &path, patch).await?)
+}
+
+async fn delete_budget(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    state.service.delete_budget(&caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn get_alert_webhook(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state.service.alert_webhook(&caller).await?)
+}
+
+async fn set_alert_webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let request: AlertWebhookRequest = json_body(&req, payload).await?;
+    ok(state.service.set_alert_webhook(&caller, request).await?)
 }
 
 async fn get_org_limits(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {

@@ -150,8 +150,7 @@ pub fn key_context(verified: &VerifiedKey) -> KeyContext {
                 (model.clone(), limits)
             })
             .collect(),
-        budget_usd: record.budget_usd,
-        budget_period: record.budget_period.clone(),
+        budgets: verified.budgets.clone(),
         tags: record.tags.clone(),
         expires_at: record.expires_at,
     }
@@ -335,6 +334,7 @@ mod tests {
                     key: key.clone(),
                     team: Default::default(),
                     org: Default::default(),
+                    budgets: Vec::new(),
                 }))
         }
         async fn touch(&self, used: Vec<(KeyId, i64)>) -> Result<(), String> {
@@ -355,8 +355,7 @@ mod tests {
             expires_at: None,
             rpm_limit: Some(60),
             tpm_limit: None,
-            budget_usd: None,
-            budget_period: None,
+            budgets: Vec::new(),
             tags: Default::default(),
             metadata: Default::default(),
             disabled: false,

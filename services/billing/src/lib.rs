@@ -1,6 +1,14 @@
-//! Tollgate's billing service. For now: rate limits ([`limits`]), shared through Redis between
-//! gateway replicas or kept in process.
+//! Tollgate's billing service: rate limits ([`limits`]) and budgets ([`budgets`]), shared
+//! through Redis between gateway replicas or kept in process; the usage journal, ledger and
+//! rollups ([`usage`]); budget alerts ([`alerts`]).
 
+pub mod alerts;
+pub mod budgets;
+mod fallback;
 pub mod limits;
+pub mod usage;
 
-pub use limits::{Bucket, BucketState, Decision, LimitError, OnRedisFailure, RateLimiter};
+pub use alerts::BudgetAlerts;
+pub use budgets::{BudgetCounters, BudgetError, Charge};
+pub use fallback::{Counted, OnRedisFailure};
+pub use limits::{Bucket, BucketState, Decision, LimitError, RateLimiter};

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
 use wildmatch::WildMatch;
 
+use crate::budget::BudgetRule;
 use crate::ids::{KeyId, OrgId, TeamId, UserId};
 
 /// The caller of one gateway request, as key verification established it. Limits, budgets and
@@ -26,9 +26,9 @@ pub struct KeyContext {
     pub team_limits: RateLimits,
     /// Limits shared by every key of the team, per model name clients send.
     pub team_model_limits: BTreeMap<String, RateLimits>,
-    /// Spending limit in USD for the key's budget period.
-    pub budget_usd: Option<Decimal>,
-    pub budget_period: Option<String>,
+    /// Every budget the key's requests count against: the organization's, the team's, the
+    /// key's own and the end users'.
+    pub budgets: Vec<BudgetRule>,
     /// Cost-attribution tags (`feature=search`, ...).
     pub tags: BTreeMap<String, String>,
     /// Unix milliseconds after which the key no longer opens anything.

@@ -1,13 +1,17 @@
-//! What several Tollgate services share: configuration, typed ids, the caller's key context,
+//! What several Tollgate services share: configuration, typed ids, the caller's key context, budgets, money,
 //! the price catalog and telemetry.
 
+pub mod budget;
 pub mod caller;
 pub mod catalog;
 pub mod config;
 pub mod ids;
+pub mod money;
 pub mod telemetry;
 
+pub use budget::{BudgetPeriod, BudgetRule, BudgetScope};
 pub use caller::{KeyContext, ModelAllowList, RateLimits};
 pub use catalog::{ModelPrice, PriceCatalog, TokenUsage};
 pub use config::{Config, ConfigError, ConfigProblem, ProviderKind, Secret};
 pub use ids::{KeyId, OrgId, TeamId, UserId};
+pub use money::Picodollars;

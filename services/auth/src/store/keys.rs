@@ -49,6 +49,9 @@ pub struct VerifiedKey {
     pub key: KeyRecord,
     pub team: super::TeamLimits,
     pub org: super::RatePair,
+    /// Every budget that applies to the key's requests.
+    #[serde(default)]
+    pub budgets: Vec<tollgate_common::BudgetRule>,
 }
 
 /// Whether a key opens the gateway at a given moment, and if not, why.
@@ -294,7 +297,13 @@ impl AuthStore {
             .await?
             .unwrap_or_default();
         let org = self.org_limits(key.org_id).await?.unwrap_or_default();
-        Ok(Some(VerifiedKey { key, team, org }))
+        let budgets = self.budget_rules(&key).await?;
+        Ok(Some(VerifiedKey {
+            key,
+            team,
+            org,
+            budgets,
+        }))
     }
 
     /// The key whose secret hashes to `key_hash`. Not scoped by organization: the secret

@@ -35,7 +35,7 @@ pub struct TeamLimits {
 
 /// The hashes of an organization's keys (of one team when given): their cached contexts go
 /// stale when the limits they inherit change.
-async fn key_hashes(
+pub(super) async fn key_hashes(
     conn: &mut AnyConnection,
     org: OrgId,
     team: Option<TeamId>,

@@ -7,6 +7,7 @@
 //! [`AuthStore::key_by_hash`], where the presented secret itself selects the row.
 
 mod audit;
+mod budgets;
 mod keys;
 mod limits;
 mod sessions;
@@ -22,6 +23,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
 pub use audit::{AuditEntry, AuditRecord};
+pub use budgets::{BudgetRecord, DEFAULT_THRESHOLDS, NewBudget};
 pub use keys::{KeyChanges, KeyRecord, KeyStatus, NewKey, VerifiedKey};
 pub use limits::{RatePair, TeamLimits};
 pub use sessions::{RefreshOutcome, RefreshRecord};
@@ -106,6 +108,12 @@ impl AuthStore {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// The pool, for the services that keep their own tables in the same database (the
+    /// billing service's ledger).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     pub fn backend(&self) -> Backend {

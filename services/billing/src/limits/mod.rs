@@ -13,20 +13,19 @@ mod redis;
 mod window;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant};
 
 use ::redis::aio::ConnectionManager;
 
 pub use self::redis::RedisWindows;
 pub use self::window::LocalWindows;
+use crate::fallback::RedisFallback;
+pub use crate::fallback::{Counted, OnRedisFailure};
 
 /// The window every limit is counted over.
 pub const WINDOW_MS: i64 = 60_000;
 
 /// After a Redis failure, how long requests use the local windows before Redis is tried again
 /// (so that an outage costs one timeout per interval, not one per request).
-const REDIS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One limit a request is counted against.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,31 +85,12 @@ pub enum LimitError {
     Unavailable,
 }
 
-/// What to do while Redis is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnRedisFailure {
-    /// Keep serving with each process's own windows.
-    #[default]
-    Local,
-    /// Refuse requests until Redis is back.
-    Reject,
-}
-
-/// Where a reservation was counted, so that its correction goes to the same place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counted {
-    Redis,
-    Local,
-}
-
 /// The rate limiter a gateway process holds.
 pub struct RateLimiter {
     redis: Option<RedisWindows>,
     local: LocalWindows,
     on_failure: OnRedisFailure,
-    started: Instant,
-    /// Milliseconds since `started` before which Redis is not tried again.
-    redis_down_until: AtomicI64,
+    fallback: RedisFallback,
 }
 
 impl RateLimiter {
@@ -119,13 +99,8 @@ impl RateLimiter {
             redis: redis.map(RedisWindows::new),
             local: LocalWindows::default(),
             on_failure,
-            started: Instant::now(),
-            redis_down_until: AtomicI64::new(0),
+            fallback: RedisFallback::default(),
         }
-    }
-
-    fn elapsed_ms(&self) -> i64 {
-        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Checks and charges `buckets` for the reservation `id`.
@@ -135,14 +110,13 @@ impl RateLimiter {
         buckets: &[Bucket],
     ) -> Result<(Decision, Counted), LimitError> {
         if let Some(redis) = &self.redis
-            && self.elapsed_ms() >= self.redis_down_until.load(Ordering::Relaxed)
+            && self.fallback.redis_usable()
         {
             match redis.acquire(id, buckets).await {
                 Ok(decision) => return Ok((decision, Counted::Redis)),
                 Err(err) => {
                     tracing::warn!(%err, "rate limits: Redis unavailable, counting in this process");
-                    let retry_at = self.elapsed_ms() + REDIS_RETRY_INTERVAL.as_millis() as i64;
-                    self.redis_down_until.store(retry_at, Ordering::Relaxed);
+                    self.fallback.mark_down();
                 }
             }
         }
@@ -150,7 +124,7 @@ impl RateLimiter {
             return Err(LimitError::Unavailable);
         }
         Ok((
-            self.local.acquire(id, buckets, self.elapsed_ms()),
+            self.local.acquire(id, buckets, self.fallback.elapsed_ms()),
             Counted::Local,
         ))
     }
@@ -186,6 +160,8 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn redis_limiter(on_failure: OnRedisFailure, url: &str) -> RateLimiter {

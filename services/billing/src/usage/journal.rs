@@ -1,0 +1,474 @@
+//! The usage journal: an append-only log of usage events on local disk, one JSON object per
+//! line, in numbered segments.
+//!
+//! One thread writes it. Request paths hand it an event with a one-shot acknowledgement and
+//! wait: the thread writes everything that has queued up in one `write` (group commit), then
+//! acknowledges each. A `write` that returned is in the operating system's page cache and
+//! survives the process being killed; with `sync` it is also on the device before the
+//! acknowledgement, surviving a power cut, at the cost of a flush per batch.
+//!
+//! A fresh segment is started at every start-up and every [`SEGMENT_BYTES`], so a line torn by
+//! a crash can only be the last of an old segment, where the reader skips it (its request was
+//! never acknowledged, so its client never saw a complete answer). The reader's progress is a
+//! position file written atomically after each shipped batch; segments wholly behind it are
+//! deleted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, oneshot};
+
+use super::UsageRecord;
+
+/// A segment is closed and a new one started past this size.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// At most this many events are written per batch.
+const BATCH: usize = 1024;
+
+/// The largest read the shipper makes at a time.
+const READ_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot use the usage journal directory {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error(
+        "the usage journal {path} is in use by another Tollgate process; give each process its \
+         own data directory (storage.data_dir or TOLLGATE_DATA_DIR)"
+    )]
+    Locked { path: String },
+}
+
+/// Whether an event reached the journal, sent to whoever waits on it.
+pub type Written = oneshot::Sender<bool>;
+
+struct Entry {
+    record: UsageRecord,
+    written: Option<Written>,
+}
+
+/// A point in the journal: segment number and byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// What the writer and the reader share.
+struct Shared {
+    dir: PathBuf,
+    /// The segment being written and how many bytes of it are written.
+    head: Mutex<Position>,
+    /// Woken after every batch written.
+    appended: Notify,
+    /// Held for the life of the journal: one process per directory.
+    _lock: File,
+}
+
+impl Shared {
+    fn head(&self) -> Position {
+        *self.head.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The writing end, cheap to clone.
+#[derive(Clone)]
+pub struct UsageJournal {
+    entries: mpsc::Sender<Entry>,
+}
+
+impl UsageJournal {
+    /// Opens the journal in `dir` (created if needed), starting a new segment, and returns the
+    /// writer with the reader that ships from where the last run stopped.
+    pub fn open(dir: &Path, sync: bool) -> Result<(UsageJournal, JournalReader), JournalError> {
+        let io_error = |source| JournalError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        fs::create_dir_all(dir).map_err(io_error)?;
+        let lock = File::create(dir.join("LOCK")).map_err(io_error)?;
+        if lock.try_lock().is_err() {
+            return Err(JournalError::Locked {
+                path: dir.display().to_string(),
+            });
+        }
+        let segments = segments(dir).map_err(io_error)?;
+        let head = Position {
+            segment: segments.last().map_or(1, |last| last + 1),
+            offset: 0,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(dir, head.segment))
+            .map_err(io_error)?;
+        let start = read_position(dir).map_err(io_error)?.unwrap_or(Position {
+            segment: segments.first().copied().unwrap_or(head.segment),
+            offset: 0,
+        });
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            head: Mutex::new(head),
+            appended: Notify::new(),
+            _lock: lock,
+        });
+        let (entries, receiver) = mpsc::channel();
+        let writer = Writer {
+            shared: shared.clone(),
+            file,
+            head,
+            sync,
+        };
+        std::thread::Builder::new()
+            .name("usage-journal".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(io_error)?;
+        let reader = JournalReader {
+            shared,
+            next: start,
+        };
+        Ok((UsageJournal { entries }, reader))
+    }
+
+    /// Queues `record`; `written` hears whether it reached the journal.
+    pub fn append(&self, record: UsageRecord, written: Option<Written>) {
+        if let Err(mpsc::SendError(entry)) = self.entries.send(Entry { record, written }) {
+            tracing::error!(
+                event_id = %entry.record.event_id,
+                "the usage journal has stopped; an event was not recorded"
+            );
+            if let Some(written) = entry.written {
+                let _ = written.send(false);
+            }
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    head: Position,
+    sync: bool,
+}
+
+impl Writer {
+    fn run(mut self, entries: mpsc::Receiver<Entry>) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut buffer = Vec::with_capacity(256 * 1024);
+        while let Ok(first) = entries.recv() {
+            batch.push(first);
+            while batch.len() < BATCH
+                && let Ok(next) = entries.try_recv()
+            {
+                batch.push(next);
+            }
+            buffer.clear();
+            for entry in &batch {
+                // A record always serializes: plain strings and numbers.
+                if serde_json::to_writer(&mut buffer, &entry.record).is_ok() {
+                    buffer.push(b'\n');
+                }
+            }
+            let ok = match self.write(&buffer) {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::error!(%err, events = batch.len(), "cannot write the usage journal");
+                    false
+                }
+            };
+            for entry in batch.drain(..) {
+                if let Some(written) = entry.written {
+                    let _ = written.send(ok);
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.head.offset >= SEGMENT_BYTES {
+            self.head = Position {
+                segment: self.head.segment + 1,
+                offset: 0,
+            };
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(segment_path(&self.shared.dir, self.head.segment))?;
+        }
+        if let Err(err) = self.file.write_all(bytes) {
+            // Part of the batch may be on disk: start a fresh segment so that the torn line is
+            // the last of its segment, where the reader expects it.
+            self.head.offset = SEGMENT_BYTES;
+            return Err(err);
+        }
+        if self.sync {
+            self.file.sync_data()?;
+        }
+        self.head.offset += bytes.len() as u64;
+        *self.shared.head.lock().unwrap_or_else(|e| e.into_inner()) = self.head;
+        self.shared.appended.notify_one();
+        Ok(())
+    }
+}
+
+/// The reading end: what has not been shipped yet.
+pub struct JournalReader {
+    shared: Arc<Shared>,
+    next: Position,
+}
+
+impl JournalReader {
+    /// Where the next read starts.
+    pub fn position(&self) -> Position {
+        self.next
+    }
+
+    /// Where the writer is: everything before it is readable.
+    pub fn head(&self) -> Position {
+        self.shared.head()
+    }
+
+    /// Waits until something is appended (or returns at once if something already was).
+    pub async fn appended(&self) {
+        self.shared.appended.notified().await;
+    }
+
+    /// Up to `max` events after the current position, and the position after them. Lines that
+    /// do not parse are skipped with a warning; the torn tail of an old segment is skipped.
+    /// Blocking file reads: call from a blocking thread.
+    pub fn read(&self, max: usize) -> io::Result<(Vec<UsageRecord>, Position)> {
+        let mut at = self.next;
+        let mut records = Vec::new();
+        loop {
+            let head = self.shared.head();
+            if at.segment > head.segment || (at == head) {
+                return Ok((records, at));
+            }
+            let end = if at.segment == head.segment {
+                head.offset
+            } else {
+                u64::MAX
+            };
+            let path = segment_path(&self.shared.dir, at.segment);
+            let mut file = match File::open(&path) {
+                Ok(file) => file,
+                Err(err) if err.kind() == io::ErrorKind::NotFound && at.segment < head.segment => {
+                    at = Position {
+                        segment: at.segment + 1,
+                        offset: 0,
+                    };
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            file.seek(SeekFrom::Start(at.offset))?;
+            let mut bytes = Vec::new();
+            file.take(READ_BYTES.min(end - at.offset))
+                .read_to_end(&mut bytes)?;
+            let mut consumed = 0;
+            for line in bytes.split_inclusive(|b| *b == b'\n') {
+                if records.len() >= max || !line.ends_with(b"\n") {
+                    break;
+                }
+                consumed += line.len();
+                match serde_json::from_slice::<UsageRecord>(line) {
+                    Ok(record) => records.push(record),
+                    Err(err) => tracing::warn!(
+                        %err,
+                        segment = at.segment,
+                        offset = at.offset + consumed as u64,
+                        "skipping an unreadable usage journal line"
+                    ),
+                }
+            }
+            at.offset += consumed as u64;
+            let reached_end = (bytes.len() as u64) < READ_BYTES;
+            if at.segment < head.segment && records.len() < max && reached_end {
+                // The end of an old segment; what was left unread is its torn last line.
+                at = Position {
+                    segment: at.segment + 1,
+                    offset: 0,
+                };
+                continue;
+            }
+            return Ok((records, at));
+        }
+    }
+
+    /// Records that everything before `position` is shipped, and deletes the segments wholly
+    /// behind it. Blocking file writes: call from a blocking thread.
+    pub fn commit(&mut self, position: Position) -> io::Result<()> {
+        let dir = &self.shared.dir;
+        let temporary = dir.join("shipped.tmp");
+        fs::write(
+            &temporary,
+            format!("{} {}\n", position.segment, position.offset),
+        )?;
+        fs::rename(&temporary, dir.join("shipped"))?;
+        for segment in segments(dir)? {
+            if segment < position.segment {
+                fs::remove_file(segment_path(dir, segment))?;
+            }
+        }
+        self.next = position;
+        Ok(())
+    }
+}
+
+fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("segment-{segment:012}.jsonl"))
+}
+
+/// The numbers of the segments in `dir`, in order.
+fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(number) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("segment-"))
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse().ok())
+        {
+            found.push(number);
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+fn read_position(dir: &Path) -> io::Result<Option<Position>> {
+    let text = match fs::read_to_string(dir.join("shipped")) {
+        Ok(text) => text,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let mut parts = text.split_whitespace().map(str::parse::<u64>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(segment)), Some(Ok(offset))) => Ok(Some(Position { segment, offset })),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unreadable journal position {text:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn record(n: u32) -> UsageRecord {
+        UsageRecord {
+            event_id: format!("e{n}"),
+            request_id: format!("r{n}"),
+            time_ms: 1_700_000_000_000,
+            org_id: "org".into(),
+            team_id: None,
+            key_id: None,
+            user_id: None,
+            end_user: None,
+            tags: Default::default(),
+            endpoint: "chat.completions".into(),
+            requested_model: "m".into(),
+            provider: None,
+            provider_model: None,
+            input_tokens: u64::from(n),
+            output_tokens: 1,
+            cached_tokens: 0,
+            usage_estimated: false,
+            cost_pico: Some(1),
+            reserved_pico: 0,
+            latency_ms: 1,
+            ttft_ms: None,
+            status: 200,
+            error: None,
+            cache: "off".into(),
+            attempts: 1,
+            stream: false,
+        }
+    }
+
+    fn temp_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("tollgate-journal-{}", uuid::Uuid::now_v7()))
+    }
+
+    async fn append(journal: &UsageJournal, n: u32) {
+        let (tx, rx) = oneshot::channel();
+        journal.append(record(n), Some(tx));
+        assert_eq!(rx.await, Ok(true));
+    }
+
+    #[tokio::test]
+    async fn events_are_read_back_in_order_and_shipping_resumes_after_a_restart() {
+        let dir = temp_dir();
+        {
+            let (journal, mut reader) =
+                UsageJournal::open(&dir, false).unwrap_or_else(|e| panic!("{e}"));
+            for n in 0..5 {
+                append(&journal, n).await;
+            }
+            let (records, at) = reader.read(3).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                records.iter().map(|r| r.input_tokens).collect::<Vec<_>>(),
+                [0, 1, 2]
+            );
+            reader.commit(at).unwrap_or_else(|e| panic!("{e}"));
+        }
+        // The writer thread of the first run ends with its sender; wait for the lock to go.
+        let (journal, reader) = loop {
+            match UsageJournal::open(&dir, false) {
+                Ok(opened) => break opened,
+                Err(JournalError::Locked { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                Err(err) => panic!("{err}"),
+            }
+        };
+        append(&journal, 5).await;
+        let (records, _) = reader.read(100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            records.iter().map(|r| r.input_tokens).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_of_an_old_segment_is_skipped() {
+        let dir = temp_dir();
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mut old = serde_json::to_string(&record(1)).unwrap_or_default();
+        old.push('\n');
+        old.push_str(&serde_json::to_string(&record(2)).unwrap_or_default()[..20]);
+        fs::write(segment_path(&dir, 7), old).unwrap_or_else(|e| panic!("{e}"));
+        let (journal, mut reader) =
+            UsageJournal::open(&dir, true).unwrap_or_else(|e| panic!("{e}"));
+        append(&journal, 3).await;
+        let (records, at) = reader.read(100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            records.iter().map(|r| r.input_tokens).collect::<Vec<_>>(),
+            [1, 3]
+        );
+        reader.commit(at).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !segment_path(&dir, 7).exists(),
+            "a shipped segment is deleted"
+        );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_open_the_same_journal() {
+        let dir = temp_dir();
+        let _first = UsageJournal::open(&dir, false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            UsageJournal::open(&dir, false),
+            Err(JournalError::Locked { .. })
+        ));
+        let _ = fs::remove_dir_all(dir);
+    }
+}

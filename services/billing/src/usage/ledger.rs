@@ -1,0 +1,367 @@
+//! The ledger: one row per request in `usage_events`, and the hourly and daily totals that
+//! analytics and budgets read, kept in the same transaction as the rows they count.
+//!
+//! Writing a batch twice changes nothing: rows are inserted with `ON CONFLICT DO NOTHING` on
+//! the event id, and only the rows actually inserted are added to the rollups.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{AnyPool, Row};
+
+use super::{UsageRecord, UsageSink};
+use crate::alerts::BudgetAlerts;
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// Columns of `usage_events`, in the order [`bind_record`] binds them.
+const EVENT_COLUMNS: &[&str] = &[
+    "event_id",
+    "request_id",
+    "time",
+    "org_id",
+    "team_id",
+    "key_id",
+    "user_id",
+    "end_user",
+    "tags",
+    "endpoint",
+    "requested_model",
+    "provider",
+    "provider_model",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "usage_estimated",
+    "cost_pico",
+    "reserved_pico",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error",
+    "cache",
+    "attempts",
+    "stream",
+];
+
+/// Rows per INSERT: 26 parameters each stays far below SQLite's limit of 32766.
+const ROWS_PER_INSERT: usize = 200;
+
+/// How long raw rows and hourly totals are kept; daily totals are kept for ever.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub events_days: u32,
+    pub hourly_days: u32,
+}
+
+/// The ledger's tables.
+#[derive(Clone)]
+pub struct Ledger {
+    pool: AnyPool,
+}
+
+/// Totals of one rollup row.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    requests: i64,
+    errors: i64,
+    cache_hits: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_tokens: i64,
+    cost_pico: i64,
+    latency_ms: i64,
+}
+
+impl Totals {
+    fn add(&mut self, record: &UsageRecord) {
+        self.requests += 1;
+        self.errors += i64::from(record.status >= 400);
+        self.cache_hits += i64::from(record.cache == "hit");
+        self.input_tokens += to_i64(record.input_tokens);
+        self.output_tokens += to_i64(record.output_tokens);
+        self.cached_tokens += to_i64(record.cached_tokens);
+        self.cost_pico += record.cost_pico.unwrap_or(0);
+        self.latency_ms += to_i64(record.latency_ms);
+    }
+}
+
+/// (granularity, bucket start, org, team, key, end user, model, provider)
+type RollupKey = (
+    &'static str,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+/// (granularity, bucket start, org, tag key, tag value)
+type TagKey = (&'static str, i64, String, String, String);
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Ledger {
+    pub fn new(pool: AnyPool) -> Self {
+        Ledger { pool }
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Stores `records`; returns those that were new (not already in the ledger).
+    pub async fn record(&self, records: &[UsageRecord]) -> Result<Vec<UsageRecord>, sqlx::Error> {
+        let mut seen = HashSet::new();
+        let records: Vec<&UsageRecord> = records
+            .iter()
+            .filter(|r| seen.insert(r.event_id.as_str()))
+            .collect();
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = HashSet::new();
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let sql = insert_sql(chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for record in chunk {
+                query = bind_record(query, record);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                inserted.insert(row.try_get::<String, _>("event_id")?);
+            }
+        }
+        let new: Vec<UsageRecord> = records
+            .into_iter()
+            .filter(|r| inserted.contains(&r.event_id))
+            .cloned()
+            .collect();
+        let (rollups, tags) = totals(&new);
+        for (key, totals) in rollups {
+            add_rollup(&mut tx, key, totals).await?;
+        }
+        for (key, totals) in tags {
+            add_tag_rollup(&mut tx, key, totals).await?;
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// How many ledger rows the organization has for `request_id` (the client's id).
+    pub async fn rows_for_request(&self, org: &str, request_id: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM usage_events WHERE org_id = $1 AND request_id = $2",
+        )
+        .bind(org.to_owned())
+        .bind(request_id.to_owned())
+        .fetch_one(&self.pool)
+        .await?;
+        row.try_get("n")
+    }
+
+    /// Deletes raw rows and hourly totals older than the retention allows.
+    pub async fn prune(&self, retention: Retention, now_ms: i64) -> Result<u64, sqlx::Error> {
+        let events_before = now_ms - i64::from(retention.events_days) * DAY_MS;
+        let hourly_before = now_ms - i64::from(retention.hourly_days) * DAY_MS;
+        let events = sqlx::query("DELETE FROM usage_events WHERE time < $1")
+            .bind(events_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        for table in [
+            "DELETE FROM usage_rollups WHERE granularity = 'hour' AND bucket_start < $1",
+            "DELETE FROM usage_tag_rollups WHERE granularity = 'hour' AND bucket_start < $1",
+        ] {
+            sqlx::query(table)
+                .bind(hourly_before)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(events)
+    }
+}
+
+fn insert_sql(rows: usize) -> String {
+    let columns = EVENT_COLUMNS.len();
+    let values: Vec<String> = (0..rows)
+        .map(|row| {
+            let params: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", row * columns + c))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO usage_events ({}) VALUES {} ON CONFLICT (event_id) DO NOTHING \
+         RETURNING event_id",
+        EVENT_COLUMNS.join(", "),
+        values.join(", ")
+    )
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn bind_record<'q>(query: AnyQuery<'q>, r: &UsageRecord) -> AnyQuery<'q> {
+    query
+        .bind(r.event_id.clone())
+        .bind(r.request_id.clone())
+        .bind(r.time_ms)
+        .bind(r.org_id.clone())
+        .bind(r.team_id.clone())
+        .bind(r.key_id.clone())
+        .bind(r.user_id.clone())
+        .bind(r.end_user.clone())
+        .bind(serde_json::to_string(&r.tags).unwrap_or_else(|_| "{}".into()))
+        .bind(r.endpoint.clone())
+        .bind(r.requested_model.clone())
+        .bind(r.provider.clone())
+        .bind(r.provider_model.clone())
+        .bind(to_i64(r.input_tokens))
+        .bind(to_i64(r.output_tokens))
+        .bind(to_i64(r.cached_tokens))
+        .bind(i64::from(r.usage_estimated))
+        .bind(r.cost_pico)
+        .bind(r.reserved_pico)
+        .bind(to_i64(r.latency_ms))
+        .bind(r.ttft_ms.map(to_i64))
+        .bind(i64::from(r.status))
+        .bind(r.error.clone())
+        .bind(r.cache.clone())
+        .bind(i64::from(r.attempts))
+        .bind(i64::from(r.stream))
+}
+
+/// The rollup and tag-rollup increments of `records`, per hour and per day.
+fn totals(records: &[UsageRecord]) -> (BTreeMap<RollupKey, Totals>, BTreeMap<TagKey, Totals>) {
+    let mut rollups: BTreeMap<RollupKey, Totals> = BTreeMap::new();
+    let mut tags: BTreeMap<TagKey, Totals> = BTreeMap::new();
+    for record in records {
+        for (granularity, size) in [("hour", HOUR_MS), ("day", DAY_MS)] {
+            let bucket = record.time_ms - record.time_ms.rem_euclid(size);
+            let key = (
+                granularity,
+                bucket,
+                record.org_id.clone(),
+                record.team_id.clone().unwrap_or_default(),
+                record.key_id.clone().unwrap_or_default(),
+                record.end_user.clone().unwrap_or_default(),
+                record.requested_model.clone(),
+                record.provider.clone().unwrap_or_default(),
+            );
+            rollups.entry(key).or_default().add(record);
+            for (tag, value) in &record.tags {
+                let key = (
+                    granularity,
+                    bucket,
+                    record.org_id.clone(),
+                    tag.clone(),
+                    value.clone(),
+                );
+                tags.entry(key).or_default().add(record);
+            }
+        }
+    }
+    (rollups, tags)
+}
+
+async fn add_rollup(
+    tx: &mut sqlx::AnyConnection,
+    key: RollupKey,
+    t: Totals,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO usage_rollups (granularity, bucket_start, org_id, team_id, key_id, end_user, \
+         model, provider, requests, errors, cache_hits, input_tokens, output_tokens, \
+         cached_tokens, cost_pico, latency_ms_sum) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         ON CONFLICT (granularity, org_id, bucket_start, team_id, key_id, end_user, model, provider) \
+         DO UPDATE SET requests = usage_rollups.requests + excluded.requests, \
+         errors = usage_rollups.errors + excluded.errors, \
+         cache_hits = usage_rollups.cache_hits + excluded.cache_hits, \
+         input_tokens = usage_rollups.input_tokens + excluded.input_tokens, \
+         output_tokens = usage_rollups.output_tokens + excluded.output_tokens, \
+         cached_tokens = usage_rollups.cached_tokens + excluded.cached_tokens, \
+         cost_pico = usage_rollups.cost_pico + excluded.cost_pico, \
+         latency_ms_sum = usage_rollups.latency_ms_sum + excluded.latency_ms_sum",
+    )
+    .bind(key.0)
+    .bind(key.1)
+    .bind(key.2)
+    .bind(key.3)
+    .bind(key.4)
+    .bind(key.5)
+    .bind(key.6)
+    .bind(key.7)
+    .bind(t.requests)
+    .bind(t.errors)
+    .bind(t.cache_hits)
+    .bind(t.input_tokens)
+    .bind(t.output_tokens)
+    .bind(t.cached_tokens)
+    .bind(t.cost_pico)
+    .bind(t.latency_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn add_tag_rollup(
+    tx: &mut sqlx::AnyConnection,
+    key: TagKey,
+    t: Totals,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO usage_tag_rollups (granularity, bucket_start, org_id, tag_key, tag_value, \
+         requests, errors, input_tokens, output_tokens, cost_pico) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (granularity, org_id, bucket_start, tag_key, tag_value) \
+         DO UPDATE SET requests = usage_tag_rollups.requests + excluded.requests, \
+         errors = usage_tag_rollups.errors + excluded.errors, \
+         input_tokens = usage_tag_rollups.input_tokens + excluded.input_tokens, \
+         output_tokens = usage_tag_rollups.output_tokens + excluded.output_tokens, \
+         cost_pico = usage_tag_rollups.cost_pico + excluded.cost_pico",
+    )
+    .bind(key.0)
+    .bind(key.1)
+    .bind(key.2)
+    .bind(key.3)
+    .bind(key.4)
+    .bind(t.requests)
+    .bind(t.errors)
+    .bind(t.input_tokens)
+    .bind(t.output_tokens)
+    .bind(t.cost_pico)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The ledger as a shipping destination, with the budget alerts it triggers.
+pub struct LedgerSink {
+    pub ledger: Ledger,
+    pub alerts: Option<Arc<BudgetAlerts>>,
+}
+
+#[async_trait]
+impl UsageSink for LedgerSink {
+    async fn ship(&self, records: &[UsageRecord]) -> Result<(), String> {
+        let new = self
+            .ledger
+            .record(records)
+            .await
+            .map_err(|e| format!("ledger: {e}"))?;
+        if let Some(alerts) = &self.alerts
+            && !new.is_empty()
+        {
+            // Alerts are checked after the rows are committed; a failure here never undoes
+            // or repeats the shipping of usage.
+            if let Err(err) = alerts.check(&new).await {
+                tracing::warn!(%err, "budget alerts could not be checked");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! Usage events from the gateway to the ledger, never lost and never counted twice.
+//!
+//! ```text
+//! gateway ──append──▶ journal (local, append-only) ──shipper──▶ sink
+//!                        │ acknowledged before the answer's       ├─ ledger (this process has the database)
+//!                        │ last byte leaves                       └─ Redis stream ──consumer group──▶ ledger
+//! ```
+//!
+//! The [`journal`] is written before a client sees the end of its answer, so an answer a client
+//! received complete always has its event on disk. The [`shipper`] moves events on in batches
+//! and remembers how far it got; after a crash it ships again from there, and the [`ledger`]
+//! ignores events it already holds (by event id), so a re-shipped batch is harmless.
+
+pub mod journal;
+pub mod ledger;
+mod record;
+pub mod shipper;
+pub mod stream;
+
+use async_trait::async_trait;
+
+pub use journal::{JournalError, UsageJournal};
+pub use ledger::{Ledger, LedgerSink};
+pub use record::UsageRecord;
+pub use shipper::Shipper;
+pub use stream::UsageStream;
+
+/// Where shipped events go. Shipping a batch again must be harmless: sinks are idempotent by
+/// [`UsageRecord::event_id`] (the ledger), or feed something that is (the stream).
+#[async_trait]
+pub trait UsageSink: Send + Sync {
+    async fn ship(&self, records: &[UsageRecord]) -> Result<(), String>;
+}
