@@ -40,6 +40,10 @@ pub struct AuthRuntime {
     pub keys: Arc<KeyCache>,
     /// This process's Redis connection, for the other services to share.
     pub redis: Option<ConnectionManager>,
+    /// The Redis client, for services that need a connection of their own.
+    pub redis_client: Option<redis::Client>,
+    /// The database, when this process opened it (not a gateway verifying keys remotely).
+    pub store: Option<AuthStore>,
 }
 
 /// The shared Redis connection of this process, when `redis.url` is set (lazy: the platform
@@ -92,7 +96,7 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
     if let Some((client, _)) = &redis {
         spawn_listener(client.clone(), keys.clone());
     }
-    let http = match (serve_api, store) {
+    let http = match (serve_api, store.clone()) {
         (true, Some(store)) => {
             let tokens = access_tokens(config, &store).await?;
             let feed = match &redis {
@@ -118,7 +122,9 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
     Ok(AuthRuntime {
         http,
         keys,
+        redis_client: redis.as_ref().map(|(client, _)| client.clone()),
         redis: redis.map(|(_, manager)| manager),
+        store,
     })
 }
 

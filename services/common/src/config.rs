@@ -53,6 +53,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub usage: UsageConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +305,55 @@ impl StorageConfig {
                 "sqlite://{}?mode=rwc",
                 self.data_dir.join("tollgate.db").display()
             ),
+        }
+    }
+}
+
+/// The usage pipeline: the local journal every gateway writes before an answer ends, and how
+/// long the ledger keeps raw rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// The journal's folder; `journal` in the data directory when absent. One process each.
+    pub journal_dir: Option<std::path::PathBuf>,
+    /// Flush the journal to the device before acknowledging (survives power loss, not just a
+    /// crash of the process), at the cost of a disk flush per batch.
+    pub sync: bool,
+    pub retention: RetentionConfig,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            journal_dir: None,
+            sync: false,
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+impl UsageConfig {
+    /// The journal's folder.
+    pub fn effective_journal_dir(&self, storage: &StorageConfig) -> std::path::PathBuf {
+        self.journal_dir
+            .clone()
+            .unwrap_or_else(|| storage.data_dir.join("journal"))
+    }
+}
+
+/// How long the ledger keeps raw rows and hourly totals; daily totals are kept for ever.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub events_days: u32,
+    pub hourly_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            events_days: 90,
+            hourly_days: 90,
         }
     }
 }
@@ -720,6 +770,7 @@ impl Config {
                 "redis" => read_into(value, section, &mut config.redis, &mut problems),
                 "auth" => read_into(value, section, &mut config.auth, &mut problems),
                 "limits" => read_into(value, section, &mut config.limits, &mut problems),
+                "usage" => read_into(value, section, &mut config.usage, &mut problems),
                 "providers" => match value {
                     Value::Mapping(entries) => {
                         for (name, entry) in entries {
@@ -748,7 +799,7 @@ impl Config {
                 },
                 other => problems.push(problem(
                     other,
-                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits",
+                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage",
                 )),
             }
         }
@@ -792,6 +843,14 @@ impl Config {
             ("limits.default.rpm", self.limits.default.rpm),
             ("limits.default.tpm", self.limits.default.tpm),
             ("limits.default_max_tokens", self.limits.default_max_tokens),
+            (
+                "usage.retention.events_days",
+                u64::from(self.usage.retention.events_days),
+            ),
+            (
+                "usage.retention.hourly_days",
+                u64::from(self.usage.retention.hourly_days),
+            ),
         ] {
             if value == 0 {
                 problems.push(problem(field, "must be greater than 0"));

@@ -55,6 +55,17 @@ pub enum GatewayError {
     /// Keys cannot be verified right now.
     #[error("API keys cannot be verified right now; try again shortly.")]
     AuthUnavailable,
+    /// A budget has no room for the request's worst-case cost; the message names the budget.
+    #[error("{0}")]
+    BudgetExceeded(String),
+    /// Budgets cannot be checked and the deployment refuses rather than guess.
+    #[error("Budgets cannot be checked right now; try again shortly.")]
+    BudgetsUnavailable,
+    /// The answer's usage could not be recorded, so the answer is withheld.
+    #[error(
+        "The usage of this request could not be recorded, so its answer was withheld; try again shortly."
+    )]
+    UsageUnrecorded,
     #[error("{0}")]
     Internal(String),
 }
@@ -67,6 +78,7 @@ pub enum ErrorKind {
     Upstream,
     Permission,
     RateLimit,
+    InsufficientQuota,
     Server,
 }
 
@@ -78,6 +90,7 @@ impl ErrorKind {
             ErrorKind::Upstream => "upstream_error",
             ErrorKind::Permission => "permission_error",
             ErrorKind::RateLimit => "rate_limit_exceeded",
+            ErrorKind::InsufficientQuota => "insufficient_quota",
             ErrorKind::Server => "server_error",
         }
     }
@@ -112,9 +125,11 @@ impl GatewayError {
             GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
-            GatewayError::AuthUnavailable | GatewayError::LimitsUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::AuthUnavailable
+            | GatewayError::LimitsUnavailable
+            | GatewayError::BudgetsUnavailable
+            | GatewayError::UsageUnrecorded => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +151,9 @@ impl GatewayError {
             GatewayError::ModelNotAllowed(_) => "model_not_allowed",
             GatewayError::AuthUnavailable => "auth_unavailable",
             GatewayError::LimitsUnavailable => "limits_unavailable",
+            GatewayError::BudgetExceeded(_) => "budget_exceeded",
+            GatewayError::BudgetsUnavailable => "budgets_unavailable",
+            GatewayError::UsageUnrecorded => "usage_unrecorded",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -154,8 +172,11 @@ impl GatewayError {
             GatewayError::Unauthenticated { .. } => ErrorKind::InvalidRequest,
             GatewayError::RateLimited { .. } => ErrorKind::RateLimit,
             GatewayError::ModelNotAllowed(_) => ErrorKind::Permission,
+            GatewayError::BudgetExceeded(_) => ErrorKind::InsufficientQuota,
             GatewayError::AuthUnavailable
             | GatewayError::LimitsUnavailable
+            | GatewayError::BudgetsUnavailable
+            | GatewayError::UsageUnrecorded
             | GatewayError::Internal(_) => ErrorKind::Server,
         }
     }
@@ -194,6 +215,15 @@ impl GatewayError {
             GatewayError::RateLimited { .. } => {
                 (self.kind().as_str(), None, Some("rate_limit_exceeded"))
             }
+            GatewayError::BudgetExceeded(_) => {
+                (self.kind().as_str(), None, Some("insufficient_quota"))
+            }
+            GatewayError::BudgetsUnavailable => {
+                (self.kind().as_str(), None, Some("budgets_unavailable"))
+            }
+            GatewayError::UsageUnrecorded => {
+                (self.kind().as_str(), None, Some("metering_unavailable"))
+            }
             _ => (self.kind().as_str(), None, None),
         };
         ErrorBody {
@@ -221,6 +251,8 @@ impl GatewayError {
                 ..
             } | GatewayError::AuthUnavailable
                 | GatewayError::LimitsUnavailable
+                | GatewayError::BudgetsUnavailable
+                | GatewayError::UsageUnrecorded
         ) {
             response.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
         }

@@ -6,6 +6,7 @@
 //! dropped with it (closing that connection, which cancels the generation) and `Drop` still
 //! reports the partial usage, so what the client saw is metered.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -13,9 +14,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use crate::pipeline::metering::{CLIENT_CLOSED, Completion, UsageSender};
+use crate::openai::response::SSE_DONE;
+use crate::pipeline::metering::{CLIENT_CLOSED, Completion, UsageSender, Written};
 use crate::providers::StreamTranslator;
 
 /// The body of a streaming answer.
@@ -32,6 +35,8 @@ pub struct RelayBody {
     /// Sent when the stream ends, or from `Drop` if the client left first.
     completion: Option<Completion>,
     recorder: UsageSender,
+    /// Whether the usage event was recorded: the last output waits for it.
+    recorded: Option<oneshot::Receiver<bool>>,
     /// The request's span, kept open until the stream ends.
     span: tracing::Span,
 }
@@ -57,6 +62,7 @@ impl RelayBody {
             done: false,
             completion: Some(completion),
             recorder,
+            recorded: None,
             span,
         }
     }
@@ -84,13 +90,35 @@ impl RelayBody {
         self.finish(502, Some("stream_interrupted"));
     }
 
+    /// The stream ended: report it, and hold the last output until the report is recorded.
     fn finish(&mut self, status: u16, error: Option<&'static str>) {
         self.done = true;
-        self.report(status, error);
+        let (written, recorded) = oneshot::channel();
+        self.recorded = Some(recorded);
+        self.report(status, error, Some(written));
     }
 
-    fn report(&mut self, status: u16, error: Option<&'static str>) {
+    /// The usage event could not be recorded: the answer must not look complete.
+    fn withhold_end(&mut self) {
+        if self.out.ends_with(SSE_DONE) {
+            self.out.truncate(self.out.len() - SSE_DONE.len());
+        }
+        let event = serde_json::json!({
+            "error": {
+                "message": "The usage of this request could not be recorded, so its answer was cut short; try again shortly.",
+                "type": "server_error",
+                "param": null,
+                "code": "metering_unavailable",
+            }
+        });
+        self.out.extend_from_slice(b"data: ");
+        self.out.extend_from_slice(event.to_string().as_bytes());
+        self.out.extend_from_slice(b"\n\n");
+    }
+
+    fn report(&mut self, status: u16, error: Option<&'static str>, written: Option<Written>) {
         if let Some(mut completion) = self.completion.take() {
+            completion.written = written;
             completion.status = status;
             completion.error = error;
             completion.usage = self.translator.usage();
@@ -137,6 +165,17 @@ impl Stream for RelayBody {
                 this.feed(&first);
             }
             if this.done {
+                if let Some(recorded) = &mut this.recorded {
+                    match Pin::new(recorded).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(ok) => {
+                            this.recorded = None;
+                            if !ok.unwrap_or(false) {
+                                this.withhold_end();
+                            }
+                        }
+                    }
+                }
                 return Poll::Ready(this.take_output().map(Ok));
             }
             if this.out.len() >= FLUSH_BYTES
@@ -188,6 +227,6 @@ impl Stream for RelayBody {
 impl Drop for RelayBody {
     fn drop(&mut self) {
         // Dropped before the end: the client went away. Meter what was generated so far.
-        self.report(CLIENT_CLOSED, Some("client_closed"));
+        self.report(CLIENT_CLOSED, Some("client_closed"), None);
     }
 }

@@ -1,28 +1,42 @@
-//! The gateway's admit stage backed by the billing service's rate limiter: requests and tokens
-//! per minute for each virtual key, with OpenAI's rate-limit headers on every answer.
+//! The gateway's admit stage, backed by the billing service: rate limits (requests and tokens
+//! per minute, with OpenAI's rate-limit headers on every answer), then budgets (the request's
+//! worst-case cost reserved against every budget that applies).
 
 use std::sync::Arc;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use async_trait::async_trait;
-use tollgate_billing::limits::Counted;
-use tollgate_billing::{Bucket, Decision, LimitError, RateLimiter};
+use rust_decimal::Decimal;
+use tollgate_billing::budgets::Reservation as BudgetReservation;
+use tollgate_billing::{
+    Bucket, BudgetCounters, BudgetError, Charge, Counted, Decision, LimitError, RateLimiter,
+};
 use tollgate_common::config::LimitsConfig;
+use tollgate_common::{BudgetRule, BudgetScope, Picodollars};
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::pipeline::metering::UsageEvent;
 use tollgate_gateway::pipeline::{Admit, RequestContext, Reservation};
 use tollgate_gateway::tokens;
 
-/// Rate limits per virtual key.
-pub struct RateLimitAdmission {
+/// Rate limits and budgets per virtual key.
+pub struct Admission {
     limiter: Arc<RateLimiter>,
+    budgets: Arc<BudgetCounters>,
     config: LimitsConfig,
 }
 
-impl RateLimitAdmission {
-    pub fn new(limiter: Arc<RateLimiter>, config: LimitsConfig) -> Self {
-        RateLimitAdmission { limiter, config }
+impl Admission {
+    pub fn new(
+        limiter: Arc<RateLimiter>,
+        budgets: Arc<BudgetCounters>,
+        config: LimitsConfig,
+    ) -> Self {
+        Admission {
+            limiter,
+            budgets,
+            config,
+        }
     }
 }
 
@@ -31,7 +45,17 @@ struct Held {
     id: String,
     counted: Counted,
     token_buckets: Vec<String>,
+    budgets: Option<HeldBudgets>,
 }
+
+/// A budget reservation: on which counters, how much (nanodollars), and where it was counted.
+struct HeldBudgets {
+    counters: Vec<String>,
+    reserved: i64,
+    counted: Counted,
+}
+
+const MILLION: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
 const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
 const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
@@ -44,7 +68,7 @@ const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-toke
 /// four bytes a token rather than counted with the tokenizer, whose tables cost some 50 MB of
 /// memory and whose count costs more than the rest of admission; the reservation is corrected
 /// with the upstream's real usage when the request ends.
-fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> u64 {
+fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> (u64, u64) {
     let prompt = match body.endpoint {
         Endpoint::ChatCompletions => body.chat().map(tokens::chat_prompt_estimate),
         Endpoint::Embeddings => body.embeddings().map(tokens::embeddings_input_estimate),
@@ -55,7 +79,48 @@ fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> u64 {
         Endpoint::Embeddings => 0,
         Endpoint::ChatCompletions => body.max_output_tokens.map_or(default_max_tokens, u64::from),
     };
-    prompt + output
+    (prompt, output)
+}
+
+/// The most a request can cost: its prompt at the highest input price and its output limit at
+/// the highest output price among the targets it may be routed to. `None` when none of them
+/// has a price.
+fn worst_case_cost(ctx: &RequestContext, prompt: u64, output: u64) -> Option<Decimal> {
+    let (input_price, output_price) = ctx.route.as_ref()?.worst_case_price()?;
+    Some((Decimal::from(prompt) * input_price + Decimal::from(output) * output_price) / MILLION)
+}
+
+/// The counters a request is charged against: one per budget that applies, per period (and
+/// per end user for a per-user budget).
+fn budget_charges<'r>(ctx: &'r RequestContext, now_ms: i64) -> Vec<(Charge, &'r BudgetRule)> {
+    let end_user = ctx.end_user.as_deref();
+    ctx.key
+        .budgets
+        .iter()
+        .filter(|rule| rule.applies_to(end_user))
+        .map(|rule| {
+            let start = rule.period.start(now_ms);
+            let counter = match (&rule.scope, end_user) {
+                (BudgetScope::EveryUser, Some(user)) => {
+                    format!("tollgate:budget:{}:{start}:user:{user}", rule.id)
+                }
+                _ => format!("tollgate:budget:{}:{start}", rule.id),
+            };
+            let limit = Picodollars::from_usd(rule.limit_usd).unwrap_or(Picodollars(i64::MAX));
+            let charge = Charge {
+                counter,
+                // Rounded down: a counter never allows more than the limit.
+                limit: limit.0 / 1000,
+                baseline: rule.baseline(start, end_user).to_nanos_ceil(),
+                ttl_secs: rule.period.counter_ttl_secs(start),
+            };
+            (charge, rule)
+        })
+        .collect()
+}
+
+fn usd(nanos: i64) -> String {
+    Picodollars::from_nanos(nanos).to_string()
 }
 
 /// OpenAI's duration format: `20ms`, `1s`, `6m0s`.
@@ -170,8 +235,73 @@ fn headers(applied: &[Applied], decision: &Decision) -> Vec<(HeaderName, HeaderV
     headers
 }
 
+impl Admission {
+    /// Reserves the request's worst-case cost against every budget that applies. Returns the
+    /// reservation (none when no budget applies) and the USD it set aside.
+    async fn reserve_budgets(
+        &self,
+        ctx: &RequestContext,
+        prompt: u64,
+        output: u64,
+    ) -> Result<(Option<HeldBudgets>, Decimal), GatewayError> {
+        if ctx.key.budgets.is_empty() {
+            return Ok((None, Decimal::ZERO));
+        }
+        let charges = budget_charges(ctx, ctx.received_at_ms());
+        if charges.is_empty() {
+            return Ok((None, Decimal::ZERO));
+        }
+        // An unpriced model costs nothing in the ledger; it is still refused once a budget is
+        // overspent.
+        let worst = worst_case_cost(ctx, prompt, output).unwrap_or(Decimal::ZERO);
+        let amount = Picodollars::from_usd(worst).map_or(i64::MAX, Picodollars::to_nanos_ceil);
+        let only: Vec<Charge> = charges.iter().map(|(c, _)| c.clone()).collect();
+        let reservation = self
+            .budgets
+            .reserve(&only, amount)
+            .await
+            .map_err(|err| match err {
+                BudgetError::Unavailable | BudgetError::Redis(_) => {
+                    GatewayError::BudgetsUnavailable
+                }
+            })?;
+        match reservation {
+            BudgetReservation::Admitted(counted) => Ok((
+                Some(HeldBudgets {
+                    counters: only.into_iter().map(|c| c.counter).collect(),
+                    reserved: amount,
+                    counted,
+                }),
+                worst,
+            )),
+            BudgetReservation::Exhausted {
+                index,
+                spent,
+                reserved,
+            } => {
+                let (charge, rule) = &charges[index.min(charges.len() - 1)];
+                let whose = match (&rule.scope, ctx.end_user.as_deref()) {
+                    (BudgetScope::EveryUser, Some(user)) => {
+                        format!("{} (end user \"{user}\")", rule.label)
+                    }
+                    _ => rule.label.clone(),
+                };
+                let left = (charge.limit - spent - reserved).max(0);
+                Err(GatewayError::BudgetExceeded(format!(
+                    "This request could cost up to {}, and {whose} of {} has {} left ({} spent, {} reserved by requests in progress).",
+                    usd(amount),
+                    Picodollars::from_usd(rule.limit_usd).unwrap_or_default(),
+                    usd(left),
+                    usd(spent),
+                    usd(reserved),
+                )))
+            }
+        }
+    }
+}
+
 #[async_trait]
-impl Admit for RateLimitAdmission {
+impl Admit for Admission {
     async fn admit(
         &self,
         ctx: &RequestContext,
@@ -181,7 +311,8 @@ impl Admit for RateLimitAdmission {
         if ctx.key.key_id.is_none() {
             return Ok(Reservation::default());
         }
-        let estimate = estimate_tokens(body, self.config.default_max_tokens);
+        let (prompt, output) = estimate_tokens(body, self.config.default_max_tokens);
+        let estimate = prompt + output;
         let applied = applicable(ctx, &self.config, estimate);
         let buckets: Vec<Bucket> = applied.iter().map(|a| a.bucket.clone()).collect();
         let id = uuid::Uuid::now_v7().to_string();
@@ -215,18 +346,29 @@ impl Admit for RateLimitAdmission {
                 headers,
             });
         }
-        let token_buckets = applied
+        let token_buckets: Vec<String> = applied
             .into_iter()
             .filter(|a| a.unit == Unit::Tokens)
             .map(|a| a.bucket.key)
             .collect();
+        let (budgets, budget_reserved) = match self.reserve_budgets(ctx, prompt, output).await {
+            Ok(held) => held,
+            Err(error) => {
+                // Refused by a budget: give back the tokens the rate limits set aside.
+                let release = token_buckets.into_iter().map(|k| (k, 0)).collect();
+                self.limiter.adjust_in_background(id, counted, release);
+                return Err(error);
+            }
+        };
         Ok(Reservation {
             data: Some(Arc::new(Held {
                 id,
                 counted,
                 token_buckets,
+                budgets,
             })),
             headers,
+            budget_reserved,
         })
     }
 
@@ -239,6 +381,18 @@ impl Admit for RateLimitAdmission {
         else {
             return;
         };
+        if let Some(budgets) = &held.budgets {
+            let actual = event
+                .cost
+                .and_then(Picodollars::from_usd)
+                .map_or(0, Picodollars::to_nanos_ceil);
+            self.budgets.settle_in_background(
+                budgets.counted,
+                budgets.counters.clone(),
+                budgets.reserved,
+                actual,
+            );
+        }
         let used = event.usage.input_tokens + event.usage.output_tokens;
         let costs: Vec<(String, u64)> = held
             .token_buckets

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod admission;
 mod authentication;
+mod metering;
 mod operator;
 
 use std::sync::Arc;
@@ -19,12 +20,13 @@ use std::sync::Arc;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate_billing::{OnRedisFailure, RateLimiter};
+use tollgate_billing::{BudgetCounters, OnRedisFailure, RateLimiter};
 use tollgate_common::config::{Config, ConfigError, ProcessEnv, RedisFailurePolicy};
 use tollgate_gateway::Stages;
 
-use crate::admission::RateLimitAdmission;
+use crate::admission::Admission;
 use crate::authentication::VirtualKeyAuthentication;
+use crate::metering::BillingParts;
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +83,8 @@ enum Service {
     Gateway,
     /// Sign-up, login, teams and keys under /auth.
     Auth,
+    /// The usage ledger: consumes the gateways' usage stream, delivers budget alerts.
+    Billing,
 }
 
 #[derive(Subcommand)]
@@ -248,6 +252,9 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         if only == Some(Service::Auth) {
             return serve_auth_only(&config).await;
         }
+        if only == Some(Service::Billing) {
+            return serve_billing_only(&config).await;
+        }
         if only == Some(Service::Gateway) {
             anyhow::ensure!(
                 config.auth.service_url.is_some(),
@@ -260,10 +267,19 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
             RedisFailurePolicy::Local => OnRedisFailure::Local,
             RedisFailurePolicy::Reject => OnRedisFailure::Reject,
         };
-        let limiter = Arc::new(RateLimiter::new(redis, on_failure));
+        let limiter = Arc::new(RateLimiter::new(redis.clone(), on_failure));
+        let budgets = Arc::new(BudgetCounters::new(redis.clone(), on_failure));
+        let parts = BillingParts {
+            pool: auth.store.as_ref().map(|s| s.pool().clone()),
+            redis,
+            redis_client: auth.redis_client.clone(),
+        };
+        let usage = metering::start_usage(&config, &parts).await?;
+        metering::start_billing(&config, &parts)?;
         let stages = Stages {
             authenticate: Arc::new(VirtualKeyAuthentication::new(auth.keys.clone())),
-            admit: Arc::new(RateLimitAdmission::new(limiter, config.limits.clone())),
+            admit: Arc::new(Admission::new(limiter, budgets, config.limits.clone())),
+            meter: usage.meter,
             ..Stages::default()
         };
         let gateway = tollgate_gateway::build_gateway(&config, stages)?;
@@ -319,6 +335,43 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
         .bind(config.server.listen)
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     tracing::info!(addr = %config.server.listen, "tollgate auth service listening");
+    server.run().await.context("server stopped with an error")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `serve --only billing`: the ledger's side of a split deployment (the usage stream consumer,
+/// alert delivery, retention) with a liveness check.
+async fn serve_billing_only(config: &Config) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        config.redis.url.is_some(),
+        "redis.url: required with --only billing (the gateways' usage stream is in Redis)"
+    );
+    let store = tollgate_auth::startup::open_store(config).await?;
+    let client =
+        redis::Client::open(config.redis.url.clone().unwrap_or_default()).context("redis.url")?;
+    let parts = BillingParts {
+        pool: Some(store.pool().clone()),
+        redis: None,
+        redis_client: Some(client),
+    };
+    metering::start_billing(config, &parts)?;
+    let store = web::Data::new(store);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(store.clone())
+            .route(
+                "/health/live",
+                web::get().to(|| async {
+                    HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
+                }),
+            )
+            .route("/health/ready", web::get().to(auth_ready))
+    })
+    .workers(1)
+    .tcp_nodelay(true)
+    .bind(config.server.listen)
+    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    tracing::info!(addr = %config.server.listen, "tollgate billing service listening");
     server.run().await.context("server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ mod audit;
 mod budgets;
 mod keys;
 mod limits;
+pub mod scratch;
 mod sessions;
 mod tenancy;
 #[cfg(test)]
@@ -212,30 +213,11 @@ pub(crate) mod testing {
     use super::*;
 
     pub async fn sqlite() -> AuthStore {
-        let dir = std::env::temp_dir().join(format!("tollgate-test-{}", uuid::Uuid::now_v7()));
-        let url = format!("sqlite://{}/auth.db?mode=rwc", dir.display());
-        let store = AuthStore::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        store
+        super::scratch::sqlite().await.unwrap()
     }
 
     pub async fn postgres() -> AuthStore {
-        let admin_url = std::env::var("TOLLGATE_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
-        let admin = AuthStore::connect(&admin_url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin.pool)
-            .await
-            .unwrap();
-        admin.close().await;
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
-        let store = AuthStore::connect(&format!("{base}/{name}")).await.unwrap();
-        store.migrate().await.unwrap();
-        store
+        super::scratch::postgres().await.unwrap()
     }
 
     /// Runs `check` against both databases.

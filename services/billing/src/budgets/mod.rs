@@ -20,6 +20,8 @@
 mod local;
 mod redis;
 
+use std::sync::Arc;
+
 use ::redis::aio::ConnectionManager;
 
 pub use self::local::LocalCounters;
@@ -114,6 +116,23 @@ impl BudgetCounters {
             }
             _ => self.local.settle(counters, reserved, actual),
         }
+    }
+
+    /// [`BudgetCounters::settle`] off the caller's path: inline for counters in this process,
+    /// on a task for Redis.
+    pub fn settle_in_background(
+        self: &Arc<Self>,
+        counted: Counted,
+        counters: Vec<String>,
+        reserved: i64,
+        actual: i64,
+    ) {
+        if counted == Counted::Local || self.redis.is_none() {
+            self.local.settle(&counters, reserved, actual);
+            return;
+        }
+        let budgets = self.clone();
+        tokio::spawn(async move { budgets.settle(counted, &counters, reserved, actual).await });
     }
 
     /// Spent and reserved nanodollars on a counter, if it exists (for tests and diagnostics).

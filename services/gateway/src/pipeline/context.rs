@@ -1,5 +1,6 @@
 //! The per-request state that travels through the pipeline's stages.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -13,31 +14,51 @@ use crate::openai::Endpoint;
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub request_id: String,
+    /// Made here for every request: the usage ledger's idempotency key (the request id can
+    /// come from the client, so it cannot be one).
+    pub event_id: String,
     pub received_at: SystemTime,
     pub started: Instant,
     pub endpoint: Endpoint,
     /// Who is calling; shared, since it comes from the key cache.
     pub key: Arc<KeyContext>,
+    /// Where the model routes (set by the route stage).
+    pub route: Option<Arc<crate::routing::RouteGroup>>,
     /// The model name the client sent (empty until the body is parsed).
     pub requested_model: String,
     pub stream: bool,
     /// OpenAI's end-user field, for per-user attribution.
     pub end_user: Option<String>,
+    /// Cost-attribution tags: the key's, with the request's `x-tollgate-tags` on top.
+    pub tags: BTreeMap<String, String>,
+    /// How the cache stage served the request: `hit`, `miss` or `off`.
+    pub cache: &'static str,
     /// Headers admission wants on the answer, whatever it is (the rate-limit headers).
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RequestContext {
+    /// When the request arrived, in Unix milliseconds.
+    pub fn received_at_ms(&self) -> i64 {
+        self.received_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
     pub fn new(request_id: String, endpoint: Endpoint) -> Self {
         RequestContext {
             request_id,
+            event_id: uuid::Uuid::now_v7().to_string(),
             received_at: SystemTime::now(),
             started: Instant::now(),
             endpoint,
             key: Arc::default(),
+            route: None,
             requested_model: String::new(),
             stream: false,
             end_user: None,
+            tags: BTreeMap::new(),
+            cache: "off",
             response_headers: Vec::new(),
         }
     }

@@ -6,11 +6,12 @@
 //! none), cost from the price catalog, metrics; then settles the admission reservation and
 //! hands the event to the meter stage.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rust_decimal::Decimal;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tollgate_common::{PriceCatalog, TokenUsage};
 
 use super::context::{KeyContext, RequestContext};
@@ -41,15 +42,23 @@ pub struct Completion {
     pub time_to_first_token: Option<Duration>,
     pub finished: Instant,
     pub reservation: Reservation,
+    /// Told whether the usage event reached durable storage, for an answer that waits on it.
+    pub written: Option<Written>,
 }
+
+/// Hears whether a usage event was durably recorded.
+pub type Written = oneshot::Sender<bool>;
 
 /// One request's record: who, what, how much, how it went.
 #[derive(Debug, Clone)]
 pub struct UsageEvent {
     pub request_id: String,
+    /// Unique per request, made by the gateway: the ledger's idempotency key.
+    pub event_id: String,
     pub time: SystemTime,
     pub key: Arc<KeyContext>,
     pub end_user: Option<String>,
+    pub tags: BTreeMap<String, String>,
     pub endpoint: Endpoint,
     pub requested_model: String,
     pub provider: Option<String>,
@@ -65,6 +74,10 @@ pub struct UsageEvent {
     pub error: Option<&'static str>,
     pub attempts: u32,
     pub stream: bool,
+    /// `hit`, `miss` or `off`.
+    pub cache: &'static str,
+    /// USD reserved against budgets at admission.
+    pub budget_reserved: Decimal,
 }
 
 /// The request path's end of the recorder.
@@ -78,6 +91,15 @@ impl UsageSender {
             tracing::error!("usage recorder has stopped; a usage event was not recorded");
         }
     }
+
+    /// Queues a completion and waits until its usage event is durably recorded: an answer's
+    /// last byte waits on this. False when it could not be recorded.
+    pub async fn send_and_wait(&self, mut completion: Completion) -> bool {
+        let (written, recorded) = oneshot::channel();
+        completion.written = Some(written);
+        self.send(completion);
+        recorded.await.unwrap_or(false)
+    }
 }
 
 /// Starts the recorder task on the current runtime.
@@ -88,12 +110,13 @@ pub fn spawn_recorder(
 ) -> UsageSender {
     let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
     tokio::spawn(async move {
-        while let Some(completion) = rx.recv().await {
+        while let Some(mut completion) = rx.recv().await {
             let reservation = completion.reservation.clone();
+            let written = completion.written.take();
             let event = to_event(completion, &catalog).await;
             metrics.observe(&event);
             stages.admit.settle(reservation, &event);
-            stages.meter.record(event);
+            stages.meter.record(event, written);
         }
     });
     UsageSender(tx)
@@ -124,6 +147,10 @@ async fn to_event(c: Completion, catalog: &PriceCatalog) -> UsageEvent {
         .and_then(|t| catalog.cost(&t.model, usage));
     UsageEvent {
         request_id: c.ctx.request_id,
+        event_id: c.ctx.event_id,
+        tags: c.ctx.tags,
+        cache: c.ctx.cache,
+        budget_reserved: c.reservation.budget_reserved,
         time: c.ctx.received_at,
         key: c.ctx.key,
         end_user: c.ctx.end_user,

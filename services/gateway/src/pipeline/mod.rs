@@ -23,6 +23,7 @@ pub mod context;
 mod detach;
 pub mod metering;
 pub mod stages;
+pub mod tags;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -163,7 +164,7 @@ impl Gateway {
                 if failure.metered {
                     return response;
                 }
-                worker.recorder.send(Completion {
+                let completion = Completion {
                     status: failure.error.status().as_u16(),
                     error: Some(failure.error.label()),
                     target: failure.target,
@@ -174,8 +175,11 @@ impl Gateway {
                     time_to_first_token: None,
                     finished: Instant::now(),
                     reservation: failure.reservation,
+                    written: None,
                     ctx,
-                });
+                };
+                // The error answer is sent only once its usage event is recorded.
+                worker.recorder.send_and_wait(completion).await;
                 response
             }
         }
@@ -195,6 +199,7 @@ impl Gateway {
             .authenticate(headers)
             .await
             .map_err(Failure::early)?;
+        ctx.tags = tags::request_tags(&ctx.key.tags, headers).map_err(Failure::early)?;
 
         // parse (done by the caller, so that the span is named after the model; its errors
         // are reported only now)
@@ -205,6 +210,7 @@ impl Gateway {
 
         // route (before admission, so an unknown model reserves nothing)
         let group = self.router.resolve(&body.model).map_err(Failure::early)?;
+        ctx.route = Some(group.clone());
         if !ctx.key.allows_model(&body.model) {
             return Err(Failure::early(GatewayError::ModelNotAllowed(
                 body.model.clone(),
@@ -238,19 +244,24 @@ impl Gateway {
         if !body.stream
             && let Some(hit) = self.stages.cache.lookup(ctx, &body).await
         {
-            worker.recorder.send(Completion {
-                ctx: ctx.clone(),
-                target: None,
-                attempts: 0,
-                status: 200,
-                error: None,
-                usage: None,
-                output_text: String::new(),
-                request: None,
-                time_to_first_token: None,
-                finished: Instant::now(),
-                reservation,
-            });
+            ctx.cache = "hit";
+            worker
+                .recorder
+                .send_and_wait(Completion {
+                    ctx: ctx.clone(),
+                    target: None,
+                    attempts: 0,
+                    status: 200,
+                    error: None,
+                    usage: None,
+                    output_text: String::new(),
+                    request: None,
+                    time_to_first_token: None,
+                    finished: Instant::now(),
+                    reservation,
+                    written: None,
+                })
+                .await;
             return Ok(json_response(&ctx.request_id, hit.body, None, 0));
         }
 
@@ -313,6 +324,7 @@ impl Gateway {
             time_to_first_token: None,
             finished: Instant::now(),
             reservation,
+            written: None,
         };
         let result = match sent {
             Ok(UpstreamSuccess {
@@ -366,16 +378,28 @@ impl Gateway {
             }
         };
         completion.finished = Instant::now();
+        // The answer leaves only once its usage event is durably recorded: an answer whose
+        // usage could not be recorded is withheld rather than given away unmetered.
         match result {
             Ok(answer) => {
-                worker.recorder.send(completion);
-                Ok(answer)
+                let attempts = completion.attempts;
+                if worker.recorder.send_and_wait(completion).await {
+                    Ok(answer)
+                } else {
+                    Err(Failure {
+                        error: GatewayError::UsageUnrecorded,
+                        attempts,
+                        target: None,
+                        reservation: Reservation::default(),
+                        metered: true,
+                    })
+                }
             }
             Err(error) => {
                 completion.status = error.status().as_u16();
                 completion.error = Some(error.label());
                 let attempts = completion.attempts;
-                worker.recorder.send(completion);
+                worker.recorder.send_and_wait(completion).await;
                 Err(Failure {
                     error,
                     attempts,
@@ -427,6 +451,7 @@ impl Gateway {
                     time_to_first_token: None,
                     finished: Instant::now(),
                     reservation,
+                    written: None,
                 };
                 let relay = RelayBody::new(
                     first,

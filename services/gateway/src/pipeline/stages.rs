@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::context::{KeyContext, RequestContext};
-use super::metering::UsageEvent;
+use super::metering::{UsageEvent, Written};
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
 
@@ -41,12 +41,15 @@ pub struct Reservation {
     pub data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Headers every answer to this request carries (the rate-limit headers).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// USD set aside against budgets: the request's worst-case cost.
+    pub budget_reserved: rust_decimal::Decimal,
 }
 
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reservation")
             .field("headers", &self.headers)
+            .field("budget_reserved", &self.budget_reserved)
             .finish_non_exhaustive()
     }
 }
@@ -74,9 +77,11 @@ pub trait ResponseCache: Send + Sync {
     async fn store(&self, ctx: &RequestContext, body: &InboundBody, answer: &Bytes);
 }
 
-/// Where usage events go once a request has ended. Called off the request path.
+/// Where usage events go once a request has ended. Called off the request path; `written`,
+/// when given, must hear whether the event reached durable storage (the answer's last byte
+/// waits for it).
 pub trait Meter: Send + Sync {
-    fn record(&self, event: UsageEvent);
+    fn record(&self, event: UsageEvent, written: Option<Written>);
 }
 
 /// The stage implementations one gateway runs with.
@@ -160,7 +165,7 @@ impl ResponseCache for NoCache {
 pub struct LogMeter;
 
 impl Meter for LogMeter {
-    fn record(&self, event: UsageEvent) {
+    fn record(&self, event: UsageEvent, written: Option<Written>) {
         tracing::debug!(
             request_id = %event.request_id,
             org_id = %event.key.org_id.map(|id| id.to_string()).unwrap_or_default(),
@@ -173,5 +178,8 @@ impl Meter for LogMeter {
             status = event.status,
             "usage"
         );
+        if let Some(written) = written {
+            let _ = written.send(true);
+        }
     }
 }

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
-use crate::openai::response::Usage;
+use crate::openai::response::{SSE_DONE, Usage};
 
 pub struct OpenAi {
     chat_url: Url,
@@ -180,7 +180,8 @@ impl OpenAiStream {
             content: Option<Cow<'a, str>>,
         }
         if event.data == "[DONE]" {
-            out.extend_from_slice(&event.raw);
+            // Held back to `finish`: the end of the answer goes out only after the upstream
+            // has ended and the request's usage is recorded.
             return Ok(());
         }
         let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(&event.data) else {
@@ -224,6 +225,7 @@ impl StreamTranslator for OpenAiStream {
         while let Some(event) = self.decoder.finish() {
             self.relay(event, out)?;
         }
+        out.extend_from_slice(SSE_DONE);
         Ok(())
     }
 

@@ -45,6 +45,8 @@ pub struct Target {
     pub latency: LatencyAverage,
     /// Input plus output list price per 1M tokens, when the catalog knows the model.
     pub blended_price: Option<Decimal>,
+    /// Input and output list prices per 1M tokens, when the catalog knows the model.
+    pub price: Option<(Decimal, Decimal)>,
     /// `x-tollgate-provider` and `x-tollgate-model` for answers from this target, built once
     /// (`None` for a name that cannot be a header value).
     pub provider_header: Option<HeaderValue>,
@@ -65,6 +67,26 @@ pub struct RouteGroup {
     pub retry: RetryPolicy,
     pub timeout: Duration,
     pub targets: Vec<Arc<Target>>,
+}
+
+impl std::fmt::Debug for RouteGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteGroup")
+            .field("name", &self.name)
+            .field("targets", &self.targets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteGroup {
+    /// The highest input and the highest output price per 1M tokens among the group's priced
+    /// targets: what a request routed here can cost at most. `None` when none has a price.
+    pub fn worst_case_price(&self) -> Option<(Decimal, Decimal)> {
+        self.targets
+            .iter()
+            .filter_map(|t| t.price)
+            .reduce(|(i, o), (i2, o2)| (i.max(i2), o.max(o2)))
+    }
 }
 
 /// An exponentially weighted moving average of a target's latency, lock-free. A lost update
@@ -217,6 +239,7 @@ impl Router {
     ) -> Arc<Target> {
         Arc::new(Target {
             blended_price: self.catalog.price(model).map(|p| p.blended()),
+            price: self.catalog.price(model).map(|p| (p.input, p.output)),
             provider_header: HeaderValue::from_str(&provider.name).ok(),
             model_header: HeaderValue::from_str(model).ok(),
             provider,

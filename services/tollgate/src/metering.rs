@@ -1,0 +1,172 @@
+//! The gateway's meter stage backed by the billing service's usage journal, and the
+//! background work that moves usage from the journal to the ledger.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tollgate_billing::BudgetAlerts;
+use tollgate_billing::usage::ledger::Retention;
+use tollgate_billing::usage::{
+    Ledger, LedgerSink, Shipper, UsageJournal, UsageRecord, UsageSink, UsageStream, stream,
+};
+use tollgate_common::{Config, Picodollars};
+use tollgate_gateway::pipeline::Meter;
+use tollgate_gateway::pipeline::metering::{UsageEvent, Written};
+
+/// Journals every usage event of an organization's request; acknowledges once it is written.
+pub struct JournalMeter {
+    journal: UsageJournal,
+}
+
+impl Meter for JournalMeter {
+    fn record(&self, event: UsageEvent, written: Option<Written>) {
+        match usage_record(&event) {
+            Some(record) => self.journal.append(record, written),
+            // A request no organization made (refused before its key was known) bills no one.
+            None => {
+                if let Some(written) = written {
+                    let _ = written.send(true);
+                }
+            }
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The ledger's view of a gateway usage event; `None` without an organization.
+fn usage_record(event: &UsageEvent) -> Option<UsageRecord> {
+    let key = &event.key;
+    let org = key.org_id?;
+    let time_ms = event
+        .time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Some(UsageRecord {
+        event_id: event.event_id.clone(),
+        request_id: event.request_id.clone(),
+        time_ms,
+        org_id: org.to_string(),
+        team_id: key.team_id.map(|id| id.to_string()),
+        key_id: key.key_id.map(|id| id.to_string()),
+        user_id: key.user_id.map(|id| id.to_string()),
+        end_user: event.end_user.clone(),
+        tags: event.tags.clone(),
+        endpoint: event.endpoint.operation().to_owned(),
+        requested_model: event.requested_model.clone(),
+        provider: event.provider.clone(),
+        provider_model: event.provider_model.clone(),
+        input_tokens: event.usage.input_tokens,
+        output_tokens: event.usage.output_tokens,
+        cached_tokens: event.usage.cached_input_tokens,
+        usage_estimated: event.usage_estimated,
+        cost_pico: event.cost.and_then(Picodollars::from_usd).map(|p| p.0),
+        reserved_pico: Picodollars::from_usd(event.budget_reserved).map_or(0, |p| p.0),
+        latency_ms: millis(event.latency),
+        ttft_ms: event.time_to_first_token.map(millis),
+        status: event.status,
+        error: event.error.map(str::to_owned),
+        cache: event.cache.to_owned(),
+        attempts: event.attempts,
+        stream: event.stream,
+    })
+}
+
+/// Where this process's usage goes, and what it runs in the background to get it there.
+pub struct UsagePipeline {
+    pub meter: Arc<JournalMeter>,
+}
+
+/// What the billing side of a process has to work with.
+pub struct BillingParts {
+    /// The database, when this process has it.
+    pub pool: Option<sqlx::AnyPool>,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub redis_client: Option<redis::Client>,
+}
+
+/// Opens the journal, replays what a previous run left unshipped, and starts shipping: to the
+/// ledger when this process has the database, else to the Redis usage stream.
+pub async fn start_usage(config: &Config, parts: &BillingParts) -> anyhow::Result<UsagePipeline> {
+    let dir = config.usage.effective_journal_dir(&config.storage);
+    let (journal, reader) = UsageJournal::open(&dir, config.usage.sync)
+        .with_context(|| "usage.journal_dir".to_owned())?;
+    let sink: Arc<dyn UsageSink> = match (&parts.pool, &parts.redis) {
+        (Some(pool), _) => Arc::new(ledger_sink(pool.clone())?),
+        (None, Some(redis)) => Arc::new(UsageStream::new(redis.clone())),
+        (None, None) => anyhow::bail!(
+            "redis.url: a gateway without the database (--only gateway) ships usage through Redis"
+        ),
+    };
+    let mut shipper = Shipper::new(reader, sink);
+    match shipper.catch_up().await {
+        Ok(0) => {}
+        Ok(replayed) => tracing::info!(replayed, "shipped usage events left by the previous run"),
+        Err(err) => tracing::warn!(%err, "cannot ship earlier usage yet; it stays in the journal"),
+    }
+    shipper.spawn();
+    Ok(UsagePipeline {
+        meter: Arc::new(JournalMeter { journal }),
+    })
+}
+
+fn ledger_sink(pool: sqlx::AnyPool) -> anyhow::Result<LedgerSink> {
+    let alerts = BudgetAlerts::new(pool.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(LedgerSink {
+        ledger: Ledger::new(pool),
+        alerts: Some(Arc::new(alerts)),
+    })
+}
+
+/// The billing service's background work, in the process that has the database: alert
+/// delivery, ledger retention, and (with Redis) consuming the usage stream of split gateways.
+pub fn start_billing(config: &Config, parts: &BillingParts) -> anyhow::Result<()> {
+    let Some(pool) = parts.pool.clone() else {
+        return Ok(());
+    };
+    let alerts = Arc::new(BudgetAlerts::new(pool.clone()).map_err(|e| anyhow::anyhow!(e))?);
+    let delivering = alerts.clone();
+    tokio::spawn(async move { delivering.deliver().await });
+    let retention = Retention {
+        events_days: config.usage.retention.events_days,
+        hourly_days: config.usage.retention.hourly_days,
+    };
+    let ledger = Ledger::new(pool.clone());
+    tokio::spawn(async move {
+        let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every_hour.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            match ledger.prune(retention, now).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "pruned usage rows past their retention"),
+                Err(err) => tracing::warn!(%err, "cannot prune the usage ledger"),
+            }
+        }
+    });
+    if let Some(client) = parts.redis_client.clone() {
+        let sink: Arc<dyn UsageSink> = Arc::new(LedgerSink {
+            ledger: Ledger::new(pool),
+            alerts: Some(alerts),
+        });
+        let consumer = consumer_name();
+        tokio::spawn(async move { stream::consume(client, consumer, sink).await });
+    }
+    Ok(())
+}
+
+/// This process's name in the usage stream's consumer group: host and process id.
+fn consumer_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "tollgate".into());
+    format!("{host}-{}", std::process::id())
+}
