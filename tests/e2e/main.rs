@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
+mod metering;
+
 const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
 
 fn repo_root() -> PathBuf {
