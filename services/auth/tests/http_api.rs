@@ -44,6 +44,8 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    budgets_are_set_per_scope_reach_the_key_and_stay_in_their_organization,
+    alert_webhooks_are_admin_only_and_show_their_secret_once,
     rate_limits_are_set_on_teams_and_organizations_and_reach_the_key,
     signup_and_login_open_a_session_and_a_working_key,
     emails_are_unique_whatever_their_case,
@@ -2046,4 +2048,201 @@ async fn rate_limits_are_set_on_teams_and_organizations_and_reach_the_key(db: Db
     let got = app.put("/auth/limits", &viewer, json!({"rpm": 1})).await;
     assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
     assert_eq!(app.get(&team_limits, &owner.access).await.1["rpm"], 100);
+}
+
+async fn budgets_are_set_per_scope_reach_the_key_and_stay_in_their_organization(db: Db) {
+    let app = TestApp::start(db).await;
+    let owner = app.signup("budget-owner@example.com", "Budgets Inc").await;
+    let other = app.signup("budget-other@example.com", "Elsewhere").await;
+
+    // one budget per scope; a team is named by id or name, a key by id
+    let specs = [
+        json!({"scope": "organization", "period": "monthly", "limit_usd": "100.00"}),
+        json!({"scope": "team", "target": owner.team_id, "period": "daily", "limit_usd": 5}),
+        json!({"scope": "key", "target": owner.key_id, "period": "lifetime", "limit_usd": "1.5", "thresholds": [90, 25]}),
+        json!({"scope": "user", "target": "*", "period": "weekly", "limit_usd": "0.25"}),
+        json!({"scope": "user", "target": "alice", "period": "weekly", "limit_usd": "2"}),
+    ];
+    let mut ids = Vec::new();
+    for spec in &specs {
+        let (status, body) = app.post("/auth/budgets", &owner.access, spec.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{spec}: {body}");
+        ids.push(text(&body["id"]));
+    }
+    let (status, body) = app.get("/auth/budgets", &owner.access).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"].as_array().unwrap().len(), 5);
+    assert_eq!(body["data"][2]["thresholds"], json!([25, 90]));
+    assert_eq!(body["data"][0]["limit_usd"], "100.00");
+
+    // the key's context carries every budget that applies to it, with its label
+    let ctx = app.verify(&owner.key).await.unwrap();
+    let labels: Vec<&str> = ctx.budgets.iter().map(|b| b.label.as_str()).collect();
+    assert_eq!(ctx.budgets.len(), 5, "{labels:?}");
+    assert!(
+        labels.contains(&"the organization's monthly budget"),
+        "{labels:?}"
+    );
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.starts_with("team \"") && l.ends_with("daily budget")),
+        "{labels:?}"
+    );
+    // a key in another team does not get the team's budget
+    let team = new_team(&app, &owner.access, "elsewhere-team").await;
+    let (_, secret) = new_key(&app, &owner.access, json!({"team_id": team})).await;
+    assert_eq!(app.verify(&secret).await.unwrap().budgets.len(), 3);
+
+    // one budget per scope, target and period; bad values name their field
+    let got = app
+        .post("/auth/budgets", &owner.access, specs[0].clone())
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "invalid_request_error");
+    for (spec, param) in [
+        (
+            json!({"scope": "planet", "period": "daily", "limit_usd": 1}),
+            "scope",
+        ),
+        (
+            json!({"scope": "organization", "period": "hourly", "limit_usd": 1}),
+            "period",
+        ),
+        (
+            json!({"scope": "organization", "period": "daily", "limit_usd": "-1"}),
+            "limit_usd",
+        ),
+        (
+            json!({"scope": "organization", "period": "daily", "limit_usd": "lots"}),
+            "limit_usd",
+        ),
+        (
+            json!({"scope": "organization", "period": "daily", "limit_usd": "2000000"}),
+            "limit_usd",
+        ),
+        (
+            json!({"scope": "organization", "period": "daily", "limit_usd": 1, "thresholds": [0]}),
+            "thresholds",
+        ),
+        (
+            json!({"scope": "user", "period": "daily", "limit_usd": 1}),
+            "target",
+        ),
+    ] {
+        let got = app.post("/auth/budgets", &owner.access, spec.clone()).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "invalid_request_error");
+        assert_eq!(got.1["error"]["param"], param, "{spec}: {}", got.1);
+    }
+
+    // changes reach the key at once
+    let (status, body) = app
+        .patch(
+            &format!("/auth/budgets/{}", ids[0]),
+            &owner.access,
+            json!({"limit_usd": "50"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ctx = app.verify(&owner.key).await.unwrap();
+    let org_budget = ctx.budgets.iter().find(|b| b.id == ids[0]).unwrap();
+    assert_eq!(org_budget.limit_usd.to_string(), "50");
+
+    // another organization reaches none of them, and cannot aim at my team or key
+    assert_eq!(
+        app.get("/auth/budgets", &other.access).await.1["data"],
+        json!([])
+    );
+    for id in &ids {
+        let path = format!("/auth/budgets/{id}");
+        let got = app
+            .patch(&path, &other.access, json!({"limit_usd": 1}))
+            .await;
+        assert_error(&got, StatusCode::NOT_FOUND, "not_found_error");
+        let got = app.delete(&path, &other.access).await;
+        assert_error(&got, StatusCode::NOT_FOUND, "not_found_error");
+    }
+    for spec in [
+        json!({"scope": "team", "target": owner.team_id, "period": "daily", "limit_usd": 1}),
+        json!({"scope": "key", "target": owner.key_id, "period": "daily", "limit_usd": 1}),
+    ] {
+        let got = app.post("/auth/budgets", &other.access, spec).await;
+        assert_error(&got, StatusCode::NOT_FOUND, "not_found_error");
+    }
+
+    // viewers read; members change no budget; admins do
+    let (_, viewer) = join(&app, &owner, "budget-viewer@example.com", Role::Viewer).await;
+    assert_eq!(app.get("/auth/budgets", &viewer).await.0, StatusCode::OK);
+    let (_, member) = join(&app, &owner, "budget-member@example.com", Role::Member).await;
+    for token in [&viewer, &member] {
+        let got = app
+            .post(
+                "/auth/budgets",
+                token,
+                json!({"scope": "organization", "period": "weekly", "limit_usd": 1}),
+            )
+            .await;
+        assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
+        let got = app
+            .delete(&format!("/auth/budgets/{}", ids[1]), token)
+            .await;
+        assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
+    }
+    let (_, admin) = join(&app, &owner, "budget-admin@example.com", Role::Admin).await;
+    let (status, _) = app
+        .delete(&format!("/auth/budgets/{}", ids[1]), &admin)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(app.verify(&owner.key).await.unwrap().budgets.len(), 4);
+}
+
+async fn alert_webhooks_are_admin_only_and_show_their_secret_once(db: Db) {
+    let app = TestApp::start(db).await;
+    let owner = app.signup("hook-owner@example.com", "Hooks Inc").await;
+    let other = app.signup("hook-other@example.com", "Elsewhere").await;
+    assert_eq!(
+        app.get("/auth/alerts/webhook", &owner.access).await.1,
+        json!({"url": null})
+    );
+    let (status, body) = app
+        .put(
+            "/auth/alerts/webhook",
+            &owner.access,
+            json!({"url": "https://hooks.example.com/tollgate"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(text(&body["secret"]).starts_with("whsec_"));
+    assert_eq!(
+        app.get("/auth/alerts/webhook", &owner.access).await.1,
+        json!({"url": "https://hooks.example.com/tollgate"}),
+        "the secret is shown only once"
+    );
+    // the secret never reaches the audit log
+    let (_, audit) = app.get("/auth/audit", &owner.access).await;
+    assert!(!audit.to_string().contains(&text(&body["secret"])));
+    for url in ["ftp://x", "not a url", "http://"] {
+        let got = app
+            .put("/auth/alerts/webhook", &owner.access, json!({"url": url}))
+            .await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "invalid_request_error");
+        assert_eq!(got.1["error"]["param"], "url");
+    }
+    let (_, viewer) = join(&app, &owner, "hook-viewer@example.com", Role::Viewer).await;
+    let got = app
+        .put("/auth/alerts/webhook", &viewer, json!({"url": null}))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
+    // each organization has its own
+    assert_eq!(
+        app.get("/auth/alerts/webhook", &other.access).await.1,
+        json!({"url": null})
+    );
+    let (status, _) = app
+        .put("/auth/alerts/webhook", &owner.access, json!({"url": null}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        app.get("/auth/alerts/webhook", &owner.access).await.1,
+        json!({"url": null})
+    );
 }

@@ -13,7 +13,7 @@ use actix_web::{App, test};
 use tollgate_common::{Config, Secret};
 
 /// The paths `tollgate_auth::http::configure` serves, in its order.
-const SERVED: [&str; 20] = [
+const SERVED: [&str; 23] = [
     "/auth/signup",
     "/auth/login",
     "/auth/refresh",
@@ -31,6 +31,9 @@ const SERVED: [&str; 20] = [
     "/auth/keys/{key}/rotate",
     "/auth/keys/{key}/revoke",
     "/auth/limits",
+    "/auth/budgets",
+    "/auth/budgets/{budget}",
+    "/auth/alerts/webhook",
     "/auth/audit",
     "/auth/internal/keys/lookup",
     "/auth/internal/keys/touch",
