@@ -290,3 +290,113 @@ async fn a_gateway_killed_mid_load_loses_and_duplicates_no_usage() {
     let _ = std::fs::remove_dir_all(Path::new(&dir));
     mock.stop().await;
 }
+
+/// A split deployment: the gateway has no database and ships usage into a Redis stream; the
+/// billing service consumes it into the ledger. A billing process killed and restarted loses
+/// and duplicates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_gateways_ship_usage_through_redis_to_the_billing_service() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("split-usage");
+    let data = dir.join("data");
+    let data = data.to_str().unwrap();
+    let stream = format!("tollgate:test:usage:{}", std::process::id());
+    let shared =
+        format!("auth:\n  service_token: split-usage-token\nusage:\n  stream: \"{stream}\"\n");
+    let services_config = dir.join("services.yaml");
+    std::fs::write(&services_config, &shared).unwrap();
+    let env = [
+        ("TOLLGATE_DATA_DIR", data),
+        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+    let only = |service: &str, config: &Path| {
+        let mut command = std::process::Command::new(crate::TOLLGATE);
+        command
+            .args(["serve", "--only", service, "--config"])
+            .arg(config);
+        command
+    };
+    let auth = Gateway::spawn(only("auth", &services_config), &env);
+    let billing = Gateway::spawn(only("billing", &services_config), &env);
+    let gateway_config = dir.join("gateway.yaml");
+    std::fs::write(
+        &gateway_config,
+        format!(
+            "{}auth:\n  service_url: \"{}\"\n  service_token: split-usage-token\nusage:\n  stream: \"{stream}\"\n",
+            config_for(&mock),
+            auth.url
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::spawn(
+        only("gateway", &gateway_config),
+        &[
+            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+            ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+        ],
+    );
+    let tenant = signup(&auth.url, "split-usage@example.com").await;
+    let client = reqwest::Client::new();
+    let send = async |from: usize, to: usize| {
+        for i in from..to {
+            let res = client
+                .post(format!("{}/v1/chat/completions", gateway.url))
+                .bearer_auth(&tenant.key)
+                .header("x-request-id", format!("split-usage-{i}"))
+                .header("x-tollgate-tags", "feature=search, env=e2e")
+                .json(&serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    };
+    send(0, 20).await;
+    let database = format!("sqlite://{data}/tollgate.db");
+    let rows = wait_for_rows(&database, "split-usage-", 20).await;
+    assert_eq!(rows.len(), 20);
+
+    // the billing service dies; the gateway keeps serving, the stream keeps the usage
+    let mut billing = billing;
+    billing.child.kill().unwrap();
+    billing.child.wait().unwrap();
+    send(20, 30).await;
+    let _billing = Gateway::spawn(only("billing", &services_config), &env);
+    let rows = wait_for_rows(&database, "split-usage-", 30).await;
+    let ids: BTreeSet<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!((rows.len(), ids.len()), (30, 30), "every request once");
+    assert!(
+        rows.iter().all(|(_, cost, _)| *cost > 0),
+        "every answer has its cost"
+    );
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&database).await.unwrap();
+    let tags: String =
+        sqlx::query("SELECT tags FROM usage_events WHERE request_id = 'split-usage-3'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+    assert_eq!(tags, r#"{"env":"e2e","feature":"search"}"#);
+    let by_tag: i64 = sqlx::query(
+        "SELECT CAST(SUM(requests) AS BIGINT) FROM usage_tag_rollups \
+         WHERE granularity = 'day' AND tag_key = 'feature' AND tag_value = 'search'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+    .try_get(0)
+    .unwrap();
+    assert_eq!(by_tag, 30);
+    pool.close().await;
+    drop((gateway, auth));
+    let mut redis = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL").arg(&stream).query_async(&mut redis).await.unwrap();
+    mock.stop().await;
+}

@@ -319,6 +319,8 @@ pub struct UsageConfig {
     /// Flush the journal to the device before acknowledging (survives power loss, not just a
     /// crash of the process), at the cost of a disk flush per batch.
     pub sync: bool,
+    /// The Redis stream through which gateways without the database ship usage.
+    pub stream: String,
     pub retention: RetentionConfig,
 }
 
@@ -327,6 +329,7 @@ impl Default for UsageConfig {
         UsageConfig {
             journal_dir: None,
             sync: false,
+            stream: "tollgate:usage".into(),
             retention: RetentionConfig::default(),
         }
     }
@@ -855,6 +858,9 @@ impl Config {
             if value == 0 {
                 problems.push(problem(field, "must be greater than 0"));
             }
+        }
+        if self.usage.stream.is_empty() {
+            problems.push(problem("usage.stream", "must not be empty"));
         }
         let provider_names: Vec<String> = provider_specs.keys().cloned().collect();
         for (name, spec) in provider_specs {

@@ -96,7 +96,9 @@ pub async fn start_usage(config: &Config, parts: &BillingParts) -> anyhow::Resul
         .with_context(|| "usage.journal_dir".to_owned())?;
     let sink: Arc<dyn UsageSink> = match (&parts.pool, &parts.redis) {
         (Some(pool), _) => Arc::new(ledger_sink(pool.clone())?),
-        (None, Some(redis)) => Arc::new(UsageStream::new(redis.clone())),
+        (None, Some(redis)) => {
+            Arc::new(UsageStream::new(redis.clone(), config.usage.stream.clone()))
+        }
         (None, None) => anyhow::bail!(
             "redis.url: a gateway without the database (--only gateway) ships usage through Redis"
         ),
@@ -154,8 +156,8 @@ pub fn start_billing(config: &Config, parts: &BillingParts) -> anyhow::Result<()
             ledger: Ledger::new(pool),
             alerts: Some(alerts),
         });
-        let consumer = consumer_name();
-        tokio::spawn(async move { stream::consume(client, consumer, sink).await });
+        let (stream, consumer) = (config.usage.stream.clone(), consumer_name());
+        tokio::spawn(async move { stream::consume(client, stream, consumer, sink).await });
     }
     Ok(())
 }

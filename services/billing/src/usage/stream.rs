@@ -13,8 +13,8 @@ use redis::{AsyncCommands, Value};
 
 use super::{UsageRecord, UsageSink};
 
-/// The stream's key.
-pub const STREAM: &str = "tollgate:usage";
+/// The stream's key unless configured otherwise (`usage.stream`).
+pub const DEFAULT_STREAM: &str = "tollgate:usage";
 /// The billing services' consumer group.
 pub const GROUP: &str = "billing";
 /// Entries pending this long with a consumer that stopped are taken over.
@@ -23,11 +23,12 @@ const CLAIM_IDLE_MS: u64 = 60_000;
 /// Publishes batches of events to the stream.
 pub struct UsageStream {
     redis: ConnectionManager,
+    stream: String,
 }
 
 impl UsageStream {
-    pub fn new(redis: ConnectionManager) -> Self {
-        UsageStream { redis }
+    pub fn new(redis: ConnectionManager, stream: String) -> Self {
+        UsageStream { redis, stream }
     }
 }
 
@@ -38,7 +39,7 @@ impl UsageSink for UsageStream {
         for record in records {
             let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
             pipe.cmd("XADD")
-                .arg(STREAM)
+                .arg(&self.stream)
                 .arg("*")
                 .arg("r")
                 .arg(json)
@@ -53,10 +54,15 @@ impl UsageSink for UsageStream {
 
 /// Reads the stream as `consumer` of the billing group and ships each batch to `sink`, for
 /// ever. Uses its own connection: a blocking read would hold up a shared one.
-pub async fn consume(client: redis::Client, consumer: String, sink: Arc<dyn UsageSink>) {
+pub async fn consume(
+    client: redis::Client,
+    stream: String,
+    consumer: String,
+    sink: Arc<dyn UsageSink>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match consume_until_error(&client, &consumer, sink.as_ref()).await {
+        match consume_until_error(&client, &stream, &consumer, sink.as_ref()).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(%err, "usage stream consumer failed; retrying");
@@ -69,6 +75,7 @@ pub async fn consume(client: redis::Client, consumer: String, sink: Arc<dyn Usag
 
 async fn consume_until_error(
     client: &redis::Client,
+    stream: &str,
     consumer: &str,
     sink: &dyn UsageSink,
 ) -> Result<(), String> {
@@ -76,16 +83,16 @@ async fn consume_until_error(
         .get_multiplexed_async_connection()
         .await
         .map_err(|e| e.to_string())?;
-    create_group(&mut conn).await?;
+    create_group(&mut conn, stream).await?;
     // First what this consumer read but did not acknowledge before it stopped, then new entries.
     let mut reading_pending = true;
     let mut last_claim = tokio::time::Instant::now();
     loop {
         if last_claim.elapsed() > Duration::from_secs(30) {
             last_claim = tokio::time::Instant::now();
-            let claimed = claim_abandoned(&mut conn, consumer).await?;
+            let claimed = claim_abandoned(&mut conn, stream, consumer).await?;
             if !claimed.is_empty() {
-                handle(&mut conn, sink, claimed).await?;
+                handle(&mut conn, stream, sink, claimed).await?;
             }
         }
         let options = StreamReadOptions::default()
@@ -94,7 +101,7 @@ async fn consume_until_error(
             .block(1000);
         let id = if reading_pending { "0" } else { ">" };
         let reply: Option<StreamReadReply> = conn
-            .xread_options(&[STREAM], &[id], &options)
+            .xread_options(&[stream], &[id], &options)
             .await
             .map_err(|e| e.to_string())?;
         let entries: Vec<StreamId> = reply
@@ -104,13 +111,13 @@ async fn consume_until_error(
             reading_pending = false;
             continue;
         }
-        handle(&mut conn, sink, entries).await?;
+        handle(&mut conn, stream, sink, entries).await?;
     }
 }
 
-async fn create_group(conn: &mut MultiplexedConnection) -> Result<(), String> {
+async fn create_group(conn: &mut MultiplexedConnection, stream: &str) -> Result<(), String> {
     let created: Result<(), redis::RedisError> =
-        conn.xgroup_create_mkstream(STREAM, GROUP, "0").await;
+        conn.xgroup_create_mkstream(stream, GROUP, "0").await;
     match created {
         Ok(()) => Ok(()),
         Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
@@ -121,10 +128,11 @@ async fn create_group(conn: &mut MultiplexedConnection) -> Result<(), String> {
 /// Takes over entries that another consumer read and has not acknowledged for a minute.
 async fn claim_abandoned(
     conn: &mut MultiplexedConnection,
+    stream: &str,
     consumer: &str,
 ) -> Result<Vec<StreamId>, String> {
     let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-        .arg(STREAM)
+        .arg(stream)
         .arg(GROUP)
         .arg(consumer)
         .arg(CLAIM_IDLE_MS)
@@ -141,6 +149,7 @@ async fn claim_abandoned(
 /// an acknowledged entry is needed by no one, and the stream stays as short as the backlog.
 async fn handle(
     conn: &mut MultiplexedConnection,
+    stream: &str,
     sink: &dyn UsageSink,
     entries: Vec<StreamId>,
 ) -> Result<(), String> {
@@ -158,9 +167,9 @@ async fn handle(
     sink.ship(&records).await?;
     let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
     let _: i64 = conn
-        .xack(STREAM, GROUP, &ids)
+        .xack(stream, GROUP, &ids)
         .await
         .map_err(|e| e.to_string())?;
-    let _: i64 = conn.xdel(STREAM, &ids).await.map_err(|e| e.to_string())?;
+    let _: i64 = conn.xdel(stream, &ids).await.map_err(|e| e.to_string())?;
     Ok(())
 }
