@@ -397,6 +397,10 @@ async fn split_gateways_ship_usage_through_redis_to_the_billing_service() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let _: i64 = redis::cmd("DEL").arg(&stream).query_async(&mut redis).await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     mock.stop().await;
 }

@@ -1,6 +1,6 @@
 //! A Redis outage and its recovery, against a real `redis-server` this test starts and stops:
-//! requests keep being limited per process while Redis is down, and shared again once it is
-//! back.
+//! requests keep being limited (and budgets enforced) per process while Redis is down, and
+//! shared again once it is back.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tollgate_billing::limits::Counted;
-use tollgate_billing::{Bucket, OnRedisFailure, RateLimiter};
+use tollgate_billing::budgets::Reservation;
+use tollgate_billing::{Bucket, BudgetCounters, Charge, Counted, OnRedisFailure, RateLimiter};
 
 struct RedisServer {
     child: Child,
@@ -54,19 +54,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn limits_survive_a_redis_outage_and_share_again_after_it() {
-    let port = free_port();
-    let redis = RedisServer::start(port);
+fn manager(port: u16) -> ConnectionManager {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-    let manager = ConnectionManager::new_lazy_with_config(
+    ConnectionManager::new_lazy_with_config(
         client,
         ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(300)))
             .set_response_timeout(Some(Duration::from_millis(300)))
             .set_number_of_retries(1),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn limits_survive_a_redis_outage_and_share_again_after_it() {
+    let port = free_port();
+    let redis = RedisServer::start(port);
+    let manager = manager(port);
     let limiter = RateLimiter::new(Some(manager), OnRedisFailure::Local);
     let bucket = |n: u64| {
         [Bucket {
@@ -111,4 +115,49 @@ async fn limits_survive_a_redis_outage_and_share_again_after_it() {
         }
     }
     assert!(back, "the limiter went back to Redis by itself");
+}
+
+#[tokio::test]
+async fn budgets_are_enforced_through_a_redis_outage_and_shared_again_after_it() {
+    let port = free_port();
+    let redis = RedisServer::start(port);
+    let budgets = BudgetCounters::new(Some(manager(port)), OnRedisFailure::Local);
+    let charge = |limit: i64| {
+        [Charge {
+            counter: "budget-outage".into(),
+            limit,
+            baseline: 0,
+            ttl_secs: Some(600),
+        }]
+    };
+    assert_eq!(
+        budgets.reserve(&charge(100), 40).await.unwrap(),
+        Reservation::Admitted(Counted::Redis)
+    );
+
+    drop(redis);
+    let mut local = Vec::new();
+    for _ in 0..3 {
+        match budgets.reserve(&charge(100), 40).await.unwrap() {
+            Reservation::Admitted(counted) => {
+                assert_eq!(counted, Counted::Local, "served while Redis is down");
+                local.push(true);
+            }
+            Reservation::Exhausted { .. } => local.push(false),
+        }
+    }
+    assert_eq!(local, [true, true, false], "still enforced, per process");
+
+    let _redis = RedisServer::start(port);
+    let mut back = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if budgets.reserve(&charge(1_000_000), 1).await.unwrap()
+            == Reservation::Admitted(Counted::Redis)
+        {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the budget counters went back to Redis by itself");
 }
