@@ -82,10 +82,12 @@ wait_port "$MOCK_PORT" "$!" 30
 BODY='{"model":"bench","messages":[{"role":"user","content":"Hello"}]}'
 
 # A virtual key made beforehand (natively, outside valgrind), so that both runs start from the
-# same database and every measured request is authenticated like in production.
+# same database and every measured request is authenticated like in production. The key has a
+# budget far above the load, so every request also reserves and settles its worst-case cost;
+# every request is metered through the journal into the ledger.
 export TOLLGATE_DATA_DIR=$WORK/data
 ORG=$("$RELEASE/tollgate" orgs create --name bench | awk '/^organization/ {print $2}')
-KEY=$("$RELEASE/tollgate" keys create --org "$ORG" --name bench 2>/dev/null)
+KEY=$("$RELEASE/tollgate" keys create --org "$ORG" --name bench --budget 1000000 2>/dev/null)
 
 # run_gateway REQUESTS OUTFILE: one callgrind run of the gateway serving REQUESTS requests.
 run_gateway() {

@@ -619,6 +619,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--with-litellm", action="store_true", help="also measure the LiteLLM proxy (installed into bench/.venv)")
     parser.add_argument("--with-portkey", action="store_true", help="also measure the Portkey gateway (installed into bench/.portkey)")
     parser.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
+    parser.add_argument("--no-budget", action="store_true",
+                        help="measure without an organization budget (by default one is set, so every "
+                             "request reserves its worst-case cost)")
     parser.add_argument(
         "--gateway-workers",
         type=int,
@@ -729,7 +732,15 @@ def main() -> int:
                                "organization": "Bench"})
         if status != 201:
             raise BenchError(f"sign-up failed ({status}): {answer[:300]!r}")
-        gw_auth = {"Authorization": f"Bearer {json.loads(answer)['api_key']['key']}"}
+        signed_up = json.loads(answer)
+        gw_auth = {"Authorization": f"Bearer {signed_up['api_key']['key']}"}
+        if not args.no_budget:
+            # Far above the load: every request reserves and settles, none is refused.
+            status, answer = http("POST", f"{gw_base}/auth/budgets",
+                                  {"scope": "organization", "period": "monthly", "limit_usd": "1000000"},
+                                  headers={"Authorization": f"Bearer {signed_up['access_token']}"})
+            if status != 201:
+                raise BenchError(f"budget creation failed ({status}): {answer[:300]!r}")
 
         direct = Target("direct (mock)", f"{mock_url}/v1/chat/completions", "gpt-4o-mini",
                         f"{stream_mock_url}/v1/chat/completions", "gpt-4o-mini", version="")

@@ -76,26 +76,35 @@ impl RelayBody {
     /// Ends the stream with an OpenAI-style error event, which the OpenAI SDKs raise as an
     /// exception, so a cut-off answer is never mistaken for a complete one.
     fn fail(&mut self, reason: &str) {
+        self.push_error_event(
+            &format!("The upstream stream was interrupted: {reason}"),
+            "upstream_error",
+            "stream_interrupted",
+        );
+        self.finish(502, Some("stream_interrupted"));
+    }
+
+    /// Appends an OpenAI-shaped error event.
+    fn push_error_event(&mut self, message: &str, kind: &str, code: &str) {
         let event = serde_json::json!({
-            "error": {
-                "message": format!("The upstream stream was interrupted: {reason}"),
-                "type": "upstream_error",
-                "param": null,
-                "code": "stream_interrupted",
-            }
+            "error": { "message": message, "type": kind, "param": null, "code": code }
         });
         self.out.extend_from_slice(b"data: ");
         self.out.extend_from_slice(event.to_string().as_bytes());
         self.out.extend_from_slice(b"\n\n");
-        self.finish(502, Some("stream_interrupted"));
     }
 
-    /// The stream ended: report it, and hold the last output until the report is recorded.
+    /// The stream ended: report it. A complete answer's last output waits until the report is
+    /// recorded; an interrupted one (which ends in an error event) need not.
     fn finish(&mut self, status: u16, error: Option<&'static str>) {
         self.done = true;
-        let (written, recorded) = oneshot::channel();
-        self.recorded = Some(recorded);
-        self.report(status, error, Some(written));
+        if status < 300 {
+            let (written, recorded) = oneshot::channel();
+            self.recorded = Some(recorded);
+            self.report(status, error, Some(written));
+        } else {
+            self.report(status, error, None);
+        }
     }
 
     /// The usage event could not be recorded: the answer must not look complete.
@@ -103,17 +112,11 @@ impl RelayBody {
         if self.out.ends_with(SSE_DONE) {
             self.out.truncate(self.out.len() - SSE_DONE.len());
         }
-        let event = serde_json::json!({
-            "error": {
-                "message": "The usage of this request could not be recorded, so its answer was cut short; try again shortly.",
-                "type": "server_error",
-                "param": null,
-                "code": "metering_unavailable",
-            }
-        });
-        self.out.extend_from_slice(b"data: ");
-        self.out.extend_from_slice(event.to_string().as_bytes());
-        self.out.extend_from_slice(b"\n\n");
+        self.push_error_event(
+            "The usage of this request could not be recorded, so its answer was cut short; try again shortly.",
+            "server_error",
+            "metering_unavailable",
+        );
     }
 
     fn report(&mut self, status: u16, error: Option<&'static str>, written: Option<Written>) {

@@ -319,13 +319,7 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
         App::new()
             .app_data(store.clone())
             .configure(routes.clone())
-            .route(
-                "/health/live",
-                web::get().to(|| async {
-                    HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
-                }),
-            )
-            .route("/health/ready", web::get().to(auth_ready))
+            .configure(health_routes)
     })
     .tcp_nodelay(true);
     if let Some(workers) = config.server.workers {
@@ -356,24 +350,25 @@ async fn serve_billing_only(config: &Config) -> anyhow::Result<ExitCode> {
     };
     metering::start_billing(config, &parts)?;
     let store = web::Data::new(store);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(store.clone())
-            .route(
-                "/health/live",
-                web::get().to(|| async {
-                    HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
-                }),
-            )
-            .route("/health/ready", web::get().to(auth_ready))
-    })
-    .workers(1)
-    .tcp_nodelay(true)
-    .bind(config.server.listen)
-    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let server =
+        HttpServer::new(move || App::new().app_data(store.clone()).configure(health_routes))
+            .workers(1)
+            .tcp_nodelay(true)
+            .bind(config.server.listen)
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     tracing::info!(addr = %config.server.listen, "tollgate billing service listening");
     server.run().await.context("server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `/health/live`, and `/health/ready` (the database answers), for a process without the gateway
+/// (whose own health routes also check the providers).
+fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/health/live",
+        web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "live"})) }),
+    )
+    .route("/health/ready", web::get().to(auth_ready));
 }
 
 /// Ready when the database answers.

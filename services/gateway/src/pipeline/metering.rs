@@ -46,6 +46,27 @@ pub struct Completion {
     pub written: Option<Written>,
 }
 
+impl Completion {
+    /// A request that ended well, with nothing known yet beyond its context: the path that
+    /// ends it fills in the rest.
+    pub fn new(ctx: RequestContext, reservation: Reservation) -> Self {
+        Completion {
+            ctx,
+            target: None,
+            attempts: 0,
+            status: 200,
+            error: None,
+            usage: None,
+            output_text: String::new(),
+            request: None,
+            time_to_first_token: None,
+            finished: Instant::now(),
+            reservation,
+            written: None,
+        }
+    }
+}
+
 /// Hears whether a usage event was durably recorded.
 pub type Written = oneshot::Sender<bool>;
 

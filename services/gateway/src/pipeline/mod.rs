@@ -164,22 +164,13 @@ impl Gateway {
                 if failure.metered {
                     return response;
                 }
-                let completion = Completion {
-                    status: failure.error.status().as_u16(),
-                    error: Some(failure.error.label()),
-                    target: failure.target,
-                    attempts: failure.attempts,
-                    usage: None,
-                    output_text: String::new(),
-                    request: None,
-                    time_to_first_token: None,
-                    finished: Instant::now(),
-                    reservation: failure.reservation,
-                    written: None,
-                    ctx,
-                };
-                // The error answer is sent only once its usage event is recorded.
-                worker.recorder.send_and_wait(completion).await;
+                let mut completion = Completion::new(ctx, failure.reservation);
+                completion.status = failure.error.status().as_u16();
+                completion.error = Some(failure.error.label());
+                completion.target = failure.target;
+                completion.attempts = failure.attempts;
+                // An error is no answer to withhold: its usage event goes without waiting.
+                worker.recorder.send(completion);
                 response
             }
         }
@@ -247,20 +238,7 @@ impl Gateway {
             ctx.cache = "hit";
             worker
                 .recorder
-                .send_and_wait(Completion {
-                    ctx: ctx.clone(),
-                    target: None,
-                    attempts: 0,
-                    status: 200,
-                    error: None,
-                    usage: None,
-                    output_text: String::new(),
-                    request: None,
-                    time_to_first_token: None,
-                    finished: Instant::now(),
-                    reservation,
-                    written: None,
-                })
+                .send_and_wait(Completion::new(ctx.clone(), reservation))
                 .await;
             return Ok(json_response(&ctx.request_id, hit.body, None, 0));
         }
@@ -312,20 +290,8 @@ impl Gateway {
             }
         })
         .await;
-        let mut completion = Completion {
-            ctx,
-            target: None,
-            attempts: 0,
-            status: 200,
-            error: None,
-            usage: None,
-            output_text: String::new(),
-            request: Some(body.clone()),
-            time_to_first_token: None,
-            finished: Instant::now(),
-            reservation,
-            written: None,
-        };
+        let mut completion = Completion::new(ctx, reservation);
+        completion.request = Some(body.clone());
         let result = match sent {
             Ok(UpstreamSuccess {
                 target,
@@ -399,7 +365,7 @@ impl Gateway {
                 completion.status = error.status().as_u16();
                 completion.error = Some(error.label());
                 let attempts = completion.attempts;
-                worker.recorder.send_and_wait(completion).await;
+                worker.recorder.send(completion);
                 Err(Failure {
                     error,
                     attempts,
@@ -439,20 +405,10 @@ impl Gateway {
             }) => {
                 let translator = target.provider.adapter.chat_stream(&target.model, &body);
                 record_answer(&target, None, attempts);
-                let completion = Completion {
-                    ctx: ctx.clone(),
-                    target: Some(target.clone()),
-                    attempts,
-                    status: 200,
-                    error: None,
-                    usage: None,
-                    output_text: String::new(),
-                    request: Some(body.clone()),
-                    time_to_first_token: None,
-                    finished: Instant::now(),
-                    reservation,
-                    written: None,
-                };
+                let mut completion = Completion::new(ctx.clone(), reservation);
+                completion.target = Some(target.clone());
+                completion.attempts = attempts;
+                completion.request = Some(body.clone());
                 let relay = RelayBody::new(
                     first,
                     rest,

@@ -1,0 +1,6 @@
+//! Tollgate's response cache: an exact tier (a hash of the canonical request) and a semantic
+//! tier (an embedding of the question, searched in Qdrant), looked up in that order.
+
+pub mod embedder;
+pub mod guard;
+pub mod store;

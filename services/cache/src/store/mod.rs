@@ -1,0 +1,1 @@
+//! Vector stores: embedded Qdrant and a Qdrant server, behind one trait.
