@@ -46,9 +46,6 @@ const EVENT_COLUMNS: &[&str] = &[
     "stream",
 ];
 
-/// Rows per INSERT: 26 parameters each stays far below SQLite's limit of 32766.
-const ROWS_PER_INSERT: usize = 200;
-
 /// How long raw rows and hourly totals are kept; daily totals are kept for ever.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -123,15 +120,19 @@ impl Ledger {
             .filter(|r| seen.insert(r.event_id.as_str()))
             .collect();
         let mut tx = self.pool.begin().await?;
+        // One prepared statement, row by row: the same SQL text every time, so it is parsed
+        // once per connection (a multi-row VALUES list is parsed anew for every batch size, and
+        // SQLite resolves each of its hundreds of parameters by name).
         let mut inserted = HashSet::new();
-        for chunk in records.chunks(ROWS_PER_INSERT) {
-            let sql = insert_sql(chunk.len());
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for record in chunk {
-                query = bind_record(query, record);
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                inserted.insert(row.try_get::<String, _>("event_id")?);
+        for record in &records {
+            let row = bind_record(
+                sqlx::query(sqlx::AssertSqlSafe(INSERT_EVENT.as_str())),
+                record,
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
+            if row.is_some() {
+                inserted.insert(record.event_id.clone());
             }
         }
         let new: Vec<UsageRecord> = records
@@ -184,21 +185,17 @@ impl Ledger {
     }
 }
 
-fn insert_sql(rows: usize) -> String {
-    let columns = EVENT_COLUMNS.len();
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", row * columns + c))
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
+/// `INSERT` of one event unless its id is already there, returning the id when it was new;
+/// made from [`EVENT_COLUMNS`] alone.
+static INSERT_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(insert_sql);
+
+fn insert_sql() -> String {
+    let params: Vec<String> = (1..=EVENT_COLUMNS.len()).map(|c| format!("${c}")).collect();
     format!(
-        "INSERT INTO usage_events ({}) VALUES {} ON CONFLICT (event_id) DO NOTHING \
+        "INSERT INTO usage_events ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING \
          RETURNING event_id",
         EVENT_COLUMNS.join(", "),
-        values.join(", ")
+        params.join(", ")
     )
 }
 

@@ -9,6 +9,9 @@ use super::journal::{JournalReader, Position};
 /// Events per shipped batch.
 const BATCH: usize = 500;
 
+/// How long events gather before a partial batch is shipped.
+const LINGER: Duration = Duration::from_millis(200);
+
 /// The longest pause between attempts while the sink is failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -47,13 +50,20 @@ impl Shipper {
             let mut backoff = Duration::from_millis(100);
             loop {
                 match self.ship_batch().await {
-                    Ok((_, true)) => backoff = Duration::from_millis(100),
-                    Ok((_, false)) => {
-                        let Some(reader) = &self.reader else { return };
-                        tokio::select! {
-                            () = reader.appended() => {}
-                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    // A full batch: there is a backlog, go on at once.
+                    Ok((shipped, true)) if shipped >= BATCH => backoff = Duration::from_millis(100),
+                    Ok((_, moved)) => {
+                        backoff = Duration::from_millis(100);
+                        if !moved {
+                            let Some(reader) = &self.reader else { return };
+                            tokio::select! {
+                                () = reader.appended() => {}
+                                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            }
                         }
+                        // Let events gather: one batch of many costs the ledger far less than
+                        // many of one, and the journal already keeps them safe meanwhile.
+                        tokio::time::sleep(LINGER).await;
                     }
                     Err(err) => {
                         tracing::warn!(%err, retry_in_ms = backoff.as_millis() as u64, "usage shipping failed; events stay in the journal");
