@@ -3,4 +3,5 @@
 
 pub mod embedder;
 pub mod guard;
+pub mod quality;
 pub mod store;
