@@ -75,7 +75,6 @@ CREATE TABLE usage_events (
     stream           BIGINT NOT NULL
 );
 CREATE INDEX usage_events_org_time ON usage_events (org_id, time);
-CREATE INDEX usage_events_request ON usage_events (org_id, request_id);
 
 -- Totals per hour and per day ('hour' / 'day'), by every dimension analytics group on; ''
 -- stands for none. Analytics and budgets read these, never the raw ledger over long ranges.

@@ -125,13 +125,13 @@ impl Ledger {
         // SQLite resolves each of its hundreds of parameters by name).
         let mut inserted = HashSet::new();
         for record in &records {
-            let row = bind_record(
+            let done = bind_record(
                 sqlx::query(sqlx::AssertSqlSafe(INSERT_EVENT.as_str())),
                 record,
             )
-            .fetch_optional(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-            if row.is_some() {
+            if done.rows_affected() == 1 {
                 inserted.insert(record.event_id.clone());
             }
         }
@@ -185,15 +185,14 @@ impl Ledger {
     }
 }
 
-/// `INSERT` of one event unless its id is already there, returning the id when it was new;
-/// made from [`EVENT_COLUMNS`] alone.
+/// `INSERT` of one event unless its id is already there (then it affects no row); made from
+/// [`EVENT_COLUMNS`] alone.
 static INSERT_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(insert_sql);
 
 fn insert_sql() -> String {
     let params: Vec<String> = (1..=EVENT_COLUMNS.len()).map(|c| format!("${c}")).collect();
     format!(
-        "INSERT INTO usage_events ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING \
-         RETURNING event_id",
+        "INSERT INTO usage_events ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING",
         EVENT_COLUMNS.join(", "),
         params.join(", ")
     )

@@ -10,7 +10,7 @@ use super::journal::{JournalReader, Position};
 const BATCH: usize = 500;
 
 /// How long events gather before a partial batch is shipped.
-const LINGER: Duration = Duration::from_millis(200);
+const LINGER: Duration = Duration::from_millis(50);
 
 /// The longest pause between attempts while the sink is failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
