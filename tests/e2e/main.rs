@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
+mod cache;
 mod metering;
 
 const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");

@@ -54,6 +54,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub usage: UsageConfig,
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -358,6 +359,83 @@ impl Default for RetentionConfig {
             events_days: 90,
             hourly_days: 90,
         }
+    }
+}
+
+/// The response cache: off unless the deployment turns it on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// `off`, `exact` (identical requests) or `semantic` (also the same question reworded);
+    /// a request may narrow it with `x-tollgate-cache`.
+    pub mode: String,
+    /// How long an answer is kept unless a request says otherwise (`x-tollgate-cache-ttl`).
+    pub ttl_secs: u64,
+    /// Cosine similarity a semantic match needs.
+    pub similarity_threshold: f32,
+    /// The most a semantic lookup may take before the request goes upstream.
+    pub lookup_budget_ms: u64,
+    /// Exact-tier entries kept in memory per process.
+    pub exact_capacity: usize,
+    /// Semantic entries per organization; the oldest are evicted beyond it.
+    pub max_entries_per_org: u64,
+    pub qdrant: QdrantConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            mode: "off".into(),
+            ttl_secs: 3600,
+            similarity_threshold: 0.95,
+            lookup_budget_ms: 50,
+            exact_capacity: 10_000,
+            max_entries_per_org: 100_000,
+            qdrant: QdrantConfig::default(),
+        }
+    }
+}
+
+/// Where semantic-cache vectors live: a Qdrant server when `url` is set, else Qdrant embedded
+/// in the process (in the data directory).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QdrantConfig {
+    /// gRPC address, e.g. `http://127.0.0.1:6334`.
+    pub url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub collection: String,
+}
+
+impl Default for QdrantConfig {
+    fn default() -> Self {
+        QdrantConfig {
+            url: None,
+            api_key: None,
+            collection: "tollgate_cache".into(),
+        }
+    }
+}
+
+fn validate_cache(cache: &CacheConfig, problems: &mut Vec<ConfigProblem>) {
+    if !["off", "exact", "semantic"].contains(&cache.mode.as_str()) {
+        problems.push(problem("cache.mode", "must be off, exact or semantic"));
+    }
+    if !(cache.similarity_threshold > 0.0 && cache.similarity_threshold <= 1.0) {
+        problems.push(problem("cache.similarity_threshold", "must be in (0, 1]"));
+    }
+    for (field, value) in [
+        ("cache.ttl_secs", cache.ttl_secs),
+        ("cache.lookup_budget_ms", cache.lookup_budget_ms),
+        ("cache.max_entries_per_org", cache.max_entries_per_org),
+        ("cache.exact_capacity", cache.exact_capacity as u64),
+    ] {
+        if value == 0 {
+            problems.push(problem(field, "must be greater than 0"));
+        }
+    }
+    if cache.qdrant.collection.is_empty() {
+        problems.push(problem("cache.qdrant.collection", "must not be empty"));
     }
 }
 
@@ -774,6 +852,7 @@ impl Config {
                 "auth" => read_into(value, section, &mut config.auth, &mut problems),
                 "limits" => read_into(value, section, &mut config.limits, &mut problems),
                 "usage" => read_into(value, section, &mut config.usage, &mut problems),
+                "cache" => read_into(value, section, &mut config.cache, &mut problems),
                 "providers" => match value {
                     Value::Mapping(entries) => {
                         for (name, entry) in entries {
@@ -802,7 +881,7 @@ impl Config {
                 },
                 other => problems.push(problem(
                     other,
-                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage",
+                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage, cache",
                 )),
             }
         }
@@ -862,6 +941,7 @@ impl Config {
         if self.usage.stream.is_empty() {
             problems.push(problem("usage.stream", "must not be empty"));
         }
+        validate_cache(&self.cache, &mut problems);
         let provider_names: Vec<String> = provider_specs.keys().cloned().collect();
         for (name, spec) in provider_specs {
             if let Some(provider) = validate_provider(&name, spec, &mut problems) {

@@ -92,7 +92,7 @@ fn worst_case_cost(ctx: &RequestContext, prompt: u64, output: u64) -> Option<Dec
 
 /// The counters a request is charged against: one per budget that applies, per period (and
 /// per end user for a per-user budget).
-fn budget_charges<'r>(ctx: &'r RequestContext, now_ms: i64) -> Vec<(Charge, &'r BudgetRule)> {
+fn budget_charges(ctx: &RequestContext, now_ms: i64) -> Vec<(Charge, &BudgetRule)> {
     let end_user = ctx.end_user.as_deref();
     ctx.key
         .budgets

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 mod admission;
 mod authentication;
+mod caching;
 mod metering;
 mod operator;
 
@@ -276,12 +277,15 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         };
         let usage = metering::start_usage(&config, &parts).await?;
         metering::start_billing(&config, &parts)?;
-        let stages = Stages {
+        let mut stages = Stages {
             authenticate: Arc::new(VirtualKeyAuthentication::new(auth.keys.clone())),
             admit: Arc::new(Admission::new(limiter, budgets, config.limits.clone())),
             meter: usage.meter,
             ..Stages::default()
         };
+        if let Some(cache) = caching::start(&config)? {
+            stages.cache = cache;
+        }
         let gateway = tollgate_gateway::build_gateway(&config, stages)?;
         let running = match auth.http {
             Some(http) => tollgate_gateway::start_with(

@@ -101,7 +101,9 @@ async fn settling_replaces_the_reservation(counters: BudgetCounters) {
         }
     );
     // ...and does once it cost 20 instead.
-    counters.settle(counted, &[counter.clone()], 60, 20).await;
+    counters
+        .settle(counted, std::slice::from_ref(&counter), 60, 20)
+        .await;
     assert_eq!(counters.read(&counter).await, Some((30, 0)));
     assert!(matches!(
         counters

@@ -24,9 +24,6 @@ pub use crate::fallback::{Counted, OnRedisFailure};
 /// The window every limit is counted over.
 pub const WINDOW_MS: i64 = 60_000;
 
-/// After a Redis failure, how long requests use the local windows before Redis is tried again
-/// (so that an outage costs one timeout per interval, not one per request).
-
 /// One limit a request is counted against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bucket {

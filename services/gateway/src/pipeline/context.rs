@@ -11,7 +11,7 @@ pub use tollgate_common::KeyContext;
 use crate::openai::Endpoint;
 
 /// What one request carries from stage to stage.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestContext {
     pub request_id: String,
     /// Made here for every request: the usage ledger's idempotency key (the request id can
@@ -33,8 +33,22 @@ pub struct RequestContext {
     pub tags: BTreeMap<String, String>,
     /// How the cache stage served the request: `hit`, `miss` or `off`.
     pub cache: &'static str,
+    /// What the cache stage worked out at lookup, for its store step; opaque to the pipeline.
+    pub cache_state: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Headers admission wants on the answer, whatever it is (the rate-limit headers).
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl std::fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("request_id", &self.request_id)
+            .field("endpoint", &self.endpoint)
+            .field("requested_model", &self.requested_model)
+            .field("stream", &self.stream)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RequestContext {
@@ -59,6 +73,7 @@ impl RequestContext {
             end_user: None,
             tags: BTreeMap::new(),
             cache: "off",
+            cache_state: None,
             response_headers: Vec::new(),
         }
     }

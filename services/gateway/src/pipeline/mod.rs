@@ -231,9 +231,13 @@ impl Gateway {
             .await
             .map_err(fail)?;
 
-        // cache
-        if !body.stream
-            && let Some(hit) = self.stages.cache.lookup(ctx, &body).await
+        // cache (the stage decides what a streaming request gets)
+        if let Some(hit) = self
+            .stages
+            .cache
+            .lookup(ctx, headers, &body)
+            .await
+            .map_err(fail)?
         {
             ctx.cache = "hit";
             worker

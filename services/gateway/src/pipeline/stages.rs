@@ -73,7 +73,16 @@ pub struct CachedAnswer {
 /// Answers served without calling a provider.
 #[async_trait]
 pub trait ResponseCache: Send + Sync {
-    async fn lookup(&self, ctx: &RequestContext, body: &InboundBody) -> Option<CachedAnswer>;
+    /// The cached answer, if any. May set `ctx.cache`, `ctx.cache_state` (read back by
+    /// [`ResponseCache::store`]) and response headers; an error is the client's (a bad cache
+    /// header).
+    async fn lookup(
+        &self,
+        ctx: &mut RequestContext,
+        headers: &HeaderMap,
+        body: &InboundBody,
+    ) -> Result<Option<CachedAnswer>, GatewayError>;
+    /// Offers a complete non-streaming answer for keeping.
     async fn store(&self, ctx: &RequestContext, body: &InboundBody, answer: &Bytes);
 }
 
@@ -155,8 +164,13 @@ pub struct NoCache;
 
 #[async_trait]
 impl ResponseCache for NoCache {
-    async fn lookup(&self, _ctx: &RequestContext, _body: &InboundBody) -> Option<CachedAnswer> {
-        None
+    async fn lookup(
+        &self,
+        _ctx: &mut RequestContext,
+        _headers: &HeaderMap,
+        _body: &InboundBody,
+    ) -> Result<Option<CachedAnswer>, GatewayError> {
+        Ok(None)
     }
     async fn store(&self, _ctx: &RequestContext, _body: &InboundBody, _answer: &Bytes) {}
 }
