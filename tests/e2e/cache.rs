@@ -96,6 +96,47 @@ async fn answers_are_reused_by_meaning_within_an_organization_only() {
     assert!(similarity.unwrap().parse::<f32>().unwrap() >= 0.9);
     assert_eq!(reworded, first);
 
+    // a streaming request gets the cached answer as a proper stream
+    let res = client
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(&mine.key)
+        .json(
+            &serde_json::json!({"model": "smart", "temperature": 0, "stream": true,
+                "stream_options": {"include_usage": true}, "messages": [
+                {"role": "system", "content": "You answer geography questions."},
+                {"role": "user", "content": "What is the capital of France?"}
+            ]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-tollgate-cache"], "hit-exact");
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    let text = res.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let events: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        streamed,
+        first["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["choices"][0]["finish_reason"] == "stop")
+            .count(),
+        1
+    );
+    assert_eq!(events.last().unwrap()["usage"], first["usage"]);
+
     // a near miss is never served, another organization never sees the answer
     let (_, cache, _, _) = ask(
         &client,
@@ -158,12 +199,12 @@ async fn answers_are_reused_by_meaning_within_an_organization_only() {
             .unwrap()
             .try_get::<i64, _>(0)
             .unwrap();
-        if hits >= 2 {
+        if hits >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(hits, 2);
+    assert_eq!(hits, 3);
     pool.close().await;
     drop(gateway);
     mock.stop().await;

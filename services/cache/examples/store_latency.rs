@@ -1,6 +1,7 @@
 //! Search latency of the embedded vector store at 100,000 points.
 //!
-//! `cargo run -p tollgate-cache --release --example store_latency [-- <points> <queries>]`
+//! `cargo run -p tollgate-cache --release --example store_latency [-- <points> <queries>
+//! <upserts per second while optimizing>]` (defaults: 100000 10000 100)
 //!
 //! Loads 100,000 random unit vectors of 384 dimensions spread over 100 organizations into an
 //! `EmbeddedStore` in a temporary directory, then times lookups through the `VectorStore`
@@ -36,6 +37,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let total_points: usize = args.next().map_or(Ok(100_000), |arg| arg.parse())?;
     let queries: usize = args.next().map_or(Ok(10_000), |arg| arg.parse())?;
+    let optimize_writes_per_second: u32 = args.next().map_or(Ok(100), |arg| arg.parse())?;
     let points_per_org = total_points / ORGANIZATIONS;
 
     let dir = ScratchDir::new()?;
@@ -67,9 +69,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     measure("before optimize", &store, &stored, queries, &mut random).await?;
 
-    // Maintenance as it would run in production: the cache keeps serving and writing.
+    // Maintenance as it would run in production: the cache keeps serving and writing, at a
+    // modest rate. (`optimize` runs until no segment needs work, so a writer faster than it
+    // can index keeps it busy indefinitely.)
     let store = Arc::new(store);
-    let writer = Writer::start(&store);
+    let writer = Writer::start(&store, optimize_writes_per_second);
     let started = Instant::now();
     let optimizing = tokio::spawn({
         let store = Arc::clone(&store);
@@ -89,14 +93,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let optimize_time = started.elapsed();
     let written = writer.stop().await?;
     println!(
-        "optimize: {:.1} s (changed anything: {changed}), with {written} upserts meanwhile",
+        "optimize: {:.1} s (changed anything: {changed}), with {written} upserts meanwhile \
+         (at most {optimize_writes_per_second}/s)",
         optimize_time.as_secs_f64()
     );
     print_percentiles("  searches while optimizing", &mut during);
     println!("disk after optimize: {}", disk_report(dir.path()));
     measure("after optimize", &*store, &stored, queries, &mut random).await?;
 
-    let writer = Writer::start(&store);
+    let writer = Writer::start(&store, 0);
     let started = Instant::now();
     measure("during upserts", &*store, &stored, queries, &mut random).await?;
     let written = writer.stop().await?;
@@ -166,7 +171,8 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(store: &Arc<EmbeddedStore>) -> Self {
+    /// Starts writing, at most `per_second` points a second (0: as fast as it can).
+    fn start(store: &Arc<EmbeddedStore>, per_second: u32) -> Self {
         let running = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn({
             let store = Arc::clone(store);
@@ -174,7 +180,12 @@ impl Writer {
             async move {
                 let mut random = SplitMix64(42);
                 let mut written = 0_usize;
+                let mut pace = (per_second > 0)
+                    .then(|| tokio::time::interval(Duration::from_secs(1) / per_second));
                 while running.load(Ordering::Relaxed) {
+                    if let Some(pace) = pace.as_mut() {
+                        pace.tick().await;
+                    }
                     let org = random.below(ORGANIZATIONS);
                     let point = cached_point(&mut random, org, partition_of(org, written), written);
                     if store.upsert(point).await.is_err() {

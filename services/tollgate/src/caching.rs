@@ -265,7 +265,7 @@ impl ResponseCache for GatewayCache {
     ) -> Result<Option<CachedAnswer>, GatewayError> {
         let (mode, read, write, ttl) = controls(headers, self.mode, self.ttl)?;
         let planned = match cache_request(ctx, body) {
-            Some(request) if mode != CacheMode::Off && !body.stream => Some(request),
+            Some(request) if mode != CacheMode::Off => Some(request),
             _ => None,
         };
         let Some(mut request) = planned else {
@@ -274,7 +274,8 @@ impl ResponseCache for GatewayCache {
         };
         request.mode = mode;
         request.read = read;
-        request.write = write;
+        // A streamed answer is served from the cache (replayed as a stream) but not kept yet.
+        request.write = write && !body.stream;
         request.ttl = ttl;
         let hit = self.cache.lookup(&request).await;
         ctx.cache_state = Some(Arc::new(request));

@@ -1,5 +1,6 @@
 //! The OpenAI response shapes adapters produce: completions, stream chunks, embeddings, usage.
 
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tollgate_common::TokenUsage;
 
@@ -144,6 +145,69 @@ impl ChatCompletionChunk {
 
 /// The event that ends every OpenAI stream.
 pub const SSE_DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// A whole chat completion replayed as the stream OpenAI would have sent: per choice, a chunk
+/// with the role and the content (and tool calls), then one with the finish reason; the usage
+/// chunk when the client asked for it; `[DONE]`. `None` when `body` is not a chat completion.
+pub fn completion_as_stream(body: &[u8], include_usage: bool) -> Option<Bytes> {
+    use serde_json::{Value, json};
+    let answer: Value = serde_json::from_slice(body).ok()?;
+    let choices = answer.get("choices")?.as_array()?;
+    let chunk = |choices: Value, usage: Option<&Value>| {
+        let mut chunk = json!({
+            "id": answer["id"],
+            "object": "chat.completion.chunk",
+            "created": answer["created"],
+            "model": answer["model"],
+            "choices": choices,
+        });
+        if let Some(fingerprint) = answer.get("system_fingerprint") {
+            chunk["system_fingerprint"] = fingerprint.clone();
+        }
+        if let Some(usage) = usage {
+            chunk["usage"] = usage.clone();
+        } else if include_usage {
+            chunk["usage"] = Value::Null;
+        }
+        chunk
+    };
+    let mut out = BytesMut::new();
+    let mut push = |event: Value| {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(event.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+    };
+    for (index, choice) in choices.iter().enumerate() {
+        let message = &choice["message"];
+        let mut delta = json!({ "role": "assistant", "content": message["content"] });
+        if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
+            let indexed: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(i, call)| {
+                    let mut call = call.clone();
+                    call["index"] = json!(i);
+                    call
+                })
+                .collect();
+            delta["tool_calls"] = Value::Array(indexed);
+        }
+        let index = choice.get("index").cloned().unwrap_or(json!(index));
+        push(chunk(
+            json!([{ "index": index, "delta": delta, "logprobs": null, "finish_reason": null }]),
+            None,
+        ));
+        push(chunk(
+            json!([{ "index": index, "delta": {}, "logprobs": null, "finish_reason": choice["finish_reason"] }]),
+            None,
+        ));
+    }
+    if include_usage && let Some(usage) = answer.get("usage") {
+        push(chunk(json!([]), Some(usage)));
+    }
+    out.extend_from_slice(SSE_DONE);
+    Some(out.freeze())
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmbeddingsResponse {

@@ -43,6 +43,7 @@ pub use stages::{
 
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
+use crate::openai::response::completion_as_stream;
 use crate::openai::{Endpoint, InboundBody};
 use crate::routing::{Router, Target};
 use crate::streaming::RelayBody;
@@ -244,6 +245,21 @@ impl Gateway {
                 .recorder
                 .send_and_wait(Completion::new(ctx.clone(), reservation))
                 .await;
+            if body.stream {
+                // A cached answer replayed as the stream the client asked for.
+                let replay = completion_as_stream(&hit.body, body.client_wants_stream_usage)
+                    .ok_or_else(|| {
+                        Failure::early(GatewayError::Internal(
+                            "a cached answer is not a chat completion".into(),
+                        ))
+                    })?;
+                let mut response = HttpResponse::Ok();
+                response
+                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
+                    .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+                tag(&mut response, &ctx.request_id, None, 0);
+                return Ok(response.body(replay));
+            }
             return Ok(json_response(&ctx.request_id, hit.body, None, 0));
         }
 
