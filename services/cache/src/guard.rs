@@ -704,8 +704,9 @@ fn push_word(tokens: &mut Vec<Token>, word: &str, starts_sentence: bool, quoted:
     push_embedded_numbers(tokens, &base);
 }
 
-/// Negated contractions typed without the apostrophe, and the verb each stands for.
-const NEGATION_WITHOUT_APOSTROPHE: &[(&str, &str)] = &[
+/// Negated contractions typed without the apostrophe, and the verb each stands for (the
+/// embedder reads them the same way).
+pub(crate) const NEGATION_WITHOUT_APOSTROPHE: &[(&str, &str)] = &[
     ("arent", "are"),
     ("cant", "can"),
     ("couldnt", "could"),

@@ -28,6 +28,7 @@
 //! so old and new vectors are never compared.
 
 use super::{EmbedError, Embedder};
+use crate::guard::NEGATION_WITHOUT_APOSTROPHE;
 
 /// The stable name stored with every vector; bump the version when the features change.
 const NAME: &str = "tollgate-hashed-v1-512";
@@ -477,24 +478,6 @@ fn push_uncontracted(words: &mut Vec<String>, word: &str) {
     }
     words.push(word.replace('\'', ""));
 }
-
-/// Negated contractions typed without the apostrophe, and the verb each stands for.
-const NEGATION_WITHOUT_APOSTROPHE: &[(&str, &str)] = &[
-    ("arent", "are"),
-    ("cant", "can"),
-    ("couldnt", "could"),
-    ("didnt", "did"),
-    ("doesnt", "does"),
-    ("dont", "do"),
-    ("hasnt", "has"),
-    ("havent", "have"),
-    ("isnt", "is"),
-    ("shouldnt", "should"),
-    ("wasnt", "was"),
-    ("werent", "were"),
-    ("wont", "will"),
-    ("wouldnt", "would"),
-];
 
 /// A light stemmer: strips plural, -ing, -ed, -ly, -able and -ation endings and a final "e",
 /// so "bake", "baking", "baked" and "bakes" share one stem. Stems need not be words, only
