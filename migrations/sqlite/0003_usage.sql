@@ -66,6 +66,8 @@ CREATE TABLE usage_events (
     -- NULL when the model has no price
     cost_pico        BIGINT,
     reserved_pico    BIGINT NOT NULL,
+    -- for a cache hit: what the answer cost when it was made
+    saved_pico       BIGINT,
     latency_ms       BIGINT NOT NULL,
     ttft_ms          BIGINT,
     status           BIGINT NOT NULL,
@@ -94,6 +96,7 @@ CREATE TABLE usage_rollups (
     output_tokens   BIGINT NOT NULL,
     cached_tokens   BIGINT NOT NULL,
     cost_pico       BIGINT NOT NULL,
+    saved_pico      BIGINT NOT NULL,
     latency_ms_sum  BIGINT NOT NULL,
     PRIMARY KEY (granularity, org_id, bucket_start, team_id, key_id, end_user, model, provider)
 );

@@ -193,7 +193,7 @@ async fn answers_are_reused_by_meaning_within_an_organization_only() {
     let pool = sqlx::AnyPool::connect(&database).await.unwrap();
     let mut hits = 0;
     for _ in 0..50 {
-        hits = sqlx::query("SELECT COUNT(*) FROM usage_events WHERE cache = 'hit' AND COALESCE(cost_pico, 0) = 0 AND provider IS NULL")
+        hits = sqlx::query("SELECT COUNT(*) FROM usage_events WHERE cache = 'hit' AND COALESCE(cost_pico, 0) = 0 AND provider IS NULL AND saved_pico > 0")
             .fetch_one(&pool)
             .await
             .unwrap()

@@ -47,6 +47,7 @@ fn record(org: &str, n: u32, cost_usd: &str) -> UsageRecord {
                 .unwrap(),
         ),
         reserved_pico: 0,
+        saved_pico: None,
         latency_ms: 20,
         ttft_ms: None,
         status: 200,

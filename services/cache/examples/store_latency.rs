@@ -11,8 +11,9 @@
 //! - "1 partition": organizations 50-99 keep all 1,000 points in one partition.
 //!
 //! Lookups are timed before `EmbeddedStore::optimize`, while it runs (with a writer upserting
-//! in parallel), after it, while a writer upserts, and after closing and reopening the store.
-//! Queries are stored vectors plus noise, so most are hits.
+//! in parallel), after it, while a writer upserts, after closing and reopening the store, and
+//! last in one partition of 20,000 points. Queries are stored vectors plus noise, so most are
+//! hits.
 
 #![expect(
     clippy::print_stdout,
@@ -119,8 +120,35 @@ async fn main() -> Result<(), Box<dyn Error>> {
         disk_report(dir.path())
     );
     measure("after reopen", &reopened, &stored, queries, &mut random).await?;
+
+    // The cost of a lookup grows with its partition: one organization asking everything of
+    // one model with no other context puts all its answers in one partition.
+    let big_org = ORGANIZATIONS - 1;
+    let mut big = Vec::with_capacity(BIG_PARTITION);
+    for i in 0..BIG_PARTITION {
+        let point = cached_point(&mut random, big_org, "partition-big".to_owned(), i);
+        big.push((big_org, point.partition.clone(), point.vector.clone()));
+        reopened.upsert(point).await?;
+    }
+    let mut samples = Vec::with_capacity(queries / 5);
+    for _ in 0..queries / 5 {
+        let (org, partition, vector) = &big[random.below(big.len())];
+        let noisy = with_noise(vector, 0.02, &mut random);
+        let started = Instant::now();
+        reopened
+            .search(search_query(*org, partition, &noisy, NOW_MS))
+            .await?;
+        samples.push(started.elapsed());
+    }
+    print_percentiles(
+        &format!("one partition of {BIG_PARTITION} points"),
+        &mut samples,
+    );
     Ok(())
 }
+
+/// The size of the one large partition measured last.
+const BIG_PARTITION: usize = 20_000;
 
 /// Times `queries` lookups and prints percentiles per partition layout.
 async fn measure(

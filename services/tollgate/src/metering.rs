@@ -65,6 +65,7 @@ fn usage_record(event: &UsageEvent) -> Option<UsageRecord> {
         usage_estimated: event.usage_estimated,
         cost_pico: event.cost.and_then(Picodollars::from_usd).map(|p| p.0),
         reserved_pico: Picodollars::from_usd(event.budget_reserved).map_or(0, |p| p.0),
+        saved_pico: event.saved.and_then(Picodollars::from_usd).map(|p| p.0),
         latency_ms: millis(event.latency),
         ttft_ms: event.time_to_first_token.map(millis),
         status: event.status,

@@ -382,6 +382,7 @@ mod tests {
             usage_estimated: false,
             cost_pico: Some(1),
             reserved_pico: 0,
+            saved_pico: None,
             latency_ms: 1,
             ttft_ms: None,
             status: 200,

@@ -37,6 +37,7 @@ const EVENT_COLUMNS: &[&str] = &[
     "usage_estimated",
     "cost_pico",
     "reserved_pico",
+    "saved_pico",
     "latency_ms",
     "ttft_ms",
     "status",
@@ -69,6 +70,7 @@ struct Totals {
     output_tokens: i64,
     cached_tokens: i64,
     cost_pico: i64,
+    saved_pico: i64,
     latency_ms: i64,
 }
 
@@ -81,6 +83,7 @@ impl Totals {
         self.output_tokens += to_i64(record.output_tokens);
         self.cached_tokens += to_i64(record.cached_tokens);
         self.cost_pico += record.cost_pico.unwrap_or(0);
+        self.saved_pico += record.saved_pico.unwrap_or(0);
         self.latency_ms += to_i64(record.latency_ms);
     }
 }
@@ -221,6 +224,7 @@ fn bind_record<'q>(query: AnyQuery<'q>, r: &UsageRecord) -> AnyQuery<'q> {
         .bind(i64::from(r.usage_estimated))
         .bind(r.cost_pico)
         .bind(r.reserved_pico)
+        .bind(r.saved_pico)
         .bind(to_i64(r.latency_ms))
         .bind(r.ttft_ms.map(to_i64))
         .bind(i64::from(r.status))
@@ -271,8 +275,8 @@ async fn add_rollup(
     sqlx::query(
         "INSERT INTO usage_rollups (granularity, bucket_start, org_id, team_id, key_id, end_user, \
          model, provider, requests, errors, cache_hits, input_tokens, output_tokens, \
-         cached_tokens, cost_pico, latency_ms_sum) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         cached_tokens, cost_pico, saved_pico, latency_ms_sum) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (granularity, org_id, bucket_start, team_id, key_id, end_user, model, provider) \
          DO UPDATE SET requests = usage_rollups.requests + excluded.requests, \
          errors = usage_rollups.errors + excluded.errors, \
@@ -281,6 +285,7 @@ async fn add_rollup(
          output_tokens = usage_rollups.output_tokens + excluded.output_tokens, \
          cached_tokens = usage_rollups.cached_tokens + excluded.cached_tokens, \
          cost_pico = usage_rollups.cost_pico + excluded.cost_pico, \
+         saved_pico = usage_rollups.saved_pico + excluded.saved_pico, \
          latency_ms_sum = usage_rollups.latency_ms_sum + excluded.latency_ms_sum",
     )
     .bind(key.0)
@@ -298,6 +303,7 @@ async fn add_rollup(
     .bind(t.output_tokens)
     .bind(t.cached_tokens)
     .bind(t.cost_pico)
+    .bind(t.saved_pico)
     .bind(t.latency_ms)
     .execute(&mut *tx)
     .await?;

@@ -35,6 +35,9 @@ pub struct UsageRecord {
     pub cost_pico: Option<i64>,
     /// What admission reserved against budgets for the request.
     pub reserved_pico: i64,
+    /// For a cache hit: what the answer cost when it was made.
+    #[serde(default)]
+    pub saved_pico: Option<i64>,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub status: u16,

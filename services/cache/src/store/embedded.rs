@@ -9,11 +9,17 @@
 //!   never touch the gate, so a flush does not pause lookups.
 //! - `EdgeShard::load` does not replay the write-ahead log: only flushed data survives a
 //!   restart. A background thread flushes once a second when something was written, and
-//!   dropping the store flushes what is left. A crash loses at most about a second of writes,
-//!   which for a cache only means a few more misses.
+//!   dropping the store flushes what is left. A crash loses the writes since the last flush
+//!   (about a second; longer while `optimize` runs), which for a cache only means misses.
 //!
 //! Payload indexes (keyword on org/partition/embedder, integer on the two timestamps) keep
-//! filtered searches proportional to the matching points rather than to the whole store.
+//! filtered searches proportional to the matching points rather than to the whole store:
+//! a lookup scores exactly the points of one organization, partition and embedder, usually a
+//! few hundred. There is deliberately no HNSW index: building one for 100,000 vectors of 384
+//! dimensions had not finished after 13 minutes on a busy two-core machine, and Qdrant scores
+//! such small filtered sets exactly anyway (which also means no approximate-search misses).
+//! The cost is that a lookup is linear in the size of its partition (figures in
+//! `examples/store_latency.rs`).
 
 use std::collections::HashMap;
 use std::fs::{File, TryLockError};
@@ -27,9 +33,9 @@ use std::time::Duration;
 use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::{
     Condition, CountRequest, CreateIndex, Direction, Distance, EdgeConfig, EdgeConfigBuilder,
-    EdgeShard, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations, Filter,
-    IntegerIndexParams, JsonPath, KeywordIndexParams, Match, NamedQuery, OperationResult, OrderBy,
-    OrderByInterface, Payload, PayloadFieldSchema, PayloadSchemaParams, PointId,
+    EdgeOptimizersConfig, EdgeShard, EdgeVectorParamsBuilder, FieldCondition, FieldIndexOperations,
+    Filter, IntegerIndexParams, JsonPath, KeywordIndexParams, Match, NamedQuery, OperationResult,
+    OrderBy, OrderByInterface, Payload, PayloadFieldSchema, PayloadSchemaParams, PointId,
     PointInsertOperations, PointOperations, PointStructPersisted, QueryEnum, QueryRequest, Range,
     ScoringQuery, ScrollRequest, UpdateOperation, ValueVariants, VectorInternal, VectorPersisted,
     VectorStructInternal, VectorStructPersisted, WithPayloadInterface, WithVector,
@@ -88,13 +94,18 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|error| open_error(error.to_string()))?;
         let dir_lock = lock_directory(dir)?;
 
+        let config = edge_config(dimensions);
+        let optimizers = config.optimizers.clone();
         let shard = if dir.join(EDGE_CONFIG_FILE).exists() {
-            // The stored configuration wins: it describes the data already on disk.
+            // The stored configuration wins for the vectors: it describes the data on disk.
             EdgeShard::load(dir, None)
         } else {
-            EdgeShard::new(dir, edge_config(dimensions))
+            EdgeShard::new(dir, config)
         }
         .map_err(|error| open_error(error.to_string()))?;
+        shard
+            .set_optimizers_config(optimizers)
+            .map_err(|error| open_error(error.to_string()))?;
         let stored_dimensions = shard
             .config()
             .vectors
@@ -149,15 +160,12 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Vacuums deleted points, merges segments and builds the HNSW index; returns whether it
-    /// changed anything.
+    /// Vacuums deleted points and merges segments; returns whether it changed anything.
     ///
     /// `qdrant-edge` never does this on its own, so a store that only grows and prunes keeps
-    /// its deleted points on disk until this runs. It is slow (it indexes every vector), so
-    /// call it from maintenance at a quiet time, not per request. Searches and writes continue
-    /// meanwhile; the periodic flush waits until it is done. It returns only once no segment
-    /// needs work, so writes arriving faster than it indexes keep it running (measured in
-    /// `examples/store_latency.rs`).
+    /// its deleted points until this runs. It rewrites segments, so call it from maintenance
+    /// (after `prune_expired`, say), not per request. Searches and writes continue meanwhile;
+    /// the periodic flush waits until it is done.
     pub async fn optimize(&self) -> Result<bool, StoreError> {
         self.run("optimize", |inner| {
             let changed = inner.write("optimize", |shard| shard.optimize())?;
@@ -419,7 +427,7 @@ fn lock_directory(dir: &Path) -> Result<File, StoreError> {
 }
 
 /// One cosine vector; payload on disk, because answers can be large and only the few
-/// points a search returns are read.
+/// points a search returns are read; no HNSW index (see the module docs).
 fn edge_config(dimensions: usize) -> EdgeConfig {
     EdgeConfigBuilder::new()
         .on_disk_payload(true)
@@ -427,6 +435,11 @@ fn edge_config(dimensions: usize) -> EdgeConfig {
             VECTOR_NAME,
             EdgeVectorParamsBuilder::new(dimensions, Distance::Cosine).build(),
         )
+        .optimizers(EdgeOptimizersConfig {
+            // 0 disables indexing: `optimize` then only vacuums and merges segments.
+            indexing_threshold: Some(0),
+            ..EdgeOptimizersConfig::default()
+        })
         .build()
 }
 

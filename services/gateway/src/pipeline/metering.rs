@@ -42,6 +42,9 @@ pub struct Completion {
     pub time_to_first_token: Option<Duration>,
     pub finished: Instant,
     pub reservation: Reservation,
+    /// For an answer replayed from the cache: the model and usage it had when it was made,
+    /// so that the event can say what the hit saved.
+    pub cached: Option<(String, TokenUsage)>,
     /// Told whether the usage event reached durable storage, for an answer that waits on it.
     pub written: Option<Written>,
 }
@@ -62,6 +65,7 @@ impl Completion {
             time_to_first_token: None,
             finished: Instant::now(),
             reservation,
+            cached: None,
             written: None,
         }
     }
@@ -99,6 +103,8 @@ pub struct UsageEvent {
     pub cache: &'static str,
     /// USD reserved against budgets at admission.
     pub budget_reserved: Decimal,
+    /// For a cache hit: what the answer cost when it was made, i.e. what the hit saved.
+    pub saved: Option<Decimal>,
 }
 
 /// The request path's end of the recorder.
@@ -162,6 +168,10 @@ async fn to_event(c: Completion, catalog: &PriceCatalog) -> UsageEvent {
         }
         None => TokenUsage::default(),
     };
+    let saved = c
+        .cached
+        .as_ref()
+        .and_then(|(model, usage)| catalog.cost(model, *usage));
     let cost = c
         .target
         .as_ref()
@@ -172,6 +182,7 @@ async fn to_event(c: Completion, catalog: &PriceCatalog) -> UsageEvent {
         tags: c.ctx.tags,
         cache: c.ctx.cache,
         budget_reserved: c.reservation.budget_reserved,
+        saved,
         time: c.ctx.received_at,
         key: c.ctx.key,
         end_user: c.ctx.end_user,

@@ -241,10 +241,9 @@ impl Gateway {
             .map_err(fail)?
         {
             ctx.cache = "hit";
-            worker
-                .recorder
-                .send_and_wait(Completion::new(ctx.clone(), reservation))
-                .await;
+            let mut completion = Completion::new(ctx.clone(), reservation);
+            completion.cached = replayed_usage(&hit.body);
+            worker.recorder.send_and_wait(completion).await;
             if body.stream {
                 // A cached answer replayed as the stream the client asked for.
                 let replay = completion_as_stream(&hit.body, body.client_wants_stream_usage)
@@ -467,6 +466,17 @@ impl Gateway {
             }),
         }
     }
+}
+
+/// The model and usage a cached answer reports.
+fn replayed_usage(body: &[u8]) -> Option<(String, tollgate_common::TokenUsage)> {
+    #[derive(serde::Deserialize)]
+    struct Replayed {
+        model: String,
+        usage: crate::openai::response::Usage,
+    }
+    let replayed: Replayed = serde_json::from_slice(body).ok()?;
+    Some((replayed.model, replayed.usage.tokens()))
 }
 
 /// A request that ended in an error, with what metering needs to know about it.
