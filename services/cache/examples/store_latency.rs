@@ -10,8 +10,10 @@
 //!   lookup filters down to about 100 candidates;
 //! - "1 partition": organizations 50-99 keep all 1,000 points in one partition.
 //!
-//! Lookups are timed before `EmbeddedStore::optimize`, while it runs (with a writer upserting
-//! in parallel), after it, while a writer upserts, after closing and reopening the store, and
+//! It first times a bare round trip to tokio's blocking pool (the floor under every lookup).
+//! Lookups are then timed before `EmbeddedStore::optimize` (after which `evict_oldest` drops
+//! the oldest 30% of every organization, for `optimize` to vacuum), while it runs (with a
+//! writer upserting in parallel), after it, while a writer upserts, after closing and reopening the store, and
 //! last in one partition of 20,000 points. Queries are stored vectors plus noise, so most are
 //! hits.
 
@@ -55,7 +57,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for org in 0..ORGANIZATIONS {
         for i in 0..points_per_org {
             let point = cached_point(&mut random, org, partition_of(org, i), i);
-            stored.push((org, point.partition.clone(), point.vector.clone()));
+            stored.push((org, point.partition.clone(), point.vector.clone(), i));
             store.upsert(point).await?;
         }
     }
@@ -68,11 +70,35 @@ async fn main() -> Result<(), Box<dyn Error>> {
     store.flush().await?;
     println!("disk after load: {}", disk_report(dir.path()));
 
+    // The floor under every lookup: a round trip to tokio's blocking pool doing nothing.
+    let mut hops = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        let started = Instant::now();
+        tokio::task::spawn_blocking(|| ()).await?;
+        hops.push(started.elapsed());
+    }
+    print_percentiles("blocking-pool round trip, no work", &mut hops);
+
     measure("before optimize", &store, &stored, queries, &mut random).await?;
 
+    // Give `optimize` something to vacuum: evict the oldest 30% of every organization.
+    let started = Instant::now();
+    let mut evicted = 0;
+    for org in ORG_NAMES.iter() {
+        evicted += store
+            .evict_oldest(org, (points_per_org * 7 / 10) as u64)
+            .await?;
+    }
+    println!(
+        "evict_oldest: {evicted} points in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let evicted_floor = points_per_org * 3 / 10;
+    // Evicted points can no longer be queried for.
+    stored.retain(|(_, _, _, index)| *index >= evicted_floor);
+
     // Maintenance as it would run in production: the cache keeps serving and writing, at a
-    // modest rate. (`optimize` runs until no segment needs work, so a writer faster than it
-    // can index keeps it busy indefinitely.)
+    // modest rate.
     let store = Arc::new(store);
     let writer = Writer::start(&store, optimize_writes_per_second);
     let started = Instant::now();
@@ -82,7 +108,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     });
     let mut during = Vec::new();
     while !optimizing.is_finished() {
-        let (org, partition, vector) = &stored[random.below(stored.len())];
+        let (org, partition, vector, _) = &stored[random.below(stored.len())];
         let noisy = with_noise(vector, 0.02, &mut random);
         let began = Instant::now();
         store
@@ -127,12 +153,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut big = Vec::with_capacity(BIG_PARTITION);
     for i in 0..BIG_PARTITION {
         let point = cached_point(&mut random, big_org, "partition-big".to_owned(), i);
-        big.push((big_org, point.partition.clone(), point.vector.clone()));
+        big.push((big_org, point.partition.clone(), point.vector.clone(), i));
         reopened.upsert(point).await?;
     }
     let mut samples = Vec::with_capacity(queries / 5);
     for _ in 0..queries / 5 {
-        let (org, partition, vector) = &big[random.below(big.len())];
+        let (org, partition, vector, _) = &big[random.below(big.len())];
         let noisy = with_noise(vector, 0.02, &mut random);
         let started = Instant::now();
         reopened
@@ -147,6 +173,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// A loaded point as the benchmark remembers it: organization, partition, vector, and its
+/// index within the organization (its age: lower is older).
+type Stored = (usize, String, Vec<f32>, usize);
+
 /// The size of the one large partition measured last.
 const BIG_PARTITION: usize = 20_000;
 
@@ -154,13 +184,13 @@ const BIG_PARTITION: usize = 20_000;
 async fn measure(
     phase: &str,
     store: &dyn VectorStore,
-    stored: &[(usize, String, Vec<f32>)],
+    stored: &[Stored],
     queries: usize,
     random: &mut SplitMix64,
 ) -> Result<(), Box<dyn Error>> {
     // Warm caches and the blocking pool first.
     for _ in 0..200 {
-        let (org, partition, vector) = &stored[random.below(stored.len())];
+        let (org, partition, vector, _) = &stored[random.below(stored.len())];
         store
             .search(search_query(*org, partition, vector, NOW_MS))
             .await?;
@@ -169,7 +199,7 @@ async fn measure(
     let mut concentrated = Vec::with_capacity(queries);
     let mut hits = 0_usize;
     for _ in 0..queries {
-        let (org, partition, vector) = &stored[random.below(stored.len())];
+        let (org, partition, vector, _) = &stored[random.below(stored.len())];
         let noisy = with_noise(vector, 0.02, random);
         let started = Instant::now();
         let found = store
