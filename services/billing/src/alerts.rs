@@ -21,6 +21,7 @@ use serde_json::json;
 use sha2::Sha256;
 use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
+use tollgate_common::now_ms;
 use tollgate_common::{BudgetPeriod, Picodollars};
 
 use crate::usage::UsageRecord;
@@ -382,13 +383,6 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
         "t={timestamp},v1={}",
         hex::encode(mac.finalize().into_bytes())
     )
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tollgate_common::now_ms;
+
 use crate::embedder::Embedder;
 use crate::guard;
 use crate::store::{CachedPoint, SearchQuery, VectorStore};
@@ -95,12 +97,6 @@ pub struct AnswerCache {
     exact: Mutex<ExactTier>,
     /// Organizations with semantic entries written by this process, for [`AnswerCache::maintain`].
     orgs: Mutex<HashSet<String>>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl AnswerCache {

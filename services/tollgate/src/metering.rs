@@ -142,10 +142,7 @@ pub fn start_billing(config: &Config, parts: &BillingParts) -> anyhow::Result<()
         let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every_hour.tick().await;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-            match ledger.prune(retention, now).await {
+            match ledger.prune(retention, tollgate_common::now_ms()).await {
                 Ok(0) => {}
                 Ok(deleted) => tracing::info!(deleted, "pruned usage rows past their retention"),
                 Err(err) => tracing::warn!(%err, "cannot prune the usage ledger"),

@@ -153,13 +153,7 @@ fn create_parent_dir(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use tollgate_common::now_ms;
 
 /// Reads a typed id stored as text.
 fn id_column<T: FromStr>(row: &AnyRow, column: &str, table: &'static str) -> Result<T, StoreError> {
