@@ -52,6 +52,9 @@ impl UsageSink for UsageStream {
     }
 }
 
+/// How long one read waits for new entries.
+const READ_BLOCK: Duration = Duration::from_secs(1);
+
 /// Reads the stream as `consumer` of the billing group and ships each batch to `sink`, for
 /// ever. Uses its own connection: a blocking read would hold up a shared one.
 pub async fn consume(
@@ -79,8 +82,13 @@ async fn consume_until_error(
     consumer: &str,
     sink: &dyn UsageSink,
 ) -> Result<(), String> {
+    // A blocking read waits up to READ_BLOCK for entries, longer than the client's default
+    // response timeout (500 ms): without a longer one, an idle stream reads as a failure.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(READ_BLOCK + Duration::from_secs(5)));
     let mut conn = client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .map_err(|e| e.to_string())?;
     create_group(&mut conn, stream).await?;
@@ -98,7 +106,7 @@ async fn consume_until_error(
         let options = StreamReadOptions::default()
             .group(GROUP, consumer)
             .count(500)
-            .block(1000);
+            .block(READ_BLOCK.as_millis() as usize);
         let id = if reading_pending { "0" } else { ">" };
         let reply: Option<StreamReadReply> = conn
             .xread_options(&[stream], &[id], &options)
