@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,10 @@ use futures_util::stream::BoxStream;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use crate::openai::response::SSE_DONE;
+use crate::openai::InboundBody;
+use crate::openai::response::{SSE_DONE, stream_as_completion};
 use crate::pipeline::metering::{CLIENT_CLOSED, Completion, UsageSender, Written};
+use crate::pipeline::{RequestContext, ResponseCache};
 use crate::providers::StreamTranslator;
 
 /// The body of a streaming answer.
@@ -39,6 +42,53 @@ pub struct RelayBody {
     recorded: Option<oneshot::Receiver<bool>>,
     /// The request's span, kept open until the stream ends.
     span: tracing::Span,
+    /// Set when the cache wants the answer: what the client was sent, offered once complete.
+    keeper: Option<StreamKeeper>,
+    /// The stream ended as a complete answer (not interrupted, not withheld).
+    complete: bool,
+}
+
+/// Streamed answers longer than this are not kept in the cache.
+const MAX_KEPT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Collects a streamed answer for the cache and offers it, assembled into one chat completion,
+/// once the stream has ended complete and its usage is recorded.
+pub struct StreamKeeper {
+    cache: Arc<dyn ResponseCache>,
+    ctx: RequestContext,
+    body: Arc<InboundBody>,
+    sent: BytesMut,
+}
+
+impl StreamKeeper {
+    pub fn new(cache: Arc<dyn ResponseCache>, ctx: RequestContext, body: Arc<InboundBody>) -> Self {
+        StreamKeeper {
+            cache,
+            ctx,
+            body,
+            sent: BytesMut::new(),
+        }
+    }
+
+    /// Adds output; false once the answer is too long to keep.
+    fn collect(&mut self, bytes: &[u8]) -> bool {
+        if self.sent.len() + bytes.len() > MAX_KEPT_BYTES {
+            return false;
+        }
+        self.sent.extend_from_slice(bytes);
+        true
+    }
+
+    /// Offers the answer off the response path; one that does not assemble is not kept.
+    fn offer(self, usage: Option<tollgate_common::TokenUsage>) {
+        let Some(answer) = stream_as_completion(&self.sent, usage) else {
+            return;
+        };
+        let StreamKeeper {
+            cache, ctx, body, ..
+        } = self;
+        tokio::spawn(async move { cache.store(&ctx, &body, &answer).await });
+    }
 }
 
 impl RelayBody {
@@ -64,7 +114,15 @@ impl RelayBody {
             recorder,
             recorded: None,
             span,
+            keeper: None,
+            complete: false,
         }
+    }
+
+    /// Keeps the answer in the cache once it is complete.
+    pub fn keeping(mut self, keeper: Option<StreamKeeper>) -> Self {
+        self.keeper = keeper;
+        self
     }
 
     fn feed(&mut self, chunk: &[u8]) {
@@ -98,6 +156,7 @@ impl RelayBody {
     /// recorded; an interrupted one (which ends in an error event) need not.
     fn finish(&mut self, status: u16, error: Option<&'static str>) {
         self.done = true;
+        self.complete = status < 300;
         if status < 300 {
             let (written, recorded) = oneshot::channel();
             self.recorded = Some(recorded);
@@ -109,6 +168,7 @@ impl RelayBody {
 
     /// The usage event could not be recorded: the answer must not look complete.
     fn withhold_end(&mut self) {
+        self.complete = false;
         if self.out.ends_with(SSE_DONE) {
             self.out.truncate(self.out.len() - SSE_DONE.len());
         }
@@ -151,6 +211,11 @@ impl RelayBody {
         {
             completion.time_to_first_token = Some(completion.ctx.started.elapsed());
         }
+        if let Some(keeper) = &mut self.keeper
+            && !keeper.collect(&self.out)
+        {
+            self.keeper = None;
+        }
         Some(self.out.split().freeze())
     }
 }
@@ -179,7 +244,13 @@ impl Stream for RelayBody {
                         }
                     }
                 }
-                return Poll::Ready(this.take_output().map(Ok));
+                let last = this.take_output();
+                if this.complete
+                    && let Some(keeper) = this.keeper.take()
+                {
+                    keeper.offer(this.translator.usage());
+                }
+                return Poll::Ready(last.map(Ok));
             }
             if this.out.len() >= FLUSH_BYTES
                 && let Some(bytes) = this.take_output()

@@ -209,6 +209,134 @@ pub fn completion_as_stream(body: &[u8], include_usage: bool) -> Option<Bytes> {
     Some(out.freeze())
 }
 
+/// The inverse of [`completion_as_stream`]: the chat completion a whole OpenAI stream amounts
+/// to, so that a streamed answer can be kept and later served to either kind of request.
+/// `usage` stands in when the stream carried none (the client did not ask for it). `None` when
+/// the stream is not a complete chat completion: no chunks, an error event, no `[DONE]`, or a
+/// choice without a finish reason.
+pub fn stream_as_completion(sse: &[u8], usage: Option<TokenUsage>) -> Option<Bytes> {
+    use serde_json::{Map, Value, json};
+
+    #[derive(Default)]
+    struct Assembled {
+        content: Option<String>,
+        refusal: Option<String>,
+        /// By the tool call's index: id, type, name, arguments so far.
+        tool_calls: std::collections::BTreeMap<u64, (Value, Value, String, String)>,
+        finish_reason: Option<String>,
+    }
+
+    let mut head: Option<Value> = None;
+    let mut choices: std::collections::BTreeMap<u64, Assembled> = Default::default();
+    let mut stream_usage: Option<Value> = None;
+    let mut done = false;
+    for event in sse.split(|&b| b == b'\n') {
+        let Some(data) = event.strip_prefix(b"data:") else {
+            continue;
+        };
+        let data = data.trim_ascii();
+        if data == b"[DONE]" {
+            done = true;
+            continue;
+        }
+        let chunk: Value = serde_json::from_slice(data).ok()?;
+        if chunk.get("error").is_some() {
+            return None;
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
+            stream_usage = Some(usage.clone());
+        }
+        if head.is_none() {
+            head = Some(chunk.clone());
+        }
+        for choice in chunk.get("choices")?.as_array()? {
+            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let assembled = choices.entry(index).or_default();
+            let delta = &choice["delta"];
+            if let Some(text) = delta.get("content").and_then(Value::as_str) {
+                assembled.content.get_or_insert_default().push_str(text);
+            }
+            if let Some(text) = delta.get("refusal").and_then(Value::as_str) {
+                assembled.refusal.get_or_insert_default().push_str(text);
+            }
+            for call in delta
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let slot = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let entry = assembled.tool_calls.entry(slot).or_insert_with(|| {
+                    (Value::Null, json!("function"), String::new(), String::new())
+                });
+                if let Some(id) = call.get("id").filter(|v| !v.is_null()) {
+                    entry.0 = id.clone();
+                }
+                if let Some(kind) = call.get("type").filter(|v| !v.is_null()) {
+                    entry.1 = kind.clone();
+                }
+                let function = &call["function"];
+                if let Some(name) = function.get("name").and_then(Value::as_str) {
+                    entry.2.push_str(name);
+                }
+                if let Some(arguments) = function.get("arguments").and_then(Value::as_str) {
+                    entry.3.push_str(arguments);
+                }
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                assembled.finish_reason = Some(reason.to_owned());
+            }
+        }
+    }
+    let head = head?;
+    if !done || choices.is_empty() || choices.values().any(|c| c.finish_reason.is_none()) {
+        return None;
+    }
+    let choices: Vec<Value> = choices
+        .into_iter()
+        .map(|(index, choice)| {
+            let mut message = Map::new();
+            message.insert("role".into(), json!("assistant"));
+            message.insert("content".into(), json!(choice.content));
+            if let Some(refusal) = choice.refusal {
+                message.insert("refusal".into(), json!(refusal));
+            }
+            if !choice.tool_calls.is_empty() {
+                let calls: Vec<Value> = choice
+                    .tool_calls
+                    .into_values()
+                    .map(|(id, kind, name, arguments)| {
+                        json!({ "id": id, "type": kind, "function": { "name": name, "arguments": arguments } })
+                    })
+                    .collect();
+                message.insert("tool_calls".into(), Value::Array(calls));
+            }
+            json!({
+                "index": index,
+                "message": message,
+                "logprobs": null,
+                "finish_reason": choice.finish_reason,
+            })
+        })
+        .collect();
+    let usage =
+        stream_usage.or_else(|| usage.and_then(|u| serde_json::to_value(Usage::from(u)).ok()));
+    let mut completion = json!({
+        "id": head["id"],
+        "object": "chat.completion",
+        "created": head["created"],
+        "model": head["model"],
+        "choices": choices,
+    });
+    if let Some(fingerprint) = head.get("system_fingerprint").filter(|v| !v.is_null()) {
+        completion["system_fingerprint"] = fingerprint.clone();
+    }
+    if let Some(usage) = usage {
+        completion["usage"] = usage;
+    }
+    serde_json::to_vec(&completion).ok().map(Bytes::from)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EmbeddingsResponse {
     /// Always `list`.
@@ -257,4 +385,95 @@ pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_replayed_completion_assembles_back_to_itself() {
+        let original = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "gpt-4o",
+            "choices": [
+                { "index": 0, "message": { "role": "assistant", "content": "Paris." }, "logprobs": null, "finish_reason": "stop" },
+                { "index": 1, "message": { "role": "assistant", "content": null, "tool_calls": [
+                    { "id": "call_1", "type": "function", "function": { "name": "lookup", "arguments": "{\"city\":\"Paris\"}" } }
+                ] }, "logprobs": null, "finish_reason": "tool_calls" }
+            ],
+            "usage": { "prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15 }
+        });
+        let body = serde_json::to_vec(&original).unwrap_or_else(|e| panic!("{e}"));
+        for include_usage in [true, false] {
+            let stream =
+                completion_as_stream(&body, include_usage).unwrap_or_else(|| panic!("replay"));
+            let usage = TokenUsage {
+                input_tokens: 12,
+                output_tokens: 3,
+                cached_input_tokens: 0,
+            };
+            let assembled =
+                stream_as_completion(&stream, Some(usage)).unwrap_or_else(|| panic!("assemble"));
+            assert_eq!(
+                parse(&assembled),
+                original,
+                "include_usage: {include_usage}"
+            );
+        }
+    }
+
+    #[test]
+    fn deltas_are_concatenated_per_choice_and_tool_call() {
+        let sse = concat!(
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_9\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\"\"}}]},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]},\"finish_reason\":null}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let assembled = parse(
+            &stream_as_completion(sse.as_bytes(), None).unwrap_or_else(|| panic!("assemble")),
+        );
+        let message = &assembled["choices"][0]["message"];
+        assert_eq!(message["content"], "Hello");
+        assert_eq!(message["tool_calls"][0]["id"], "call_9");
+        assert_eq!(
+            message["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
+        assert!(assembled.get("usage").is_none());
+    }
+
+    #[test]
+    fn an_unfinished_or_failed_stream_is_no_completion() {
+        let chunk = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n";
+        let finish = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        let error = "data: {\"error\":{\"message\":\"cut\",\"type\":\"upstream_error\",\"param\":null,\"code\":\"stream_interrupted\"}}\n\n";
+        let done = "data: [DONE]\n\n";
+        assert!(
+            stream_as_completion(format!("{chunk}{done}").as_bytes(), None).is_none(),
+            "no finish reason"
+        );
+        assert!(
+            stream_as_completion(format!("{chunk}{finish}").as_bytes(), None).is_none(),
+            "no [DONE]"
+        );
+        assert!(
+            stream_as_completion(format!("{chunk}{error}").as_bytes(), None).is_none(),
+            "an error event"
+        );
+        assert!(
+            stream_as_completion(done.as_bytes(), None).is_none(),
+            "no chunks"
+        );
+        assert!(stream_as_completion(format!("{chunk}{finish}{done}").as_bytes(), None).is_some());
+    }
 }

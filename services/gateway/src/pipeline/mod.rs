@@ -46,7 +46,7 @@ use crate::metrics::Metrics;
 use crate::openai::response::completion_as_stream;
 use crate::openai::{Endpoint, InboundBody};
 use crate::routing::{Router, Target};
-use crate::streaming::RelayBody;
+use crate::streaming::{RelayBody, StreamKeeper};
 use crate::upstream::{self, UpstreamBody, UpstreamFailure, UpstreamSuccess};
 
 /// Everything a request needs, shared by all workers.
@@ -436,7 +436,10 @@ impl Gateway {
                     completion,
                     worker.recorder.clone(),
                     tracing::Span::current(),
-                );
+                )
+                .keeping(ctx.cache_state.is_some().then(|| {
+                    StreamKeeper::new(self.stages.cache.clone(), ctx.clone(), body.clone())
+                }));
                 let mut response = HttpResponse::Ok();
                 response
                     .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))

@@ -82,7 +82,8 @@ pub trait ResponseCache: Send + Sync {
         headers: &HeaderMap,
         body: &InboundBody,
     ) -> Result<Option<CachedAnswer>, GatewayError>;
-    /// Offers a complete non-streaming answer for keeping.
+    /// Offers a complete answer for keeping: a non-streaming body, or a stream assembled into
+    /// the chat completion it amounts to.
     async fn store(&self, ctx: &RequestContext, body: &InboundBody, answer: &Bytes);
 }
 
