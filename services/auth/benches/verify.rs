@@ -42,6 +42,7 @@ impl KeySource for MapSource {
             team: Default::default(),
             org: Default::default(),
             budgets: Vec::new(),
+            cache: Default::default(),
         }))
     }
     async fn touch(&self, _used: Vec<(KeyId, i64)>) -> Result<(), String> {

@@ -10,13 +10,13 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tollgate_common::{KeyId, Secret};
+use tollgate_common::{CachePolicy, KeyId, Secret};
 
 use crate::error::AuthError;
 use crate::roles::Role;
 use crate::service::{
     Actor, AlertWebhookRequest, AuthService, BudgetPatch, BudgetSpec, Caller, KeyPatch, KeySpec,
-    LoginRequest, RotateRequest, SignupRequest,
+    LoginRequest, PolicyTarget, RotateRequest, SignupRequest,
 };
 use crate::store::{RatePair, TeamLimits};
 
@@ -73,6 +73,11 @@ pub fn configure(
                         .route(web::put().to(set_team_limits)),
                 )
                 .service(
+                    resource("/teams/{team}/cache-policy")
+                        .route(web::get().to(get_team_cache_policy))
+                        .route(web::put().to(set_team_cache_policy)),
+                )
+                .service(
                     resource("/teams/{team}/members/{user}")
                         .route(web::put().to(set_team_member))
                         .route(web::delete().to(remove_team_member)),
@@ -96,11 +101,21 @@ pub fn configure(
                         .route(web::delete().to(revoke_key)),
                 )
                 .service(resource("/keys/{key}/rotate").route(web::post().to(rotate_key)))
+                .service(
+                    resource("/keys/{key}/cache-policy")
+                        .route(web::get().to(get_key_cache_policy))
+                        .route(web::put().to(set_key_cache_policy)),
+                )
                 .service(resource("/keys/{key}/revoke").route(web::post().to(revoke_key)))
                 .service(
                     resource("/limits")
                         .route(web::get().to(get_org_limits))
                         .route(web::put().to(set_org_limits)),
+                )
+                .service(
+                    resource("/cache-policy")
+                        .route(web::get().to(get_org_cache_policy))
+                        .route(web::put().to(set_org_cache_policy)),
                 )
                 .service(
                     resource("/budgets")
@@ -525,6 +540,79 @@ async fn set_team_limits(
     ok(state
         .service
         .set_team_limits(&caller, &path, limits)
+        .await?)
+}
+
+async fn get_org_cache_policy(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state
+        .service
+        .cache_policy(&caller, PolicyTarget::Organization)
+        .await?)
+}
+
+async fn set_org_cache_policy(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let policy: CachePolicy = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .set_cache_policy(&caller, PolicyTarget::Organization, policy)
+        .await?)
+}
+
+async fn get_team_cache_policy(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state
+        .service
+        .cache_policy(&caller, PolicyTarget::Team(&path))
+        .await?)
+}
+
+async fn set_team_cache_policy(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let policy: CachePolicy = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .set_cache_policy(&caller, PolicyTarget::Team(&path), policy)
+        .await?)
+}
+
+async fn get_key_cache_policy(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state
+        .service
+        .cache_policy(&caller, PolicyTarget::Key(&path))
+        .await?)
+}
+
+async fn set_key_cache_policy(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let policy: CachePolicy = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .set_cache_policy(&caller, PolicyTarget::Key(&path), policy)
         .await?)
 }
 

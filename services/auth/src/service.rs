@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 use tollgate_common::config::AuthConfig;
-use tollgate_common::{BudgetPeriod, BudgetScope, KeyId, OrgId, TeamId, UserId};
+use tollgate_common::{BudgetPeriod, BudgetScope, CachePolicy, KeyId, OrgId, TeamId, UserId};
 
 use crate::error::AuthError;
 use crate::feed::KeyChangeFeed;
@@ -19,10 +19,18 @@ use crate::secrets::{
 use crate::sessions::AccessTokens;
 use crate::store::{
     AuditRecord, AuthStore, BudgetRecord, DEFAULT_THRESHOLDS, KeyChanges, KeyRecord, KeyStatus,
-    Member, NewBudget, NewKey, Organization, RatePair, RefreshOutcome, Team, TeamLimits, User,
-    now_ms,
+    Member, NewBudget, NewKey, Organization, PolicyLevel, RatePair, RefreshOutcome, Team,
+    TeamLimits, User, now_ms,
 };
 use crate::throttle::LoginThrottle;
+
+/// Where a cache policy is read or set, as the caller names it (ids from the URL).
+#[derive(Debug, Clone, Copy)]
+pub enum PolicyTarget<'a> {
+    Organization,
+    Team(&'a str),
+    Key(&'a str),
+}
 
 /// A logged-in user acting in one organization, with their current role there.
 #[derive(Debug, Clone)]
@@ -792,6 +800,77 @@ impl AuthService {
             self.feed.key_changed(&hash).await;
         }
         Ok(limits)
+    }
+
+    // ---- cache policies ----
+
+    /// The cache policy set at one level: the organization (`team` and `key` both `None`), a
+    /// team, or a key.
+    pub async fn cache_policy(
+        &self,
+        caller: &Caller,
+        level: PolicyTarget<'_>,
+    ) -> Result<CachePolicy, AuthError> {
+        let (level, what) = self.policy_level(caller, level).await?;
+        self.store
+            .cache_policy(caller.org, level)
+            .await?
+            .ok_or(AuthError::NotFound(what))
+    }
+
+    /// Replaces the cache policy set at one level. Organization policies need an admin, team
+    /// policies a team admin, key policies whoever may change the key.
+    pub async fn set_cache_policy(
+        &self,
+        caller: &Caller,
+        target: PolicyTarget<'_>,
+        policy: CachePolicy,
+    ) -> Result<CachePolicy, AuthError> {
+        let (level, what) = self.policy_level(caller, target).await?;
+        match target {
+            PolicyTarget::Organization => {
+                caller.require(Role::Admin, "set the organization's cache policy")?
+            }
+            PolicyTarget::Team(_) => {
+                if let PolicyLevel::Team(team) = level {
+                    self.require_team_admin(caller, team, "set this team's cache policy")
+                        .await?;
+                }
+            }
+            PolicyTarget::Key(key) => {
+                let record = self.key_record(caller.org, key).await?;
+                self.require_key_manager(caller, &record).await?;
+            }
+        }
+        if let Some((field, message)) = policy.problem() {
+            return Err(AuthError::invalid(field, message));
+        }
+        let stale = self
+            .store
+            .set_cache_policy(caller.org, level, &policy, &caller.actor())
+            .await?
+            .ok_or(AuthError::NotFound(what))?;
+        for hash in stale {
+            self.feed.key_changed(&hash).await;
+        }
+        Ok(policy)
+    }
+
+    async fn policy_level(
+        &self,
+        caller: &Caller,
+        target: PolicyTarget<'_>,
+    ) -> Result<(PolicyLevel, &'static str), AuthError> {
+        Ok(match target {
+            PolicyTarget::Organization => (PolicyLevel::Organization, "organization"),
+            PolicyTarget::Team(team) => {
+                (PolicyLevel::Team(self.team(caller, team).await?.id), "team")
+            }
+            PolicyTarget::Key(key) => (
+                PolicyLevel::Key(self.key_record(caller.org, key).await?.id),
+                "key",
+            ),
+        })
     }
 
     // ---- budgets ----

@@ -48,7 +48,7 @@ pub struct AuthRuntime {
 
 /// The shared Redis connection of this process, when `redis.url` is set (lazy: the platform
 /// starts and serves while Redis is down).
-fn redis_manager(
+pub fn redis_manager(
     config: &Config,
 ) -> Result<Option<(redis::Client, ConnectionManager)>, StartError> {
     let Some(url) = &config.redis.url else {

@@ -151,6 +151,7 @@ pub fn key_context(verified: &VerifiedKey) -> KeyContext {
             })
             .collect(),
         budgets: verified.budgets.clone(),
+        cache: verified.cache,
         tags: record.tags.clone(),
         expires_at: record.expires_at,
     }
@@ -335,6 +336,7 @@ mod tests {
                     team: Default::default(),
                     org: Default::default(),
                     budgets: Vec::new(),
+                    cache: Default::default(),
                 }))
         }
         async fn touch(&self, used: Vec<(KeyId, i64)>) -> Result<(), String> {

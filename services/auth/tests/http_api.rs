@@ -47,6 +47,7 @@ on_both_databases!(
     budgets_are_set_per_scope_reach_the_key_and_stay_in_their_organization,
     alert_webhooks_are_admin_only_and_show_their_secret_once,
     rate_limits_are_set_on_teams_and_organizations_and_reach_the_key,
+    cache_policies_merge_from_key_to_organization_and_stay_in_their_organization,
     signup_and_login_open_a_session_and_a_working_key,
     emails_are_unique_whatever_their_case,
     refresh_rotates_and_a_replayed_token_ends_the_session,
@@ -2048,6 +2049,101 @@ async fn rate_limits_are_set_on_teams_and_organizations_and_reach_the_key(db: Db
     let got = app.put("/auth/limits", &viewer, json!({"rpm": 1})).await;
     assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
     assert_eq!(app.get(&team_limits, &owner.access).await.1["rpm"], 100);
+}
+
+async fn cache_policies_merge_from_key_to_organization_and_stay_in_their_organization(db: Db) {
+    use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare};
+
+    let app = TestApp::start(db).await;
+    let owner = app.signup("cp-owner@example.com", "Cache Inc").await;
+    let other = app.signup("cp-other@example.com", "Elsewhere").await;
+    let org_policy = "/auth/cache-policy";
+    let team_policy = format!("/auth/teams/{}/cache-policy", owner.team_id);
+    let key_policy = format!("/auth/keys/{}/cache-policy", owner.key_id);
+
+    // nothing set anywhere: every field inherits (the deployment decides)
+    for path in [org_policy, &team_policy, &key_policy] {
+        let (status, body) = app.get(path, &owner.access).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body, json!({"mode": null, "ttl_secs": null, "share": null}));
+    }
+    assert_eq!(
+        app.verify(&owner.key).await.unwrap().cache,
+        CachePolicy::default()
+    );
+
+    // each level sets what it wants; the key's context merges them, narrowest first
+    for (path, policy) in [
+        (org_policy, json!({"mode": "semantic", "ttl_secs": 600})),
+        (&team_policy, json!({"share": "team", "ttl_secs": 120})),
+        (&key_policy, json!({"mode": "exact"})),
+    ] {
+        let (status, body) = app.put(path, &owner.access, policy.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(app.get(path, &owner.access).await.1["mode"], policy["mode"]);
+    }
+    assert_eq!(
+        app.verify(&owner.key).await.unwrap().cache,
+        CachePolicy {
+            mode: Some(CachePolicyMode::Exact),
+            ttl_secs: Some(120),
+            share: Some(CacheShare::Team),
+        }
+    );
+    // another key of the same team inherits the team's and organization's settings only
+    let (_, sibling) = new_key(&app, &owner.access, json!({})).await;
+    assert_eq!(
+        app.verify(&sibling).await.unwrap().cache,
+        CachePolicy {
+            mode: Some(CachePolicyMode::Semantic),
+            ttl_secs: Some(120),
+            share: Some(CacheShare::Team),
+        }
+    );
+
+    // bad values are refused, naming the field
+    for (body, param) in [
+        (json!({"mode": "sometimes"}), ""),
+        (json!({"ttl_secs": 0}), "ttl_secs"),
+        (json!({"ttl_secs": 99_999_999}), "ttl_secs"),
+        (json!({"ttl_secs": -1}), ""),
+        (json!({"mode": "exact", "colour": "blue"}), ""),
+    ] {
+        let got = app.put(&key_policy, &owner.access, body.clone()).await;
+        assert_error(&got, StatusCode::BAD_REQUEST, "invalid_request_error");
+        if !param.is_empty() {
+            assert_eq!(got.1["error"]["param"], param, "{body}: {}", got.1);
+        }
+    }
+
+    // another organization can neither read nor change my team's or key's policy, and its own
+    // organization policy does not touch mine
+    for path in [&team_policy, &key_policy] {
+        let got = app.get(path, &other.access).await;
+        assert_error(&got, StatusCode::NOT_FOUND, "not_found_error");
+        let got = app.put(path, &other.access, json!({"mode": "off"})).await;
+        assert_error(&got, StatusCode::NOT_FOUND, "not_found_error");
+    }
+    let (status, _) = app
+        .put(org_policy, &other.access, json!({"mode": "off"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        app.verify(&sibling).await.unwrap().cache.mode,
+        Some(CachePolicyMode::Semantic)
+    );
+
+    // viewers read; only admins change the organization's policy
+    let (_, viewer) = join(&app, &owner, "cp-viewer@example.com", Role::Viewer).await;
+    assert_eq!(app.get(org_policy, &viewer).await.0, StatusCode::OK);
+    for path in [org_policy, &team_policy, &key_policy] {
+        let got = app.put(path, &viewer, json!({"mode": "off"})).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
+    }
+    assert_eq!(
+        app.get(org_policy, &owner.access).await.1["mode"],
+        "semantic"
+    );
 }
 
 async fn budgets_are_set_per_scope_reach_the_key_and_stay_in_their_organization(db: Db) {

@@ -13,7 +13,7 @@ use actix_web::{App, test};
 use tollgate_common::{Config, Secret};
 
 /// The paths `tollgate_auth::http::configure` serves, in its order.
-const SERVED: [&str; 23] = [
+const SERVED: [&str; 26] = [
     "/auth/signup",
     "/auth/login",
     "/auth/refresh",
@@ -23,14 +23,17 @@ const SERVED: [&str; 23] = [
     "/auth/teams/{team}",
     "/auth/teams/{team}/members",
     "/auth/teams/{team}/limits",
+    "/auth/teams/{team}/cache-policy",
     "/auth/teams/{team}/members/{user}",
     "/auth/members",
     "/auth/members/{user}",
     "/auth/keys",
     "/auth/keys/{key}",
     "/auth/keys/{key}/rotate",
+    "/auth/keys/{key}/cache-policy",
     "/auth/keys/{key}/revoke",
     "/auth/limits",
+    "/auth/cache-policy",
     "/auth/budgets",
     "/auth/budgets/{budget}",
     "/auth/alerts/webhook",

@@ -31,6 +31,8 @@ pub struct KeyContext {
     pub budgets: Vec<BudgetRule>,
     /// Cost-attribution tags (`feature=search`, ...).
     pub tags: BTreeMap<String, String>,
+    /// The key's cache defaults, already merged with its team's and organization's.
+    pub cache: crate::CachePolicy,
     /// Unix milliseconds after which the key no longer opens anything.
     pub expires_at: Option<i64>,
 }

@@ -1,7 +1,8 @@
-//! What several Tollgate services share: configuration, typed ids, the caller's key context, budgets, money,
+//! What several Tollgate services share: configuration, typed ids, the caller's key context, budgets, cache policies, money,
 //! the price catalog and telemetry.
 
 pub mod budget;
+pub mod cache_policy;
 pub mod caller;
 pub mod catalog;
 pub mod config;
@@ -10,6 +11,7 @@ pub mod money;
 pub mod telemetry;
 
 pub use budget::{BudgetPeriod, BudgetRule, BudgetScope};
+pub use cache_policy::{CachePolicy, CachePolicyMode, CacheShare};
 pub use caller::{KeyContext, ModelAllowList, RateLimits};
 pub use catalog::{ModelPrice, PriceCatalog, TokenUsage};
 pub use config::{Config, ConfigError, ConfigProblem, ProviderKind, Secret};

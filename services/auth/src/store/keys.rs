@@ -52,6 +52,9 @@ pub struct VerifiedKey {
     /// Every budget that applies to the key's requests.
     #[serde(default)]
     pub budgets: Vec<tollgate_common::BudgetRule>,
+    /// The key's cache policy merged with its team's and organization's.
+    #[serde(default)]
+    pub cache: tollgate_common::CachePolicy,
 }
 
 /// Whether a key opens the gateway at a given moment, and if not, why.
@@ -298,11 +301,15 @@ impl AuthStore {
             .unwrap_or_default();
         let org = self.org_limits(key.org_id).await?.unwrap_or_default();
         let budgets = self.budget_rules(&key).await?;
+        let cache = self
+            .effective_cache_policy(key.org_id, key.team_id, key.id)
+            .await?;
         Ok(Some(VerifiedKey {
             key,
             team,
             org,
             budgets,
+            cache,
         }))
     }
 

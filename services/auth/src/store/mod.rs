@@ -8,6 +8,7 @@
 
 mod audit;
 mod budgets;
+mod cache_policy;
 mod keys;
 mod limits;
 pub mod scratch;
@@ -25,6 +26,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 pub use audit::{AuditEntry, AuditRecord};
 pub use budgets::{BudgetRecord, DEFAULT_THRESHOLDS, NewBudget};
+pub use cache_policy::PolicyLevel;
 pub use keys::{KeyChanges, KeyRecord, KeyStatus, NewKey, VerifiedKey};
 pub use limits::{RatePair, TeamLimits};
 pub use sessions::{RefreshOutcome, RefreshRecord};
