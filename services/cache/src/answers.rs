@@ -15,10 +15,12 @@ use tollgate_common::now_ms;
 
 use crate::embedder::Embedder;
 use crate::guard;
+use crate::shared::SharedExactTier;
 use crate::store::{CachedPoint, SearchQuery, VectorStore};
 
 /// How a request may use the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CacheMode {
     Off,
     /// Identical requests only.
@@ -39,7 +41,8 @@ impl CacheMode {
 }
 
 /// A request, reduced to what the cache needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheRequest {
     pub org_id: String,
     /// Hash of the canonical request: equal exactly when the requests are.
@@ -54,11 +57,28 @@ pub struct CacheRequest {
     pub read: bool,
     /// Write the answer (false for `no-store`).
     pub write: bool,
+    #[serde(rename = "ttl_ms", with = "millis")]
     pub ttl: Duration,
 }
 
+/// A duration as whole milliseconds on the wire.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
 /// An answer the cache had.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CacheHit {
     Exact { answer: String },
     Semantic { answer: String, similarity: f32 },
@@ -89,12 +109,25 @@ struct ExactTier {
     order: VecDeque<(String, String)>,
 }
 
+/// The cache as the gateway uses it: in this process ([`AnswerCache`]) or in a separate cache
+/// service ([`crate::remote::RemoteCache`]). Neither call ever fails the request.
+#[async_trait::async_trait]
+pub trait SemanticCache: Send + Sync {
+    /// The cached answer for `request`, if any; any failure is a miss.
+    async fn lookup(&self, request: &CacheRequest) -> Option<CacheHit>;
+    /// Keeps `answer` (a chat completion's JSON text) for `request`; `semantic` is false for
+    /// answers that may only be served to identical requests. Failures are logged.
+    async fn store(&self, request: &CacheRequest, answer: &str, semantic: bool);
+}
+
 /// Both tiers.
 pub struct AnswerCache {
     embedder: Arc<dyn Embedder>,
     store: Arc<dyn VectorStore>,
     settings: CacheSettings,
     exact: Mutex<ExactTier>,
+    /// The exact tier shared by every replica, when Redis is configured.
+    shared: Option<SharedExactTier>,
     /// Organizations with semantic entries written by this process, for [`AnswerCache::maintain`].
     orgs: Mutex<HashSet<String>>,
 }
@@ -110,8 +143,15 @@ impl AnswerCache {
             store,
             settings,
             exact: Mutex::new(ExactTier::default()),
+            shared: None,
             orgs: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Also keeps exact answers in Redis, where every replica finds them.
+    pub fn with_shared_exact(mut self, shared: SharedExactTier) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// The cached answer for `request`, if any. Errors and slowness of the embedder or the
@@ -125,6 +165,27 @@ impl AnswerCache {
             return Some(CacheHit::Exact {
                 answer: answer.to_string(),
             });
+        }
+        if let Some(shared) = &self.shared {
+            let found = tokio::time::timeout(
+                self.settings.lookup_budget,
+                shared.get(&request.org_id, &request.exact_key),
+            )
+            .await;
+            match found {
+                Ok(Ok(Some((answer, ttl_ms)))) => {
+                    self.exact_put(
+                        &request.org_id,
+                        &request.exact_key,
+                        &answer,
+                        now.saturating_add(ttl_ms),
+                    );
+                    return Some(CacheHit::Exact { answer });
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => tracing::warn!(%err, "shared exact cache lookup failed"),
+                Err(_) => tracing::warn!("shared exact cache lookup took too long"),
+            }
         }
         if request.mode != CacheMode::Semantic {
             return None;
@@ -206,6 +267,13 @@ impl AnswerCache {
         let expires =
             now.saturating_add(i64::try_from(request.ttl.as_millis()).unwrap_or(i64::MAX));
         self.exact_put(&request.org_id, &request.exact_key, answer, expires);
+        if let Some(shared) = &self.shared
+            && let Err(err) = shared
+                .put(&request.org_id, &request.exact_key, answer, request.ttl)
+                .await
+        {
+            tracing::warn!(%err, "cannot keep an answer in the shared exact cache");
+        }
         let Some(question) = request.question.as_ref() else {
             return;
         };
@@ -239,8 +307,8 @@ impl AnswerCache {
         }
     }
 
-    /// Deletes expired semantic entries and trims the organizations this process wrote for to
-    /// their cap. Run periodically.
+    /// Deletes expired semantic entries, trims the organizations this process wrote for to
+    /// their cap, then lets the store reclaim the space. Run periodically.
     pub async fn maintain(&self) {
         if let Err(err) = self.store.prune_expired(now_ms()).await {
             tracing::warn!(%err, "cannot prune the semantic cache");
@@ -257,6 +325,9 @@ impl AnswerCache {
             {
                 tracing::warn!(%err, "cannot trim an organization's semantic cache");
             }
+        }
+        if let Err(err) = self.store.optimize().await {
+            tracing::warn!(%err, "cannot optimize the semantic cache's store");
         }
     }
 
@@ -282,6 +353,17 @@ impl AnswerCache {
             };
             exact.entries.remove(&oldest);
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl SemanticCache for AnswerCache {
+    async fn lookup(&self, request: &CacheRequest) -> Option<CacheHit> {
+        AnswerCache::lookup(self, request).await
+    }
+
+    async fn store(&self, request: &CacheRequest, answer: &str, semantic: bool) {
+        AnswerCache::store(self, request, answer, semantic).await
     }
 }
 
@@ -394,6 +476,60 @@ mod tests {
         assert_eq!(cache.lookup(&exact_only).await, None);
         // The embedded store flushes when dropped: drop it before its directory goes.
         drop(cache);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn maintenance_prunes_expired_entries_and_keeps_each_organization_under_its_cap() {
+        let dir = std::env::temp_dir().join(format!("tollgate-answers-{}", uuid::Uuid::now_v7()));
+        let embedder = Arc::new(HashedEmbedder::new());
+        let store = Arc::new(
+            EmbeddedStore::open(&dir, embedder.dimensions()).unwrap_or_else(|e| panic!("{e}")),
+        );
+        let mut tuned = settings();
+        tuned.max_entries_per_org = 3;
+        let cache = AnswerCache::new(embedder, store.clone(), tuned);
+        let mut expired = request("org-a", "k0", "Who painted the Mona Lisa?");
+        expired.ttl = Duration::ZERO;
+        cache.store(&expired, "Leonardo", true).await;
+        let questions = [
+            "How many moons does Mars have?",
+            "Who discovered penicillin?",
+            "What is the boiling point of water at sea level?",
+            "Which planet has the most rings?",
+            "Who wrote War and Peace?",
+        ];
+        for (i, question) in questions.iter().enumerate() {
+            cache
+                .store(
+                    &request("org-a", &format!("k{}", i + 1), question),
+                    "answer",
+                    true,
+                )
+                .await;
+            // Distinct creation times, so that "oldest" is well defined.
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        cache
+            .store(&request("org-b", "k1", questions[0]), "answer", true)
+            .await;
+        assert_eq!(store.count("org-a").await.unwrap_or_default(), 6);
+
+        cache.maintain().await;
+        assert_eq!(store.count("org-a").await.unwrap_or_default(), 3);
+        assert_eq!(
+            store.count("org-b").await.unwrap_or_default(),
+            1,
+            "untouched"
+        );
+        // The newest three remain, found by meaning (new exact keys); the oldest are gone.
+        let reworded =
+            |i: usize| request("org-a", &format!("again-{i}"), &questions[i].to_lowercase());
+        assert!(cache.lookup(&reworded(4)).await.is_some());
+        assert!(cache.lookup(&reworded(2)).await.is_some());
+        assert_eq!(cache.lookup(&reworded(0)).await, None);
+        drop(cache);
+        drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
 

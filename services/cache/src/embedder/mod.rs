@@ -5,12 +5,17 @@
 //! similarity over a threshold) and the near-miss guard (`crate::guard`) agrees. Every
 //! embedder returns L2-normalised vectors, so cosine similarity is a plain dot product.
 //!
-//! The built-in [`HashedEmbedder`] needs no model files; model- and provider-backed
-//! embedders implement the same [`Embedder`] trait.
+//! The built-in [`HashedEmbedder`] needs no model files and runs in microseconds;
+//! [`SentenceEmbedder`] runs a local sentence-transformers model (all-MiniLM-L6-v2) on the
+//! CPU, knows synonyms and rewordings, and costs tens of milliseconds per lookup. Provider-
+//! backed embedders implement the same [`Embedder`] trait.
 
 mod hashed;
+mod sentence;
 
 pub use hashed::HashedEmbedder;
+/// A local BERT-family sentence-transformers model (all-MiniLM-L6-v2) on the CPU.
+pub use sentence::SentenceEmbedder;
 
 /// Why an embedder could not turn texts into vectors.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,15 @@ pub enum EmbedError {
     /// The backend answered, but not with one vector of the right size per text.
     #[error("embedder {embedder} returned unusable output: {reason}")]
     BadOutput { embedder: String, reason: String },
+    /// A local model's file is missing or unusable.
+    #[error("cannot load embedding model file {}: {reason}", path.display())]
+    Load {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// A local model failed while embedding (tokenising or its forward pass).
+    #[error("embedder {embedder} failed: {reason}")]
+    Failed { embedder: String, reason: String },
 }
 
 /// Turns texts into L2-normalised vectors; implemented by every embedder.

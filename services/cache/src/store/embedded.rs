@@ -402,6 +402,10 @@ impl VectorStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn optimize(&self) -> Result<bool, StoreError> {
+        EmbeddedStore::optimize(self).await
+    }
 }
 
 /// Locks `dir` against a second store; the lock lasts as long as the returned file is open.

@@ -142,6 +142,11 @@ pub trait VectorStore: Send + Sync {
     async fn count(&self, org_id: &str) -> Result<u64, StoreError>;
     /// Deletes every point of `org_id`; returns how many.
     async fn delete_org(&self, org_id: &str) -> Result<u64, StoreError>;
+    /// Reclaims what deletions left behind; returns whether it changed anything. A Qdrant
+    /// server does this by itself, so by default nothing happens.
+    async fn optimize(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// Payload field names, shared by both stores so that their data has one shape.
