@@ -209,3 +209,390 @@ async fn answers_are_reused_by_meaning_within_an_organization_only() {
     drop(gateway);
     mock.stop().await;
 }
+
+/// The text of a streamed chat completion, and whether it ended with `[DONE]`.
+fn streamed_text(sse: &str) -> (String, bool) {
+    let text = sse
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|e| *e != "[DONE]")
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+        .filter_map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    (text, sse.ends_with("data: [DONE]\n\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_answers_are_kept_and_cache_policies_apply_per_key_and_team() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("cache-policy");
+    let data = dir.join("data");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 500\n",
+            config_for(&mock)
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(
+        &config,
+        &[
+            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+            ("TOLLGATE_DATA_DIR", data.to_str().unwrap()),
+        ],
+    );
+    let owner = signup(&gateway.url, "cache-policy@example.com").await;
+    let client = reqwest::Client::new();
+    let url = gateway.url.as_str();
+    let question = "Which river flows through Paris?";
+
+    // a streamed answer (without usage in the stream) is kept once complete...
+    let stream = |key: String| {
+        let client = client.clone();
+        async move {
+            let res = client
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(
+                    &serde_json::json!({"model": "smart", "temperature": 0, "stream": true,
+                    "messages": [
+                        {"role": "system", "content": "You answer geography questions."},
+                        {"role": "user", "content": question}
+                    ]}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let cache = res.headers()["x-tollgate-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (cache, res.text().await.unwrap())
+        }
+    };
+    let (cache, sse) = stream(owner.key.clone()).await;
+    assert_eq!(cache, "miss");
+    let (streamed, done) = streamed_text(&sse);
+    assert!(done && !streamed.is_empty(), "{sse}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // ...and served to a non-streaming request as the whole completion, usage included
+    let (status, cache, _, whole) = ask(&client, url, &owner.key, question, &[]).await;
+    assert_eq!((status, cache.as_str()), (200, "hit-exact"));
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["choices"][0]["message"]["content"], streamed.as_str());
+    assert_eq!(whole["choices"][0]["finish_reason"], "stop");
+    assert!(
+        whole["usage"]["completion_tokens"].as_u64().unwrap() > 0,
+        "{whole}"
+    );
+    // and replayed to a streaming one
+    let (cache, sse) = stream(owner.key.clone()).await;
+    assert_eq!(cache, "hit-exact");
+    assert_eq!(streamed_text(&sse), (streamed.clone(), true));
+
+    let put = |path: String, body: serde_json::Value| {
+        let client = client.clone();
+        let token = owner.access_token.clone();
+        async move {
+            let res = client
+                .put(format!("{url}{path}"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        }
+    };
+
+    // a key's policy turns its cache off (the change reaches the gateway at once)...
+    let key_policy = format!("/auth/keys/{}/cache-policy", owner.key_id);
+    put(key_policy.clone(), serde_json::json!({"mode": "off"})).await;
+    let (_, cache, _, _) = ask(&client, url, &owner.key, question, &[]).await;
+    assert_eq!(cache, "bypass");
+    // ...and a request cannot widen it back
+    let (_, cache, _, _) = ask(
+        &client,
+        url,
+        &owner.key,
+        question,
+        &[("x-tollgate-cache", "semantic")],
+    )
+    .await;
+    assert_eq!(cache, "bypass");
+    put(key_policy, serde_json::json!({})).await;
+    let (_, cache, _, _) = ask(&client, url, &owner.key, question, &[]).await;
+    assert_eq!(cache, "hit-exact");
+
+    // answers shared per team: a key of another team of the same organization does not see them
+    let res = client
+        .post(format!("{url}/auth/teams"))
+        .bearer_auth(&owner.access_token)
+        .json(&serde_json::json!({"name": "research"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let team: serde_json::Value = res.json().await.unwrap();
+    let res = client
+        .post(format!("{url}/auth/keys"))
+        .bearer_auth(&owner.access_token)
+        .json(&serde_json::json!({"name": "research", "team_id": team["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let other_team_key = res.json::<serde_json::Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, cache, _, _) = ask(&client, url, &other_team_key, question, &[]).await;
+    assert_eq!(cache, "hit-exact", "shared by the organization by default");
+    put(
+        "/auth/cache-policy".into(),
+        serde_json::json!({"share": "team"}),
+    )
+    .await;
+    let (_, cache, _, _) = ask(&client, url, &other_team_key, question, &[]).await;
+    assert_eq!(cache, "miss", "kept per team now");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, cache, _, _) = ask(&client, url, &other_team_key, question, &[]).await;
+    assert_eq!(cache, "hit-exact");
+    // the first team's keys see neither the other team's answer nor the organization-wide one
+    let (_, cache, _, _) = ask(&client, url, &owner.key, question, &[]).await;
+    assert_eq!(cache, "miss");
+
+    drop(gateway);
+    mock.stop().await;
+}
+
+/// A split deployment: two gateways ask one cache service (which keeps exact answers in
+/// Redis too); an answer paid for through one gateway is free through the other, and a cache
+/// service that goes away makes the gateways go upstream, not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_gateways_share_one_cache_service() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("split-cache");
+    let data = dir.join("data");
+    let data = data.to_str().unwrap();
+    let stream = format!("tollgate:test:cache-usage:{}", std::process::id());
+    let services_config = dir.join("services.yaml");
+    std::fs::write(
+        &services_config,
+        "auth:\n  service_token: split-cache-token\ncache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 500\n  service_token: split-cache-token\n",
+    )
+    .unwrap();
+    let env = [
+        ("TOLLGATE_DATA_DIR", data),
+        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+    let only = crate::serve_only;
+    let auth = Gateway::spawn(only("auth", &services_config), &env);
+    let cache = Gateway::spawn(only("cache", &services_config), &env);
+    let gateway_config = dir.join("gateway.yaml");
+    std::fs::write(
+        &gateway_config,
+        format!(
+            "{}auth:\n  service_url: \"{}\"\n  service_token: split-cache-token\nusage:\n  stream: \"{stream}\"\ncache:\n  mode: semantic\n  lookup_budget_ms: 500\n  service_url: \"{}\"\n  service_token: split-cache-token\n",
+            config_for(&mock),
+            auth.url,
+            cache.url
+        ),
+    )
+    .unwrap();
+    let gateway_env = [
+        ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+    let first = Gateway::spawn(only("gateway", &gateway_config), &gateway_env);
+    let second = Gateway::spawn(only("gateway", &gateway_config), &gateway_env);
+    let tenant = signup(&auth.url, "split-cache@example.com").await;
+    let client = reqwest::Client::new();
+
+    let (status, cache_state, _, paid) = ask(
+        &client,
+        &first.url,
+        &tenant.key,
+        "What is the capital of Italy?",
+        &[],
+    )
+    .await;
+    assert_eq!((status, cache_state.as_str()), (200, "miss"));
+    let mut served = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        served = ask(
+            &client,
+            &second.url,
+            &tenant.key,
+            "What is the capital of Italy?",
+            &[],
+        )
+        .await
+        .1;
+        if served == "hit-exact" {
+            break;
+        }
+    }
+    assert_eq!(
+        served, "hit-exact",
+        "one gateway's answer, free on the other"
+    );
+    let (_, cache_state, _, reworded) = ask(
+        &client,
+        &second.url,
+        &tenant.key,
+        "what's the capital of italy",
+        &[],
+    )
+    .await;
+    assert_eq!(cache_state, "hit-semantic");
+    assert_eq!(reworded, paid);
+
+    // without the cache service the gateways still answer, from the providers
+    let mut cache = cache;
+    cache.child.kill().unwrap();
+    cache.child.wait().unwrap();
+    let (status, cache_state, _, _) = ask(
+        &client,
+        &first.url,
+        &tenant.key,
+        "What is the capital of Spain?",
+        &[],
+    )
+    .await;
+    assert_eq!((status, cache_state.as_str()), (200, "miss"));
+
+    drop((first, second, auth));
+    let mut redis = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    mock.stop().await;
+}
+
+/// The official OpenAI Python SDK reads cached answers as it reads fresh ones: a whole answer
+/// replayed as a stream, a streamed answer kept and served whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_reads_cached_answers_like_fresh_ones() {
+    let mock = MockServer::start(MockConfig {
+        chunks: 8,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = scratch_dir("cache-sdk");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 500\n",
+            config_for(&mock)
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let tenant = signup(&gateway.url, "cache-sdk@example.com").await;
+    let args = vec![
+        format!("{}/v1", gateway.url),
+        "smart".to_owned(),
+        "--api-key".to_owned(),
+        tenant.key.clone(),
+    ];
+    let output = crate::run_python("cache_sdk.py", args).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "SDK checks failed:\n{stdout}\n{stderr}"
+    );
+    for step in [
+        "ok replay as stream",
+        "ok semantic",
+        "ok stream kept",
+        "ok controls",
+    ] {
+        assert!(stdout.contains(step), "{step} missing: {stdout}");
+    }
+    drop(gateway);
+    mock.stop().await;
+}
+
+/// `cache.embedder.kind: provider`: questions are embedded by an embeddings model group of
+/// the gateway itself, through its routing, at the mock provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_embeddings_model_can_embed_the_questions() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("cache-provider-embedder");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}cache:\n  mode: semantic\n  lookup_budget_ms: 2000\n  embedder: {{ kind: provider, model: embed, dimensions: 16 }}\n",
+            config_for(&mock)
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let tenant = signup(&gateway.url, "cache-provider@example.com").await;
+    let client = reqwest::Client::new();
+    let ask_with = |content: serde_json::Value| {
+        let client = client.clone();
+        let (url, key) = (gateway.url.clone(), tenant.key.clone());
+        async move {
+            let res = client
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": content}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.headers()["x-tollgate-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let before = mock
+        .stats()
+        .by_route
+        .get("openai.embeddings")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        ask_with(serde_json::json!("Where is the Louvre?")).await,
+        "miss"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The same question sent as content parts: a new exact key, the same text to embed.
+    let parts = serde_json::json!([{"type": "text", "text": "Where is the Louvre?"}]);
+    assert_eq!(ask_with(parts).await, "hit-semantic");
+    assert_eq!(
+        ask_with(serde_json::json!("Where is the Prado?")).await,
+        "miss"
+    );
+    let calls = mock
+        .stats()
+        .by_route
+        .get("openai.embeddings")
+        .copied()
+        .unwrap_or(0)
+        - before;
+    assert!(calls >= 3, "{calls} embeddings calls");
+    drop(gateway);
+    mock.stop().await;
+}

@@ -164,26 +164,24 @@ async fn openai_python_sdk_through_every_provider() {
     let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
     let tenant = signup(&gateway.url, "sdk@example.com").await;
 
-    let script = repo_root().join("tests/e2e/python/openai_sdk.py");
-    let url = format!("{}/v1", gateway.url);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(url)
-            .args(["openai/gpt-4o", "smart", "flash", "gemini/gemini-2.5-pro"])
-            .args(["--embed", "embed", "--embed", "gemini/gemini-embedding-001"])
-            .args(["--api-key", &tenant.key])
-            .output()
-    })
-    .await
-    .unwrap()
-    .expect("python3 runs");
+    let mut args = vec![format!("{}/v1", gateway.url)];
+    for arg in [
+        "openai/gpt-4o",
+        "smart",
+        "flash",
+        "gemini/gemini-2.5-pro",
+        "--embed",
+        "embed",
+        "--embed",
+        "gemini/gemini-embedding-001",
+        "--api-key",
+        &tenant.key,
+    ] {
+        args.push(arg.to_owned());
+    }
+    let output = run_python("openai_sdk.py", args).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !stderr.contains("No module named 'openai'"),
-        "the OpenAI Python SDK is missing: pip install openai"
-    );
     assert!(
         output.status.success(),
         "SDK checks failed:\n{stdout}\n{stderr}"
@@ -390,19 +388,35 @@ fn fresh_postgres_database() -> String {
     format!("{base}/{name}")
 }
 
-/// One chat completion with the OpenAI Python SDK: `Ok(())`, or `Err("status 401 code")`.
-async fn sdk_call(gateway: &str, key: &str, model: &str) -> Result<(), String> {
-    let script = repo_root().join("tests/e2e/python/key_call.py");
-    let (url, key, model) = (format!("{gateway}/v1"), key.to_owned(), model.to_owned());
+/// Runs `tests/e2e/python/{script}` with `args`; fails the test if the OpenAI SDK is missing.
+async fn run_python(script: &str, args: Vec<String>) -> std::process::Output {
+    let script = repo_root().join("tests/e2e/python").join(script);
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .args([&url, &key, &model])
-            .output()
+        Command::new("python3").arg(script).args(args).output()
     })
     .await
     .unwrap()
     .expect("python3 runs");
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("No module named 'openai'"),
+        "the OpenAI Python SDK is missing: pip install openai"
+    );
+    output
+}
+
+/// `tollgate serve --only SERVICE --config FILE`, for [`Gateway::spawn`].
+fn serve_only(service: &str, config: &Path) -> Command {
+    let mut command = Command::new(TOLLGATE);
+    command
+        .args(["serve", "--only", service, "--config"])
+        .arg(config);
+    command
+}
+
+/// One chat completion with the OpenAI Python SDK: `Ok(())`, or `Err("status 401 code")`.
+async fn sdk_call(gateway: &str, key: &str, model: &str) -> Result<(), String> {
+    let args = vec![format!("{gateway}/v1"), key.to_owned(), model.to_owned()];
+    let output = run_python("key_call.py", args).await;
     let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     match output.status.code() {
         Some(0) => Ok(()),

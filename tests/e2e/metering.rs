@@ -309,13 +309,7 @@ async fn split_gateways_ship_usage_through_redis_to_the_billing_service() {
         ("TOLLGATE_DATA_DIR", data),
         ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
     ];
-    let only = |service: &str, config: &Path| {
-        let mut command = std::process::Command::new(crate::TOLLGATE);
-        command
-            .args(["serve", "--only", service, "--config"])
-            .arg(config);
-        command
-    };
+    let only = crate::serve_only;
     let auth = Gateway::spawn(only("auth", &services_config), &env);
     let billing = Gateway::spawn(only("billing", &services_config), &env);
     let gateway_config = dir.join("gateway.yaml");

@@ -380,6 +380,40 @@ pub struct CacheConfig {
     /// Semantic entries per organization; the oldest are evicted beyond it.
     pub max_entries_per_org: u64,
     pub qdrant: QdrantConfig,
+    pub embedder: EmbedderConfig,
+    /// Where a separate cache service runs (`serve --only cache`); a gateway with it set asks
+    /// that service instead of caching in its own process.
+    pub service_url: Option<String>,
+    /// Shared by the cache service and its gateways; required with `service_url` and by
+    /// `serve --only cache`.
+    pub service_token: Option<Secret>,
+}
+
+/// How the semantic tier turns questions into vectors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedderConfig {
+    /// `hashed` (built in, no model files), `sentence` (a local sentence-transformers model in
+    /// `path`) or `provider` (an embeddings model group of this gateway's `models`).
+    pub kind: String,
+    /// The model's directory (`config.json`, `model.safetensors`, `tokenizer.json`), for
+    /// `sentence`.
+    pub path: Option<std::path::PathBuf>,
+    /// The model group to call, for `provider` (e.g. `text-embedding-3-small`).
+    pub model: Option<String>,
+    /// The vectors' length, for `provider` (the store is created for it).
+    pub dimensions: Option<usize>,
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        EmbedderConfig {
+            kind: "hashed".into(),
+            path: None,
+            model: None,
+            dimensions: None,
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -392,6 +426,9 @@ impl Default for CacheConfig {
             exact_capacity: 10_000,
             max_entries_per_org: 100_000,
             qdrant: QdrantConfig::default(),
+            embedder: EmbedderConfig::default(),
+            service_url: None,
+            service_token: None,
         }
     }
 }
@@ -436,6 +473,53 @@ fn validate_cache(cache: &CacheConfig, problems: &mut Vec<ConfigProblem>) {
     }
     if cache.qdrant.collection.is_empty() {
         problems.push(problem("cache.qdrant.collection", "must not be empty"));
+    }
+    let embedder = &cache.embedder;
+    match embedder.kind.as_str() {
+        "hashed" => {}
+        "sentence" => {
+            if embedder.path.is_none() {
+                problems.push(problem(
+                    "cache.embedder.path",
+                    "is required with kind: sentence (the model's directory)",
+                ));
+            }
+        }
+        "provider" => {
+            if embedder.model.as_deref().is_none_or(str::is_empty) {
+                problems.push(problem(
+                    "cache.embedder.model",
+                    "is required with kind: provider (an embeddings model group)",
+                ));
+            }
+            if !embedder
+                .dimensions
+                .is_some_and(|d| (1..=16_384).contains(&d))
+            {
+                problems.push(problem(
+                    "cache.embedder.dimensions",
+                    "is required with kind: provider, from 1 to 16384",
+                ));
+            }
+        }
+        _ => problems.push(problem(
+            "cache.embedder.kind",
+            "must be hashed, sentence or provider",
+        )),
+    }
+    if let Some(url) = &cache.service_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problems.push(problem(
+                "cache.service_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if cache.service_token.is_none() {
+            problems.push(problem(
+                "cache.service_token",
+                "is required when cache.service_url is set",
+            ));
+        }
     }
 }
 
@@ -1399,6 +1483,39 @@ extra: true
         assert!(
             !debug.contains("sk-o") && !debug.contains("sk-a"),
             "{debug}"
+        );
+    }
+
+    #[test]
+    fn cache_embedders_and_services_are_checked_field_by_field() {
+        let paths = |yaml: &str| -> Vec<String> {
+            match Config::parse(yaml, &env(&[])) {
+                Ok(_) => Vec::new(),
+                Err(err) => err.problems().iter().map(|p| p.path.clone()).collect(),
+            }
+        };
+        assert_eq!(
+            paths("cache: { embedder: { kind: provider }, service_url: ftp://x }"),
+            [
+                "cache.embedder.model",
+                "cache.embedder.dimensions",
+                "cache.service_url",
+                "cache.service_token"
+            ]
+        );
+        assert_eq!(
+            paths("cache: { embedder: { kind: sentence } }"),
+            ["cache.embedder.path"]
+        );
+        assert_eq!(
+            paths("cache: { embedder: { kind: word2vec } }"),
+            ["cache.embedder.kind"]
+        );
+        assert!(
+            paths(
+                "cache: { mode: semantic, embedder: { kind: provider, model: embed, dimensions: 1536 }, service_url: \"http://cache:8080\", service_token: t }"
+            )
+            .is_empty()
         );
     }
 

@@ -9,13 +9,22 @@ use actix_web::http::header::{CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue}
 use anyhow::Context;
 use async_trait::async_trait;
 use bytes::Bytes;
+use redis::aio::ConnectionManager;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tollgate_cache::embedder::{Embedder, HashedEmbedder};
+use tollgate_cache::embedder::{Embedder, HashedEmbedder, SentenceEmbedder};
+use tollgate_cache::remote::RemoteCache;
+use tollgate_cache::shared::SharedExactTier;
 use tollgate_cache::store::{EmbeddedStore, ServerStore, ServerStoreConfig, VectorStore};
-use tollgate_cache::{AnswerCache, CacheHit, CacheMode, CacheRequest, CacheSettings};
-use tollgate_common::Config;
+use tollgate_cache::{
+    AnswerCache, CacheHit, CacheMode, CacheRequest, CacheSettings, SemanticCache,
+};
+use tollgate_common::PriceCatalog;
+use tollgate_gateway::routing::Router;
+
+use crate::embedding::RoutedEmbedder;
 use tollgate_common::config::CacheConfig;
+use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare, Config};
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::pipeline::{CachedAnswer, RequestContext, ResponseCache};
@@ -26,7 +35,7 @@ const X_TOLLGATE_CACHE_SIMILARITY: HeaderName =
     HeaderName::from_static("x-tollgate-cache-similarity");
 
 /// The longest TTL a request may ask for: thirty days.
-const MAX_TTL_SECS: u64 = 30 * 86_400;
+const MAX_TTL_SECS: u64 = CachePolicy::MAX_TTL_SECS;
 
 /// Fields that do not change the answer, left out of both hashes.
 const NOT_ANSWER_CHANGING: [&str; 6] = [
@@ -38,13 +47,38 @@ const NOT_ANSWER_CHANGING: [&str; 6] = [
     "service_tier",
 ];
 
-/// The cache stage for `config`, with its maintenance running; `None` when the cache is off.
-pub fn start(config: &Config) -> anyhow::Result<Option<Arc<GatewayCache>>> {
+/// The cache stage for `config`: in this process, or a separate cache service when
+/// `cache.service_url` is set; `None` when the cache is off.
+pub fn start(
+    config: &Config,
+    redis: Option<ConnectionManager>,
+) -> anyhow::Result<Option<Arc<GatewayCache>>> {
     let settings = &config.cache;
     if CacheMode::parse(&settings.mode).unwrap_or(CacheMode::Off) == CacheMode::Off {
         return Ok(None);
     }
-    let embedder = Arc::new(HashedEmbedder::new());
+    let cache: Arc<dyn SemanticCache> = match (&settings.service_url, &settings.service_token) {
+        (Some(url), Some(token)) => Arc::new(
+            RemoteCache::new(
+                url,
+                token.expose(),
+                Duration::from_millis(settings.lookup_budget_ms),
+            )
+            .context("cache.service_url")?,
+        ),
+        _ => answer_cache(config, redis)?,
+    };
+    Ok(Some(Arc::new(GatewayCache::new(cache, settings))))
+}
+
+/// The cache itself (both tiers, its embedder and vector store), with its maintenance running:
+/// what `serve` runs in process and `serve --only cache` serves to gateways.
+pub fn answer_cache(
+    config: &Config,
+    redis: Option<ConnectionManager>,
+) -> anyhow::Result<Arc<AnswerCache>> {
+    let settings = &config.cache;
+    let embedder = embedder(config)?;
     let store: Arc<dyn VectorStore> = match &settings.qdrant.url {
         Some(url) => Arc::new(
             ServerStore::connect(ServerStoreConfig {
@@ -68,7 +102,7 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Arc<GatewayCache>>> {
             .context("storage.data_dir (the embedded semantic cache)")?,
         ),
     };
-    let cache = Arc::new(AnswerCache::new(
+    let mut cache = AnswerCache::new(
         embedder,
         store,
         CacheSettings {
@@ -77,7 +111,11 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Arc<GatewayCache>>> {
             exact_capacity: settings.exact_capacity,
             max_entries_per_org: settings.max_entries_per_org,
         },
-    ));
+    );
+    if let Some(redis) = redis {
+        cache = cache.with_shared_exact(SharedExactTier::new(redis, "tollgate:cache:exact"));
+    }
+    let cache = Arc::new(cache);
     let maintained = cache.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(600));
@@ -86,17 +124,41 @@ pub fn start(config: &Config) -> anyhow::Result<Option<Arc<GatewayCache>>> {
             maintained.maintain().await;
         }
     });
-    Ok(Some(Arc::new(GatewayCache::new(cache, settings))))
+    Ok(cache)
+}
+
+/// The embedder `cache.embedder` names.
+fn embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
+    let settings = &config.cache.embedder;
+    Ok(match settings.kind.as_str() {
+        "sentence" => {
+            let path = settings.path.clone().unwrap_or_default();
+            Arc::new(SentenceEmbedder::load(&path).context("cache.embedder.path")?)
+        }
+        "provider" => {
+            let catalog = Arc::new(
+                PriceCatalog::with_overrides(&config.prices).map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+            let router = Router::new(config, catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let model = settings.model.clone().unwrap_or_default();
+            let dimensions = settings.dimensions.unwrap_or_default();
+            Arc::new(
+                RoutedEmbedder::new(&router, &model, dimensions)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )
+        }
+        _ => Arc::new(HashedEmbedder::new()),
+    })
 }
 
 pub struct GatewayCache {
-    cache: Arc<AnswerCache>,
+    cache: Arc<dyn SemanticCache>,
     mode: CacheMode,
     ttl: Duration,
 }
 
 impl GatewayCache {
-    pub fn new(cache: Arc<AnswerCache>, config: &CacheConfig) -> Self {
+    pub fn new(cache: Arc<dyn SemanticCache>, config: &CacheConfig) -> Self {
         GatewayCache {
             cache,
             mode: CacheMode::parse(&config.mode).unwrap_or(CacheMode::Off),
@@ -132,6 +194,31 @@ fn text_of(content: &Value) -> Option<String> {
     }
 }
 
+/// The narrower of two modes.
+fn narrower(a: CacheMode, b: CacheMode) -> CacheMode {
+    match (a, b) {
+        (CacheMode::Off, _) | (_, CacheMode::Off) => CacheMode::Off,
+        (CacheMode::Exact, _) | (_, CacheMode::Exact) => CacheMode::Exact,
+        _ => CacheMode::Semantic,
+    }
+}
+
+/// A key's defaults: its (merged) policy within the deployment's mode, which no policy lifts.
+fn key_defaults(
+    policy: &CachePolicy,
+    deployment_mode: CacheMode,
+    deployment_ttl: Duration,
+) -> (CacheMode, Duration) {
+    let mode = match policy.mode {
+        None => deployment_mode,
+        Some(CachePolicyMode::Off) => CacheMode::Off,
+        Some(CachePolicyMode::Exact) => narrower(CacheMode::Exact, deployment_mode),
+        Some(CachePolicyMode::Semantic) => deployment_mode,
+    };
+    let ttl = policy.ttl_secs.map_or(deployment_ttl, Duration::from_secs);
+    (mode, ttl)
+}
+
 /// The per-request controls: mode, read, write, TTL.
 fn controls(
     headers: &HeaderMap,
@@ -150,12 +237,8 @@ fn controls(
                     "`x-tollgate-cache` must be off, exact or semantic.",
                 )
             })?;
-        // A request may narrow the deployment's cache, never widen it.
-        mode = match (default_mode, asked) {
-            (CacheMode::Off, _) | (_, CacheMode::Off) => CacheMode::Off,
-            (CacheMode::Exact, _) | (_, CacheMode::Exact) => CacheMode::Exact,
-            _ => CacheMode::Semantic,
-        };
+        // A request may narrow its key's cache, never widen it.
+        mode = narrower(default_mode, asked);
     }
     let directives = headers
         .get(CACHE_CONTROL)
@@ -183,20 +266,37 @@ fn controls(
     Ok((mode, read, !no_store, ttl))
 }
 
-/// The request in the cache's terms; `None` when it cannot be cached at all.
-fn cache_request(ctx: &RequestContext, body: &InboundBody) -> Option<CacheRequest> {
-    let org = ctx.key.org_id?;
-    if body.endpoint != Endpoint::ChatCompletions {
-        return None;
+/// The value with every object's keys in sorted order. serde_json keeps insertion order when
+/// any dependency enables its `preserve_order` feature (qdrant-edge does), so without this the
+/// same request with its fields in another order would hash differently.
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut fields: Vec<(String, Value)> = map.into_iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(fields.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
     }
-    let mut request: Value = serde_json::from_slice(body.raw()).ok()?;
+}
+
+/// A chat request's exact key (everything that changes the answer), partition (all of that
+/// but the last turn) and question (the last user turn in plain text, when the request can be
+/// matched by meaning at all). `scope` and `model` are hashed in with both.
+fn request_hashes(
+    scope: &str,
+    model: &str,
+    raw: &[u8],
+) -> Option<(String, String, Option<String>)> {
+    let mut request: Value = serde_json::from_slice(raw).ok()?;
     let object = request.as_object_mut()?;
     for field in NOT_ANSWER_CHANGING {
         object.remove(field);
     }
-    // serde_json's maps are sorted, so equal requests serialize equally.
+    let request = sorted(request);
     let canonical = serde_json::to_vec(&request).ok()?;
-    let exact_key = hex_sha256(&[ctx.requested_model.as_bytes(), &canonical]);
+    let exact_key = hex_sha256(&[scope.as_bytes(), model.as_bytes(), &canonical]);
     let mut rest = request;
     let declares_tools = rest.get("tools").is_some() || rest.get("functions").is_some();
     let messages = rest.get_mut("messages")?.as_array_mut()?;
@@ -213,7 +313,23 @@ fn cache_request(ctx: &RequestContext, body: &InboundBody) -> Option<CacheReques
     };
     // Everything but the last turn: model, parameters, system prompt and earlier turns.
     let context = serde_json::to_vec(&rest).ok()?;
-    let partition = hex_sha256(&[ctx.requested_model.as_bytes(), &context]);
+    let partition = hex_sha256(&[scope.as_bytes(), model.as_bytes(), &context]);
+    Some((exact_key, partition, question))
+}
+
+/// The request in the cache's terms; `None` when it cannot be cached at all.
+fn cache_request(ctx: &RequestContext, body: &InboundBody) -> Option<CacheRequest> {
+    let org = ctx.key.org_id?;
+    if body.endpoint != Endpoint::ChatCompletions {
+        return None;
+    }
+    // Answers shared by a team only are kept apart from the rest of the organization's.
+    let scope = match (ctx.key.cache.share, ctx.key.team_id) {
+        (Some(CacheShare::Team), Some(team)) => format!("team:{team}"),
+        _ => String::new(),
+    };
+    let (exact_key, partition, question) =
+        request_hashes(&scope, &ctx.requested_model, body.raw())?;
     Some(CacheRequest {
         org_id: org.to_string(),
         exact_key,
@@ -263,7 +379,8 @@ impl ResponseCache for GatewayCache {
         headers: &HeaderMap,
         body: &InboundBody,
     ) -> Result<Option<CachedAnswer>, GatewayError> {
-        let (mode, read, write, ttl) = controls(headers, self.mode, self.ttl)?;
+        let (default_mode, default_ttl) = key_defaults(&ctx.key.cache, self.mode, self.ttl);
+        let (mode, read, write, ttl) = controls(headers, default_mode, default_ttl)?;
         let planned = match cache_request(ctx, body) {
             Some(request) if mode != CacheMode::Off => Some(request),
             _ => None,
@@ -274,8 +391,7 @@ impl ResponseCache for GatewayCache {
         };
         request.mode = mode;
         request.read = read;
-        // A streamed answer is served from the cache (replayed as a stream) but not kept yet.
-        request.write = write && !body.stream;
+        request.write = write;
         request.ttl = ttl;
         let hit = self.cache.lookup(&request).await;
         ctx.cache_state = Some(Arc::new(request));
@@ -342,6 +458,70 @@ mod tests {
         assert_eq!(storable(answer("content_filter").as_bytes()), None);
         assert_eq!(storable(answer("tool_calls").as_bytes()), Some(false));
         assert_eq!(storable(b"{\"error\":{}}"), None);
+    }
+
+    #[test]
+    fn field_order_and_non_answer_fields_do_not_change_the_hashes() {
+        let one = br#"{"model":"m","stream":false,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi?"}],"temperature":0,"response_format":{"type":"text","x":1}}"#;
+        let other = br#"{"temperature":0,"response_format":{"x":1,"type":"text"},"messages":[{"content":"Be brief.","role":"system"},{"content":"Hi?","role":"user"}],"user":"u-1","model":"m"}"#;
+        let (a, b) = (
+            request_hashes("", "m", one).unwrap_or_else(|| panic!("hashes")),
+            request_hashes("", "m", other).unwrap_or_else(|| panic!("hashes")),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.2.as_deref(), Some("Hi?"));
+        // what changes the answer changes the hashes; the scope keeps teams apart
+        let warmer = br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi?"}],"temperature":1,"response_format":{"type":"text","x":1}}"#;
+        let warm = request_hashes("", "m", warmer).unwrap_or_else(|| panic!("hashes"));
+        assert_ne!((&warm.0, &warm.1), (&a.0, &a.1));
+        let team = request_hashes("team:t1", "m", one).unwrap_or_else(|| panic!("hashes"));
+        assert_ne!((&team.0, &team.1), (&a.0, &a.1));
+        // a different question in the same context shares the partition only
+        let reworded = br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello?"}],"temperature":0,"response_format":{"type":"text","x":1}}"#;
+        let reworded = request_hashes("", "m", reworded).unwrap_or_else(|| panic!("hashes"));
+        assert_ne!(reworded.0, a.0);
+        assert_eq!(reworded.1, a.1);
+    }
+
+    #[test]
+    fn key_policies_choose_within_the_deployment_mode() {
+        let hour = Duration::from_secs(3600);
+        let policy = |mode, ttl_secs| CachePolicy {
+            mode,
+            ttl_secs,
+            share: None,
+        };
+        assert_eq!(
+            key_defaults(&CachePolicy::default(), CacheMode::Semantic, hour),
+            (CacheMode::Semantic, hour)
+        );
+        assert_eq!(
+            key_defaults(
+                &policy(Some(CachePolicyMode::Exact), Some(60)),
+                CacheMode::Semantic,
+                hour
+            ),
+            (CacheMode::Exact, Duration::from_secs(60))
+        );
+        assert_eq!(
+            key_defaults(
+                &policy(Some(CachePolicyMode::Off), None),
+                CacheMode::Semantic,
+                hour
+            )
+            .0,
+            CacheMode::Off
+        );
+        assert_eq!(
+            key_defaults(
+                &policy(Some(CachePolicyMode::Semantic), None),
+                CacheMode::Exact,
+                hour
+            )
+            .0,
+            CacheMode::Exact,
+            "a policy never lifts the deployment's mode"
+        );
     }
 
     #[test]

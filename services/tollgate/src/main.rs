@@ -13,6 +13,7 @@ use std::process::ExitCode;
 mod admission;
 mod authentication;
 mod caching;
+mod embedding;
 mod metering;
 mod operator;
 
@@ -86,6 +87,8 @@ enum Service {
     Auth,
     /// The usage ledger: consumes the gateways' usage stream, delivers budget alerts.
     Billing,
+    /// The response cache, for gateways with `cache.service_url`.
+    Cache,
 }
 
 #[derive(Subcommand)]
@@ -256,6 +259,9 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         if only == Some(Service::Billing) {
             return serve_billing_only(&config).await;
         }
+        if only == Some(Service::Cache) {
+            return serve_cache_only(&config).await;
+        }
         if only == Some(Service::Gateway) {
             anyhow::ensure!(
                 config.auth.service_url.is_some(),
@@ -283,7 +289,7 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
             meter: usage.meter,
             ..Stages::default()
         };
-        if let Some(cache) = caching::start(&config)? {
+        if let Some(cache) = caching::start(&config, auth.redis.clone())? {
             stages.cache = cache;
         }
         let gateway = tollgate_gateway::build_gateway(&config, stages)?;
@@ -361,6 +367,55 @@ async fn serve_billing_only(config: &Config) -> anyhow::Result<ExitCode> {
             .bind(config.server.listen)
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     tracing::info!(addr = %config.server.listen, "tollgate billing service listening");
+    server.run().await.context("server stopped with an error")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `serve --only cache`: the response cache's endpoints for gateways with `cache.service_url`,
+/// and health checks.
+async fn serve_cache_only(config: &Config) -> anyhow::Result<ExitCode> {
+    let token = config
+        .cache
+        .service_token
+        .as_ref()
+        .context("cache.service_token: required with --only cache (gateways present it)")?;
+    anyhow::ensure!(
+        config.cache.mode != "off",
+        "cache.mode: must be exact or semantic with --only cache"
+    );
+    let redis = tollgate_auth::startup::redis_manager(config)
+        .context("redis.url")?
+        .map(|(_, manager)| manager);
+    let cache = caching::answer_cache(config, redis)?;
+    let routes = tollgate_cache::http::configure(tollgate_cache::http::CacheHttp::new(
+        cache,
+        token.expose(),
+    ));
+    // The cache fails open (a broken store is a miss), so serving is being ready.
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .configure(routes.clone())
+            .route(
+                "/health/live",
+                web::get().to(|| async {
+                    HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
+                }),
+            )
+            .route(
+                "/health/ready",
+                web::get().to(|| async {
+                    HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+                }),
+            )
+    })
+    .tcp_nodelay(true);
+    if let Some(workers) = config.server.workers {
+        server = server.workers(workers);
+    }
+    let server = server
+        .bind(config.server.listen)
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    tracing::info!(addr = %config.server.listen, "tollgate cache service listening");
     server.run().await.context("server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }
