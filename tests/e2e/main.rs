@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
+mod admin;
 mod cache;
 mod metering;
 

@@ -294,11 +294,16 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         }
         let gateway = tollgate_gateway::build_gateway(&config, stages)?;
         let running = match auth.http {
-            Some(http) => tollgate_gateway::start_with(
-                &config,
-                gateway,
-                tollgate_auth::http::configure(http),
-            )?,
+            Some(http) => {
+                let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
+                    http.service.clone(),
+                ));
+                let auth = tollgate_auth::http::configure(http);
+                tollgate_gateway::start_with(&config, gateway, move |cfg| {
+                    auth(cfg);
+                    admin(cfg);
+                })?
+            }
             None => tollgate_gateway::start(&config, gateway)?,
         };
         if config.providers.is_empty() {
@@ -319,16 +324,19 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
     })
 }
 
-/// `serve --only auth`: the auth service's endpoints and a liveness check.
+/// `serve --only auth`: the auth service's endpoints, the admin API and health checks.
 async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
     let auth = tollgate_auth::startup::start(config, true).await?;
     let http = auth.http.context("the auth service did not start")?;
     let store = web::Data::new(http.service.store().clone());
+    let admin =
+        tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(http.service.clone()));
     let routes = tollgate_auth::http::configure(http);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(store.clone())
             .configure(routes.clone())
+            .configure(admin.clone())
             .configure(health_routes)
     })
     .tcp_nodelay(true);

@@ -5,15 +5,14 @@
 
 use super::{AuthStore, StoreError};
 
-pub async fn sqlite() -> Result<AuthStore, StoreError> {
+/// The URL of a new SQLite database in a temporary directory (created on first connection).
+pub fn sqlite_url() -> String {
     let dir = std::env::temp_dir().join(format!("tollgate-test-{}", uuid::Uuid::now_v7()));
-    let url = format!("sqlite://{}/auth.db?mode=rwc", dir.display());
-    let store = AuthStore::connect(&url).await?;
-    store.migrate().await?;
-    Ok(store)
+    format!("sqlite://{}/auth.db?mode=rwc", dir.display())
 }
 
-pub async fn postgres() -> Result<AuthStore, StoreError> {
+/// Creates a new, empty PostgreSQL database and returns its URL.
+pub async fn postgres_url() -> Result<String, StoreError> {
     let admin_url = std::env::var("TOLLGATE_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
@@ -27,7 +26,17 @@ pub async fn postgres() -> Result<AuthStore, StoreError> {
         .rsplit_once('/')
         .map(|(b, _)| b)
         .unwrap_or(&admin_url);
-    let store = AuthStore::connect(&format!("{base}/{name}")).await?;
+    Ok(format!("{base}/{name}"))
+}
+
+pub async fn sqlite() -> Result<AuthStore, StoreError> {
+    let store = AuthStore::connect(&sqlite_url()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+pub async fn postgres() -> Result<AuthStore, StoreError> {
+    let store = AuthStore::connect(&postgres_url().await?).await?;
     store.migrate().await?;
     Ok(store)
 }

@@ -1,0 +1,10 @@
+//! Tollgate's admin API: one GraphQL schema at `/graphql` over everything a customer manages
+//! (teams, members, keys, budgets, limits, cache policies) and every figure they watch (usage
+//! analytics from the rollups). Every resolver acts as the caller, through the auth service's
+//! operations, so role rules and tenant scoping are the same as on the REST API.
+
+pub mod analytics;
+pub mod errors;
+pub mod http;
+pub mod schema;
+pub mod usage;

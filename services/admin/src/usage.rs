@@ -1,0 +1,214 @@
+//! Usage analytics in the GraphQL schema: the inputs and figures of `usageTotals` and
+//! `usageSeries`, over [`crate::analytics`].
+
+use async_graphql::{Enum, Error, ErrorExtensions, InputObject, SimpleObject};
+use sqlx::AnyPool;
+use tollgate_common::Picodollars;
+
+use crate::analytics::{
+    self, AnalyticsError, Bucket, Dimension, Group, Point, UsageFigures, UsageFilters, UsageQuery,
+};
+use crate::errors::bad_input;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum UsageBucket {
+    /// UTC hours.
+    Hour,
+    /// Days from local midnight at `utcOffsetMinutes`.
+    Day,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum UsageDimension {
+    /// The model the client asked for.
+    Model,
+    Provider,
+    Team,
+    Key,
+    /// OpenAI's `user` field.
+    EndUser,
+    /// The values of the tag named by `tagKey`.
+    Tag,
+}
+
+/// Which usage to sum: a time range (moved out to whole buckets), grouping and filters.
+#[derive(InputObject)]
+pub struct UsageInput {
+    /// Unix milliseconds, inclusive.
+    pub from: i64,
+    /// Unix milliseconds, exclusive.
+    pub to: i64,
+    #[graphql(default_with = "UsageBucket::Day")]
+    pub bucket: UsageBucket,
+    /// Minutes east of UTC where a day starts (+120 for UTC+02:00).
+    #[graphql(default)]
+    pub utc_offset_minutes: i32,
+    pub group_by: Option<UsageDimension>,
+    /// The tag key, with `groupBy: TAG`.
+    pub tag_key: Option<String>,
+    pub team_id: Option<String>,
+    pub key_id: Option<String>,
+    pub model: Option<String>,
+}
+
+/// What a set of requests amounted to. Groups by tag lack cache hits, cached tokens, savings
+/// and latency (null).
+#[derive(SimpleObject)]
+#[graphql(name = "UsageFigures")]
+pub struct Figures {
+    pub requests: i64,
+    /// Requests answered with an HTTP status of 400 or more.
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// USD, exact decimal.
+    pub cost_usd: String,
+    pub cache_hits: Option<i64>,
+    pub cached_tokens: Option<i64>,
+    /// What cache hits would have cost upstream, USD, exact decimal.
+    pub saved_usd: Option<String>,
+    pub latency_ms_avg: Option<f64>,
+}
+
+fn usd(amount: Picodollars) -> String {
+    amount.to_usd().normalize().to_string()
+}
+
+impl From<UsageFigures> for Figures {
+    fn from(figures: UsageFigures) -> Self {
+        Figures {
+            requests: figures.requests,
+            errors: figures.errors,
+            input_tokens: figures.input_tokens,
+            output_tokens: figures.output_tokens,
+            cost_usd: usd(figures.cost_pico),
+            cache_hits: figures.cache_hits,
+            cached_tokens: figures.cached_tokens,
+            saved_usd: figures.saved_pico.map(usd),
+            latency_ms_avg: figures.latency_ms_avg,
+        }
+    }
+}
+
+/// One group's figures over the whole range.
+#[derive(SimpleObject)]
+pub struct UsageGroup {
+    /// The group's value (null when ungrouped, or for requests without one).
+    pub key: Option<String>,
+    pub figures: Figures,
+}
+
+/// One group's figures in one bucket.
+#[derive(SimpleObject)]
+pub struct UsagePoint {
+    /// The bucket's first instant, Unix milliseconds.
+    pub bucket_start: i64,
+    pub key: Option<String>,
+    pub figures: Figures,
+}
+
+/// The analytics query for `org` that `input` asks.
+fn query(org: String, input: UsageInput) -> Result<UsageQuery, Error> {
+    let group_by = match (input.group_by, input.tag_key) {
+        (Some(UsageDimension::Tag), Some(key)) => Some(Dimension::Tag(key)),
+        (Some(UsageDimension::Tag), None) => {
+            return Err(bad_input("tagKey", "Grouping by tag needs `tagKey`."));
+        }
+        (Some(UsageDimension::Model), _) => Some(Dimension::Model),
+        (Some(UsageDimension::Provider), _) => Some(Dimension::Provider),
+        (Some(UsageDimension::Team), _) => Some(Dimension::Team),
+        (Some(UsageDimension::Key), _) => Some(Dimension::Key),
+        (Some(UsageDimension::EndUser), _) => Some(Dimension::EndUser),
+        (None, _) => None,
+    };
+    let bucket = match input.bucket {
+        UsageBucket::Hour => Bucket::Hour,
+        UsageBucket::Day => Bucket::Day,
+    };
+    let mut query = UsageQuery::new(org, input.from, input.to, bucket);
+    query.utc_offset_minutes = input.utc_offset_minutes;
+    query.group_by = group_by;
+    query.filters = UsageFilters {
+        team_id: input.team_id,
+        key_id: input.key_id,
+        model: input.model,
+    };
+    // Only a valid offset can widen the range; an invalid one is reported by the query.
+    Ok(
+        if query.utc_offset_minutes.abs() <= analytics::MAX_UTC_OFFSET_MINUTES {
+            query.widened()
+        } else {
+            query
+        },
+    )
+}
+
+fn analytics_error(error: AnalyticsError) -> Error {
+    match error {
+        AnalyticsError::Query(problem) => {
+            bad_input(graphql_field(problem.field()), problem.to_string())
+        }
+        AnalyticsError::Database(err) => {
+            tracing::error!(%err, "usage analytics failed");
+            Error::new("The server had an error while reading usage.")
+                .extend_with(|_, extensions| extensions.set("code", "INTERNAL"))
+        }
+    }
+}
+
+/// The GraphQL input field for an analytics query field.
+fn graphql_field(field: &str) -> &'static str {
+    match field {
+        "from_ms" => "from",
+        "to_ms" => "to",
+        "utc_offset_minutes" => "utcOffsetMinutes",
+        "group_by" => "tagKey",
+        "filters.team_id" => "teamId",
+        "filters.key_id" => "keyId",
+        "filters.model" => "model",
+        _ => "input",
+    }
+}
+
+pub async fn totals(
+    pool: &AnyPool,
+    org: String,
+    input: UsageInput,
+) -> Result<Vec<UsageGroup>, Error> {
+    let query = query(org, input)?;
+    let groups = analytics::totals(pool, &query)
+        .await
+        .map_err(analytics_error)?;
+    Ok(groups
+        .into_iter()
+        .map(|Group { key, figures }| UsageGroup {
+            key,
+            figures: figures.into(),
+        })
+        .collect())
+}
+
+pub async fn series(
+    pool: &AnyPool,
+    org: String,
+    input: UsageInput,
+) -> Result<Vec<UsagePoint>, Error> {
+    let query = query(org, input)?;
+    let points = analytics::series(pool, &query)
+        .await
+        .map_err(analytics_error)?;
+    Ok(points
+        .into_iter()
+        .map(
+            |Point {
+                 bucket_start_ms,
+                 key,
+                 figures,
+             }| UsagePoint {
+                bucket_start: bucket_start_ms,
+                key,
+                figures: figures.into(),
+            },
+        )
+        .collect())
+}

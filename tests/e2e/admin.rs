@@ -1,0 +1,82 @@
+//! The admin GraphQL API through the real binary: the same data as the REST API, GraphiQL for
+//! browsers.
+
+use tollgate_mock_provider::{MockConfig, MockServer};
+
+use crate::{Gateway, config_for, scratch_dir, signup};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_serves_the_callers_organization() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("admin");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(&config, config_for(&mock)).unwrap();
+    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let tenant = signup(&gateway.url, "admin-e2e@example.com").await;
+    let client = reqwest::Client::new();
+
+    let res = client
+        .post(format!("{}/graphql", gateway.url))
+        .bearer_auth(&tenant.access_token)
+        .json(&serde_json::json!({"query": "{ viewer { email role } keys { id status } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["data"]["viewer"]["email"], "admin-e2e@example.com");
+    assert_eq!(body["data"]["viewer"]["role"], "OWNER");
+    assert_eq!(body["data"]["keys"][0]["id"], tenant.key_id.as_str());
+    assert_eq!(body["data"]["keys"][0]["status"], "active");
+
+    // the key a GraphQL mutation creates works at the gateway at once
+    let res = client
+        .post(format!("{}/graphql", gateway.url))
+        .bearer_auth(&tenant.access_token)
+        .json(&serde_json::json!({"query": "mutation { createKey(input: {name: \"from-graphql\"}) { secret } }"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    let secret = body["data"]["createKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = client
+        .post(format!("{}/v1/chat/completions", gateway.url))
+        .bearer_auth(&secret)
+        .json(
+            &serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // without a token: an error with its code, not an HTTP failure
+    let res = client
+        .post(format!("{}/graphql", gateway.url))
+        .json(&serde_json::json!({"query": "{ teams { id } }"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+
+    // browsers get GraphiQL
+    let res = client
+        .get(format!("{}/graphql", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("graphiql")
+    );
+    drop(gateway);
+    mock.stop().await;
+}
