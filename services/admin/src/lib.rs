@@ -6,5 +6,6 @@
 pub mod analytics;
 pub mod errors;
 pub mod http;
+pub mod requests;
 pub mod schema;
 pub mod usage;

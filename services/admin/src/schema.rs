@@ -16,6 +16,7 @@ use tollgate_auth::{Actor, AuthError, AuthService, Caller, Role};
 use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare};
 
 use crate::errors::{OrGraphql, bad_input};
+use crate::requests::{RequestFilter, RequestPage};
 use crate::usage::{UsageGroup, UsageInput, UsagePoint};
 
 /// The admin schema.
@@ -513,6 +514,20 @@ impl QueryRoot {
     ) -> Result<Vec<UsageGroup>, Error> {
         let org = caller(ctx)?.org.to_string();
         crate::usage::totals(service(ctx).store().pool(), org, input).await
+    }
+
+    /// The request log, newest first: `first` rows (50 by default, at most 200) after the
+    /// cursor `after`.
+    async fn requests(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<RequestFilter>,
+        first: Option<i64>,
+        after: Option<String>,
+    ) -> Result<RequestPage, Error> {
+        let org = caller(ctx)?.org.to_string();
+        let filter = filter.unwrap_or_default();
+        crate::requests::page(service(ctx).store().pool(), &org, filter, first, after).await
     }
 
     /// Usage per time bucket and group, oldest first.

@@ -570,6 +570,149 @@ async fn usage_is_read_from_the_callers_organization_only(db: Db) {
     );
 }
 
+/// One usage event of `org` at `time`.
+async fn seed_event(
+    admin: &Admin,
+    org: &str,
+    id: &str,
+    time: i64,
+    model: &str,
+    status: i64,
+    tags: &str,
+) {
+    let pool = admin
+        .runtime
+        .http
+        .as_ref()
+        .unwrap()
+        .service
+        .store()
+        .pool()
+        .clone();
+    sqlx::query(
+        "INSERT INTO usage_events (event_id, request_id, time, org_id, team_id, key_id, user_id, end_user, tags, \
+         endpoint, requested_model, provider, provider_model, input_tokens, output_tokens, cached_tokens, \
+         usage_estimated, cost_pico, reserved_pico, saved_pico, latency_ms, ttft_ms, status, error, cache, attempts, stream) \
+         VALUES ($1, $2, $3, $4, NULL, 'key-1', NULL, NULL, $5, 'chat_completions', $6, 'openai', $6, \
+         10, 5, 0, 0, 1000000, 0, NULL, 42, NULL, $7, NULL, 'miss', 1, 0)",
+    )
+    .bind(id)
+    .bind(format!("req-{id}"))
+    .bind(time)
+    .bind(org)
+    .bind(tags)
+    .bind(model)
+    .bind(status)
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+async fn the_request_log_pages_and_filters_within_the_organization(db: Db) {
+    let admin = Admin::start(db).await;
+    let (_, org, owner) = admin.signup("gql-log@example.com").await;
+    let (_, other_org, stranger) = admin.signup("gql-log-other@example.com").await;
+    for i in 0..7_i64 {
+        let (model, status, tags) = match i % 3 {
+            0 => ("gpt-4o", 200, r#"{"feature":"search"}"#),
+            1 => ("claude", 429, r#"{"feature":"50%_off"}"#),
+            _ => ("gpt-4o", 200, "{}"),
+        };
+        seed_event(
+            &admin,
+            &org,
+            &format!("e{i}"),
+            1_000 + i * 10,
+            model,
+            status,
+            tags,
+        )
+        .await;
+    }
+    seed_event(&admin, &other_org, "theirs", 1_005, "gpt-4o", 200, "{}").await;
+    let query = "query($f: RequestFilter, $n: Int, $a: String) { requests(filter: $f, first: $n, after: $a) { items { eventId status requestedModel costUsd tags { key value } } nextCursor } }";
+
+    // three pages of three, newest first, never the other organization's
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = ok(&admin
+            .gql(Some(&owner), query, json!({"n": 3, "a": after}))
+            .await)["requests"]
+            .clone();
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["eventId"].as_str().unwrap().to_owned());
+        }
+        after = page["nextCursor"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, ["e6", "e5", "e4", "e3", "e2", "e1", "e0"]);
+    let first =
+        ok(&admin.gql(Some(&owner), query, json!({"n": 1})).await)["requests"]["items"][0].clone();
+    assert_eq!(first["costUsd"], "0.000001");
+
+    // filters
+    let ids = |page: &Value| -> Vec<String> {
+        page["requests"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["eventId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let failed = ok(&admin
+        .gql(Some(&owner), query, json!({"f": {"failed": true}}))
+        .await)
+    .clone();
+    assert_eq!(ids(&failed), ["e4", "e1"]);
+    let by_model = ok(&admin
+        .gql(
+            Some(&owner),
+            query,
+            json!({"f": {"model": "gpt-4o", "from": 1_020, "to": 1_061}}),
+        )
+        .await)
+    .clone();
+    assert_eq!(ids(&by_model), ["e6", "e5", "e3", "e2"]);
+    let by_tag = ok(&admin
+        .gql(
+            Some(&owner),
+            query,
+            json!({"f": {"tag": {"key": "feature", "value": "50%_off"}}}),
+        )
+        .await)
+    .clone();
+    assert_eq!(
+        ids(&by_tag),
+        ["e4", "e1"],
+        "LIKE wildcards in a tag are literal"
+    );
+    let by_tag = ok(&admin
+        .gql(
+            Some(&owner),
+            query,
+            json!({"f": {"tag": {"key": "feature", "value": "50%"}}}),
+        )
+        .await)
+    .clone();
+    assert_eq!(ids(&by_tag), Vec::<String>::new());
+    let theirs = ok(&admin.gql(Some(&stranger), query, json!({})).await).clone();
+    assert_eq!(ids(&theirs), ["theirs"]);
+
+    // bad paging
+    for (variables, field) in [
+        (json!({"n": 0}), "first"),
+        (json!({"n": 201}), "first"),
+        (json!({"a": "not-a-cursor"}), "after"),
+    ] {
+        let answer = admin.gql(Some(&owner), query, variables).await;
+        assert_eq!(code(&answer), Some("BAD_USER_INPUT"), "{answer}");
+        assert_eq!(answer["errors"][0]["extensions"]["field"], field);
+    }
+}
+
 macro_rules! on_both_databases {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -588,6 +731,7 @@ macro_rules! on_both_databases {
 on_both_databases!(
     everything_is_scoped_to_the_callers_organization_and_role,
     usage_is_read_from_the_callers_organization_only,
+    the_request_log_pages_and_filters_within_the_organization,
     hostile_queries_are_refused,
 );
 
