@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_graphql::{
     Context, EmptySubscription, Enum, Error, ID, InputObject, Object, Schema, SimpleObject,
 };
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tollgate_auth::service::{IssuedKey, KeyView, PolicyTarget};
 use tollgate_auth::store::{BudgetRecord, Member, RatePair, Team};
@@ -251,12 +252,36 @@ pub struct Budget {
     pub limit_usd: String,
     /// Alert thresholds, percent of the limit.
     pub thresholds: Vec<u32>,
+    /// When the current period started, Unix milliseconds (UTC).
+    pub period_start: i64,
+    /// Settled spend in the current period, USD (for a budget on each end user, the most
+    /// any one spent). Requests in flight are not included.
+    pub spent_usd: String,
+    /// What is left of the limit in the current period, USD, never below zero.
+    pub remaining_usd: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-impl From<BudgetRecord> for Budget {
-    fn from(budget: BudgetRecord) -> Self {
+impl Budget {
+    /// The budget with its spend in the current period, from the ledger's daily rollups.
+    async fn with_spend(ctx: &Context<'_>, budget: BudgetRecord) -> Result<Budget, Error> {
+        let (spent, period_start) = service(ctx)
+            .store()
+            .budget_spent(&budget, tollgate_common::now_ms())
+            .await
+            .map_err(|e| crate::errors::graphql_error(AuthError::Internal(e.to_string())))?;
+        let spent_usd = spent.to_usd();
+        let remaining = (budget.limit_usd - spent_usd).max(Decimal::ZERO);
+        Ok(Budget {
+            period_start,
+            spent_usd: spent_usd.normalize().to_string(),
+            remaining_usd: remaining.normalize().to_string(),
+            ..Budget::from_record(budget)
+        })
+    }
+
+    fn from_record(budget: BudgetRecord) -> Self {
         Budget {
             id: ID(budget.id),
             scope: budget.scope,
@@ -267,6 +292,9 @@ impl From<BudgetRecord> for Budget {
                 .unwrap_or_default(),
             limit_usd: budget.limit_usd.to_string(),
             thresholds: budget.thresholds,
+            period_start: 0,
+            spent_usd: "0".into(),
+            remaining_usd: budget.limit_usd.to_string(),
             created_at: budget.created_at,
             updated_at: budget.updated_at,
         }
@@ -484,7 +512,11 @@ impl QueryRoot {
 
     async fn budgets(&self, ctx: &Context<'_>) -> Result<Vec<Budget>, Error> {
         let budgets = service(ctx).budgets(caller(ctx)?).await.or_graphql()?;
-        Ok(budgets.into_iter().map(Budget::from).collect())
+        let mut with_spend = Vec::with_capacity(budgets.len());
+        for budget in budgets {
+            with_spend.push(Budget::with_spend(ctx, budget).await?);
+        }
+        Ok(with_spend)
     }
 
     /// The organization's default rate limits for keys that set none.
@@ -706,7 +738,7 @@ impl MutationRoot {
             .create_budget(caller(ctx)?, spec)
             .await
             .or_graphql()?;
-        Ok(budget.into())
+        Budget::with_spend(ctx, budget).await
     }
 
     async fn update_budget(
@@ -723,7 +755,7 @@ impl MutationRoot {
             .update_budget(caller(ctx)?, &id, patch)
             .await
             .or_graphql()?;
-        Ok(budget.into())
+        Budget::with_spend(ctx, budget).await
     }
 
     async fn delete_budget(&self, ctx: &Context<'_>, id: ID) -> Result<bool, Error> {

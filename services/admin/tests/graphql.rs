@@ -525,6 +525,21 @@ async fn usage_is_read_from_the_callers_organization_only(db: Db) {
             {"bucketStart": hour + 3_600_000, "key": null, "figures": {"requests": 2}},
         ])
     );
+    // a budget shows what the ledger says it spent, and what is left
+    let budget = ok(&admin
+        .gql(Some(&owner), "mutation { createBudget(input: {scope: \"organization\", period: \"lifetime\", limitUsd: \"1\"}) { spentUsd remainingUsd periodStart } }", json!({}))
+        .await)["createBudget"]
+        .clone();
+    assert_eq!(
+        budget,
+        json!({"spentUsd": "0.00175", "remainingUsd": "0.99825", "periodStart": 0})
+    );
+    let listed = ok(&admin
+        .gql(Some(&owner), "{ budgets { spentUsd } }", json!({}))
+        .await)["budgets"]
+        .clone();
+    assert_eq!(listed, json!([{"spentUsd": "0.00175"}]));
+
     // the other organization sees only its own
     let theirs = ok(&admin
         .gql(

@@ -138,6 +138,42 @@ async fn spent_since(
 }
 
 impl AuthStore {
+    /// What the ledger says `budget` spent in its current period, and when that period
+    /// started (Unix ms). For a budget on each end user, the most any one of them spent.
+    /// Settled spend only: requests still in flight are not counted.
+    pub async fn budget_spent(
+        &self,
+        budget: &BudgetRecord,
+        now: i64,
+    ) -> Result<(Picodollars, i64), StoreError> {
+        let start = budget.period.start(now);
+        let org = budget.org_id;
+        let spent = match budget.budget_scope() {
+            BudgetScope::Organization => spent_since(self, org, start, None).await?,
+            BudgetScope::Team(team) => {
+                spent_since(self, org, start, Some(("team_id", &team))).await?
+            }
+            BudgetScope::Key(key) => spent_since(self, org, start, Some(("key_id", &key))).await?,
+            BudgetScope::User(user) => {
+                spent_since(self, org, start, Some(("end_user", &user))).await?
+            }
+            BudgetScope::EveryUser => {
+                let row = sqlx::query(
+                    "SELECT CAST(COALESCE(MAX(spent), 0) AS BIGINT) AS spent FROM \
+                     (SELECT SUM(cost_pico) AS spent FROM usage_rollups \
+                      WHERE granularity = 'day' AND org_id = $1 AND bucket_start >= $2 \
+                      AND end_user <> '' GROUP BY end_user) per_user",
+                )
+                .bind(org.to_string())
+                .bind(start)
+                .fetch_one(&self.pool)
+                .await?;
+                Picodollars(row.try_get("spent")?)
+            }
+        };
+        Ok((spent, start))
+    }
+
     pub async fn budgets(&self, org: OrgId) -> Result<Vec<BudgetRecord>, StoreError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
