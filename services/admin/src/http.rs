@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
 use tollgate_auth::{AuthError, AuthService};
+use tollgate_common::PriceCatalog;
 
 use crate::schema::{AdminSchema, RequestCaller, build};
 
@@ -19,9 +20,9 @@ pub struct AdminHttp {
 }
 
 impl AdminHttp {
-    pub fn new(service: Arc<AuthService>) -> Self {
+    pub fn new(service: Arc<AuthService>, catalog: Arc<PriceCatalog>) -> Self {
         AdminHttp {
-            schema: build(service.clone()),
+            schema: build(service.clone(), catalog),
             service,
         }
     }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tollgate_auth::service::{IssuedKey, KeyView, PolicyTarget};
 use tollgate_auth::store::{BudgetRecord, Member, RatePair, Team};
 use tollgate_auth::{Actor, AuthError, AuthService, Caller, Role};
-use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare};
+use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare, ModelPrice, PriceCatalog};
 
 use crate::errors::{OrGraphql, bad_input};
 use crate::requests::{RequestFilter, RequestPage};
@@ -29,9 +29,10 @@ pub const MAX_DEPTH: usize = 10;
 pub const MAX_COMPLEXITY: usize = 1_000;
 
 /// Builds the schema over `service`.
-pub fn build(service: Arc<AuthService>) -> AdminSchema {
+pub fn build(service: Arc<AuthService>, catalog: Arc<PriceCatalog>) -> AdminSchema {
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
+        .data(catalog)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -297,6 +298,33 @@ impl Budget {
             remaining_usd: budget.limit_usd.to_string(),
             created_at: budget.created_at,
             updated_at: budget.updated_at,
+        }
+    }
+}
+
+/// A model's prices, USD per million tokens, exact decimals.
+#[derive(SimpleObject)]
+pub struct ModelPricing {
+    /// Who publishes the model (`openai`, `anthropic`, `gemini`, ...).
+    pub family: String,
+    pub model: String,
+    pub input_per_million: String,
+    pub output_per_million: String,
+    /// Prompt tokens served from the provider's prompt cache.
+    pub cached_input_per_million: Option<String>,
+    /// The day the price was read from the provider's price page.
+    pub as_of: String,
+}
+
+impl From<&ModelPrice> for ModelPricing {
+    fn from(price: &ModelPrice) -> Self {
+        ModelPricing {
+            family: price.family.clone(),
+            model: price.model.clone(),
+            input_per_million: price.input.normalize().to_string(),
+            output_per_million: price.output.normalize().to_string(),
+            cached_input_per_million: price.cached_input.map(|p| p.normalize().to_string()),
+            as_of: price.as_of.clone(),
         }
     }
 }
@@ -570,6 +598,15 @@ impl QueryRoot {
     ) -> Result<Vec<UsagePoint>, Error> {
         let org = caller(ctx)?.org.to_string();
         crate::usage::series(service(ctx).store().pool(), org, input).await
+    }
+
+    /// The price catalog used for costs and budgets, by family and model.
+    async fn models(&self, ctx: &Context<'_>) -> Result<Vec<ModelPricing>, Error> {
+        caller(ctx)?;
+        let catalog = ctx.data_unchecked::<Arc<PriceCatalog>>();
+        let mut models: Vec<ModelPricing> = catalog.entries().map(ModelPricing::from).collect();
+        models.sort_by(|a, b| (&a.family, &a.model).cmp(&(&b.family, &b.model)));
+        Ok(models)
     }
 
     /// The cache policy set at one level (not merged with the levels above).

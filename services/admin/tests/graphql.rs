@@ -52,7 +52,8 @@ impl Admin {
         }];
         let runtime = tollgate_auth::startup::start(&config, true).await.unwrap();
         let http = runtime.http.clone().unwrap();
-        let admin = configure(AdminHttp::new(http.service.clone()));
+        let catalog = std::sync::Arc::new(tollgate_common::PriceCatalog::built_in().unwrap());
+        let admin = configure(AdminHttp::new(http.service.clone(), catalog));
         let app = Rc::new(
             web_test::init_service(
                 App::new()
@@ -277,6 +278,31 @@ async fn everything_is_scoped_to_the_callers_organization_and_role(db: Db) {
     assert_eq!(
         code(&admin.gql(Some(&owner), "query($k: ID, $t: ID) { cachePolicy(level: {keyId: $k, teamId: $t}) { mode } }", json!({"k": key, "t": team})).await),
         Some("BAD_USER_INPUT")
+    );
+
+    // the price catalog
+    let models = ok(&admin
+        .gql(
+            Some(&owner),
+            "{ models { family model inputPerMillion outputPerMillion } }",
+            json!({}),
+        )
+        .await)["models"]
+        .clone();
+    let gpt4o = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "gpt-4o")
+        .unwrap();
+    assert_eq!(gpt4o["family"], "openai");
+    assert!(
+        gpt4o["inputPerMillion"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.0
     );
 
     // bad input names its field

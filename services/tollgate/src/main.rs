@@ -297,6 +297,7 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
             Some(http) => {
                 let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
                     http.service.clone(),
+                    admin_catalog(&config)?,
                 ));
                 let auth = tollgate_auth::http::configure(http);
                 tollgate_gateway::start_with(&config, gateway, move |cfg| {
@@ -324,13 +325,22 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
     })
 }
 
+/// The price catalog the admin API shows: the built-in one with `prices` overrides.
+fn admin_catalog(config: &Config) -> anyhow::Result<Arc<tollgate_common::PriceCatalog>> {
+    let catalog =
+        tollgate_common::PriceCatalog::with_overrides(&config.prices).context("prices")?;
+    Ok(Arc::new(catalog))
+}
+
 /// `serve --only auth`: the auth service's endpoints, the admin API and health checks.
 async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
     let auth = tollgate_auth::startup::start(config, true).await?;
     let http = auth.http.context("the auth service did not start")?;
     let store = web::Data::new(http.service.store().clone());
-    let admin =
-        tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(http.service.clone()));
+    let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
+        http.service.clone(),
+        admin_catalog(config)?,
+    ));
     let routes = tollgate_auth::http::configure(http);
     let mut server = HttpServer::new(move || {
         App::new()
