@@ -197,18 +197,10 @@ pub async fn page(
     for (_, value) in &numbers {
         query = query.bind(*value);
     }
-    let rows = query.fetch_all(pool).await.map_err(|err| {
-        tracing::error!(%err, "request log query failed");
-        Error::new("The server had an error while reading the request log.")
-            .extend_with(|_, extensions| extensions.set("code", "INTERNAL"))
-    })?;
+    let rows = query.fetch_all(pool).await.map_err(internal)?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
-        items.push(record(row).map_err(|err| {
-            tracing::error!(%err, "unreadable usage event");
-            Error::new("The server had an error while reading the request log.")
-                .extend_with(|_, extensions| extensions.set("code", "INTERNAL"))
-        })?);
+        items.push(record(row).map_err(internal)?);
     }
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
@@ -220,6 +212,13 @@ pub async fn page(
         })
         .flatten();
     Ok(RequestPage { items, next_cursor })
+}
+
+/// A database failure: logged, and answered without its details.
+fn internal(err: sqlx::Error) -> Error {
+    tracing::error!(%err, "request log query failed");
+    Error::new("The server had an error while reading the request log.")
+        .extend_with(|_, extensions| extensions.set("code", "INTERNAL"))
 }
 
 fn record(row: &sqlx::any::AnyRow) -> Result<RequestRecord, sqlx::Error> {

@@ -12,7 +12,7 @@ use async_graphql::{
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tollgate_auth::service::{IssuedKey, KeyView, PolicyTarget};
-use tollgate_auth::store::{BudgetRecord, Member, RatePair, Team};
+use tollgate_auth::store::{BudgetRecord, Member, RatePair, Team, TeamLimits};
 use tollgate_auth::{Actor, AuthError, AuthService, Caller, Role};
 use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare, ModelPrice, PriceCatalog};
 
@@ -346,6 +346,39 @@ impl From<RatePair> for RateLimits {
     }
 }
 
+/// Limits for one model name clients send.
+#[derive(SimpleObject, InputObject, Clone)]
+#[graphql(input_name = "ModelRateLimitsInput")]
+pub struct ModelRateLimits {
+    pub model: String,
+    pub limits: RateLimits,
+}
+
+/// A team's limits: for all its keys together, and per model.
+#[derive(SimpleObject)]
+pub struct TeamRateLimits {
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub models: Vec<ModelRateLimits>,
+}
+
+impl From<TeamLimits> for TeamRateLimits {
+    fn from(limits: TeamLimits) -> Self {
+        TeamRateLimits {
+            rpm: limits.rpm,
+            tpm: limits.tpm,
+            models: limits
+                .models
+                .into_iter()
+                .map(|(model, pair)| ModelRateLimits {
+                    model,
+                    limits: pair.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 pub enum CacheModeName {
     Off,
@@ -553,16 +586,17 @@ impl QueryRoot {
         Ok(limits.into())
     }
 
-    /// A team's rate limits for all its keys together.
-    async fn team_rate_limits(&self, ctx: &Context<'_>, team_id: ID) -> Result<RateLimits, Error> {
+    /// A team's rate limits for all its keys together, and per model.
+    async fn team_rate_limits(
+        &self,
+        ctx: &Context<'_>,
+        team_id: ID,
+    ) -> Result<TeamRateLimits, Error> {
         let limits = service(ctx)
             .team_limits(caller(ctx)?, &team_id)
             .await
             .or_graphql()?;
-        Ok(RateLimits {
-            rpm: limits.rpm,
-            tpm: limits.tpm,
-        })
+        Ok(limits.into())
     }
 
     /// Usage over a time range, one entry per group (one in all when ungrouped), costliest
@@ -814,6 +848,35 @@ impl MutationRoot {
         };
         let set = service(ctx)
             .set_org_limits(caller(ctx)?, pair)
+            .await
+            .or_graphql()?;
+        Ok(set.into())
+    }
+
+    /// Replaces a team's limits for all its keys together, and per model name clients send.
+    async fn set_team_rate_limits(
+        &self,
+        ctx: &Context<'_>,
+        team_id: ID,
+        limits: RateLimits,
+        #[graphql(default)] models: Vec<ModelRateLimits>,
+    ) -> Result<TeamRateLimits, Error> {
+        let limits = TeamLimits {
+            rpm: limits.rpm,
+            tpm: limits.tpm,
+            models: models
+                .into_iter()
+                .map(|m| {
+                    let pair = RatePair {
+                        rpm: m.limits.rpm,
+                        tpm: m.limits.tpm,
+                    };
+                    (m.model, pair)
+                })
+                .collect(),
+        };
+        let set = service(ctx)
+            .set_team_limits(caller(ctx)?, &team_id, limits)
             .await
             .or_graphql()?;
         Ok(set.into())

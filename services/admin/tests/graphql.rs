@@ -256,6 +256,25 @@ async fn everything_is_scoped_to_the_callers_organization_and_role(db: Db) {
             .await)["organizationRateLimits"]["rpm"],
         100
     );
+    let team_limits = ok(&admin
+        .gql(Some(&owner), "mutation($t: ID!) { setTeamRateLimits(teamId: $t, limits: {rpm: 50}, models: [{model: \"gpt-4o\", limits: {rpm: 5, tpm: 900}}]) { rpm models { model limits { rpm tpm } } } }", json!({"t": team}))
+        .await)["setTeamRateLimits"]
+        .clone();
+    assert_eq!(
+        team_limits,
+        json!({"rpm": 50, "models": [{"model": "gpt-4o", "limits": {"rpm": 5, "tpm": 900}}]})
+    );
+    assert_eq!(
+        ok(&admin
+            .gql(
+                Some(&owner),
+                "query($t: ID!) { teamRateLimits(teamId: $t) { models { model } } }",
+                json!({"t": team})
+            )
+            .await)["teamRateLimits"]["models"][0]["model"],
+        "gpt-4o"
+    );
+
     let policy = ok(&admin
         .gql(Some(&owner), "mutation($t: ID) { setCachePolicy(level: {teamId: $t}, policy: {mode: EXACT, ttlSecs: 60, share: TEAM}) { mode ttlSecs share } }", json!({"t": team}))
         .await)["setCachePolicy"]
