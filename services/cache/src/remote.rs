@@ -6,8 +6,13 @@ use std::time::Duration;
 use crate::answers::{CacheHit, CacheRequest, SemanticCache};
 use crate::http::{LookupAnswer, SERVICE_TOKEN_HEADER, StoreCall};
 
+/// While the service is unreachable, at most one warning per this interval.
+const WARN_EVERY_MS: i64 = 10_000;
+
 /// A cache service reached over HTTP.
 pub struct RemoteCache {
+    /// When the last warning was logged (Unix ms): an outage is reported, not once per request.
+    last_warning_ms: std::sync::atomic::AtomicI64,
     client: reqwest::Client,
     lookup_url: String,
     store_url: String,
@@ -27,12 +32,25 @@ impl RemoteCache {
             .build()?;
         let base = base.trim_end_matches('/');
         Ok(RemoteCache {
+            last_warning_ms: std::sync::atomic::AtomicI64::new(0),
             client,
             lookup_url: format!("{base}/cache/internal/lookup"),
             store_url: format!("{base}/cache/internal/store"),
             token: token.to_owned(),
             lookup_budget,
         })
+    }
+
+    /// Whether to log a failure now (the first in `WARN_EVERY_MS`).
+    fn should_warn(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = tollgate_common::now_ms();
+        let last = self.last_warning_ms.load(Ordering::Relaxed);
+        now - last >= WARN_EVERY_MS
+            && self
+                .last_warning_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     async fn call_lookup(&self, request: &CacheRequest) -> Result<Option<CacheHit>, String> {
@@ -62,7 +80,9 @@ impl SemanticCache for RemoteCache {
         match self.call_lookup(request).await {
             Ok(hit) => hit,
             Err(reason) => {
-                tracing::warn!(%reason, "cache service lookup failed; going upstream");
+                if self.should_warn() {
+                    tracing::warn!(%reason, "cache service lookup failed; going upstream");
+                }
                 None
             }
         }
@@ -83,12 +103,13 @@ impl SemanticCache for RemoteCache {
             .await;
         match sent {
             Ok(response) if response.status().is_success() => {}
-            Ok(response) => {
+            Ok(response) if self.should_warn() => {
                 tracing::warn!(status = %response.status(), "cache service refused an answer")
             }
-            Err(err) => {
+            Err(err) if self.should_warn() => {
                 tracing::warn!(err = %err.without_url(), "cache service unreachable; answer not kept")
             }
+            _ => {}
         }
     }
 }

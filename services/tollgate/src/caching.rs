@@ -394,7 +394,10 @@ impl ResponseCache for GatewayCache {
         request.write = write;
         request.ttl = ttl;
         let hit = self.cache.lookup(&request).await;
-        ctx.cache_state = Some(Arc::new(request));
+        // Kept for `store`; without it the gateway does not even collect a streamed answer.
+        if request.write {
+            ctx.cache_state = Some(Arc::new(request));
+        }
         match hit {
             Some(CacheHit::Exact { answer }) => {
                 set_header(ctx, X_TOLLGATE_CACHE, HeaderValue::from_static("hit-exact"));

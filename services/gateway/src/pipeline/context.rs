@@ -33,7 +33,8 @@ pub struct RequestContext {
     pub tags: BTreeMap<String, String>,
     /// How the cache stage served the request: `hit`, `miss` or `off`.
     pub cache: &'static str,
-    /// What the cache stage worked out at lookup, for its store step; opaque to the pipeline.
+    /// What the cache stage worked out at lookup, for its store step; set only when the answer
+    /// may be kept (a streamed answer is collected only then). Opaque to the pipeline.
     pub cache_state: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Headers admission wants on the answer, whatever it is (the rate-limit headers).
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
