@@ -189,7 +189,7 @@ pub async fn page(
          attempts, stream FROM usage_events WHERE {} ORDER BY time DESC, event_id DESC LIMIT ${next}",
         conditions.join(" AND ")
     );
-    // Only fixed fragments and numbered placeholders are formatted in; values are bound.
+    // Only fixed fragments and `$n` parameter numbers are formatted in; values are bound.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for value in &texts {
         query = query.bind(value.clone());

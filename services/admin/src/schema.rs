@@ -275,30 +275,18 @@ impl Budget {
         let spent_usd = spent.to_usd();
         let remaining = (budget.limit_usd - spent_usd).max(Decimal::ZERO);
         Ok(Budget {
-            period_start,
-            spent_usd: spent_usd.normalize().to_string(),
-            remaining_usd: remaining.normalize().to_string(),
-            ..Budget::from_record(budget)
-        })
-    }
-
-    fn from_record(budget: BudgetRecord) -> Self {
-        Budget {
             id: ID(budget.id),
             scope: budget.scope,
             target: budget.target,
-            period: serde_json::to_value(budget.period)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            period: budget.period.as_str().to_owned(),
             limit_usd: budget.limit_usd.to_string(),
             thresholds: budget.thresholds,
-            period_start: 0,
-            spent_usd: "0".into(),
-            remaining_usd: budget.limit_usd.to_string(),
+            period_start,
+            spent_usd: spent_usd.normalize().to_string(),
+            remaining_usd: remaining.normalize().to_string(),
             created_at: budget.created_at,
             updated_at: budget.updated_at,
-        }
+        })
     }
 }
 

@@ -543,12 +543,27 @@ async fn set_team_limits(
         .await?)
 }
 
-async fn get_org_cache_policy(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
-    let caller = caller(&req, &state).await?;
+async fn read_cache_policy(req: &HttpRequest, state: &AuthHttp, target: PolicyTarget<'_>) -> Reply {
+    let caller = caller(req, state).await?;
+    ok(state.service.cache_policy(&caller, target).await?)
+}
+
+async fn write_cache_policy(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AuthHttp,
+    target: PolicyTarget<'_>,
+) -> Reply {
+    let caller = caller(req, state).await?;
+    let policy: CachePolicy = json_body(req, payload).await?;
     ok(state
         .service
-        .cache_policy(&caller, PolicyTarget::Organization)
+        .set_cache_policy(&caller, target, policy)
         .await?)
+}
+
+async fn get_org_cache_policy(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    read_cache_policy(&req, &state, PolicyTarget::Organization).await
 }
 
 async fn set_org_cache_policy(
@@ -556,12 +571,7 @@ async fn set_org_cache_policy(
     payload: web::Payload,
     state: web::Data<AuthHttp>,
 ) -> Reply {
-    let caller = caller(&req, &state).await?;
-    let policy: CachePolicy = json_body(&req, payload).await?;
-    ok(state
-        .service
-        .set_cache_policy(&caller, PolicyTarget::Organization, policy)
-        .await?)
+    write_cache_policy(&req, payload, &state, PolicyTarget::Organization).await
 }
 
 async fn get_team_cache_policy(
@@ -569,11 +579,7 @@ async fn get_team_cache_policy(
     path: web::Path<String>,
     state: web::Data<AuthHttp>,
 ) -> Reply {
-    let caller = caller(&req, &state).await?;
-    ok(state
-        .service
-        .cache_policy(&caller, PolicyTarget::Team(&path))
-        .await?)
+    read_cache_policy(&req, &state, PolicyTarget::Team(&path)).await
 }
 
 async fn set_team_cache_policy(
@@ -582,12 +588,7 @@ async fn set_team_cache_policy(
     payload: web::Payload,
     state: web::Data<AuthHttp>,
 ) -> Reply {
-    let caller = caller(&req, &state).await?;
-    let policy: CachePolicy = json_body(&req, payload).await?;
-    ok(state
-        .service
-        .set_cache_policy(&caller, PolicyTarget::Team(&path), policy)
-        .await?)
+    write_cache_policy(&req, payload, &state, PolicyTarget::Team(&path)).await
 }
 
 async fn get_key_cache_policy(
@@ -595,11 +596,7 @@ async fn get_key_cache_policy(
     path: web::Path<String>,
     state: web::Data<AuthHttp>,
 ) -> Reply {
-    let caller = caller(&req, &state).await?;
-    ok(state
-        .service
-        .cache_policy(&caller, PolicyTarget::Key(&path))
-        .await?)
+    read_cache_policy(&req, &state, PolicyTarget::Key(&path)).await
 }
 
 async fn set_key_cache_policy(
@@ -608,12 +605,7 @@ async fn set_key_cache_policy(
     payload: web::Payload,
     state: web::Data<AuthHttp>,
 ) -> Reply {
-    let caller = caller(&req, &state).await?;
-    let policy: CachePolicy = json_body(&req, payload).await?;
-    ok(state
-        .service
-        .set_cache_policy(&caller, PolicyTarget::Key(&path), policy)
-        .await?)
+    write_cache_policy(&req, payload, &state, PolicyTarget::Key(&path)).await
 }
 
 #[derive(Deserialize)]

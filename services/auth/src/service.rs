@@ -826,22 +826,24 @@ impl AuthService {
         target: PolicyTarget<'_>,
         policy: CachePolicy,
     ) -> Result<CachePolicy, AuthError> {
-        let (level, what) = self.policy_level(caller, target).await?;
-        match target {
+        // Found and authorized in one step: each level's record is read once.
+        let (level, what) = match target {
             PolicyTarget::Organization => {
-                caller.require(Role::Admin, "set the organization's cache policy")?
+                caller.require(Role::Admin, "set the organization's cache policy")?;
+                (PolicyLevel::Organization, "organization")
             }
-            PolicyTarget::Team(_) => {
-                if let PolicyLevel::Team(team) = level {
-                    self.require_team_admin(caller, team, "set this team's cache policy")
-                        .await?;
-                }
+            PolicyTarget::Team(team) => {
+                let team = self.team(caller, team).await?.id;
+                self.require_team_admin(caller, team, "set this team's cache policy")
+                    .await?;
+                (PolicyLevel::Team(team), "team")
             }
             PolicyTarget::Key(key) => {
                 let record = self.key_record(caller.org, key).await?;
                 self.require_key_manager(caller, &record).await?;
+                (PolicyLevel::Key(record.id), "key")
             }
-        }
+        };
         if let Some((field, message)) = policy.problem() {
             return Err(AuthError::invalid(field, message));
         }

@@ -17,12 +17,28 @@ pub enum PolicyLevel {
 }
 
 impl PolicyLevel {
-    /// The table holding this level's policy, the row's id, and the audit target type.
-    fn row(self, org: OrgId) -> (&'static str, String, &'static str) {
+    /// The row's id, the audit target type, and the statements reading and replacing its
+    /// policy (both bound as: policy for the update, then organization, then row id).
+    fn row(self, org: OrgId) -> (String, &'static str, &'static str, &'static str) {
         match self {
-            PolicyLevel::Organization => ("organizations", org.to_string(), "organization"),
-            PolicyLevel::Team(team) => ("teams", team.to_string(), "team"),
-            PolicyLevel::Key(key) => ("virtual_keys", key.to_string(), "key"),
+            PolicyLevel::Organization => (
+                org.to_string(),
+                "organization",
+                "SELECT cache_policy FROM organizations WHERE id = $1 AND id = $2",
+                "UPDATE organizations SET cache_policy = $1 WHERE id = $2 AND id = $3",
+            ),
+            PolicyLevel::Team(team) => (
+                team.to_string(),
+                "team",
+                "SELECT cache_policy FROM teams WHERE org_id = $1 AND id = $2",
+                "UPDATE teams SET cache_policy = $1 WHERE org_id = $2 AND id = $3",
+            ),
+            PolicyLevel::Key(key) => (
+                key.to_string(),
+                "key",
+                "SELECT cache_policy FROM virtual_keys WHERE org_id = $1 AND id = $2",
+                "UPDATE virtual_keys SET cache_policy = $1 WHERE org_id = $2 AND id = $3",
+            ),
         }
     }
 }
@@ -34,19 +50,13 @@ impl AuthStore {
         org: OrgId,
         level: PolicyLevel,
     ) -> Result<Option<CachePolicy>, StoreError> {
-        let (table, id, _) = level.row(org);
-        // The table name comes from the fixed list above, never from input.
-        let sql = match table {
-            "organizations" => "SELECT cache_policy FROM organizations WHERE id = $1 AND id = $2",
-            "teams" => "SELECT cache_policy FROM teams WHERE org_id = $1 AND id = $2",
-            _ => "SELECT cache_policy FROM virtual_keys WHERE org_id = $1 AND id = $2",
-        };
-        let row = sqlx::query(sql)
+        let (id, target_type, select, _) = level.row(org);
+        let row = sqlx::query(select)
             .bind(org.to_string())
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| json_column(&row, "cache_policy", table))
+        row.map(|row| json_column(&row, "cache_policy", target_type))
             .transpose()
     }
 
@@ -62,16 +72,9 @@ impl AuthStore {
         let Some(before) = self.cache_policy(org, level).await? else {
             return Ok(None);
         };
-        let (table, id, target_type) = level.row(org);
-        let sql = match table {
-            "organizations" => {
-                "UPDATE organizations SET cache_policy = $1 WHERE id = $2 AND id = $3"
-            }
-            "teams" => "UPDATE teams SET cache_policy = $1 WHERE org_id = $2 AND id = $3",
-            _ => "UPDATE virtual_keys SET cache_policy = $1 WHERE org_id = $2 AND id = $3",
-        };
+        let (id, target_type, _, update) = level.row(org);
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql)
+        sqlx::query(update)
             .bind(serde_json::to_string(policy).unwrap_or_else(|_| "{}".into()))
             .bind(org.to_string())
             .bind(id.clone())
