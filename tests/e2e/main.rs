@@ -18,6 +18,7 @@ use tollgate_mock_provider::{MockConfig, MockServer};
 
 mod admin;
 mod cache;
+mod dashboard;
 mod metering;
 
 const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");

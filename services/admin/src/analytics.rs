@@ -30,11 +30,13 @@
 //! of both rollup tables' primary keys, so one tenant's query never reads another's rows.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
-use tollgate_common::Picodollars;
+use tollgate_common::latency::{LATENCY_BUCKETS, latency_column};
+use tollgate_common::{LatencyHistogram, Picodollars};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -317,6 +319,10 @@ pub struct UsageFigures {
     pub saved_pico: Option<Picodollars>,
     /// Mean time to the full answer; also `None` when there were no requests.
     pub latency_ms_avg: Option<f64>,
+    /// Median and 95th percentile of the time to the full answer, estimated from the rollups'
+    /// latency histograms (within a bucket of about ±20 %).
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p95: Option<f64>,
 }
 
 impl UsageFigures {
@@ -498,7 +504,7 @@ async fn select(
             None => "bucket_start AS bucket".to_owned(),
         });
     }
-    let (table, group_column, sums): (&str, Option<&str>, &[&str]) = match &source {
+    let (table, group_column, sums): (&str, Option<&str>, &[String]) = match &source {
         Source::Rollups { group_column } => ("usage_rollups", *group_column, &ROLLUP_SUMS),
         Source::Tags { .. } => ("usage_tag_rollups", Some("tag_value"), &TAG_SUMS),
     };
@@ -565,24 +571,35 @@ async fn select(
     Ok(summed)
 }
 
-const ROLLUP_SUMS: [&str; 9] = [
-    "requests",
-    "errors",
-    "cache_hits",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cost_pico",
-    "saved_pico",
-    "latency_ms_sum",
-];
-const TAG_SUMS: [&str; 5] = [
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cost_pico",
-];
+/// The columns summed from `usage_rollups`: the totals and every latency bucket.
+static ROLLUP_SUMS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    [
+        "requests",
+        "errors",
+        "cache_hits",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cost_pico",
+        "saved_pico",
+        "latency_ms_sum",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain((0..LATENCY_BUCKETS).map(latency_column))
+    .collect()
+});
+static TAG_SUMS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    [
+        "requests",
+        "errors",
+        "input_tokens",
+        "output_tokens",
+        "cost_pico",
+    ]
+    .map(String::from)
+    .to_vec()
+});
 
 fn sum(row: &AnyRow, column: &str) -> Result<i64, sqlx::Error> {
     Ok(row.try_get::<Option<i64>, _>(column)?.unwrap_or(0))
@@ -590,6 +607,10 @@ fn sum(row: &AnyRow, column: &str) -> Result<i64, sqlx::Error> {
 
 fn rollup_figures(row: &AnyRow, requests: i64) -> Result<UsageFigures, sqlx::Error> {
     let latency_ms_sum = sum(row, "latency_ms_sum")?;
+    let mut latency = LatencyHistogram::default();
+    for (bucket, count) in latency.0.iter_mut().enumerate() {
+        *count = sum(row, &latency_column(bucket))?;
+    }
     Ok(UsageFigures {
         requests,
         errors: sum(row, "errors")?,
@@ -600,6 +621,8 @@ fn rollup_figures(row: &AnyRow, requests: i64) -> Result<UsageFigures, sqlx::Err
         cached_tokens: Some(sum(row, "cached_tokens")?),
         saved_pico: Some(Picodollars(sum(row, "saved_pico")?)),
         latency_ms_avg: (requests > 0).then(|| latency_ms_sum as f64 / requests as f64),
+        latency_ms_p50: latency.quantile(0.50),
+        latency_ms_p95: latency.quantile(0.95),
     })
 }
 

@@ -8,9 +8,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql_actix_web::{GraphQLRequest, GraphQLResponse};
 use tollgate_auth::{AuthError, AuthService};
+use tollgate_billing::BudgetCounters;
 use tollgate_common::PriceCatalog;
 
-use crate::schema::{AdminSchema, RequestCaller, build};
+use crate::schema::{AdminSchema, RequestCaller, TeamLoader, build};
 
 /// What the endpoint serves.
 #[derive(Clone)]
@@ -20,9 +21,13 @@ pub struct AdminHttp {
 }
 
 impl AdminHttp {
-    pub fn new(service: Arc<AuthService>, catalog: Arc<PriceCatalog>) -> Self {
+    pub fn new(
+        service: Arc<AuthService>,
+        catalog: Arc<PriceCatalog>,
+        budgets: Arc<BudgetCounters>,
+    ) -> Self {
         AdminHttp {
-            schema: build(service.clone(), catalog),
+            schema: build(service.clone(), catalog, budgets),
             service,
         }
     }
@@ -55,7 +60,11 @@ async fn execute(
         Some(token) => state.service.caller(token).await,
         None => Err(AuthError::MissingToken),
     };
-    let request = request.into_inner().data(RequestCaller(caller));
+    let mut request = request.into_inner();
+    if let Ok(caller) = &caller {
+        request = request.data(TeamLoader::new(state.service.clone(), caller.clone()));
+    }
+    let request = request.data(RequestCaller(caller));
     state.schema.execute(request).await.into()
 }
 

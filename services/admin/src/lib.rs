@@ -3,7 +3,9 @@
 //! analytics from the rollups). Every resolver acts as the caller, through the auth service's
 //! operations, so role rules and tenant scoping are the same as on the REST API.
 
+pub mod access;
 pub mod analytics;
+pub mod dashboard;
 pub mod errors;
 pub mod http;
 pub mod requests;

@@ -6,15 +6,23 @@
 
 use std::sync::Arc;
 
+use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{
-    Context, EmptySubscription, Enum, Error, ID, InputObject, Object, Schema, SimpleObject,
+    ComplexObject, Context, EmptySubscription, Enum, Error, ID, InputObject, Object, Schema,
+    SimpleObject,
 };
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tollgate_auth::service::{IssuedKey, KeyView, PolicyTarget};
 use tollgate_auth::store::{BudgetRecord, Member, RatePair, Team, TeamLimits};
 use tollgate_auth::{Actor, AuthError, AuthService, Caller, Role};
-use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare, ModelPrice, PriceCatalog};
+use tollgate_billing::BudgetCounters;
+use tollgate_billing::budgets::counter_name;
+use tollgate_common::{
+    BudgetScope, CachePolicy, CachePolicyMode, CacheShare, ModelPrice, PriceCatalog,
+};
+
+use crate::access::{AdminToken, Invitation, IssuedAdminToken, IssuedInvitation};
 
 use crate::errors::{OrGraphql, bad_input};
 use crate::requests::{RequestFilter, RequestPage};
@@ -28,11 +36,17 @@ pub const MAX_DEPTH: usize = 10;
 /// Most complex query accepted (each field counts 1, lists by their page size).
 pub const MAX_COMPLEXITY: usize = 1_000;
 
-/// Builds the schema over `service`.
-pub fn build(service: Arc<AuthService>, catalog: Arc<PriceCatalog>) -> AdminSchema {
+/// Builds the schema over `service`; `budgets` are the counters that hold reservations of
+/// requests in flight.
+pub fn build(
+    service: Arc<AuthService>,
+    catalog: Arc<PriceCatalog>,
+    budgets: Arc<BudgetCounters>,
+) -> AdminSchema {
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
         .data(catalog)
+        .data(budgets)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -62,6 +76,41 @@ fn clone_auth_error(error: &AuthError) -> AuthError {
         AuthError::Token(token) => AuthError::Token(token.clone()),
         AuthError::MissingToken => AuthError::MissingToken,
         other => AuthError::Internal(other.to_string()),
+    }
+}
+
+/// Loads the teams that the records of one request refer to in one query, however many
+/// records there are (one per request: it is bound to the caller's organization).
+pub struct TeamLoader {
+    service: Arc<AuthService>,
+    caller: Caller,
+}
+
+impl TeamLoader {
+    pub fn new(service: Arc<AuthService>, caller: Caller) -> DataLoader<TeamLoader> {
+        DataLoader::new(TeamLoader { service, caller }, tokio::spawn)
+    }
+}
+
+impl Loader<String> for TeamLoader {
+    type Value = TeamObject;
+    type Error = Arc<Error>;
+
+    async fn load(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, TeamObject>, Self::Error> {
+        let teams = self
+            .service
+            .teams(&self.caller)
+            .await
+            .or_graphql()
+            .map_err(Arc::new)?;
+        Ok(teams
+            .into_iter()
+            .filter(|team| ids.contains(&team.id.to_string()))
+            .map(|team| (team.id.to_string(), TeamObject::from(team)))
+            .collect())
     }
 }
 
@@ -119,7 +168,7 @@ pub struct Organization {
     pub created_at: i64,
 }
 
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Clone)]
 #[graphql(name = "Team")]
 pub struct TeamObject {
     pub id: ID,
@@ -167,6 +216,7 @@ pub struct Tag {
 
 /// A virtual key; never its secret.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct VirtualKey {
     pub id: ID,
     pub team_id: ID,
@@ -223,6 +273,20 @@ impl From<KeyView> for VirtualKey {
     }
 }
 
+#[ComplexObject]
+impl VirtualKey {
+    /// The key's team (loaded once for all the keys of an answer).
+    async fn team(&self, ctx: &Context<'_>) -> Result<Option<TeamObject>, Error> {
+        let Ok(loader) = ctx.data::<DataLoader<TeamLoader>>() else {
+            return Err(crate::errors::graphql_error(AuthError::MissingToken));
+        };
+        loader
+            .load_one(self.team_id.to_string())
+            .await
+            .map_err(|err| (*err).clone())
+    }
+}
+
 /// A key just created or rotated, with its secret: shown this once.
 #[derive(SimpleObject)]
 pub struct IssuedVirtualKey {
@@ -258,6 +322,9 @@ pub struct Budget {
     /// Settled spend in the current period, USD (for a budget on each end user, the most
     /// any one spent). Requests in flight are not included.
     pub spent_usd: String,
+    /// Held by requests in flight in the current period, USD, until they settle (0 for a
+    /// budget on each end user: each end user's reservations are apart).
+    pub reserved_usd: String,
     /// What is left of the limit in the current period, USD, never below zero.
     pub remaining_usd: String,
     pub created_at: i64,
@@ -274,6 +341,16 @@ impl Budget {
             .map_err(|e| crate::errors::graphql_error(AuthError::Internal(e.to_string())))?;
         let spent_usd = spent.to_usd();
         let remaining = (budget.limit_usd - spent_usd).max(Decimal::ZERO);
+        let reserved_usd = match budget.budget_scope() {
+            BudgetScope::EveryUser => Decimal::ZERO,
+            _ => {
+                let counters = ctx.data_unchecked::<Arc<BudgetCounters>>();
+                let counter = counter_name(&budget.id, period_start, None);
+                // Counters are whole nanodollars.
+                let reserved = counters.read(&counter).await.map_or(0, |(_, r)| r.max(0));
+                Decimal::new(reserved, 9)
+            }
+        };
         Ok(Budget {
             id: ID(budget.id),
             scope: budget.scope,
@@ -283,6 +360,7 @@ impl Budget {
             thresholds: budget.thresholds,
             period_start,
             spent_usd: spent_usd.normalize().to_string(),
+            reserved_usd: reserved_usd.normalize().to_string(),
             remaining_usd: remaining.normalize().to_string(),
             created_at: budget.created_at,
             updated_at: budget.updated_at,
@@ -631,6 +709,18 @@ impl QueryRoot {
         Ok(models)
     }
 
+    /// Invitations not yet accepted, withdrawn or expired (admins).
+    async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<Invitation>, Error> {
+        let invitations = service(ctx).invitations(caller(ctx)?).await.or_graphql()?;
+        Ok(invitations.into_iter().map(Invitation::from).collect())
+    }
+
+    /// Admin API tokens: all of the organization's for admins, one's own otherwise.
+    async fn admin_tokens(&self, ctx: &Context<'_>) -> Result<Vec<AdminToken>, Error> {
+        let tokens = service(ctx).admin_tokens(caller(ctx)?).await.or_graphql()?;
+        Ok(tokens.into_iter().map(AdminToken::from).collect())
+    }
+
     /// The cache policy set at one level (not merged with the levels above).
     async fn cache_policy(
         &self,
@@ -649,6 +739,52 @@ pub struct MutationRoot;
 
 #[Object]
 impl MutationRoot {
+    /// Invites someone by email; the token in the answer is shown this once.
+    async fn invite_member(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        role: RoleName,
+    ) -> Result<IssuedInvitation, Error> {
+        let issued = service(ctx)
+            .invite(caller(ctx)?, &email, role.into())
+            .await
+            .or_graphql()?;
+        Ok(issued.into())
+    }
+
+    async fn revoke_invitation(&self, ctx: &Context<'_>, id: ID) -> Result<bool, Error> {
+        service(ctx)
+            .revoke_invitation(caller(ctx)?, &id)
+            .await
+            .or_graphql()?;
+        Ok(true)
+    }
+
+    /// A token for scripts, with a role no higher than the caller's; its secret is in the
+    /// answer and nowhere else, ever.
+    async fn create_admin_token(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        role: RoleName,
+        expires_at: Option<i64>,
+    ) -> Result<IssuedAdminToken, Error> {
+        let issued = service(ctx)
+            .create_admin_token(caller(ctx)?, &name, role.into(), expires_at)
+            .await
+            .or_graphql()?;
+        Ok(issued.into())
+    }
+
+    async fn revoke_admin_token(&self, ctx: &Context<'_>, id: ID) -> Result<AdminToken, Error> {
+        let token = service(ctx)
+            .revoke_admin_token(caller(ctx)?, &id)
+            .await
+            .or_graphql()?;
+        Ok(token.into())
+    }
+
     async fn create_team(&self, ctx: &Context<'_>, name: String) -> Result<TeamObject, Error> {
         let team = service(ctx)
             .create_team(caller(ctx)?, &name)

@@ -68,6 +68,12 @@ pub struct Figures {
     /// What cache hits would have cost upstream, USD, exact decimal.
     pub saved_usd: Option<String>,
     pub latency_ms_avg: Option<f64>,
+    /// Median time to the full answer, estimated from latency buckets (±20 %).
+    #[graphql(name = "latencyMsP50")]
+    pub latency_ms_p50: Option<f64>,
+    /// 95th percentile of the time to the full answer, estimated likewise.
+    #[graphql(name = "latencyMsP95")]
+    pub latency_ms_p95: Option<f64>,
 }
 
 fn usd(amount: Picodollars) -> String {
@@ -86,6 +92,8 @@ impl From<UsageFigures> for Figures {
             cached_tokens: figures.cached_tokens,
             saved_usd: figures.saved_pico.map(usd),
             latency_ms_avg: figures.latency_ms_avg,
+            latency_ms_p50: figures.latency_ms_p50,
+            latency_ms_p95: figures.latency_ms_p95,
         }
     }
 }

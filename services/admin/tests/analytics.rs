@@ -189,8 +189,17 @@ async fn totals_add_up_every_figure() {
         let groups = analytics::totals(&pool, &query(D0, D2, Bucket::Day))
             .await
             .unwrap();
+        // Latencies of 100, 200, 300 and 400 ms: percentiles estimated from the rollups'
+        // buckets, p50 at the top of the (135, 200] bucket, p95 within (300, 450].
+        let figures = groups[0].figures;
+        assert_eq!(figures.latency_ms_p50, Some(200.0));
+        let p95 = figures.latency_ms_p95.unwrap();
+        assert!((p95 - 420.0).abs() < 1e-6, "{p95}");
+        let mut without_percentiles = groups.clone();
+        without_percentiles[0].figures.latency_ms_p50 = None;
+        without_percentiles[0].figures.latency_ms_p95 = None;
         assert_eq!(
-            groups,
+            without_percentiles,
             [Group {
                 key: None,
                 figures: UsageFigures {
@@ -203,6 +212,8 @@ async fn totals_add_up_every_figure() {
                     cached_tokens: Some(10),
                     saved_pico: Some(Picodollars(7_000)),
                     latency_ms_avg: Some(250.0),
+                    latency_ms_p50: None,
+                    latency_ms_p95: None,
                 },
             }]
         );

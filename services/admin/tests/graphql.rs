@@ -29,6 +29,7 @@ type Call = Rc<
 struct Admin {
     call: Call,
     runtime: tollgate_auth::AuthRuntime,
+    budgets: std::sync::Arc<tollgate_billing::BudgetCounters>,
 }
 
 #[derive(Clone, Copy)]
@@ -53,7 +54,15 @@ impl Admin {
         let runtime = tollgate_auth::startup::start(&config, true).await.unwrap();
         let http = runtime.http.clone().unwrap();
         let catalog = std::sync::Arc::new(tollgate_common::PriceCatalog::built_in().unwrap());
-        let admin = configure(AdminHttp::new(http.service.clone(), catalog));
+        let budgets = std::sync::Arc::new(tollgate_billing::BudgetCounters::new(
+            None,
+            tollgate_billing::OnRedisFailure::Local,
+        ));
+        let admin = configure(AdminHttp::new(
+            http.service.clone(),
+            catalog,
+            budgets.clone(),
+        ));
         let app = Rc::new(
             web_test::init_service(
                 App::new()
@@ -71,7 +80,11 @@ impl Admin {
                     .map_into_boxed_body()
             })
         });
-        Admin { call, runtime }
+        Admin {
+            call,
+            runtime,
+            budgets,
+        }
     }
 
     async fn json(&self, req: web_test::TestRequest) -> Value {
@@ -464,6 +477,416 @@ async fn everything_is_scoped_to_the_callers_organization_and_role(db: Db) {
     );
 }
 
+/// Runs a REST call and returns (status, JSON body).
+async fn rest(admin: &Admin, req: web_test::TestRequest) -> (u16, Value) {
+    let response = (admin.call)(req).await;
+    let status = response.status().as_u16();
+    let body = web_test::read_body(response).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn invitations_and_admin_tokens_open_the_organization_to_the_right_people(db: Db) {
+    let admin = Admin::start(db).await;
+    let (_, org, owner) = admin.signup("inv-owner@example.com").await;
+    let (_, _, stranger) = admin.signup("inv-stranger@example.com").await;
+    let viewer = admin
+        .join(&org, "inv-viewer@example.com", Role::Viewer)
+        .await;
+    let org_admin = admin.join(&org, "inv-admin@example.com", Role::Admin).await;
+
+    // an owner invites a new person; the token is shown once, the list never has it
+    let issued = ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation { inviteMember(email: \"New.Person@example.com\", role: MEMBER) { token invitation { id email role expiresAt } } }",
+            json!({}),
+        )
+        .await)["inviteMember"]
+        .clone();
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let invitation = issued["invitation"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(issued["invitation"]["role"], "MEMBER");
+    let listed = ok(&admin
+        .gql(Some(&owner), "{ invitations { id email } }", json!({}))
+        .await)["invitations"]
+        .clone();
+    assert_eq!(listed[0]["id"], invitation.as_str());
+    assert!(!listed.to_string().contains(&token));
+
+    // who may invite: not viewers, not admins for owners, not outsiders for this invitation
+    for (who, document) in [
+        (
+            &viewer,
+            "mutation { inviteMember(email: \"x@example.com\", role: VIEWER) { token } }",
+        ),
+        (
+            &org_admin,
+            "mutation { inviteMember(email: \"x@example.com\", role: OWNER) { token } }",
+        ),
+        (&viewer, "{ invitations { id } }"),
+    ] {
+        let answer = admin.gql(Some(who), document, json!({})).await;
+        assert_eq!(code(&answer), Some("FORBIDDEN"), "{document}: {answer}");
+    }
+    let answer = admin
+        .gql(
+            Some(&stranger),
+            "mutation($i: ID!) { revokeInvitation(id: $i) }",
+            json!({"i": invitation}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("NOT_FOUND"));
+    assert_eq!(
+        ok(&admin
+            .gql(Some(&stranger), "{ invitations { id } }", json!({}))
+            .await)["invitations"],
+        json!([])
+    );
+    // inviting someone who is already a member
+    let answer = admin
+        .gql(
+            Some(&owner),
+            "mutation { inviteMember(email: \"inv-viewer@example.com\", role: ADMIN) { token } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("CONFLICT"), "{answer}");
+
+    // the link: previewed, then accepted once with a new password
+    let (status, preview) = rest(
+        &admin,
+        web_test::TestRequest::post()
+            .uri("/auth/invitations/preview")
+            .set_json(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["email"], "New.Person@example.com");
+    assert_eq!(preview["organization"]["id"], org.as_str());
+    assert_eq!(preview["existing_user"], false);
+    let (status, weak) = rest(
+        &admin,
+        web_test::TestRequest::post()
+            .uri("/auth/invitations/accept")
+            .set_json(json!({"token": token, "password": "short"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(weak["error"]["param"], "password");
+    let (status, session) = rest(
+        &admin,
+        web_test::TestRequest::post()
+            .uri("/auth/invitations/accept")
+            .set_json(json!({"token": token, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "{session}");
+    let newcomer = session["access_token"].as_str().unwrap().to_owned();
+    let me = ok(&admin
+        .gql(
+            Some(&newcomer),
+            "{ viewer { email role organization { id } } }",
+            json!({}),
+        )
+        .await)["viewer"]
+        .clone();
+    assert_eq!(me["role"], "MEMBER");
+    assert_eq!(me["organization"]["id"], org.as_str());
+    let (status, _) = rest(
+        &admin,
+        web_test::TestRequest::post()
+            .uri("/auth/invitations/accept")
+            .set_json(json!({"token": token, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 404, "a link works once");
+    for bad in ["", "not a token", &"x".repeat(5000)] {
+        let (status, body) = rest(
+            &admin,
+            web_test::TestRequest::post()
+                .uri("/auth/invitations/preview")
+                .set_json(json!({"token": bad})),
+        )
+        .await;
+        assert_eq!(status, 404, "{body}");
+    }
+
+    // an existing account joins with its own password; a wrong one is refused
+    let token = ok(&admin
+        .gql(Some(&owner), "mutation { inviteMember(email: \"inv-stranger@example.com\", role: VIEWER) { token } }", json!({}))
+        .await)["inviteMember"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = rest(
+        &admin,
+        web_test::TestRequest::post()
+            .uri("/auth/invitations/accept")
+            .set_json(json!({"token": token, "password": "a wrong passphrase here"})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = rest(
+        &admin,
+        web_test::TestRequest::post()
+            .uri("/auth/invitations/accept")
+            .set_json(json!({"token": token, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ok(&admin
+            .gql(Some(&owner), "{ members { email } }", json!({}))
+            .await)["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    // a withdrawn invitation no longer opens anything
+    let issued = ok(&admin
+        .gql(Some(&owner), "mutation { inviteMember(email: \"late@example.com\", role: VIEWER) { token invitation { id } } }", json!({}))
+        .await)["inviteMember"]
+        .clone();
+    assert_eq!(
+        ok(&admin
+            .gql(
+                Some(&org_admin),
+                "mutation($i: ID!) { revokeInvitation(id: $i) }",
+                json!({"i": issued["invitation"]["id"]})
+            )
+            .await)["revokeInvitation"],
+        true
+    );
+    let (status, _) = rest(
+        &admin,
+        web_test::TestRequest::post()
+            .uri("/auth/invitations/preview")
+            .set_json(json!({"token": issued["token"]})),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // admin tokens: a script acts with the token's role, never more than its creator's
+    let issued = ok(&admin
+        .gql(Some(&owner), "mutation { createAdminToken(name: \"ci\", role: ADMIN) { secret token { id role displayPrefix } } }", json!({}))
+        .await)["createAdminToken"]
+        .clone();
+    let script = issued["secret"].as_str().unwrap().to_owned();
+    let script_id = issued["token"]["id"].as_str().unwrap().to_owned();
+    assert!(script.starts_with(issued["token"]["displayPrefix"].as_str().unwrap()));
+    assert_eq!(
+        ok(&admin
+            .gql(
+                Some(&script),
+                "mutation { createTeam(name: \"from-script\") { name } }",
+                json!({})
+            )
+            .await)["createTeam"]["name"],
+        "from-script"
+    );
+    let (status, teams) = rest(
+        &admin,
+        web_test::TestRequest::get()
+            .uri("/auth/teams")
+            .insert_header(("authorization", format!("Bearer {script}"))),
+    )
+    .await;
+    assert_eq!(status, 200, "admin tokens open the REST API too");
+    assert_eq!(teams["data"].as_array().unwrap().len(), 2);
+    let listed = ok(&admin
+        .gql(Some(&owner), "{ adminTokens { id lastUsedAt } }", json!({}))
+        .await)["adminTokens"]
+        .clone();
+    assert!(listed[0]["lastUsedAt"].is_i64());
+    assert!(!listed.to_string().contains(&script));
+
+    let read_only = ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation { createAdminToken(name: \"reports\", role: VIEWER) { secret } }",
+            json!({}),
+        )
+        .await)["createAdminToken"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = admin
+        .gql(
+            Some(&read_only),
+            "mutation { createTeam(name: \"nope\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("FORBIDDEN"));
+    assert!(
+        ok(&admin
+            .gql(Some(&read_only), "{ teams { id } }", json!({}))
+            .await)["teams"]
+            .is_array()
+    );
+
+    for (who, document) in [
+        (
+            &viewer,
+            "mutation { createAdminToken(name: \"up\", role: ADMIN) { secret } }",
+        ),
+        (
+            &viewer,
+            "mutation($i: ID!) { revokeAdminToken(id: $i) { id } }",
+        ),
+    ] {
+        let answer = admin
+            .gql(Some(who), document, json!({"i": script_id}))
+            .await;
+        assert_eq!(code(&answer), Some("FORBIDDEN"), "{document}: {answer}");
+    }
+    let answer = admin
+        .gql(
+            Some(&stranger),
+            "mutation($i: ID!) { revokeAdminToken(id: $i) { id } }",
+            json!({"i": script_id}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("NOT_FOUND"));
+    let answer = admin
+        .gql(Some(&owner), "mutation { createAdminToken(name: \"old\", role: VIEWER, expiresAt: 1000) { secret } }", json!({}))
+        .await;
+    assert_eq!(code(&answer), Some("BAD_USER_INPUT"));
+
+    // a token made by an admin who then leaves stops working
+    let admins_token = ok(&admin
+        .gql(
+            Some(&org_admin),
+            "mutation { createAdminToken(name: \"mine\", role: ADMIN) { secret } }",
+            json!({}),
+        )
+        .await)["createAdminToken"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        admin
+            .gql(Some(&admins_token), "{ teams { id } }", json!({}))
+            .await
+            .get("errors")
+            .is_none()
+    );
+    let admin_id = ok(&admin
+        .gql(Some(&org_admin), "{ viewer { userId } }", json!({}))
+        .await)["viewer"]["userId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation($u: ID!) { removeMember(userId: $u) }",
+            json!({"u": admin_id}),
+        )
+        .await);
+    let answer = admin
+        .gql(Some(&admins_token), "{ teams { id } }", json!({}))
+        .await;
+    assert_eq!(code(&answer), Some("UNAUTHENTICATED"));
+
+    // revoked: refused at once
+    let revoked = ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation($i: ID!) { revokeAdminToken(id: $i) { revokedAt } }",
+            json!({"i": script_id}),
+        )
+        .await)["revokeAdminToken"]
+        .clone();
+    assert!(revoked["revokedAt"].is_i64());
+    let answer = admin
+        .gql(Some(&script), "{ teams { id } }", json!({}))
+        .await;
+    assert_eq!(code(&answer), Some("UNAUTHENTICATED"));
+}
+
+async fn keys_name_their_team_and_budgets_show_reservations(db: Db) {
+    let admin = Admin::start(db).await;
+    let (_, _, owner) = admin.signup("loader@example.com").await;
+    for name in ["alpha", "beta"] {
+        let team = ok(&admin
+            .gql(
+                Some(&owner),
+                "mutation($n: String!) { createTeam(name: $n) { id } }",
+                json!({"n": name}),
+            )
+            .await)["createTeam"]["id"]
+            .clone();
+        for _ in 0..3 {
+            ok(&admin
+                .gql(
+                    Some(&owner),
+                    "mutation($t: ID) { createKey(input: {teamId: $t}) { secret } }",
+                    json!({"t": team}),
+                )
+                .await);
+        }
+    }
+    let keys = ok(&admin
+        .gql(
+            Some(&owner),
+            "{ keys { teamId team { id name } } }",
+            json!({}),
+        )
+        .await)["keys"]
+        .clone();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 7);
+    for key in keys {
+        assert_eq!(key["team"]["id"], key["teamId"], "{key}");
+    }
+    assert_eq!(
+        keys.iter().filter(|k| k["team"]["name"] == "alpha").count(),
+        3
+    );
+
+    let budget = ok(&admin
+        .gql(Some(&owner), "mutation { createBudget(input: {scope: \"organization\", period: \"monthly\", limitUsd: \"1\"}) { id periodStart reservedUsd remainingUsd } }", json!({}))
+        .await)["createBudget"]
+        .clone();
+    assert_eq!(budget["reservedUsd"], "0");
+    // a request in flight holds 0.0015 USD (1,500,000 nanodollars) of it
+    let counter = tollgate_billing::budgets::counter_name(
+        budget["id"].as_str().unwrap(),
+        budget["periodStart"].as_i64().unwrap(),
+        None,
+    );
+    let reservation = admin
+        .budgets
+        .reserve(
+            &[tollgate_billing::Charge {
+                counter,
+                limit: 1_000_000_000,
+                baseline: 0,
+                ttl_secs: None,
+            }],
+            1_500_000,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        reservation,
+        tollgate_billing::budgets::Reservation::Admitted(_)
+    ));
+    let listed = ok(&admin
+        .gql(
+            Some(&owner),
+            "{ budgets { reservedUsd spentUsd } }",
+            json!({}),
+        )
+        .await)["budgets"][0]
+        .clone();
+    assert_eq!(listed["reservedUsd"], "0.0015");
+    assert_eq!(listed["spentUsd"], "0");
+}
+
 async fn hostile_queries_are_refused(db: Db) {
     let admin = Admin::start(db).await;
     let (_, _, owner) = admin.signup("gql-hostile@example.com").await;
@@ -789,6 +1212,8 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    invitations_and_admin_tokens_open_the_organization_to_the_right_people,
+    keys_name_their_team_and_budgets_show_reservations,
     everything_is_scoped_to_the_callers_organization_and_role,
     usage_is_read_from_the_callers_organization_only,
     the_request_log_pages_and_filters_within_the_organization,

@@ -15,8 +15,8 @@ use tollgate_common::{CachePolicy, KeyId, Secret};
 use crate::error::AuthError;
 use crate::roles::Role;
 use crate::service::{
-    Actor, AlertWebhookRequest, AuthService, BudgetPatch, BudgetSpec, Caller, KeyPatch, KeySpec,
-    LoginRequest, PolicyTarget, RotateRequest, SignupRequest,
+    AcceptInvitation, Actor, AlertWebhookRequest, AuthService, BudgetPatch, BudgetSpec, Caller,
+    KeyPatch, KeySpec, LoginRequest, PolicyTarget, RotateRequest, SignupRequest,
 };
 use crate::store::{RatePair, TeamLimits};
 
@@ -133,11 +133,128 @@ pub fn configure(
                         .route(web::put().to(set_alert_webhook)),
                 )
                 .service(resource("/audit").route(web::get().to(audit)))
+                .service(
+                    resource("/invitations")
+                        .route(web::get().to(list_invitations))
+                        .route(web::post().to(invite)),
+                )
+                .service(resource("/invitations/preview").route(web::post().to(preview_invitation)))
+                .service(resource("/invitations/accept").route(web::post().to(accept_invitation)))
+                .service(
+                    resource("/invitations/{invitation}")
+                        .route(web::delete().to(revoke_invitation)),
+                )
+                .service(
+                    resource("/admin-tokens")
+                        .route(web::get().to(list_admin_tokens))
+                        .route(web::post().to(create_admin_token)),
+                )
+                .service(
+                    resource("/admin-tokens/{token}").route(web::delete().to(revoke_admin_token)),
+                )
                 .service(internal("/internal/keys/lookup").route(web::post().to(internal_lookup)))
                 .service(internal("/internal/keys/touch").route(web::post().to(internal_touch)))
                 .default_service(web::to(not_found)),
         );
     }
+}
+
+// ---- invitations and admin tokens ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InviteBody {
+    email: String,
+    role: Role,
+}
+
+async fn invite(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let body: InviteBody = json_body(&req, payload).await?;
+    let issued = state
+        .service
+        .invite(&caller, &body.email, body.role)
+        .await?;
+    Ok(HttpResponse::Created().json(issued))
+}
+
+async fn list_invitations(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(json!({"data": state.service.invitations(&caller).await?}))
+}
+
+async fn revoke_invitation(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    state.service.revoke_invitation(&caller, &path).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    token: String,
+}
+
+async fn preview_invitation(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let body: TokenBody = json_body(&req, payload).await?;
+    ok(state.service.preview_invitation(&body.token).await?)
+}
+
+async fn accept_invitation(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let body: AcceptInvitation = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .accept_invitation(body, client_ip(&req).as_deref())
+        .await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminTokenBody {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    expires_at: Option<i64>,
+}
+
+async fn create_admin_token(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    let body: AdminTokenBody = json_body(&req, payload).await?;
+    let issued = state
+        .service
+        .create_admin_token(&caller, &body.name, body.role, body.expires_at)
+        .await?;
+    Ok(HttpResponse::Created().json(issued))
+}
+
+async fn list_admin_tokens(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(json!({"data": state.service.admin_tokens(&caller).await?}))
+}
+
+async fn revoke_admin_token(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let caller = caller(&req, &state).await?;
+    ok(state.service.revoke_admin_token(&caller, &path).await?)
 }
 
 /// Reads and parses a JSON body, with OpenAI-shaped errors for every way it can be wrong.

@@ -32,6 +32,20 @@ pub fn generate_key() -> GeneratedKey {
     }
 }
 
+/// Every admin API token starts with this, so that it is never mistaken for a virtual key
+/// or an access token.
+pub const ADMIN_TOKEN_PREFIX: &str = "tga-";
+
+/// A new admin API token: `tga-` and 256 random bits, with its hash and display prefix.
+pub fn generate_admin_token() -> GeneratedKey {
+    let secret = format!("{ADMIN_TOKEN_PREFIX}{}", random_token());
+    GeneratedKey {
+        hash: hash_token(&secret),
+        display_prefix: secret[..ADMIN_TOKEN_PREFIX.len() + 8].to_owned(),
+        secret,
+    }
+}
+
 /// 256 random bits from the thread's CSPRNG (ChaCha, seeded by the OS), base64url.
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];

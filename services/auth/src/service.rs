@@ -24,6 +24,10 @@ use crate::store::{
 };
 use crate::throttle::LoginThrottle;
 
+mod access;
+
+pub use access::{AcceptInvitation, InvitationPreview, IssuedAdminToken, IssuedInvitation};
+
 /// Where a cache policy is read or set, as the caller names it (ids from the URL).
 #[derive(Debug, Clone, Copy)]
 pub enum PolicyTarget<'a> {
@@ -431,8 +435,12 @@ impl AuthService {
         Ok(())
     }
 
-    /// The caller behind an access token: valid signature, live session, still a member.
+    /// The caller behind an access token (valid signature, live session, still a member) or
+    /// behind an admin API token.
     pub async fn caller(&self, access_token: &str) -> Result<Caller, AuthError> {
+        if access_token.starts_with(crate::secrets::ADMIN_TOKEN_PREFIX) {
+            return self.admin_token_caller(access_token).await;
+        }
         let claims = self.tokens.verify(access_token)?;
         if !self.store.refresh_family_active(&claims.sid).await? {
             return Err(AuthError::Token(crate::sessions::TokenError::Invalid));

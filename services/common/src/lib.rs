@@ -7,6 +7,7 @@ pub mod caller;
 pub mod catalog;
 pub mod config;
 pub mod ids;
+pub mod latency;
 pub mod money;
 pub mod telemetry;
 
@@ -16,6 +17,7 @@ pub use caller::{KeyContext, ModelAllowList, RateLimits};
 pub use catalog::{ModelPrice, PriceCatalog, TokenUsage};
 pub use config::{Config, ConfigError, ConfigProblem, ProviderKind, Secret};
 pub use ids::{KeyId, OrgId, TeamId, UserId};
+pub use latency::LatencyHistogram;
 pub use money::Picodollars;
 
 /// Current time in Unix milliseconds (0 before 1970, saturating far in the future).

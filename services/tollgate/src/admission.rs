@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use async_trait::async_trait;
 use rust_decimal::Decimal;
-use tollgate_billing::budgets::Reservation as BudgetReservation;
+use tollgate_billing::budgets::{Reservation as BudgetReservation, counter_name};
 use tollgate_billing::{
     Bucket, BudgetCounters, BudgetError, Charge, Counted, Decision, LimitError, RateLimiter,
 };
@@ -100,12 +100,11 @@ fn budget_charges(ctx: &RequestContext, now_ms: i64) -> Vec<(Charge, &BudgetRule
         .filter(|rule| rule.applies_to(end_user))
         .map(|rule| {
             let start = rule.period.start(now_ms);
-            let counter = match (&rule.scope, end_user) {
-                (BudgetScope::EveryUser, Some(user)) => {
-                    format!("tollgate:budget:{}:{start}:user:{user}", rule.id)
-                }
-                _ => format!("tollgate:budget:{}:{start}", rule.id),
+            let per_user = match (&rule.scope, end_user) {
+                (BudgetScope::EveryUser, Some(user)) => Some(user),
+                _ => None,
             };
+            let counter = counter_name(&rule.id, start, per_user);
             let limit = Picodollars::from_usd(rule.limit_usd).unwrap_or(Picodollars(i64::MAX));
             let charge = Charge {
                 counter,

@@ -285,7 +285,11 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         metering::start_billing(&config, &parts)?;
         let mut stages = Stages {
             authenticate: Arc::new(VirtualKeyAuthentication::new(auth.keys.clone())),
-            admit: Arc::new(Admission::new(limiter, budgets, config.limits.clone())),
+            admit: Arc::new(Admission::new(
+                limiter,
+                budgets.clone(),
+                config.limits.clone(),
+            )),
             meter: usage.meter,
             ..Stages::default()
         };
@@ -298,11 +302,13 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
                 let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
                     http.service.clone(),
                     admin_catalog(&config)?,
+                    budgets,
                 ));
                 let auth = tollgate_auth::http::configure(http);
                 tollgate_gateway::start_with(&config, gateway, move |cfg| {
                     auth(cfg);
                     admin(cfg);
+                    tollgate_admin::dashboard::configure(cfg);
                 })?
             }
             None => tollgate_gateway::start(&config, gateway)?,
@@ -337,9 +343,17 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
     let auth = tollgate_auth::startup::start(config, true).await?;
     let http = auth.http.context("the auth service did not start")?;
     let store = web::Data::new(http.service.store().clone());
+    // Reservations of requests in flight, for budget figures: in Redis, where the gateways
+    // keep them.
+    let on_failure = match config.limits.on_redis_failure {
+        RedisFailurePolicy::Local => OnRedisFailure::Local,
+        RedisFailurePolicy::Reject => OnRedisFailure::Reject,
+    };
+    let budgets = Arc::new(BudgetCounters::new(auth.redis.clone(), on_failure));
     let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
         http.service.clone(),
         admin_catalog(config)?,
+        budgets,
     ));
     let routes = tollgate_auth::http::configure(http);
     let mut server = HttpServer::new(move || {
@@ -347,6 +361,7 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
             .app_data(store.clone())
             .configure(routes.clone())
             .configure(admin.clone())
+            .configure(tollgate_admin::dashboard::configure)
             .configure(health_routes)
     })
     .tcp_nodelay(true);

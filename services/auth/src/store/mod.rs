@@ -6,9 +6,11 @@
 //! that reads tenant data takes the caller's [`OrgId`] and filters on it; the one exception is
 //! [`AuthStore::key_by_hash`], where the presented secret itself selects the row.
 
+mod admin_tokens;
 mod audit;
 mod budgets;
 mod cache_policy;
+mod invitations;
 mod keys;
 mod limits;
 pub mod scratch;
@@ -24,9 +26,11 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
+pub use admin_tokens::{AdminTokenRecord, NewAdminToken};
 pub use audit::{AuditEntry, AuditRecord};
 pub use budgets::{BudgetRecord, DEFAULT_THRESHOLDS, NewBudget};
 pub use cache_policy::PolicyLevel;
+pub use invitations::{InvitationRecord, Invitee};
 pub use keys::{KeyChanges, KeyRecord, KeyStatus, NewKey, VerifiedKey};
 pub use limits::{RatePair, TeamLimits};
 pub use sessions::{RefreshOutcome, RefreshRecord};

@@ -640,7 +640,7 @@ impl AuthStore {
     }
 }
 
-async fn add_org_member(
+pub(super) async fn add_org_member(
     conn: &mut AnyConnection,
     org: OrgId,
     user: UserId,

@@ -28,6 +28,15 @@ pub use self::local::LocalCounters;
 pub use self::redis::RedisCounters;
 use crate::fallback::{Counted, OnRedisFailure, RedisFallback};
 
+/// The counter of one budget period: of the budget as a whole, or of one end user for a budget
+/// on each end user.
+pub fn counter_name(budget_id: &str, period_start_ms: i64, end_user: Option<&str>) -> String {
+    match end_user {
+        Some(user) => format!("tollgate:budget:{budget_id}:{period_start_ms}:user:{user}"),
+        None => format!("tollgate:budget:{budget_id}:{period_start_ms}"),
+    }
+}
+
 /// One budget a request is charged against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Charge {

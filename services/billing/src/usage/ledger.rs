@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::{AnyPool, Row};
+use tollgate_common::LatencyHistogram;
+use tollgate_common::latency::{LATENCY_BUCKETS, latency_column};
 
 use super::{UsageRecord, UsageSink};
 use crate::alerts::BudgetAlerts;
@@ -72,6 +74,7 @@ struct Totals {
     cost_pico: i64,
     saved_pico: i64,
     latency_ms: i64,
+    latency: LatencyHistogram,
 }
 
 impl Totals {
@@ -85,6 +88,7 @@ impl Totals {
         self.cost_pico += record.cost_pico.unwrap_or(0);
         self.saved_pico += record.saved_pico.unwrap_or(0);
         self.latency_ms += to_i64(record.latency_ms);
+        self.latency.record(record.latency_ms);
     }
 }
 
@@ -267,46 +271,80 @@ fn totals(records: &[UsageRecord]) -> (BTreeMap<RollupKey, Totals>, BTreeMap<Tag
     (rollups, tags)
 }
 
+/// The rollup upsert: every total, and each latency bucket, added to the row's.
+static UPSERT_ROLLUP: std::sync::LazyLock<String> = std::sync::LazyLock::new(upsert_rollup_sql);
+
+fn upsert_rollup_sql() -> String {
+    let mut columns: Vec<String> = [
+        "granularity",
+        "bucket_start",
+        "org_id",
+        "team_id",
+        "key_id",
+        "end_user",
+        "model",
+        "provider",
+    ]
+    .map(String::from)
+    .to_vec();
+    let summed: Vec<String> = [
+        "requests",
+        "errors",
+        "cache_hits",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cost_pico",
+        "saved_pico",
+        "latency_ms_sum",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain((0..LATENCY_BUCKETS).map(latency_column))
+    .collect();
+    columns.extend(summed.iter().cloned());
+    let params: Vec<String> = (1..=columns.len()).map(|c| format!("${c}")).collect();
+    let updates: Vec<String> = summed
+        .iter()
+        .map(|c| format!("{c} = usage_rollups.{c} + excluded.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO usage_rollups ({}) VALUES ({}) ON CONFLICT \
+         (granularity, org_id, bucket_start, team_id, key_id, end_user, model, provider) \
+         DO UPDATE SET {}",
+        columns.join(", "),
+        params.join(", "),
+        updates.join(", ")
+    )
+}
+
 async fn add_rollup(
     tx: &mut sqlx::AnyConnection,
     key: RollupKey,
     t: Totals,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO usage_rollups (granularity, bucket_start, org_id, team_id, key_id, end_user, \
-         model, provider, requests, errors, cache_hits, input_tokens, output_tokens, \
-         cached_tokens, cost_pico, saved_pico, latency_ms_sum) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (granularity, org_id, bucket_start, team_id, key_id, end_user, model, provider) \
-         DO UPDATE SET requests = usage_rollups.requests + excluded.requests, \
-         errors = usage_rollups.errors + excluded.errors, \
-         cache_hits = usage_rollups.cache_hits + excluded.cache_hits, \
-         input_tokens = usage_rollups.input_tokens + excluded.input_tokens, \
-         output_tokens = usage_rollups.output_tokens + excluded.output_tokens, \
-         cached_tokens = usage_rollups.cached_tokens + excluded.cached_tokens, \
-         cost_pico = usage_rollups.cost_pico + excluded.cost_pico, \
-         saved_pico = usage_rollups.saved_pico + excluded.saved_pico, \
-         latency_ms_sum = usage_rollups.latency_ms_sum + excluded.latency_ms_sum",
-    )
-    .bind(key.0)
-    .bind(key.1)
-    .bind(key.2)
-    .bind(key.3)
-    .bind(key.4)
-    .bind(key.5)
-    .bind(key.6)
-    .bind(key.7)
-    .bind(t.requests)
-    .bind(t.errors)
-    .bind(t.cache_hits)
-    .bind(t.input_tokens)
-    .bind(t.output_tokens)
-    .bind(t.cached_tokens)
-    .bind(t.cost_pico)
-    .bind(t.saved_pico)
-    .bind(t.latency_ms)
-    .execute(&mut *tx)
-    .await?;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(UPSERT_ROLLUP.as_str()))
+        .bind(key.0)
+        .bind(key.1)
+        .bind(key.2)
+        .bind(key.3)
+        .bind(key.4)
+        .bind(key.5)
+        .bind(key.6)
+        .bind(key.7)
+        .bind(t.requests)
+        .bind(t.errors)
+        .bind(t.cache_hits)
+        .bind(t.input_tokens)
+        .bind(t.output_tokens)
+        .bind(t.cached_tokens)
+        .bind(t.cost_pico)
+        .bind(t.saved_pico)
+        .bind(t.latency_ms);
+    for count in t.latency.0 {
+        query = query.bind(count);
+    }
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 

@@ -1,0 +1,287 @@
+//! Ways into an organization besides sign-up: invitations for people, admin API tokens for
+//! scripts.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AuthError, AuthService, Caller, TokenPair, now_ms, password_problem, validate_email,
+    validate_name,
+};
+use crate::roles::Role;
+use crate::secrets::{generate_admin_token, hash_token, random_token};
+use crate::store::{AdminTokenRecord, InvitationRecord, Invitee, NewAdminToken, Organization};
+
+/// How long an invitation can be accepted.
+const INVITATION_TTL_MS: i64 = 7 * 24 * 3_600_000;
+
+/// A new invitation and its token, which is shown this once.
+#[derive(Debug, Serialize)]
+pub struct IssuedInvitation {
+    /// Goes in the link sent to the invitee; cannot be read again.
+    pub token: String,
+    #[serde(flatten)]
+    pub invitation: InvitationRecord,
+}
+
+/// What an invitation link offers, before it is accepted.
+#[derive(Debug, Serialize)]
+pub struct InvitationPreview {
+    pub email: String,
+    pub organization: Organization,
+    pub role: Role,
+    /// Whether the email has an account already (accepting then needs its password).
+    pub existing_user: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitation {
+    pub token: String,
+    /// The new account's password, or the existing account's.
+    pub password: String,
+}
+
+/// A new admin API token and its secret, which is shown this once.
+#[derive(Debug, Serialize)]
+pub struct IssuedAdminToken {
+    pub secret: String,
+    #[serde(flatten)]
+    pub token: AdminTokenRecord,
+}
+
+/// Invitation tokens are base64url of 32 random bytes; anything else is refused unread.
+fn looks_like_invitation_token(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl AuthService {
+    /// Invites `email` to the caller's organization with `role`. Admins invite up to admin;
+    /// only owners invite owners.
+    pub async fn invite(
+        &self,
+        caller: &Caller,
+        email: &str,
+        role: Role,
+    ) -> Result<IssuedInvitation, AuthError> {
+        caller.require(Role::Admin, "invite members")?;
+        if role == Role::Owner && caller.role != Role::Owner {
+            return Err(AuthError::Forbidden(
+                "Only an owner can invite an owner.".into(),
+            ));
+        }
+        let email = validate_email(email)?;
+        if let Some((user, _)) = self.store.credentials(&email).await?
+            && self.store.org_role(caller.org, user).await?.is_some()
+        {
+            return Err(AuthError::Conflict(format!(
+                "{email} is already a member of this organization."
+            )));
+        }
+        let token = random_token();
+        let invitation = self
+            .store
+            .create_invitation(
+                caller.org,
+                &email,
+                role,
+                &hash_token(&token),
+                caller.user,
+                now_ms() + INVITATION_TTL_MS,
+            )
+            .await?;
+        Ok(IssuedInvitation { token, invitation })
+    }
+
+    /// The organization's invitations still open.
+    pub async fn invitations(&self, caller: &Caller) -> Result<Vec<InvitationRecord>, AuthError> {
+        caller.require(Role::Admin, "see invitations")?;
+        Ok(self.store.pending_invitations(caller.org).await?)
+    }
+
+    pub async fn revoke_invitation(&self, caller: &Caller, id: &str) -> Result<(), AuthError> {
+        caller.require(Role::Admin, "withdraw invitations")?;
+        if self
+            .store
+            .revoke_invitation(caller.org, id, &caller.actor())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(AuthError::NotFound("invitation"))
+        }
+    }
+
+    /// What an invitation link is for; an unknown, used, withdrawn or expired token is
+    /// "not found" alike.
+    pub async fn preview_invitation(&self, token: &str) -> Result<InvitationPreview, AuthError> {
+        if !looks_like_invitation_token(token) {
+            return Err(AuthError::NotFound("invitation"));
+        }
+        let (invitation, organization) = self
+            .store
+            .invitation_by_token(&hash_token(token))
+            .await?
+            .ok_or(AuthError::NotFound("invitation"))?;
+        let existing_user = self.store.credentials(&invitation.email).await?.is_some();
+        Ok(InvitationPreview {
+            email: invitation.email,
+            organization,
+            role: invitation.role,
+            existing_user,
+        })
+    }
+
+    /// Accepts an invitation: a new account with the invitation's email and this password,
+    /// or, for an email that has one, that account after checking its password. Starts a
+    /// session in the organization.
+    pub async fn accept_invitation(
+        &self,
+        request: AcceptInvitation,
+        ip: Option<&str>,
+    ) -> Result<TokenPair, AuthError> {
+        if !looks_like_invitation_token(&request.token) || request.password.len() > 1024 {
+            return Err(AuthError::NotFound("invitation"));
+        }
+        let token_hash = hash_token(&request.token);
+        let (invitation, _) = self
+            .store
+            .invitation_by_token(&token_hash)
+            .await?
+            .ok_or(AuthError::NotFound("invitation"))?;
+        let email = invitation.email.trim().to_lowercase();
+        self.throttle
+            .check(&email, ip)
+            .await
+            .map_err(AuthError::Throttled)?;
+        let credentials = self.store.credentials(&email).await?;
+        let password = request.password;
+        let accepted = match credentials {
+            Some((user, phc)) => {
+                let matches = self
+                    .with_argon2(move |passwords| passwords.verify(&password, &phc))
+                    .await?;
+                if !matches {
+                    self.throttle.failed(&email, ip).await;
+                    return Err(AuthError::BadCredentials);
+                }
+                self.throttle.succeeded(&email).await;
+                self.store
+                    .accept_invitation(&token_hash, Invitee::Existing(user))
+                    .await
+            }
+            None => {
+                if let Some(problem) = password_problem(&password, &email) {
+                    return Err(AuthError::invalid("password", problem));
+                }
+                let password_hash = self.hash_password(password).await?;
+                self.store
+                    .accept_invitation(
+                        &token_hash,
+                        Invitee::New {
+                            password_hash: &password_hash,
+                        },
+                    )
+                    .await
+            }
+        };
+        let (user, org) = accepted?.ok_or(AuthError::NotFound("invitation"))?;
+        self.start_session(user, org).await
+    }
+
+    // ---- admin API tokens ----
+
+    /// A token for scripts, acting with `role` (at most the caller's own) until `expires_at`.
+    pub async fn create_admin_token(
+        &self,
+        caller: &Caller,
+        name: &str,
+        role: Role,
+        expires_at: Option<i64>,
+    ) -> Result<IssuedAdminToken, AuthError> {
+        let name = validate_name("name", name)?;
+        if !caller.role.at_least(role) {
+            return Err(AuthError::Forbidden(format!(
+                "A token cannot have more power than its creator: your role is {}.",
+                caller.role
+            )));
+        }
+        if let Some(at) = expires_at
+            && at <= now_ms()
+        {
+            return Err(AuthError::invalid(
+                "expires_at",
+                "`expires_at` must be in the future.",
+            ));
+        }
+        let generated = generate_admin_token();
+        let token = self
+            .store
+            .create_admin_token(
+                caller.org,
+                caller.user,
+                NewAdminToken {
+                    name: &name,
+                    role,
+                    token_hash: &generated.hash,
+                    display_prefix: &generated.display_prefix,
+                    expires_at,
+                },
+            )
+            .await?;
+        Ok(IssuedAdminToken {
+            secret: generated.secret,
+            token,
+        })
+    }
+
+    /// Admins see every token of the organization; others see their own.
+    pub async fn admin_tokens(&self, caller: &Caller) -> Result<Vec<AdminTokenRecord>, AuthError> {
+        let only = (!caller.role.at_least(Role::Admin)).then_some(caller.user);
+        Ok(self.store.admin_tokens(caller.org, only).await?)
+    }
+
+    /// Revokes a token: the caller's own, or any of the organization's for an admin.
+    pub async fn revoke_admin_token(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<AdminTokenRecord, AuthError> {
+        let token = self
+            .store
+            .admin_token(caller.org, id)
+            .await?
+            .ok_or(AuthError::NotFound("admin token"))?;
+        if token.created_by != caller.user {
+            caller.require(Role::Admin, "revoke other people's tokens")?;
+        }
+        self.store
+            .revoke_admin_token(caller.org, id, &caller.actor())
+            .await?
+            .ok_or(AuthError::NotFound("admin token"))
+    }
+
+    /// The caller behind an admin token: its creator, with the lesser of the token's role and
+    /// the creator's current one (a creator who left the organization takes the token's power
+    /// with them).
+    pub(super) async fn admin_token_caller(&self, secret: &str) -> Result<Caller, AuthError> {
+        let invalid = || AuthError::Token(crate::sessions::TokenError::Invalid);
+        let token = self
+            .store
+            .admin_token_by_hash(&hash_token(secret))
+            .await?
+            .ok_or_else(invalid)?;
+        let creator_role = self
+            .store
+            .org_role(token.org_id, token.created_by)
+            .await?
+            .ok_or_else(invalid)?;
+        Ok(Caller {
+            user: token.created_by,
+            org: token.org_id,
+            role: token.role.min(creator_role),
+        })
+    }
+}
