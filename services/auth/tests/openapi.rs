@@ -13,7 +13,7 @@ use actix_web::{App, test};
 use tollgate_common::{Config, Secret};
 
 /// The paths `tollgate_auth::http::configure` serves, in its order.
-const SERVED: [&str; 26] = [
+const SERVED: [&str; 32] = [
     "/auth/signup",
     "/auth/login",
     "/auth/refresh",
@@ -38,6 +38,12 @@ const SERVED: [&str; 26] = [
     "/auth/budgets/{budget}",
     "/auth/alerts/webhook",
     "/auth/audit",
+    "/auth/invitations",
+    "/auth/invitations/preview",
+    "/auth/invitations/accept",
+    "/auth/invitations/{invitation}",
+    "/auth/admin-tokens",
+    "/auth/admin-tokens/{token}",
     "/auth/internal/keys/lookup",
     "/auth/internal/keys/touch",
 ];
