@@ -47,7 +47,7 @@ pub struct RequestRecord {
     pub user_id: Option<String>,
     pub end_user: Option<String>,
     pub tags: Vec<Tag>,
-    /// `chat_completions` or `embeddings`.
+    /// `chat` or `embeddings`.
     pub endpoint: String,
     pub requested_model: String,
     pub provider: Option<String>,
@@ -183,10 +183,8 @@ pub async fn page(
     next += 1;
     numbers.push((next, limit + 1));
     let sql = format!(
-        "SELECT event_id, request_id, time, team_id, key_id, user_id, end_user, tags, endpoint, \
-         requested_model, provider, provider_model, input_tokens, output_tokens, cached_tokens, \
-         usage_estimated, cost_pico, saved_pico, latency_ms, ttft_ms, status, error, cache, \
-         attempts, stream FROM usage_events WHERE {} ORDER BY time DESC, event_id DESC LIMIT ${next}",
+        "SELECT {RECORD_COLUMNS} FROM usage_events WHERE {} \
+         ORDER BY time DESC, event_id DESC LIMIT ${next}",
         conditions.join(" AND ")
     );
     // Only fixed fragments and `$n` parameter numbers are formatted in; values are bound.
@@ -212,6 +210,25 @@ pub async fn page(
         })
         .flatten();
     Ok(RequestPage { items, next_cursor })
+}
+
+/// The columns [`record`] reads.
+const RECORD_COLUMNS: &str = "event_id, request_id, time, team_id, key_id, user_id, end_user, \
+     tags, endpoint, requested_model, provider, provider_model, input_tokens, output_tokens, \
+     cached_tokens, usage_estimated, cost_pico, saved_pico, latency_ms, ttft_ms, status, error, \
+     cache, attempts, stream";
+
+/// One request of `org` by its event id; `None` when `org` has no such request.
+pub async fn one(pool: &AnyPool, org: &str, event_id: &str) -> Result<Option<RequestRecord>, Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {RECORD_COLUMNS} FROM usage_events WHERE org_id = $1 AND event_id = $2"
+    )))
+    .bind(org.to_owned())
+    .bind(event_id.to_owned())
+    .fetch_optional(pool)
+    .await
+    .map_err(internal)?;
+    row.as_ref().map(record).transpose().map_err(internal)
 }
 
 /// A database failure: logged, and answered without its details.

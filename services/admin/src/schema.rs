@@ -690,6 +690,16 @@ impl QueryRoot {
         crate::requests::page(service(ctx).store().pool(), &org, filter, first, after).await
     }
 
+    /// One request of the log by its event id; null when the organization has none such.
+    async fn request(
+        &self,
+        ctx: &Context<'_>,
+        event_id: String,
+    ) -> Result<Option<crate::requests::RequestRecord>, Error> {
+        let org = caller(ctx)?.org.to_string();
+        crate::requests::one(service(ctx).store().pool(), &org, &event_id).await
+    }
+
     /// Usage per time bucket and group, oldest first.
     async fn usage_series(
         &self,

@@ -1,13 +1,16 @@
 //! Tollgate's billing service: rate limits ([`limits`]) and budgets ([`budgets`]), shared
-//! through Redis between gateway replicas or kept in process; the usage journal, ledger and
+//! through Redis between gateway replicas or kept in process, decided together in one step
+//! ([`admission`]); the usage journal, ledger and
 //! rollups ([`usage`]); budget alerts ([`alerts`]).
 
+pub mod admission;
 pub mod alerts;
 pub mod budgets;
 mod fallback;
 pub mod limits;
 pub mod usage;
 
+pub use admission::{AdmissionError, AdmissionGate, AdmissionRequest, Verdict};
 pub use alerts::BudgetAlerts;
 pub use budgets::{BudgetCounters, BudgetError, Charge};
 pub use fallback::{Counted, OnRedisFailure};

@@ -1,15 +1,16 @@
 //! The gateway's admit stage, backed by the billing service: rate limits (requests and tokens
-//! per minute, with OpenAI's rate-limit headers on every answer), then budgets (the request's
-//! worst-case cost reserved against every budget that applies).
+//! per minute, with OpenAI's rate-limit headers on every answer) and budgets (the request's
+//! worst-case cost reserved against every budget that applies), decided together in one step
+//! (one Redis round trip when Redis is configured).
 
 use std::sync::Arc;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use async_trait::async_trait;
 use rust_decimal::Decimal;
-use tollgate_billing::budgets::{Reservation as BudgetReservation, counter_name};
+use tollgate_billing::budgets::counter_name;
 use tollgate_billing::{
-    Bucket, BudgetCounters, BudgetError, Charge, Counted, Decision, LimitError, RateLimiter,
+    AdmissionError, AdmissionGate, AdmissionRequest, Bucket, Charge, Counted, Decision, Verdict,
 };
 use tollgate_common::config::LimitsConfig;
 use tollgate_common::{BudgetRule, BudgetScope, Picodollars};
@@ -21,22 +22,13 @@ use tollgate_gateway::tokens;
 
 /// Rate limits and budgets per virtual key.
 pub struct Admission {
-    limiter: Arc<RateLimiter>,
-    budgets: Arc<BudgetCounters>,
+    gate: AdmissionGate,
     config: LimitsConfig,
 }
 
 impl Admission {
-    pub fn new(
-        limiter: Arc<RateLimiter>,
-        budgets: Arc<BudgetCounters>,
-        config: LimitsConfig,
-    ) -> Self {
-        Admission {
-            limiter,
-            budgets,
-            config,
-        }
+    pub fn new(gate: AdmissionGate, config: LimitsConfig) -> Self {
+        Admission { gate, config }
     }
 }
 
@@ -234,69 +226,89 @@ fn headers(applied: &[Applied], decision: &Decision) -> Vec<(HeaderName, HeaderV
     headers
 }
 
-impl Admission {
-    /// Reserves the request's worst-case cost against every budget that applies. Returns the
-    /// reservation (none when no budget applies) and the USD it set aside.
-    async fn reserve_budgets(
-        &self,
-        ctx: &RequestContext,
-        prompt: u64,
-        output: u64,
-    ) -> Result<(Option<HeldBudgets>, Decimal), GatewayError> {
-        if ctx.key.budgets.is_empty() {
-            return Ok((None, Decimal::ZERO));
-        }
-        let charges = budget_charges(ctx, ctx.received_at_ms());
-        if charges.is_empty() {
-            return Ok((None, Decimal::ZERO));
-        }
-        // An unpriced model costs nothing in the ledger; it is still refused once a budget is
-        // overspent.
-        let worst = worst_case_cost(ctx, prompt, output).unwrap_or(Decimal::ZERO);
-        let amount = Picodollars::from_usd(worst).map_or(i64::MAX, Picodollars::to_nanos_ceil);
-        let only: Vec<Charge> = charges.iter().map(|(c, _)| c.clone()).collect();
-        let reservation = self
-            .budgets
-            .reserve(&only, amount)
-            .await
-            .map_err(|err| match err {
-                BudgetError::Unavailable | BudgetError::Redis(_) => {
-                    GatewayError::BudgetsUnavailable
-                }
-            })?;
-        match reservation {
-            BudgetReservation::Admitted(counted) => Ok((
-                Some(HeldBudgets {
-                    counters: only.into_iter().map(|c| c.counter).collect(),
-                    reserved: amount,
-                    counted,
-                }),
-                worst,
-            )),
-            BudgetReservation::Exhausted {
-                index,
-                spent,
-                reserved,
-            } => {
-                let (charge, rule) = &charges[index.min(charges.len() - 1)];
-                let whose = match (&rule.scope, ctx.end_user.as_deref()) {
-                    (BudgetScope::EveryUser, Some(user)) => {
-                        format!("{} (end user \"{user}\")", rule.label)
-                    }
-                    _ => rule.label.clone(),
-                };
-                let left = (charge.limit - spent - reserved).max(0);
-                Err(GatewayError::BudgetExceeded(format!(
-                    "This request could cost up to {}, and {whose} of {} has {} left ({} spent, {} reserved by requests in progress).",
-                    usd(amount),
-                    Picodollars::from_usd(rule.limit_usd).unwrap_or_default(),
-                    usd(left),
-                    usd(spent),
-                    usd(reserved),
-                )))
-            }
-        }
+/// The refusal of a request a rate limit has no room for, with the limit's headers.
+fn rate_limited(applied: &[Applied], decision: &Decision, estimate: u64) -> GatewayError {
+    let headers = headers(applied, decision);
+    let retry_after_secs = decision.retry_after_ms.div_ceil(1000).max(1);
+    let Some(denied) = decision.denied_by.and_then(|i| applied.get(i)) else {
+        return GatewayError::RateLimited {
+            message: format!("Rate limit reached. Try again in {retry_after_secs}s."),
+            retry_after_secs,
+            headers,
+        };
+    };
+    let (limit, scope) = (denied.bucket.limit, &denied.scope);
+    let message = match denied.unit {
+        Unit::Tokens if estimate > limit => format!(
+            "This request may use up to {estimate} tokens, more than the limit of {limit} tokens per minute on {scope}; lower max_tokens or the prompt."
+        ),
+        Unit::Tokens => format!(
+            "Rate limit reached for tokens on {scope}: {limit} per minute, and this request may use up to {estimate}. Try again in {retry_after_secs}s."
+        ),
+        Unit::Requests => format!(
+            "Rate limit reached for requests on {scope}: {limit} per minute. Try again in {retry_after_secs}s."
+        ),
+    };
+    GatewayError::RateLimited {
+        message,
+        retry_after_secs,
+        headers,
     }
+}
+
+/// What a request would reserve against its budgets.
+struct BudgetClaim<'a> {
+    charges: Vec<(Charge, &'a BudgetRule)>,
+    /// Nanodollars, rounded up.
+    amount: i64,
+    /// The same in USD, as the usage event records it.
+    usd: Decimal,
+}
+
+/// The request's worst-case cost against every budget that applies; `None` when none does.
+fn budget_claim(ctx: &RequestContext, prompt: u64, output: u64) -> Option<BudgetClaim<'_>> {
+    if ctx.key.budgets.is_empty() {
+        return None;
+    }
+    let charges = budget_charges(ctx, ctx.received_at_ms());
+    if charges.is_empty() {
+        return None;
+    }
+    // An unpriced model costs nothing in the ledger; it is still refused once a budget is
+    // overspent.
+    let usd = worst_case_cost(ctx, prompt, output).unwrap_or(Decimal::ZERO);
+    let amount = Picodollars::from_usd(usd).map_or(i64::MAX, Picodollars::to_nanos_ceil);
+    Some(BudgetClaim {
+        charges,
+        amount,
+        usd,
+    })
+}
+
+/// The refusal of a request a budget has no room for, naming the budget.
+fn over_budget(
+    ctx: &RequestContext,
+    claim: &BudgetClaim<'_>,
+    index: usize,
+    spent: i64,
+    reserved: i64,
+) -> GatewayError {
+    let Some((charge, rule)) = claim.charges.get(index).or(claim.charges.last()) else {
+        return GatewayError::BudgetExceeded("A budget of this key has no room left.".into());
+    };
+    let whose = match (&rule.scope, ctx.end_user.as_deref()) {
+        (BudgetScope::EveryUser, Some(user)) => format!("{} (end user \"{user}\")", rule.label),
+        _ => rule.label.clone(),
+    };
+    let left = (charge.limit - spent - reserved).max(0);
+    GatewayError::BudgetExceeded(format!(
+        "This request could cost up to {}, and {whose} of {} has {} left ({} spent, {} reserved by requests in progress).",
+        usd(claim.amount),
+        Picodollars::from_usd(rule.limit_usd).unwrap_or_default(),
+        usd(left),
+        usd(spent),
+        usd(reserved),
+    ))
 }
 
 #[async_trait]
@@ -315,50 +327,59 @@ impl Admit for Admission {
         let applied = applicable(ctx, &self.config, estimate);
         let buckets: Vec<Bucket> = applied.iter().map(|a| a.bucket.clone()).collect();
         let id = uuid::Uuid::now_v7().to_string();
-        let (decision, counted) =
-            self.limiter
-                .acquire(&id, &buckets)
-                .await
-                .map_err(|err| match err {
-                    LimitError::Unavailable | LimitError::Redis(_) => {
-                        GatewayError::LimitsUnavailable
-                    }
-                })?;
+        let claim = budget_claim(ctx, prompt, output);
+        let charges: Vec<Charge> = claim
+            .iter()
+            .flat_map(|c| c.charges.iter().map(|(charge, _)| charge.clone()))
+            .collect();
+        let verdict = self
+            .gate
+            .admit(AdmissionRequest {
+                id: &id,
+                buckets: &buckets,
+                charges: &charges,
+                amount: claim.as_ref().map_or(0, |c| c.amount),
+            })
+            .await
+            .map_err(|err| match err {
+                AdmissionError::Limits(_) => GatewayError::LimitsUnavailable,
+                AdmissionError::Budgets(_) => GatewayError::BudgetsUnavailable,
+            })?;
+        let (decision, counted, budgets_counted) = match verdict {
+            Verdict::Admitted {
+                decision,
+                limits,
+                budgets,
+            } => (decision, limits, budgets),
+            Verdict::Limited { decision } => {
+                return Err(rate_limited(&applied, &decision, estimate));
+            }
+            Verdict::OverBudget {
+                index,
+                spent,
+                reserved,
+                ..
+            } => {
+                let Some(claim) = &claim else {
+                    return Err(GatewayError::BudgetsUnavailable);
+                };
+                return Err(over_budget(ctx, claim, index, spent, reserved));
+            }
+        };
         let headers = headers(&applied, &decision);
-        if let Some(denied) = decision.denied_by.and_then(|i| applied.get(i)) {
-            let retry_after_secs = decision.retry_after_ms.div_ceil(1000).max(1);
-            let (limit, scope) = (denied.bucket.limit, &denied.scope);
-            let message = match denied.unit {
-                Unit::Tokens if estimate > limit => format!(
-                    "This request may use up to {estimate} tokens, more than the limit of {limit} tokens per minute on {scope}; lower max_tokens or the prompt."
-                ),
-                Unit::Tokens => format!(
-                    "Rate limit reached for tokens on {scope}: {limit} per minute, and this request may use up to {estimate}. Try again in {retry_after_secs}s."
-                ),
-                Unit::Requests => format!(
-                    "Rate limit reached for requests on {scope}: {limit} per minute. Try again in {retry_after_secs}s."
-                ),
-            };
-            return Err(GatewayError::RateLimited {
-                message,
-                retry_after_secs,
-                headers,
+        let budgets = claim
+            .as_ref()
+            .zip(budgets_counted)
+            .map(|(claim, counted)| HeldBudgets {
+                counters: charges.into_iter().map(|c| c.counter).collect(),
+                reserved: claim.amount,
+                counted,
             });
-        }
         let token_buckets: Vec<String> = applied
             .into_iter()
             .filter(|a| a.unit == Unit::Tokens)
             .map(|a| a.bucket.key)
             .collect();
-        let (budgets, budget_reserved) = match self.reserve_budgets(ctx, prompt, output).await {
-            Ok(held) => held,
-            Err(error) => {
-                // Refused by a budget: give back the tokens the rate limits set aside.
-                let release = token_buckets.into_iter().map(|k| (k, 0)).collect();
-                self.limiter.adjust_in_background(id, counted, release);
-                return Err(error);
-            }
-        };
         Ok(Reservation {
             data: Some(Arc::new(Held {
                 id,
@@ -367,7 +388,7 @@ impl Admit for Admission {
                 budgets,
             })),
             headers,
-            budget_reserved,
+            budget_reserved: claim.map_or(Decimal::ZERO, |c| c.usd),
         })
     }
 
@@ -385,7 +406,7 @@ impl Admit for Admission {
                 .cost
                 .and_then(Picodollars::from_usd)
                 .map_or(0, Picodollars::to_nanos_ceil);
-            self.budgets.settle_in_background(
+            self.gate.budgets().settle_in_background(
                 budgets.counted,
                 budgets.counters.clone(),
                 budgets.reserved,
@@ -398,7 +419,8 @@ impl Admit for Admission {
             .iter()
             .map(|k| (k.clone(), used))
             .collect();
-        self.limiter
+        self.gate
+            .limiter()
             .adjust_in_background(held.id.clone(), held.counted, costs);
     }
 }

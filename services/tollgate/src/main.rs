@@ -22,7 +22,7 @@ use std::sync::Arc;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tollgate_billing::{BudgetCounters, OnRedisFailure, RateLimiter};
+use tollgate_billing::{AdmissionGate, BudgetCounters, OnRedisFailure, RateLimiter};
 use tollgate_common::config::{Config, ConfigError, ProcessEnv, RedisFailurePolicy};
 use tollgate_gateway::Stages;
 
@@ -286,8 +286,7 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         let mut stages = Stages {
             authenticate: Arc::new(VirtualKeyAuthentication::new(auth.keys.clone())),
             admit: Arc::new(Admission::new(
-                limiter,
-                budgets.clone(),
+                AdmissionGate::new(limiter, budgets.clone()),
                 config.limits.clone(),
             )),
             meter: usage.meter,

@@ -89,6 +89,14 @@ impl BudgetCounters {
         }
     }
 
+    pub(crate) fn redis_usable(&self) -> bool {
+        self.redis.is_some() && self.fallback.redis_usable()
+    }
+
+    pub(crate) fn mark_redis_down(&self) {
+        self.fallback.mark_down();
+    }
+
     /// Reserves `amount` nanodollars against every charge, or against none.
     pub async fn reserve(
         &self,

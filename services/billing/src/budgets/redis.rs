@@ -1,32 +1,13 @@
 //! Budget counters in Redis, shared by every gateway replica. A counter is a hash with the
-//! fields `spent` and `reserved`; one script checks and charges all of a request's budgets.
+//! fields `spent` and `reserved`; the admission script ([`crate::admission`]) checks and
+//! charges all of a request's budgets, [`SETTLE`] replaces a reservation by the real cost.
 
 use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::{BudgetError, Charge, Reservation};
+use crate::admission::{AdmissionRequest, Verdict, run_script};
 use crate::fallback::Counted;
-
-/// KEYS: the counters. ARGV: the amount, then per counter its limit, baseline and TTL
-/// (0 for none). Answers `{0}` when admitted, else `{index, spent, reserved}`.
-const RESERVE: &str = r"
-local amount = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  local limit = tonumber(ARGV[3 * i - 1])
-  if redis.call('HSETNX', KEYS[i], 'spent', ARGV[3 * i]) == 1 then
-    local ttl = tonumber(ARGV[3 * i + 1])
-    if ttl > 0 then redis.call('EXPIRE', KEYS[i], ttl) end
-  end
-  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent'))
-  local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
-  if spent + reserved + amount > limit then
-    return {i, spent, reserved}
-  end
-end
-for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], 'reserved', amount)
-end
-return {0}";
 
 /// KEYS: the counters. ARGV: the reserved amount, the actual cost. A counter that has expired
 /// meanwhile (its period ended) is left alone.
@@ -42,7 +23,6 @@ return 1";
 
 pub struct RedisCounters {
     redis: ConnectionManager,
-    reserve: Script,
     settle: Script,
 }
 
@@ -50,7 +30,6 @@ impl RedisCounters {
     pub fn new(redis: ConnectionManager) -> Self {
         RedisCounters {
             redis,
-            reserve: Script::new(RESERVE),
             settle: Script::new(SETTLE),
         }
     }
@@ -60,30 +39,26 @@ impl RedisCounters {
         charges: &[Charge],
         amount: i64,
     ) -> Result<Reservation, BudgetError> {
-        let mut invocation = self.reserve.prepare_invoke();
-        invocation.arg(amount);
-        for charge in charges {
-            invocation
-                .key(&charge.counter)
-                .arg(charge.limit)
-                .arg(charge.baseline)
-                .arg(charge.ttl_secs.unwrap_or(0));
-        }
-        let mut conn = self.redis.clone();
-        let out: Vec<i64> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| BudgetError::Redis(e.to_string()))?;
-        match out.as_slice() {
-            [0] => Ok(Reservation::Admitted(Counted::Redis)),
-            [index, spent, reserved] => Ok(Reservation::Exhausted {
-                index: usize::try_from(*index - 1).unwrap_or(0),
-                spent: *spent,
-                reserved: *reserved,
+        let request = AdmissionRequest {
+            id: "",
+            buckets: &[],
+            charges,
+            amount,
+        };
+        match run_script(&self.redis, request).await {
+            Ok(Verdict::Admitted { .. }) => Ok(Reservation::Admitted(Counted::Redis)),
+            Ok(Verdict::OverBudget {
+                index,
+                spent,
+                reserved,
+                ..
+            }) => Ok(Reservation::Exhausted {
+                index,
+                spent,
+                reserved,
             }),
-            _ => Err(BudgetError::Redis(format!(
-                "unexpected script answer {out:?}"
-            ))),
+            Ok(other) => Err(BudgetError::Redis(format!("unexpected verdict {other:?}"))),
+            Err(err) => Err(BudgetError::Redis(err.to_string())),
         }
     }
 

@@ -100,6 +100,19 @@ impl RateLimiter {
         }
     }
 
+    /// The Redis connection the windows live on, if any.
+    pub(crate) fn redis_connection(&self) -> Option<&ConnectionManager> {
+        self.redis.as_ref().map(RedisWindows::connection)
+    }
+
+    pub(crate) fn redis_usable(&self) -> bool {
+        self.fallback.redis_usable()
+    }
+
+    pub(crate) fn mark_redis_down(&self) {
+        self.fallback.mark_down();
+    }
+
     /// Checks and charges `buckets` for the reservation `id`.
     pub async fn acquire(
         &self,
