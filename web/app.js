@@ -939,7 +939,7 @@ function keyLimits(key) {
   if (key.tpmLimit) parts.push(`${fmtInt(key.tpmLimit)} tpm`);
   const models = key.allowedModels.length ? key.allowedModels.join(', ') : 'all models';
   return [
-    h('span', { class: 'nowrap' }, parts.length ? parts.join(' · ') : 'no rate limits'),
+    h('span', { class: 'nowrap' }, parts.length ? parts.join(' · ') : 'organization default limits'),
     key.budgetUsd ? h('span', { class: 'cell-line' }, `${formatUsd(key.budgetUsd)} ${key.budgetPeriod || ''}`.trim()) : null,
     h('span', { class: 'cell-note' }, models),
   ];
