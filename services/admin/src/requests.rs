@@ -219,7 +219,11 @@ const RECORD_COLUMNS: &str = "event_id, request_id, time, team_id, key_id, user_
      cache, attempts, stream";
 
 /// One request of `org` by its event id; `None` when `org` has no such request.
-pub async fn one(pool: &AnyPool, org: &str, event_id: &str) -> Result<Option<RequestRecord>, Error> {
+pub async fn one(
+    pool: &AnyPool,
+    org: &str,
+    event_id: &str,
+) -> Result<Option<RequestRecord>, Error> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {RECORD_COLUMNS} FROM usage_events WHERE org_id = $1 AND event_id = $2"
     )))

@@ -1187,7 +1187,10 @@ async fn the_request_log_pages_and_filters_within_the_organization(db: Db) {
     // one request by its id, only within the organization
     let one = "query($id: String!) { request(eventId: $id) { eventId status requestedModel } }";
     let found = ok(&admin.gql(Some(&owner), one, json!({"id": "e4"})).await)["request"].clone();
-    assert_eq!(found, json!({"eventId": "e4", "status": 429, "requestedModel": "claude"}));
+    assert_eq!(
+        found,
+        json!({"eventId": "e4", "status": 429, "requestedModel": "claude"})
+    );
     for (who, id) in [(&stranger, "e4"), (&owner, "theirs"), (&owner, "nope")] {
         let answer = ok(&admin.gql(Some(who), one, json!({"id": id})).await).clone();
         assert_eq!(answer["request"], Value::Null, "{id}");
