@@ -43,6 +43,7 @@ impl KeySource for MapSource {
             org: Default::default(),
             budgets: Vec::new(),
             cache: Default::default(),
+            billing: Default::default(),
         }))
     }
     async fn touch(&self, _used: Vec<(KeyId, i64)>) -> Result<(), String> {

@@ -1056,6 +1056,14 @@ impl AuthService {
         })
     }
 
+    /// Something about `org` that its keys' contexts carry changed outside this service (its
+    /// payment standing, card or credit): every gateway reloads its keys.
+    pub async fn organization_changed(&self, org: OrgId) -> Result<(), AuthError> {
+        let hashes = self.store.organization_key_hashes(org).await?;
+        self.stale_keys(hashes).await;
+        Ok(())
+    }
+
     /// Tells every gateway that these keys' cached contexts are stale.
     async fn stale_keys(&self, hashes: Vec<String>) {
         for hash in hashes {

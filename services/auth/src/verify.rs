@@ -154,6 +154,7 @@ pub fn key_context(verified: &VerifiedKey) -> KeyContext {
         cache: verified.cache,
         tags: record.tags.clone(),
         expires_at: record.expires_at,
+        billing: verified.billing,
     }
 }
 
@@ -337,6 +338,7 @@ mod tests {
                     org: Default::default(),
                     budgets: Vec::new(),
                     cache: Default::default(),
+                    billing: Default::default(),
                 }))
         }
         async fn touch(&self, used: Vec<(KeyId, i64)>) -> Result<(), String> {

@@ -1,13 +1,15 @@
 //! Tollgate's billing service: rate limits ([`limits`]) and budgets ([`budgets`]), shared
 //! through Redis between gateway replicas or kept in process, decided together in one step
 //! ([`admission`]); the usage journal, ledger and
-//! rollups ([`usage`]); budget alerts ([`alerts`]).
+//! rollups ([`usage`]); budget alerts ([`alerts`]); what organizations owe and how they pay it
+//! through Stripe ([`payments`]).
 
 pub mod admission;
 pub mod alerts;
 pub mod budgets;
 mod fallback;
 pub mod limits;
+pub mod payments;
 pub mod usage;
 
 pub use admission::{AdmissionError, AdmissionGate, AdmissionRequest, Verdict};

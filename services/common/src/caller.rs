@@ -35,6 +35,24 @@ pub struct KeyContext {
     pub cache: crate::CachePolicy,
     /// Unix milliseconds after which the key no longer opens anything.
     pub expires_at: Option<i64>,
+    /// How the key's organization stands with its payments, as of when the key was loaded.
+    pub billing: BillingFacts,
+}
+
+/// What the gateway needs to know of an organization's payments to serve it or ask for
+/// payment first. Money in picodollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BillingFacts {
+    /// A card Stripe can charge.
+    pub has_card: bool,
+    /// When a payment failed, if no invoice has been paid since (Unix ms).
+    pub past_due_since: Option<i64>,
+    /// Prepaid credit left, billable picodollars.
+    pub credit: i64,
+    /// Prepaid credit used so far this calendar month (UTC).
+    pub credit_used_this_month: i64,
+    /// The organization's provider cost so far this calendar month.
+    pub month_cost: i64,
 }
 
 /// Requests and tokens per minute; `None` is no limit at this level.

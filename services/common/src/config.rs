@@ -18,6 +18,10 @@ use serde_yaml::Value;
 
 use crate::catalog::ModelPrice;
 
+mod billing;
+
+pub use billing::{BillingConfig, ByokFees, FreeTier, PayAsYouGo, SellPrice, StripeConfig};
+
 /// A value that must never be printed: provider API keys and the like.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -55,6 +59,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub usage: UsageConfig,
     pub cache: CacheConfig,
+    pub billing: BillingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -937,6 +942,7 @@ impl Config {
                 "limits" => read_into(value, section, &mut config.limits, &mut problems),
                 "usage" => read_into(value, section, &mut config.usage, &mut problems),
                 "cache" => read_into(value, section, &mut config.cache, &mut problems),
+                "billing" => read_into(value, section, &mut config.billing, &mut problems),
                 "providers" => match value {
                     Value::Mapping(entries) => {
                         for (name, entry) in entries {
@@ -965,7 +971,7 @@ impl Config {
                 },
                 other => problems.push(problem(
                     other,
-                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage, cache",
+                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage, cache, billing",
                 )),
             }
         }
@@ -986,6 +992,7 @@ impl Config {
         if self.server.workers == Some(0) {
             problems.push(problem("server.workers", "must be at least 1"));
         }
+        billing::validate_billing(&self.billing, &mut problems);
         validate_retry(&self.routing.retry, "routing.retry", &mut problems);
         validate_breaker(
             &self.routing.circuit_breaker,

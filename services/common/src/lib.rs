@@ -13,7 +13,7 @@ pub mod telemetry;
 
 pub use budget::{BudgetPeriod, BudgetRule, BudgetScope};
 pub use cache_policy::{CachePolicy, CachePolicyMode, CacheShare};
-pub use caller::{KeyContext, ModelAllowList, RateLimits};
+pub use caller::{BillingFacts, KeyContext, ModelAllowList, RateLimits};
 pub use catalog::{ModelPrice, PriceCatalog, TokenUsage};
 pub use config::{Config, ConfigError, ConfigProblem, ProviderKind, Secret};
 pub use ids::{KeyId, OrgId, TeamId, UserId};

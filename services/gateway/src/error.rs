@@ -58,6 +58,10 @@ pub enum GatewayError {
     /// A budget has no room for the request's worst-case cost; the message names the budget.
     #[error("{0}")]
     BudgetExceeded(String),
+    /// The organization must pay first: its payment failed and the grace period is over, or
+    /// it used its free allowance and credit and has no payment method. The message says which.
+    #[error("{0}")]
+    PaymentRequired(String),
     /// Budgets cannot be checked and the deployment refuses rather than guess.
     #[error("Budgets cannot be checked right now; try again shortly.")]
     BudgetsUnavailable,
@@ -130,6 +134,7 @@ impl GatewayError {
             | GatewayError::BudgetsUnavailable
             | GatewayError::UsageUnrecorded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BudgetExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,6 +157,7 @@ impl GatewayError {
             GatewayError::AuthUnavailable => "auth_unavailable",
             GatewayError::LimitsUnavailable => "limits_unavailable",
             GatewayError::BudgetExceeded(_) => "budget_exceeded",
+            GatewayError::PaymentRequired(_) => "payment_required",
             GatewayError::BudgetsUnavailable => "budgets_unavailable",
             GatewayError::UsageUnrecorded => "usage_unrecorded",
             GatewayError::Internal(_) => "internal",
@@ -172,7 +178,9 @@ impl GatewayError {
             GatewayError::Unauthenticated { .. } => ErrorKind::InvalidRequest,
             GatewayError::RateLimited { .. } => ErrorKind::RateLimit,
             GatewayError::ModelNotAllowed(_) => ErrorKind::Permission,
-            GatewayError::BudgetExceeded(_) => ErrorKind::InsufficientQuota,
+            GatewayError::BudgetExceeded(_) | GatewayError::PaymentRequired(_) => {
+                ErrorKind::InsufficientQuota
+            }
             GatewayError::AuthUnavailable
             | GatewayError::LimitsUnavailable
             | GatewayError::BudgetsUnavailable
@@ -217,6 +225,9 @@ impl GatewayError {
             }
             GatewayError::BudgetExceeded(_) => {
                 (self.kind().as_str(), None, Some("insufficient_quota"))
+            }
+            GatewayError::PaymentRequired(_) => {
+                (self.kind().as_str(), None, Some("payment_required"))
             }
             GatewayError::BudgetsUnavailable => {
                 (self.kind().as_str(), None, Some("budgets_unavailable"))

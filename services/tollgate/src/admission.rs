@@ -20,15 +20,22 @@ use tollgate_gateway::pipeline::metering::UsageEvent;
 use tollgate_gateway::pipeline::{Admit, RequestContext, Reservation};
 use tollgate_gateway::tokens;
 
-/// Rate limits and budgets per virtual key.
+use crate::payments::PaymentRules;
+
+/// Rate limits and budgets per virtual key, and the organization's payments.
 pub struct Admission {
     gate: AdmissionGate,
     config: LimitsConfig,
+    payments: Option<PaymentRules>,
 }
 
 impl Admission {
-    pub fn new(gate: AdmissionGate, config: LimitsConfig) -> Self {
-        Admission { gate, config }
+    pub fn new(gate: AdmissionGate, config: LimitsConfig, payments: Option<PaymentRules>) -> Self {
+        Admission {
+            gate,
+            config,
+            payments,
+        }
     }
 }
 
@@ -258,19 +265,31 @@ fn rate_limited(applied: &[Applied], decision: &Decision, estimate: u64) -> Gate
 
 /// What a request would reserve against its budgets.
 struct BudgetClaim<'a> {
-    charges: Vec<(Charge, &'a BudgetRule)>,
+    /// Each budget's charge; without a rule, the organization's free allowance and credit.
+    charges: Vec<(Charge, Option<&'a BudgetRule>)>,
     /// Nanodollars, rounded up.
     amount: i64,
     /// The same in USD, as the usage event records it.
     usd: Decimal,
 }
 
-/// The request's worst-case cost against every budget that applies; `None` when none does.
-fn budget_claim(ctx: &RequestContext, prompt: u64, output: u64) -> Option<BudgetClaim<'_>> {
-    if ctx.key.budgets.is_empty() {
-        return None;
-    }
-    let charges = budget_charges(ctx, ctx.received_at_ms());
+/// The request's worst-case cost against every budget that applies, and against the free
+/// allowance of an organization without a card; `None` when nothing applies.
+fn budget_claim<'a>(
+    ctx: &'a RequestContext,
+    allowance: Option<Charge>,
+    prompt: u64,
+    output: u64,
+) -> Option<BudgetClaim<'a>> {
+    let mut charges: Vec<(Charge, Option<&BudgetRule>)> = if ctx.key.budgets.is_empty() {
+        Vec::new()
+    } else {
+        budget_charges(ctx, ctx.received_at_ms())
+            .into_iter()
+            .map(|(charge, rule)| (charge, Some(rule)))
+            .collect()
+    };
+    charges.extend(allowance.map(|charge| (charge, None)));
     if charges.is_empty() {
         return None;
     }
@@ -288,6 +307,7 @@ fn budget_claim(ctx: &RequestContext, prompt: u64, output: u64) -> Option<Budget
 /// The refusal of a request a budget has no room for, naming the budget.
 fn over_budget(
     ctx: &RequestContext,
+    payments: Option<&PaymentRules>,
     claim: &BudgetClaim<'_>,
     index: usize,
     spent: i64,
@@ -295,6 +315,12 @@ fn over_budget(
 ) -> GatewayError {
     let Some((charge, rule)) = claim.charges.get(index).or(claim.charges.last()) else {
         return GatewayError::BudgetExceeded("A budget of this key has no room left.".into());
+    };
+    let Some(rule) = rule else {
+        return payments.map_or_else(
+            || GatewayError::BudgetExceeded("The organization's allowance is used.".into()),
+            PaymentRules::allowance_used,
+        );
     };
     let whose = match (&rule.scope, ctx.end_user.as_deref()) {
         (BudgetScope::EveryUser, Some(user)) => format!("{} (end user \"{user}\")", rule.label),
@@ -327,7 +353,13 @@ impl Admit for Admission {
         let applied = applicable(ctx, &self.config, estimate);
         let buckets: Vec<Bucket> = applied.iter().map(|a| a.bucket.clone()).collect();
         let id = uuid::Uuid::now_v7().to_string();
-        let claim = budget_claim(ctx, prompt, output);
+        let now_ms = ctx.received_at_ms();
+        let mut allowance = None;
+        if let (Some(payments), Some(org)) = (&self.payments, ctx.key.org_id) {
+            payments.check_standing(&ctx.key.billing, now_ms)?;
+            allowance = payments.allowance(org, &ctx.key.billing, now_ms);
+        }
+        let claim = budget_claim(ctx, allowance, prompt, output);
         let charges: Vec<Charge> = claim
             .iter()
             .flat_map(|c| c.charges.iter().map(|(charge, _)| charge.clone()))
@@ -363,7 +395,14 @@ impl Admit for Admission {
                 let Some(claim) = &claim else {
                     return Err(GatewayError::BudgetsUnavailable);
                 };
-                return Err(over_budget(ctx, claim, index, spent, reserved));
+                return Err(over_budget(
+                    ctx,
+                    self.payments.as_ref(),
+                    claim,
+                    index,
+                    spent,
+                    reserved,
+                ));
             }
         };
         let headers = headers(&applied, &decision);

@@ -16,6 +16,7 @@ mod caching;
 mod embedding;
 mod metering;
 mod operator;
+mod payments;
 
 use std::sync::Arc;
 
@@ -288,6 +289,7 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
             admit: Arc::new(Admission::new(
                 AdmissionGate::new(limiter, budgets.clone()),
                 config.limits.clone(),
+                payments::PaymentRules::new(&config.billing),
             )),
             meter: usage.meter,
             ..Stages::default()

@@ -8,7 +8,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use tollgate_common::{BudgetPeriod, BudgetRule, BudgetScope, OrgId, Picodollars, TeamId};
+use tollgate_common::{
+    BillingFacts, BudgetPeriod, BudgetRule, BudgetScope, OrgId, Picodollars, TeamId,
+};
 
 use super::audit::{AuditEntry, record};
 use super::limits::key_hashes;
@@ -309,6 +311,44 @@ impl AuthStore {
         let stale = stale_hashes(&mut tx, &before).await?;
         tx.commit().await?;
         Ok(Some(stale))
+    }
+
+    /// How `org` stands with its payments: its card, a failed payment, its prepaid credit, and
+    /// its provider cost and credit used this calendar month.
+    pub async fn billing_facts(&self, org: OrgId) -> Result<BillingFacts, StoreError> {
+        let month_start = BudgetPeriod::Monthly.start(now_ms());
+        let account = sqlx::query(
+            "SELECT payment_method, past_due_since, standing, credit_pico FROM billing_accounts \
+             WHERE org_id = $1",
+        )
+        .bind(org.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let mut facts = BillingFacts {
+            month_cost: spent_since(self, org, month_start, None).await?.0,
+            ..BillingFacts::default()
+        };
+        if let Some(row) = account {
+            let card: Option<String> = row.try_get("payment_method")?;
+            let standing: String = row.try_get("standing")?;
+            facts.has_card = card.is_some();
+            facts.past_due_since = if standing == "past_due" {
+                row.try_get("past_due_since")?
+            } else {
+                None
+            };
+            facts.credit = row.try_get("credit_pico")?;
+            let used = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(credit_used_pico), 0) AS BIGINT) AS used \
+                 FROM usage_reports WHERE org_id = $1 AND hour_start >= $2",
+            )
+            .bind(org.to_string())
+            .bind(month_start)
+            .fetch_one(&self.pool)
+            .await?;
+            facts.credit_used_this_month = used.try_get("used")?;
+        }
+        Ok(facts)
     }
 
     /// Every budget that applies to `key`'s requests, each with what the ledger says was spent

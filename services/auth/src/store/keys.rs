@@ -55,6 +55,9 @@ pub struct VerifiedKey {
     /// The key's cache policy merged with its team's and organization's.
     #[serde(default)]
     pub cache: tollgate_common::CachePolicy,
+    /// The organization's payment standing, card and prepaid credit.
+    #[serde(default)]
+    pub billing: tollgate_common::BillingFacts,
 }
 
 /// Whether a key opens the gateway at a given moment, and if not, why.
@@ -304,12 +307,14 @@ impl AuthStore {
         let cache = self
             .effective_cache_policy(key.org_id, key.team_id, key.id)
             .await?;
+        let billing = self.billing_facts(key.org_id).await?;
         Ok(Some(VerifiedKey {
             key,
             team,
             org,
             budgets,
             cache,
+            billing,
         }))
     }
 

@@ -35,6 +35,15 @@ pub struct TeamLimits {
 
 /// The hashes of an organization's keys (of one team when given): their cached contexts go
 /// stale when the limits they inherit change.
+impl AuthStore {
+    /// The hashes of every key of `org`, whose cached contexts a change of the organization
+    /// makes stale.
+    pub async fn organization_key_hashes(&self, org: OrgId) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        key_hashes(&mut conn, org, None).await
+    }
+}
+
 pub(super) async fn key_hashes(
     conn: &mut AnyConnection,
     org: OrgId,

@@ -1,0 +1,438 @@
+//! Payments on both databases against the local Stripe stand-in: hourly usage reports (once per
+//! hour and revision, late usage reported as a new revision, free allowance and credit drawn
+//! first), the outbox through a Stripe outage (every call delivered once), and webhooks
+//! (duplicates, out-of-order delivery, top-ups, cards).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::Row;
+use tollgate_auth::store::{AuthStore, scratch};
+use tollgate_billing::payments::accounts::{Accounts, Standing};
+use tollgate_billing::payments::outbox::{Delivery, Outbox};
+use tollgate_billing::payments::pricing::Plan;
+use tollgate_billing::payments::reports::UsageReporter;
+use tollgate_billing::payments::stripe::StripeApi;
+use tollgate_billing::payments::webhooks::{Event, Processed, WebhookProcessor};
+use tollgate_billing::usage::{Ledger, UsageRecord};
+use tollgate_common::config::{BillingConfig, StripeConfig};
+use tollgate_common::{Picodollars, Secret};
+use tollgate_mock_stripe::{MockStripe, MockStripeConfig, Outage};
+
+const HOUR: i64 = 3_600_000;
+/// 2026-11-26T04:00:00Z, a whole hour.
+const H0: i64 = 1_795_665_600_000;
+
+fn usd(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap()
+}
+
+fn pico(text: &str) -> i64 {
+    Picodollars::from_usd(usd(text)).unwrap().0
+}
+
+fn event(org: &str, id: &str, time_ms: i64, cost_usd: &str) -> UsageRecord {
+    UsageRecord {
+        event_id: id.to_owned(),
+        request_id: id.to_owned(),
+        time_ms,
+        org_id: org.to_owned(),
+        team_id: None,
+        key_id: None,
+        user_id: None,
+        end_user: None,
+        tags: Default::default(),
+        endpoint: "chat".into(),
+        requested_model: "smart".into(),
+        provider: Some("openai".into()),
+        provider_model: Some("gpt-4o".into()),
+        input_tokens: 100,
+        output_tokens: 10,
+        cached_tokens: 0,
+        usage_estimated: false,
+        cost_pico: Some(pico(cost_usd)),
+        reserved_pico: 0,
+        saved_pico: None,
+        latency_ms: 20,
+        ttft_ms: None,
+        status: 200,
+        error: None,
+        cache: "miss".into(),
+        attempts: 1,
+        stream: false,
+    }
+}
+
+fn config(stripe: &MockStripe, free_usd: &str, markup: &str) -> BillingConfig {
+    let mut config = BillingConfig::default();
+    config.free_tier.monthly_usd = usd(free_usd);
+    config.pay_as_you_go.markup_percent = usd(markup);
+    config.public_url = Some("http://127.0.0.1:9".into());
+    config.stripe = Some(StripeConfig {
+        api_base: stripe.url(),
+        secret_key: Secret::new(stripe.api_key()),
+        webhook_secret: Secret::new(stripe.webhook_secret()),
+        meter_event_name: "tollgate_usage".into(),
+        webhook_tolerance_secs: 300,
+    });
+    config
+}
+
+async fn both(check: impl AsyncFn(AuthStore)) {
+    check(scratch::sqlite().await.unwrap()).await;
+    check(scratch::postgres().await.unwrap()).await;
+}
+
+async fn organization(store: &AuthStore, name: &str) -> String {
+    store
+        .create_organization(name, "test")
+        .await
+        .unwrap()
+        .0
+        .id
+        .to_string()
+}
+
+async fn reports_of(store: &AuthStore, org: &str) -> Vec<(i64, i64, i64, i64, i64, i64)> {
+    sqlx::query(
+        "SELECT hour_start, revision, billable_pico, free_used_pico, credit_used_pico, \
+         metered_micros FROM usage_reports WHERE org_id = $1 ORDER BY hour_start, revision",
+    )
+    .bind(org.to_owned())
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.try_get(0).unwrap(),
+            r.try_get(1).unwrap(),
+            r.try_get(2).unwrap(),
+            r.try_get(3).unwrap(),
+            r.try_get(4).unwrap(),
+            r.try_get(5).unwrap(),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn each_hour_is_reported_once_and_late_usage_as_a_new_revision() {
+    let stripe = MockStripe::start(MockStripeConfig::default())
+        .await
+        .unwrap();
+    both(async |store: AuthStore| {
+        let billing = config(&stripe, "0.001", "20");
+        let org = organization(&store, "Reported Inc").await;
+        let ledger = Ledger::new(store.pool().clone());
+        // $0.002 of provider cost in H0: $0.0024 billable, $0.001 of it free
+        ledger
+            .record(&[
+                event(&org, &format!("{org}-1"), H0 + 60_000, "0.0015"),
+                event(&org, &format!("{org}-2"), H0 + 120_000, "0.0005"),
+            ])
+            .await
+            .unwrap();
+        let reporter = UsageReporter::new(store.pool().clone(), &billing);
+
+        // the hour is not over: nothing yet
+        assert_eq!(reporter.report(H0 + 30 * 60_000).await.unwrap().reports, 0);
+        let run = reporter.report(H0 + HOUR + 60_000).await.unwrap();
+        assert_eq!(run.reports, 1);
+        assert_eq!(run.metered_micros, 1_400);
+        assert_eq!(
+            reports_of(&store, &org).await,
+            [(H0, 0, pico("0.0024"), pico("0.001"), 0, 1_400)]
+        );
+        // run again, anywhere: nothing twice
+        for _ in 0..3 {
+            assert_eq!(reporter.report(H0 + HOUR + 120_000).await.unwrap().reports, 0);
+        }
+
+        // usage of H0 that reached the ledger late: only it is reported, as revision 1
+        ledger
+            .record(&[event(&org, &format!("{org}-3"), H0 + 30 * 60_000, "0.001")])
+            .await
+            .unwrap();
+        let run = reporter.report(H0 + 2 * HOUR).await.unwrap();
+        assert_eq!(run.reports, 1);
+        assert_eq!(run.metered_micros, 1_200);
+        let reports = reports_of(&store, &org).await;
+        assert_eq!(reports[1], (H0, 1, pico("0.0012"), 0, 0, 1_200));
+
+        // two queued meter events and one customer, each with its own key
+        let queued: Vec<(String, String)> = sqlx::query(
+            "SELECT kind, idempotency_key FROM stripe_outbox WHERE org_id = $1 ORDER BY created_at, kind",
+        )
+        .bind(org.clone())
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap()))
+        .collect();
+        let secs = H0 / 1000;
+        assert_eq!(
+            queued,
+            [
+                ("create_customer".to_owned(), format!("tollgate-customer-{org}")),
+                ("report_usage".to_owned(), format!("tg-{org}-{secs}-0")),
+                ("report_usage".to_owned(), format!("tg-{org}-{secs}-1")),
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn prepaid_credit_is_drawn_before_anything_is_metered() {
+    let stripe = MockStripe::start(MockStripeConfig::default())
+        .await
+        .unwrap();
+    both(async |store: AuthStore| {
+        let billing = config(&stripe, "0", "0");
+        let org = organization(&store, "Prepaid Inc").await;
+        let accounts = Accounts::new(store.pool().clone());
+        accounts.open(&org, Plan::PayAsYouGo).await.unwrap();
+        assert!(
+            accounts
+                .grant_credit("cs_1", &org, Picodollars(pico("0.005")))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !accounts
+                .grant_credit("cs_1", &org, Picodollars(pico("0.005")))
+                .await
+                .unwrap()
+        );
+        let ledger = Ledger::new(store.pool().clone());
+        ledger
+            .record(&[
+                event(&org, &format!("{org}-a"), H0, "0.003"),
+                event(&org, &format!("{org}-b"), H0 + HOUR, "0.004"),
+            ])
+            .await
+            .unwrap();
+        let reporter = UsageReporter::new(store.pool().clone(), &billing);
+        reporter.report(H0 + 2 * HOUR).await.unwrap();
+        assert_eq!(
+            reports_of(&store, &org).await,
+            [
+                (H0, 0, pico("0.003"), 0, pico("0.003"), 0),
+                (H0 + HOUR, 0, pico("0.004"), 0, pico("0.002"), 2_000),
+            ]
+        );
+        let account = accounts.get(&org).await.unwrap().unwrap();
+        assert_eq!(account.credit, Picodollars(0));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
+    let stripe = MockStripe::start(MockStripeConfig::default())
+        .await
+        .unwrap();
+    both(async |store: AuthStore| {
+        let billing = config(&stripe, "0", "0");
+        let api = Arc::new(StripeApi::new(billing.stripe.as_ref().unwrap()).unwrap());
+        api.ensure_meter().await.unwrap();
+        let org = organization(&store, "Outage Inc").await;
+        let ledger = Ledger::new(store.pool().clone());
+        ledger
+            .record(&[event(&org, &format!("{org}-x"), H0, "0.25")])
+            .await
+            .unwrap();
+        let reporter = UsageReporter::new(store.pool().clone(), &billing);
+        let accounts = Accounts::new(store.pool().clone());
+        let outbox = Outbox::new(store.pool().clone());
+        let now = tollgate_common::now_ms();
+        reporter.report(H0 + HOUR).await.unwrap();
+        assert_eq!(outbox.pending().await.unwrap(), 2);
+
+        // Stripe is down: nothing is lost, nothing is sent
+        let before = stripe.meter_events().len();
+        stripe.set_outage(Outage::CloseConnection);
+        let delivery = outbox.deliver_due(&api, &accounts, now).await.unwrap();
+        assert_eq!(delivery.sent, 0);
+        assert_eq!(delivery.given_up, 0);
+        assert_eq!(outbox.pending().await.unwrap(), 2);
+        stripe.set_outage(Outage::Error500);
+        // (retries wait: the next pass, a little later, tries again)
+        let delivery = outbox
+            .deliver_due(&api, &accounts, now + 10_000)
+            .await
+            .unwrap();
+        assert_eq!(delivery.sent, 0);
+
+        // Stripe is back: the customer first, then the usage; once
+        stripe.clear_failures();
+        let mut sent = 0;
+        for pass in 1..=3 {
+            let Delivery { sent: n, .. } = outbox
+                .deliver_due(&api, &accounts, now + pass * 120_000)
+                .await
+                .unwrap();
+            sent += n;
+        }
+        assert_eq!(sent, 2);
+        assert_eq!(outbox.pending().await.unwrap(), 0);
+        let customer = accounts
+            .get(&org)
+            .await
+            .unwrap()
+            .unwrap()
+            .stripe_customer_id
+            .unwrap();
+        let events: Vec<_> = stripe
+            .meter_events()
+            .into_iter()
+            .skip(before)
+            .filter(|e| e.customer == customer)
+            .collect();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].value, "250000");
+        assert_eq!(events[0].identifier, format!("tg-{org}-{}-0", H0 / 1000));
+
+        // the same report sent again (an answer lost, a replay) is not counted again: within
+        // a day Stripe replays its first answer to the idempotency key, later it refuses the
+        // identifier, and either is success
+        api.report_usage(&customer, 250_000, &events[0].identifier, H0 / 1000)
+            .await
+            .unwrap();
+        stripe.advance_clock(std::time::Duration::from_secs(25 * 3600));
+        api.report_usage(&customer, 250_000, &events[0].identifier, H0 / 1000)
+            .await
+            .unwrap();
+        assert!(
+            stripe
+                .refused_meter_events()
+                .iter()
+                .any(|r| r.identifier.as_deref() == Some(events[0].identifier.as_str())),
+            "the second report reached Stripe and was refused as a duplicate"
+        );
+        let again = stripe
+            .meter_events()
+            .into_iter()
+            .filter(|e| e.identifier == events[0].identifier)
+            .count();
+        assert_eq!(again, 1);
+    })
+    .await;
+}
+
+fn stripe_event(id: &str, kind: &str, created: i64, object: serde_json::Value) -> Event {
+    serde_json::from_value(json!({
+        "id": id, "object": "event", "type": kind, "created": created,
+        "data": {"object": object}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn webhooks_apply_once_and_the_newest_word_on_standing_wins() {
+    both(async |store: AuthStore| {
+        let org = organization(&store, "Hooked Inc").await;
+        let accounts = Accounts::new(store.pool().clone());
+        accounts.open(&org, Plan::PayAsYouGo).await.unwrap();
+        accounts.set_customer(&org, "cus_hooked").await.unwrap();
+        let hooks = WebhookProcessor::new(accounts.clone());
+        let invoice = |status: &str| {
+            json!({"id": "in_1", "object": "invoice", "customer": "cus_hooked", "status": status,
+                   "currency": "usd", "amount_due": 1200, "amount_paid": 0, "created": 100,
+                   "hosted_invoice_url": "https://invoice.example/in_1"})
+        };
+
+        // a card
+        let attached = stripe_event(
+            "evt_pm",
+            "payment_method.attached",
+            90,
+            json!({"id": "pm_1", "customer": "cus_hooked",
+                   "card": {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030}}),
+        );
+        assert_eq!(
+            hooks.process(&attached).await.unwrap(),
+            Processed::Applied {
+                changed: Some(org.clone())
+            }
+        );
+        let card = accounts.get(&org).await.unwrap().unwrap().card.unwrap();
+        assert_eq!((card.brand.as_str(), card.last4.as_str()), ("visa", "4242"));
+
+        // payment failed, then paid: good standing
+        let failed = stripe_event("evt_f", "invoice.payment_failed", 200, invoice("open"));
+        assert!(matches!(
+            hooks.process(&failed).await.unwrap(),
+            Processed::Applied { changed: Some(_) }
+        ));
+        assert_eq!(
+            accounts.get(&org).await.unwrap().unwrap().standing,
+            Standing::PastDue { since: 200_000 }
+        );
+        assert_eq!(hooks.process(&failed).await.unwrap(), Processed::Duplicate);
+        let paid = stripe_event("evt_p", "invoice.paid", 300, invoice("paid"));
+        hooks.process(&paid).await.unwrap();
+        assert_eq!(
+            accounts.get(&org).await.unwrap().unwrap().standing,
+            Standing::Good
+        );
+
+        // an older failure delivered late changes nothing, the invoice stays paid
+        let late = stripe_event("evt_late", "invoice.payment_failed", 250, invoice("open"));
+        assert!(matches!(
+            hooks.process(&late).await.unwrap(),
+            Processed::Applied { .. }
+        ));
+        assert_eq!(
+            accounts.get(&org).await.unwrap().unwrap().standing,
+            Standing::Good
+        );
+        let invoices = accounts.invoices(&org, 10).await.unwrap();
+        assert_eq!(invoices.len(), 1);
+        assert_eq!(invoices[0].status, "paid");
+
+        // a top-up: credit once, for the customer's organization
+        let top_up = stripe_event(
+            "evt_c",
+            "checkout.session.completed",
+            400,
+            json!({"id": "cs_top", "object": "checkout.session", "customer": "cus_hooked",
+                   "mode": "payment", "payment_status": "paid", "amount_total": 2500,
+                   "metadata": {"purpose": "credit_top_up", "org_id": "someone-else"}}),
+        );
+        hooks.process(&top_up).await.unwrap();
+        let redelivered = stripe_event(
+            "evt_c2",
+            "checkout.session.completed",
+            401,
+            top_up.data.object.clone(),
+        );
+        hooks.process(&redelivered).await.unwrap();
+        assert_eq!(
+            accounts.get(&org).await.unwrap().unwrap().credit,
+            Picodollars(pico("25"))
+        );
+
+        // the card detached: gone
+        let detached = serde_json::from_value::<Event>(json!({
+            "id": "evt_d", "type": "payment_method.detached", "created": 500,
+            "data": {"object": {"id": "pm_1", "customer": null},
+                     "previous_attributes": {"customer": "cus_hooked"}}
+        }))
+        .unwrap();
+        hooks.process(&detached).await.unwrap();
+        assert!(accounts.get(&org).await.unwrap().unwrap().card.is_none());
+    })
+    .await;
+}
