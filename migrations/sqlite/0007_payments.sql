@@ -3,6 +3,8 @@
 CREATE TABLE billing_accounts (
     org_id                TEXT PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
     stripe_customer_id    TEXT UNIQUE,
+    -- the subscription to the metered usage price that turns reported usage into invoices
+    stripe_subscription_id TEXT,
     -- 'payg' (provider cost plus markup) or 'byok' (own provider keys, platform fee)
     plan                  TEXT NOT NULL,
     -- JSON {"id", "brand", "last4", "exp_month", "exp_year"} of the default card, or NULL

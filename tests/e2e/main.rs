@@ -20,6 +20,7 @@ mod admin;
 mod cache;
 mod dashboard;
 mod metering;
+mod payments;
 
 const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
 

@@ -11,6 +11,7 @@ use tollgate_auth::{AuthError, AuthService};
 use tollgate_billing::BudgetCounters;
 use tollgate_common::PriceCatalog;
 
+use crate::billing::BillingSetup;
 use crate::schema::{AdminSchema, RequestCaller, TeamLoader, build};
 
 /// What the endpoint serves.
@@ -25,9 +26,10 @@ impl AdminHttp {
         service: Arc<AuthService>,
         catalog: Arc<PriceCatalog>,
         budgets: Arc<BudgetCounters>,
+        billing: BillingSetup,
     ) -> Self {
         AdminHttp {
-            schema: build(service.clone(), catalog, budgets),
+            schema: build(service.clone(), catalog, budgets, billing),
             service,
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod analytics;
+pub mod billing;
 pub mod dashboard;
 pub mod errors;
 pub mod http;

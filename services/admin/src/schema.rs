@@ -23,6 +23,7 @@ use tollgate_common::{
 };
 
 use crate::access::{AdminToken, Invitation, IssuedAdminToken, IssuedInvitation};
+use crate::billing::{Billing, BillingSetup, CheckoutPurpose, PaymentRedirect};
 
 use crate::errors::{OrGraphql, bad_input};
 use crate::requests::{RequestFilter, RequestPage};
@@ -42,11 +43,13 @@ pub fn build(
     service: Arc<AuthService>,
     catalog: Arc<PriceCatalog>,
     budgets: Arc<BudgetCounters>,
+    billing: BillingSetup,
 ) -> AdminSchema {
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
         .data(catalog)
         .data(budgets)
+        .data(billing)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -719,6 +722,12 @@ impl QueryRoot {
         Ok(models)
     }
 
+    /// The organization's plan, payment standing, card, credit, this month's cost and
+    /// invoices (admins and owners).
+    async fn billing(&self, ctx: &Context<'_>) -> Result<Billing, Error> {
+        crate::billing::billing(ctx, service(ctx), caller(ctx)?).await
+    }
+
     /// Invitations not yet accepted, withdrawn or expired (admins).
     async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<Invitation>, Error> {
         let invitations = service(ctx).invitations(caller(ctx)?).await.or_graphql()?;
@@ -749,6 +758,22 @@ pub struct MutationRoot;
 
 #[Object]
 impl MutationRoot {
+    /// A Stripe Checkout page to add a card, or to buy `amountUsd` of prepaid credit
+    /// (owners).
+    async fn start_checkout(
+        &self,
+        ctx: &Context<'_>,
+        purpose: CheckoutPurpose,
+        amount_usd: Option<String>,
+    ) -> Result<PaymentRedirect, Error> {
+        crate::billing::start_checkout(ctx, service(ctx), caller(ctx)?, purpose, amount_usd).await
+    }
+
+    /// Stripe's customer portal, to manage cards and invoices (owners).
+    async fn open_billing_portal(&self, ctx: &Context<'_>) -> Result<PaymentRedirect, Error> {
+        crate::billing::open_portal(ctx, service(ctx), caller(ctx)?).await
+    }
+
     /// Invites someone by email; the token in the answer is shown this once.
     async fn invite_member(
         &self,

@@ -62,6 +62,10 @@ impl Admin {
             http.service.clone(),
             catalog,
             budgets.clone(),
+            tollgate_admin::billing::BillingSetup {
+                config: Default::default(),
+                stripe: None,
+            },
         ));
         let app = Rc::new(
             web_test::init_service(

@@ -20,6 +20,7 @@ use tollgate_auth::store::{AuthStore, scratch};
 use tollgate_billing::payments::accounts::{Accounts, Standing};
 use tollgate_billing::payments::outbox::{Delivery, Outbox};
 use tollgate_billing::payments::pricing::Plan;
+use tollgate_billing::payments::reconcile::{reconcile, revenue};
 use tollgate_billing::payments::reports::UsageReporter;
 use tollgate_billing::payments::stripe::StripeApi;
 use tollgate_billing::payments::webhooks::{Event, Processed, WebhookProcessor};
@@ -186,6 +187,10 @@ async fn each_hour_is_reported_once_and_late_usage_as_a_new_revision() {
             [
                 ("create_customer".to_owned(), format!("tollgate-customer-{org}")),
                 ("report_usage".to_owned(), format!("tg-{org}-{secs}-0")),
+                (
+                    "subscribe".to_owned(),
+                    format!("tollgate-subscription-{org}-first")
+                ),
                 ("report_usage".to_owned(), format!("tg-{org}-{secs}-1")),
             ]
         );
@@ -258,7 +263,7 @@ async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
         let outbox = Outbox::new(store.pool().clone());
         let now = tollgate_common::now_ms();
         reporter.report(H0 + HOUR).await.unwrap();
-        assert_eq!(outbox.pending().await.unwrap(), 2);
+        assert_eq!(outbox.pending().await.unwrap(), 3);
 
         // Stripe is down: nothing is lost, nothing is sent
         let before = stripe.meter_events().len();
@@ -266,7 +271,7 @@ async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
         let delivery = outbox.deliver_due(&api, &accounts, now).await.unwrap();
         assert_eq!(delivery.sent, 0);
         assert_eq!(delivery.given_up, 0);
-        assert_eq!(outbox.pending().await.unwrap(), 2);
+        assert_eq!(outbox.pending().await.unwrap(), 3);
         stripe.set_outage(Outage::Error500);
         // (retries wait: the next pass, a little later, tries again)
         let delivery = outbox
@@ -275,7 +280,7 @@ async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
             .unwrap();
         assert_eq!(delivery.sent, 0);
 
-        // Stripe is back: the customer first, then the usage; once
+        // Stripe is back: the customer first, then its subscription and the usage; once
         stripe.clear_failures();
         let mut sent = 0;
         for pass in 1..=3 {
@@ -285,15 +290,15 @@ async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
                 .unwrap();
             sent += n;
         }
-        assert_eq!(sent, 2);
+        assert_eq!(sent, 3);
         assert_eq!(outbox.pending().await.unwrap(), 0);
-        let customer = accounts
-            .get(&org)
-            .await
-            .unwrap()
-            .unwrap()
-            .stripe_customer_id
+        let account = accounts.get(&org).await.unwrap().unwrap();
+        let customer = account.stripe_customer_id.unwrap();
+        let subscription = stripe
+            .object(&account.stripe_subscription_id.unwrap())
             .unwrap();
+        assert_eq!(subscription["customer"], customer.as_str());
+        assert_eq!(subscription["status"], "active");
         let events: Vec<_> = stripe
             .meter_events()
             .into_iter()
@@ -321,6 +326,31 @@ async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
                 .any(|r| r.identifier.as_deref() == Some(events[0].identifier.as_str())),
             "the second report reached Stripe and was refused as a duplicate"
         );
+        // reconciliation: our reports and Stripe's meter agree hour by hour
+        let check = reconcile(store.pool(), &api, H0, H0 + 2 * HOUR).await.unwrap();
+        assert_eq!((check.organizations, check.hours, check.queued), (1, 1, 0));
+        assert_eq!(check.differences, []);
+        let money = revenue(store.pool(), H0, H0 + 2 * HOUR).await.unwrap();
+        assert_eq!(money.len(), 1);
+        assert_eq!(money[0].billable, pico("0.25"));
+        assert_eq!(money[0].metered_micros, 250_000);
+        // a report Stripe never got shows up as a difference
+        sqlx::query(
+            "INSERT INTO usage_reports (org_id, hour_start, revision, billable_pico,              provider_cost_pico, free_used_pico, credit_used_pico, metered_micros, identifier,              created_at) VALUES ($1, $2, 9, 0, 0, 0, 0, 5, $3, 0)",
+        )
+        .bind(org.clone())
+        .bind(H0)
+        .bind(format!("lost-{org}"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let check = reconcile(store.pool(), &api, H0, H0 + 2 * HOUR).await.unwrap();
+        assert_eq!(check.differences.len(), 1);
+        assert_eq!(
+            (check.differences[0].ours, check.differences[0].stripe),
+            (250_005, 250_000)
+        );
+
         let again = stripe
             .meter_events()
             .into_iter()

@@ -77,6 +77,36 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Usage billing: reports to Stripe, reconciliation, revenue.
+    Billing {
+        #[arg(long, short, env = "TOLLGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// Report usage now (the server does it every minute): every ended hour with unreported
+    /// usage, then send what is queued for Stripe.
+    Report {
+        /// Report as of this time (RFC 3339, e.g. 2026-11-26T06:00:00Z) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Compare what was reported with what Stripe's meter recorded, hour by hour.
+    Reconcile {
+        /// The month, as YYYY-MM.
+        #[arg(long)]
+        period: String,
+    },
+    /// Revenue, provider cost and margin per organization.
+    Revenue {
+        /// The month, as YYYY-MM.
+        #[arg(long)]
+        period: String,
+    },
 }
 
 /// The services `serve --only` can run.
@@ -186,6 +216,17 @@ fn main() -> ExitCode {
                     KeysCommand::Revoke { org, key_id } => {
                         operator::revoke_key(&c, &org, &key_id).await
                     }
+                }
+            })
+        }),
+        Command::Billing { config, command } => operate(config, move |c| {
+            Box::pin(async move {
+                match command {
+                    BillingCommand::Report { at } => {
+                        operator::report_usage(&c, at.as_deref()).await
+                    }
+                    BillingCommand::Reconcile { period } => operator::reconcile(&c, &period).await,
+                    BillingCommand::Revenue { period } => operator::revenue(&c, &period).await,
                 }
             })
         }),
@@ -300,16 +341,35 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         let gateway = tollgate_gateway::build_gateway(&config, stages)?;
         let running = match auth.http {
             Some(http) => {
+                let payments = match &auth.store {
+                    Some(store) => tollgate_billing::payments::start(
+                        &config.billing,
+                        store.pool().clone(),
+                        Arc::new(payments::ReloadThroughAuth(http.service.clone())),
+                    )
+                    .context("billing.stripe")?,
+                    None => None,
+                };
+                let billing = tollgate_admin::billing::BillingSetup {
+                    config: config.billing.clone(),
+                    stripe: payments.as_ref().map(|p| p.api.clone()),
+                };
+                let webhooks = payments
+                    .map(|p| tollgate_billing::payments::http::configure(p.webhooks));
                 let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
                     http.service.clone(),
                     admin_catalog(&config)?,
                     budgets,
+                    billing,
                 ));
                 let auth = tollgate_auth::http::configure(http);
                 tollgate_gateway::start_with(&config, gateway, move |cfg| {
                     auth(cfg);
                     admin(cfg);
                     tollgate_admin::dashboard::configure(cfg);
+                    if let Some(webhooks) = &webhooks {
+                        webhooks(cfg);
+                    }
                 })?
             }
             None => tollgate_gateway::start(&config, gateway)?,
@@ -351,10 +411,22 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
         RedisFailurePolicy::Reject => OnRedisFailure::Reject,
     };
     let budgets = Arc::new(BudgetCounters::new(auth.redis.clone(), on_failure));
+    let billing = tollgate_admin::billing::BillingSetup {
+        config: config.billing.clone(),
+        stripe: config
+            .billing
+            .stripe
+            .as_ref()
+            .map(tollgate_billing::payments::stripe::StripeApi::new)
+            .transpose()
+            .context("billing.stripe")?
+            .map(Arc::new),
+    };
     let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
         http.service.clone(),
         admin_catalog(config)?,
         budgets,
+        billing,
     ));
     let routes = tollgate_auth::http::configure(http);
     let mut server = HttpServer::new(move || {
@@ -393,13 +465,30 @@ async fn serve_billing_only(config: &Config) -> anyhow::Result<ExitCode> {
         redis_client: Some(client),
     };
     metering::start_billing(config, &parts)?;
+    let feed = match tollgate_auth::startup::redis_manager(config).context("redis.url")? {
+        Some((_, manager)) => tollgate_auth::KeyChangeFeed::with_redis(None, manager),
+        None => tollgate_auth::KeyChangeFeed::local(None),
+    };
+    let listener = Arc::new(payments::ReloadThroughFeed {
+        store: store.clone(),
+        feed,
+    });
+    let webhooks =
+        tollgate_billing::payments::start(&config.billing, store.pool().clone(), listener)
+            .context("billing.stripe")?
+            .map(|p| tollgate_billing::payments::http::configure(p.webhooks));
     let store = web::Data::new(store);
-    let server =
-        HttpServer::new(move || App::new().app_data(store.clone()).configure(health_routes))
-            .workers(1)
-            .tcp_nodelay(true)
-            .bind(config.server.listen)
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let server = HttpServer::new(move || {
+        let app = App::new().app_data(store.clone()).configure(health_routes);
+        match &webhooks {
+            Some(webhooks) => app.configure(webhooks.clone()),
+            None => app,
+        }
+    })
+    .workers(1)
+    .tcp_nodelay(true)
+    .bind(config.server.listen)
+    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     tracing::info!(addr = %config.server.listen, "tollgate billing service listening");
     server.run().await.context("server stopped with an error")?;
     Ok(ExitCode::SUCCESS)

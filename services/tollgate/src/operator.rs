@@ -1,10 +1,15 @@
-//! Operator commands that work on storage directly: migrations, organizations and keys.
+//! Operator commands that work on storage directly: migrations, organizations, keys and
+//! billing.
 
 use std::io::Write;
 
 use anyhow::Context;
 use tollgate_auth::service::KeySpec;
 use tollgate_auth::{Actor, startup};
+use tollgate_billing::payments::accounts::Accounts;
+use tollgate_billing::payments::outbox::Outbox;
+use tollgate_billing::payments::reports::{UsageReporter, month_of};
+use tollgate_billing::payments::stripe::StripeApi;
 use tollgate_common::{Config, OrgId};
 
 /// `tollgate migrate`.
@@ -157,5 +162,120 @@ pub async fn revoke_key(config: &Config, org: &str, key: &str) -> anyhow::Result
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     writeln!(std::io::stdout(), "revoked {}", revoked.key.id)?;
+    Ok(())
+}
+
+/// `tollgate billing report [--at TIME]`.
+pub async fn report_usage(config: &Config, at: Option<&str>) -> anyhow::Result<()> {
+    let stripe = config
+        .billing
+        .stripe
+        .as_ref()
+        .context("billing.stripe: not configured, so nothing is reported")?;
+    let now = match at {
+        Some(text) => {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .with_context(|| format!("--at {text}: expected RFC 3339"))?
+                .unix_timestamp()
+                * 1000
+        }
+        None => tollgate_common::now_ms(),
+    };
+    let store = startup::open_store(config).await?;
+    let reporter = UsageReporter::new(store.pool().clone(), &config.billing);
+    let run = reporter.report(now).await?;
+    let api = StripeApi::new(stripe)?;
+    let accounts = Accounts::new(store.pool().clone());
+    let delivery = Outbox::new(store.pool().clone())
+        .deliver_due(&api, &accounts, tollgate_common::now_ms())
+        .await?;
+    store.close().await;
+    writeln!(
+        std::io::stdout(),
+        "reports written {}\nmicro-USD metered {}\nStripe calls sent {}, retrying {}, given up {}",
+        run.reports,
+        run.metered_micros,
+        delivery.sent,
+        delivery.retrying,
+        delivery.given_up
+    )?;
+    Ok(())
+}
+
+/// A month as `YYYY-MM`: its first instant and the next month's, Unix ms.
+fn month(period: &str) -> anyhow::Result<(i64, i64)> {
+    let (year, month) = period
+        .split_once('-')
+        .and_then(|(y, m)| Some((y.parse::<i32>().ok()?, m.parse::<u8>().ok()?)))
+        .context("--period: expected YYYY-MM")?;
+    let month = time::Month::try_from(month).context("--period: the month is 01 to 12")?;
+    let first = time::Date::from_calendar_date(year, month, 1).context("--period")?;
+    Ok(month_of(
+        first.midnight().assume_utc().unix_timestamp() * 1000,
+    ))
+}
+
+fn usd(pico: i64) -> String {
+    tollgate_common::Picodollars(pico).to_string()
+}
+
+/// `tollgate billing reconcile --period YYYY-MM`.
+pub async fn reconcile(config: &Config, period: &str) -> anyhow::Result<()> {
+    let stripe = config
+        .billing
+        .stripe
+        .as_ref()
+        .context("billing.stripe: not configured, so there is nothing to reconcile")?;
+    let (from, to) = month(period)?;
+    let store = startup::open_store(config).await?;
+    let api = StripeApi::new(stripe)?;
+    let report =
+        tollgate_billing::payments::reconcile::reconcile(store.pool(), &api, from, to).await?;
+    store.close().await;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "organizations {}\nhours compared {}\nmeter reports still queued {}, given up {}\ndifferences {}",
+        report.organizations,
+        report.hours,
+        report.queued,
+        report.given_up,
+        report.differences.len()
+    )?;
+    for d in &report.differences {
+        writeln!(
+            out,
+            "  {}  hour {}  ours {} micro-USD  stripe {} micro-USD",
+            d.org_id, d.hour_start, d.ours, d.stripe
+        )?;
+    }
+    Ok(())
+}
+
+/// `tollgate billing revenue --period YYYY-MM`.
+pub async fn revenue(config: &Config, period: &str) -> anyhow::Result<()> {
+    let (from, to) = month(period)?;
+    let store = startup::open_store(config).await?;
+    let rows = tollgate_billing::payments::reconcile::revenue(store.pool(), from, to).await?;
+    store.close().await;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<36}  {:>14}  {:>14}  {:>14}  {:>12}  {:>12}  name",
+        "organization", "revenue", "provider cost", "margin", "free", "credit"
+    )?;
+    for row in &rows {
+        writeln!(
+            out,
+            "{:<36}  {:>14}  {:>14}  {:>14}  {:>12}  {:>12}  {}",
+            row.org_id,
+            usd(row.billable),
+            usd(row.provider_cost),
+            usd(row.margin()),
+            usd(row.free),
+            usd(row.credit),
+            row.org_name
+        )?;
+    }
     Ok(())
 }

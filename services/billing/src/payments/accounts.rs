@@ -34,6 +34,7 @@ pub enum Standing {
 pub struct BillingAccount {
     pub org_id: String,
     pub stripe_customer_id: Option<String>,
+    pub stripe_subscription_id: Option<String>,
     pub plan: Plan,
     pub card: Option<Card>,
     pub standing: Standing,
@@ -67,6 +68,7 @@ fn account_from_row(row: &AnyRow) -> Result<BillingAccount, sqlx::Error> {
     Ok(BillingAccount {
         org_id: row.try_get("org_id")?,
         stripe_customer_id: row.try_get("stripe_customer_id")?,
+        stripe_subscription_id: row.try_get("stripe_subscription_id")?,
         plan: Plan::parse(&plan).unwrap_or(Plan::PayAsYouGo),
         card: card.and_then(|c| serde_json::from_str(&c).ok()),
         standing: match (standing.as_str(), since) {
@@ -77,8 +79,8 @@ fn account_from_row(row: &AnyRow) -> Result<BillingAccount, sqlx::Error> {
     })
 }
 
-const ACCOUNT_COLUMNS: &str = "org_id, stripe_customer_id, plan, payment_method, standing, \
-                               past_due_since, credit_pico";
+const ACCOUNT_COLUMNS: &str = "org_id, stripe_customer_id, stripe_subscription_id, plan, \
+                               payment_method, standing, past_due_since, credit_pico";
 
 /// The billing tables.
 #[derive(Clone)]
@@ -128,6 +130,24 @@ impl Accounts {
              WHERE org_id = $3 AND stripe_customer_id IS NULL",
         )
         .bind(customer.to_owned())
+        .bind(tollgate_common::now_ms())
+        .bind(org.to_owned())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records (or clears) the organization's usage subscription.
+    pub async fn set_subscription(
+        &self,
+        org: &str,
+        subscription: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE billing_accounts SET stripe_subscription_id = $1, updated_at = $2 \
+             WHERE org_id = $3",
+        )
+        .bind(subscription.map(str::to_owned))
         .bind(tollgate_common::now_ms())
         .bind(org.to_owned())
         .execute(&self.pool)

@@ -7,10 +7,85 @@
 //!   allowance and credit first, the rest queued for Stripe's meter.
 //! - [`outbox`]: calls to Stripe, queued in the database and sent with retries, exactly once.
 //! - [`stripe`]: the Stripe API calls themselves.
+//! - [`webhooks`] and [`http`]: Stripe's events, verified and applied once.
+//! - [`reconcile`]: our reports against Stripe's meter; revenue and margin.
 
 pub mod accounts;
+pub mod http;
 pub mod outbox;
 pub mod pricing;
+pub mod reconcile;
 pub mod reports;
 pub mod stripe;
 pub mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use tollgate_common::config::BillingConfig;
+
+use self::accounts::Accounts;
+use self::http::{OrganizationChanged, StripeWebhookEndpoint};
+use self::outbox::Outbox;
+use self::reports::UsageReporter;
+use self::stripe::{StripeApi, StripeCallError};
+use self::webhooks::WebhookProcessor;
+
+/// How often due Stripe calls are sent.
+const OUTBOX_EVERY: Duration = Duration::from_secs(2);
+/// How often ended hours are reported.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Payments as one process runs them.
+pub struct Payments {
+    pub api: Arc<StripeApi>,
+    pub accounts: Accounts,
+    pub webhooks: Arc<StripeWebhookEndpoint>,
+}
+
+/// Starts payments when `billing.stripe` is configured: the outbox worker, the usage reporter
+/// and the webhook endpoint. Every replica may run them: each report and each call is made
+/// once whichever process gets there first.
+pub fn start(
+    config: &BillingConfig,
+    pool: AnyPool,
+    listener: Arc<dyn OrganizationChanged>,
+) -> Result<Option<Payments>, StripeCallError> {
+    let Some(stripe) = &config.stripe else {
+        return Ok(None);
+    };
+    let api = Arc::new(StripeApi::new(stripe)?);
+    let accounts = Accounts::new(pool.clone());
+    Outbox::new(pool.clone()).spawn_worker(api.clone(), accounts.clone(), OUTBOX_EVERY);
+    let reporter = UsageReporter::new(pool, config);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REPORT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match reporter.report(tollgate_common::now_ms()).await {
+                Ok(run) if run.reports > 0 => {
+                    tracing::info!(
+                        reports = run.reports,
+                        micros = run.metered_micros,
+                        "usage reported"
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "usage reports: cannot read the ledger"),
+            }
+        }
+    });
+    let webhooks = Arc::new(StripeWebhookEndpoint::new(
+        WebhookProcessor::new(accounts.clone()),
+        stripe.webhook_secret.clone(),
+        stripe.webhook_tolerance_secs,
+        listener,
+    ));
+    Ok(Some(Payments {
+        api,
+        accounts,
+        webhooks,
+    }))
+}

@@ -22,6 +22,9 @@ pub enum StripeCall {
         name: String,
         email: Option<String>,
     },
+    /// The organization's customer subscribed to the usage price, so that its usage is
+    /// invoiced.
+    Subscribe { org_id: String },
     /// An hour's usage to the meter, for the organization's customer.
     ReportUsage {
         org_id: String,
@@ -36,20 +39,21 @@ impl StripeCall {
     fn kind(&self) -> &'static str {
         match self {
             StripeCall::CreateCustomer { .. } => "create_customer",
+            StripeCall::Subscribe { .. } => "subscribe",
             StripeCall::ReportUsage { .. } => "report_usage",
         }
     }
 
     fn org_id(&self) -> &str {
         match self {
-            StripeCall::CreateCustomer { org_id, .. } | StripeCall::ReportUsage { org_id, .. } => {
-                org_id
-            }
+            StripeCall::CreateCustomer { org_id, .. }
+            | StripeCall::Subscribe { org_id }
+            | StripeCall::ReportUsage { org_id, .. } => org_id,
         }
     }
 }
 
-/// A usage report waits for its organization's customer.
+/// A usage report or subscription waits for its organization's customer.
 const NO_CUSTOMER_YET: &str = "the organization has no Stripe customer yet";
 
 /// First retry after a second, doubling to an hour.
@@ -277,12 +281,25 @@ impl Outbox {
     }
 }
 
+fn database(err: sqlx::Error) -> StripeCallError {
+    StripeCallError::Unreachable(format!("database: {err}"))
+}
+
+/// The organization's Stripe customer; a call for it waits until it is made.
+async fn customer_of(accounts: &Accounts, org_id: &str) -> Result<String, StripeCallError> {
+    accounts
+        .get(org_id)
+        .await
+        .map_err(database)?
+        .and_then(|a| a.stripe_customer_id)
+        .ok_or(StripeCallError::Waiting(NO_CUSTOMER_YET))
+}
+
 async fn send(
     api: &StripeApi,
     accounts: &Accounts,
     pending: &Pending,
 ) -> Result<(), StripeCallError> {
-    let database = |e: sqlx::Error| StripeCallError::Unreachable(format!("database: {e}"));
     match &pending.call {
         StripeCall::CreateCustomer {
             org_id,
@@ -297,18 +314,24 @@ async fn send(
                 .await
                 .map_err(database)
         }
+        StripeCall::Subscribe { org_id } => {
+            let customer = customer_of(accounts, org_id).await?;
+            let price = api.usage_price().await?;
+            let subscription = api
+                .subscribe(&customer, &price, org_id, &pending.idempotency_key)
+                .await?;
+            accounts
+                .set_subscription(org_id, Some(&subscription))
+                .await
+                .map_err(database)
+        }
         StripeCall::ReportUsage {
             org_id,
             micros,
             identifier,
             timestamp,
         } => {
-            let customer = accounts
-                .get(org_id)
-                .await
-                .map_err(database)?
-                .and_then(|a| a.stripe_customer_id)
-                .ok_or(StripeCallError::Waiting(NO_CUSTOMER_YET))?;
+            let customer = customer_of(accounts, org_id).await?;
             api.report_usage(&customer, *micros, identifier, *timestamp)
                 .await
         }

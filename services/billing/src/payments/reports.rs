@@ -66,9 +66,10 @@ impl UsageReporter {
         &self.prices
     }
 
-    /// Reports every ended hour of the last two days that has unreported usage.
-    pub async fn report(&self, now_ms: i64) -> Result<ReportRun, sqlx::Error> {
-        let current_hour = now_ms - now_ms.rem_euclid(HOUR_MS);
+    /// Reports every hour of the two days before `until_ms` that has ended by then and has
+    /// unreported usage (`until_ms` is now, except for an operator reporting ahead).
+    pub async fn report(&self, until_ms: i64) -> Result<ReportRun, sqlx::Error> {
+        let current_hour = until_ms - until_ms.rem_euclid(HOUR_MS);
         let from = current_hour - LOOKBACK_MS;
         let rows = sqlx::query(
             "SELECT org_id, bucket_start, model, CAST(SUM(requests) AS BIGINT) AS requests, \
@@ -102,6 +103,7 @@ impl UsageReporter {
                 .get(&(org.clone(), hour))
                 .copied()
                 .unwrap_or_default();
+            let now_ms = tollgate_common::now_ms();
             if let Some(micros) = self.report_hour(&org, hour, &usage, done, now_ms).await? {
                 run.reports += 1;
                 run.metered_micros += micros;
@@ -228,6 +230,11 @@ impl UsageReporter {
                     email: None,
                 };
                 Outbox::enqueue(&mut tx, &call, &customer_key(org), now_ms).await?;
+                let subscribe = StripeCall::Subscribe {
+                    org_id: org.to_owned(),
+                };
+                let key = format!("tollgate-subscription-{org}-first");
+                Outbox::enqueue(&mut tx, &subscribe, &key, now_ms).await?;
             }
             let call = StripeCall::ReportUsage {
                 org_id: org.to_owned(),

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_billing::billing_meter::{
     CreateBillingMeter, CreateBillingMeterDefaultAggregation,
@@ -22,6 +22,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
     ProductData,
 };
+use stripe_client_core::{RequestBuilder, StripeMethod};
 use stripe_core::customer::CreateCustomer;
 use stripe_shared::CheckoutSessionMode;
 use tollgate_common::config::StripeConfig;
@@ -143,10 +144,86 @@ pub struct MeteredHour {
     pub value: f64,
 }
 
+/// A call the library has no typed request for: a form (or query) in Stripe's bracket
+/// notation.
+struct FormRequest<F> {
+    method: StripeMethod,
+    path: &'static str,
+    params: F,
+}
+
+impl<F: Serialize> StripeRequest for FormRequest<F> {
+    type Output = miniserde::json::Value;
+
+    fn build(&self) -> RequestBuilder {
+        let builder = RequestBuilder::new(self.method, self.path);
+        match self.method {
+            StripeMethod::Get => builder.query(&self.params),
+            StripeMethod::Post | StripeMethod::Delete => builder.form(&self.params),
+        }
+    }
+}
+
+/// The lookup key of the metered price reported usage is invoiced at.
+const PRICE_LOOKUP_KEY: &str = "tollgate_usage_micro_usd";
+
+#[derive(Debug, Deserialize)]
+struct Prices {
+    data: Vec<Created>,
+}
+
+#[derive(Serialize)]
+struct PriceLookup {
+    lookup_keys: [&'static str; 1],
+    active: bool,
+}
+
+#[derive(Serialize)]
+struct NewPrice<'a> {
+    currency: &'static str,
+    /// Cents per unit: a micro-USD is a ten-thousandth of a cent.
+    unit_amount_decimal: &'static str,
+    recurring: Recurring<'a>,
+    product_data: ProductName,
+    lookup_key: &'static str,
+}
+
+#[derive(Serialize)]
+struct Recurring<'a> {
+    interval: &'static str,
+    usage_type: &'static str,
+    meter: &'a str,
+}
+
+#[derive(Serialize)]
+struct ProductName {
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+struct NewSubscription<'a> {
+    customer: &'a str,
+    items: [SubscriptionItem<'a>; 1],
+    metadata: OrgMetadata<'a>,
+}
+
+#[derive(Serialize)]
+struct SubscriptionItem<'a> {
+    price: &'a str,
+}
+
+#[derive(Serialize)]
+struct OrgMetadata<'a> {
+    org_id: &'a str,
+}
+
 /// Stripe, as Tollgate uses it.
 pub struct StripeApi {
     client: stripe::Client,
     meter_event_name: String,
+    /// The meter and the price usage is invoiced at, found (or made) once per process.
+    meter: tokio::sync::OnceCell<String>,
+    price: tokio::sync::OnceCell<String>,
 }
 
 /// Per attempt; a slow Stripe delays billing, it never holds a request.
@@ -154,6 +231,11 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 
 impl StripeApi {
     pub fn new(config: &StripeConfig) -> Result<StripeApi, StripeCallError> {
+        // The Stripe client's TLS takes the process's default crypto provider, and with more
+        // than one compiled in (aws-lc through reqwest, ring through gRPC) there is none
+        // until one is chosen; the gateway's own clients use aws-lc, so that is the choice.
+        // (Already chosen is fine.)
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let base = format!("{}/", config.api_base.trim_end_matches('/'));
         let client = stripe::ClientBuilder::new(config.secret_key.expose())
             .url(base)
@@ -164,7 +246,28 @@ impl StripeApi {
         Ok(StripeApi {
             client,
             meter_event_name: config.meter_event_name.clone(),
+            meter: tokio::sync::OnceCell::new(),
+            price: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The id of the meter usage is reported to.
+    pub async fn usage_meter(&self) -> Result<String, StripeCallError> {
+        self.meter
+            .get_or_try_init(|| self.ensure_meter())
+            .await
+            .cloned()
+    }
+
+    /// The id of the metered price usage is invoiced at.
+    pub async fn usage_price(&self) -> Result<String, StripeCallError> {
+        self.price
+            .get_or_try_init(|| async {
+                let meter = self.usage_meter().await?;
+                self.ensure_price(&meter).await
+            })
+            .await
+            .cloned()
     }
 
     /// Sends a request with an idempotency key (retries of the same call are one call at
@@ -287,6 +390,65 @@ impl StripeApi {
         Ok(created.id)
     }
 
+    /// The metered price usage is invoiced at (a micro-USD per unit, monthly), made on
+    /// `meter` if the account has none.
+    pub async fn ensure_price(&self, meter: &str) -> Result<String, StripeCallError> {
+        let lookup = FormRequest {
+            method: StripeMethod::Get,
+            path: "/prices",
+            params: PriceLookup {
+                lookup_keys: [PRICE_LOOKUP_KEY],
+                active: true,
+            },
+        };
+        let prices: Prices = self.send(&lookup, None).await?;
+        if let Some(price) = prices.data.into_iter().next() {
+            return Ok(price.id);
+        }
+        let create = FormRequest {
+            method: StripeMethod::Post,
+            path: "/prices",
+            params: NewPrice {
+                currency: "usd",
+                unit_amount_decimal: "0.0001",
+                recurring: Recurring {
+                    interval: "month",
+                    usage_type: "metered",
+                    meter,
+                },
+                product_data: ProductName {
+                    name: "Tollgate usage",
+                },
+                lookup_key: PRICE_LOOKUP_KEY,
+            },
+        };
+        let key = format!("tollgate-price-{meter}");
+        let created: Created = self.send(&create, Some(&key)).await?;
+        Ok(created.id)
+    }
+
+    /// Subscribes `customer` to the usage price, so that what the meter records is invoiced
+    /// every month.
+    pub async fn subscribe(
+        &self,
+        customer: &str,
+        price: &str,
+        org_id: &str,
+        idempotency_key: &str,
+    ) -> Result<String, StripeCallError> {
+        let request = FormRequest {
+            method: StripeMethod::Post,
+            path: "/subscriptions",
+            params: NewSubscription {
+                customer,
+                items: [SubscriptionItem { price }],
+                metadata: OrgMetadata { org_id },
+            },
+        };
+        let created: Created = self.send(&request, Some(idempotency_key)).await?;
+        Ok(created.id)
+    }
+
     /// Reports `micros` of usage for `customer` at `timestamp` (Unix seconds). `identifier`
     /// is the event's, and the idempotency key: reporting the same hour again is no new usage.
     pub async fn report_usage(
@@ -296,6 +458,8 @@ impl StripeApi {
         identifier: &str,
         timestamp: i64,
     ) -> Result<(), StripeCallError> {
+        // Events for a meter the account does not have are refused: make sure it has it.
+        self.usage_meter().await?;
         let payload = HashMap::from([
             ("stripe_customer_id".to_owned(), customer.to_owned()),
             ("value".to_owned(), micros.to_string()),

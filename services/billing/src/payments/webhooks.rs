@@ -11,6 +11,7 @@ use sha2::Sha256;
 use tollgate_common::Picodollars;
 
 use super::accounts::{Accounts, Card, Invoice, Standing};
+use super::outbox::{Outbox, StripeCall};
 
 /// Why a delivery was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,7 +173,11 @@ impl WebhookProcessor {
             "payment_method.attached" => {
                 if let (Some(customer), Some(card)) = (customer, card_of(object)) {
                     self.accounts.set_card(customer, Some(&card)).await?;
-                    return owner(Some(customer)).await;
+                    let org = owner(Some(customer)).await?;
+                    if let Some(org) = &org {
+                        self.subscribe(org, &card.id).await?;
+                    }
+                    return Ok(org);
                 }
             }
             "payment_method.detached" => {
@@ -188,6 +193,20 @@ impl WebhookProcessor {
                 }
             }
             "checkout.session.completed" => return self.checkout_completed(object).await,
+            "customer.subscription.deleted" | "customer.subscription.updated" => {
+                let status = text(object, "status").unwrap_or("active");
+                let ended = event.kind.ends_with("deleted")
+                    || matches!(status, "canceled" | "unpaid" | "incomplete_expired");
+                if let (true, Some(customer)) = (ended, customer)
+                    && let Some(org) = owner(Some(customer)).await?
+                {
+                    // Usage can no longer be invoiced: the organization is back on its free
+                    // allowance and credit until it adds a card again.
+                    self.accounts.set_subscription(&org, None).await?;
+                    self.accounts.set_card(customer, None).await?;
+                    return Ok(Some(org));
+                }
+            }
             "invoice.paid" | "invoice.payment_succeeded" => {
                 self.save_invoice(object, event.created).await?;
                 if let Some(customer) = customer {
@@ -213,6 +232,22 @@ impl WebhookProcessor {
             _ => {}
         }
         Ok(None)
+    }
+
+    /// Queues the organization's subscription to the usage price, unless it has one; once per
+    /// card, so that a card added after a cancellation subscribes again.
+    async fn subscribe(&self, org: &str, card: &str) -> Result<(), sqlx::Error> {
+        let account = self.accounts.get(org).await?;
+        if account.is_some_and(|a| a.stripe_subscription_id.is_some()) {
+            return Ok(());
+        }
+        let mut conn = self.accounts.pool().acquire().await?;
+        let call = StripeCall::Subscribe {
+            org_id: org.to_owned(),
+        };
+        let key = format!("tollgate-subscription-{org}-{card}");
+        Outbox::enqueue(&mut conn, &call, &key, tollgate_common::now_ms()).await?;
+        Ok(())
     }
 
     async fn save_invoice(&self, object: &Value, event_at: i64) -> Result<(), sqlx::Error> {

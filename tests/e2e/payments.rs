@@ -1,0 +1,239 @@
+//! The money loop through the real binary and the local Stripe stand-in: sign up, add a card
+//! through Checkout, use the gateway, report the hour to Stripe's meter (once, however often
+//! it is reported), a failed payment refused with 402 once the grace period is over, served
+//! again once paid; and webhooks that are not Stripe's refused.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tollgate_mock_provider::{MockConfig, MockServer};
+use tollgate_mock_stripe::{InvoiceSpec, MockStripe, MockStripeConfig};
+
+use crate::{Gateway, TOLLGATE, scratch_dir, signup};
+
+async fn graphql(gateway: &str, token: &str, query: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{gateway}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn chat(gateway: &str, key: &str) -> (u16, Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{gateway}/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "smart", "max_tokens": 16,
+                      "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// Polls `check` every 100 ms for up to 15 s.
+async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn report(config: &std::path::Path, data: &std::path::Path, at: &str) -> String {
+    let output = Command::new(TOLLGATE)
+        .args(["billing", "report", "--at", at, "--config"])
+        .arg(config)
+        .env("TOLLGATE_DATA_DIR", data)
+        .env("TOLLGATE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn card_usage_meter_failed_payment_and_payment_again() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let stripe = MockStripe::start(MockStripeConfig::default())
+        .await
+        .unwrap();
+    let dir = scratch_dir("payments");
+    let data = dir.join("data");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+providers:
+  openai: {{ kind: openai, api_base: "{url}/v1", api_key: sk-payments }}
+models:
+  - name: smart
+    targets: [ {{ provider: openai, model: gpt-4o }} ]
+billing:
+  public_url: "http://127.0.0.1:9"
+  grace_days: 0
+  free_tier: {{ monthly_usd: "0" }}
+  pay_as_you_go: {{ markup_percent: "20" }}
+  stripe:
+    api_base: "{stripe}"
+    secret_key: "{key}"
+    webhook_secret: "{secret}"
+"#,
+            url = mock.url(),
+            stripe = stripe.url(),
+            key = stripe.api_key(),
+            secret = stripe.webhook_secret(),
+        ),
+    )
+    .unwrap();
+    let data_env = data.display().to_string();
+    let gateway = Gateway::start(&config, &[("TOLLGATE_DATA_DIR", data_env.as_str())]);
+    stripe.set_webhook_url(&format!("{}/billing/stripe/webhook", gateway.url));
+    let owner = signup(&gateway.url, "payer@example.com").await;
+
+    // a card through Stripe Checkout
+    let answer = graphql(
+        &gateway.url,
+        &owner.access_token,
+        "mutation { startCheckout(purpose: PAYMENT_METHOD) { url } }",
+    )
+    .await;
+    let url = answer["data"]["startCheckout"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
+    let session = url.rsplit('/').next().unwrap().to_owned();
+    stripe.complete_checkout(&session).unwrap();
+    assert!(stripe.wait_for_webhooks(Duration::from_secs(10)).await);
+    eventually("the card on the billing page", async || {
+        let billing = graphql(
+            &gateway.url,
+            &owner.access_token,
+            "{ billing { enabled standing paymentMethod { brand last4 } } }",
+        )
+        .await;
+        billing["data"]["billing"]["paymentMethod"]["last4"] == "4242"
+    })
+    .await;
+
+    // usage through the gateway, in the ledger
+    for _ in 0..3 {
+        assert_eq!(chat(&gateway.url, &owner.key).await.0, 200);
+    }
+    eventually("the requests in the ledger", async || {
+        let usage = graphql(
+            &gateway.url,
+            &owner.access_token,
+            "{ billing { currentPeriod { runningUsd } } }",
+        )
+        .await;
+        usage["data"]["billing"]["currentPeriod"]["runningUsd"]
+            .as_str()
+            .is_some_and(|usd| usd != "0")
+    })
+    .await;
+
+    // the hour reported to Stripe's meter, with its stable identifier, once
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let printed = report(&config, &data, &later);
+    assert!(printed.contains("reports written 1"), "{printed}");
+    let customer_events = |stripe: &MockStripe| {
+        stripe
+            .meter_events()
+            .into_iter()
+            .filter(|e| e.identifier.starts_with("tg-"))
+            .collect::<Vec<_>>()
+    };
+    eventually("the meter event at Stripe", async || {
+        !customer_events(&stripe).is_empty()
+    })
+    .await;
+    let events = customer_events(&stripe);
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0].identifier.ends_with("-0"),
+        "{}",
+        events[0].identifier
+    );
+    assert!(events[0].value.parse::<i64>().unwrap() > 0);
+    // the same hour again: nothing new is sent
+    let printed = report(&config, &data, &later);
+    assert!(printed.contains("reports written 0"), "{printed}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(customer_events(&stripe).len(), 1);
+
+    // a failed payment: no grace here, so refused with 402 until it is paid
+    let invoice = stripe
+        .create_invoice(&InvoiceSpec {
+            customer: events[0].customer.clone(),
+            amount_due: 1_000,
+            currency: None,
+            subscription: None,
+            description: None,
+            period_start: None,
+            period_end: None,
+            draft: false,
+        })
+        .unwrap();
+    let invoice_id = invoice["id"].as_str().unwrap().to_owned();
+    stripe.fail_invoice_payment(&invoice_id).unwrap();
+    eventually("402 after the failed payment", async || {
+        let (status, body) = chat(&gateway.url, &owner.key).await;
+        status == 402 && body["error"]["code"] == "payment_required"
+    })
+    .await;
+    let billing = graphql(
+        &gateway.url,
+        &owner.access_token,
+        "{ billing { standing invoices { id status } } }",
+    )
+    .await;
+    assert_eq!(billing["data"]["billing"]["standing"], "suspended");
+    stripe.pay_invoice(&invoice_id).unwrap();
+    eventually("served again once paid", async || {
+        chat(&gateway.url, &owner.key).await.0 == 200
+    })
+    .await;
+    let billing = graphql(
+        &gateway.url,
+        &owner.access_token,
+        "{ billing { standing invoices { id status } } }",
+    )
+    .await;
+    assert_eq!(billing["data"]["billing"]["standing"], "good");
+    assert_eq!(billing["data"]["billing"]["invoices"][0]["status"], "paid");
+
+    // deliveries that are not Stripe's
+    let forged = tollgate_mock_stripe::sign("whsec_wrong", tollgate_common::now_ms() / 1000, "{}");
+    let stale = tollgate_mock_stripe::sign(&stripe.webhook_secret(), 1_000, "{}");
+    for signature in [forged, stale, "t=1,v1=zz".to_owned()] {
+        let res = reqwest::Client::new()
+            .post(format!("{}/billing/stripe/webhook", gateway.url))
+            .header("stripe-signature", signature)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+    }
+    drop(gateway);
+}
