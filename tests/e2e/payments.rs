@@ -237,3 +237,158 @@ billing:
     }
     drop(gateway);
 }
+
+/// Prepaid credit is a hard limit for an organization without a card: 200 concurrent requests
+/// against $0.01 of credit spend at most the credit plus what admitted requests cost beyond
+/// their reservations (nothing here: each is reserved at its worst case), and the balance
+/// never goes below zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_usage_never_overdraws_prepaid_credit() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let stripe = MockStripe::start(MockStripeConfig::default())
+        .await
+        .unwrap();
+    let dir = scratch_dir("credit");
+    let data = dir.join("data");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+providers:
+  openai: {{ kind: openai, api_base: "{url}/v1", api_key: sk-credit }}
+models:
+  - name: smart
+    targets: [ {{ provider: openai, model: gpt-4o }} ]
+billing:
+  public_url: "http://127.0.0.1:9"
+  free_tier: {{ monthly_usd: "0" }}
+  min_top_up_usd: "0.01"
+  stripe:
+    api_base: "{stripe}"
+    secret_key: "{key}"
+    webhook_secret: "{secret}"
+"#,
+            url = mock.url(),
+            stripe = stripe.url(),
+            key = stripe.api_key(),
+            secret = stripe.webhook_secret(),
+        ),
+    )
+    .unwrap();
+    let data_env = data.display().to_string();
+    let gateway = Gateway::start(&config, &[("TOLLGATE_DATA_DIR", data_env.as_str())]);
+    stripe.set_webhook_url(&format!("{}/billing/stripe/webhook", gateway.url));
+    let owner = signup(&gateway.url, "prepaid@example.com").await;
+
+    // without a card or credit, and no free allowance: 402 at once
+    let (status, body) = chat(&gateway.url, &owner.key).await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"]["code"], "payment_required");
+
+    // $0.01 of credit through Checkout
+    let answer = graphql(
+        &gateway.url,
+        &owner.access_token,
+        "mutation { startCheckout(purpose: CREDIT, amountUsd: \"0.01\") { url } }",
+    )
+    .await;
+    let url = answer["data"]["startCheckout"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
+    stripe
+        .complete_checkout(url.rsplit('/').next().unwrap())
+        .unwrap();
+    eventually("the credit on the billing page", async || {
+        let billing = graphql(
+            &gateway.url,
+            &owner.access_token,
+            "{ billing { creditUsd } }",
+        )
+        .await;
+        billing["data"]["billing"]["creditUsd"] == "0.01"
+    })
+    .await;
+    eventually("served on credit", async || {
+        chat(&gateway.url, &owner.key).await.0 == 200
+    })
+    .await;
+
+    // 200 at once
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (gateway, key) = (gateway.url.clone(), owner.key.clone());
+        tasks.push(tokio::spawn(async move { chat(&gateway, &key).await }));
+    }
+    let (mut served, mut refused) = (1, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (200, _) => served += 1,
+            (402, body) => {
+                assert_eq!(body["error"]["code"], "payment_required");
+                refused += 1;
+            }
+            (status, body) => panic!("unexpected {status}: {body}"),
+        }
+    }
+    assert!(refused > 0, "the credit should run out");
+
+    // what was spent: within the credit
+    let now = tollgate_common::now_ms();
+    let totals = format!(
+        "{{ usageTotals(input: {{from: {}, to: {}}}) {{ figures {{ requests }} }} }}",
+        now - 86_400_000,
+        now + 86_400_000
+    );
+    eventually("every request in the ledger", async || {
+        let usage = graphql(&gateway.url, &owner.access_token, &totals).await;
+        let requests = usage["data"]["usageTotals"][0]["figures"]["requests"]
+            .as_i64()
+            .unwrap_or(0);
+        // one ledger row per request, answered or refused
+        requests >= 202
+    })
+    .await;
+    let billing = graphql(
+        &gateway.url,
+        &owner.access_token,
+        "{ billing { currentPeriod { providerCostUsd } } }",
+    )
+    .await;
+    let spent: rust_decimal::Decimal =
+        billing["data"]["billing"]["currentPeriod"]["providerCostUsd"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert!(
+        spent <= "0.01".parse().unwrap(),
+        "spent {spent} of $0.01 credit ({served} served, {refused} refused)"
+    );
+    assert!(served > 1);
+    eprintln!("prepaid credit $0.01: {served} served, {refused} refused, ${spent} spent");
+
+    // the hour reported: credit covers it all, the balance stays at or above zero
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    report(&config, &data, &later);
+    let billing = graphql(
+        &gateway.url,
+        &owner.access_token,
+        "{ billing { creditUsd } }",
+    )
+    .await;
+    let left: rust_decimal::Decimal = billing["data"]["billing"]["creditUsd"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left >= rust_decimal::Decimal::ZERO, "{left}");
+    assert!(
+        stripe.meter_events().is_empty(),
+        "nothing beyond the credit is metered"
+    );
+    drop(gateway);
+}

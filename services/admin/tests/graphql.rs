@@ -42,6 +42,17 @@ const PASSWORD: &str = "a long enough passphrase";
 
 impl Admin {
     async fn start(db: Db) -> Admin {
+        Admin::start_with(
+            db,
+            tollgate_admin::billing::BillingSetup {
+                config: Default::default(),
+                stripe: None,
+            },
+        )
+        .await
+    }
+
+    async fn start_with(db: Db, billing: tollgate_admin::billing::BillingSetup) -> Admin {
         let mut config = Config::default();
         config.storage.database_url = Some(match db {
             Db::Sqlite => scratch::sqlite_url(),
@@ -62,10 +73,7 @@ impl Admin {
             http.service.clone(),
             catalog,
             budgets.clone(),
-            tollgate_admin::billing::BillingSetup {
-                config: Default::default(),
-                stripe: None,
-            },
+            billing,
         ));
         let app = Rc::new(
             web_test::init_service(
@@ -891,6 +899,127 @@ async fn keys_name_their_team_and_budgets_show_reservations(db: Db) {
     assert_eq!(listed["spentUsd"], "0");
 }
 
+async fn billing_is_read_by_admins_and_paid_by_owners(db: Db) {
+    let stripe = tollgate_mock_stripe::MockStripe::start(Default::default())
+        .await
+        .unwrap();
+    let mut config = tollgate_common::config::BillingConfig::default();
+    config.public_url = Some("https://tollgate.example".into());
+    let stripe_config = tollgate_common::config::StripeConfig {
+        api_base: stripe.url(),
+        secret_key: Secret::new(stripe.api_key()),
+        webhook_secret: Secret::new(stripe.webhook_secret()),
+        meter_event_name: "tollgate_usage".into(),
+        webhook_tolerance_secs: 300,
+    };
+    let api = tollgate_billing::payments::stripe::StripeApi::new(&stripe_config).unwrap();
+    config.stripe = Some(stripe_config);
+    let admin = Admin::start_with(
+        db,
+        tollgate_admin::billing::BillingSetup {
+            config,
+            stripe: Some(std::sync::Arc::new(api)),
+        },
+    )
+    .await;
+    let (_, org, owner) = admin.signup("billing-owner@example.com").await;
+    let org_admin = admin
+        .join(&org, "billing-admin@example.com", Role::Admin)
+        .await;
+    let member = admin
+        .join(&org, "billing-member@example.com", Role::Member)
+        .await;
+    let viewer = admin
+        .join(&org, "billing-viewer@example.com", Role::Viewer)
+        .await;
+    let read = "{ billing { enabled plan standing creditUsd paymentMethod { last4 } currentPeriod { runningUsd freeAllowanceUsd } invoices { id } } }";
+
+    let billing = ok(&admin.gql(Some(&owner), read, json!({})).await)["billing"].clone();
+    assert_eq!(billing["enabled"], true);
+    assert_eq!(billing["plan"], "payg");
+    assert_eq!(billing["standing"], "good");
+    assert_eq!(billing["creditUsd"], "0");
+    assert_eq!(billing["paymentMethod"], Value::Null);
+    assert_eq!(billing["currentPeriod"]["freeAllowanceUsd"], "5");
+    assert!(
+        admin
+            .gql(Some(&org_admin), read, json!({}))
+            .await
+            .get("errors")
+            .is_none()
+    );
+    for who in [&member, &viewer] {
+        assert_eq!(
+            code(&admin.gql(Some(who), read, json!({})).await),
+            Some("FORBIDDEN")
+        );
+    }
+
+    // only owners pay; a Checkout page for a card, for credit, and the portal
+    let card = "mutation { startCheckout(purpose: PAYMENT_METHOD) { url } }";
+    for who in [&org_admin, &member, &viewer] {
+        assert_eq!(
+            code(&admin.gql(Some(who), card, json!({})).await),
+            Some("FORBIDDEN")
+        );
+    }
+    let url = ok(&admin.gql(Some(&owner), card, json!({})).await)["startCheckout"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(url.starts_with(&stripe.url()), "{url}");
+    let credit = "mutation($a: String) { startCheckout(purpose: CREDIT, amountUsd: $a) { url } }";
+    for bad in [json!("1"), json!("10.005"), json!("lots"), Value::Null] {
+        let answer = admin.gql(Some(&owner), credit, json!({"a": bad})).await;
+        assert_eq!(code(&answer), Some("BAD_USER_INPUT"), "{bad}: {answer}");
+        assert_eq!(answer["errors"][0]["extensions"]["field"], "amountUsd");
+    }
+    assert!(
+        ok(&admin.gql(Some(&owner), credit, json!({"a": "20"})).await)["startCheckout"]["url"]
+            .is_string()
+    );
+    let portal = ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation { openBillingPortal { url } }",
+            json!({}),
+        )
+        .await)["openBillingPortal"]["url"]
+        .clone();
+    assert!(portal.is_string());
+    // one Stripe customer for the organization, however many pages were opened
+    let customers = stripe
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/customers" && r.status == 200)
+        .count();
+    assert_eq!(customers, 1);
+
+    // another organization sees its own, empty billing
+    let (_, _, stranger) = admin.signup("billing-stranger@example.com").await;
+    let theirs = ok(&admin.gql(Some(&stranger), read, json!({})).await)["billing"].clone();
+    assert_eq!(theirs["invoices"], json!([]));
+    assert_eq!(theirs["paymentMethod"], Value::Null);
+}
+
+async fn billing_without_stripe_is_off(db: Db) {
+    let admin = Admin::start(db).await;
+    let (_, _, owner) = admin.signup("no-billing@example.com").await;
+    let billing = ok(&admin
+        .gql(Some(&owner), "{ billing { enabled } }", json!({}))
+        .await)["billing"]
+        .clone();
+    assert_eq!(billing["enabled"], false);
+    let answer = admin
+        .gql(
+            Some(&owner),
+            "mutation { startCheckout(purpose: PAYMENT_METHOD) { url } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("BAD_USER_INPUT"));
+}
+
 async fn hostile_queries_are_refused(db: Db) {
     let admin = Admin::start(db).await;
     let (_, _, owner) = admin.signup("gql-hostile@example.com").await;
@@ -1228,6 +1357,8 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    billing_is_read_by_admins_and_paid_by_owners,
+    billing_without_stripe_is_off,
     invitations_and_admin_tokens_open_the_organization_to_the_right_people,
     keys_name_their_team_and_budgets_show_reservations,
     everything_is_scoped_to_the_callers_organization_and_role,
