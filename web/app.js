@@ -5,7 +5,8 @@
 // inline scripts, no inline styles (element.style from code is CSSOM, which the policy allows).
 //
 // Routes: #/overview #/keys #/teams #/budgets #/analytics #/requests #/requests/<eventId>
-// #/settings, and the public #/login #/signup #/accept/<invitationToken>.
+// #/billing[?checkout=done|cancelled] #/settings, and the public #/login #/signup
+// #/accept/<invitationToken>.
 
 import * as api from './api.js';
 import { lineChart, stackedBarChart } from './charts.js';
@@ -2022,6 +2023,256 @@ function pageSettings(view) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Billing
+
+const utcDateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeZone: 'UTC' });
+const CARD_BRANDS = { visa: 'Visa', mastercard: 'Mastercard', amex: 'American Express', discover: 'Discover', diners: 'Diners Club', jcb: 'JCB', unionpay: 'UnionPay' };
+const PLANS = {
+  payg: ['Pay as you go', 'Provider cost plus a markup, invoiced monthly.'],
+  byok: ['Bring your own keys', 'Your own provider keys; a platform fee, invoiced monthly.'],
+};
+const INVOICE_KINDS = { paid: 'success', open: 'warn', uncollectible: 'danger', void: 'muted', draft: 'muted' };
+const BILLING_FIELDS = `enabled plan standing pastDueSince graceEndsAt paymentMethod { brand last4 expMonth expYear } creditUsd
+  currentPeriod { start end runningUsd providerCostUsd projectedUsd freeAllowanceUsd freeUsedUsd creditUsedUsd }
+  invoices { id status currency amountDueUsd amountPaidUsd hostedUrl pdfUrl periodStart periodEnd createdAt }`;
+
+/** A USD amount with at most two decimals, from `min` to `max` whole dollars, as a string. */
+function topUpInput(value, name, { min = 5, max = 100000 } = {}) {
+  const amount = usdInput(value, name, { required: true });
+  const match = /^(\d+)(?:\.(\d{1,2}))?$/.exec(amount);
+  const message = `Enter an amount from ${formatUsd(String(min))} to ${formatUsd(String(max))}, with at most two decimals.`;
+  if (!match) throw new FieldError(name, message);
+  const cents = BigInt(match[1]) * 100n + BigInt((match[2] || '').padEnd(2, '0'));
+  if (cents < BigInt(min) * 100n || cents > BigInt(max) * 100n) throw new FieldError(name, message);
+  return amount;
+}
+
+/** Sends the browser to a payment page the server handed out (Stripe Checkout or portal). */
+function leaveFor(url) {
+  const target = new URL(url, window.location.href);
+  if (target.protocol !== 'https:' && target.protocol !== 'http:') throw new Error('The payment page address is not a web address.');
+  window.location.assign(target.href);
+}
+
+function paymentCardEl(method) {
+  const brand = CARD_BRANDS[method.brand.toLowerCase()] || titleCase(method.brand);
+  const expiry = `${String(method.expMonth).padStart(2, '0')}/${method.expYear}`;
+  const now = new Date();
+  const expired = method.expYear < now.getFullYear() || (method.expYear === now.getFullYear() && method.expMonth < now.getMonth() + 1);
+  return h('div', { class: 'payment-card' },
+    h('p', { class: 'payment-card-number' },
+      h('span', {}, brand), ' ',
+      h('span', { class: 'payment-card-digits', 'aria-hidden': 'true' }, `•••• ${method.last4}`),
+      h('span', { class: 'visually-hidden' }, `ending in ${method.last4}`)),
+    h('p', { class: 'muted' }, `Expires ${expiry}`, expired ? [' ', badge('Expired', 'danger')] : null));
+}
+
+function freeAllowanceMeter(used, allowance) {
+  const total = Number(allowance);
+  const pct = total > 0 ? Math.min((Number(used) / total) * 100, 100) : 0;
+  const text = `${formatUsd(used)} of ${formatUsd(allowance)} used`;
+  const fillEl = h('div', { class: 'meter-spent' });
+  fillEl.style.width = `${pct}%`;
+  return h('div', {
+    class: `meter ${pct >= 100 ? 'over' : pct >= 80 ? 'warn' : 'ok'}`,
+    role: 'progressbar',
+    'aria-label': 'Free allowance used',
+    'aria-valuemin': '0',
+    'aria-valuemax': '100',
+    'aria-valuenow': String(Math.round(pct * 10) / 10),
+    'aria-valuetext': text,
+    title: text,
+  }, fillEl);
+}
+
+function standingBanner(billing, owner) {
+  if (billing.standing === 'grace') {
+    return h('div', { class: 'alert warn', role: 'alert' },
+      h('p', {}, h('strong', {}, 'A payment failed. '),
+        'Requests are still served until ', timeEl(billing.graceEndsAt, 'datetime'),
+        '; after that the gateway refuses them (HTTP 402) until the open invoice is paid.'),
+      h('p', {}, owner ? 'Replace the card or pay the invoice through Manage billing.' : 'Ask an owner of the organization to replace the card or pay the invoice.'));
+  }
+  if (billing.standing === 'suspended') {
+    return h('div', { class: 'alert error', role: 'alert' },
+      h('p', {}, h('strong', {}, 'Service is suspended. '),
+        'A payment failed', billing.pastDueSince ? [' on ', timeEl(billing.pastDueSince, 'date')] : null,
+        ' and the grace period is over: the gateway refuses requests (HTTP 402) until the open invoice is paid.'),
+      h('p', {}, owner ? 'Pay the invoice or replace the card through Manage billing.' : 'Ask an owner of the organization to pay the invoice.'));
+  }
+  return null;
+}
+
+function standingBadge(standing) {
+  const kinds = { good: ['Good standing', 'success'], grace: ['Payment failed: grace period', 'warn'], suspended: ['Suspended', 'danger'] };
+  const [text, kind] = kinds[standing] || [standing, ''];
+  return badge(text, kind);
+}
+
+function pageBilling(view, _param, query) {
+  const owner = can('OWNER');
+  const body = h('div', {});
+  const refresh = h('button', { type: 'button', class: 'btn', onclick: () => load() }, 'Refresh');
+  view.append(pageHeader('Billing', can('ADMIN') ? refresh : null), body);
+  if (!can('ADMIN')) {
+    body.append(emptyEl('Only admins and owners of the organization can see its billing.'));
+    return;
+  }
+
+  const checkout = query && query.get('checkout');
+  if (checkout === 'done') announce('Thank you: Stripe has your payment details. They show here as soon as Stripe confirms them.', 'success');
+  else if (checkout === 'cancelled') announce('Checkout cancelled: nothing was saved or charged.');
+  if (checkout) window.history.replaceState(null, '', '#/billing');
+
+  /** A button that asks the server for a payment page and goes there. */
+  function redirectButton(label, mutation, variables, { primary = false, ariaLabel } = {}) {
+    const button = h('button', { type: 'button', class: `btn${primary ? ' primary' : ''}`, 'aria-label': ariaLabel }, label);
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      button.setAttribute('aria-busy', 'true');
+      try {
+        const data = await api.gql(mutation, variables);
+        const url = Object.values(data)[0].url;
+        announce('Opening the payment page…');
+        leaveFor(url);
+      } catch (error) {
+        button.disabled = false;
+        button.removeAttribute('aria-busy');
+        if (!error.unauthenticated) announce(error.message, 'error');
+      }
+    });
+    return button;
+  }
+
+  const portalButton = () => redirectButton('Manage billing', 'mutation Portal { openBillingPortal { url } }', {});
+
+  function render(billing) {
+    if (!billing.enabled) {
+      return card('Billing', h('p', {}, 'This deployment does not bill: no payment provider is configured, so there is no card, credit or invoice to manage here.'),
+        h('p', { class: 'muted' }, 'Spend is still metered: see the overview, analytics and budgets.'));
+    }
+    const p = billing.currentPeriod;
+    const [planName, planText] = PLANS[billing.plan] || [billing.plan, ''];
+    const ownerNote = owner ? null : h('p', { class: 'muted' }, 'Only owners can change payment details.');
+    const method = billing.paymentMethod;
+    const lastDay = p.end - 1;
+
+    const invoices = table({
+      caption: 'Invoices, newest first',
+      empty: 'No invoices yet. The first arrives after the first month with spend beyond the free allowance.',
+      rows: billing.invoices,
+      rowAttrs: (i) => ({ dataset: { invoiceId: i.id } }),
+      columns: [
+        { label: 'Date', cell: (i) => timeEl(i.createdAt * 1000, 'date') },
+        {
+          label: 'Period',
+          cell: (i) => (i.periodStart && i.periodEnd
+            ? `${utcDateFormat.format(i.periodStart * 1000)} – ${utcDateFormat.format(i.periodEnd * 1000 - 1)}`
+            : '—'),
+        },
+        { label: 'Status', cell: (i) => badge(titleCase(i.status), INVOICE_KINDS[i.status] || '') },
+        { label: 'Amount due', numeric: true, cell: (i) => formatUsd(i.amountDueUsd) },
+        { label: 'Amount paid', numeric: true, cell: (i) => formatUsd(i.amountPaidUsd) },
+        {
+          label: 'Links',
+          className: 'actions',
+          cell: (i) => {
+            const when = dateFormat.format(i.createdAt * 1000);
+            const links = [
+              i.hostedUrl ? h('a', { href: i.hostedUrl, target: '_blank', rel: 'noopener', 'aria-label': `View the invoice of ${when} (opens in a new tab)` }, 'View') : null,
+              i.pdfUrl ? h('a', { href: i.pdfUrl, target: '_blank', rel: 'noopener', 'aria-label': `Download the PDF of the invoice of ${when} (opens in a new tab)` }, 'PDF') : null,
+            ].filter(Boolean);
+            return links.length ? h('div', { class: 'button-row link-row' }, links) : '—';
+          },
+        },
+      ],
+    });
+
+    const creditForm = owner ? makeForm({
+      submitLabel: 'Buy credit',
+      className: 'form inline',
+      onSubmit: async (values) => {
+        const amountUsd = topUpInput(values.amountUsd, 'amountUsd');
+        const data = await api.gql('mutation BuyCredit($amountUsd: String!) { startCheckout(purpose: CREDIT, amountUsd: $amountUsd) { url } }', { amountUsd });
+        announce('Opening the payment page…');
+        leaveFor(data.startCheckout.url);
+      },
+    },
+    field({ label: 'Amount (USD)', name: 'amountUsd', value: '25', required: true, hint: 'From $5.00, with at most two decimals.', attrs: { inputmode: 'decimal', autocomplete: 'off', 'data-aliases': 'amount' } })) : null;
+
+    return [
+      standingBanner(billing, owner),
+      h('div', { class: 'grid-2' },
+        card('Plan',
+          h('dl', { class: 'detail-list compact' },
+            h('div', {}, h('dt', {}, 'Plan'), h('dd', {}, h('strong', {}, planName), planText ? h('span', { class: 'cell-note' }, planText) : null)),
+            h('div', {}, h('dt', {}, 'Standing'), h('dd', {}, standingBadge(billing.standing))),
+            billing.graceEndsAt && billing.standing === 'grace'
+              ? h('div', {}, h('dt', {}, 'Served until'), h('dd', {}, timeEl(billing.graceEndsAt, 'datetime')))
+              : null)),
+        card('Payment method',
+          method ? paymentCardEl(method) : h('p', { class: 'muted' }, 'No card on file. Monthly usage beyond the free allowance and prepaid credit is charged to a card.'),
+          owner
+            ? h('div', { class: 'button-row' },
+              redirectButton(method ? 'Replace card' : 'Add a card', 'mutation AddCard { startCheckout(purpose: PAYMENT_METHOD) { url } }', {}, { primary: !method }),
+              portalButton())
+            : ownerNote)),
+      card(`This month: ${utcDateFormat.format(p.start)} – ${utcDateFormat.format(lastDay)} (UTC)`,
+        h('div', { class: 'stats' },
+          stat('Running cost', formatUsd(p.runningUsd), 'at your prices so far'),
+          stat('Projected', formatUsd(p.projectedUsd), `by ${utcDateFormat.format(lastDay)} at this pace`),
+          stat('Free allowance used', formatUsd(p.freeUsedUsd), `of ${formatUsd(p.freeAllowanceUsd)}`),
+          stat('Credit used', formatUsd(p.creditUsedUsd), 'prepaid credit drawn'),
+          stat('Provider cost', formatUsd(p.providerCostUsd), 'what providers charged')),
+        Number(p.freeAllowanceUsd) > 0 ? h('div', { class: 'billing-meter' }, freeAllowanceMeter(p.freeUsedUsd, p.freeAllowanceUsd)) : null,
+        h('p', { class: 'hint billing-note' }, 'Usage is reported to Stripe every hour; the free allowance and prepaid credit are drawn before the card.')),
+      card('Prepaid credit',
+        h('div', { class: 'stats' }, stat('Credit left', formatUsd(billing.creditUsd), 'drawn before the card is charged')),
+        creditForm,
+        owner ? null : ownerNote),
+      card('Invoices', invoices),
+    ];
+  }
+
+  let first = null;
+  let seq = 0;
+  async function load() {
+    const mine = ++seq;
+    await fill(body, async () => {
+      const data = await api.gql(`query Billing { billing { ${BILLING_FIELDS} } }`);
+      if (mine === seq && first === null) first = data.billing;
+      return render(data.billing);
+    });
+  }
+
+  // Back from Checkout, what was paid arrives by webhook a moment later: look again a few
+  // times until it shows (a new card or more credit), while the page is open.
+  async function watchForPayment() {
+    const signature = (b) => (b ? JSON.stringify([b.paymentMethod, b.creditUsd]) : '');
+    const before = signature(first);
+    for (let i = 0; i < 8; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      if (!body.isConnected) return;
+      try {
+        const data = await api.gql(`query Billing { billing { ${BILLING_FIELDS} } }`);
+        if (!body.isConnected) return;
+        if (signature(data.billing) !== before) {
+          body.replaceChildren(...render(data.billing).flat().filter(Boolean));
+          announce('Payment details updated.', 'success');
+          return;
+        }
+      } catch {
+        return;
+      }
+    }
+  }
+
+  load().then(() => {
+    if (checkout === 'done') watchForPayment();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Shell and routing
 
 const ROUTES = {
@@ -2031,6 +2282,7 @@ const ROUTES = {
   budgets: { title: 'Budgets', render: pageBudgets },
   analytics: { title: 'Analytics', render: pageAnalytics },
   requests: { title: 'Request log', render: (view, param) => (param ? pageRequestDetail(view, param) : pageRequests(view)) },
+  billing: { title: 'Billing', render: pageBilling },
   settings: { title: 'Settings', render: pageSettings },
   login: { title: 'Log in', render: pageLogin, public: true },
   signup: { title: 'Sign up', render: pageSignup, public: true },
@@ -2042,8 +2294,12 @@ function go(hash) {
   else window.location.hash = hash;
 }
 
+/** `#/name/param?query`: the page, its parameter and the query (such as `?checkout=done`). */
 function parseHash() {
-  const path = window.location.hash.replace(/^#\/?/, '');
+  const raw = window.location.hash.replace(/^#\/?/, '');
+  const at = raw.indexOf('?');
+  const path = at >= 0 ? raw.slice(0, at) : raw;
+  const query = new URLSearchParams(at >= 0 ? raw.slice(at + 1) : '');
   const [name, ...rest] = path.split('/');
   let param = rest.join('/');
   try {
@@ -2051,12 +2307,14 @@ function parseHash() {
   } catch {
     // Leave a malformed escape as it is.
   }
-  return { name: name || 'overview', param: param || null };
+  return { name: name || 'overview', param: param || null, query };
 }
 
 function renderAccount() {
   const account = $('#account');
   const v = state.viewer;
+  // Links to pages for some roles only (`data-min-role` on their list item).
+  for (const item of document.querySelectorAll('#nav [data-min-role]')) item.hidden = !can(item.dataset.minRole);
   if (!v) {
     account.replaceChildren();
     return;
@@ -2085,7 +2343,7 @@ let firstRoute = true;
 
 async function route() {
   const seq = ++routeSeq;
-  const { name, param } = parseHash();
+  const { name, param, query } = parseHash();
   const def = ROUTES[name];
   setNavOpen(false);
   const main = $('#main');
@@ -2140,7 +2398,7 @@ async function route() {
   } else {
     document.title = `${def.title} · Tollgate`;
     try {
-      def.render(view, param);
+      def.render(view, param, query);
     } catch (error) {
       view.append(errorEl(error));
       reportBug(error);

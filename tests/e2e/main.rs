@@ -59,8 +59,19 @@ impl Gateway {
         Gateway::spawn(command, extra_env)
     }
 
-    fn spawn(mut command: Command, extra_env: &[(&str, &str)]) -> Gateway {
-        let port = free_port();
+    /// `tollgate serve --config FILE` on a port chosen beforehand, for configs that name the
+    /// gateway's own address (such as `billing.public_url`).
+    fn start_on(config: &Path, port: u16, extra_env: &[(&str, &str)]) -> Gateway {
+        let mut command = Command::new(TOLLGATE);
+        command.args(["serve", "--config"]).arg(config);
+        Gateway::spawn_on(command, port, extra_env)
+    }
+
+    fn spawn(command: Command, extra_env: &[(&str, &str)]) -> Gateway {
+        Gateway::spawn_on(command, free_port(), extra_env)
+    }
+
+    fn spawn_on(mut command: Command, port: u16, extra_env: &[(&str, &str)]) -> Gateway {
         // Each process gets its own embedded database unless the test shares one.
         command
             .env("TOLLGATE_DATA_DIR", scratch_dir("data"))

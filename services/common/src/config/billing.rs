@@ -202,3 +202,57 @@ pub(super) fn validate_billing(billing: &BillingConfig, problems: &mut Vec<Confi
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::config::Config;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        match Config::parse(yaml, &BTreeMap::<String, String>::new()) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.problems().iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        let found = problems(
+            r#"
+billing:
+  free_tier: { monthly_usd: "-1" }
+  pay_as_you_go:
+    markup_percent: "-5"
+    sell_prices: { smart: { input_per_million: "-1", output_per_million: "2" } }
+  min_top_up_usd: "0"
+  stripe:
+    api_base: "ftp://stripe"
+    secret_key: ""
+    webhook_secret: "secret"
+    meter_event_name: ""
+    webhook_tolerance_secs: 0
+"#,
+        );
+        for field in [
+            "billing.free_tier.monthly_usd",
+            "billing.pay_as_you_go.markup_percent",
+            "billing.pay_as_you_go.sell_prices.smart.input_per_million",
+            "billing.min_top_up_usd",
+            "billing.public_url",
+            "billing.stripe.api_base",
+            "billing.stripe.secret_key",
+            "billing.stripe.webhook_secret",
+            "billing.stripe.meter_event_name",
+            "billing.stripe.webhook_tolerance_secs",
+        ] {
+            assert!(
+                found.iter().any(|p| p.starts_with(&format!("{field}:"))),
+                "{field} not named in {found:?}"
+            );
+        }
+        assert!(problems("billing: { grace_days: 3 }").is_empty());
+        let unknown = problems("billing: { markup: 5 }");
+        assert!(unknown.iter().any(|p| p.contains("markup")), "{unknown:?}");
+    }
+}
