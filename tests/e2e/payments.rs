@@ -222,6 +222,30 @@ billing:
     assert_eq!(billing["data"]["billing"]["standing"], "good");
     assert_eq!(billing["data"]["billing"]["invoices"][0]["status"], "paid");
 
+    // plans, by the operator: bring-your-own-key only where the deployment offers it
+    let viewer = graphql(
+        &gateway.url,
+        &owner.access_token,
+        "{ viewer { organization { id } } }",
+    )
+    .await;
+    let org = viewer["data"]["viewer"]["organization"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let plan = |plan: &str| {
+        Command::new(TOLLGATE)
+            .args(["billing", "plan", "--org", &org, plan, "--config"])
+            .arg(&config)
+            .env("TOLLGATE_DATA_DIR", &data)
+            .output()
+            .unwrap()
+    };
+    let refused = plan("byok");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("bring_your_own_key.enabled"));
+    assert!(plan("payg").status.success());
+
     // deliveries that are not Stripe's
     let forged = tollgate_mock_stripe::sign("whsec_wrong", tollgate_common::now_ms() / 1000, "{}");
     let stale = tollgate_mock_stripe::sign(&stripe.webhook_secret(), 1_000, "{}");

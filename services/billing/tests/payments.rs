@@ -186,12 +186,12 @@ async fn each_hour_is_reported_once_and_late_usage_as_a_new_revision() {
             queued,
             [
                 ("create_customer".to_owned(), format!("tollgate-customer-{org}")),
-                ("report_usage".to_owned(), format!("tg-{org}-{secs}-0")),
+                ("report_usage".to_owned(), format!("tg-{org}-tollgate_usage-{secs}-0")),
                 (
                     "subscribe".to_owned(),
                     format!("tollgate-subscription-{org}-first")
                 ),
-                ("report_usage".to_owned(), format!("tg-{org}-{secs}-1")),
+                ("report_usage".to_owned(), format!("tg-{org}-tollgate_usage-{secs}-1")),
             ]
         );
     })
@@ -307,7 +307,10 @@ async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
             .collect();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].value, "250000");
-        assert_eq!(events[0].identifier, format!("tg-{org}-{}-0", H0 / 1000));
+        assert_eq!(
+            events[0].identifier,
+            format!("tg-{org}-tollgate_usage-{}-0", H0 / 1000)
+        );
 
         // the same report sent again (an answer lost, a replay) is not counted again: within
         // a day Stripe replays its first answer to the idempotency key, later it refuses the

@@ -101,6 +101,13 @@ enum BillingCommand {
         #[arg(long)]
         period: String,
     },
+    /// Put an organization on a plan: `payg` (provider cost plus markup) or `byok` (its own
+    /// provider keys, a platform fee; needs `billing.bring_your_own_key.enabled`).
+    Plan {
+        #[arg(long)]
+        org: String,
+        plan: String,
+    },
     /// Revenue, provider cost and margin per organization.
     Revenue {
         /// The month, as YYYY-MM.
@@ -227,6 +234,7 @@ fn main() -> ExitCode {
                     }
                     BillingCommand::Reconcile { period } => operator::reconcile(&c, &period).await,
                     BillingCommand::Revenue { period } => operator::revenue(&c, &period).await,
+                    BillingCommand::Plan { org, plan } => operator::set_plan(&c, &org, &plan).await,
                 }
             })
         }),

@@ -8,6 +8,7 @@ use tollgate_auth::service::KeySpec;
 use tollgate_auth::{Actor, startup};
 use tollgate_billing::payments::accounts::Accounts;
 use tollgate_billing::payments::outbox::Outbox;
+use tollgate_billing::payments::pricing::Plan;
 use tollgate_billing::payments::reports::{UsageReporter, month_of};
 use tollgate_billing::payments::stripe::StripeApi;
 use tollgate_common::{Config, OrgId};
@@ -277,5 +278,30 @@ pub async fn revenue(config: &Config, period: &str) -> anyhow::Result<()> {
             row.org_name
         )?;
     }
+    Ok(())
+}
+
+/// `tollgate billing plan --org ID payg|byok`.
+pub async fn set_plan(config: &Config, org: &str, plan: &str) -> anyhow::Result<()> {
+    let plan = Plan::parse(plan).context("the plan is payg or byok")?;
+    anyhow::ensure!(
+        plan != Plan::BringYourOwnKey || config.billing.bring_your_own_key.enabled,
+        "billing.bring_your_own_key.enabled: must be true to put organizations on byok"
+    );
+    let org = org_id(org)?;
+    let store = startup::open_store(config).await?;
+    anyhow::ensure!(
+        store.organization(org).await?.is_some(),
+        "no organization {org}"
+    );
+    Accounts::new(store.pool().clone())
+        .set_plan(&org.to_string(), plan)
+        .await?;
+    store.close().await;
+    writeln!(
+        std::io::stdout(),
+        "organization {org} is on {}",
+        plan.as_str()
+    )?;
     Ok(())
 }

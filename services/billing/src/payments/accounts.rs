@@ -123,6 +123,18 @@ impl Accounts {
         self.get(org).await?.ok_or_else(|| sqlx::Error::RowNotFound)
     }
 
+    /// Moves the organization to `plan` (opening its account if need be).
+    pub async fn set_plan(&self, org: &str, plan: Plan) -> Result<(), sqlx::Error> {
+        self.open(org, plan).await?;
+        sqlx::query("UPDATE billing_accounts SET plan = $1, updated_at = $2 WHERE org_id = $3")
+            .bind(plan.as_str())
+            .bind(tollgate_common::now_ms())
+            .bind(org.to_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records the Stripe customer made for the organization (the first one wins).
     pub async fn set_customer(&self, org: &str, customer: &str) -> Result<(), sqlx::Error> {
         sqlx::query(

@@ -7,8 +7,8 @@
 //! reported as a new revision of the hour, for what the earlier revisions did not cover. Each
 //! revision is one row (the primary key makes it once, however often and wherever the job
 //! runs), written in one transaction with the credit it used and the Stripe call it queued;
-//! its meter event identifier is derived from (organization, hour, revision), so a retried or
-//! replayed report can never bill twice.
+//! its meter event identifier is derived from (organization, meter, hour, revision), so a
+//! retried or replayed report can never bill twice.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +51,8 @@ pub struct UsageReporter {
     pool: AnyPool,
     prices: SellPrices,
     free_monthly: Picodollars,
+    /// The meter reported to, part of every report's identifier.
+    meter: String,
 }
 
 impl UsageReporter {
@@ -59,6 +61,10 @@ impl UsageReporter {
             pool,
             prices: SellPrices::new(config),
             free_monthly: Picodollars::from_usd(config.free_tier.monthly_usd).unwrap_or_default(),
+            meter: config
+                .stripe
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |s| s.meter_event_name.clone()),
         }
     }
 
@@ -182,7 +188,7 @@ impl UsageReporter {
         .await?;
         let owed = owed_before + billable - free - credit;
         let micros = owed.max(0) / PICO_PER_MICRO;
-        let identifier = format!("tg-{org}-{}-{revision}", hour / 1000);
+        let identifier = format!("tg-{org}-{}-{}-{revision}", self.meter, hour / 1000);
         let inserted = sqlx::query(
             "INSERT INTO usage_reports (org_id, hour_start, revision, billable_pico, \
              provider_cost_pico, free_used_pico, credit_used_pico, metered_micros, identifier, \
