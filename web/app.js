@@ -2032,18 +2032,23 @@ const PLANS = {
   byok: ['Bring your own keys', 'Your own provider keys; a platform fee, invoiced monthly.'],
 };
 const INVOICE_KINDS = { paid: 'success', open: 'warn', uncollectible: 'danger', void: 'muted', draft: 'muted' };
-const BILLING_FIELDS = `enabled plan standing pastDueSince graceEndsAt paymentMethod { brand last4 expMonth expYear } creditUsd
+const BILLING_FIELDS = `enabled minTopUpUsd plan standing pastDueSince graceEndsAt paymentMethod { brand last4 expMonth expYear } creditUsd
   currentPeriod { start end runningUsd providerCostUsd projectedUsd freeAllowanceUsd freeUsedUsd creditUsedUsd }
   invoices { id status currency amountDueUsd amountPaidUsd hostedUrl pdfUrl periodStart periodEnd createdAt }`;
 
-/** A USD amount with at most two decimals, from `min` to `max` whole dollars, as a string. */
-function topUpInput(value, name, { min = 5, max = 100000 } = {}) {
+/** Whole cents of a USD amount with at most two decimals (`"5"`, `"0.01"`), or null. */
+function centsOf(amount) {
+  const match = /^(\d+)(?:\.(\d{1,2}))?$/.exec(String(amount));
+  return match ? BigInt(match[1]) * 100n + BigInt((match[2] || '').padEnd(2, '0')) : null;
+}
+
+/** A USD amount with at most two decimals, from `min` to `max` (USD strings), as a string. */
+function topUpInput(value, name, { min = '5', max = '100000' } = {}) {
   const amount = usdInput(value, name, { required: true });
-  const match = /^(\d+)(?:\.(\d{1,2}))?$/.exec(amount);
-  const message = `Enter an amount from ${formatUsd(String(min))} to ${formatUsd(String(max))}, with at most two decimals.`;
-  if (!match) throw new FieldError(name, message);
-  const cents = BigInt(match[1]) * 100n + BigInt((match[2] || '').padEnd(2, '0'));
-  if (cents < BigInt(min) * 100n || cents > BigInt(max) * 100n) throw new FieldError(name, message);
+  const message = `Enter an amount from ${formatUsd(min)} to ${formatUsd(max)}, with at most two decimals.`;
+  const cents = centsOf(amount);
+  const [low, high] = [centsOf(min) ?? 500n, centsOf(max) ?? 10000000n];
+  if (cents === null || cents < low || cents > high) throw new FieldError(name, message);
   return amount;
 }
 
@@ -2104,7 +2109,7 @@ function standingBanner(billing, owner) {
 }
 
 function standingBadge(standing) {
-  const kinds = { good: ['Good standing', 'success'], grace: ['Payment failed: grace period', 'warn'], suspended: ['Suspended', 'danger'] };
+  const kinds = { good: ['Good standing', 'success'], grace: ['Grace period', 'warn'], suspended: ['Suspended', 'danger'] };
   const [text, kind] = kinds[standing] || [standing, ''];
   return badge(text, kind);
 }
@@ -2148,12 +2153,12 @@ function pageBilling(view, _param, query) {
 
   function render(billing) {
     if (!billing.enabled) {
-      return card('Billing', h('p', {}, 'This deployment does not bill: no payment provider is configured, so there is no card, credit or invoice to manage here.'),
+      return card('No billing here', h('p', {}, 'This deployment does not bill: no payment provider is configured, so there is no card, credit or invoice to manage here.'),
         h('p', { class: 'muted' }, 'Spend is still metered: see the overview, analytics and budgets.'));
     }
     const p = billing.currentPeriod;
     const [planName, planText] = PLANS[billing.plan] || [billing.plan, ''];
-    const ownerNote = owner ? null : h('p', { class: 'muted' }, 'Only owners can change payment details.');
+    const ownerNote = (text) => (owner ? null : h('p', { class: 'muted owner-note' }, text));
     const method = billing.paymentMethod;
     const lastDay = p.end - 1;
 
@@ -2192,13 +2197,13 @@ function pageBilling(view, _param, query) {
       submitLabel: 'Buy credit',
       className: 'form inline',
       onSubmit: async (values) => {
-        const amountUsd = topUpInput(values.amountUsd, 'amountUsd');
+        const amountUsd = topUpInput(values.amountUsd, 'amountUsd', { min: billing.minTopUpUsd });
         const data = await api.gql('mutation BuyCredit($amountUsd: String!) { startCheckout(purpose: CREDIT, amountUsd: $amountUsd) { url } }', { amountUsd });
         announce('Opening the payment page…');
         leaveFor(data.startCheckout.url);
       },
     },
-    field({ label: 'Amount (USD)', name: 'amountUsd', value: '25', required: true, hint: 'From $5.00, with at most two decimals.', attrs: { inputmode: 'decimal', autocomplete: 'off', 'data-aliases': 'amount' } })) : null;
+    field({ label: 'Amount (USD)', name: 'amountUsd', value: '25', required: true, hint: `From ${formatUsd(billing.minTopUpUsd)}, with at most two decimals.`, attrs: { inputmode: 'decimal', autocomplete: 'off', 'data-aliases': 'amount' } })) : null;
 
     return [
       standingBanner(billing, owner),
@@ -2216,7 +2221,7 @@ function pageBilling(view, _param, query) {
             ? h('div', { class: 'button-row' },
               redirectButton(method ? 'Replace card' : 'Add a card', 'mutation AddCard { startCheckout(purpose: PAYMENT_METHOD) { url } }', {}, { primary: !method }),
               portalButton())
-            : ownerNote)),
+            : ownerNote('Only owners can add or replace the card.'))),
       card(`This month: ${utcDateFormat.format(p.start)} – ${utcDateFormat.format(lastDay)} (UTC)`,
         h('div', { class: 'stats' },
           stat('Running cost', formatUsd(p.runningUsd), 'at your prices so far'),
@@ -2224,12 +2229,16 @@ function pageBilling(view, _param, query) {
           stat('Free allowance used', formatUsd(p.freeUsedUsd), `of ${formatUsd(p.freeAllowanceUsd)}`),
           stat('Credit used', formatUsd(p.creditUsedUsd), 'prepaid credit drawn'),
           stat('Provider cost', formatUsd(p.providerCostUsd), 'what providers charged')),
-        Number(p.freeAllowanceUsd) > 0 ? h('div', { class: 'billing-meter' }, freeAllowanceMeter(p.freeUsedUsd, p.freeAllowanceUsd)) : null,
+        Number(p.freeAllowanceUsd) > 0
+          ? h('div', { class: 'billing-meter' },
+            freeAllowanceMeter(p.freeUsedUsd, p.freeAllowanceUsd),
+            h('p', { class: 'budget-figures' }, `Free allowance: ${formatUsd(p.freeUsedUsd)} of ${formatUsd(p.freeAllowanceUsd)} used this month`))
+          : null,
         h('p', { class: 'hint billing-note' }, 'Usage is reported to Stripe every hour; the free allowance and prepaid credit are drawn before the card.')),
       card('Prepaid credit',
         h('div', { class: 'stats' }, stat('Credit left', formatUsd(billing.creditUsd), 'drawn before the card is charged')),
         creditForm,
-        owner ? null : ownerNote),
+        ownerNote('Only owners can buy credit.')),
       card('Invoices', invoices),
     ];
   }

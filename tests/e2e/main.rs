@@ -54,9 +54,7 @@ struct Gateway {
 impl Gateway {
     /// `tollgate serve --config FILE`.
     fn start(config: &Path, extra_env: &[(&str, &str)]) -> Gateway {
-        let mut command = Command::new(TOLLGATE);
-        command.args(["serve", "--config"]).arg(config);
-        Gateway::spawn(command, extra_env)
+        Gateway::start_on(config, free_port(), extra_env)
     }
 
     /// `tollgate serve --config FILE` on a port chosen beforehand, for configs that name the

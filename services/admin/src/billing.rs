@@ -77,6 +77,8 @@ pub struct InvoiceView {
 pub struct Billing {
     /// False when this deployment bills nothing (no Stripe account configured).
     pub enabled: bool,
+    /// The smallest prepaid credit purchase, USD.
+    pub min_top_up_usd: String,
     /// `payg` (provider cost plus markup) or `byok` (own provider keys, platform fee).
     pub plan: String,
     /// `good`, `grace` (a payment failed; still served until `graceEndsAt`) or `suspended`
@@ -216,6 +218,7 @@ pub async fn billing(
     let invoices = accounts.invoices(&org, 24).await.map_err(internal)?;
     Ok(Billing {
         enabled: setup.stripe.is_some(),
+        min_top_up_usd: setup.config.min_top_up_usd.normalize().to_string(),
         plan: plan.as_str().to_owned(),
         standing: standing.to_owned(),
         past_due_since,
