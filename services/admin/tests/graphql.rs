@@ -903,8 +903,6 @@ async fn billing_is_read_by_admins_and_paid_by_owners(db: Db) {
     let stripe = tollgate_mock_stripe::MockStripe::start(Default::default())
         .await
         .unwrap();
-    let mut config = tollgate_common::config::BillingConfig::default();
-    config.public_url = Some("https://tollgate.example".into());
     let stripe_config = tollgate_common::config::StripeConfig {
         api_base: stripe.url(),
         secret_key: Secret::new(stripe.api_key()),
@@ -913,7 +911,11 @@ async fn billing_is_read_by_admins_and_paid_by_owners(db: Db) {
         webhook_tolerance_secs: 300,
     };
     let api = tollgate_billing::payments::stripe::StripeApi::new(&stripe_config).unwrap();
-    config.stripe = Some(stripe_config);
+    let config = tollgate_common::config::BillingConfig {
+        public_url: Some("https://tollgate.example".into()),
+        stripe: Some(stripe_config),
+        ..Default::default()
+    };
     let admin = Admin::start_with(
         db,
         tollgate_admin::billing::BillingSetup {

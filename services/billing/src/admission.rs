@@ -116,6 +116,71 @@ return out";
 
 static ADMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIT));
 
+/// KEYS: the `n` token buckets, then the budget counters. ARGV: the reservation id, `n`, each
+/// bucket's real cost, then the budget amount reserved and the real cost (nanodollars).
+///
+/// Replaces the reservation's token estimate in each bucket by its real cost, and its budget
+/// reservation by its real cost (a counter whose period ended meanwhile is left alone).
+const SETTLE: &str = r"
+local id = ARGV[1]
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local w, s = KEYS[i] .. ':w', KEYS[i] .. ':s'
+  local old = redis.call('HGET', w, id)
+  if old then
+    local cost = tonumber(ARGV[2 + i])
+    redis.call('HSET', w, id, cost)
+    redis.call('INCRBY', s, cost - tonumber(old))
+  end
+end
+local reserved = tonumber(ARGV[3 + n])
+local actual = ARGV[4 + n]
+for j = n + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[j]) == 1 then
+    local left = redis.call('HINCRBY', KEYS[j], 'reserved', -reserved)
+    if left < 0 then redis.call('HSET', KEYS[j], 'reserved', 0) end
+    redis.call('HINCRBY', KEYS[j], 'spent', actual)
+  end
+end
+return 1";
+
+static SETTLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SETTLE));
+
+/// What a finished request corrects: its token estimates, and its budget reservation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settlement {
+    /// The reservation's id, as admitted.
+    pub id: String,
+    /// Each token bucket and the tokens really used.
+    pub token_costs: Vec<(String, u64)>,
+    /// The budget counters charged.
+    pub counters: Vec<String>,
+    /// Nanodollars reserved against each counter, and the real cost.
+    pub reserved: i64,
+    pub actual: i64,
+}
+
+/// Runs the settlement script: one round trip.
+pub(crate) async fn run_settle(
+    redis: &ConnectionManager,
+    settlement: &Settlement,
+) -> Result<(), redis::RedisError> {
+    let mut invocation = SETTLE_SCRIPT.prepare_invoke();
+    invocation
+        .arg(&settlement.id)
+        .arg(settlement.token_costs.len());
+    for (bucket, cost) in &settlement.token_costs {
+        invocation.key(bucket).arg(*cost);
+    }
+    invocation.arg(settlement.reserved).arg(settlement.actual);
+    for counter in &settlement.counters {
+        invocation.key(counter);
+    }
+    let mut conn = redis.clone();
+    let _: i64 = invocation.invoke_async(&mut conn).await?;
+    Ok(())
+}
+
 /// What one request asks to be admitted against.
 #[derive(Debug, Clone, Copy)]
 pub struct AdmissionRequest<'a> {
@@ -247,6 +312,36 @@ impl AdmissionGate {
 
     pub fn budgets(&self) -> &Arc<BudgetCounters> {
         &self.budgets
+    }
+
+    /// Corrects a finished request's reservations off the caller's path: in one Redis round
+    /// trip when both were counted in Redis, else each where it was counted.
+    pub fn settle_in_background(
+        &self,
+        settlement: Settlement,
+        limits: Counted,
+        budgets: Option<Counted>,
+    ) {
+        let all_in_redis = limits == Counted::Redis && budgets.is_none_or(|b| b == Counted::Redis);
+        if let (true, Some(redis)) = (all_in_redis, self.limiter.redis_connection()) {
+            let redis = redis.clone();
+            tokio::spawn(async move {
+                if let Err(err) = run_settle(&redis, &settlement).await {
+                    tracing::warn!(%err, "cannot settle a request's reservations in Redis");
+                }
+            });
+            return;
+        }
+        if let Some(counted) = budgets {
+            self.budgets.settle_in_background(
+                counted,
+                settlement.counters,
+                settlement.reserved,
+                settlement.actual,
+            );
+        }
+        self.limiter
+            .adjust_in_background(settlement.id, limits, settlement.token_costs);
     }
 
     /// Decides on `request`, charging everything or nothing.

@@ -12,7 +12,7 @@ pub mod limits;
 pub mod payments;
 pub mod usage;
 
-pub use admission::{AdmissionError, AdmissionGate, AdmissionRequest, Verdict};
+pub use admission::{AdmissionError, AdmissionGate, AdmissionRequest, Settlement, Verdict};
 pub use alerts::BudgetAlerts;
 pub use budgets::{BudgetCounters, BudgetError, Charge};
 pub use fallback::{Counted, OnRedisFailure};

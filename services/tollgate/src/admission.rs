@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use rust_decimal::Decimal;
 use tollgate_billing::budgets::counter_name;
 use tollgate_billing::{
-    AdmissionError, AdmissionGate, AdmissionRequest, Bucket, Charge, Counted, Decision, Verdict,
+    AdmissionError, AdmissionGate, AdmissionRequest, Bucket, Charge, Counted, Decision, Settlement,
+    Verdict,
 };
 use tollgate_common::config::LimitsConfig;
 use tollgate_common::{BudgetRule, BudgetScope, Picodollars};
@@ -440,27 +441,32 @@ impl Admit for Admission {
         else {
             return;
         };
-        if let Some(budgets) = &held.budgets {
-            let actual = event
-                .cost
-                .and_then(Picodollars::from_usd)
-                .map_or(0, Picodollars::to_nanos_ceil);
-            self.gate.budgets().settle_in_background(
-                budgets.counted,
+        let used = event.usage.input_tokens + event.usage.output_tokens;
+        let actual = event
+            .cost
+            .and_then(Picodollars::from_usd)
+            .map_or(0, Picodollars::to_nanos_ceil);
+        let (counters, reserved, budgets_counted) = match &held.budgets {
+            Some(budgets) => (
                 budgets.counters.clone(),
                 budgets.reserved,
-                actual,
-            );
-        }
-        let used = event.usage.input_tokens + event.usage.output_tokens;
-        let costs: Vec<(String, u64)> = held
-            .token_buckets
-            .iter()
-            .map(|k| (k.clone(), used))
-            .collect();
+                Some(budgets.counted),
+            ),
+            None => (Vec::new(), 0, None),
+        };
+        let settlement = Settlement {
+            id: held.id.clone(),
+            token_costs: held
+                .token_buckets
+                .iter()
+                .map(|k| (k.clone(), used))
+                .collect(),
+            counters,
+            reserved,
+            actual,
+        };
         self.gate
-            .limiter()
-            .adjust_in_background(held.id.clone(), held.counted, costs);
+            .settle_in_background(settlement, held.counted, budgets_counted);
     }
 }
 

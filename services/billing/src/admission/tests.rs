@@ -220,3 +220,62 @@ async fn an_unreachable_redis_falls_back_to_the_process() {
         "{verdict:?}"
     );
 }
+
+/// Settlement corrects the token estimate and replaces the budget reservation by the real
+/// cost, in Redis in one call, in process otherwise.
+async fn settlement_corrects_tokens_and_budget(gate: AdmissionGate) {
+    let tpm = unique("tpm");
+    let counter = unique("settle");
+    let id = uuid::Uuid::now_v7().to_string();
+    let verdict = gate
+        .admit(AdmissionRequest {
+            id: &id,
+            buckets: &[bucket(&tpm, 1_000, 400)],
+            charges: &[charge(&counter, 10_000)],
+            amount: 700,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Verdict::Admitted {
+        limits,
+        budgets: Some(budgets),
+        ..
+    } = verdict
+    else {
+        panic!("{verdict:?}");
+    };
+    assert_eq!(remaining(&gate, &tpm, 1_000).await, 600);
+    gate.settle_in_background(
+        Settlement {
+            id: id.clone(),
+            token_costs: vec![(tpm.clone(), 150)],
+            counters: vec![counter.clone()],
+            reserved: 700,
+            actual: 260,
+        },
+        limits,
+        Some(budgets),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = gate.budgets().read(&counter).await;
+        if state == Some((260, 0)) && remaining(&gate, &tpm, 1_000).await == 850 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not settled: {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_redis_settlement_is_one_step() {
+    settlement_corrects_tokens_and_budget(gate(true)).await;
+}
+
+#[tokio::test]
+async fn in_process_settlement_corrects_the_same() {
+    settlement_corrects_tokens_and_budget(gate(false)).await;
+}

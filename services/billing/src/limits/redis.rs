@@ -1,38 +1,20 @@
-//! The sliding-window log in Redis, shared by every gateway replica: the admission script
-//! ([`crate::admission`]) checks and charges all of a request's buckets in one round trip;
-//! corrections of token estimates go through [`ADJUST`].
+//! The sliding-window log in Redis, shared by every gateway replica: the admission and
+//! settlement scripts ([`crate::admission`]) check and charge all of a request's buckets, and
+//! correct its token estimates, in one round trip each.
 
-use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::{Bucket, Decision, LimitError};
-use crate::admission::{AdmissionRequest, Verdict, run_script};
-
-const ADJUST: &str = r"
-local id = ARGV[1]
-for i = 1, #KEYS do
-  local w, s = KEYS[i] .. ':w', KEYS[i] .. ':s'
-  local old = redis.call('HGET', w, id)
-  if old then
-    local cost = tonumber(ARGV[1 + i])
-    redis.call('HSET', w, id, cost)
-    redis.call('INCRBY', s, cost - tonumber(old))
-  end
-end
-return 1";
+use crate::admission::{AdmissionRequest, Settlement, Verdict, run_script, run_settle};
 
 /// Sliding windows in Redis.
 pub struct RedisWindows {
     redis: ConnectionManager,
-    adjust: Script,
 }
 
 impl RedisWindows {
     pub fn new(redis: ConnectionManager) -> Self {
-        RedisWindows {
-            redis,
-            adjust: Script::new(ADJUST),
-        }
+        RedisWindows { redis }
     }
 
     pub fn connection(&self) -> &ConnectionManager {
@@ -54,16 +36,13 @@ impl RedisWindows {
     }
 
     pub async fn adjust(&self, id: &str, costs: &[(String, u64)]) -> Result<(), LimitError> {
-        let mut invocation = self.adjust.prepare_invoke();
-        invocation.arg(id);
-        for (key, cost) in costs {
-            invocation.key(key).arg(*cost);
-        }
-        let mut conn = self.redis.clone();
-        let _: i64 = invocation
-            .invoke_async(&mut conn)
+        let settlement = Settlement {
+            id: id.to_owned(),
+            token_costs: costs.to_vec(),
+            ..Settlement::default()
+        };
+        run_settle(&self.redis, &settlement)
             .await
-            .map_err(|e| LimitError::Redis(e.to_string()))?;
-        Ok(())
+            .map_err(|e| LimitError::Redis(e.to_string()))
     }
 }
