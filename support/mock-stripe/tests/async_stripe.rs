@@ -33,13 +33,20 @@ use stripe_core::customer::{CreateCustomer, RetrieveCustomer, RetrieveCustomerRe
 use stripe_shared::{CheckoutSessionMode, CheckoutSessionStatus};
 use stripe_types::Currency;
 
+/// A client on the mock. TLS is chosen first: with several crypto providers compiled into the
+/// workspace, the client's connector needs the process default set (billing sets it too).
+fn client(mock: &tollgate_mock_stripe::MockStripe) -> stripe::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    stripe::ClientBuilder::new(mock.api_key())
+        .url(format!("{}/", mock.url()))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn async_stripe_creates_a_customer_and_checkout_sessions() {
     let mock = start().await;
-    let client = stripe::ClientBuilder::new(mock.api_key())
-        .url(format!("{}/", mock.url()))
-        .build()
-        .unwrap();
+    let client = client(&mock);
 
     let customer = CreateCustomer::new()
         .email("ops@acme.test")
@@ -134,10 +141,7 @@ async fn async_stripe_creates_a_customer_and_checkout_sessions() {
 #[tokio::test]
 async fn async_stripe_reports_usage_and_reads_it_back() {
     let mock = start().await;
-    let client = stripe::ClientBuilder::new(mock.api_key())
-        .url(format!("{}/", mock.url()))
-        .build()
-        .unwrap();
+    let client = client(&mock);
     let customer = CreateCustomer::new().send(&client).await.unwrap();
     let meter = CreateBillingMeter::new(
         CreateBillingMeterDefaultAggregation::new(CreateBillingMeterDefaultAggregationFormula::Sum),
