@@ -65,10 +65,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         started.elapsed()
     );
 
-    for offset in [0, 120] {
+    for (offset, percentiles) in [(0, false), (120, false), (0, true), (120, true)] {
         let query = UsageQuery {
             group_by: Some(Dimension::Model),
             utc_offset_minutes: offset,
+            latency_percentiles: percentiles,
             ..UsageQuery::new(
                 ORG,
                 Bucket::Day.floor(START_MS, offset),
@@ -86,8 +87,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
         times.sort();
         println!(
-            "30 days by day, grouped by model, UTC offset {offset:+} min: {} points, {requests} \
-             requests; p50 {:.2?}, max {:.2?} over {} runs",
+            "30 days by day, grouped by model, UTC offset {offset:+} min, latency percentiles \
+             {percentiles}: {} points, {requests} requests; p50 {:.2?}, max {:.2?} over {} runs",
             points.len(),
             times.get(times.len() / 2).copied().unwrap_or_default(),
             times.last().copied().unwrap_or_default(),

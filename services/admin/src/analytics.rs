@@ -167,6 +167,9 @@ pub struct UsageQuery {
     pub utc_offset_minutes: i32,
     pub group_by: Option<Dimension>,
     pub filters: UsageFilters,
+    /// Whether to estimate latency percentiles: they sum 24 histogram columns more, which
+    /// a query that shows no percentile need not pay for.
+    pub latency_percentiles: bool,
 }
 
 impl UsageQuery {
@@ -180,6 +183,7 @@ impl UsageQuery {
             utc_offset_minutes: 0,
             group_by: None,
             filters: UsageFilters::default(),
+            latency_percentiles: true,
         }
     }
 
@@ -505,7 +509,14 @@ async fn select(
         });
     }
     let (table, group_column, sums): (&str, Option<&str>, &[String]) = match &source {
-        Source::Rollups { group_column } => ("usage_rollups", *group_column, &ROLLUP_SUMS),
+        Source::Rollups { group_column } if query.latency_percentiles => {
+            ("usage_rollups", *group_column, &ROLLUP_SUMS)
+        }
+        Source::Rollups { group_column } => (
+            "usage_rollups",
+            *group_column,
+            &ROLLUP_SUMS[..ROLLUP_SUMS.len() - LATENCY_BUCKETS],
+        ),
         Source::Tags { .. } => ("usage_tag_rollups", Some("tag_value"), &TAG_SUMS),
     };
     if let Some(column) = group_column {
@@ -555,7 +566,7 @@ async fn select(
             continue;
         };
         let figures = match source {
-            Source::Rollups { .. } => rollup_figures(&row, requests)?,
+            Source::Rollups { .. } => rollup_figures(&row, requests, query.latency_percentiles)?,
             Source::Tags { .. } => tag_figures(&row, requests)?,
         };
         summed.push(Summed {
@@ -605,11 +616,17 @@ fn sum(row: &AnyRow, column: &str) -> Result<i64, sqlx::Error> {
     Ok(row.try_get::<Option<i64>, _>(column)?.unwrap_or(0))
 }
 
-fn rollup_figures(row: &AnyRow, requests: i64) -> Result<UsageFigures, sqlx::Error> {
+fn rollup_figures(
+    row: &AnyRow,
+    requests: i64,
+    percentiles: bool,
+) -> Result<UsageFigures, sqlx::Error> {
     let latency_ms_sum = sum(row, "latency_ms_sum")?;
     let mut latency = LatencyHistogram::default();
-    for (bucket, count) in latency.0.iter_mut().enumerate() {
-        *count = sum(row, &latency_column(bucket))?;
+    if percentiles {
+        for (bucket, count) in latency.0.iter_mut().enumerate() {
+            *count = sum(row, &latency_column(bucket))?;
+        }
     }
     Ok(UsageFigures {
         requests,

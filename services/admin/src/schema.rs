@@ -676,7 +676,8 @@ impl QueryRoot {
         input: UsageInput,
     ) -> Result<Vec<UsageGroup>, Error> {
         let org = caller(ctx)?.org.to_string();
-        crate::usage::totals(service(ctx).store().pool(), org, input).await
+        let percentiles = crate::usage::wants_percentiles(ctx);
+        crate::usage::totals(service(ctx).store().pool(), org, input, percentiles).await
     }
 
     /// The request log, newest first: `first` rows (50 by default, at most 200) after the
@@ -710,7 +711,8 @@ impl QueryRoot {
         input: UsageInput,
     ) -> Result<Vec<UsagePoint>, Error> {
         let org = caller(ctx)?.org.to_string();
-        crate::usage::series(service(ctx).store().pool(), org, input).await
+        let percentiles = crate::usage::wants_percentiles(ctx);
+        crate::usage::series(service(ctx).store().pool(), org, input, percentiles).await
     }
 
     /// The price catalog used for costs and budgets, by family and model.

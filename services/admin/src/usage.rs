@@ -1,7 +1,7 @@
 //! Usage analytics in the GraphQL schema: the inputs and figures of `usageTotals` and
 //! `usageSeries`, over [`crate::analytics`].
 
-use async_graphql::{Enum, Error, ErrorExtensions, InputObject, SimpleObject};
+use async_graphql::{Context, Enum, Error, ErrorExtensions, InputObject, SimpleObject};
 use sqlx::AnyPool;
 use tollgate_common::Picodollars;
 
@@ -178,12 +178,20 @@ fn graphql_field(field: &str) -> &'static str {
     }
 }
 
+/// Whether the selection asks for a latency percentile (they cost more to read).
+pub fn wants_percentiles(ctx: &Context<'_>) -> bool {
+    let figures = ctx.look_ahead().field("figures");
+    figures.field("latencyMsP50").exists() || figures.field("latencyMsP95").exists()
+}
+
 pub async fn totals(
     pool: &AnyPool,
     org: String,
     input: UsageInput,
+    percentiles: bool,
 ) -> Result<Vec<UsageGroup>, Error> {
-    let query = query(org, input)?;
+    let mut query = query(org, input)?;
+    query.latency_percentiles = percentiles;
     let groups = analytics::totals(pool, &query)
         .await
         .map_err(analytics_error)?;
@@ -200,8 +208,10 @@ pub async fn series(
     pool: &AnyPool,
     org: String,
     input: UsageInput,
+    percentiles: bool,
 ) -> Result<Vec<UsagePoint>, Error> {
-    let query = query(org, input)?;
+    let mut query = query(org, input)?;
+    query.latency_percentiles = percentiles;
     let points = analytics::series(pool, &query)
         .await
         .map_err(analytics_error)?;
