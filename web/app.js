@@ -1107,6 +1107,8 @@ function pageTeams(view) {
   const membersBox = h('div', {});
   const invitationsBox = h('div', {});
   const admin = can('ADMIN');
+  // Members are the owners' to manage: invitations, roles, removals.
+  const owner = can('OWNER');
   view.append(pageHeader('Teams & members'));
 
   const createTeam = admin
@@ -1122,7 +1124,7 @@ function pageTeams(view) {
       }, field({ label: 'New team name', name: 'name', required: true, attrs: { maxlength: '100' } }))
     : null;
 
-  const invite = admin
+  const invite = owner
     ? makeForm({
         submitLabel: 'Invite',
         className: 'form inline',
@@ -1223,7 +1225,7 @@ function pageTeams(view) {
   }
 
   function roleCell(member) {
-    const mayChange = admin && (can('OWNER') || member.role !== 'OWNER');
+    const mayChange = owner;
     if (!mayChange) return titleCase(member.role);
     const select = h('select', { 'aria-label': `Role of ${member.email}` },
       roleOptions(can('OWNER')).map((o) => h('option', { value: o.value }, o.label)));
@@ -1252,7 +1254,7 @@ function pageTeams(view) {
 
   function removeCell(member) {
     const self = member.userId === state.viewer.userId;
-    if (!self && !(admin && (can('OWNER') || member.role !== 'OWNER'))) return '—';
+    if (!self && !owner) return '—';
     return h('button', {
       type: 'button',
       class: 'btn small danger',
@@ -1293,7 +1295,7 @@ function pageTeams(view) {
           { label: 'Role', cell: (i) => titleCase(i.role) },
           { label: 'Sent', cell: (i) => timeEl(i.createdAt, 'ago') },
           { label: 'Expires', cell: (i) => timeEl(i.expiresAt) },
-          ...(admin ? [{
+          ...(owner ? [{
             label: 'Actions',
             className: 'actions',
             cell: (i) => h('button', {
@@ -1321,7 +1323,7 @@ function pageTeams(view) {
   loadTeams();
   loadMembers();
   if (admin) loadInvitations();
-  else invitationsBox.append(h('p', { class: 'muted' }, 'Admins and owners invite members and see pending invitations.'));
+  else invitationsBox.append(h('p', { class: 'muted' }, 'Owners invite members; admins and owners see pending invitations.'));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -658,13 +658,8 @@ impl AuthService {
         user: &str,
         role: Role,
     ) -> Result<Member, AuthError> {
-        caller.require(Role::Admin, "change roles")?;
+        caller.require(Role::Owner, "change roles")?;
         let target = self.member(caller, user).await?;
-        if (role == Role::Owner || target.role == Role::Owner) && caller.role != Role::Owner {
-            return Err(AuthError::Forbidden(
-                "Only an owner can grant or take the owner role.".into(),
-            ));
-        }
         if target.role == Role::Owner
             && role != Role::Owner
             && self.store.owner_count(caller.org).await? <= 1
@@ -681,20 +676,14 @@ impl AuthService {
 
     pub async fn remove_member(&self, caller: &Caller, user: &str) -> Result<(), AuthError> {
         let target = self.member(caller, user).await?;
+        // Anyone may leave; only owners remove others.
         if target.user_id != caller.user {
-            caller.require(Role::Admin, "remove members")?;
+            caller.require(Role::Owner, "remove members")?;
         }
-        if target.role == Role::Owner {
-            if caller.role != Role::Owner {
-                return Err(AuthError::Forbidden(
-                    "Only an owner can remove an owner.".into(),
-                ));
-            }
-            if self.store.owner_count(caller.org).await? <= 1 {
-                return Err(AuthError::Conflict(
-                    "The organization must keep at least one owner.".into(),
-                ));
-            }
+        if target.role == Role::Owner && self.store.owner_count(caller.org).await? <= 1 {
+            return Err(AuthError::Conflict(
+                "The organization must keep at least one owner.".into(),
+            ));
         }
         self.store
             .remove_member(caller.org, target.user_id, &caller.actor())

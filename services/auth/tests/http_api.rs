@@ -1017,42 +1017,44 @@ async fn admins_manage_every_key_and_every_role_below_owner(db: Db) {
     new_key(&app, &admin, json!({"name": "ops key", "team_id": ops})).await;
     assert_eq!(app.get("/auth/audit", &admin).await.0, StatusCode::OK);
 
-    // Roles below owner; a role change applies to the very next request.
+    // Members are the owners' to manage: an admin changes no role and removes nobody.
     let member_path = format!("/auth/members/{member_id}");
+    let owner_path = format!("/auth/members/{}", owner.user_id);
+    for (path, role) in [
+        (&member_path, "viewer"),
+        (&member_path, "owner"),
+        (&owner_path, "admin"),
+    ] {
+        let got = app.patch(path, &admin, json!({"role": role})).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
+    }
+    for path in [&member_path, &owner_path] {
+        let got = app.delete(path, &admin).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
+    }
+
+    // The owner does; a role change applies to the very next request.
     let (status, demoted) = app
-        .patch(&member_path, &admin, json!({"role": "viewer"}))
+        .patch(&member_path, &owner.access, json!({"role": "viewer"}))
         .await;
     assert_eq!(status, StatusCode::OK, "{demoted}");
     let got = create_key(&app, &member, json!({"name": "now a viewer"})).await;
     assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
     let (status, _) = app
-        .patch(&member_path, &admin, json!({"role": "member"}))
+        .patch(&member_path, &owner.access, json!({"role": "member"}))
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = create_key(&app, &member, json!({"name": "member again"})).await;
     assert_eq!(status, StatusCode::CREATED);
     let bad_role = app
-        .patch(&member_path, &admin, json!({"role": "root"}))
+        .patch(&member_path, &owner.access, json!({"role": "root"}))
         .await;
     assert_error(&bad_role, StatusCode::BAD_REQUEST, "invalid_request_error");
-
-    // Not the owner role, though.
-    let owner_path = format!("/auth/members/{}", owner.user_id);
-    let got = app
-        .patch(&member_path, &admin, json!({"role": "owner"}))
-        .await;
-    assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
-    let got = app
-        .patch(&owner_path, &admin, json!({"role": "admin"}))
-        .await;
-    assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
-    let got = app.delete(&owner_path, &admin).await;
-    assert_error(&got, StatusCode::FORBIDDEN, "permission_error");
 
     // Removing a member ends their access token and their refresh token in this organization.
     let (status, login) = app.login("rita@example.com", Some(&owner.org_id)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = app.delete(&member_path, &admin).await;
+    let (status, _) = app.delete(&member_path, &owner.access).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let got = app.get("/auth/me", &member).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "invalid_request_error");

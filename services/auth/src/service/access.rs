@@ -58,20 +58,14 @@ fn looks_like_invitation_token(token: &str) -> bool {
 }
 
 impl AuthService {
-    /// Invites `email` to the caller's organization with `role`. Admins invite up to admin;
-    /// only owners invite owners.
+    /// Invites `email` to the caller's organization with `role` (owners manage members).
     pub async fn invite(
         &self,
         caller: &Caller,
         email: &str,
         role: Role,
     ) -> Result<IssuedInvitation, AuthError> {
-        caller.require(Role::Admin, "invite members")?;
-        if role == Role::Owner && caller.role != Role::Owner {
-            return Err(AuthError::Forbidden(
-                "Only an owner can invite an owner.".into(),
-            ));
-        }
+        caller.require(Role::Owner, "invite members")?;
         let email = validate_email(email)?;
         if let Some((user, _)) = self.store.credentials(&email).await?
             && self.store.org_role(caller.org, user).await?.is_some()
@@ -102,7 +96,7 @@ impl AuthService {
     }
 
     pub async fn revoke_invitation(&self, caller: &Caller, id: &str) -> Result<(), AuthError> {
-        caller.require(Role::Admin, "withdraw invitations")?;
+        caller.require(Role::Owner, "withdraw invitations")?;
         if self
             .store
             .revoke_invitation(caller.org, id, &caller.actor())

@@ -68,7 +68,7 @@ impl AuthStore {
         created_by: UserId,
         token: NewAdminToken<'_>,
     ) -> Result<AdminTokenRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let token_record = AdminTokenRecord {
             id: uuid::Uuid::now_v7().hyphenated().to_string(),
             org_id: org,
@@ -160,7 +160,7 @@ impl AuthStore {
         id: &str,
         actor: &str,
     ) -> Result<Option<AdminTokenRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE admin_tokens SET revoked_at = $1 WHERE org_id = $2 AND id = $3 \
              AND revoked_at IS NULL",

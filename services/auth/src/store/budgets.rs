@@ -220,7 +220,7 @@ impl AuthStore {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(concat!(
             "INSERT INTO budgets (",
             budget_columns!(),
@@ -266,7 +266,7 @@ impl AuthStore {
             after.thresholds = thresholds;
         }
         after.updated_at = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE budgets SET limit_usd = $1, thresholds = $2, updated_at = $3 \
              WHERE org_id = $4 AND id = $5",
@@ -298,7 +298,7 @@ impl AuthStore {
         let Some(before) = self.budget(org, id).await? else {
             return Ok(None);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM budgets WHERE org_id = $1 AND id = $2")
             .bind(org.to_string())
             .bind(id)
@@ -496,7 +496,7 @@ impl AuthStore {
         webhook: Option<(&str, &str)>,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE organizations SET alert_webhook_url = $1, alert_webhook_secret = $2 \
              WHERE id = $3",

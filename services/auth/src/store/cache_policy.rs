@@ -73,7 +73,7 @@ impl AuthStore {
             return Ok(None);
         };
         let (id, target_type, _, update) = level.row(org);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(update)
             .bind(serde_json::to_string(policy).unwrap_or_else(|_| "{}".into()))
             .bind(org.to_string())

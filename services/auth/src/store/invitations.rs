@@ -62,7 +62,7 @@ impl AuthStore {
         invited_by: UserId,
         expires_at: i64,
     ) -> Result<InvitationRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let normalized = normalize_email(email);
         sqlx::query(
@@ -138,7 +138,7 @@ impl AuthStore {
         id: &str,
         actor: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE invitations SET revoked_at = $1 WHERE org_id = $2 AND id = $3 \
              AND accepted_at IS NULL AND revoked_at IS NULL",
@@ -200,7 +200,7 @@ impl AuthStore {
         let Some((invitation, _)) = self.invitation_by_token(token_hash).await? else {
             return Ok(None);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let user = match invitee {
             Invitee::Existing(user) => user,

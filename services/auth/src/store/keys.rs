@@ -262,7 +262,7 @@ impl AuthStore {
         new: NewKey,
         actor: &str,
     ) -> Result<KeyRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let key = insert_key(&mut tx, org, team, created_by, new, actor).await?;
         tx.commit().await?;
         Ok(key)
@@ -340,7 +340,7 @@ impl AuthStore {
         changes: KeyChanges,
         actor: &str,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(before) = key_in(&mut tx, org, id).await? else {
             return Ok(None);
         };
@@ -420,7 +420,7 @@ impl AuthStore {
         id: KeyId,
         actor: &str,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(before) = key_in(&mut tx, org, id).await? else {
             return Ok(None);
         };
@@ -464,7 +464,7 @@ impl AuthStore {
         old_stops_at: i64,
         actor: &str,
     ) -> Result<Option<(KeyRecord, KeyRecord)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(before) = key_in(&mut tx, org, id).await? else {
             return Ok(None);
         };
@@ -516,7 +516,7 @@ impl AuthStore {
     /// Records when keys were last used; batched, so it costs one statement per key per
     /// flush, never one per request.
     pub async fn touch_keys(&self, used: &[(KeyId, i64)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (id, at) in used {
             sqlx::query(
                 "UPDATE virtual_keys SET last_used_at = $1 WHERE id = $2 \

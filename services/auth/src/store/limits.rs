@@ -97,7 +97,7 @@ impl AuthStore {
         let Some(before) = self.team_limits(org, team).await? else {
             return Ok(None);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE teams SET rpm_limit = $1, tpm_limit = $2, model_limits = $3 \
              WHERE org_id = $4 AND id = $5",
@@ -144,7 +144,7 @@ impl AuthStore {
         let Some(before) = self.org_limits(org).await? else {
             return Ok(None);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE organizations SET rpm_limit = $1, tpm_limit = $2 WHERE id = $3")
             .bind(limits.rpm)
             .bind(limits.tpm)

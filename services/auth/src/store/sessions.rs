@@ -79,7 +79,7 @@ impl AuthStore {
         ttl_ms: i64,
     ) -> Result<RefreshOutcome, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query(
             "SELECT id, family_id, user_id, org_id, expires_at, used_at, revoked_at \
              FROM refresh_tokens WHERE token_hash = $1",

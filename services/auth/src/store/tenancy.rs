@@ -137,7 +137,7 @@ impl AuthStore {
         organization_name: &str,
         first_key: NewKey,
     ) -> Result<(SignupRecords, super::KeyRecord), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let user = User {
             id: UserId::generate(),
@@ -195,7 +195,7 @@ impl AuthStore {
         name: &str,
         actor: &str,
     ) -> Result<(Organization, Team), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let created = insert_org_and_team(&mut tx, name, actor).await?;
         tx.commit().await?;
         Ok(created)
@@ -210,7 +210,7 @@ impl AuthStore {
         role: Role,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         add_org_member(&mut tx, org, user, role, actor).await?;
         tx.commit().await?;
         Ok(())
@@ -358,7 +358,7 @@ impl AuthStore {
         let Some(before) = self.member(org, user).await? else {
             return Ok(None);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE org_members SET role = $1 WHERE org_id = $2 AND user_id = $3")
             .bind(role.as_str())
             .bind(org.to_string())
@@ -388,7 +388,7 @@ impl AuthStore {
         let Some(before) = self.member(org, user).await? else {
             return Ok(false);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM team_members WHERE org_id = $1 AND user_id = $2")
             .bind(org.to_string())
             .bind(user.to_string())
@@ -443,7 +443,7 @@ impl AuthStore {
             name: name.to_owned(),
             created_at: now_ms(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO teams (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(team.id.to_string())
             .bind(org.to_string())
@@ -473,7 +473,7 @@ impl AuthStore {
         let Some(before) = self.team(org, team).await? else {
             return Ok(None);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE teams SET name = $1 WHERE org_id = $2 AND id = $3")
             .bind(name)
             .bind(org.to_string())
@@ -504,7 +504,7 @@ impl AuthStore {
         let Some(before) = self.team(org, team).await? else {
             return Ok(false);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let keys: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM virtual_keys WHERE org_id = $1 AND team_id = $2",
         )
@@ -580,7 +580,7 @@ impl AuthStore {
         actor: &str,
     ) -> Result<(), StoreError> {
         let before = self.team_role(org, team, user).await?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if before.is_some() {
             sqlx::query(
                 "UPDATE team_members SET role = $1 WHERE org_id = $2 AND team_id = $3 AND user_id = $4",
@@ -621,7 +621,7 @@ impl AuthStore {
         let Some(before) = self.team_role(org, team, user).await? else {
             return Ok(false);
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM team_members WHERE org_id = $1 AND team_id = $2 AND user_id = $3")
             .bind(org.to_string())
             .bind(team.to_string())
