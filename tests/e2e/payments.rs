@@ -40,6 +40,30 @@ async fn chat(gateway: &str, key: &str) -> (u16, Value) {
     )
 }
 
+/// A gateway config with model `smart` on the mock provider, billing through `stripe`, and
+/// `billing` settings added (YAML lines indented under `billing:`).
+fn billed_config(mock: &MockServer, stripe: &MockStripe, billing: &str) -> String {
+    format!(
+        r#"
+providers:
+  openai: {{ kind: openai, api_base: "{url}/v1", api_key: sk-billed }}
+models:
+  - name: smart
+    targets: [ {{ provider: openai, model: gpt-4o }} ]
+billing:
+  public_url: "http://127.0.0.1:9"{billing}
+  stripe:
+    api_base: "{stripe_url}"
+    secret_key: "{key}"
+    webhook_secret: "{secret}"
+"#,
+        url = mock.url(),
+        stripe_url = stripe.url(),
+        key = stripe.api_key(),
+        secret = stripe.webhook_secret(),
+    )
+}
+
 /// Polls `check` every 100 ms for up to 15 s.
 async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -79,27 +103,13 @@ async fn card_usage_meter_failed_payment_and_payment_again() {
     let config = dir.join("tollgate.yaml");
     std::fs::write(
         &config,
-        format!(
+        billed_config(
+            &mock,
+            &stripe,
             r#"
-providers:
-  openai: {{ kind: openai, api_base: "{url}/v1", api_key: sk-payments }}
-models:
-  - name: smart
-    targets: [ {{ provider: openai, model: gpt-4o }} ]
-billing:
-  public_url: "http://127.0.0.1:9"
   grace_days: 0
-  free_tier: {{ monthly_usd: "0" }}
-  pay_as_you_go: {{ markup_percent: "20" }}
-  stripe:
-    api_base: "{stripe}"
-    secret_key: "{key}"
-    webhook_secret: "{secret}"
-"#,
-            url = mock.url(),
-            stripe = stripe.url(),
-            key = stripe.api_key(),
-            secret = stripe.webhook_secret(),
+  free_tier: { monthly_usd: "0" }
+  pay_as_you_go: { markup_percent: "20" }"#,
         ),
     )
     .unwrap();
@@ -277,26 +287,12 @@ async fn concurrent_usage_never_overdraws_prepaid_credit() {
     let config = dir.join("tollgate.yaml");
     std::fs::write(
         &config,
-        format!(
+        billed_config(
+            &mock,
+            &stripe,
             r#"
-providers:
-  openai: {{ kind: openai, api_base: "{url}/v1", api_key: sk-credit }}
-models:
-  - name: smart
-    targets: [ {{ provider: openai, model: gpt-4o }} ]
-billing:
-  public_url: "http://127.0.0.1:9"
-  free_tier: {{ monthly_usd: "0" }}
-  min_top_up_usd: "0.01"
-  stripe:
-    api_base: "{stripe}"
-    secret_key: "{key}"
-    webhook_secret: "{secret}"
-"#,
-            url = mock.url(),
-            stripe = stripe.url(),
-            key = stripe.api_key(),
-            secret = stripe.webhook_secret(),
+  free_tier: { monthly_usd: "0" }
+  min_top_up_usd: "0.01""#,
         ),
     )
     .unwrap();

@@ -35,6 +35,7 @@ use std::sync::LazyLock;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
+use tollgate_billing::usage::ledger::ROLLUP_SUMS;
 use tollgate_common::latency::{LATENCY_BUCKETS, latency_column};
 use tollgate_common::{LatencyHistogram, Picodollars};
 
@@ -582,24 +583,6 @@ async fn select(
     Ok(summed)
 }
 
-/// The columns summed from `usage_rollups`: the totals and every latency bucket.
-static ROLLUP_SUMS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    [
-        "requests",
-        "errors",
-        "cache_hits",
-        "input_tokens",
-        "output_tokens",
-        "cached_tokens",
-        "cost_pico",
-        "saved_pico",
-        "latency_ms_sum",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain((0..LATENCY_BUCKETS).map(latency_column))
-    .collect()
-});
 static TAG_SUMS: LazyLock<Vec<String>> = LazyLock::new(|| {
     [
         "requests",

@@ -62,22 +62,32 @@ async fn file(req: HttpRequest, dir: web::Data<WebDir>, name: web::Path<String>)
     serve(&req, &dir, &name)
 }
 
+/// Each embedded file's ETag, computed once.
+static ETAGS: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| ASSETS.iter().map(|a| content_tag(a.body)).collect());
+
 fn serve(req: &HttpRequest, dir: &WebDir, name: &str) -> HttpResponse {
-    let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
+    let Some(index) = ASSETS.iter().position(|a| a.name == name) else {
         return not_found();
     };
-    let body = match &dir.0 {
+    let asset = &ASSETS[index];
+    let (body, etag): (actix_web::body::BoxBody, String) = match &dir.0 {
         Some(dir) => match std::fs::read(dir.join(asset.name)) {
-            Ok(body) => body,
+            Ok(body) => {
+                let etag = content_tag(&body);
+                (actix_web::body::BoxBody::new(body), etag)
+            }
             Err(err) => {
                 tracing::warn!(file = asset.name, %err, "TOLLGATE_WEB_DIR: cannot read");
                 return not_found();
             }
         },
-        None => asset.body.to_vec(),
+        None => (
+            actix_web::body::BoxBody::new(asset.body),
+            ETAGS.get(index).cloned().unwrap_or_default(),
+        ),
     };
     // The content's hash as its ETag: a reload revalidates and gets 304 until a new build.
-    let etag = format!("\"{}\"", content_tag(&body));
     if req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -110,10 +120,10 @@ fn not_found() -> HttpResponse {
         .body("Not found")
 }
 
-/// A short content hash for the ETag.
+/// A short content hash, quoted, for the ETag.
 fn content_tag(body: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    hex::encode(&Sha256::digest(body)[..12])
+    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..12]))
 }
 
 #[cfg(test)]

@@ -271,6 +271,26 @@ fn totals(records: &[UsageRecord]) -> (BTreeMap<RollupKey, Totals>, BTreeMap<Tag
     (rollups, tags)
 }
 
+/// The columns of `usage_rollups` that add up: the totals, then each latency bucket (what the
+/// upsert adds to and what analytics sum).
+pub static ROLLUP_SUMS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    [
+        "requests",
+        "errors",
+        "cache_hits",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cost_pico",
+        "saved_pico",
+        "latency_ms_sum",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain((0..LATENCY_BUCKETS).map(latency_column))
+    .collect()
+});
+
 /// The rollup upsert: every total, and each latency bucket, added to the row's.
 static UPSERT_ROLLUP: std::sync::LazyLock<String> = std::sync::LazyLock::new(upsert_rollup_sql);
 
@@ -287,21 +307,7 @@ fn upsert_rollup_sql() -> String {
     ]
     .map(String::from)
     .to_vec();
-    let summed: Vec<String> = [
-        "requests",
-        "errors",
-        "cache_hits",
-        "input_tokens",
-        "output_tokens",
-        "cached_tokens",
-        "cost_pico",
-        "saved_pico",
-        "latency_ms_sum",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain((0..LATENCY_BUCKETS).map(latency_column))
-    .collect();
+    let summed = &*ROLLUP_SUMS;
     columns.extend(summed.iter().cloned());
     let params: Vec<String> = (1..=columns.len()).map(|c| format!("${c}")).collect();
     let updates: Vec<String> = summed
