@@ -390,6 +390,20 @@ async function journey(browser) {
     await page.getByRole('region', { name: 'Payment method' }).getByText('•••• 4242').waitFor();
   });
 
+  await step('billing: an own provider key, shown by its last four characters; the plan switched to it and back', async () => {
+    const own = () => page.getByRole('region', { name: 'Your own provider keys' });
+    await own().getByLabel('API key').fill('sk-dashboard-own-4321');
+    await own().getByRole('button', { name: 'Save key' }).click();
+    await own().getByText('…4321').waitFor();
+    assert.equal(await own().getByText('sk-dashboard-own').count(), 0, 'the key itself is never shown');
+    await own().getByRole('button', { name: 'Use my own keys' }).click();
+    await page.getByRole('region', { name: 'Plan' }).getByText('Bring your own keys').waitFor();
+    await own().getByRole('button', { name: 'Switch to pay as you go' }).waitFor();
+    await shot(page, 'billing-own-keys');
+    await own().getByRole('button', { name: 'Switch to pay as you go' }).click();
+    await page.getByRole('region', { name: 'Plan' }).getByText('Pay as you go').waitFor();
+  });
+
   await step('billing on a phone', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await nav(page, 'Overview');

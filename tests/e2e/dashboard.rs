@@ -45,6 +45,10 @@ models:
 billing:
   public_url: "http://127.0.0.1:{port}"
   free_tier: {{ monthly_usd: "5" }}
+  bring_your_own_key:
+    enabled: true
+    per_request_usd: "0.0005"
+    encryption_key: "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="
   stripe: {{ api_base: "{stripe}", secret_key: "{key}", webhook_secret: "{secret}" }}
 "#,
             url = mock.url(),

@@ -1,7 +1,8 @@
 //! The money loop through the real binary and the local Stripe stand-in: sign up, add a card
 //! through Checkout, use the gateway, report the hour to Stripe's meter (once, however often
 //! it is reported), a failed payment refused with 402 once the grace period is over, served
-//! again once paid; and webhooks that are not Stripe's refused.
+//! again once paid; prepaid credit never overdrawn by concurrent requests, on one process or
+//! two replicas; and webhooks that are not Stripe's refused.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 use tollgate_mock_provider::{MockConfig, MockServer};
 use tollgate_mock_stripe::{InvoiceSpec, MockStripe, MockStripeConfig};
 
-use crate::{Gateway, TOLLGATE, scratch_dir, signup};
+use crate::{Gateway, TOLLGATE, fresh_postgres_database, scratch_dir, signup};
 
 async fn graphql(gateway: &str, token: &str, query: &str) -> Value {
     reqwest::Client::new()
@@ -77,13 +78,20 @@ async fn eventually<F: AsyncFn() -> bool>(what: &str, check: F) {
 }
 
 fn report(config: &std::path::Path, data: &std::path::Path, at: &str) -> String {
-    let output = Command::new(TOLLGATE)
+    report_with(config, &[("TOLLGATE_DATA_DIR", data.to_str().unwrap())], at)
+}
+
+/// `tollgate billing report --at AT` with `env` (where the database is).
+fn report_with(config: &std::path::Path, env: &[(&str, &str)], at: &str) -> String {
+    let mut command = Command::new(TOLLGATE);
+    command
         .args(["billing", "report", "--at", at, "--config"])
         .arg(config)
-        .env("TOLLGATE_DATA_DIR", data)
-        .env("TOLLGATE_LOG", "warn")
-        .output()
-        .unwrap();
+        .env("TOLLGATE_LOG", "warn");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -410,5 +418,329 @@ async fn concurrent_usage_never_overdraws_prepaid_credit() {
         stripe.meter_events().is_empty(),
         "nothing beyond the credit is metered"
     );
+    drop(gateway);
+}
+
+/// The same bound over two replicas sharing PostgreSQL and Redis: the allowance is one counter
+/// in Redis, so 200 concurrent requests spread over both spend at most the $0.01 of credit,
+/// and the credit bought through one replica is honoured by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_usage_on_two_replicas_never_overdraws_prepaid_credit() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let stripe = MockStripe::start(MockStripeConfig::default())
+        .await
+        .unwrap();
+    let dir = scratch_dir("credit-replicas");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        billed_config(
+            &mock,
+            &stripe,
+            r#"
+  free_tier: { monthly_usd: "0" }
+  min_top_up_usd: "0.01""#,
+        ),
+    )
+    .unwrap();
+    let database = fresh_postgres_database();
+    let shared = [
+        ("TOLLGATE_DATABASE_URL", database.as_str()),
+        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+    ];
+    let replicas = [
+        Gateway::start(&config, &shared),
+        Gateway::start(&config, &shared),
+    ];
+    stripe.set_webhook_url(&format!("{}/billing/stripe/webhook", replicas[0].url));
+    let owner = signup(&replicas[0].url, "prepaid-replicas@example.com").await;
+
+    // without a card or credit, and no free allowance: 402 at once, at either replica
+    for replica in &replicas {
+        let (status, body) = chat(&replica.url, &owner.key).await;
+        assert_eq!(status, 402, "{body}");
+        assert_eq!(body["error"]["code"], "payment_required");
+    }
+
+    // $0.01 of credit through Checkout at one replica, seen by both
+    let answer = graphql(
+        &replicas[1].url,
+        &owner.access_token,
+        "mutation { startCheckout(purpose: CREDIT, amountUsd: \"0.01\") { url } }",
+    )
+    .await;
+    let url = answer["data"]["startCheckout"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
+    stripe
+        .complete_checkout(url.rsplit('/').next().unwrap())
+        .unwrap();
+    eventually("the credit on the billing page", async || {
+        let billing = graphql(
+            &replicas[1].url,
+            &owner.access_token,
+            "{ billing { creditUsd } }",
+        )
+        .await;
+        billing["data"]["billing"]["creditUsd"] == "0.01"
+    })
+    .await;
+    // (every attempt is a ledger row, counted to know when all have arrived)
+    let attempts = std::cell::Cell::new(0);
+    for replica in &replicas {
+        eventually("served on credit at each replica", async || {
+            attempts.set(attempts.get() + 1);
+            chat(&replica.url, &owner.key).await.0 == 200
+        })
+        .await;
+    }
+
+    // 200 at once, half at each replica
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (gateway, key) = (replicas[i % 2].url.clone(), owner.key.clone());
+        tasks.push(tokio::spawn(async move { chat(&gateway, &key).await }));
+    }
+    let (mut served, mut refused) = (2, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (200, _) => served += 1,
+            (402, body) => {
+                assert_eq!(body["error"]["code"], "payment_required");
+                refused += 1;
+            }
+            (status, body) => panic!("unexpected {status}: {body}"),
+        }
+    }
+    assert!(refused > 0, "the credit should run out");
+
+    // what was spent: within the credit
+    let now = tollgate_common::now_ms();
+    let totals = format!(
+        "{{ usageTotals(input: {{from: {}, to: {}}}) {{ figures {{ requests }} }} }}",
+        now - 86_400_000,
+        now + 86_400_000
+    );
+    eventually("every request in the ledger", async || {
+        let usage = graphql(&replicas[0].url, &owner.access_token, &totals).await;
+        let requests = usage["data"]["usageTotals"][0]["figures"]["requests"]
+            .as_i64()
+            .unwrap_or(0);
+        // one ledger row per request, answered or refused
+        requests >= 2 + attempts.get() + 200
+    })
+    .await;
+    let billing = graphql(
+        &replicas[1].url,
+        &owner.access_token,
+        "{ billing { currentPeriod { providerCostUsd } } }",
+    )
+    .await;
+    let spent: rust_decimal::Decimal =
+        billing["data"]["billing"]["currentPeriod"]["providerCostUsd"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert!(
+        spent <= "0.01".parse().unwrap(),
+        "spent {spent} of $0.01 credit ({served} served, {refused} refused)"
+    );
+    assert!(served > 2, "{served} served");
+    eprintln!(
+        "prepaid credit $0.01 on two replicas: {served} served, {refused} refused, ${spent} spent"
+    );
+
+    // the hour reported: credit covers it all, the balance stays at or above zero
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let data = dir.join("report-data");
+    let mut env = shared.to_vec();
+    env.push(("TOLLGATE_DATA_DIR", data.to_str().unwrap()));
+    report_with(&config, &env, &later);
+    let billing = graphql(
+        &replicas[0].url,
+        &owner.access_token,
+        "{ billing { creditUsd } }",
+    )
+    .await;
+    let left: rust_decimal::Decimal = billing["data"]["billing"]["creditUsd"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left >= rust_decimal::Decimal::ZERO, "{left}");
+    // no markup here: the credit drew exactly what was spent
+    assert_eq!(
+        left,
+        "0.01".parse::<rust_decimal::Decimal>().unwrap() - spent
+    );
+    assert!(
+        stripe.meter_events().is_empty(),
+        "nothing beyond the credit is metered"
+    );
+    drop(replicas);
+    mock.stop().await;
+}
+
+/// Bring your own key through the real binary: an organization on that plan is served with its
+/// own provider key (the provider here accepts no other), is told clearly when it has none or
+/// the provider refuses it (without tripping the target for everyone else), and is billed the
+/// platform fee per answered request instead of the provider's cost, metered to Stripe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_provider_keys_are_used_and_billed_as_a_platform_fee() {
+    const OWN_KEY: &str = "sk-org-own-5678";
+    let mock = MockServer::start(MockConfig {
+        require_key: Some(OWN_KEY.into()),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let stripe = MockStripe::start(MockStripeConfig::default())
+        .await
+        .unwrap();
+    let dir = scratch_dir("byok");
+    let data = dir.join("data");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(
+        &config,
+        billed_config(
+            &mock,
+            &stripe,
+            r#"
+  free_tier: { monthly_usd: "0" }
+  bring_your_own_key:
+    enabled: true
+    per_request_usd: "0.001"
+    encryption_key: "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=""#,
+        ),
+    )
+    .unwrap();
+    let data_env = data.display().to_string();
+    let gateway = Gateway::start(&config, &[("TOLLGATE_DATA_DIR", data_env.as_str())]);
+    stripe.set_webhook_url(&format!("{}/billing/stripe/webhook", gateway.url));
+    let owner = signup(&gateway.url, "byok@example.com").await;
+    let set_key = |key: &str| {
+        format!("mutation {{ setProviderKey(provider: \"openai\", apiKey: \"{key}\") {{ hint }} }}")
+    };
+
+    let answer = graphql(&gateway.url, &owner.access_token, &set_key(OWN_KEY)).await;
+    assert_eq!(
+        answer["data"]["setProviderKey"]["hint"], "…5678",
+        "{answer}"
+    );
+    let to_own_keys = "mutation { setBillingPlan(plan: BRING_YOUR_OWN_KEY) }";
+    // the platform fee is charged to a card: none yet
+    let answer = graphql(&gateway.url, &owner.access_token, to_own_keys).await;
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{answer}"
+    );
+    let answer = graphql(
+        &gateway.url,
+        &owner.access_token,
+        "mutation { startCheckout(purpose: PAYMENT_METHOD) { url } }",
+    )
+    .await;
+    let url = answer["data"]["startCheckout"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
+    stripe
+        .complete_checkout(url.rsplit('/').next().unwrap())
+        .unwrap();
+    eventually("the card", async || {
+        let answer = graphql(&gateway.url, &owner.access_token, to_own_keys).await;
+        answer["data"]["setBillingPlan"] == true
+    })
+    .await;
+
+    // served with the organization's key: the provider takes no other
+    let mut served = 0;
+    for _ in 0..3 {
+        let (status, body) = chat(&gateway.url, &owner.key).await;
+        assert_eq!(status, 200, "{body}");
+        served += 1;
+    }
+
+    // a key the provider refuses: the organization is told, the target stays usable
+    graphql(
+        &gateway.url,
+        &owner.access_token,
+        &set_key("sk-org-wrong-0000"),
+    )
+    .await;
+    for _ in 0..8 {
+        let (status, body) = chat(&gateway.url, &owner.key).await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["error"]["code"], "provider_key_rejected");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("sk-org-wrong"), "{message}");
+    }
+    graphql(&gateway.url, &owner.access_token, &set_key(OWN_KEY)).await;
+    let (status, body) = chat(&gateway.url, &owner.key).await;
+    assert_eq!(
+        status, 200,
+        "the target was not tripped by one organization's key: {body}"
+    );
+    served += 1;
+
+    // no key for the provider: refused, the deployment's key is not used instead
+    graphql(
+        &gateway.url,
+        &owner.access_token,
+        "mutation { deleteProviderKey(provider: \"openai\") }",
+    )
+    .await;
+    let (status, body) = chat(&gateway.url, &owner.key).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "provider_key_missing");
+
+    // billed per answered request, not at the provider's cost
+    let expected = rust_decimal::Decimal::new(served, 3);
+    eventually("the platform fee on the billing page", async || {
+        let billing = graphql(
+            &gateway.url,
+            &owner.access_token,
+            "{ billing { plan currentPeriod { runningUsd providerCostUsd } } }",
+        )
+        .await;
+        let period = &billing["data"]["billing"]["currentPeriod"];
+        let running: rust_decimal::Decimal = period["runningUsd"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap();
+        let cost: rust_decimal::Decimal = period["providerCostUsd"]
+            .as_str()
+            .unwrap_or("0")
+            .parse()
+            .unwrap();
+        running == expected && cost > rust_decimal::Decimal::ZERO
+    })
+    .await;
+
+    // the hour metered at the fee: $0.001 a request is 1,000 micro-USD
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let printed = report(&config, &data, &later);
+    assert!(printed.contains("reports written 1"), "{printed}");
+    eventually("the meter event at Stripe", async || {
+        stripe
+            .meter_events()
+            .iter()
+            .any(|e| e.identifier.starts_with("tg-"))
+    })
+    .await;
+    let metered: Vec<String> = stripe
+        .meter_events()
+        .into_iter()
+        .filter(|e| e.identifier.starts_with("tg-"))
+        .map(|e| e.value)
+        .collect();
+    assert_eq!(metered, vec![(served * 1000).to_string()]);
     drop(gateway);
 }

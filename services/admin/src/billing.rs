@@ -1,5 +1,5 @@
 //! The organization's billing as the GraphQL API shows it: plan, standing, card, prepaid
-//! credit, this month's running and projected cost, invoices; and the ways to pay (Stripe
+//! credit, this month's running cost and projected bill, invoices; and the ways to pay (Stripe
 //! Checkout for a card or prepaid credit, the customer portal). Owners and admins read it;
 //! only owners start a payment.
 
@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::{AnyPool, Row};
 use tollgate_auth::{AuthError, AuthService, Caller, Role};
-use tollgate_billing::payments::accounts::{Accounts, Standing};
+use tollgate_billing::payments::accounts::{Accounts, Standing, invoiced};
 use tollgate_billing::payments::pricing::{ModelUsage, Plan, SellPrices};
 use tollgate_billing::payments::reports::{customer_key, month_of};
 use tollgate_billing::payments::stripe::StripeApi;
@@ -46,8 +46,13 @@ pub struct BillingPeriod {
     pub running_usd: String,
     /// What the providers charged for it, USD.
     pub provider_cost_usd: String,
-    /// The running cost carried on at this month's pace to the month's end, USD.
+    /// What the month's invoice is projected to be, USD: the projected billable usage
+    /// (`projectedBillableUsd`) less the month's free allowance and the prepaid credit (left,
+    /// and drawn this month), never below zero.
     pub projected_usd: String,
+    /// The running cost carried on at this month's pace to the month's end, before the free
+    /// allowance and credit, USD.
+    pub projected_billable_usd: String,
     /// The free allowance of the month, and what of it is used, USD.
     pub free_allowance_usd: String,
     pub free_used_usd: String,
@@ -121,15 +126,15 @@ fn cents(amount: i64) -> String {
         .to_string()
 }
 
-fn setup<'a>(ctx: &'a Context<'_>) -> &'a BillingSetup {
+pub(crate) fn setup<'a>(ctx: &'a Context<'_>) -> &'a BillingSetup {
     ctx.data_unchecked::<BillingSetup>()
 }
 
-fn internal(err: impl std::fmt::Display) -> Error {
+pub(crate) fn internal(err: impl std::fmt::Display) -> Error {
     graphql_error(AuthError::Internal(err.to_string()))
 }
 
-fn require(caller: &Caller, role: Role, action: &str) -> Result<(), Error> {
+pub(crate) fn require(caller: &Caller, role: Role, action: &str) -> Result<(), Error> {
     if caller.role.at_least(role) {
         return Ok(());
     }
@@ -146,7 +151,7 @@ async fn month_usage(
     start: i64,
 ) -> Result<Vec<ModelUsage>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT model, CAST(SUM(requests) AS BIGINT) AS requests, \
+        "SELECT model, CAST(SUM(requests - errors) AS BIGINT) AS requests, \
          CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
          CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
          CAST(SUM(cost_pico) AS BIGINT) AS cost_pico FROM usage_rollups \
@@ -206,6 +211,9 @@ pub async fn billing(
     let free_allowance = Picodollars::from_usd(setup.config.free_tier.monthly_usd)
         .unwrap_or_default()
         .0;
+    let free_used: i64 = reported.try_get("free_used").map_err(internal)?;
+    let credit_used: i64 = reported.try_get("credit_used").map_err(internal)?;
+    let credit_left = account.as_ref().map_or(0, |a| a.credit.0);
     let grace_ms = i64::from(setup.config.grace_days) * DAY_MS;
     let (standing, past_due_since, grace_ends_at) = match account.as_ref().map(|a| a.standing) {
         Some(Standing::PastDue { since }) => {
@@ -232,16 +240,22 @@ pub async fn billing(
                 exp_month: card.exp_month,
                 exp_year: card.exp_year,
             }),
-        credit_usd: usd(account.as_ref().map_or(0, |a| a.credit.0)),
+        credit_usd: usd(credit_left),
         current_period: BillingPeriod {
             start,
             end,
             running_usd: usd(running),
             provider_cost_usd: usd(cost),
-            projected_usd: usd(projected),
+            projected_usd: usd(invoiced(
+                projected,
+                free_allowance,
+                credit_left,
+                credit_used,
+            )),
+            projected_billable_usd: usd(projected),
             free_allowance_usd: usd(free_allowance),
-            free_used_usd: usd(reported.try_get("free_used").map_err(internal)?),
-            credit_used_usd: usd(reported.try_get("credit_used").map_err(internal)?),
+            free_used_usd: usd(free_used),
+            credit_used_usd: usd(credit_used),
         },
         invoices: invoices
             .into_iter()

@@ -26,6 +26,7 @@ use crate::access::{AdminToken, Invitation, IssuedAdminToken, IssuedInvitation};
 use crate::billing::{Billing, BillingSetup, CheckoutPurpose, PaymentRedirect};
 
 use crate::errors::{OrGraphql, bad_input};
+use crate::provider_keys::{BillingPlan, OwnProviderKeys, ProviderKey};
 use crate::requests::{RequestFilter, RequestPage};
 use crate::usage::{UsageGroup, UsageInput, UsagePoint};
 
@@ -730,6 +731,12 @@ impl QueryRoot {
         crate::billing::billing(ctx, service(ctx), caller(ctx)?).await
     }
 
+    /// Bring your own key: whether it is offered, the organization's own provider keys and
+    /// the platform fee (admins and owners).
+    async fn own_provider_keys(&self, ctx: &Context<'_>) -> Result<OwnProviderKeys, Error> {
+        crate::provider_keys::own_provider_keys(ctx, service(ctx), caller(ctx)?).await
+    }
+
     /// Invitations not yet accepted, withdrawn or expired (admins).
     async fn invitations(&self, ctx: &Context<'_>) -> Result<Vec<Invitation>, Error> {
         let invitations = service(ctx).invitations(caller(ctx)?).await.or_graphql()?;
@@ -774,6 +781,40 @@ impl MutationRoot {
     /// Stripe's customer portal, to manage cards and invoices (owners).
     async fn open_billing_portal(&self, ctx: &Context<'_>) -> Result<PaymentRedirect, Error> {
         crate::billing::open_portal(ctx, service(ctx), caller(ctx)?).await
+    }
+
+    /// Sets the organization's own key for `provider`, replacing any it had (owners). It is
+    /// stored encrypted and never shown again; only its last four characters are.
+    async fn set_provider_key(
+        &self,
+        ctx: &Context<'_>,
+        provider: String,
+        api_key: String,
+    ) -> Result<ProviderKey, Error> {
+        let record = service(ctx)
+            .set_provider_key(caller(ctx)?, &provider, &api_key)
+            .await
+            .or_graphql()?;
+        Ok(record.into())
+    }
+
+    /// Removes the organization's own key for `provider` (owners).
+    async fn delete_provider_key(
+        &self,
+        ctx: &Context<'_>,
+        provider: String,
+    ) -> Result<bool, Error> {
+        service(ctx)
+            .delete_provider_key(caller(ctx)?, &provider)
+            .await
+            .or_graphql()?;
+        Ok(true)
+    }
+
+    /// Moves the organization to a billing plan (owners): pay as you go, or its own provider
+    /// keys where the deployment offers that.
+    async fn set_billing_plan(&self, ctx: &Context<'_>, plan: BillingPlan) -> Result<bool, Error> {
+        crate::provider_keys::set_billing_plan(ctx, service(ctx), caller(ctx)?, plan).await
     }
 
     /// Invites someone by email; the token in the answer is shown this once.

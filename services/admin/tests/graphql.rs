@@ -53,11 +53,16 @@ impl Admin {
     }
 
     async fn start_with(db: Db, billing: tollgate_admin::billing::BillingSetup) -> Admin {
-        let mut config = Config::default();
+        let mut config = Config::parse(
+            "providers: { openai: { kind: openai, api_key: sk-deployment } }",
+            &std::collections::BTreeMap::<String, String>::new(),
+        )
+        .unwrap();
         config.storage.database_url = Some(match db {
             Db::Sqlite => scratch::sqlite_url(),
             Db::Postgres => scratch::postgres_url().await.unwrap(),
         });
+        config.billing = billing.config.clone();
         config.auth.signing_keys = vec![SigningKeyConfig {
             kid: "test".into(),
             secret: Secret::new("a test signing secret of enough length"),
@@ -1004,6 +1009,75 @@ async fn billing_is_read_by_admins_and_paid_by_owners(db: Db) {
     assert_eq!(theirs["paymentMethod"], Value::Null);
 }
 
+/// The projected bill is what the month's invoice would be at this pace: the projected
+/// billable usage less the free allowance ($5 by default) and the prepaid credit, whether the
+/// credit is still left or already drawn by the month's reports.
+async fn the_projected_bill_is_net_of_the_free_allowance_and_credit(db: Db) {
+    use rust_decimal::Decimal;
+    use tollgate_billing::payments::accounts::Accounts;
+    use tollgate_billing::payments::pricing::Plan;
+    use tollgate_billing::payments::reports::{UsageReporter, month_of};
+
+    let admin = Admin::start(db).await;
+    let (_, org, owner) = admin.signup("projected@example.com").await;
+    let pool = admin
+        .runtime
+        .http
+        .as_ref()
+        .unwrap()
+        .service
+        .store()
+        .pool()
+        .clone();
+    let usd = |n: i64| n * 1_000_000_000_000;
+    // $12 of usage (no markup by default) in the month's first hour, and $3 of credit
+    let (month_start, _) = month_of(tollgate_common::now_ms());
+    seed_rollup(&admin, &org, "gpt-4o", month_start, 4, usd(12)).await;
+    let accounts = Accounts::new(pool.clone());
+    accounts.open(&org, Plan::PayAsYouGo).await.unwrap();
+    accounts
+        .grant_credit("cs_projected", &org, tollgate_common::Picodollars(usd(3)))
+        .await
+        .unwrap();
+    let read = "{ billing { creditUsd currentPeriod { runningUsd projectedUsd projectedBillableUsd freeAllowanceUsd creditUsedUsd } } }";
+    let decimal = |v: &Value| v.as_str().unwrap().parse::<Decimal>().unwrap();
+    let projection = async || {
+        let billing = ok(&admin.gql(Some(&owner), read, json!({})).await)["billing"].clone();
+        let period = &billing["currentPeriod"];
+        assert_eq!(period["runningUsd"], "12");
+        assert_eq!(period["freeAllowanceUsd"], "5");
+        let gross = decimal(&period["projectedBillableUsd"]);
+        // carried on at this month's pace, never less than what is used already
+        assert!(gross >= Decimal::from(12), "{billing}");
+        (billing.clone(), gross, decimal(&period["projectedUsd"]))
+    };
+
+    // the credit still left: $5 free and $3 of credit off the projection
+    let (billing, gross, net) = projection().await;
+    assert_eq!(billing["creditUsd"], "3");
+    assert_eq!(net, gross - Decimal::from(8), "{billing}");
+
+    // the hour reported: the free allowance and the credit drawn, the same bill
+    UsageReporter::new(pool.clone(), &Default::default())
+        .report(month_start + 3_600_000)
+        .await
+        .unwrap();
+    let (billing, gross, net) = projection().await;
+    assert_eq!(billing["creditUsd"], "0");
+    assert_eq!(billing["currentPeriod"]["creditUsedUsd"], "3");
+    assert_eq!(net, gross - Decimal::from(8), "{billing}");
+
+    // usage the free allowance covers is projected to no bill at all, never below zero
+    let (_, small_org, small_owner) = admin.signup("projected-small@example.com").await;
+    seed_rollup(&admin, &small_org, "gpt-4o", month_start, 1, 1_000_000).await;
+    let billing = ok(&admin.gql(Some(&small_owner), read, json!({})).await)["billing"].clone();
+    let period = &billing["currentPeriod"];
+    let gross = decimal(&period["projectedBillableUsd"]);
+    assert!(gross > Decimal::ZERO, "{billing}");
+    let expected = (gross - Decimal::from(5)).max(Decimal::ZERO);
+    assert_eq!(decimal(&period["projectedUsd"]), expected, "{billing}");
+}
+
 async fn billing_without_stripe_is_off(db: Db) {
     let admin = Admin::start(db).await;
     let (_, _, owner) = admin.signup("no-billing@example.com").await;
@@ -1343,6 +1417,200 @@ async fn the_request_log_pages_and_filters_within_the_organization(db: Db) {
     }
 }
 
+/// Bring your own key: owners set keys (kept sealed, shown by their last four characters),
+/// admins see them, nobody else; the plan needs the deployment's consent and a key; the
+/// gateway's key context carries the opened key for that organization only.
+async fn own_provider_keys_are_sealed_and_kept_to_their_organization(db: Db) {
+    use tollgate_auth::KeyVerifier;
+
+    // without the deployment's consent
+    let plain = Admin::start(db).await;
+    let (_, _, owner) = plain.signup("no-byok@example.com").await;
+    let answer = plain
+        .gql(
+            Some(&owner),
+            "mutation { setProviderKey(provider: \"openai\", apiKey: \"sk-own-0001\") { hint } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("FORBIDDEN"), "{answer}");
+    let answer = plain
+        .gql(
+            Some(&owner),
+            "mutation { setBillingPlan(plan: BRING_YOUR_OWN_KEY) }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("FORBIDDEN"), "{answer}");
+    let view = ok(&plain
+        .gql(
+            Some(&owner),
+            "{ ownProviderKeys { available inUse keys { provider } } }",
+            json!({}),
+        )
+        .await)["ownProviderKeys"]
+        .clone();
+    assert_eq!(
+        view,
+        json!({"available": false, "inUse": false, "keys": []})
+    );
+
+    let mut config = tollgate_common::config::BillingConfig::default();
+    config.bring_your_own_key.enabled = true;
+    config.bring_your_own_key.per_request_usd = "0.001".parse().unwrap();
+    // 32 bytes of 42, in base64
+    config.bring_your_own_key.encryption_key =
+        Some(Secret::new("KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio="));
+    let admin = Admin::start_with(
+        db,
+        tollgate_admin::billing::BillingSetup {
+            config,
+            stripe: None,
+        },
+    )
+    .await;
+    let (_, org, owner) = admin.signup("byok-owner@example.com").await;
+    let (_, _, stranger) = admin.signup("byok-stranger@example.com").await;
+    let org_admin = admin
+        .join(&org, "byok-admin@example.com", Role::Admin)
+        .await;
+    let viewer = admin
+        .join(&org, "byok-viewer@example.com", Role::Viewer)
+        .await;
+    let secret = ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation { createKey(input: {name: \"byok\"}) { secret } }",
+            json!({}),
+        )
+        .await)["createKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // the plan needs a key first
+    let answer = admin
+        .gql(
+            Some(&owner),
+            "mutation { setBillingPlan(plan: BRING_YOUR_OWN_KEY) }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("BAD_USER_INPUT"), "{answer}");
+
+    // who may set keys: owners only; and only for the deployment's providers
+    let set = "mutation($p: String!, $k: String!) { setProviderKey(provider: $p, apiKey: $k) { provider hint createdAt } }";
+    for who in [&org_admin, &viewer] {
+        let answer = admin
+            .gql(Some(who), set, json!({"p": "openai", "k": "sk-own-0001"}))
+            .await;
+        assert_eq!(code(&answer), Some("FORBIDDEN"), "{answer}");
+    }
+    for (provider, key) in [
+        ("mistery", "sk-own-0001"),
+        ("openai", ""),
+        ("openai", "sk own"),
+    ] {
+        let answer = admin
+            .gql(Some(&owner), set, json!({"p": provider, "k": key}))
+            .await;
+        assert_eq!(
+            code(&answer),
+            Some("BAD_USER_INPUT"),
+            "{provider} {key:?}: {answer}"
+        );
+    }
+    let stored = ok(&admin
+        .gql(
+            Some(&owner),
+            set,
+            json!({"p": "openai", "k": "sk-own-secret-9876"}),
+        )
+        .await)["setProviderKey"]
+        .clone();
+    assert_eq!(stored["hint"], "…9876");
+    ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation { setBillingPlan(plan: BRING_YOUR_OWN_KEY) }",
+            json!({}),
+        )
+        .await);
+
+    // admins read it, without the key; strangers see their own (none)
+    let query =
+        "{ ownProviderKeys { available inUse providers keys { provider hint } feePerRequestUsd } }";
+    let view = ok(&admin.gql(Some(&org_admin), query, json!({})).await)["ownProviderKeys"].clone();
+    assert_eq!(
+        view,
+        json!({"available": true, "inUse": true, "providers": ["openai"],
+               "keys": [{"provider": "openai", "hint": "…9876"}], "feePerRequestUsd": "0.001"})
+    );
+    assert!(!view.to_string().contains("sk-own-secret"));
+    assert_eq!(
+        code(&admin.gql(Some(&viewer), query, json!({})).await),
+        Some("FORBIDDEN")
+    );
+    let theirs = ok(&admin.gql(Some(&stranger), query, json!({})).await)["ownProviderKeys"].clone();
+    assert_eq!(theirs["keys"], json!([]));
+    assert_eq!(theirs["inUse"], false);
+    let answer = admin
+        .gql(
+            Some(&stranger),
+            "mutation { deleteProviderKey(provider: \"openai\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("NOT_FOUND"), "{answer}");
+
+    // stored sealed: the database never holds the key
+    let pool = admin
+        .runtime
+        .http
+        .as_ref()
+        .unwrap()
+        .service
+        .store()
+        .pool()
+        .clone();
+    let rows = sqlx::query("SELECT sealed, hint FROM provider_keys")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let sealed: String = sqlx::Row::get(&rows[0], "sealed");
+    assert!(!sealed.contains("sk-own"), "{sealed}");
+
+    // the gateway's context for the organization's key carries the opened key
+    let context = admin.runtime.keys.verify(&secret).await.unwrap();
+    assert!(context.billing.own_provider_keys);
+    assert_eq!(
+        context.provider_keys.get("openai").map(|k| k.expose()),
+        Some("sk-own-secret-9876")
+    );
+
+    // removed: the context has none, and the organization stays on its plan
+    ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation { deleteProviderKey(provider: \"openai\") }",
+            json!({}),
+        )
+        .await);
+    let context = admin.runtime.keys.verify(&secret).await.unwrap();
+    assert!(context.billing.own_provider_keys);
+    assert!(context.provider_keys.is_empty());
+    ok(&admin
+        .gql(
+            Some(&owner),
+            "mutation { setBillingPlan(plan: PAY_AS_YOU_GO) }",
+            json!({}),
+        )
+        .await);
+    let context = admin.runtime.keys.verify(&secret).await.unwrap();
+    assert!(!context.billing.own_provider_keys);
+}
+
 macro_rules! on_both_databases {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -1359,8 +1627,10 @@ macro_rules! on_both_databases {
 }
 
 on_both_databases!(
+    own_provider_keys_are_sealed_and_kept_to_their_organization,
     billing_is_read_by_admins_and_paid_by_owners,
     billing_without_stripe_is_off,
+    the_projected_bill_is_net_of_the_free_allowance_and_credit,
     invitations_and_admin_tokens_open_the_organization_to_the_right_people,
     keys_name_their_team_and_budgets_show_reservations,
     everything_is_scoped_to_the_callers_organization_and_role,

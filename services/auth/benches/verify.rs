@@ -44,6 +44,7 @@ impl KeySource for MapSource {
             budgets: Vec::new(),
             cache: Default::default(),
             billing: Default::default(),
+            provider_keys: Vec::new(),
         }))
     }
     async fn touch(&self, _used: Vec<(KeyId, i64)>) -> Result<(), String> {

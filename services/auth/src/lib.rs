@@ -13,6 +13,7 @@ pub mod client;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod provider_keys;
 pub mod roles;
 pub mod secrets;
 pub mod service;

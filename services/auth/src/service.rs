@@ -25,8 +25,10 @@ use crate::store::{
 use crate::throttle::LoginThrottle;
 
 mod access;
+mod provider_keys;
 
 pub use access::{AcceptInvitation, InvitationPreview, IssuedAdminToken, IssuedInvitation};
+pub use provider_keys::OwnProviderKeys;
 
 /// Where a cache policy is read or set, as the caller names it (ids from the URL).
 #[derive(Debug, Clone, Copy)]
@@ -241,6 +243,8 @@ pub struct AuthService {
     config: AuthConfig,
     /// Verified against when an email is unknown, so that a login takes as long either way.
     decoy_hash: String,
+    /// `None` where organizations cannot bring their own provider keys.
+    own_keys: Option<OwnProviderKeys>,
 }
 
 /// Threads hashing passwords, and how many computations may wait for them.
@@ -271,7 +275,14 @@ impl AuthService {
             feed,
             config,
             decoy_hash,
+            own_keys: None,
         })
+    }
+
+    /// Lets owners set their organization's own provider keys.
+    pub fn with_own_provider_keys(mut self, own_keys: Option<OwnProviderKeys>) -> Self {
+        self.own_keys = own_keys;
+        self
     }
 
     pub fn store(&self) -> &AuthStore {

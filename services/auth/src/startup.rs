@@ -10,7 +10,8 @@ use tollgate_common::Config;
 use crate::client::HttpKeySource;
 use crate::feed::{KeyChangeFeed, spawn_listener};
 use crate::http::AuthHttp;
-use crate::service::AuthService;
+use crate::provider_keys::ProviderKeySeal;
+use crate::service::{AuthService, OwnProviderKeys};
 use crate::sessions::AccessTokens;
 use crate::store::{AuthStore, StoreError};
 use crate::throttle::LoginThrottle;
@@ -66,6 +67,19 @@ pub fn redis_manager(
     Ok(Some((client, manager)))
 }
 
+/// The seal of organizations' own provider keys, where the deployment lets them bring some.
+fn provider_key_seal(config: &Config) -> Result<Option<Arc<ProviderKeySeal>>, StartError> {
+    let byok = &config.billing.bring_your_own_key;
+    match (&byok.encryption_key, byok.enabled) {
+        (Some(key), true) => ProviderKeySeal::new(key)
+            .map(|seal| Some(Arc::new(seal)))
+            .map_err(|e| {
+                StartError::Setup(format!("billing.bring_your_own_key.encryption_key: {e}"))
+            }),
+        _ => Ok(None),
+    }
+}
+
 /// Opens storage and runs the migrations.
 pub async fn open_store(config: &Config) -> Result<AuthStore, StartError> {
     let store = AuthStore::connect(&config.storage.effective_database_url()).await?;
@@ -91,7 +105,8 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
             (Some(store.clone()), Arc::new(store))
         }
     };
-    let keys = Arc::new(KeyCache::new(source, ttl));
+    let seal = provider_key_seal(config)?;
+    let keys = Arc::new(KeyCache::new(source, ttl).with_provider_key_seal(seal.clone()));
     keys.spawn_last_used_flusher(LAST_USED_FLUSH);
     if let Some((client, _)) = &redis {
         spawn_listener(client.clone(), keys.clone());
@@ -109,9 +124,14 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
                 config.auth.login_throttle.clone(),
                 redis.as_ref().map(|(_, m)| m.clone()),
             );
+            let own_keys = seal.map(|seal| OwnProviderKeys {
+                seal,
+                providers: config.providers.keys().cloned().collect(),
+            });
             let service = AuthService::new(store, tokens, throttle, feed, config.auth.clone())
                 .await
-                .map_err(|e| StartError::Setup(e.to_string()))?;
+                .map_err(|e| StartError::Setup(e.to_string()))?
+                .with_own_provider_keys(own_keys);
             Some(Arc::new(AuthHttp {
                 service: Arc::new(service),
                 service_token: config.auth.service_token.clone(),

@@ -6,7 +6,7 @@
 //! at once in this process and, through [`crate::KeyChangeFeed`], in every other one.
 //! Expiry is checked on every hit, so a key stops at its expiry time whatever the cache holds.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tollgate_common::{KeyContext, KeyId, ModelAllowList, RateLimits};
 
+use crate::provider_keys::ProviderKeySeal;
 use crate::secrets::{hash_token_bytes, looks_like_key};
 use crate::store::{AuthStore, VerifiedKey, now_ms};
 
@@ -89,9 +90,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn from_record(record: Option<&VerifiedKey>) -> Self {
+    fn from_record(record: Option<&VerifiedKey>, seal: Option<&ProviderKeySeal>) -> Self {
         Entry {
-            key: record.map(|r| Arc::new(key_context(r))),
+            key: record.map(|r| Arc::new(key_context(r, seal))),
             revoked_at: record.and_then(|r| r.key.revoked_at),
             disabled: record.is_some_and(|r| r.key.disabled),
             loaded: Instant::now(),
@@ -122,9 +123,30 @@ fn limit(value: Option<i64>) -> Option<u64> {
     value.and_then(|v| u64::try_from(v).ok())
 }
 
-/// The context a verified key gives its requests.
-pub fn key_context(verified: &VerifiedKey) -> KeyContext {
+/// The context a verified key gives its requests; `seal` opens its organization's own
+/// provider keys (a key that does not open is left out, and logged without its value).
+pub fn key_context(verified: &VerifiedKey, seal: Option<&ProviderKeySeal>) -> KeyContext {
     let record = &verified.key;
+    let mut provider_keys = BTreeMap::new();
+    for sealed in &verified.provider_keys {
+        match seal.map(|seal| seal.open(record.org_id, sealed)) {
+            Some(Ok(key)) => {
+                provider_keys.insert(sealed.provider.clone(), key);
+            }
+            Some(Err(err)) => tracing::error!(
+                org = %record.org_id,
+                provider = %sealed.provider,
+                %err,
+                "cannot open an organization's provider key"
+            ),
+            None => tracing::error!(
+                org = %record.org_id,
+                provider = %sealed.provider,
+                "an organization has its own provider key but this process has no \
+                 billing.bring_your_own_key.encryption_key to open it"
+            ),
+        }
+    }
     KeyContext {
         org_id: Some(record.org_id),
         team_id: Some(record.team_id),
@@ -155,6 +177,7 @@ pub fn key_context(verified: &VerifiedKey) -> KeyContext {
         tags: record.tags.clone(),
         expires_at: record.expires_at,
         billing: verified.billing,
+        provider_keys,
     }
 }
 
@@ -174,6 +197,7 @@ pub struct KeyCache {
     entries: RwLock<HashMap<[u8; 32], Arc<Entry>>>,
     ttl: Duration,
     capacity: usize,
+    seal: Option<Arc<ProviderKeySeal>>,
 }
 
 impl KeyCache {
@@ -188,7 +212,14 @@ impl KeyCache {
             entries: RwLock::new(HashMap::new()),
             ttl,
             capacity,
+            seal: None,
         }
+    }
+
+    /// Opens organizations' own provider keys with `seal` when keys are loaded.
+    pub fn with_provider_key_seal(mut self, seal: Option<Arc<ProviderKeySeal>>) -> Self {
+        self.seal = seal;
+        self
     }
 
     /// Forgets a key (by its hex hash) so that its next use reloads it.
@@ -297,7 +328,7 @@ impl KeyVerifier for KeyCache {
             .lookup(&hex::encode(hash))
             .await
             .map_err(KeyRejection::Unavailable)?;
-        let entry = Arc::new(Entry::from_record(record.as_ref()));
+        let entry = Arc::new(Entry::from_record(record.as_ref(), self.seal.as_deref()));
         let verdict = entry.judge(now_ms());
         self.insert(hash, entry);
         verdict
@@ -339,6 +370,7 @@ mod tests {
                     budgets: Vec::new(),
                     cache: Default::default(),
                     billing: Default::default(),
+                    provider_keys: Vec::new(),
                 }))
         }
         async fn touch(&self, used: Vec<(KeyId, i64)>) -> Result<(), String> {

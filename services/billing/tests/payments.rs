@@ -1,7 +1,8 @@
 //! Payments on both databases against the local Stripe stand-in: hourly usage reports (once per
 //! hour and revision, late usage reported as a new revision, free allowance and credit drawn
-//! first), the outbox through a Stripe outage (every call delivered once), and webhooks
-//! (duplicates, out-of-order delivery, top-ups, cards).
+//! first), the outbox through a Stripe outage (every call delivered once), scheduled
+//! reconciliation (once per run whatever the number of processes, read-only at Stripe), and
+//! webhooks (duplicates, out-of-order delivery, top-ups, cards).
 
 #![allow(
     clippy::unwrap_used,
@@ -20,7 +21,7 @@ use tollgate_auth::store::{AuthStore, scratch};
 use tollgate_billing::payments::accounts::{Accounts, Standing};
 use tollgate_billing::payments::outbox::{Delivery, Outbox};
 use tollgate_billing::payments::pricing::Plan;
-use tollgate_billing::payments::reconcile::{reconcile, revenue};
+use tollgate_billing::payments::reconcile::{reconcile, revenue, scheduled_run};
 use tollgate_billing::payments::reports::UsageReporter;
 use tollgate_billing::payments::stripe::StripeApi;
 use tollgate_billing::payments::webhooks::{Event, Processed, WebhookProcessor};
@@ -360,6 +361,115 @@ async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
             .filter(|e| e.identifier == events[0].identifier)
             .count();
         assert_eq!(again, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scheduled_reconciliation_runs_once_per_slot_and_finds_what_stripe_lacks() {
+    let stripe = MockStripe::start(MockStripeConfig::default())
+        .await
+        .unwrap();
+    let every = std::time::Duration::from_secs(6 * 3600);
+    // 2026-11-26T07:01Z: November up to 06:00 is compared
+    let now = H0 + 3 * HOUR + 60_000;
+    both(async |store: AuthStore| {
+        let billing = config(&stripe, "0", "0");
+        let api = StripeApi::new(billing.stripe.as_ref().unwrap()).unwrap();
+        let pool = store.pool();
+
+        // nothing reported yet: the run asks Stripe nothing
+        stripe.clear_requests();
+        let earlier = scheduled_run(pool, &api, now - 6 * HOUR, every)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(earlier.len(), 1);
+        assert_eq!(earlier[0].reconciliation.organizations, 0);
+        assert!(stripe.requests().is_empty(), "{:?}", stripe.requests());
+
+        // two hours reported and delivered
+        let org = organization(&store, "Reconciled Inc").await;
+        Ledger::new(pool.clone())
+            .record(&[
+                event(&org, &format!("{org}-1"), H0, "0.25"),
+                event(&org, &format!("{org}-2"), H0 + HOUR, "0.1"),
+            ])
+            .await
+            .unwrap();
+        UsageReporter::new(pool.clone(), &billing)
+            .report(H0 + 2 * HOUR)
+            .await
+            .unwrap();
+        let (accounts, outbox) = (Accounts::new(pool.clone()), Outbox::new(pool.clone()));
+        let sent_at = tollgate_common::now_ms();
+        for pass in 1..=5 {
+            outbox
+                .deliver_due(&api, &accounts, sent_at + pass * 120_000)
+                .await
+                .unwrap();
+        }
+        assert_eq!(outbox.pending().await.unwrap(), 0);
+        // a report of H0 + 1h that never reached Stripe
+        sqlx::query(
+            "INSERT INTO usage_reports (org_id, hour_start, revision, billable_pico, \
+             provider_cost_pico, free_used_pico, credit_used_pico, metered_micros, identifier, \
+             created_at) VALUES ($1, $2, 1, 0, 0, 0, 0, 5, $3, 0)",
+        )
+        .bind(org.clone())
+        .bind(H0 + HOUR)
+        .bind(format!("lost-{org}"))
+        .execute(pool)
+        .await
+        .unwrap();
+
+        // Stripe fails: the run gives its slot back
+        stripe.set_outage(Outage::Error500);
+        assert!(scheduled_run(pool, &api, now, every).await.is_err());
+        stripe.clear_failures();
+
+        // the run finds the hour Stripe lacks, and only reads
+        stripe.clear_requests();
+        let run = scheduled_run(pool, &api, now, every)
+            .await
+            .unwrap()
+            .expect("the slot is free again");
+        assert_eq!(run.len(), 1);
+        let check = &run[0].reconciliation;
+        assert_eq!((check.organizations, check.hours), (1, 2));
+        assert_eq!(check.differences.len(), 1);
+        let difference = &check.differences[0];
+        assert_eq!(
+            (difference.hour_start, difference.ours, difference.stripe),
+            (H0 + HOUR, 100_005, 100_000)
+        );
+        let requests = stripe.requests();
+        assert!(!requests.is_empty());
+        assert!(
+            requests.iter().all(|r| r.method == "GET"),
+            "{:?}",
+            requests
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect::<Vec<_>>()
+        );
+
+        // another replica, in the same slot: no run, no call to Stripe
+        stripe.clear_requests();
+        let replica = StripeApi::new(billing.stripe.as_ref().unwrap()).unwrap();
+        for at in [now, now + HOUR] {
+            assert_eq!(
+                scheduled_run(pool, &replica, at, every).await.unwrap(),
+                None
+            );
+        }
+        assert!(stripe.requests().is_empty());
+        // the next slot runs again
+        let next = scheduled_run(pool, &replica, now + 6 * HOUR, every)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next[0].reconciliation.differences.len(), 1);
     })
     .await;
 }

@@ -37,6 +37,9 @@ pub struct KeyContext {
     pub expires_at: Option<i64>,
     /// How the key's organization stands with its payments, as of when the key was loaded.
     pub billing: BillingFacts,
+    /// The organization's own provider keys by provider name, used instead of the
+    /// deployment's when `billing.own_provider_keys`.
+    pub provider_keys: BTreeMap<String, crate::Secret>,
 }
 
 /// What the gateway needs to know of an organization's payments to serve it or ask for
@@ -53,6 +56,9 @@ pub struct BillingFacts {
     pub credit_used_this_month: i64,
     /// The organization's provider cost so far this calendar month.
     pub month_cost: i64,
+    /// On the bring-your-own-key plan: its requests go out with its own provider keys only.
+    #[serde(default)]
+    pub own_provider_keys: bool,
 }
 
 /// Requests and tokens per minute; `None` is no limit at this level.

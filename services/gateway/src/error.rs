@@ -62,6 +62,10 @@ pub enum GatewayError {
     /// it used its free allowance and credit and has no payment method. The message says which.
     #[error("{0}")]
     PaymentRequired(String),
+    /// The organization brings its own provider keys, and has none the model's targets can
+    /// use or the provider refused the one it has; the message says which.
+    #[error("{message}")]
+    ProviderKey { message: String, code: &'static str },
     /// Budgets cannot be checked and the deployment refuses rather than guess.
     #[error("Budgets cannot be checked right now; try again shortly.")]
     BudgetsUnavailable,
@@ -128,7 +132,9 @@ impl GatewayError {
             }
             GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            GatewayError::ModelNotAllowed(_) | GatewayError::ProviderKey { .. } => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::AuthUnavailable
             | GatewayError::LimitsUnavailable
             | GatewayError::BudgetsUnavailable
@@ -158,6 +164,7 @@ impl GatewayError {
             GatewayError::LimitsUnavailable => "limits_unavailable",
             GatewayError::BudgetExceeded(_) => "budget_exceeded",
             GatewayError::PaymentRequired(_) => "payment_required",
+            GatewayError::ProviderKey { .. } => "provider_key",
             GatewayError::BudgetsUnavailable => "budgets_unavailable",
             GatewayError::UsageUnrecorded => "usage_unrecorded",
             GatewayError::Internal(_) => "internal",
@@ -177,7 +184,9 @@ impl GatewayError {
             GatewayError::AllTargetsFailed { .. } => ErrorKind::Upstream,
             GatewayError::Unauthenticated { .. } => ErrorKind::InvalidRequest,
             GatewayError::RateLimited { .. } => ErrorKind::RateLimit,
-            GatewayError::ModelNotAllowed(_) => ErrorKind::Permission,
+            GatewayError::ModelNotAllowed(_) | GatewayError::ProviderKey { .. } => {
+                ErrorKind::Permission
+            }
             GatewayError::BudgetExceeded(_) | GatewayError::PaymentRequired(_) => {
                 ErrorKind::InsufficientQuota
             }
@@ -229,6 +238,7 @@ impl GatewayError {
             GatewayError::PaymentRequired(_) => {
                 (self.kind().as_str(), None, Some("payment_required"))
             }
+            GatewayError::ProviderKey { code, .. } => (self.kind().as_str(), None, Some(*code)),
             GatewayError::BudgetsUnavailable => {
                 (self.kind().as_str(), None, Some("budgets_unavailable"))
             }

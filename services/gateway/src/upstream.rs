@@ -16,6 +16,7 @@ use futures_util::stream::BoxStream;
 use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use tollgate_common::KeyContext;
 use tollgate_common::config::RetryPolicy;
 use tracing::Instrument;
 
@@ -155,7 +156,11 @@ pub async fn send(
                     retry_after,
                     reason,
                 } => {
-                    target.breaker.record_failure();
+                    // An organization's own key being throttled says nothing of the target's
+                    // health for everyone else.
+                    if !(request.own_credentials && status == Some(429)) {
+                        target.breaker.record_failure();
+                    }
                     tracing::debug!(target = %target.label(), try_number, %reason, "upstream attempt failed");
                     last_failure = Some((status, format!("{}: {reason}", target.label())));
                     let retryable = status.is_none_or(|s| group.retry.on_status.contains(&s));
@@ -201,6 +206,39 @@ pub async fn send(
         attempts,
         target: last_target,
     })
+}
+
+/// Puts the organization's own key for `target`'s provider on `request` when it brings its own
+/// keys; without one for this provider the target cannot serve it (the deployment's key is
+/// not theirs to use).
+pub fn own_key(
+    key: &KeyContext,
+    target: &Target,
+    mut request: UpstreamRequest,
+) -> Result<UpstreamRequest, GatewayError> {
+    if !key.billing.own_provider_keys {
+        return Ok(request);
+    }
+    let provider = &target.provider.name;
+    let Some(api_key) = key.provider_keys.get(provider) else {
+        return Err(GatewayError::ProviderKey {
+            message: format!(
+                "This organization uses its own provider keys and has none for `{provider}`. \
+                 Add one on the dashboard's Billing page."
+            ),
+            code: "provider_key_missing",
+        });
+    };
+    target
+        .provider
+        .adapter
+        .authenticate(&mut request.headers, api_key.expose())
+        .map_err(|reason| GatewayError::ProviderKey {
+            message: format!("This organization's key for `{provider}` cannot be sent: {reason}."),
+            code: "provider_key_rejected",
+        })?;
+    request.own_credentials = true;
+    Ok(request)
 }
 
 /// How long to wait before retry number `try_number + 1`: the upstream's `Retry-After` when it
@@ -293,6 +331,18 @@ async fn attempt(
         .provider
         .adapter
         .error_details(status.as_u16(), &body);
+    if request.own_credentials && matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+    {
+        // Never echo the provider's message: it may quote part of the key.
+        return Outcome::Rejected(GatewayError::ProviderKey {
+            message: format!(
+                "The provider `{}` refused your organization's own API key ({status}). Replace \
+                 it on the dashboard's Billing page.",
+                target.provider.name
+            ),
+            code: "provider_key_rejected",
+        });
+    }
     if is_client_error(status) {
         return Outcome::Rejected(GatewayError::UpstreamRejected {
             status: status.as_u16(),

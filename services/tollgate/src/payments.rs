@@ -33,8 +33,18 @@ impl PaymentRules {
         })
     }
 
-    /// Refuses an organization whose payment failed longer ago than the grace period.
+    /// Refuses an organization whose payment failed longer ago than the grace period, and one
+    /// on its own provider keys without a card: its platform fee is not in provider cost, the
+    /// unit the free allowance and credit are counted in at admission, so it is charged to a
+    /// card only.
     pub fn check_standing(&self, facts: &BillingFacts, now_ms: i64) -> Result<(), GatewayError> {
+        if facts.own_provider_keys && !facts.has_card {
+            return Err(GatewayError::PaymentRequired(
+                "This organization uses its own provider keys, whose platform fee is charged to \
+                 a card. Add a payment method on the dashboard's Billing page to continue."
+                    .into(),
+            ));
+        }
         let Some(since) = facts.past_due_since else {
             return Ok(());
         };
@@ -172,6 +182,23 @@ mod tests {
                 .check_standing(&BillingFacts::default(), i64::MAX)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn own_provider_keys_need_a_card() {
+        let rules = rules();
+        let own = BillingFacts {
+            own_provider_keys: true,
+            ..BillingFacts::default()
+        };
+        assert!(
+            matches!(rules.check_standing(&own, 0), Err(GatewayError::PaymentRequired(m)) if m.contains("own provider keys"))
+        );
+        let with_card = BillingFacts {
+            has_card: true,
+            ..own
+        };
+        assert!(rules.check_standing(&with_card, 0).is_ok());
     }
 
     #[test]

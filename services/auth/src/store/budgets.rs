@@ -318,8 +318,8 @@ impl AuthStore {
     pub async fn billing_facts(&self, org: OrgId) -> Result<BillingFacts, StoreError> {
         let month_start = BudgetPeriod::Monthly.start(now_ms());
         let account = sqlx::query(
-            "SELECT payment_method, past_due_since, standing, credit_pico FROM billing_accounts \
-             WHERE org_id = $1",
+            "SELECT payment_method, past_due_since, standing, credit_pico, plan \
+             FROM billing_accounts WHERE org_id = $1",
         )
         .bind(org.to_string())
         .fetch_optional(&self.pool)
@@ -332,6 +332,8 @@ impl AuthStore {
             let card: Option<String> = row.try_get("payment_method")?;
             let standing: String = row.try_get("standing")?;
             facts.has_card = card.is_some();
+            let plan: String = row.try_get("plan")?;
+            facts.own_provider_keys = plan == "byok";
             facts.past_due_since = if standing == "past_due" {
                 row.try_get("past_due_since")?
             } else {

@@ -58,6 +58,9 @@ pub struct VerifiedKey {
     /// The organization's payment standing, card and prepaid credit.
     #[serde(default)]
     pub billing: tollgate_common::BillingFacts,
+    /// The organization's own provider keys, sealed: opened only by the gateway that uses them.
+    #[serde(default)]
+    pub provider_keys: Vec<crate::provider_keys::SealedProviderKey>,
 }
 
 /// Whether a key opens the gateway at a given moment, and if not, why.
@@ -308,6 +311,11 @@ impl AuthStore {
             .effective_cache_policy(key.org_id, key.team_id, key.id)
             .await?;
         let billing = self.billing_facts(key.org_id).await?;
+        let provider_keys = if billing.own_provider_keys {
+            self.sealed_provider_keys(key.org_id).await?
+        } else {
+            Vec::new()
+        };
         Ok(Some(VerifiedKey {
             key,
             team,
@@ -315,6 +323,7 @@ impl AuthStore {
             budgets,
             cache,
             billing,
+            provider_keys,
         }))
     }
 

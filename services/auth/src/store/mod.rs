@@ -13,6 +13,7 @@ mod cache_policy;
 mod invitations;
 mod keys;
 mod limits;
+mod provider_keys;
 pub mod scratch;
 mod sessions;
 mod tenancy;
@@ -33,6 +34,7 @@ pub use cache_policy::PolicyLevel;
 pub use invitations::{InvitationRecord, Invitee};
 pub use keys::{KeyChanges, KeyRecord, KeyStatus, NewKey, VerifiedKey};
 pub use limits::{RatePair, TeamLimits};
+pub use provider_keys::ProviderKeyRecord;
 pub use sessions::{RefreshOutcome, RefreshRecord};
 pub use tenancy::{Member, Organization, SignupRecords, Team, User};
 

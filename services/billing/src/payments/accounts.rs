@@ -60,6 +60,18 @@ pub struct Invoice {
     pub created_at: i64,
 }
 
+/// What a month's billable usage (picodollars) comes to on its invoice: what the month's free
+/// allowance and the prepaid credit leave, never below zero. The credit is what is left plus
+/// what the month already drew, since `billable` includes the usage that drew it. The usage
+/// reports draw in this order ([`super::reports`]).
+pub fn invoiced(billable: i64, free_allowance: i64, credit_left: i64, credit_drawn: i64) -> i64 {
+    billable
+        .saturating_sub(free_allowance.max(0))
+        .saturating_sub(credit_left.max(0))
+        .saturating_sub(credit_drawn.max(0))
+        .max(0)
+}
+
 fn account_from_row(row: &AnyRow) -> Result<BillingAccount, sqlx::Error> {
     let plan: String = row.try_get("plan")?;
     let card: Option<String> = row.try_get("payment_method")?;
@@ -371,5 +383,23 @@ impl Accounts {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_invoice_is_what_the_free_allowance_and_credit_leave() {
+        // $12 of usage, $5 free, $3 of credit left and $2 drawn this month: $2 invoiced
+        let usd = |n: i64| n * 1_000_000_000_000;
+        assert_eq!(invoiced(usd(12), usd(5), usd(3), usd(2)), usd(2));
+        // covered: nothing, never less
+        assert_eq!(invoiced(usd(4), usd(5), usd(3), 0), 0);
+        assert_eq!(invoiced(0, 0, 0, 0), 0);
+        // a negative balance (never expected) is no credit
+        assert_eq!(invoiced(usd(6), usd(5), -usd(3), 0), usd(1));
+        assert_eq!(invoiced(i64::MAX, 0, 0, 0), i64::MAX);
     }
 }

@@ -8,7 +8,8 @@
 //! - [`outbox`]: calls to Stripe, queued in the database and sent with retries, exactly once.
 //! - [`stripe`]: the Stripe API calls themselves.
 //! - [`webhooks`] and [`http`]: Stripe's events, verified and applied once.
-//! - [`reconcile`]: our reports against Stripe's meter; revenue and margin.
+//! - [`reconcile`]: our reports against Stripe's meter, on demand and every few hours;
+//!   revenue and margin.
 
 pub mod accounts;
 pub mod http;
@@ -36,6 +37,13 @@ use self::webhooks::WebhookProcessor;
 const OUTBOX_EVERY: Duration = Duration::from_secs(2);
 /// How often ended hours are reported.
 const REPORT_EVERY: Duration = Duration::from_secs(60);
+/// How often our reports are compared with Stripe's meter: a difference is worth knowing
+/// within hours, long before the month's invoice, and each run reads every reporting
+/// organization's hours from Stripe.
+const RECONCILE_EVERY: Duration = Duration::from_secs(6 * 3600);
+/// The first comparison waits a little after start, away from the start-up work and from a
+/// rolling deploy starting every replica at once.
+const RECONCILE_FIRST_AFTER: Duration = Duration::from_secs(5 * 60);
 
 /// Payments as one process runs them.
 pub struct Payments {
@@ -44,9 +52,10 @@ pub struct Payments {
     pub webhooks: Arc<StripeWebhookEndpoint>,
 }
 
-/// Starts payments when `billing.stripe` is configured: the outbox worker, the usage reporter
-/// and the webhook endpoint. Every replica may run them: each report and each call is made
-/// once whichever process gets there first.
+/// Starts payments when `billing.stripe` is configured: the outbox worker, the usage reporter,
+/// the scheduled reconciliation and the webhook endpoint. Every replica may run them: each
+/// report and each call is made once whichever process gets there first, and each
+/// reconciliation run by the one process that claims it.
 pub fn start(
     config: &BillingConfig,
     pool: AnyPool,
@@ -58,6 +67,7 @@ pub fn start(
     let api = Arc::new(StripeApi::new(stripe)?);
     let accounts = Accounts::new(pool.clone());
     Outbox::new(pool.clone()).spawn_worker(api.clone(), accounts.clone(), OUTBOX_EVERY);
+    spawn_reconciliation(pool.clone(), api.clone());
     let reporter = UsageReporter::new(pool, config);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(REPORT_EVERY);
@@ -88,4 +98,20 @@ pub fn start(
         accounts,
         webhooks,
     }))
+}
+
+/// Reconciles every [`RECONCILE_EVERY`]; see [`reconcile::scheduled_run`].
+fn spawn_reconciliation(pool: AnyPool, api: Arc<StripeApi>) {
+    tokio::spawn(async move {
+        let first = tokio::time::Instant::now() + RECONCILE_FIRST_AFTER;
+        let mut tick = tokio::time::interval_at(first, RECONCILE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = tollgate_common::now_ms();
+            if let Err(err) = reconcile::scheduled_run(&pool, &api, now, RECONCILE_EVERY).await {
+                tracing::warn!(%err, "scheduled reconciliation failed");
+            }
+        }
+    });
 }

@@ -39,6 +39,7 @@ impl Plan {
 pub struct ModelUsage {
     /// The model name clients sent.
     pub model: String,
+    /// Requests answered successfully (refused and failed ones are not billed).
     pub requests: i64,
     pub input_tokens: i64,
     pub output_tokens: i64,

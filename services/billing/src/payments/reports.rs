@@ -78,7 +78,7 @@ impl UsageReporter {
         let current_hour = until_ms - until_ms.rem_euclid(HOUR_MS);
         let from = current_hour - LOOKBACK_MS;
         let rows = sqlx::query(
-            "SELECT org_id, bucket_start, model, CAST(SUM(requests) AS BIGINT) AS requests, \
+            "SELECT org_id, bucket_start, model, CAST(SUM(requests - errors) AS BIGINT) AS requests, \
              CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
              CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
              CAST(SUM(cost_pico) AS BIGINT) AS cost_pico FROM usage_rollups \

@@ -82,6 +82,9 @@ pub struct ByokFees {
     pub enabled: bool,
     pub per_request_usd: Decimal,
     pub per_million_tokens_usd: Decimal,
+    /// The AES-256 key (32 bytes, base64) that organizations' provider keys are encrypted
+    /// with in storage; required when `enabled`. Keep it out of the database's backups.
+    pub encryption_key: Option<Secret>,
 }
 
 /// The Stripe account: the API (Stripe's own, or a stand-in for tests) and its webhooks.
@@ -165,6 +168,19 @@ pub(super) fn validate_billing(billing: &BillingConfig, problems: &mut Vec<Confi
             ));
         }
     }
+    if billing.bring_your_own_key.enabled {
+        match &billing.bring_your_own_key.encryption_key {
+            None => problems.push(problem(
+                "billing.bring_your_own_key.encryption_key",
+                "is required when bring_your_own_key is enabled (32 random bytes, base64)",
+            )),
+            Some(key) if decoded_len(key.expose()) != Some(32) => problems.push(problem(
+                "billing.bring_your_own_key.encryption_key",
+                "must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)",
+            )),
+            Some(_) => {}
+        }
+    }
     if billing.min_top_up_usd <= Decimal::ZERO {
         problems.push(problem("billing.min_top_up_usd", "must be greater than 0"));
     }
@@ -201,6 +217,15 @@ pub(super) fn validate_billing(billing: &BillingConfig, problems: &mut Vec<Confi
             "must be greater than 0",
         ));
     }
+}
+
+/// The length of `text` decoded from standard base64, if it is base64.
+fn decoded_len(text: &str) -> Option<usize> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+        .map(|bytes| bytes.len())
 }
 
 #[cfg(test)]

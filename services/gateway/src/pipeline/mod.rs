@@ -303,10 +303,11 @@ impl Gateway {
         let endpoint = ctx.endpoint;
         let sent = upstream::send(&worker.client, &group, false, |target| {
             let adapter = &target.provider.adapter;
-            match endpoint {
+            let request = match endpoint {
                 Endpoint::ChatCompletions => adapter.chat_request(&target.model, &body),
                 Endpoint::Embeddings => adapter.embeddings_request(&target.model, &body),
-            }
+            }?;
+            upstream::own_key(&ctx.key, target, request)
         })
         .await;
         let mut completion = Completion::new(ctx, reservation);
@@ -413,7 +414,8 @@ impl Gateway {
             )));
         }
         let sent = upstream::send(&worker.client, &group, true, |target| {
-            target.provider.adapter.chat_request(&target.model, &body)
+            let request = target.provider.adapter.chat_request(&target.model, &body)?;
+            upstream::own_key(&ctx.key, target, request)
         })
         .await;
         match sent {

@@ -53,10 +53,7 @@ impl Anthropic {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let mut headers = base_headers(config)?;
         if let Some(key) = &config.api_key {
-            headers.insert(
-                HeaderName::from_static("x-api-key"),
-                secret_header(key.expose())?,
-            );
+            set_key(&mut headers, key.expose())?;
         }
         let version_header = HeaderName::from_static("anthropic-version");
         match &config.api_version {
@@ -78,7 +75,20 @@ impl Anthropic {
     }
 }
 
+/// How this provider takes an API key.
+fn set_key(headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+    headers.insert(
+        HeaderName::from_static("x-api-key"),
+        secret_header(api_key)?,
+    );
+    Ok(())
+}
+
 impl ProviderAdapter for Anthropic {
+    fn authenticate(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+        set_key(headers, api_key)
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::Anthropic
     }
@@ -91,6 +101,7 @@ impl ProviderAdapter for Anthropic {
         Ok(UpstreamRequest {
             url: self.messages_url.clone(),
             headers: self.headers.clone(),
+            own_credentials: false,
             body: translate_request(model, body)?,
         })
     }

@@ -25,10 +25,7 @@ impl Azure {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let mut headers = base_headers(config)?;
         if let Some(key) = &config.api_key {
-            headers.insert(
-                HeaderName::from_static("api-key"),
-                secret_header(key.expose())?,
-            );
+            set_key(&mut headers, key.expose())?;
         }
         Ok(Azure {
             api_base: config.api_base.clone(),
@@ -53,7 +50,17 @@ impl Azure {
     }
 }
 
+/// How this provider takes an API key.
+fn set_key(headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+    headers.insert(HeaderName::from_static("api-key"), secret_header(api_key)?);
+    Ok(())
+}
+
 impl ProviderAdapter for Azure {
+    fn authenticate(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+        set_key(headers, api_key)
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::Azure
     }
@@ -66,6 +73,7 @@ impl ProviderAdapter for Azure {
         Ok(UpstreamRequest {
             url: self.url(model, "chat/completions")?,
             headers: self.headers.clone(),
+            own_credentials: false,
             body: body.to_openai_body(model),
         })
     }
@@ -86,6 +94,7 @@ impl ProviderAdapter for Azure {
         Ok(UpstreamRequest {
             url: self.url(model, "embeddings")?,
             headers: self.headers.clone(),
+            own_credentials: false,
             body: body.to_openai_body(model),
         })
     }

@@ -52,10 +52,7 @@ impl Gemini {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let mut headers = base_headers(config)?;
         if let Some(key) = &config.api_key {
-            headers.insert(
-                HeaderName::from_static("x-goog-api-key"),
-                secret_header(key.expose())?,
-            );
+            set_key(&mut headers, key.expose())?;
         }
         Ok(Gemini {
             api_base: config.api_base.clone(),
@@ -81,7 +78,20 @@ fn bare_model(model: &str) -> &str {
     model.strip_prefix("models/").unwrap_or(model)
 }
 
+/// How this provider takes an API key.
+fn set_key(headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+    headers.insert(
+        HeaderName::from_static("x-goog-api-key"),
+        secret_header(api_key)?,
+    );
+    Ok(())
+}
+
 impl ProviderAdapter for Gemini {
+    fn authenticate(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+        set_key(headers, api_key)
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::Gemini
     }
@@ -104,6 +114,7 @@ impl ProviderAdapter for Gemini {
         Ok(UpstreamRequest {
             url,
             headers: self.headers.clone(),
+            own_credentials: false,
             body: Bytes::from(bytes),
         })
     }
@@ -155,6 +166,7 @@ impl ProviderAdapter for Gemini {
         Ok(UpstreamRequest {
             url: self.url(model, "batchEmbedContents")?,
             headers: self.headers.clone(),
+            own_credentials: false,
             body: Bytes::from(bytes),
         })
     }

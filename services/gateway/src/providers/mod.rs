@@ -30,6 +30,9 @@ pub struct UpstreamRequest {
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Sent with the organization's own provider key rather than the deployment's: the
+    /// provider refusing or throttling it is that organization's matter, not the target's.
+    pub own_credentials: bool,
 }
 
 /// An upstream answer in OpenAI's shape.
@@ -89,6 +92,10 @@ pub trait ProviderAdapter: Send + Sync + 'static {
 
     /// Reads the upstream's error body (any status) into OpenAI's terms.
     fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails;
+
+    /// Puts `api_key` in `headers` the way this provider expects it, replacing the
+    /// deployment's key (an organization bringing its own).
+    fn authenticate(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String>;
 }
 
 /// Turns one upstream stream into OpenAI SSE events, as the bytes arrive.

@@ -32,10 +32,7 @@ impl OpenAi {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let mut headers = base_headers(config)?;
         if let Some(key) = &config.api_key {
-            headers.insert(
-                AUTHORIZATION,
-                secret_header(&format!("Bearer {}", key.expose()))?,
-            );
+            set_key(&mut headers, key.expose())?;
         }
         Ok(OpenAi {
             chat_url: parse_url(&format!("{}/chat/completions", config.api_base))?,
@@ -45,7 +42,17 @@ impl OpenAi {
     }
 }
 
+/// How this provider takes an API key.
+fn set_key(headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+    headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {api_key}"))?);
+    Ok(())
+}
+
 impl ProviderAdapter for OpenAi {
+    fn authenticate(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+        set_key(headers, api_key)
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::Openai
     }
@@ -58,6 +65,7 @@ impl ProviderAdapter for OpenAi {
         Ok(UpstreamRequest {
             url: self.chat_url.clone(),
             headers: self.headers.clone(),
+            own_credentials: false,
             body: body.to_openai_body(model),
         })
     }
@@ -78,6 +86,7 @@ impl ProviderAdapter for OpenAi {
         Ok(UpstreamRequest {
             url: self.embeddings_url.clone(),
             headers: self.headers.clone(),
+            own_credentials: false,
             body: body.to_openai_body(model),
         })
     }
