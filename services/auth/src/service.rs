@@ -247,9 +247,13 @@ pub struct AuthService {
     own_keys: Option<OwnProviderKeys>,
 }
 
-/// Threads hashing passwords, and how many computations may wait for them.
-const PASSWORD_THREADS: usize = 2;
-const PASSWORD_QUEUE: usize = 256;
+/// Threads hashing passwords, and how many computations may wait for them. One thread: each
+/// keeps argon2's 7 MiB of working memory for good (the allocator would not give a freed copy
+/// back), and logins are rare next to gateway traffic: one hash takes about 10 ms, so one core
+/// serves close to a hundred a second. A burst beyond the queue (under a second of work) is
+/// answered 429.
+const PASSWORD_THREADS: usize = 1;
+const PASSWORD_QUEUE: usize = 64;
 
 impl AuthService {
     pub async fn new(
