@@ -27,7 +27,11 @@ async fn graphql(gateway: &str, token: &str, query: &str) -> Value {
 }
 
 async fn chat(gateway: &str, key: &str) -> (u16, Value) {
-    let res = reqwest::Client::new()
+    chat_with(&reqwest::Client::new(), gateway, key).await
+}
+
+async fn chat_with(client: &reqwest::Client, gateway: &str, key: &str) -> (u16, Value) {
+    let res = client
         .post(format!("{gateway}/v1/chat/completions"))
         .bearer_auth(key)
         .json(&json!({"model": "smart", "max_tokens": 16,
@@ -63,6 +67,37 @@ billing:
         key = stripe.api_key(),
         secret = stripe.webhook_secret(),
     )
+}
+
+/// 200 concurrent requests spread over `gateways` until prepaid credit runs out: how many were
+/// served and how many refused with 402 (at least one).
+async fn two_hundred_at_once(gateways: &[String], key: &str) -> (i64, i64) {
+    // One client, as an application would have: its pool opens the connections.
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (client, gateway, key) = (
+            client.clone(),
+            gateways[i % gateways.len()].clone(),
+            key.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            chat_with(&client, &gateway, &key).await
+        }));
+    }
+    let (mut served, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            (200, _) => served += 1,
+            (402, body) => {
+                assert_eq!(body["error"]["code"], "payment_required");
+                refused += 1;
+            }
+            (status, body) => panic!("unexpected {status}: {body}"),
+        }
+    }
+    assert!(refused > 0, "the credit should run out");
+    (served, refused)
 }
 
 /// Polls `check` every 100 ms for up to 15 s.
@@ -343,24 +378,9 @@ async fn concurrent_usage_never_overdraws_prepaid_credit() {
     })
     .await;
 
-    // 200 at once
-    let mut tasks = Vec::new();
-    for _ in 0..200 {
-        let (gateway, key) = (gateway.url.clone(), owner.key.clone());
-        tasks.push(tokio::spawn(async move { chat(&gateway, &key).await }));
-    }
-    let (mut served, mut refused) = (1, 0);
-    for task in tasks {
-        match task.await.unwrap() {
-            (200, _) => served += 1,
-            (402, body) => {
-                assert_eq!(body["error"]["code"], "payment_required");
-                refused += 1;
-            }
-            (status, body) => panic!("unexpected {status}: {body}"),
-        }
-    }
-    assert!(refused > 0, "the credit should run out");
+    // 200 at once; one more was served above
+    let (served, refused) = two_hundred_at_once(&[gateway.url.clone()], &owner.key).await;
+    let served = served + 1;
 
     // what was spent: within the credit
     let now = tollgate_common::now_ms();
@@ -496,24 +516,10 @@ async fn concurrent_usage_on_two_replicas_never_overdraws_prepaid_credit() {
         .await;
     }
 
-    // 200 at once, half at each replica
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let (gateway, key) = (replicas[i % 2].url.clone(), owner.key.clone());
-        tasks.push(tokio::spawn(async move { chat(&gateway, &key).await }));
-    }
-    let (mut served, mut refused) = (2, 0);
-    for task in tasks {
-        match task.await.unwrap() {
-            (200, _) => served += 1,
-            (402, body) => {
-                assert_eq!(body["error"]["code"], "payment_required");
-                refused += 1;
-            }
-            (status, body) => panic!("unexpected {status}: {body}"),
-        }
-    }
-    assert!(refused > 0, "the credit should run out");
+    // 200 at once, half at each replica; one more was served by each above
+    let urls = [replicas[0].url.clone(), replicas[1].url.clone()];
+    let (served, refused) = two_hundred_at_once(&urls, &owner.key).await;
+    let served = served + 2;
 
     // what was spent: within the credit
     let now = tollgate_common::now_ms();
