@@ -379,7 +379,8 @@ async fn concurrent_usage_never_overdraws_prepaid_credit() {
     .await;
 
     // 200 at once; one more was served above
-    let (served, refused) = two_hundred_at_once(&[gateway.url.clone()], &owner.key).await;
+    let (served, refused) =
+        two_hundred_at_once(std::slice::from_ref(&gateway.url), &owner.key).await;
     let served = served + 1;
 
     // what was spent: within the credit
