@@ -45,6 +45,8 @@ RESULTS = BENCH / "results"
 
 PROMPT = [{"role": "user", "content": "Hello"}]
 CONNECTIONS = 64
+# The name of the gateway core measured with every stage off (--with-core).
+CORE_NAME = "Tollgate, stages off"
 
 # The targets Tollgate is held to (see bench/README.md).
 GOAL_ADDED_P50_US = 150
@@ -210,6 +212,8 @@ class Target:
     peak_rss_mb: float | None = None
     version: str = ""
     stream_broken: str | None = None
+    # another project's gateway: measured only at --competitor-rates
+    competitor: bool = False
 
     def body(self, stream: bool = False) -> str:
         payload = {"model": self.stream_model if stream else self.model, "messages": PROMPT}
@@ -500,7 +504,12 @@ def render(args, targets: list[Target], notes: list[str], started: dt.datetime, 
     out("")
     out(f"- Machine: {facts['nproc']} CPUs, {facts['cpu']}, Linux {facts['kernel']}")
     out(f"- Tollgate {git_revision()}, {args.gateway_workers} worker(s); mock provider 1 worker; "
-        f"{oha_version}; {', '.join(t.version for t in targets[2:] if t.version) or 'no competitors'}")
+        f"{oha_version}; {', '.join(t.version for t in targets if t.competitor and t.version) or 'no competitors'}")
+    out("- Tollgate: every stage on (virtual key, rate limits, "
+        f"{'no budget' if args.no_budget else 'an organization budget reserved and settled'}, "
+        "usage journal and SQLite ledger)"
+        + ("; \"Tollgate, stages off\": the same gateway core with every stage a pass-through "
+           "(`gateway_core` example)" if any(t.name == CORE_NAME for t in targets) else ""))
     out(f"- Each measurement {args.duration:g} s, {args.runs} run(s), medians reported; "
         f"{CONNECTIONS} keep-alive connections unless noted")
     out("")
@@ -569,6 +578,24 @@ def render(args, targets: list[Target], notes: list[str], started: dt.datetime, 
         out(f"| {target.name} | {fmt(target.idle_rss_mb, 1)} | {fmt(target.peak_rss_mb, 1)} |")
     out("")
 
+    core = next((t for t in targets if t.name == CORE_NAME), None)
+    if core is not None:
+        out("## What the stages cost (Tollgate with every stage on, minus the same core with none)")
+        out("")
+        out("| figure | stages off | stages on | difference |")
+        out("|---|---:|---:|---:|")
+        figures = [(f"added p50 at {rate} req/s, µs", f"rate{rate}_p50", True) for rate in args.rates]
+        figures += [(f"added p99 at {rate} req/s, µs", f"rate{rate}_p99", True) for rate in args.rates]
+        figures += [("added p50 at concurrency 1, µs", "c1_p50", True),
+                    ("added streaming TTFB p50, µs", "ttfb_p50", True),
+                    ("max throughput, req/s", "max_rps", False)]
+        for what, key, relative in figures:
+            off = added(core, key) if relative else core.median(key)
+            on = added(tollgate, key) if relative else tollgate.median(key)
+            diff = on - off if on is not None and off is not None else None
+            out(f"| {what} | {fmt(off, signed=relative)} | {fmt(on, signed=relative)} | {fmt(diff, signed=True)} |")
+        out("")
+
     out("## Tollgate against its targets")
     out("")
     out("| what | target | measured | |")
@@ -619,6 +646,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--with-litellm", action="store_true", help="also measure the LiteLLM proxy (installed into bench/.venv)")
     parser.add_argument("--with-portkey", action="store_true", help="also measure the Portkey gateway (installed into bench/.portkey)")
     parser.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
+    parser.add_argument("--with-core", action="store_true",
+                        help="also measure the gateway core with every other stage off (the gateway_core "
+                             "example), to show what authentication, limits, budgets and metering cost")
     parser.add_argument("--no-budget", action="store_true",
                         help="measure without an organization budget (by default one is set, so every "
                              "request reserves its worst-case cost)")
@@ -673,11 +703,17 @@ def main() -> int:
         log("building release binaries")
         subprocess.run(["cargo", "build", "--release", "-p", "tollgate", "-p", "tollgate-mock-provider", "-p", "tollgate-loadgen"],
                        cwd=ROOT, check=True, env=dict(os.environ, CARGO_TARGET_DIR=str(args.target_dir)))
+        if args.with_core:
+            subprocess.run(["cargo", "build", "--release", "-p", "tollgate-gateway", "--example", "gateway_core"],
+                           cwd=ROOT, check=True, env=dict(os.environ, CARGO_TARGET_DIR=str(args.target_dir)))
     release = args.target_dir / "release"
     binaries = {name: release / name for name in ("tollgate", "tollgate-mock-provider", "tollgate-loadgen")}
+    if args.with_core:
+        binaries["gateway_core"] = release / "examples" / "gateway_core"
     for name, path in binaries.items():
         if not path.exists():
-            print(f"{path} missing: build it (cargo build --release -p {name}) or drop --no-build", file=sys.stderr)
+            how = ("-p tollgate-gateway --example gateway_core" if name == "gateway_core" else f"-p {name}")
+            print(f"{path} missing: build it (cargo build --release {how}) or drop --no-build", file=sys.stderr)
             return 2
 
     started = dt.datetime.now(dt.timezone.utc)
@@ -753,16 +789,34 @@ def main() -> int:
         log(f"Tollgate idle RSS {fmt(tollgate.idle_rss_mb, 1)} MB")
         targets = [direct, tollgate]
 
+        # --- the same core with every stage off, to show what the stages cost
+        if args.with_core:
+            core_port = free_port()
+            core_config = tmp / "gateway-core.yaml"
+            core_config.write_text(config.read_text().replace(f"127.0.0.1:{gw_port}", f"127.0.0.1:{core_port}"))
+            core_proc = services.start("gateway-core", [binaries["gateway_core"], core_config])
+            core_base = f"http://127.0.0.1:{core_port}"
+            wait_until(services, "gateway-core", core_proc, lambda: http("GET", f"{core_base}/health/ready")[0] == 200, 60)
+            core = Target(CORE_NAME, f"{core_base}/v1/chat/completions", "bench",
+                          f"{core_base}/v1/chat/completions", "bench-stream", proc=core_proc)
+            check_completion(core)
+            time.sleep(0.5)
+            core.idle_rss_mb = memory_mb(core_proc.pid, "VmRSS")
+            targets.append(core)
+
         # --- competitors, against the same mocks
         if args.with_litellm:
             target = start_litellm(services, args, mock_url, stream_mock_url, tmp, notes)
             if target:
+                target.competitor = True
                 targets.append(target)
         if args.with_portkey:
             target = start_portkey(services, mock_url, stream_mock_url, notes)
             if target:
+                target.competitor = True
                 targets.append(target)
-        for target in targets[2:]:
+        competitors = [t for t in targets if t.competitor]
+        for target in competitors:
             time.sleep(0.5)
             target.idle_rss_mb = memory_mb(target.proc.pid, "VmRSS")
         for note in notes:
@@ -773,8 +827,6 @@ def main() -> int:
             log(f"warm-up {target.name}")
             measure(target, "warmup", notes,
                     lambda t=target: run_oha(oha, t, connections=CONNECTIONS, seconds=args.warmup_seconds))
-
-        competitors = targets[2:]
 
         def saturated(t: Target, load: str, achieved: float) -> None:
             note = (f"{t.name} could not keep up with {load} (achieved {achieved:,.0f}): "

@@ -102,6 +102,56 @@ async fn a_batch_shipped_twice_is_stored_and_rolled_up_once() {
     .await;
 }
 
+/// Batches as large as the shipper's go in many rows to a statement: every row lands with its
+/// own values, and a batch that overlaps what is stored adds only its new rows.
+#[tokio::test]
+async fn large_batches_keep_each_rows_values_and_skip_stored_rows() {
+    both(async |store: AuthStore| {
+        let ledger = Ledger::new(store.pool().clone());
+        let batch: Vec<UsageRecord> = (0..150)
+            .map(|n| {
+                let mut r = record("org-b", n, "0.000001");
+                r.input_tokens = u64::from(n);
+                r
+            })
+            .collect();
+        assert_eq!(ledger.record(&batch).await.unwrap().len(), 150);
+        let rows = sqlx::query(
+            "SELECT request_id, input_tokens, end_user FROM usage_events WHERE org_id = 'org-b'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 150);
+        for row in rows {
+            let request: String = row.try_get(0).unwrap();
+            let n: i64 = request.trim_start_matches('r').parse().unwrap();
+            assert_eq!(row.try_get::<i64, _>(1).unwrap(), n, "{request}");
+            let user: String = row.try_get(2).unwrap();
+            assert_eq!(user, format!("user-{}", n % 2), "{request}");
+        }
+        // 100 already stored, 50 new.
+        let overlapping: Vec<UsageRecord> = (50..200).map(|n| record("org-b", n, "0.000001")).collect();
+        let new = ledger.record(&overlapping).await.unwrap();
+        assert_eq!(new.len(), 50);
+        let mut numbers: Vec<u32> = new
+            .iter()
+            .map(|r| r.event_id.trim_start_matches("org-b-e").parse().unwrap())
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (150..200).collect::<Vec<_>>());
+        assert_eq!(
+            scalar(&store, "SELECT COUNT(*) FROM usage_events WHERE org_id = 'org-b'").await,
+            200
+        );
+        assert_eq!(
+            scalar(&store, "SELECT CAST(SUM(requests) AS BIGINT) FROM usage_rollups WHERE granularity = 'day' AND org_id = 'org-b'").await,
+            200
+        );
+    })
+    .await;
+}
+
 /// A webhook receiver: answers 200 and keeps each request's headers and body.
 async fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

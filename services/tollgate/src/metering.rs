@@ -14,22 +14,23 @@ use tollgate_common::{Config, Picodollars};
 use tollgate_gateway::pipeline::Meter;
 use tollgate_gateway::pipeline::metering::{UsageEvent, Written};
 
-/// Journals every usage event of an organization's request; acknowledges once it is written.
+/// Journals every usage event of an organization's request; acknowledges once they are
+/// written.
 pub struct JournalMeter {
     journal: UsageJournal,
 }
 
 impl Meter for JournalMeter {
-    fn record(&self, event: UsageEvent, written: Option<Written>) {
-        match usage_record(&event) {
-            Some(record) => self.journal.append(record, written),
-            // A request no organization made (refused before its key was known) bills no one.
-            None => {
-                if let Some(written) = written {
-                    let _ = written.send(true);
-                }
+    fn record(&self, events: Vec<UsageEvent>, written: Option<Written>) {
+        // A request no organization made (refused before its key was known) bills no one.
+        let records: Vec<UsageRecord> = events.iter().filter_map(usage_record).collect();
+        if records.is_empty() {
+            if let Some(written) = written {
+                let _ = written.send(true);
             }
+            return;
         }
+        self.journal.append_all(records, written);
     }
 }
 

@@ -1,11 +1,15 @@
 //! The usage journal: an append-only log of usage events on local disk, one JSON object per
 //! line, in numbered segments.
 //!
-//! One thread writes it. Request paths hand it an event with a one-shot acknowledgement and
-//! wait: the thread writes everything that has queued up in one `write` (group commit), then
-//! acknowledges each. A `write` that returned is in the operating system's page cache and
-//! survives the process being killed; with `sync` it is also on the device before the
-//! acknowledgement, surviving a power cut, at the cost of a flush per batch.
+//! Request paths hand it events (a server worker's gathered batch) and wait for the
+//! acknowledgement before an answer's last byte leaves. A `write` that returned is in the
+//! operating system's page cache and survives the process being killed, so by default the
+//! worker writes its batch itself: one `write` of a few kilobytes into memory, with no disk wait,
+//! costs less than handing the batch to another thread and being woken again, which on a busy
+//! machine was the larger part of what metering added to each answer's latency. With `sync`
+//! every batch is also flushed to the device before it is acknowledged, surviving a power cut;
+//! that does wait for the disk, so then one thread writes and flushes whatever has queued up
+//! (group commit) and the workers only hand over.
 //!
 //! A fresh segment is started at every start-up and every [`SEGMENT_BYTES`], so a line torn by
 //! a crash can only be the last of an old segment, where the reader skips it (its request was
@@ -26,7 +30,7 @@ use super::UsageRecord;
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
-/// At most this many events are written per batch.
+/// With `sync`, a flush stops taking more queued batches once it holds this many events.
 const BATCH: usize = 1024;
 
 /// The largest read the shipper makes at a time.
@@ -46,8 +50,9 @@ pub enum JournalError {
 /// Whether an event reached the journal, sent to whoever waits on it.
 pub type Written = oneshot::Sender<bool>;
 
+/// Events appended together, acknowledged together (with `sync`, through the flushing thread).
 struct Entry {
-    record: UsageRecord,
+    records: Vec<UsageRecord>,
     written: Option<Written>,
 }
 
@@ -58,10 +63,12 @@ pub struct Position {
     pub offset: u64,
 }
 
-/// What the writer and the reader share.
+/// What the writers and the reader share.
 struct Shared {
     dir: PathBuf,
-    /// The segment being written and how many bytes of it are written.
+    /// The segment file being written; one batch at a time.
+    segment: Mutex<Segment>,
+    /// The segment being written and how many bytes of it are written: where the reader stops.
     head: Mutex<Position>,
     /// Woken after every batch written.
     appended: Notify,
@@ -73,12 +80,27 @@ impl Shared {
     fn head(&self) -> Position {
         *self.head.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Appends whole lines; true once they are in the journal (and on the device with `sync`).
+    fn write(&self, bytes: &[u8], events: usize, sync: bool) -> bool {
+        let mut segment = self.segment.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(err) = segment.write(&self.dir, bytes, sync) {
+            tracing::error!(%err, events, "cannot write the usage journal");
+            return false;
+        }
+        *self.head.lock().unwrap_or_else(|e| e.into_inner()) = segment.head;
+        drop(segment);
+        self.appended.notify_one();
+        true
+    }
 }
 
 /// The writing end, cheap to clone.
 #[derive(Clone)]
 pub struct UsageJournal {
-    entries: mpsc::Sender<Entry>,
+    shared: Arc<Shared>,
+    /// With `sync`: the thread that writes and flushes. Without, callers write themselves.
+    flusher: Option<mpsc::Sender<Entry>>,
 }
 
 impl UsageJournal {
@@ -112,34 +134,50 @@ impl UsageJournal {
         });
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
+            segment: Mutex::new(Segment { file, head }),
             head: Mutex::new(head),
             appended: Notify::new(),
             _lock: lock,
         });
-        let (entries, receiver) = mpsc::channel();
-        let writer = Writer {
-            shared: shared.clone(),
-            file,
-            head,
-            sync,
+        let flusher = if sync {
+            let (entries, receiver) = mpsc::channel();
+            let flushing = shared.clone();
+            std::thread::Builder::new()
+                .name("usage-journal".into())
+                .spawn(move || flush(&flushing, receiver))
+                .map_err(io_error)?;
+            Some(entries)
+        } else {
+            None
         };
-        std::thread::Builder::new()
-            .name("usage-journal".into())
-            .spawn(move || writer.run(receiver))
-            .map_err(io_error)?;
         let reader = JournalReader {
-            shared,
+            shared: shared.clone(),
             next: start,
         };
-        Ok((UsageJournal { entries }, reader))
+        Ok((UsageJournal { shared, flusher }, reader))
     }
 
-    /// Queues `record`; `written` hears whether it reached the journal.
+    /// Appends `record`; `written` hears whether it reached the journal.
     pub fn append(&self, record: UsageRecord, written: Option<Written>) {
-        if let Err(mpsc::SendError(entry)) = self.entries.send(Entry { record, written }) {
+        self.append_all(vec![record], written);
+    }
+
+    /// Appends `records`; `written` hears once whether all of them reached the journal.
+    /// Without `sync` this writes before it returns (into the page cache: no disk wait).
+    pub fn append_all(&self, records: Vec<UsageRecord>, written: Option<Written>) {
+        let Some(flusher) = &self.flusher else {
+            let mut buffer = Vec::with_capacity(records.len() * 512);
+            serialize(&records, &mut buffer);
+            let ok = self.shared.write(&buffer, records.len(), false);
+            if let Some(written) = written {
+                let _ = written.send(ok);
+            }
+            return;
+        };
+        if let Err(mpsc::SendError(entry)) = flusher.send(Entry { records, written }) {
             tracing::error!(
-                event_id = %entry.record.event_id,
-                "the usage journal has stopped; an event was not recorded"
+                events = entry.records.len(),
+                "the usage journal has stopped; events were not recorded"
             );
             if let Some(written) = entry.written {
                 let _ = written.send(false);
@@ -148,47 +186,49 @@ impl UsageJournal {
     }
 }
 
-struct Writer {
-    shared: Arc<Shared>,
-    file: File,
-    head: Position,
-    sync: bool,
+/// One JSON line per record.
+fn serialize<'a>(records: impl IntoIterator<Item = &'a UsageRecord>, buffer: &mut Vec<u8>) {
+    for record in records {
+        // A record always serializes: plain strings and numbers.
+        if serde_json::to_writer(&mut *buffer, record).is_ok() {
+            buffer.push(b'\n');
+        }
+    }
 }
 
-impl Writer {
-    fn run(mut self, entries: mpsc::Receiver<Entry>) {
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut buffer = Vec::with_capacity(256 * 1024);
-        while let Ok(first) = entries.recv() {
-            batch.push(first);
-            while batch.len() < BATCH
-                && let Ok(next) = entries.try_recv()
-            {
-                batch.push(next);
-            }
-            buffer.clear();
-            for entry in &batch {
-                // A record always serializes: plain strings and numbers.
-                if serde_json::to_writer(&mut buffer, &entry.record).is_ok() {
-                    buffer.push(b'\n');
-                }
-            }
-            let ok = match self.write(&buffer) {
-                Ok(()) => true,
-                Err(err) => {
-                    tracing::error!(%err, events = batch.len(), "cannot write the usage journal");
-                    false
-                }
-            };
-            for entry in batch.drain(..) {
-                if let Some(written) = entry.written {
-                    let _ = written.send(ok);
-                }
+/// The flushing thread of a `sync` journal: writes and flushes whatever has queued up as one
+/// batch, then acknowledges each entry.
+fn flush(shared: &Shared, entries: mpsc::Receiver<Entry>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut buffer = Vec::with_capacity(256 * 1024);
+    while let Ok(first) = entries.recv() {
+        let mut events = first.records.len();
+        batch.push(first);
+        while events < BATCH
+            && let Ok(next) = entries.try_recv()
+        {
+            events += next.records.len();
+            batch.push(next);
+        }
+        buffer.clear();
+        serialize(batch.iter().flat_map(|entry| &entry.records), &mut buffer);
+        let ok = shared.write(&buffer, events, true);
+        for entry in batch.drain(..) {
+            if let Some(written) = entry.written {
+                let _ = written.send(ok);
             }
         }
     }
+}
 
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+/// The segment file being appended to.
+struct Segment {
+    file: File,
+    head: Position,
+}
+
+impl Segment {
+    fn write(&mut self, dir: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
         if self.head.offset >= SEGMENT_BYTES {
             self.head = Position {
                 segment: self.head.segment + 1,
@@ -197,7 +237,7 @@ impl Writer {
             self.file = OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(segment_path(&self.shared.dir, self.head.segment))?;
+                .open(segment_path(dir, self.head.segment))?;
         }
         if let Err(err) = self.file.write_all(bytes) {
             // Part of the batch may be on disk: start a fresh segment so that the torn line is
@@ -205,12 +245,10 @@ impl Writer {
             self.head.offset = SEGMENT_BYTES;
             return Err(err);
         }
-        if self.sync {
+        if sync {
             self.file.sync_data()?;
         }
         self.head.offset += bytes.len() as u64;
-        *self.shared.head.lock().unwrap_or_else(|e| e.into_inner()) = self.head;
-        self.shared.appended.notify_one();
         Ok(())
     }
 }

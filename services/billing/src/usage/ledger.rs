@@ -3,6 +3,9 @@
 //!
 //! Writing a batch twice changes nothing: rows are inserted with `ON CONFLICT DO NOTHING` on
 //! the event id, and only the rows actually inserted are added to the rollups.
+//!
+//! Rows go in many to a statement: on SQLite each statement is a round trip to the
+//! connection's thread, which cost more than the insert itself when it was one per row.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -60,7 +63,22 @@ pub struct Retention {
 #[derive(Clone)]
 pub struct Ledger {
     pool: AnyPool,
+    placeholders: Placeholders,
 }
+
+/// How the database names a statement's parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placeholders {
+    /// `$1, $2, ...` (PostgreSQL).
+    Numbered,
+    /// `?` (SQLite): binding a numbered parameter makes SQLite search the statement's list of
+    /// names, so a statement of hundreds of them would bind in quadratic time.
+    Anonymous,
+}
+
+/// Rows per `INSERT`, largest first: a batch is cut into these sizes, so that only four
+/// statement texts exist and each is prepared once per connection.
+const ROWS_PER_INSERT: [usize; 4] = [64, 16, 4, 1];
 
 /// Totals of one rollup row.
 #[derive(Debug, Default, Clone, Copy)]
@@ -112,7 +130,12 @@ fn to_i64(n: u64) -> i64 {
 
 impl Ledger {
     pub fn new(pool: AnyPool) -> Self {
-        Ledger { pool }
+        let placeholders = if pool.connect_options().database_url.scheme() == "sqlite" {
+            Placeholders::Anonymous
+        } else {
+            Placeholders::Numbered
+        };
+        Ledger { pool, placeholders }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -127,26 +150,16 @@ impl Ledger {
             .filter(|r| seen.insert(r.event_id.as_str()))
             .collect();
         let mut tx = self.pool.begin().await?;
-        // One prepared statement, row by row: the same SQL text every time, so it is parsed
-        // once per connection (a multi-row VALUES list is parsed anew for every batch size, and
-        // SQLite resolves each of its hundreds of parameters by name).
-        let mut inserted = HashSet::new();
-        for record in &records {
-            let done = bind_record(
-                sqlx::query(sqlx::AssertSqlSafe(INSERT_EVENT.as_str())),
-                record,
-            )
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 1 {
-                inserted.insert(record.event_id.clone());
+        let new = match self.insert_all_new(&mut tx, &records).await? {
+            Some(()) => records.into_iter().cloned().collect(),
+            None => {
+                // Some rows were there already (a batch shipped again after a crash or a
+                // redelivery): start over, row by row, to learn which ones are new.
+                tx.rollback().await?;
+                tx = self.pool.begin().await?;
+                self.insert_each(&mut tx, records).await?
             }
-        }
-        let new: Vec<UsageRecord> = records
-            .into_iter()
-            .filter(|r| inserted.contains(&r.event_id))
-            .cloned()
-            .collect();
+        };
         let (rollups, tags) = totals(&new);
         for (key, totals) in rollups {
             add_rollup(&mut tx, key, totals).await?;
@@ -155,6 +168,54 @@ impl Ledger {
             add_tag_rollup(&mut tx, key, totals).await?;
         }
         tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Inserts `records` many to a statement. `None` when some were in the ledger already:
+    /// the transaction then holds an unknown mix and must be rolled back.
+    async fn insert_all_new(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        records: &[&UsageRecord],
+    ) -> Result<Option<()>, sqlx::Error> {
+        let mut rest = records;
+        while !rest.is_empty() {
+            // The last size is 1, so some size always fits.
+            let size = ROWS_PER_INSERT
+                .iter()
+                .position(|&rows| rows <= rest.len())
+                .unwrap_or(ROWS_PER_INSERT.len() - 1);
+            let rows = ROWS_PER_INSERT[size];
+            let (chunk, after) = rest.split_at(rows);
+            let sql = insert_sql(self.placeholders, size);
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for record in chunk {
+                query = bind_record(query, record);
+            }
+            if query.execute(&mut *tx).await?.rows_affected() != rows as u64 {
+                return Ok(None);
+            }
+            rest = after;
+        }
+        Ok(Some(()))
+    }
+
+    /// Inserts `records` one at a time; returns those that were not in the ledger yet.
+    async fn insert_each(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        records: Vec<&UsageRecord>,
+    ) -> Result<Vec<UsageRecord>, sqlx::Error> {
+        let sql = insert_sql(self.placeholders, ROWS_PER_INSERT.len() - 1);
+        let mut new = Vec::new();
+        for record in records {
+            let done = bind_record(sqlx::query(sqlx::AssertSqlSafe(sql)), record)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                new.push(record.clone());
+            }
+        }
         Ok(new)
     }
 
@@ -192,17 +253,35 @@ impl Ledger {
     }
 }
 
-/// `INSERT` of one event unless its id is already there (then it affects no row); made from
-/// [`EVENT_COLUMNS`] alone.
-static INSERT_EVENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(insert_sql);
-
-fn insert_sql() -> String {
-    let params: Vec<String> = (1..=EVENT_COLUMNS.len()).map(|c| format!("${c}")).collect();
-    format!(
-        "INSERT INTO usage_events ({}) VALUES ({}) ON CONFLICT (event_id) DO NOTHING",
-        EVENT_COLUMNS.join(", "),
-        params.join(", ")
-    )
+/// The `INSERT` of `ROWS_PER_INSERT[size]` events, skipping any whose id is already there;
+/// made once per size from [`EVENT_COLUMNS`] alone.
+fn insert_sql(placeholders: Placeholders, size: usize) -> &'static str {
+    type Texts = [std::sync::OnceLock<String>; ROWS_PER_INSERT.len()];
+    static NUMBERED: Texts = [const { std::sync::OnceLock::new() }; ROWS_PER_INSERT.len()];
+    static ANONYMOUS: Texts = [const { std::sync::OnceLock::new() }; ROWS_PER_INSERT.len()];
+    let texts = match placeholders {
+        Placeholders::Numbered => &NUMBERED,
+        Placeholders::Anonymous => &ANONYMOUS,
+    };
+    texts[size].get_or_init(|| {
+        let columns = EVENT_COLUMNS.len();
+        let values: Vec<String> = (0..ROWS_PER_INSERT[size])
+            .map(|row| {
+                let params: Vec<String> = (1..=columns)
+                    .map(|c| match placeholders {
+                        Placeholders::Numbered => format!("${}", row * columns + c),
+                        Placeholders::Anonymous => "?".to_owned(),
+                    })
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO usage_events ({}) VALUES {} ON CONFLICT (event_id) DO NOTHING",
+            EVENT_COLUMNS.join(", "),
+            values.join(", ")
+        )
+    })
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;

@@ -5,6 +5,10 @@
 //! turns it into a [`UsageEvent`]: tokens (counted with the tokenizer where the upstream gave
 //! none), cost from the price catalog, metrics; then settles the admission reservation and
 //! hands the event to the meter stage.
+//!
+//! The recorder takes whatever has queued up since it last ran and meters it as one batch,
+//! with one acknowledgement that it passes on to each waiting answer on its own thread: under
+//! load that is one hand-over to the journal's thread per batch rather than per request.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -129,6 +133,9 @@ impl UsageSender {
     }
 }
 
+/// The most completions the recorder meters as one batch.
+const RECORDER_BATCH: usize = 256;
+
 /// Starts the recorder task on the current runtime.
 pub fn spawn_recorder(
     stages: Stages,
@@ -137,13 +144,39 @@ pub fn spawn_recorder(
 ) -> UsageSender {
     let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
     tokio::spawn(async move {
-        while let Some(mut completion) = rx.recv().await {
-            let reservation = completion.reservation.clone();
-            let written = completion.written.take();
-            let event = to_event(completion, &catalog).await;
-            metrics.observe(&event);
-            stages.admit.settle(reservation, &event);
-            stages.meter.record(event, written);
+        let mut arrived = Vec::with_capacity(RECORDER_BATCH);
+        while rx.recv_many(&mut arrived, RECORDER_BATCH).await > 0 {
+            let mut events = Vec::with_capacity(arrived.len());
+            let mut waiting = Vec::new();
+            for mut completion in arrived.drain(..) {
+                let reservation = completion.reservation.clone();
+                waiting.extend(completion.written.take());
+                let event = to_event(completion, &catalog).await;
+                metrics.observe(&event);
+                stages.admit.settle(reservation, &event);
+                events.push(event);
+            }
+            if waiting.is_empty() {
+                stages.meter.record(events, None);
+                continue;
+            }
+            let (written, mut recorded) = oneshot::channel();
+            stages.meter.record(events, Some(written));
+            let pass_on = |ok: bool, waiting: Vec<Written>| {
+                for answer in waiting {
+                    let _ = answer.send(ok);
+                }
+            };
+            match recorded.try_recv() {
+                // Written already (the journal's usual case): no task to wait for it.
+                Ok(ok) => pass_on(ok, waiting),
+                Err(oneshot::error::TryRecvError::Closed) => pass_on(false, waiting),
+                // Passed on from this thread, so that the meter's thread wakes this one once
+                // per batch rather than once per answer.
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    tokio::spawn(async move { pass_on(recorded.await.unwrap_or(false), waiting) });
+                }
+            }
         }
     });
     UsageSender(tx)

@@ -87,11 +87,11 @@ pub trait ResponseCache: Send + Sync {
     async fn store(&self, ctx: &RequestContext, body: &InboundBody, answer: &Bytes);
 }
 
-/// Where usage events go once a request has ended. Called off the request path; `written`,
-/// when given, must hear whether the event reached durable storage (the answer's last byte
-/// waits for it).
+/// Where usage events go once their requests have ended: the events a worker's recorder
+/// gathered, in one call. Called off the request path; `written`, when given, must hear once
+/// whether all of them reached durable storage (answers' last bytes wait for it).
 pub trait Meter: Send + Sync {
-    fn record(&self, event: UsageEvent, written: Option<Written>);
+    fn record(&self, events: Vec<UsageEvent>, written: Option<Written>);
 }
 
 /// The stage implementations one gateway runs with.
@@ -180,8 +180,18 @@ impl ResponseCache for NoCache {
 pub struct LogMeter;
 
 impl Meter for LogMeter {
-    fn record(&self, event: UsageEvent, written: Option<Written>) {
-        tracing::debug!(
+    fn record(&self, events: Vec<UsageEvent>, written: Option<Written>) {
+        for event in events {
+            log_usage(&event);
+        }
+        if let Some(written) = written {
+            let _ = written.send(true);
+        }
+    }
+}
+
+fn log_usage(event: &UsageEvent) {
+    tracing::debug!(
             request_id = %event.request_id,
             org_id = %event.key.org_id.map(|id| id.to_string()).unwrap_or_default(),
             key_id = %event.key.key_id.map(|id| id.to_string()).unwrap_or_default(),
@@ -190,11 +200,7 @@ impl Meter for LogMeter {
             input_tokens = event.usage.input_tokens,
             output_tokens = event.usage.output_tokens,
             cost = %event.cost.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
-            status = event.status,
-            "usage"
-        );
-        if let Some(written) = written {
-            let _ = written.send(true);
-        }
-    }
+        status = event.status,
+        "usage"
+    );
 }
