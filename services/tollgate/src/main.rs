@@ -28,6 +28,8 @@ use tollgate_common::config::{Config, ConfigError, ProcessEnv, RedisFailurePolic
 use tollgate_gateway::Stages;
 
 use crate::admission::Admission;
+use crate::authentication::VirtualKeyAuthentication;
+use crate::metering::BillingParts;
 
 /// mimalloc instead of glibc's allocator: request handling allocates on the server workers and
 /// frees on the usage threads, a pattern where glibc falls back to its locked arenas (about a
@@ -35,8 +37,6 @@ use crate::admission::Admission;
 /// (`no_thp`), or each thread's heap would pin 2 MiB pages and idle memory would double.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use crate::authentication::VirtualKeyAuthentication;
-use crate::metering::BillingParts;
 
 #[derive(Parser)]
 #[command(

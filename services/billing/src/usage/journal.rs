@@ -157,11 +157,6 @@ impl UsageJournal {
         Ok((UsageJournal { shared, flusher }, reader))
     }
 
-    /// Appends `record`; `written` hears whether it reached the journal.
-    pub fn append(&self, record: UsageRecord, written: Option<Written>) {
-        self.append_all(vec![record], written);
-    }
-
     /// Appends `records`; `written` hears once whether all of them reached the journal.
     /// Without `sync` this writes before it returns (into the page cache: no disk wait).
     pub fn append_all(&self, records: Vec<UsageRecord>, written: Option<Written>) {
@@ -437,7 +432,7 @@ mod tests {
 
     async fn append(journal: &UsageJournal, n: u32) {
         let (tx, rx) = oneshot::channel();
-        journal.append(record(n), Some(tx));
+        journal.append_all(vec![record(n)], Some(tx));
         assert_eq!(rx.await, Ok(true));
     }
 

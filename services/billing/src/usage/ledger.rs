@@ -63,12 +63,12 @@ pub struct Retention {
 #[derive(Clone)]
 pub struct Ledger {
     pool: AnyPool,
-    placeholders: Placeholders,
+    parameters: ParameterStyle,
 }
 
 /// How the database names a statement's parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Placeholders {
+enum ParameterStyle {
     /// `$1, $2, ...` (PostgreSQL).
     Numbered,
     /// `?` (SQLite): binding a numbered parameter makes SQLite search the statement's list of
@@ -130,12 +130,12 @@ fn to_i64(n: u64) -> i64 {
 
 impl Ledger {
     pub fn new(pool: AnyPool) -> Self {
-        let placeholders = if pool.connect_options().database_url.scheme() == "sqlite" {
-            Placeholders::Anonymous
+        let parameters = if pool.connect_options().database_url.scheme() == "sqlite" {
+            ParameterStyle::Anonymous
         } else {
-            Placeholders::Numbered
+            ParameterStyle::Numbered
         };
-        Ledger { pool, placeholders }
+        Ledger { pool, parameters }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -187,7 +187,7 @@ impl Ledger {
                 .unwrap_or(ROWS_PER_INSERT.len() - 1);
             let rows = ROWS_PER_INSERT[size];
             let (chunk, after) = rest.split_at(rows);
-            let sql = insert_sql(self.placeholders, size);
+            let sql = insert_sql(self.parameters, size);
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for record in chunk {
                 query = bind_record(query, record);
@@ -206,7 +206,7 @@ impl Ledger {
         tx: &mut sqlx::AnyConnection,
         records: Vec<&UsageRecord>,
     ) -> Result<Vec<UsageRecord>, sqlx::Error> {
-        let sql = insert_sql(self.placeholders, ROWS_PER_INSERT.len() - 1);
+        let sql = insert_sql(self.parameters, ROWS_PER_INSERT.len() - 1);
         let mut new = Vec::new();
         for record in records {
             let done = bind_record(sqlx::query(sqlx::AssertSqlSafe(sql)), record)
@@ -255,22 +255,22 @@ impl Ledger {
 
 /// The `INSERT` of `ROWS_PER_INSERT[size]` events, skipping any whose id is already there;
 /// made once per size from [`EVENT_COLUMNS`] alone.
-fn insert_sql(placeholders: Placeholders, size: usize) -> &'static str {
+fn insert_sql(parameters: ParameterStyle, size: usize) -> &'static str {
     type Texts = [std::sync::OnceLock<String>; ROWS_PER_INSERT.len()];
     static NUMBERED: Texts = [const { std::sync::OnceLock::new() }; ROWS_PER_INSERT.len()];
     static ANONYMOUS: Texts = [const { std::sync::OnceLock::new() }; ROWS_PER_INSERT.len()];
-    let texts = match placeholders {
-        Placeholders::Numbered => &NUMBERED,
-        Placeholders::Anonymous => &ANONYMOUS,
+    let texts = match parameters {
+        ParameterStyle::Numbered => &NUMBERED,
+        ParameterStyle::Anonymous => &ANONYMOUS,
     };
     texts[size].get_or_init(|| {
         let columns = EVENT_COLUMNS.len();
         let values: Vec<String> = (0..ROWS_PER_INSERT[size])
             .map(|row| {
                 let params: Vec<String> = (1..=columns)
-                    .map(|c| match placeholders {
-                        Placeholders::Numbered => format!("${}", row * columns + c),
-                        Placeholders::Anonymous => "?".to_owned(),
+                    .map(|c| match parameters {
+                        ParameterStyle::Numbered => format!("${}", row * columns + c),
+                        ParameterStyle::Anonymous => "?".to_owned(),
                     })
                     .collect();
                 format!("({})", params.join(", "))

@@ -7,8 +7,8 @@
 //! hands the event to the meter stage.
 //!
 //! The recorder takes whatever has queued up since it last ran and meters it as one batch,
-//! with one acknowledgement that it passes on to each waiting answer on its own thread: under
-//! load that is one hand-over to the journal's thread per batch rather than per request.
+//! with one acknowledgement that it passes on to each waiting answer itself: one journal write
+//! per batch rather than per request.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

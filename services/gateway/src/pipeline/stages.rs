@@ -192,14 +192,14 @@ impl Meter for LogMeter {
 
 fn log_usage(event: &UsageEvent) {
     tracing::debug!(
-            request_id = %event.request_id,
-            org_id = %event.key.org_id.map(|id| id.to_string()).unwrap_or_default(),
-            key_id = %event.key.key_id.map(|id| id.to_string()).unwrap_or_default(),
-            model = %event.requested_model,
-            provider = event.provider.as_deref().unwrap_or("-"),
-            input_tokens = event.usage.input_tokens,
-            output_tokens = event.usage.output_tokens,
-            cost = %event.cost.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        request_id = %event.request_id,
+        org_id = %event.key.org_id.map(|id| id.to_string()).unwrap_or_default(),
+        key_id = %event.key.key_id.map(|id| id.to_string()).unwrap_or_default(),
+        model = %event.requested_model,
+        provider = event.provider.as_deref().unwrap_or("-"),
+        input_tokens = event.usage.input_tokens,
+        output_tokens = event.usage.output_tokens,
+        cost = %event.cost.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
         status = event.status,
         "usage"
     );
