@@ -79,7 +79,7 @@ impl BudgetAlerts {
     }
 
     /// Records an alert for every threshold that newly recorded usage brought a budget to.
-    pub async fn check(&self, new: &[UsageRecord]) -> Result<(), sqlx::Error> {
+    pub async fn check(&self, new: &[&UsageRecord]) -> Result<(), sqlx::Error> {
         let now = now_ms();
         let orgs: BTreeSet<&str> = new.iter().map(|r| r.org_id.as_str()).collect();
         let mut added = false;

@@ -4,6 +4,7 @@
 
 use std::sync::OnceLock;
 
+use serde_json::value::RawValue;
 use tiktoken_rs::CoreBPE;
 
 use crate::openai::request::{ChatRequest, EmbeddingInput, EmbeddingsRequest};
@@ -36,20 +37,6 @@ pub fn count(text: &str) -> u64 {
 
 /// Prompt tokens of a chat request, counted the way OpenAI frames messages.
 pub fn chat_prompt(request: &ChatRequest) -> u64 {
-    chat_prompt_with(request, count)
-}
-
-/// A quick estimate of [`chat_prompt`] (about four bytes a token) that needs no tokenizer: for
-/// reservations that are corrected with the real usage afterwards.
-pub fn chat_prompt_estimate(request: &ChatRequest) -> u64 {
-    chat_prompt_with(request, estimate)
-}
-
-fn estimate(text: &str) -> u64 {
-    (text.len() as u64).div_ceil(4)
-}
-
-fn chat_prompt_with(request: &ChatRequest, count: impl Fn(&str) -> u64) -> u64 {
     let mut total = REPLY_PRIMER;
     for message in &request.messages {
         total += TOKENS_PER_MESSAGE;
@@ -61,6 +48,68 @@ fn chat_prompt_with(request: &ChatRequest, count: impl Fn(&str) -> u64) -> u64 {
         }
     }
     total
+}
+
+/// A quick estimate of [`chat_prompt`] (about four bytes a token) read straight from the
+/// request's `messages` JSON, for reservations that are corrected with the real usage
+/// afterwards: it needs neither the tokenizer nor the typed request. Text counts as its JSON
+/// bytes (escapes included, so a little over); images and audio count nothing, as in
+/// [`chat_prompt`]. `None` when `messages` is not an array of message objects.
+pub fn chat_prompt_estimate(messages: &[u8]) -> Option<u64> {
+    let messages: Vec<PromptMessage<'_>> = serde_json::from_slice(messages).ok()?;
+    let mut total = REPLY_PRIMER;
+    for message in messages {
+        total += TOKENS_PER_MESSAGE;
+        if let Some(content) = message.content {
+            total += text_bytes_estimate(content)?;
+        }
+        if let Some(calls) = message.tool_calls {
+            total += estimate_bytes(calls.get().len());
+        }
+    }
+    Some(total)
+}
+
+/// The parts of a message [`chat_prompt_estimate`] reads, borrowed from the request.
+#[derive(serde::Deserialize)]
+struct PromptMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+/// A content part: only text parts carry a `text` member.
+#[derive(serde::Deserialize)]
+struct PromptPart<'a> {
+    #[serde(borrow, default)]
+    text: Option<&'a RawValue>,
+}
+
+/// Tokens of a message's `content`: a string, null, or an array of parts.
+fn text_bytes_estimate(content: &RawValue) -> Option<u64> {
+    let json = content.get();
+    match json.as_bytes().first() {
+        Some(b'"') => Some(estimate_bytes(json.len() - 2)),
+        Some(b'[') => {
+            let parts: Vec<PromptPart<'_>> = serde_json::from_str(json).ok()?;
+            let bytes = parts
+                .iter()
+                .filter_map(|part| part.text)
+                .map(|text| text.get().len().saturating_sub(2))
+                .sum();
+            Some(estimate_bytes(bytes))
+        }
+        _ => Some(0),
+    }
+}
+
+fn estimate(text: &str) -> u64 {
+    estimate_bytes(text.len())
+}
+
+fn estimate_bytes(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
 }
 
 /// Input tokens of an embeddings request.
@@ -96,5 +145,37 @@ mod tests {
         .unwrap();
         // 3 primer + 2 × 3 framing + "Be brief." (4) + "Hello world" (2)
         assert_eq!(chat_prompt(&request), 3 + 6 + count("Be brief.") + 2);
+    }
+
+    #[test]
+    fn estimates_text_from_the_json_and_ignores_images() {
+        let text = "x".repeat(400);
+        let image = format!("data:image/png;base64,{}", "A".repeat(40_000));
+        let messages = serde_json::json!([
+            {"role": "system", "content": text},
+            {"role": "user", "content": [
+                {"type": "text", "text": text},
+                {"type": "image_url", "image_url": {"url": image}},
+            ]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            ]},
+        ]);
+        let raw = serde_json::to_vec(&messages).unwrap();
+        let calls = serde_json::to_string(&messages[2]["tool_calls"]).unwrap();
+        let expected = 3 + 3 * 3 + 100 + 100 + (calls.len() as u64).div_ceil(4);
+        assert_eq!(chat_prompt_estimate(&raw), Some(expected));
+        // The typed count agrees to within the tool call's JSON framing.
+        let request: ChatRequest =
+            serde_json::from_value(serde_json::json!({"model": "m", "messages": messages}))
+                .unwrap();
+        assert!(chat_prompt(&request) <= expected);
+    }
+
+    #[test]
+    fn an_estimate_needs_an_array_of_messages() {
+        assert_eq!(chat_prompt_estimate(b"\"hi\""), None);
+        assert_eq!(chat_prompt_estimate(b"[1]"), None);
+        assert_eq!(chat_prompt_estimate(b"[{\"content\": 5}]"), Some(3 + 3));
     }
 }

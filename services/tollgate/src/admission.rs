@@ -70,11 +70,16 @@ const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-toke
 /// with the upstream's real usage when the request ends.
 fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> (u64, u64) {
     let prompt = match body.endpoint {
-        Endpoint::ChatCompletions => body.chat().map(tokens::chat_prompt_estimate),
-        Endpoint::Embeddings => body.embeddings().map(tokens::embeddings_input_estimate),
+        Endpoint::ChatCompletions => body
+            .field("messages")
+            .and_then(tokens::chat_prompt_estimate),
+        Endpoint::Embeddings => body
+            .embeddings()
+            .ok()
+            .map(tokens::embeddings_input_estimate),
     }
-    // A body the typed view cannot read is refused later anyway; a byte estimate will do.
-    .unwrap_or_else(|_| (body.raw().len() as u64).div_ceil(4));
+    // A body that cannot be read so is refused later anyway; a byte estimate will do.
+    .unwrap_or_else(|| (body.raw().len() as u64).div_ceil(4));
     let output = match body.endpoint {
         Endpoint::Embeddings => 0,
         Endpoint::ChatCompletions => body.max_output_tokens.map_or(default_max_tokens, u64::from),

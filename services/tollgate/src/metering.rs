@@ -23,7 +23,7 @@ pub struct JournalMeter {
 impl Meter for JournalMeter {
     fn record(&self, events: Vec<UsageEvent>, written: Option<Written>) {
         // A request no organization made (refused before its key was known) bills no one.
-        let records: Vec<UsageRecord> = events.iter().filter_map(usage_record).collect();
+        let records: Vec<UsageRecord> = events.into_iter().filter_map(usage_record).collect();
         if records.is_empty() {
             if let Some(written) = written {
                 let _ = written.send(true);
@@ -39,7 +39,7 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// The ledger's view of a gateway usage event; `None` without an organization.
-fn usage_record(event: &UsageEvent) -> Option<UsageRecord> {
+fn usage_record(event: UsageEvent) -> Option<UsageRecord> {
     let key = &event.key;
     let org = key.org_id?;
     let time_ms = event
@@ -47,19 +47,12 @@ fn usage_record(event: &UsageEvent) -> Option<UsageRecord> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     Some(UsageRecord {
-        event_id: event.event_id.clone(),
-        request_id: event.request_id.clone(),
         time_ms,
         org_id: org.to_string(),
         team_id: key.team_id.map(|id| id.to_string()),
         key_id: key.key_id.map(|id| id.to_string()),
         user_id: key.user_id.map(|id| id.to_string()),
-        end_user: event.end_user.clone(),
-        tags: event.tags.clone(),
         endpoint: event.endpoint.operation().to_owned(),
-        requested_model: event.requested_model.clone(),
-        provider: event.provider.clone(),
-        provider_model: event.provider_model.clone(),
         input_tokens: event.usage.input_tokens,
         output_tokens: event.usage.output_tokens,
         cached_tokens: event.usage.cached_input_tokens,
@@ -74,6 +67,13 @@ fn usage_record(event: &UsageEvent) -> Option<UsageRecord> {
         cache: event.cache.to_owned(),
         attempts: event.attempts,
         stream: event.stream,
+        event_id: event.event_id,
+        request_id: event.request_id,
+        end_user: event.end_user,
+        tags: event.tags,
+        requested_model: event.requested_model,
+        provider: event.provider,
+        provider_model: event.provider_model,
     })
 }
 

@@ -11,12 +11,19 @@
 //! that does wait for the disk, so then one thread writes and flushes whatever has queued up
 //! (group commit) and the workers only hand over.
 //!
-//! A fresh segment is started at every start-up and every [`SEGMENT_BYTES`], so a line torn by
-//! a crash can only be the last of an old segment, where the reader skips it (its request was
-//! never acknowledged, so its client never saw a complete answer). The reader's progress is a
-//! position file written atomically after each shipped batch; segments wholly behind it are
-//! deleted.
+//! A fresh segment is started at every start-up, every [`SEGMENT_BYTES`] and after a failed
+//! write, so a line torn by a crash can only be the last of an old segment, where the reader
+//! skips it (its request was never acknowledged, so its client never saw a complete answer).
+//! The reader's progress is a position file written atomically after each shipped batch;
+//! segments wholly behind it are deleted.
+//!
+//! The batches just written are also kept in memory, up to [`UNREAD_EVENTS`], and the reader
+//! takes them from there when they are next in line: reading back and parsing what this
+//! process itself wrote cost the shipper more than shipping it. The files stay the record:
+//! whatever is not in memory (a previous run's events, a backlog past the limit, a batch whose
+//! shipping failed and is retried) is read from them.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -35,6 +42,13 @@ const BATCH: usize = 1024;
 
 /// The largest read the shipper makes at a time.
 const READ_BYTES: u64 = 4 * 1024 * 1024;
+
+/// About the size of one journal line: a read for `n` events asks for `n` times this.
+const LINE_BYTES: u64 = 512;
+
+/// The most events kept in memory for the reader (each some hundreds of bytes); past this,
+/// the reader reads them back from the files.
+pub const UNREAD_EVENTS: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -63,6 +77,35 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// A batch as it was written, kept for the reader.
+struct WrittenBatch {
+    /// Where its first line starts.
+    start: Position,
+    /// Where its last line ends.
+    end: Position,
+    records: Vec<UsageRecord>,
+}
+
+/// The batches written and not yet taken by the reader, oldest first.
+#[derive(Default)]
+struct Unread {
+    batches: VecDeque<WrittenBatch>,
+    events: usize,
+}
+
+impl Unread {
+    fn pop(&mut self) -> Option<WrittenBatch> {
+        let batch = self.batches.pop_front()?;
+        self.events -= batch.records.len();
+        Some(batch)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each guarded value is replaced in one step, so one left by a panicking thread is whole.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What the writers and the reader share.
 struct Shared {
     dir: PathBuf,
@@ -70,6 +113,8 @@ struct Shared {
     segment: Mutex<Segment>,
     /// The segment being written and how many bytes of it are written: where the reader stops.
     head: Mutex<Position>,
+    /// Batches written and not yet taken by the reader, in the order of the files.
+    unread: Mutex<Unread>,
     /// Woken after every batch written.
     appended: Notify,
     /// Held for the life of the journal: one process per directory.
@@ -78,17 +123,32 @@ struct Shared {
 
 impl Shared {
     fn head(&self) -> Position {
-        *self.head.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.head)
     }
 
-    /// Appends whole lines; true once they are in the journal (and on the device with `sync`).
-    fn write(&self, bytes: &[u8], events: usize, sync: bool) -> bool {
-        let mut segment = self.segment.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(err) = segment.write(&self.dir, bytes, sync) {
-            tracing::error!(%err, events, "cannot write the usage journal");
-            return false;
+    /// Appends `records` serialized as `bytes` (whole lines); true once they are in the
+    /// journal (and on the device with `sync`).
+    fn write(&self, bytes: &[u8], records: Vec<UsageRecord>, sync: bool) -> bool {
+        let mut segment = lock(&self.segment);
+        let start = match segment.write(&self.dir, bytes, sync) {
+            Ok(start) => start,
+            Err(err) => {
+                tracing::error!(%err, events = records.len(), "cannot write the usage journal");
+                return false;
+            }
+        };
+        // Kept before the head moves past it, and under the segment lock: in file order.
+        let mut unread = lock(&self.unread);
+        if unread.events + records.len() <= UNREAD_EVENTS {
+            unread.events += records.len();
+            unread.batches.push_back(WrittenBatch {
+                start,
+                end: segment.head,
+                records,
+            });
         }
-        *self.head.lock().unwrap_or_else(|e| e.into_inner()) = segment.head;
+        drop(unread);
+        *lock(&self.head) = segment.head;
         drop(segment);
         self.appended.notify_one();
         true
@@ -136,6 +196,7 @@ impl UsageJournal {
             dir: dir.to_owned(),
             segment: Mutex::new(Segment { file, head }),
             head: Mutex::new(head),
+            unread: Mutex::new(Unread::default()),
             appended: Notify::new(),
             _lock: lock,
         });
@@ -163,7 +224,7 @@ impl UsageJournal {
         let Some(flusher) = &self.flusher else {
             let mut buffer = Vec::with_capacity(records.len() * 512);
             serialize(&records, &mut buffer);
-            let ok = self.shared.write(&buffer, records.len(), false);
+            let ok = self.shared.write(&buffer, records, false);
             if let Some(written) = written {
                 let _ = written.send(ok);
             }
@@ -207,7 +268,11 @@ fn flush(shared: &Shared, entries: mpsc::Receiver<Entry>) {
         }
         buffer.clear();
         serialize(batch.iter().flat_map(|entry| &entry.records), &mut buffer);
-        let ok = shared.write(&buffer, events, true);
+        let mut records = Vec::with_capacity(events);
+        for entry in &mut batch {
+            records.append(&mut entry.records);
+        }
+        let ok = shared.write(&buffer, records, true);
         for entry in batch.drain(..) {
             if let Some(written) = entry.written {
                 let _ = written.send(ok);
@@ -223,7 +288,9 @@ struct Segment {
 }
 
 impl Segment {
-    fn write(&mut self, dir: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    /// Appends `bytes`; returns where they start. `head` stays the exact end of the segment's
+    /// good lines: after a failure the next write starts a new segment.
+    fn write(&mut self, dir: &Path, bytes: &[u8], sync: bool) -> io::Result<Position> {
         if self.head.offset >= SEGMENT_BYTES {
             self.head = Position {
                 segment: self.head.segment + 1,
@@ -240,11 +307,13 @@ impl Segment {
             self.head.offset = SEGMENT_BYTES;
             return Err(err);
         }
-        if sync {
-            self.file.sync_data()?;
+        if sync && let Err(err) = self.file.sync_data() {
+            self.head.offset = SEGMENT_BYTES;
+            return Err(err);
         }
+        let start = self.head;
         self.head.offset += bytes.len() as u64;
-        Ok(())
+        Ok(start)
     }
 }
 
@@ -270,12 +339,51 @@ impl JournalReader {
         self.shared.appended.notified().await;
     }
 
-    /// Up to `max` events after the current position, and the position after them. Lines that
-    /// do not parse are skipped with a warning; the torn tail of an old segment is skipped.
+    /// The events after the current position as this process wrote them, straight from
+    /// memory, and the position after them: whole batches, up to `max` events unless the first
+    /// batch alone is larger. `None` when the next events are not in memory; [`Self::read`]
+    /// reads them from the files. Never blocks.
+    pub fn take_written(&self, max: usize) -> Option<(Vec<UsageRecord>, Position)> {
+        let mut unread = lock(&self.shared.unread);
+        // Batches a read of the files has gone past.
+        while unread.batches.front()?.end <= self.next {
+            unread.pop();
+        }
+        if unread.batches.front()?.start != self.next {
+            return None;
+        }
+        let mut records = Vec::new();
+        let mut at = self.next;
+        while let Some(batch) = unread.batches.front()
+            && batch.start == at
+            && (records.is_empty() || records.len() + batch.records.len() <= max)
+        {
+            let batch = unread.pop()?;
+            at = batch.end;
+            if records.is_empty() {
+                records = batch.records;
+            } else {
+                records.extend(batch.records);
+            }
+        }
+        Some((records, at))
+    }
+
+    /// Up to `max` events after the current position, and the position after them: from
+    /// memory when they are there ([`Self::take_written`]), else from the files. Lines that do
+    /// not parse are skipped with a warning; the torn tail of an old segment is skipped.
     /// Blocking file reads: call from a blocking thread.
     pub fn read(&self, max: usize) -> io::Result<(Vec<UsageRecord>, Position)> {
+        if let Some(written) = self.take_written(max) {
+            return Ok(written);
+        }
         let mut at = self.next;
         let mut records = Vec::new();
+        // Enough for `max` lines of the usual size: reading far more only to drop it cost
+        // more than parsing what was kept.
+        let want = (max as u64)
+            .saturating_mul(LINE_BYTES)
+            .clamp(64 * 1024, READ_BYTES);
         loop {
             let head = self.shared.head();
             if at.segment > head.segment || (at == head) {
@@ -300,7 +408,7 @@ impl JournalReader {
             };
             file.seek(SeekFrom::Start(at.offset))?;
             let mut bytes = Vec::new();
-            file.take(READ_BYTES.min(end - at.offset))
+            file.take(want.min(end - at.offset))
                 .read_to_end(&mut bytes)?;
             let mut consumed = 0;
             for line in bytes.split_inclusive(|b| *b == b'\n') {
@@ -319,7 +427,7 @@ impl JournalReader {
                 }
             }
             at.offset += consumed as u64;
-            let reached_end = (bytes.len() as u64) < READ_BYTES;
+            let reached_end = (bytes.len() as u64) < want;
             if at.segment < head.segment && records.len() < max && reached_end {
                 // The end of an old segment; what was left unread is its torn last line.
                 at = Position {
@@ -492,6 +600,58 @@ mod tests {
             !segment_path(&dir, 7).exists(),
             "a shipped segment is deleted"
         );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// Reads and commits until nothing is left; returns the events' numbers in read order.
+    fn read_all(reader: &mut JournalReader, max: usize) -> Vec<u64> {
+        let mut numbers = Vec::new();
+        loop {
+            let (records, at) = reader.read(max).unwrap_or_else(|e| panic!("{e}"));
+            if at == reader.position() {
+                return numbers;
+            }
+            numbers.extend(records.iter().map(|r| r.input_tokens));
+            reader.commit(at).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn events_come_from_memory_or_the_files_in_order_once_each() {
+        let dir = temp_dir();
+        let (journal, mut reader) =
+            UsageJournal::open(&dir, false).unwrap_or_else(|e| panic!("{e}"));
+        journal.append_all((0..3).map(record).collect(), None);
+        journal.append_all((3..5).map(record).collect(), None);
+        // From memory: whole batches up to the limit.
+        let (records, at) = reader
+            .take_written(4)
+            .unwrap_or_else(|| panic!("in memory"));
+        assert_eq!(records.len(), 3);
+        // A batch whose shipping failed (no commit) is read again, now from the file.
+        assert!(reader.take_written(100).is_none());
+        let (again, again_at) = reader.read(100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.len(), 5);
+        assert!(again_at > at);
+        reader.commit(at).unwrap_or_else(|e| panic!("{e}"));
+        // Past the memory limit, the rest waits in the files.
+        let total = UNREAD_EVENTS as u32 + 2_000;
+        for start in (5..total).step_by(1_000) {
+            journal.append_all(
+                (start..total.min(start + 1_000)).map(record).collect(),
+                None,
+            );
+        }
+        assert_eq!(
+            read_all(&mut reader, 500),
+            (3..u64::from(total)).collect::<Vec<_>>()
+        );
+        // Once caught up, new batches come from memory again.
+        journal.append_all(vec![record(total)], None);
+        let (records, _) = reader
+            .take_written(500)
+            .unwrap_or_else(|| panic!("in memory"));
+        assert_eq!(records.len(), 1);
         let _ = fs::remove_dir_all(dir);
     }
 

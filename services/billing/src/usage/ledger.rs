@@ -111,18 +111,18 @@ impl Totals {
 }
 
 /// (granularity, bucket start, org, team, key, end user, model, provider)
-type RollupKey = (
+type RollupKey<'r> = (
     &'static str,
     i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
+    &'r str,
+    &'r str,
+    &'r str,
+    &'r str,
+    &'r str,
+    &'r str,
 );
 /// (granularity, bucket start, org, tag key, tag value)
-type TagKey = (&'static str, i64, String, String, String);
+type TagKey<'r> = (&'static str, i64, &'r str, &'r str, &'r str);
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -143,7 +143,10 @@ impl Ledger {
     }
 
     /// Stores `records`; returns those that were new (not already in the ledger).
-    pub async fn record(&self, records: &[UsageRecord]) -> Result<Vec<UsageRecord>, sqlx::Error> {
+    pub async fn record<'r>(
+        &self,
+        records: &'r [UsageRecord],
+    ) -> Result<Vec<&'r UsageRecord>, sqlx::Error> {
         let mut seen = HashSet::new();
         let records: Vec<&UsageRecord> = records
             .iter()
@@ -151,7 +154,7 @@ impl Ledger {
             .collect();
         let mut tx = self.pool.begin().await?;
         let new = match self.insert_all_new(&mut tx, &records).await? {
-            Some(()) => records.into_iter().cloned().collect(),
+            Some(()) => records,
             None => {
                 // Some rows were there already (a batch shipped again after a crash or a
                 // redelivery): start over, row by row, to learn which ones are new.
@@ -201,11 +204,11 @@ impl Ledger {
     }
 
     /// Inserts `records` one at a time; returns those that were not in the ledger yet.
-    async fn insert_each(
+    async fn insert_each<'r>(
         &self,
         tx: &mut sqlx::AnyConnection,
-        records: Vec<&UsageRecord>,
-    ) -> Result<Vec<UsageRecord>, sqlx::Error> {
+        records: Vec<&'r UsageRecord>,
+    ) -> Result<Vec<&'r UsageRecord>, sqlx::Error> {
         let sql = insert_sql(self.parameters, ROWS_PER_INSERT.len() - 1);
         let mut new = Vec::new();
         for record in records {
@@ -213,7 +216,7 @@ impl Ledger {
                 .execute(&mut *tx)
                 .await?;
             if done.rows_affected() == 1 {
-                new.push(record.clone());
+                new.push(record);
             }
         }
         Ok(new)
@@ -318,7 +321,12 @@ fn bind_record<'q>(query: AnyQuery<'q>, r: &UsageRecord) -> AnyQuery<'q> {
 }
 
 /// The rollup and tag-rollup increments of `records`, per hour and per day.
-fn totals(records: &[UsageRecord]) -> (BTreeMap<RollupKey, Totals>, BTreeMap<TagKey, Totals>) {
+fn totals<'r>(
+    records: &[&'r UsageRecord],
+) -> (
+    BTreeMap<RollupKey<'r>, Totals>,
+    BTreeMap<TagKey<'r>, Totals>,
+) {
     let mut rollups: BTreeMap<RollupKey, Totals> = BTreeMap::new();
     let mut tags: BTreeMap<TagKey, Totals> = BTreeMap::new();
     for record in records {
@@ -327,21 +335,21 @@ fn totals(records: &[UsageRecord]) -> (BTreeMap<RollupKey, Totals>, BTreeMap<Tag
             let key = (
                 granularity,
                 bucket,
-                record.org_id.clone(),
-                record.team_id.clone().unwrap_or_default(),
-                record.key_id.clone().unwrap_or_default(),
-                record.end_user.clone().unwrap_or_default(),
-                record.requested_model.clone(),
-                record.provider.clone().unwrap_or_default(),
+                record.org_id.as_str(),
+                record.team_id.as_deref().unwrap_or_default(),
+                record.key_id.as_deref().unwrap_or_default(),
+                record.end_user.as_deref().unwrap_or_default(),
+                record.requested_model.as_str(),
+                record.provider.as_deref().unwrap_or_default(),
             );
             rollups.entry(key).or_default().add(record);
             for (tag, value) in &record.tags {
                 let key = (
                     granularity,
                     bucket,
-                    record.org_id.clone(),
-                    tag.clone(),
-                    value.clone(),
+                    record.org_id.as_str(),
+                    tag.as_str(),
+                    value.as_str(),
                 );
                 tags.entry(key).or_default().add(record);
             }
@@ -405,7 +413,7 @@ fn upsert_rollup_sql() -> String {
 
 async fn add_rollup(
     tx: &mut sqlx::AnyConnection,
-    key: RollupKey,
+    key: RollupKey<'_>,
     t: Totals,
 ) -> Result<(), sqlx::Error> {
     let mut query = sqlx::query(sqlx::AssertSqlSafe(UPSERT_ROLLUP.as_str()))
@@ -435,7 +443,7 @@ async fn add_rollup(
 
 async fn add_tag_rollup(
     tx: &mut sqlx::AnyConnection,
-    key: TagKey,
+    key: TagKey<'_>,
     t: Totals,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(

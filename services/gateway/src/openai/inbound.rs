@@ -187,6 +187,12 @@ impl InboundBody {
         &self.raw
     }
 
+    /// The JSON of the top-level member `key`, as the client sent it.
+    pub fn field(&self, key: &str) -> Option<&[u8]> {
+        let field = self.fields.iter().find(|field| field.key == key)?;
+        Some(&self.raw[field.value.clone()])
+    }
+
     /// The body for an OpenAI-shaped upstream: the client's bytes with `model` replaced and, for
     /// a stream whose client did not ask for usage, `stream_options.include_usage` switched on
     /// (the relay takes the extra usage chunk out again before it reaches the client).
