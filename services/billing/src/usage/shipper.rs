@@ -88,20 +88,10 @@ impl Shipper {
         let before = self.reader()?.position();
         let (records, after): (_, Position) = match self.reader()?.take_written(BATCH) {
             Some(written) => written,
-            None => {
-                let reader = self
-                    .reader
-                    .take()
-                    .ok_or_else(|| "the journal reader was lost".to_owned())?;
-                let (reader, read) = tokio::task::spawn_blocking(move || {
-                    let read = reader.read(BATCH);
-                    (reader, read)
-                })
-                .await
-                .map_err(|e| format!("journal read task: {e}"))?;
-                self.reader = Some(reader);
-                read.map_err(|e| format!("journal read: {e}"))?
-            }
+            None => self
+                .on_reader(|reader| reader.read(BATCH))
+                .await?
+                .map_err(|e| format!("journal read: {e}"))?,
         };
         if after == before {
             return Ok((0, false));
@@ -109,18 +99,28 @@ impl Shipper {
         if !records.is_empty() {
             self.sink.ship(&records).await?;
         }
+        self.on_reader(move |reader| reader.commit(after))
+            .await?
+            .map_err(|e| format!("journal position: {e}"))?;
+        Ok((records.len(), true))
+    }
+
+    /// Runs `work` on the reader in a blocking thread: it reads and writes files.
+    async fn on_reader<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&mut JournalReader) -> T + Send + 'static,
+    ) -> Result<T, String> {
         let mut reader = self
             .reader
             .take()
             .ok_or_else(|| "the journal reader was lost".to_owned())?;
-        let (reader, committed) = tokio::task::spawn_blocking(move || {
-            let committed = reader.commit(after);
-            (reader, committed)
+        let (reader, done) = tokio::task::spawn_blocking(move || {
+            let done = work(&mut reader);
+            (reader, done)
         })
         .await
-        .map_err(|e| format!("journal commit task: {e}"))?;
+        .map_err(|e| format!("journal task: {e}"))?;
         self.reader = Some(reader);
-        committed.map_err(|e| format!("journal position: {e}"))?;
-        Ok((records.len(), true))
+        Ok(done)
     }
 }
