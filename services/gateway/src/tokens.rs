@@ -50,10 +50,10 @@ pub fn chat_prompt(request: &ChatRequest) -> u64 {
     total
 }
 
-/// A quick estimate of [`chat_prompt`] (about four bytes a token) read straight from the
-/// request's `messages` JSON, for reservations that are corrected with the real usage
-/// afterwards: it needs neither the tokenizer nor the typed request. Text counts as its JSON
-/// bytes (escapes included, so a little over); images and audio count nothing, as in
+/// A quick estimate of [`chat_prompt`] ([`estimate`]) read straight from the request's
+/// `messages` JSON, for reservations that are corrected with the real usage afterwards: it
+/// needs neither the tokenizer nor the typed request. Text counts as written in the JSON
+/// (escapes included, so a little over); images and audio count nothing, as in
 /// [`chat_prompt`]. `None` when `messages` is not an array of message objects.
 pub fn chat_prompt_estimate(messages: &[u8]) -> Option<u64> {
     let messages: Vec<PromptMessage<'_>> = serde_json::from_slice(messages).ok()?;
@@ -61,10 +61,10 @@ pub fn chat_prompt_estimate(messages: &[u8]) -> Option<u64> {
     for message in messages {
         total += TOKENS_PER_MESSAGE;
         if let Some(content) = message.content {
-            total += text_bytes_estimate(content)?;
+            total += content_estimate(content)?;
         }
         if let Some(calls) = message.tool_calls {
-            total += estimate_bytes(calls.get().len());
+            total += estimate(calls.get());
         }
     }
     Some(total)
@@ -87,29 +87,42 @@ struct PromptPart<'a> {
 }
 
 /// Tokens of a message's `content`: a string, null, or an array of parts.
-fn text_bytes_estimate(content: &RawValue) -> Option<u64> {
+fn content_estimate(content: &RawValue) -> Option<u64> {
     let json = content.get();
     match json.as_bytes().first() {
-        Some(b'"') => Some(estimate_bytes(json.len() - 2)),
+        Some(b'"') => Some(estimate(unquoted(json))),
         Some(b'[') => {
             let parts: Vec<PromptPart<'_>> = serde_json::from_str(json).ok()?;
-            let bytes = parts
+            let tokens = parts
                 .iter()
                 .filter_map(|part| part.text)
-                .map(|text| text.get().len().saturating_sub(2))
+                .map(|text| estimate(unquoted(text.get())))
                 .sum();
-            Some(estimate_bytes(bytes))
+            Some(tokens)
         }
         _ => Some(0),
     }
 }
 
-fn estimate(text: &str) -> u64 {
-    estimate_bytes(text.len())
+/// A JSON string's text between its quotes (anything else as it is).
+fn unquoted(json: &str) -> &str {
+    json.strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or(json)
 }
 
-fn estimate_bytes(bytes: usize) -> u64 {
-    (bytes as u64).div_ceil(4)
+/// Tokens in `text` without the tokenizer: about four bytes a token of ASCII, and a token for
+/// every other character (Chinese, Japanese, Korean and most other scripts take about one
+/// token a character, where four bytes a token would count a third of that).
+fn estimate(text: &str) -> u64 {
+    let (ascii, others) = text.bytes().fold((0u64, 0u64), |(ascii, others), b| {
+        // Non-ASCII characters counted by their first byte: 0xC0 and above.
+        (
+            ascii + u64::from(b.is_ascii()),
+            others + u64::from(b >= 0xC0),
+        )
+    });
+    ascii.div_ceil(4) + others
 }
 
 /// Input tokens of an embeddings request.
@@ -170,6 +183,18 @@ mod tests {
             serde_json::from_value(serde_json::json!({"model": "m", "messages": messages}))
                 .unwrap();
         assert!(chat_prompt(&request) <= expected);
+    }
+
+    #[test]
+    fn an_estimate_counts_other_scripts_a_token_a_character() {
+        assert_eq!(estimate("Hello world!"), 3);
+        assert_eq!(estimate("你好，世界"), 5);
+        assert!(estimate("你好，世界") >= count("你好，世界"));
+        let messages = serde_json::to_vec(&serde_json::json!([
+            {"role": "user", "content": "こんにちは"},
+        ]))
+        .unwrap();
+        assert_eq!(chat_prompt_estimate(&messages), Some(3 + 3 + 5));
     }
 
     #[test]

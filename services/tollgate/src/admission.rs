@@ -64,10 +64,11 @@ const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-toke
 const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
 const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
 
-/// Tokens a request may use: its prompt and its output limit. The prompt is estimated at about
-/// four bytes a token rather than counted with the tokenizer, whose tables cost some 50 MB of
-/// memory and whose count costs more than the rest of admission; the reservation is corrected
-/// with the upstream's real usage when the request ends.
+/// Tokens a request may use: its prompt and its output limit. The prompt is estimated (about
+/// four bytes a token of ASCII, a token a character of other scripts) rather than counted with
+/// the tokenizer, whose tables cost some 50 MB of memory and whose count costs more than the
+/// rest of admission; the reservation is corrected with the upstream's real usage when the
+/// request ends.
 fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> (u64, u64) {
     let prompt = match body.endpoint {
         Endpoint::ChatCompletions => body
