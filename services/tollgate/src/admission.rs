@@ -79,7 +79,7 @@ fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> (u64, u64) {
             .ok()
             .map(tokens::embeddings_input_estimate),
     }
-    // A body that cannot be read so is refused later anyway; a byte estimate will do.
+    // A body the estimates cannot read is refused later anyway; a byte estimate will do.
     .unwrap_or_else(|| (body.raw().len() as u64).div_ceil(4));
     let output = match body.endpoint {
         Endpoint::Embeddings => 0,

@@ -48,7 +48,7 @@ const LINE_BYTES: u64 = 512;
 
 /// The most events kept in memory for the reader (each some hundreds of bytes); past this,
 /// the reader reads them back from the files.
-pub const UNREAD_EVENTS: usize = 16_384;
+const UNREAD_EVENTS: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
