@@ -190,6 +190,13 @@ export async function restore() {
 
 export async function signup({ email, password, organization }) {
   const answer = await rest('/auth/signup', { email, password, organization });
+  // With sign-up verification (202) the account exists once the mailed link is followed.
+  if (answer.access_token) adopt(answer);
+  return answer;
+}
+
+export async function verifySignup(token) {
+  const answer = await rest('/auth/signup/verify', { token });
   adopt(answer);
   return answer;
 }

@@ -6,7 +6,7 @@
 //
 // Routes: #/overview #/keys #/teams #/budgets #/analytics #/requests #/requests/<eventId>
 // #/billing[?checkout=done|cancelled] #/settings, and the public #/login #/signup
-// #/accept/<invitationToken>.
+// #/verify/<signupToken> #/accept/<invitationToken>.
 
 import * as api from './api.js';
 import { lineChart, stackedBarChart } from './charts.js';
@@ -754,14 +754,12 @@ function pageSignup(view) {
     onSubmit: async (values) => {
       if (values.password.length < 12) throw new FieldError('password', 'Use at least 12 characters.');
       const answer = await api.signup(values);
-      state.viewer = null;
-      go('#/overview');
-      await showNewKey({
-        title: 'Your first key',
-        secret: answer.api_key.key,
-        prefix: answer.api_key.display_prefix,
-        name: answer.api_key.name,
-      });
+      if (!answer.api_key) {
+        view.replaceChildren(authLayout('Check your inbox', null,
+          h('p', {}, 'A message is on its way to ', h('strong', {}, answer.email), '. Follow its link within 24 hours to finish signing up.')));
+        return;
+      }
+      await welcome(answer);
     },
   },
   field({ label: 'Email', name: 'email', type: 'email', required: true, attrs: { autocomplete: 'email' } }),
@@ -773,6 +771,32 @@ function pageSignup(view) {
   field({ label: 'Organization', name: 'organization', required: true, hint: 'Your company or team; you can invite others later.', attrs: { autocomplete: 'organization', maxlength: '100' } }));
   view.append(authLayout('Create your account', 'You get an organization, a first team and a first API key.', form,
     h('p', { class: 'auth-switch' }, 'Already have an account? ', h('a', { href: '#/login' }, 'Log in'))));
+}
+
+/** The first key of a new account, shown once, over the overview. */
+async function welcome(account) {
+  state.viewer = null;
+  go('#/overview');
+  await showNewKey({
+    title: 'Your first key',
+    secret: account.api_key.key,
+    prefix: account.api_key.display_prefix,
+    name: account.api_key.name,
+  });
+}
+
+function pageVerify(view, token) {
+  const body = h('div', {});
+  view.append(authLayout('Finish signing up', null, body));
+  if (!token) {
+    body.append(errorEl(new Error('This sign-up link is incomplete.')));
+    return;
+  }
+  fill(body, async () => {
+    const account = await api.verifySignup(token);
+    welcome(account).catch(reportBug);
+    return h('p', {}, 'Your account is ready.');
+  });
 }
 
 function pageAccept(view, token) {
@@ -2388,6 +2412,7 @@ const ROUTES = {
   settings: { title: 'Settings', render: pageSettings },
   login: { title: 'Log in', render: pageLogin, public: true },
   signup: { title: 'Sign up', render: pageSignup, public: true },
+  verify: { title: 'Finish signing up', render: pageVerify, public: true },
   accept: { title: 'Join an organization', render: pageAccept, public: true },
 };
 

@@ -1,5 +1,5 @@
 //! The admin GraphQL API through the real binary: the same data as the REST API, GraphiQL for
-//! browsers.
+//! browsers when the deployment turns it on.
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
@@ -63,7 +63,28 @@ async fn graphql_serves_the_callers_organization() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
 
-    // browsers get GraphiQL
+    // GraphiQL, and introspection without a token, only with `admin.graphiql: true`
+    let res = client
+        .get(format!("{}/graphql", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = client
+        .post(format!("{}/graphql", gateway.url))
+        .json(&serde_json::json!({"query": "{ __schema { queryType { name } } }"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    drop(gateway);
+    std::fs::write(
+        &config,
+        format!("{}\nadmin: {{ graphiql: true }}\n", config_for(&mock)),
+    )
+    .unwrap();
+    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
     let res = client
         .get(format!("{}/graphql", gateway.url))
         .send()

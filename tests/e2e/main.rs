@@ -19,7 +19,9 @@ use tollgate_mock_provider::{MockConfig, MockServer};
 mod admin;
 mod cache;
 mod dashboard;
+mod hostile_bodies;
 mod metering;
+mod outbound;
 mod payments;
 
 const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");

@@ -80,7 +80,9 @@ impl Bucket {
             Bucket::Hour => (HOUR_MS, 0),
             Bucket::Day => (DAY_MS, i64::from(utc_offset_minutes) * 60_000),
         };
-        time_ms - time_ms.saturating_add(offset_ms).rem_euclid(size)
+        // Saturating: a range is widened before it is checked, so `time_ms` may be any `i64`
+        // a client sent; one this far out is then refused as out of range.
+        time_ms.saturating_sub(time_ms.saturating_add(offset_ms).rem_euclid(size))
     }
 
     /// The start of the first bucket at or after `time_ms`: with [`Bucket::floor`], widens a
@@ -202,7 +204,10 @@ impl UsageQuery {
             return Err(QueryError::MissingOrg);
         }
         let offset = self.utc_offset_minutes;
-        if offset.abs() > MAX_UTC_OFFSET_MINUTES || offset % UTC_OFFSET_STEP_MINUTES != 0 {
+        // `unsigned_abs`: the absolute value of `i32::MIN` does not fit an `i32`.
+        if offset.unsigned_abs() > MAX_UTC_OFFSET_MINUTES.unsigned_abs()
+            || offset % UTC_OFFSET_STEP_MINUTES != 0
+        {
             return Err(QueryError::UtcOffset { minutes: offset });
         }
         for (field, value) in [("from_ms", self.from_ms), ("to_ms", self.to_ms)] {

@@ -9,6 +9,7 @@ pub mod billing;
 pub mod dashboard;
 pub mod errors;
 pub mod http;
+pub mod limits;
 pub mod provider_keys;
 pub mod requests;
 pub mod schema;

@@ -2,7 +2,8 @@
 //!
 //! Every resolver acts as the caller through the auth service's operations, which check the
 //! caller's role and scope every read and write to their organization; ids of another
-//! organization's records are simply not found. Queries are bounded in depth and complexity.
+//! organization's records are simply not found. Queries are bounded in depth and complexity,
+//! documents in width, and each user's mutations in rate ([`crate::limits`]).
 
 use std::sync::Arc;
 
@@ -25,7 +26,8 @@ use tollgate_common::{
 use crate::access::{AdminToken, Invitation, IssuedAdminToken, IssuedInvitation};
 use crate::billing::{Billing, BillingSetup, CheckoutPurpose, PaymentRedirect};
 
-use crate::errors::{OrGraphql, bad_input};
+use crate::errors::{ErrorCodes, OrGraphql, bad_input};
+use crate::limits::{IntrospectionGate, MutationLimiter, MutationRateLimit, OperationShape};
 use crate::provider_keys::{BillingPlan, OwnProviderKeys, ProviderKey};
 use crate::requests::{RequestFilter, RequestPage};
 use crate::usage::{UsageGroup, UsageInput, UsagePoint};
@@ -39,12 +41,13 @@ pub const MAX_DEPTH: usize = 10;
 pub const MAX_COMPLEXITY: usize = 1_000;
 
 /// Builds the schema over `service`; `budgets` are the counters that hold reservations of
-/// requests in flight.
+/// requests in flight, `mutations` the buckets every mutation is charged to.
 pub fn build(
     service: Arc<AuthService>,
     catalog: Arc<PriceCatalog>,
     budgets: Arc<BudgetCounters>,
     billing: BillingSetup,
+    mutations: Arc<MutationLimiter>,
 ) -> AdminSchema {
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
@@ -53,6 +56,13 @@ pub fn build(
         .data(billing)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
+        .extension(ErrorCodes)
+        .extension(OperationShape)
+        .extension(IntrospectionGate)
+        .extension(MutationRateLimit::new(
+            mutations,
+            <MutationRoot as async_graphql::OutputType>::type_name(),
+        ))
         .finish()
 }
 
@@ -75,7 +85,7 @@ fn caller<'a>(ctx: &'a Context<'_>) -> Result<&'a Caller, Error> {
 }
 
 /// Auth errors are not `Clone`; the ones a token check gives are rebuilt.
-fn clone_auth_error(error: &AuthError) -> AuthError {
+pub(crate) fn clone_auth_error(error: &AuthError) -> AuthError {
     match error {
         AuthError::Token(token) => AuthError::Token(token.clone()),
         AuthError::MissingToken => AuthError::MissingToken,

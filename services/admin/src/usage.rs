@@ -143,7 +143,10 @@ fn query(org: String, input: UsageInput) -> Result<UsageQuery, Error> {
     };
     // Only a valid offset can widen the range; an invalid one is reported by the query.
     Ok(
-        if query.utc_offset_minutes.abs() <= analytics::MAX_UTC_OFFSET_MINUTES {
+        // `unsigned_abs`: the absolute value of `i32::MIN` does not fit an `i32`.
+        if query.utc_offset_minutes.unsigned_abs()
+            <= analytics::MAX_UTC_OFFSET_MINUTES.unsigned_abs()
+        {
             query.widened()
         } else {
             query

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::{App, test as web_test};
 use serde_json::{Value, json};
-use tollgate_admin::http::{AdminHttp, configure};
+use tollgate_admin::http::{AdminHttp, AdminSettings, configure};
 use tollgate_auth::Role;
 use tollgate_auth::store::scratch;
 use tollgate_common::config::SigningKeyConfig;
@@ -53,6 +53,22 @@ impl Admin {
     }
 
     async fn start_with(db: Db, billing: tollgate_admin::billing::BillingSetup) -> Admin {
+        Admin::start_full(db, billing, AdminSettings::default()).await
+    }
+
+    async fn start_settings(db: Db, settings: AdminSettings) -> Admin {
+        let billing = tollgate_admin::billing::BillingSetup {
+            config: Default::default(),
+            stripe: None,
+        };
+        Admin::start_full(db, billing, settings).await
+    }
+
+    async fn start_full(
+        db: Db,
+        billing: tollgate_admin::billing::BillingSetup,
+        settings: AdminSettings,
+    ) -> Admin {
         let mut config = Config::parse(
             "providers: { openai: { kind: openai, api_key: sk-deployment } }",
             &std::collections::BTreeMap::<String, String>::new(),
@@ -79,6 +95,7 @@ impl Admin {
             catalog,
             budgets.clone(),
             billing,
+            &settings,
         ));
         let app = Rc::new(
             web_test::init_service(
@@ -162,6 +179,28 @@ impl Admin {
             req = req.insert_header(("authorization", format!("Bearer {token}")));
         }
         self.json(req).await
+    }
+
+    /// Sends `body` to `/graphql` as it is; the status and the JSON answer.
+    async fn raw(&self, method: &str, body: Vec<u8>, token: Option<&str>) -> (u16, Value) {
+        let mut req = match method {
+            "GET" => web_test::TestRequest::get(),
+            _ => web_test::TestRequest::post(),
+        }
+        .uri("/graphql")
+        .insert_header(("content-type", "application/json"))
+        .set_payload(body);
+        if let Some(token) = token {
+            req = req.insert_header(("authorization", format!("Bearer {token}")));
+        }
+        let response = (self.call)(req).await;
+        let status = response.status().as_u16();
+        let body = web_test::read_body(response).await;
+        (
+            status,
+            serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
+        )
     }
 }
 
@@ -1109,11 +1148,15 @@ async fn hostile_queries_are_refused(db: Db) {
             .contains("nested too deep"),
         "{answer}"
     );
-    let wide: String = (0..1_100)
-        .map(|i| format!("t{i}: teams {{ id }} "))
-        .collect();
+    // (Aliases, the other way to widen a document, are capped before complexity is counted:
+    // see wide_documents_and_large_batches_are_refused.)
+    let wide = "id ".repeat(1_100);
     let answer = admin
-        .gql(Some(&owner), &format!("{{ {wide} }}"), json!({}))
+        .gql(
+            Some(&owner),
+            &format!("{{ teams {{ {wide} }} }}"),
+            json!({}),
+        )
         .await;
     assert!(
         answer["errors"][0]["message"]
@@ -1129,6 +1172,206 @@ async fn hostile_queries_are_refused(db: Db) {
     );
     let answer = admin.gql(Some(&owner), "{ nosuchfield }", json!({})).await;
     assert!(answer["errors"].is_array());
+}
+
+async fn wide_documents_and_large_batches_are_refused(db: Db) {
+    let admin = Admin::start_settings(
+        db,
+        AdminSettings {
+            body_limits: tollgate_common::body::BodyLimits {
+                max_bytes: 64 * 1024,
+                read_timeout: std::time::Duration::from_secs(5),
+            },
+            ..AdminSettings::default()
+        },
+    )
+    .await;
+    let (_, _, owner) = admin.signup("gql-wide@example.com").await;
+    let max_aliases = tollgate_admin::limits::MAX_ALIASES;
+    let max_root = tollgate_admin::limits::MAX_ROOT_FIELDS;
+
+    // Many aliases of one cheap field: refused before it is validated or run.
+    let nested: String = (0..=max_aliases).map(|i| format!("n{i}: name ")).collect();
+    let answer = admin
+        .gql(
+            Some(&owner),
+            &format!("{{ teams {{ {nested} }} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("BAD_USER_INPUT"), "{answer}");
+    assert!(answer["data"].is_null(), "{answer}");
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases"),
+        "{answer}"
+    );
+    // The same field repeated without aliases, through a fragment: root fields are capped.
+    let half = "teams { id } ".repeat(max_root / 2 + 1);
+    let answer = admin
+        .gql(
+            Some(&owner),
+            &format!("{{ ...A ...A }} fragment A on QueryRoot {{ {half} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("BAD_USER_INPUT"), "{answer}");
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("root fields"),
+        "{answer}"
+    );
+    // Just within the caps, documents run.
+    let within: String = (0..max_aliases).map(|i| format!("n{i}: name ")).collect();
+    ok(&admin
+        .gql(
+            Some(&owner),
+            &format!("{{ teams {{ {within} }} }}"),
+            json!({}),
+        )
+        .await);
+    let within: String = (0..max_root)
+        .map(|i| format!("t{i}: teams {{ id }} "))
+        .collect();
+    ok(&admin
+        .gql(Some(&owner), &format!("{{ {within} }}"), json!({}))
+        .await);
+
+    // A batch runs each operation as the caller, up to the cap.
+    let one = json!({"query": "{ viewer { email } }"});
+    let batch = serde_json::to_vec(&json!([one, one])).unwrap();
+    let (status, answer) = admin.raw("POST", batch, Some(&owner)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer[1]["data"]["viewer"]["email"], "gql-wide@example.com");
+    let too_many =
+        serde_json::to_vec(&vec![one.clone(); tollgate_admin::http::MAX_BATCH + 1]).unwrap();
+    let (status, answer) = admin.raw("POST", too_many, Some(&owner)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(code(&answer), Some("BAD_USER_INPUT"));
+    let (status, answer) = admin.raw("POST", b"[]".to_vec(), Some(&owner)).await;
+    assert_eq!((status, code(&answer)), (400, Some("BAD_USER_INPUT")));
+
+    // Bodies: over the limit (declared or not), and not GraphQL at all.
+    let huge = serde_json::to_vec(
+        &json!({"query": format!("{{ teams {{ id }} }} #{}", "x".repeat(70_000))}),
+    )
+    .unwrap();
+    let (status, answer) = admin.raw("POST", huge, None).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (413, Some("PAYLOAD_TOO_LARGE")),
+        "{answer}"
+    );
+    let (status, answer) = admin
+        .raw("POST", b"{ teams { id } }".to_vec(), Some(&owner))
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (400, Some("BAD_REQUEST")),
+        "{answer}"
+    );
+}
+
+async fn mutations_are_rate_limited_per_user(db: Db) {
+    let admin = Admin::start_settings(
+        db,
+        AdminSettings {
+            mutations_per_minute: 3,
+            ..AdminSettings::default()
+        },
+    )
+    .await;
+    let (_, _, owner) = admin.signup("gql-busy@example.com").await;
+    let (_, _, other) = admin.signup("gql-calm@example.com").await;
+    let create = "mutation($n: String!) { createTeam(name: $n) { id } }";
+    for n in 0..3 {
+        ok(&admin
+            .gql(Some(&owner), create, json!({"n": format!("t{n}")}))
+            .await);
+    }
+    let answer = admin.gql(Some(&owner), create, json!({"n": "t3"})).await;
+    assert_eq!(code(&answer), Some("RATE_LIMITED"), "{answer}");
+    assert!(
+        answer["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    // Reading is not limited, and the refused change was not made.
+    let teams = ok(&admin
+        .gql(Some(&owner), "{ teams { name } }", json!({}))
+        .await)["teams"]
+        .clone();
+    assert_eq!(
+        teams.as_array().unwrap().len(),
+        4,
+        "the default team and three: {teams}"
+    );
+
+    // Another user has a bucket of their own, and aliases in one request are charged one by one.
+    let aliased = "mutation { a: createTeam(name: \"a\") { id } b: createTeam(name: \"b\") { id } c: createTeam(name: \"c\") { id } d: createTeam(name: \"d\") { id } }";
+    let answer = admin.gql(Some(&other), aliased, json!({})).await;
+    assert_eq!(code(&answer), Some("RATE_LIMITED"), "{answer}");
+    assert_eq!(answer["errors"].as_array().unwrap().len(), 1, "{answer}");
+    let teams = ok(&admin
+        .gql(Some(&other), "{ teams { name } }", json!({}))
+        .await)["teams"]
+        .clone();
+    assert_eq!(
+        teams.as_array().unwrap().len(),
+        4,
+        "the default team and a, b, c: {teams}"
+    );
+
+    // A caller without a token is refused as before, and charged nothing.
+    let answer = admin.gql(None, create, json!({"n": "x"})).await;
+    assert_eq!(code(&answer), Some("UNAUTHENTICATED"));
+}
+
+async fn introspection_and_graphiql_are_for_logged_in_callers_by_default(db: Db) {
+    let introspect = "{ __schema { queryType { name } } }";
+    let admin = Admin::start(db).await;
+    let (_, _, owner) = admin.signup("gql-introspect@example.com").await;
+    let answer = admin.gql(None, introspect, json!({})).await;
+    assert_eq!(code(&answer), Some("UNAUTHENTICATED"), "{answer}");
+    assert!(answer["data"]["__schema"].is_null(), "{answer}");
+    let answer = admin
+        .gql(
+            None,
+            "{ __type(name: \"VirtualKey\") { fields { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&answer), Some("UNAUTHENTICATED"), "{answer}");
+    // `__typename` is not introspection of the schema: it stays open.
+    let answer = admin.gql(None, "{ __typename }", json!({})).await;
+    assert_eq!(ok(&answer)["__typename"], "QueryRoot");
+    let answer = admin.gql(Some(&owner), introspect, json!({})).await;
+    assert_eq!(ok(&answer)["__schema"]["queryType"]["name"], "QueryRoot");
+    let (status, answer) = admin.raw("GET", Vec::new(), None).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (404, Some("NOT_FOUND")),
+        "{answer}"
+    );
+
+    let open = Admin::start_settings(
+        db,
+        AdminSettings {
+            graphiql: true,
+            ..AdminSettings::default()
+        },
+    )
+    .await;
+    let answer = open.gql(None, introspect, json!({})).await;
+    assert_eq!(ok(&answer)["__schema"]["queryType"]["name"], "QueryRoot");
+    let (status, page) = open.raw("GET", Vec::new(), None).await;
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap().to_lowercase().contains("graphiql"));
 }
 
 /// Adds one hour's and one day's rollup row for `org` and `model`.
@@ -1637,6 +1880,9 @@ on_both_databases!(
     usage_is_read_from_the_callers_organization_only,
     the_request_log_pages_and_filters_within_the_organization,
     hostile_queries_are_refused,
+    wide_documents_and_large_batches_are_refused,
+    mutations_are_rate_limited_per_user,
+    introspection_and_graphiql_are_for_logged_in_callers_by_default,
 );
 
 /// `api-schema/schema.graphql` is the schema the code serves; regenerate it with

@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
+use tollgate_common::body::BodyError;
 
 use crate::sessions::TokenError;
 use crate::store::StoreError;
@@ -17,6 +18,9 @@ pub enum AuthError {
     InvalidField { param: String, message: String },
     #[error("The request body is larger than {0} bytes.")]
     BodyTooLarge(usize),
+    /// The body had not all arrived within `server.body_read_timeout_ms`.
+    #[error("The request body did not arrive within {0} ms.")]
+    BodyTimeout(u128),
     /// Never says whether the email exists.
     #[error("Incorrect email or password.")]
     BadCredentials,
@@ -61,6 +65,7 @@ impl AuthError {
             AuthError::MalformedJson(_) => ("invalid_request_error", Some("invalid_json")),
             AuthError::InvalidField { .. } => ("invalid_request_error", Some("invalid_value")),
             AuthError::BodyTooLarge(_) => ("invalid_request_error", Some("request_too_large")),
+            AuthError::BodyTimeout(_) => ("invalid_request_error", Some("request_timeout")),
             AuthError::BadCredentials => ("invalid_request_error", Some("invalid_credentials")),
             AuthError::MissingToken => ("invalid_request_error", Some("missing_token")),
             AuthError::Token(TokenError::Expired) => {
@@ -78,6 +83,18 @@ impl AuthError {
             AuthError::Throttled(_) => ("rate_limit_exceeded", Some("too_many_attempts")),
             AuthError::Overloaded => ("server_error", Some("overloaded")),
             AuthError::Internal(_) => ("server_error", None),
+        }
+    }
+}
+
+impl From<BodyError> for AuthError {
+    fn from(error: BodyError) -> Self {
+        match error {
+            BodyError::TooLarge { limit } => AuthError::BodyTooLarge(limit),
+            BodyError::TimedOut { after } => AuthError::BodyTimeout(after.as_millis()),
+            BodyError::Unreadable(reason) => {
+                AuthError::MalformedJson(format!("cannot read the body: {reason}"))
+            }
         }
     }
 }
@@ -106,6 +123,7 @@ impl ResponseError for AuthError {
         match self {
             AuthError::MalformedJson(_) | AuthError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             AuthError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AuthError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AuthError::BadCredentials
             | AuthError::MissingToken
             | AuthError::Token(_)

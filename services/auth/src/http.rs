@@ -5,22 +5,25 @@ use std::sync::Arc;
 
 use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use actix_web::{HttpRequest, HttpResponse, web};
-use bytes::BytesMut;
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tollgate_common::body::{BodyLimits, read_payload};
+use tollgate_common::config::{IpNetwork, ServerConfig};
 use tollgate_common::{CachePolicy, KeyId, Secret};
 
+use crate::client_address::{client_address, throttle_client};
 use crate::error::AuthError;
 use crate::roles::Role;
 use crate::service::{
     AcceptInvitation, Actor, AlertWebhookRequest, AuthService, BudgetPatch, BudgetSpec, Caller,
-    KeyPatch, KeySpec, LoginRequest, PolicyTarget, RotateRequest, SignupRequest,
+    KeyPatch, KeySpec, LoginRequest, PasswordChange, PolicyTarget, RotateRequest, SignupOutcome,
+    SignupRequest,
 };
 use crate::store::{RatePair, TeamLimits};
 
-/// Largest JSON body the auth endpoints accept.
+/// Largest JSON body the auth endpoints accept, whatever `server.max_admin_body_bytes` allows:
+/// theirs are a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Header carrying the shared service token on internal endpoints.
@@ -31,6 +34,11 @@ pub struct AuthHttp {
     pub service: Arc<AuthService>,
     /// Required on `/auth/internal/*`; those endpoints answer 404 when it is not configured.
     pub service_token: Option<Secret>,
+    /// How large a body may be and how long it may take to arrive (at most
+    /// [`MAX_BODY_BYTES`]).
+    pub body_limits: BodyLimits,
+    /// Peers whose `X-Forwarded-For` names the client (`auth.trusted_proxies`).
+    pub trusted_proxies: Vec<IpNetwork>,
 }
 
 type Reply = Result<HttpResponse, AuthError>;
@@ -51,9 +59,11 @@ pub fn configure(
             web::scope("/auth")
                 .app_data(web::Data::from(state.clone()))
                 .service(resource("/signup").route(web::post().to(signup)))
+                .service(resource("/signup/verify").route(web::post().to(verify_signup)))
                 .service(resource("/login").route(web::post().to(login)))
                 .service(resource("/refresh").route(web::post().to(refresh)))
                 .service(resource("/logout").route(web::post().to(logout)))
+                .service(resource("/password").route(web::post().to(change_password)))
                 .service(resource("/me").route(web::get().to(me)))
                 .service(
                     resource("/teams")
@@ -216,7 +226,7 @@ async fn accept_invitation(
     let body: AcceptInvitation = json_body(&req, payload).await?;
     ok(state
         .service
-        .accept_invitation(body, client_ip(&req).as_deref())
+        .accept_invitation(body, client_ip(&req, &state).as_deref())
         .await?)
 }
 
@@ -260,25 +270,25 @@ async fn revoke_admin_token(
 /// Reads and parses a JSON body, with OpenAI-shaped errors for every way it can be wrong.
 async fn json_body<T: DeserializeOwned>(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<T, AuthError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|size| size > MAX_BODY_BYTES) {
-        return Err(AuthError::BodyTooLarge(MAX_BODY_BYTES));
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| AuthError::MalformedJson(format!("cannot read the body: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(AuthError::BodyTooLarge(MAX_BODY_BYTES));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let limits = req
+        .app_data::<web::Data<AuthHttp>>()
+        .map_or_else(
+            || BodyLimits::admin(&ServerConfig::default()),
+            |state| state.body_limits,
+        )
+        .at_most(MAX_BODY_BYTES);
+    json_body_within(req, payload, limits).await
+}
+
+/// [`json_body`] under `limits`.
+async fn json_body_within<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: BodyLimits,
+) -> Result<T, AuthError> {
+    let body = read_payload(req, payload, limits).await?;
     if body.is_empty() {
         return Err(AuthError::MalformedJson(
             "the body is empty; send a JSON object".into(),
@@ -322,10 +332,19 @@ async fn caller(req: &HttpRequest, state: &AuthHttp) -> Result<Caller, AuthError
     state.service.caller(token).await
 }
 
-fn client_ip(req: &HttpRequest) -> Option<String> {
-    // The peer address, not X-Forwarded-For: a client could forge that header to dodge the
-    // per-IP throttle.
-    req.peer_addr().map(|addr| addr.ip().to_string())
+/// The client as the login throttle counts it: the peer, or, behind a trusted proxy, the
+/// address the proxies forwarded (see [`crate::client_address`]).
+fn client_ip(req: &HttpRequest, state: &AuthHttp) -> Option<String> {
+    let peer = req.peer_addr()?.ip();
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|value| value.to_str().ok());
+    Some(throttle_client(client_address(
+        peer,
+        forwarded,
+        &state.trusted_proxies,
+    )))
 }
 
 fn ok(value: impl serde::Serialize) -> Reply {
@@ -334,10 +353,23 @@ fn ok(value: impl serde::Serialize) -> Reply {
 
 async fn signup(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHttp>) -> Reply {
     let request: SignupRequest = json_body(&req, payload).await?;
-    let created = state
+    let outcome = state
         .service
-        .signup(request, client_ip(&req).as_deref())
+        .signup(request, client_ip(&req, &state).as_deref())
         .await?;
+    Ok(match outcome {
+        SignupOutcome::Created(created) => HttpResponse::Created().json(created),
+        SignupOutcome::VerificationSent(sent) => HttpResponse::Accepted().json(sent),
+    })
+}
+
+async fn verify_signup(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let body: TokenBody = json_body(&req, payload).await?;
+    let created = state.service.verify_signup(&body.token).await?;
     Ok(HttpResponse::Created().json(created))
 }
 
@@ -345,7 +377,20 @@ async fn login(req: HttpRequest, payload: web::Payload, state: web::Data<AuthHtt
     let request: LoginRequest = json_body(&req, payload).await?;
     ok(state
         .service
-        .login(request, client_ip(&req).as_deref())
+        .login(request, client_ip(&req, &state).as_deref())
+        .await?)
+}
+
+async fn change_password(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    let token = bearer(&req).ok_or(AuthError::MissingToken)?;
+    let request: PasswordChange = json_body(&req, payload).await?;
+    ok(state
+        .service
+        .change_password(token, request, client_ip(&req, &state).as_deref())
         .await?)
 }
 
@@ -822,4 +867,67 @@ async fn method_not_allowed(req: HttpRequest) -> Reply {
         method: req.method().to_string(),
         path: req.path().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "test code: a failed unwrap is a failed test"
+    )]
+
+    use actix_web::FromRequest;
+    use actix_web::dev::Payload;
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    const LIMITS: BodyLimits = BodyLimits {
+        max_bytes: MAX_BODY_BYTES,
+        read_timeout: std::time::Duration::from_millis(200),
+    };
+
+    /// A body of `chunk`s sent for ever (`Some`) or nothing ever (`None`), through the reader
+    /// of every `/auth` body.
+    async fn read_endless(chunk: Option<&'static [u8]>) -> AuthError {
+        let (req, _) = TestRequest::post().uri("/auth/signup").to_http_parts();
+        let stream: futures_util::stream::LocalBoxStream<
+            'static,
+            Result<bytes::Bytes, actix_web::error::PayloadError>,
+        > = match chunk {
+            Some(chunk) => Box::pin(futures_util::stream::repeat_with(move || {
+                Ok(bytes::Bytes::from_static(chunk))
+            })),
+            None => Box::pin(futures_util::stream::pending()),
+        };
+        let mut payload = Payload::Stream { payload: stream };
+        let payload = web::Payload::from_request(&req, &mut payload)
+            .await
+            .unwrap();
+        json_body_within::<serde_json::Value>(&req, payload, LIMITS)
+            .await
+            .unwrap_err()
+    }
+
+    #[actix_web::test]
+    async fn an_endless_body_is_refused_at_the_limit() {
+        let error = read_endless(Some(&[b' '; 4096])).await;
+        assert!(
+            matches!(error, AuthError::BodyTooLarge(MAX_BODY_BYTES)),
+            "{error:?}"
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_never_comes_is_a_408_after_the_read_timeout() {
+        let started = std::time::Instant::now();
+        let error = read_endless(None).await;
+        assert!(matches!(error, AuthError::BodyTimeout(_)), "{error:?}");
+        assert_eq!(
+            actix_web::ResponseError::status_code(&error),
+            actix_web::http::StatusCode::REQUEST_TIMEOUT
+        );
+        assert!(started.elapsed() >= LIMITS.read_timeout);
+    }
 }

@@ -7,14 +7,20 @@
 //! - [`verify`]: [`KeyVerifier`], the trait the gateway calls, and [`KeyCache`], its in-memory
 //!   implementation over a [`KeySource`] (the database, or [`client::HttpKeySource`] when split).
 //! - [`feed`]: key changes reaching every process through Redis pub/sub.
+//! - [`throttle`], [`client_address`]: failed logins counted per account and client.
+//! - [`mailer`]: sign-up confirmations and notices to account owners.
+//! - [`seal`]: secrets kept in the database, encrypted.
 //! - [`startup`]: wiring all of it from the configuration.
 
 pub mod client;
+pub mod client_address;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod mailer;
 pub mod provider_keys;
 pub mod roles;
+pub mod seal;
 pub mod secrets;
 pub mod service;
 pub mod sessions;

@@ -6,14 +6,11 @@
 //! provider, does not open. Only the gateway's in-memory key context ever holds a key in the
 //! clear; in a split deployment the auth service hands gateways the sealed form.
 
-use std::fmt;
-
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use tollgate_common::{OrgId, Secret};
+
+pub use crate::seal::SealError;
+use crate::seal::SecretSeal;
 
 /// An organization's key for one configured provider, as stored: never in the clear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,38 +21,17 @@ pub struct SealedProviderKey {
     pub sealed: String,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SealError {
-    #[error("the encryption key must be 32 bytes in base64")]
-    BadKey,
-    #[error("the system random source failed")]
-    Random,
-    #[error("a sealed provider key does not open with this deployment's encryption key")]
-    DoesNotOpen,
-}
-
 /// Seals and opens provider keys with the deployment's `encryption_key`.
+#[derive(Debug)]
 pub struct ProviderKeySeal {
-    key: LessSafeKey,
-    random: SystemRandom,
-}
-
-impl fmt::Debug for ProviderKeySeal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ProviderKeySeal(***)")
-    }
+    seal: SecretSeal,
 }
 
 impl ProviderKeySeal {
     /// From the base64 encryption key of `billing.bring_your_own_key.encryption_key`.
     pub fn new(encryption_key: &Secret) -> Result<Self, SealError> {
-        let bytes = STANDARD
-            .decode(encryption_key.expose().trim())
-            .map_err(|_| SealError::BadKey)?;
-        let unbound = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| SealError::BadKey)?;
         Ok(ProviderKeySeal {
-            key: LessSafeKey::new(unbound),
-            random: SystemRandom::new(),
+            seal: SecretSeal::new(encryption_key)?,
         })
     }
 
@@ -66,47 +42,21 @@ impl ProviderKeySeal {
         provider: &str,
         api_key: &str,
     ) -> Result<SealedProviderKey, SealError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.random
-            .fill(&mut nonce)
-            .map_err(|_| SealError::Random)?;
-        let mut data = api_key.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(associated_data(org, provider)),
-                &mut data,
-            )
-            .map_err(|_| SealError::Random)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
         Ok(SealedProviderKey {
             provider: provider.to_owned(),
-            sealed: STANDARD.encode(out),
+            sealed: self
+                .seal
+                .seal(&associated_data(org, provider), api_key.as_bytes())?,
         })
     }
 
     /// The key `sealed` holds, if it was sealed with this encryption key for `org` and its
     /// provider.
     pub fn open(&self, org: OrgId, sealed: &SealedProviderKey) -> Result<Secret, SealError> {
-        let bytes = STANDARD
-            .decode(&sealed.sealed)
-            .map_err(|_| SealError::DoesNotOpen)?;
-        if bytes.len() < NONCE_LEN {
-            return Err(SealError::DoesNotOpen);
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::DoesNotOpen)?;
-        let mut data = ciphertext.to_vec();
         let plain = self
-            .key
-            .open_in_place(
-                nonce,
-                Aad::from(associated_data(org, &sealed.provider)),
-                &mut data,
-            )
-            .map_err(|_| SealError::DoesNotOpen)?;
-        let text = std::str::from_utf8(plain).map_err(|_| SealError::DoesNotOpen)?;
+            .seal
+            .open(&associated_data(org, &sealed.provider), &sealed.sealed)?;
+        let text = String::from_utf8(plain).map_err(|_| SealError::DoesNotOpen)?;
         Ok(Secret::new(text))
     }
 }
@@ -124,6 +74,9 @@ pub fn key_hint(api_key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     fn seal() -> ProviderKeySeal {

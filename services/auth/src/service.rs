@@ -3,24 +3,28 @@
 //! ([`crate::http`]) and the operator CLI both go through here.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 use tollgate_common::config::AuthConfig;
+use tollgate_common::outbound::OutboundPolicy;
 use tollgate_common::{BudgetPeriod, BudgetScope, CachePolicy, KeyId, OrgId, TeamId, UserId};
 
 use crate::error::AuthError;
 use crate::feed::KeyChangeFeed;
+use crate::mailer::{self, Mail, Mailer};
 use crate::roles::Role;
 use crate::secrets::{
-    PasswordHashing, PasswordWorkError, PasswordWorkers, generate_key, hash_token,
-    password_problem, random_token,
+    ADMIN_TOKEN_PREFIX, PasswordHashing, PasswordWorkError, PasswordWorkers, generate_key,
+    hash_token, password_problem, random_token,
 };
 use crate::sessions::AccessTokens;
 use crate::store::{
     AuditRecord, AuthStore, BudgetRecord, DEFAULT_THRESHOLDS, KeyChanges, KeyRecord, KeyStatus,
-    Member, NewBudget, NewKey, Organization, PolicyLevel, RatePair, RefreshOutcome, Team,
-    TeamLimits, User, now_ms,
+    Member, NewBudget, NewKey, NewPendingSignup, Organization, PendingSignupOutcome, PolicyLevel,
+    RatePair, RefreshOutcome, Team, TeamLimits, User, now_ms,
 };
 use crate::throttle::LoginThrottle;
 
@@ -147,6 +151,37 @@ pub struct SignupResponse {
     pub session: TokenPair,
 }
 
+/// What a sign-up gives: the account at once, or, with `auth.signup_verification`, word that
+/// a link was mailed, the same whether or not the address already has an account.
+#[derive(Debug)]
+pub enum SignupOutcome {
+    Created(Box<SignupResponse>),
+    VerificationSent(VerificationSent),
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerificationSent {
+    /// Always `verification_sent`.
+    pub status: &'static str,
+    pub email: String,
+}
+
+/// How long a mailed sign-up link works.
+const SIGNUP_LINK_TTL_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PasswordChanged {
+    /// The user's sessions that were ended (all but the one that changed the password).
+    pub other_sessions_ended: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Me {
     pub user: User,
@@ -245,6 +280,10 @@ pub struct AuthService {
     decoy_hash: String,
     /// `None` where organizations cannot bring their own provider keys.
     own_keys: Option<OwnProviderKeys>,
+    /// Where tenant-chosen URLs (the alert webhook) may point.
+    outbound: OutboundPolicy,
+    /// `None` where no mail is sent (`auth.mailer`).
+    mailer: Option<Arc<dyn Mailer>>,
 }
 
 /// Threads hashing passwords, and how many computations may wait for them. One thread: each
@@ -280,12 +319,27 @@ impl AuthService {
             config,
             decoy_hash,
             own_keys: None,
+            outbound: OutboundPolicy::default(),
+            mailer: None,
         })
+    }
+
+    /// Sends sign-up confirmations and notices with `mailer`.
+    pub fn with_mailer(mut self, mailer: Option<Arc<dyn Mailer>>) -> Self {
+        self.mailer = mailer;
+        self
     }
 
     /// Lets owners set their organization's own provider keys.
     pub fn with_own_provider_keys(mut self, own_keys: Option<OwnProviderKeys>) -> Self {
         self.own_keys = own_keys;
+        self
+    }
+
+    /// Opens the names and addresses of `outbound.allow_hosts` to tenant-chosen URLs; without
+    /// it, only public destinations are accepted.
+    pub fn with_outbound_policy(mut self, outbound: OutboundPolicy) -> Self {
+        self.outbound = outbound;
         self
     }
 
@@ -299,7 +353,7 @@ impl AuthService {
         &self,
         request: SignupRequest,
         ip: Option<&str>,
-    ) -> Result<SignupResponse, AuthError> {
+    ) -> Result<SignupOutcome, AuthError> {
         if !self.config.signup_enabled {
             return Err(AuthError::SignupDisabled);
         }
@@ -308,14 +362,113 @@ impl AuthService {
         if let Some(problem) = password_problem(&request.password, &email) {
             return Err(AuthError::invalid("password", problem));
         }
-        // Sign-ups share the per-IP failure budget, so that they cannot be used to probe
-        // which emails exist.
-        let throttle_subject = format!("signup:{}", ip.unwrap_or("-"));
-        self.throttle
-            .check(&throttle_subject, ip)
+        // Sign-ups are counted like logins, per address and client and per client, so that
+        // they cannot be used to probe which addresses have accounts, nor to flood an inbox
+        // with confirmations: an account made at once gives its count back, a refused or a
+        // mailed sign-up keeps it.
+        let attempt = self
+            .throttle
+            .reserve(&format!("signup:{}", email.to_lowercase()), ip)
             .await
             .map_err(AuthError::Throttled)?;
-        let password_hash = self.hash_password(request.password).await?;
+        // Hashed whether or not the address has an account, so that both take as long.
+        let password_hash = match self.hash_password(request.password).await {
+            Ok(hash) => hash,
+            Err(err) => {
+                self.throttle.release(attempt).await;
+                return Err(err);
+            }
+        };
+        if self.config.signup_verification {
+            self.throttle.failed(attempt);
+            return self
+                .signup_by_mail(&email, &organization, &password_hash)
+                .await;
+        }
+        match self
+            .create_account(&email, &password_hash, &organization)
+            .await
+        {
+            Ok(created) => {
+                self.throttle.succeeded(attempt).await;
+                Ok(SignupOutcome::Created(Box::new(created)))
+            }
+            Err(err) => {
+                self.throttle.failed(attempt);
+                if matches!(err, AuthError::Conflict(_)) {
+                    self.send_mail(mailer::signup_for_existing_account(
+                        &email,
+                        self.public_url(),
+                    ));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Keeps the sign-up and mails its link, or, for an address that has an account, mails
+    /// its owner a notice; answers the same either way.
+    async fn signup_by_mail(
+        &self,
+        email: &str,
+        organization: &str,
+        password_hash: &str,
+    ) -> Result<SignupOutcome, AuthError> {
+        let token = random_token();
+        let token_hash = hash_token(&token);
+        let outcome = self
+            .store
+            .add_pending_signup(NewPendingSignup {
+                token_hash: &token_hash,
+                email,
+                password_hash,
+                organization,
+                ttl_ms: SIGNUP_LINK_TTL_MS,
+            })
+            .await?;
+        self.send_mail(match outcome {
+            PendingSignupOutcome::Pending => {
+                mailer::signup_confirmation(email, self.public_url(), &token)
+            }
+            PendingSignupOutcome::AccountExists => {
+                mailer::signup_for_existing_account(email, self.public_url())
+            }
+        });
+        Ok(SignupOutcome::VerificationSent(VerificationSent {
+            status: "verification_sent",
+            email: email.to_owned(),
+        }))
+    }
+
+    /// Creates the account of a sign-up whose mailed link was followed: the token proves the
+    /// address. A link works once.
+    pub async fn verify_signup(&self, token: &str) -> Result<SignupResponse, AuthError> {
+        if !self.config.signup_enabled {
+            return Err(AuthError::SignupDisabled);
+        }
+        if token.is_empty() || token.len() > 200 {
+            return Err(AuthError::NotFound("sign-up link"));
+        }
+        let pending = self
+            .store
+            .take_pending_signup(&hash_token(token))
+            .await?
+            .ok_or(AuthError::NotFound("sign-up link"))?;
+        self.create_account(
+            &pending.email,
+            &pending.password_hash,
+            &pending.organization,
+        )
+        .await
+    }
+
+    /// A user, their organization, its first team and key, and a session.
+    async fn create_account(
+        &self,
+        email: &str,
+        password_hash: &str,
+        organization: &str,
+    ) -> Result<SignupResponse, AuthError> {
         let key = generate_key();
         let first_key = NewKey {
             name: "default".into(),
@@ -323,17 +476,10 @@ impl AuthService {
             display_prefix: key.display_prefix,
             ..NewKey::default()
         };
-        let (records, record) = match self
+        let (records, record) = self
             .store
-            .signup(&email, &password_hash, &organization, first_key)
-            .await
-        {
-            Ok(created) => created,
-            Err(err) => {
-                self.throttle.failed(&throttle_subject, ip).await;
-                return Err(err.into());
-            }
-        };
+            .signup(email, password_hash, organization, first_key)
+            .await?;
         let session = self
             .start_session(records.user.id, records.organization.id)
             .await?;
@@ -347,6 +493,23 @@ impl AuthService {
             },
             session,
         })
+    }
+
+    fn public_url(&self) -> &str {
+        self.config.public_url.as_deref().unwrap_or_default()
+    }
+
+    /// Sends `mail` off the request path: a slow mail service must not show in the answer's
+    /// timing (which would tell a new address from a known one).
+    fn send_mail(&self, mail: Mail) {
+        let Some(mailer) = self.mailer.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(err) = mailer.send(mail).await {
+                tracing::warn!(%err, "a mail to a user could not be sent");
+            }
+        });
     }
 
     pub async fn login(
@@ -364,23 +527,10 @@ impl AuthService {
         {
             return Err(AuthError::BadCredentials);
         }
-        self.throttle
-            .check(&email, ip)
-            .await
-            .map_err(AuthError::Throttled)?;
-        let credentials = self.store.credentials(&email).await?;
-        let (user, phc) = match credentials {
-            Some((user, phc)) => (Some(user), phc),
-            None => (None, self.decoy_hash.clone()),
-        };
-        let password = request.password;
-        let matches = self
-            .with_argon2(move |passwords| passwords.verify(&password, &phc))
-            .await?;
-        let Some(user) = user.filter(|_| matches) else {
-            self.throttle.failed(&email, ip).await;
-            return Err(AuthError::BadCredentials);
-        };
+        let user = self
+            .password_attempt(&email, ip, self.check_password(&email, request.password))
+            .await?
+            .ok_or(AuthError::BadCredentials)?;
         let memberships = self.store.memberships(user).await?;
         let org = match request.organization_id {
             Some(wanted) => memberships
@@ -392,8 +542,97 @@ impl AuthService {
                 AuthError::Forbidden("You are not a member of any organization.".into())
             })?,
         };
-        self.throttle.succeeded(&email).await;
         self.start_session(user, org).await
+    }
+
+    /// The user with this email and password, if there is one; as long to find out either way.
+    async fn check_password(
+        &self,
+        email: &str,
+        password: String,
+    ) -> Result<Option<UserId>, AuthError> {
+        let (user, phc) = match self.store.credentials(email).await? {
+            Some((user, phc)) => (Some(user), phc),
+            None => (None, self.decoy_hash.clone()),
+        };
+        let matches = self
+            .with_argon2(move |passwords| passwords.verify(&password, &phc))
+            .await?;
+        Ok(user.filter(|_| matches))
+    }
+
+    /// Runs `check`, a password check on `account` (`Some` when the password is right), as
+    /// an attempt counted by the login throttle before it starts: a wrong password stays
+    /// counted, a right one or an error gives the count back.
+    async fn password_attempt<T>(
+        &self,
+        account: &str,
+        ip: Option<&str>,
+        check: impl Future<Output = Result<Option<T>, AuthError>>,
+    ) -> Result<Option<T>, AuthError> {
+        let attempt = self
+            .throttle
+            .reserve(account, ip)
+            .await
+            .map_err(AuthError::Throttled)?;
+        let outcome = check.await;
+        match &outcome {
+            Ok(Some(_)) => self.throttle.succeeded(attempt).await,
+            Ok(None) => self.throttle.failed(attempt),
+            Err(_) => self.throttle.release(attempt).await,
+        }
+        outcome
+    }
+
+    /// Changes the password of the user behind `access_token`, given their current one, and
+    /// ends every other session of theirs: whoever else had one must log in with the new
+    /// password. Admin API tokens cannot: they act for scripts, which do not know a password.
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        request: PasswordChange,
+        ip: Option<&str>,
+    ) -> Result<PasswordChanged, AuthError> {
+        if access_token.starts_with(ADMIN_TOKEN_PREFIX) {
+            return Err(AuthError::Forbidden(
+                "An admin API token cannot change a password; log in as the user.".into(),
+            ));
+        }
+        let caller = self.caller(access_token).await?;
+        let session = self.tokens.verify(access_token)?.sid;
+        let (email, phc) = self
+            .store
+            .user_credentials(caller.user)
+            .await?
+            .ok_or(AuthError::NotFound("user"))?;
+        let email = email.trim().to_lowercase();
+        if let Some(problem) = password_problem(&request.new_password, &email) {
+            return Err(AuthError::invalid("new_password", problem));
+        }
+        let wrong_password =
+            || AuthError::invalid("current_password", "The current password is not correct.");
+        if request.current_password.len() > 1024 {
+            return Err(wrong_password());
+        }
+        // Guessing the current password with a stolen session counts as guessing it at login.
+        let current = request.current_password;
+        let check = async {
+            let matches = self
+                .with_argon2(move |passwords| passwords.verify(&current, &phc))
+                .await?;
+            Ok(matches.then_some(()))
+        };
+        self.password_attempt(&email, ip, check)
+            .await?
+            .ok_or_else(wrong_password)?;
+        let password_hash = self.hash_password(request.new_password).await?;
+        let other_sessions_ended = self
+            .store
+            .change_password(caller.user, &password_hash, &session)
+            .await?;
+        Ok(PasswordChanged {
+            other_sessions_ended,
+        })
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, AuthError> {
@@ -506,8 +745,8 @@ impl AuthService {
                 &hash_token(&refresh_token),
                 user,
                 org,
-                None,
                 self.refresh_ttl_ms(),
+                millis(self.config.session_max_lifetime_secs),
             )
             .await?;
         let access_token = self
@@ -523,7 +762,7 @@ impl AuthService {
     }
 
     fn refresh_ttl_ms(&self) -> i64 {
-        i64::try_from(self.config.refresh_token_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+        millis(self.config.refresh_token_ttl_secs)
     }
 
     async fn hash_password(&self, password: String) -> Result<String, AuthError> {
@@ -1041,13 +1280,18 @@ impl AuthService {
                 .await?;
             return Ok(AlertWebhook::default());
         };
-        let valid = url.len() <= 2048
-            && (url.starts_with("https://") || url.starts_with("http://"))
-            && reqwest::Url::parse(&url).is_ok_and(|u| u.host_str().is_some());
-        if !valid {
+        if url.len() > 2048 {
             return Err(AuthError::invalid(
                 "url",
-                "`url` must be an http(s) URL of at most 2048 characters.",
+                "`url` must be at most 2048 characters.",
+            ));
+        }
+        // Delivery checks again on every connection; this check answers now, rather than
+        // with deliveries failing later.
+        if let Err(refusal) = self.outbound.check_url_and_resolve(&url).await {
+            return Err(AuthError::invalid(
+                "url",
+                format!("`url` must be a public http(s) URL: {refusal}."),
             ));
         }
         let secret = format!("whsec_{}", random_token());
@@ -1301,6 +1545,10 @@ impl AuthService {
     }
 }
 
+fn millis(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
 /// An id from a URL or body; a malformed one is simply not found (no hint about ids' shape).
 fn parse_id<T: std::str::FromStr>(text: &str, what: &'static str) -> Result<T, AuthError> {
     text.parse().map_err(|_| AuthError::NotFound(what))
@@ -1412,10 +1660,16 @@ fn validate_tags(tags: BTreeMap<String, String>) -> Result<BTreeMap<String, Stri
         ));
     }
     for (key, value) in &tags {
-        if key.is_empty() || key.len() > 64 || value.len() > 256 {
+        // Tags travel with every usage event into the ledger's tag rollups, whose text
+        // columns cannot hold NUL (PostgreSQL) and whose index keys must stay small.
+        if key.is_empty()
+            || key.len() > 64
+            || value.len() > 256
+            || key.chars().chain(value.chars()).any(char::is_control)
+        {
             return Err(AuthError::invalid(
                 "tags",
-                "tag names must be 1 to 64 characters and values at most 256",
+                "tag names must be 1 to 64 bytes and values at most 256, without control characters",
             ));
         }
     }

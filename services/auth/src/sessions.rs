@@ -1,9 +1,13 @@
 //! Access tokens: short-lived HS256 JWTs carrying a `kid`, so that signing keys can rotate.
-//! Refresh tokens are opaque random strings kept as hashes (see [`crate::store`]).
+//! Refresh tokens are opaque random strings kept as hashes (see [`crate::store`]). A signing
+//! key the platform generates for itself is kept in the database, sealed when the deployment
+//! has an `auth.encryption_key`.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tollgate_common::{OrgId, UserId};
+
+use crate::seal::{SealError, SecretSeal};
 
 /// What an access token says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,6 +114,50 @@ impl AccessTokens {
                 _ => TokenError::Invalid,
             })
     }
+}
+
+/// Marks a stored signing secret as sealed; a generated secret (base64url) never contains `:`.
+const SEALED_PREFIX: &str = "sealed:";
+
+/// A generated signing key's secret as the database holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredSigningSecret<'a> {
+    /// Kept as is (no encryption key was configured when it was stored).
+    Plain(&'a str),
+    /// Sealed; the base64 of nonce, ciphertext and tag.
+    Sealed(&'a str),
+}
+
+impl<'a> StoredSigningSecret<'a> {
+    pub fn parse(stored: &'a str) -> Self {
+        match stored.strip_prefix(SEALED_PREFIX) {
+            Some(sealed) => StoredSigningSecret::Sealed(sealed),
+            None => StoredSigningSecret::Plain(stored),
+        }
+    }
+}
+
+/// The sealed form of signing key `kid`'s `secret`, bound to its kid.
+pub fn seal_signing_secret(
+    seal: &SecretSeal,
+    kid: &str,
+    secret: &str,
+) -> Result<String, SealError> {
+    let sealed = seal.seal(&signing_key_context(kid), secret.as_bytes())?;
+    Ok(format!("{SEALED_PREFIX}{sealed}"))
+}
+
+/// The secret of a sealed signing key.
+pub fn open_signing_secret(
+    seal: &SecretSeal,
+    kid: &str,
+    sealed: &str,
+) -> Result<Vec<u8>, SealError> {
+    seal.open(&signing_key_context(kid), sealed)
+}
+
+fn signing_key_context(kid: &str) -> Vec<u8> {
+    format!("tollgate jwt signing key\n{kid}").into_bytes()
 }
 
 fn unix_secs() -> i64 {

@@ -1,18 +1,24 @@
 //! Building the auth service from the configuration: storage, signing keys, Redis, the key
-//! cache and its change feed.
+//! cache and its change feed, mail.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tollgate_common::Config;
+use tollgate_common::body::BodyLimits;
+use tollgate_common::outbound::OutboundPolicy;
 
 use crate::client::HttpKeySource;
 use crate::feed::{KeyChangeFeed, spawn_listener};
 use crate::http::AuthHttp;
+use crate::mailer::{self, Mailer};
 use crate::provider_keys::ProviderKeySeal;
+use crate::seal::SecretSeal;
 use crate::service::{AuthService, OwnProviderKeys};
-use crate::sessions::AccessTokens;
+use crate::sessions::{
+    AccessTokens, StoredSigningSecret, open_signing_secret, seal_signing_secret,
+};
 use crate::store::{AuthStore, StoreError};
 use crate::throttle::LoginThrottle;
 use crate::verify::{KeyCache, KeySource};
@@ -87,9 +93,37 @@ pub async fn open_store(config: &Config) -> Result<AuthStore, StartError> {
     Ok(store)
 }
 
+/// The mailer `auth.mailer` describes, if any.
+fn configured_mailer(config: &Config) -> Result<Option<Arc<dyn Mailer>>, StartError> {
+    config
+        .auth
+        .mailer
+        .as_ref()
+        .map(|mailer| {
+            mailer::configured(mailer)
+                .map(Arc::from)
+                .map_err(|e| StartError::Setup(format!("auth.mailer: {e}")))
+        })
+        .transpose()
+}
+
 /// Starts the auth service in this process (with `serve_api`) and the gateway's key verifier.
 /// With `auth.service_url` set and `serve_api` false, keys are verified over HTTP instead.
 pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, StartError> {
+    start_with_mailer(config, serve_api, configured_mailer(config)?).await
+}
+
+/// [`start`], with mail sent through `mailer` rather than the configured one.
+pub async fn start_with_mailer(
+    config: &Config,
+    serve_api: bool,
+    mailer: Option<Arc<dyn Mailer>>,
+) -> Result<AuthRuntime, StartError> {
+    if serve_api && config.auth.signup_verification && mailer.is_none() {
+        return Err(StartError::Setup(
+            "auth.signup_verification needs auth.mailer".into(),
+        ));
+    }
     let redis = redis_manager(config)?;
     let ttl = Duration::from_secs(config.auth.key_cache_ttl_secs);
     let remote = match (&config.auth.service_url, &config.auth.service_token) {
@@ -131,10 +165,14 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
             let service = AuthService::new(store, tokens, throttle, feed, config.auth.clone())
                 .await
                 .map_err(|e| StartError::Setup(e.to_string()))?
-                .with_own_provider_keys(own_keys);
+                .with_own_provider_keys(own_keys)
+                .with_outbound_policy(OutboundPolicy::new(&config.outbound))
+                .with_mailer(mailer);
             Some(Arc::new(AuthHttp {
                 service: Arc::new(service),
                 service_token: config.auth.service_token.clone(),
+                body_limits: BodyLimits::admin(&config.server),
+                trusted_proxies: config.auth.trusted_proxies.clone(),
             }))
         }
         _ => None,
@@ -151,12 +189,7 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
 /// The configured signing keys, or the one generated once and kept in the database.
 async fn access_tokens(config: &Config, store: &AuthStore) -> Result<AccessTokens, StartError> {
     let keys: Vec<(String, Vec<u8>)> = if config.auth.signing_keys.is_empty() {
-        store
-            .signing_keys_or_create(GENERATED_KID, &crate::secrets::random_token())
-            .await?
-            .into_iter()
-            .map(|(kid, secret)| (kid, secret.into_bytes()))
-            .collect()
+        generated_signing_keys(config, store).await?
     } else {
         config
             .auth
@@ -171,4 +204,68 @@ async fn access_tokens(config: &Config, store: &AuthStore) -> Result<AccessToken
         config.auth.access_token_ttl_secs,
     )
     .ok_or_else(|| StartError::Setup("no JWT signing key".into()))
+}
+
+/// The generated signing keys, kept in the database: sealed with `auth.encryption_key` when
+/// it is set (a key stored before it was set is sealed now), as they are otherwise.
+async fn generated_signing_keys(
+    config: &Config,
+    store: &AuthStore,
+) -> Result<Vec<(String, Vec<u8>)>, StartError> {
+    let seal = config
+        .auth
+        .encryption_key
+        .as_ref()
+        .map(SecretSeal::new)
+        .transpose()
+        .map_err(|e| StartError::Setup(format!("auth.encryption_key: {e}")))?;
+    let candidate = crate::secrets::random_token();
+    let stored_candidate = match &seal {
+        Some(seal) => seal_signing_secret(seal, GENERATED_KID, &candidate)
+            .map_err(|e| StartError::Setup(format!("auth.encryption_key: {e}")))?,
+        None => candidate,
+    };
+    let mut keys = Vec::new();
+    for (kid, stored) in store
+        .signing_keys_or_create(GENERATED_KID, &stored_candidate)
+        .await?
+    {
+        let secret = match (StoredSigningSecret::parse(&stored), &seal) {
+            (StoredSigningSecret::Sealed(sealed), Some(seal)) => {
+                open_signing_secret(seal, &kid, sealed).map_err(|_| {
+                    StartError::Setup(format!(
+                        "the JWT signing key `{kid}` in the database does not open with \
+                         auth.encryption_key (was it sealed with another key?)"
+                    ))
+                })?
+            }
+            (StoredSigningSecret::Sealed(_), None) => {
+                return Err(StartError::Setup(format!(
+                    "the JWT signing key `{kid}` in the database is encrypted: set \
+                     auth.encryption_key to the key it was encrypted with"
+                )));
+            }
+            (StoredSigningSecret::Plain(plain), Some(seal)) => {
+                let sealed = seal_signing_secret(seal, &kid, plain)
+                    .map_err(|e| StartError::Setup(format!("auth.encryption_key: {e}")))?;
+                // Another replica starting at the same time may have sealed it first; either
+                // way the secret is the same.
+                if store.replace_signing_secret(&kid, plain, &sealed).await? {
+                    tracing::info!(kid, "the JWT signing key in the database is now encrypted");
+                }
+                plain.as_bytes().to_vec()
+            }
+            (StoredSigningSecret::Plain(plain), None) => {
+                tracing::warn!(
+                    kid,
+                    "the JWT signing key is kept unencrypted in the database: set \
+                     auth.encryption_key (or auth.signing_keys) so that a copy of the database \
+                     cannot forge sessions"
+                );
+                plain.as_bytes().to_vec()
+            }
+        };
+        keys.push((kid, secret));
+    }
+    Ok(keys)
 }

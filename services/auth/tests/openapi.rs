@@ -13,11 +13,13 @@ use actix_web::{App, test};
 use tollgate_common::{Config, Secret};
 
 /// The paths `tollgate_auth::http::configure` serves, in its order.
-const SERVED: [&str; 32] = [
+const SERVED: [&str; 34] = [
     "/auth/signup",
+    "/auth/signup/verify",
     "/auth/login",
     "/auth/refresh",
     "/auth/logout",
+    "/auth/password",
     "/auth/me",
     "/auth/teams",
     "/auth/teams/{team}",

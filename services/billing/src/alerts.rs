@@ -11,6 +11,10 @@
 //! The signature header is `tollgate-signature: t=<unix seconds>,v1=<hex>`, where the hex is
 //! HMAC-SHA256 of `<t>.<body>` under the organization's webhook secret: a receiver recomputes
 //! it and rejects old timestamps to stop replays.
+//!
+//! The webhook URL is the organization's choice, so every delivery goes through
+//! [`OutboundClient`]: an address inside the network is refused as the connection is made,
+//! whatever the URL was when it was set, and a redirect is an answer, never followed.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use sha2::Sha256;
 use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
 use tollgate_common::now_ms;
+use tollgate_common::outbound::{OutboundClient, OutboundPolicy};
 use tollgate_common::{BudgetPeriod, Picodollars};
 
 use crate::usage::UsageRecord;
@@ -59,21 +64,19 @@ impl Budget {
 
 pub struct BudgetAlerts {
     pool: AnyPool,
-    client: reqwest::Client,
+    webhooks: OutboundClient,
     /// Wakes the delivery loop when alerts are added.
     added: Notify,
 }
 
 impl BudgetAlerts {
-    pub fn new(pool: AnyPool) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
-            .build()
+    /// `outbound` decides which webhook URLs may be called.
+    pub fn new(pool: AnyPool, outbound: &OutboundPolicy) -> Result<Self, String> {
+        let webhooks = OutboundClient::new(outbound, Duration::from_secs(10))
             .map_err(|e| format!("webhook client: {e}"))?;
         Ok(BudgetAlerts {
             pool,
-            client,
+            webhooks,
             added: Notify::new(),
         })
     }
@@ -354,22 +357,42 @@ impl BudgetAlerts {
 
     async fn post(&self, url: &str, secret: &str, id: &str, payload: &str) -> Result<(), String> {
         let timestamp = now_ms() / 1000;
-        let response = self
-            .client
+        let request = self
+            .webhooks
             .post(url)
+            .map_err(|refusal| format!("the webhook URL is refused: {refusal}"))?;
+        let response = request
             .header("content-type", "application/json")
             .header("tollgate-event-id", id)
             .header(SIGNATURE_HEADER, signature(secret, timestamp, payload))
             .body(payload.to_owned())
             .send()
             .await
-            .map_err(|e| e.without_url().to_string())?;
-        if response.status().is_success() {
+            .map_err(|e| with_causes(&e.without_url()))?;
+        let status = response.status();
+        if status.is_success() {
             Ok(())
+        } else if status.is_redirection() {
+            Err(format!(
+                "the webhook answered {status}; redirects are not followed"
+            ))
         } else {
-            Err(format!("the webhook answered {}", response.status()))
+            Err(format!("the webhook answered {status}"))
         }
     }
+}
+
+/// An error and its causes: reqwest's own message ("error sending request") hides whether the
+/// address was refused, the connection was refused or the call timed out.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`.

@@ -17,6 +17,8 @@ use tollgate_auth::store::{AuthStore, NewBudget, scratch};
 use tollgate_billing::alerts::{BudgetAlerts, SIGNATURE_HEADER, signature};
 use tollgate_billing::usage::{Ledger, LedgerSink, UsageRecord, UsageSink};
 use tollgate_common::BudgetPeriod;
+use tollgate_common::config::OutboundConfig;
+use tollgate_common::outbound::OutboundPolicy;
 
 fn record(org: &str, n: u32, cost_usd: &str) -> UsageRecord {
     let now = std::time::SystemTime::now()
@@ -223,11 +225,13 @@ async fn alerts_fire_once_per_threshold_per_period_signed() {
             )
             .await
             .unwrap();
-        let alerts = Arc::new(BudgetAlerts::new(store.pool().clone()).unwrap());
-        let sink = LedgerSink {
-            ledger: Ledger::new(store.pool().clone()),
-            alerts: Some(alerts.clone()),
-        };
+        // The receiver listens on loopback, which only an allow-list entry opens.
+        let receiver_address = url.trim_start_matches("http://").trim_end_matches("/hook");
+        let outbound = OutboundPolicy::new(&OutboundConfig {
+            allow_hosts: vec![receiver_address.parse().unwrap()],
+        });
+        let alerts = Arc::new(BudgetAlerts::new(store.pool().clone(), &outbound).unwrap());
+        let sink = LedgerSink::new(Ledger::new(store.pool().clone()), Some(alerts.clone()));
         let thresholds = async || {
             let rows = sqlx::query(
                 "SELECT threshold FROM budget_alerts WHERE budget_id = $1 ORDER BY threshold",

@@ -5,14 +5,20 @@
 //! - `POST /cache/internal/lookup` with a [`CacheRequest`]: `{"hit": null | CacheHit}`.
 //! - `POST /cache/internal/store` with `{"request", "answer", "semantic"}`: 202, kept after the
 //!   reply.
+//!
+//! The token is checked before the body is read; bodies are read under
+//! `server.body_read_timeout_ms` and at most 8 MiB.
 
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tollgate_common::body::{BodyError, BodyLimits, read_payload};
+use tollgate_common::config::ServerConfig;
 
 use crate::answers::{CacheHit, CacheRequest, SemanticCache};
 
@@ -29,6 +35,7 @@ pub struct CacheHttp {
     /// SHA-256 of the service token: compared digest to digest, so the time taken does not
     /// depend on how much of a guess is right.
     token_digest: [u8; 32],
+    body_limits: BodyLimits,
 }
 
 impl CacheHttp {
@@ -36,7 +43,14 @@ impl CacheHttp {
         CacheHttp {
             cache,
             token_digest: Sha256::digest(service_token.as_bytes()).into(),
+            body_limits: BodyLimits::model_calls(&ServerConfig::default()).at_most(MAX_BODY_BYTES),
         }
+    }
+
+    /// Reads bodies within `limits` (and at most 8 MiB).
+    pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
+        self.body_limits = limits.at_most(MAX_BODY_BYTES);
+        self
     }
 }
 
@@ -47,20 +61,34 @@ pub enum CacheHttpError {
     Unauthorized,
     #[error("The request body is not a valid cache call: {0}")]
     BadBody(String),
+    #[error("{0}")]
+    Unread(#[from] BodyError),
 }
 
 impl ResponseError for CacheHttpError {
     fn status_code(&self) -> StatusCode {
         match self {
             CacheHttpError::Unauthorized => StatusCode::UNAUTHORIZED,
-            CacheHttpError::BadBody(_) => StatusCode::BAD_REQUEST,
+            CacheHttpError::BadBody(_) | CacheHttpError::Unread(BodyError::Unreadable(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            CacheHttpError::Unread(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            CacheHttpError::Unread(BodyError::TimedOut { .. }) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let (kind, code) = match self {
             CacheHttpError::Unauthorized => ("authentication_error", "invalid_service_token"),
-            CacheHttpError::BadBody(_) => ("invalid_request_error", "invalid_body"),
+            CacheHttpError::BadBody(_) | CacheHttpError::Unread(BodyError::Unreadable(_)) => {
+                ("invalid_request_error", "invalid_body")
+            }
+            CacheHttpError::Unread(BodyError::TooLarge { .. }) => {
+                ("invalid_request_error", "request_too_large")
+            }
+            CacheHttpError::Unread(BodyError::TimedOut { .. }) => {
+                ("invalid_request_error", "request_timeout")
+            }
         };
         HttpResponse::build(self.status_code()).json(json!({
             "error": { "message": self.to_string(), "type": kind, "param": null, "code": code }
@@ -86,13 +114,9 @@ pub struct LookupAnswer {
 /// Registers the endpoints under `/cache/internal`.
 pub fn configure(state: CacheHttp) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
-        let json = web::JsonConfig::default()
-            .limit(MAX_BODY_BYTES)
-            .error_handler(|err, _| CacheHttpError::BadBody(err.to_string()).into());
         cfg.service(
             web::scope("/cache/internal")
                 .app_data(web::Data::new(state.clone()))
-                .app_data(json)
                 .route("/lookup", web::post().to(lookup))
                 .route("/store", web::post().to(store)),
         );
@@ -113,12 +137,23 @@ fn authorize(req: &HttpRequest, state: &CacheHttp) -> Result<(), CacheHttpError>
     }
 }
 
+/// The body as `T`, read only once the caller is known to be a gateway.
+async fn authorized_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &CacheHttp,
+) -> Result<T, CacheHttpError> {
+    authorize(req, state)?;
+    let body = read_payload(req, payload, state.body_limits).await?;
+    serde_json::from_slice(&body).map_err(|e| CacheHttpError::BadBody(e.to_string()))
+}
+
 async fn lookup(
     req: HttpRequest,
     state: web::Data<CacheHttp>,
-    body: web::Json<CacheRequest>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, CacheHttpError> {
-    authorize(&req, &state)?;
+    let body: CacheRequest = authorized_body(&req, payload, &state).await?;
     let hit = state.cache.lookup(&body).await;
     Ok(HttpResponse::Ok().json(LookupAnswer { hit }))
 }
@@ -126,10 +161,9 @@ async fn lookup(
 async fn store(
     req: HttpRequest,
     state: web::Data<CacheHttp>,
-    body: web::Json<StoreCall>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, CacheHttpError> {
-    authorize(&req, &state)?;
-    let call = body.into_inner();
+    let call: StoreCall = authorized_body(&req, payload, &state).await?;
     let cache = state.cache.clone();
     // The gateway does not wait for embedding and writing.
     actix_web::rt::spawn(async move {

@@ -195,6 +195,20 @@ async fn a_gateway_reaches_the_cache_service_over_http() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["type"], "authentication_error");
 
+    // the token is checked before the body is read, and a body over the limit is refused
+    let oversized = vec![b' '; 9 * 1024 * 1024];
+    for (token, status) in [("guess", 401), ("service-secret", 413)] {
+        let res = client
+            .post(format!("{url}/cache/internal/store"))
+            .header("x-tollgate-service-token", token)
+            .header("content-type", "application/json")
+            .body(oversized.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status);
+    }
+
     // a malformed call is a 400 in the OpenAI error format
     let res = client
         .post(format!("{url}/cache/internal/lookup"))

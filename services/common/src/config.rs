@@ -18,9 +18,15 @@ use serde_yaml::Value;
 
 use crate::catalog::ModelPrice;
 
+mod accounts;
 mod billing;
+mod network;
+mod outbound;
 
+pub use accounts::MailerConfig;
 pub use billing::{BillingConfig, ByokFees, FreeTier, PayAsYouGo, SellPrice, StripeConfig};
+pub use network::IpNetwork;
+pub use outbound::OutboundConfig;
 
 /// A value that must never be printed: provider API keys and the like.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -60,14 +66,22 @@ pub struct Config {
     pub usage: UsageConfig,
     pub cache: CacheConfig,
     pub billing: BillingConfig,
+    pub outbound: OutboundConfig,
+    pub admin: AdminConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Largest request body accepted, in bytes; larger ones get 413.
+    /// Largest body of a model call (`/v1/*`), in bytes; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest body of the admin API (`/graphql`) and of the auth endpoints (which take at
+    /// most 64 KiB whatever this says), in bytes; larger ones get 413. Smaller than
+    /// `max_body_bytes` because anyone may send them, before any credential is checked.
+    pub max_admin_body_bytes: usize,
+    /// How long a request body may take to arrive, whole; a slower one gets 408.
+    pub body_read_timeout_ms: u64,
     /// HTTP worker threads; the number of cores when absent.
     pub workers: Option<usize>,
 }
@@ -77,7 +91,36 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024 * 1024,
+            max_admin_body_bytes: 1024 * 1024,
+            body_read_timeout_ms: 30_000,
             workers: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.body_read_timeout_ms)
+    }
+}
+
+/// The admin API at `/graphql`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve GraphiQL at `GET /graphql` and answer introspection from callers without a
+    /// token. Off by default: the schema is then shown only to logged-in callers.
+    pub graphiql: bool,
+    /// Mutations each user (or admin token, which acts as its creator) may run per minute;
+    /// a token bucket per process, so bursts up to this many are allowed.
+    pub mutations_per_minute: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            graphiql: false,
+            mutations_per_minute: 60,
         }
     }
 }
@@ -587,6 +630,9 @@ pub struct AuthConfig {
     pub access_token_ttl_secs: u64,
     /// Lifetime of a refresh token (each use replaces it with a new one).
     pub refresh_token_ttl_secs: u64,
+    /// How long a session lasts from its login, however often its refresh token is rotated;
+    /// then the user logs in again.
+    pub session_max_lifetime_secs: u64,
     /// The `iss` and `aud` of access tokens.
     pub issuer: String,
     /// HMAC keys for access tokens; the first signs, all verify, so that a key can be rotated
@@ -599,6 +645,20 @@ pub struct AuthConfig {
     /// How long a rotated key keeps working unless the rotation says otherwise.
     pub rotation_grace_secs: u64,
     pub login_throttle: LoginThrottleConfig,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` names the client; from any other peer the
+    /// header is ignored, since a client could write anything in it.
+    pub trusted_proxies: Vec<IpNetwork>,
+    /// The AES-256 key (32 bytes, base64) that the generated JWT signing key is encrypted
+    /// with in the database. Without it that key is stored as is.
+    pub encryption_key: Option<Secret>,
+    /// Whether a sign-up waits for its address to be confirmed through a mailed link before
+    /// the account exists (needs `mailer`). Then sign-up answers alike whether or not the
+    /// address has an account.
+    pub signup_verification: bool,
+    /// How mail is sent; without it, none is.
+    pub mailer: Option<MailerConfig>,
+    /// The dashboard's address, which links in mail point to (`https://tollgate.example.com`).
+    pub public_url: Option<String>,
     /// A split deployment's auth service (`http://auth:8080`): keys are verified there over
     /// HTTP instead of in this process.
     pub service_url: Option<String>,
@@ -612,11 +672,17 @@ impl Default for AuthConfig {
             signup_enabled: true,
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 30 * 24 * 3600,
+            session_max_lifetime_secs: 30 * 24 * 3600,
             issuer: "tollgate".into(),
             signing_keys: Vec::new(),
             key_cache_ttl_secs: 10,
             rotation_grace_secs: 24 * 3600,
             login_throttle: LoginThrottleConfig::default(),
+            trusted_proxies: Vec::new(),
+            encryption_key: None,
+            signup_verification: false,
+            mailer: None,
+            public_url: None,
             service_url: None,
             service_token: None,
         }
@@ -633,20 +699,28 @@ pub struct SigningKeyConfig {
     pub secret: Secret,
 }
 
-/// Failed logins allowed per window before further attempts are refused.
+/// Failed logins allowed per window before further attempts are refused. A client is an
+/// IPv4 address or an IPv6 /64.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoginThrottleConfig {
-    pub per_email: u32,
+    /// Failures on one account from one client.
+    pub per_email_per_client: u32,
+    /// Failures from one client, whatever the accounts.
     pub per_ip: u32,
+    /// Failures on one account from all clients together: a ceiling on guessing from many
+    /// addresses at once. Reaching it locks the account for everyone until the window ends,
+    /// so it is kept far above `per_email_per_client`.
+    pub per_email: u32,
     pub window_secs: u64,
 }
 
 impl Default for LoginThrottleConfig {
     fn default() -> Self {
         LoginThrottleConfig {
-            per_email: 10,
+            per_email_per_client: 10,
             per_ip: 100,
+            per_email: 1000,
             window_secs: 900,
         }
     }
@@ -823,6 +897,7 @@ fn validate_auth(auth: &AuthConfig, problems: &mut Vec<ConfigProblem>) {
             "is required when auth.service_url is set",
         ));
     }
+    accounts::validate_accounts(auth, problems);
 }
 
 fn problem(path: impl Into<String>, message: impl Into<String>) -> ConfigProblem {
@@ -943,6 +1018,8 @@ impl Config {
                 "usage" => read_into(value, section, &mut config.usage, &mut problems),
                 "cache" => read_into(value, section, &mut config.cache, &mut problems),
                 "billing" => read_into(value, section, &mut config.billing, &mut problems),
+                "admin" => read_into(value, section, &mut config.admin, &mut problems),
+                "outbound" => read_into(value, section, &mut config.outbound, &mut problems),
                 "providers" => match value {
                     Value::Mapping(entries) => {
                         for (name, entry) in entries {
@@ -971,7 +1048,7 @@ impl Config {
                 },
                 other => problems.push(problem(
                     other,
-                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage, cache, billing",
+                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage, cache, billing, outbound, admin",
                 )),
             }
         }
@@ -986,8 +1063,24 @@ impl Config {
         model_specs: Vec<(usize, ModelGroupSpec)>,
         mut problems: Vec<ConfigProblem>,
     ) -> Result<Config, ConfigError> {
-        if self.server.max_body_bytes == 0 {
-            problems.push(problem("server.max_body_bytes", "must be greater than 0"));
+        for (field, value) in [
+            ("server.max_body_bytes", self.server.max_body_bytes as u64),
+            (
+                "server.max_admin_body_bytes",
+                self.server.max_admin_body_bytes as u64,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            (
+                "admin.mutations_per_minute",
+                u64::from(self.admin.mutations_per_minute),
+            ),
+        ] {
+            if value == 0 {
+                problems.push(problem(field, "must be greater than 0"));
+            }
         }
         if self.server.workers == Some(0) {
             problems.push(problem("server.workers", "must be at least 1"));
@@ -1523,6 +1616,43 @@ extra: true
                 "cache: { mode: semantic, embedder: { kind: provider, model: embed, dimensions: 1536 }, service_url: \"http://cache:8080\", service_token: t }"
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn body_limits_and_admin_settings_are_checked() {
+        let config = Config::parse("", &env(&[])).unwrap();
+        assert_eq!(config.server.max_admin_body_bytes, 1024 * 1024);
+        assert_eq!(config.server.body_read_timeout_ms, 30_000);
+        assert!(!config.admin.graphiql);
+        assert_eq!(config.admin.mutations_per_minute, 60);
+        let config = Config::parse(
+            "server: { max_admin_body_bytes: 4096, body_read_timeout_ms: 500 }\nadmin: { graphiql: true, mutations_per_minute: 5 }",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            crate::body::BodyLimits::admin(&config.server),
+            crate::body::BodyLimits {
+                max_bytes: 4096,
+                read_timeout: std::time::Duration::from_millis(500)
+            }
+        );
+        assert!(config.admin.graphiql);
+        let err = Config::parse(
+            "server: { max_body_bytes: 0, max_admin_body_bytes: 0, body_read_timeout_ms: 0 }\nadmin: { mutations_per_minute: 0, graphiql: yes_please }",
+            &env(&[]),
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "admin.graphiql",
+                "server.max_body_bytes",
+                "server.max_admin_body_bytes",
+                "server.body_read_timeout_ms",
+            ]
         );
     }
 

@@ -5,6 +5,7 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
+use tollgate_common::body::BodyError;
 
 /// What went wrong with a request, from the client's point of view.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -13,8 +14,11 @@ pub enum GatewayError {
     MalformedJson(String),
     #[error("{message}")]
     InvalidField { param: String, message: String },
-    #[error("The request body is {size} bytes; the limit is {limit} bytes.")]
-    BodyTooLarge { size: usize, limit: usize },
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    BodyTooLarge { limit: usize },
+    /// The body had not all arrived within `server.body_read_timeout_ms`.
+    #[error("The request body did not arrive within {timeout_ms} ms.")]
+    BodyTimeout { timeout_ms: u128 },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     UnknownModel(String),
     #[error("{0}")]
@@ -78,6 +82,20 @@ pub enum GatewayError {
     Internal(String),
 }
 
+impl From<BodyError> for GatewayError {
+    fn from(error: BodyError) -> Self {
+        match error {
+            BodyError::TooLarge { limit } => GatewayError::BodyTooLarge { limit },
+            BodyError::TimedOut { after } => GatewayError::BodyTimeout {
+                timeout_ms: after.as_millis(),
+            },
+            BodyError::Unreadable(reason) => {
+                GatewayError::MalformedJson(format!("cannot read the body: {reason}"))
+            }
+        }
+    }
+}
+
 /// OpenAI's `error.type` values, and ours where OpenAI has none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -118,6 +136,7 @@ impl GatewayError {
             | GatewayError::InvalidField { .. }
             | GatewayError::Unsupported(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UnknownModel(_) | GatewayError::NotFound { .. } => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::UpstreamRejected { status, .. } => {
@@ -151,6 +170,7 @@ impl GatewayError {
             GatewayError::MalformedJson(_) => "malformed_json",
             GatewayError::InvalidField { .. } => "invalid_field",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::BodyTimeout { .. } => "body_timeout",
             GatewayError::UnknownModel(_) => "unknown_model",
             GatewayError::Unsupported(_) => "unsupported",
             GatewayError::NotFound { .. } => "not_found",
@@ -176,6 +196,7 @@ impl GatewayError {
             GatewayError::MalformedJson(_)
             | GatewayError::InvalidField { .. }
             | GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyTimeout { .. }
             | GatewayError::Unsupported(_)
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::UnknownModel(_) => ErrorKind::InvalidRequest,
@@ -207,6 +228,9 @@ impl GatewayError {
             }
             GatewayError::BodyTooLarge { .. } => {
                 (self.kind().as_str(), None, Some("request_too_large"))
+            }
+            GatewayError::BodyTimeout { .. } => {
+                (self.kind().as_str(), None, Some("request_timeout"))
             }
             GatewayError::UnknownModel(_) => {
                 (self.kind().as_str(), Some("model"), Some("model_not_found"))
@@ -315,7 +339,8 @@ mod tests {
         let cases = [
             GatewayError::MalformedJson("expected value at line 1".into()),
             GatewayError::invalid_field("stream", "must be a boolean"),
-            GatewayError::BodyTooLarge { size: 10, limit: 5 },
+            GatewayError::BodyTooLarge { limit: 5 },
+            GatewayError::BodyTimeout { timeout_ms: 30_000 },
             GatewayError::UnknownModel("nope".into()),
             GatewayError::Unsupported("embeddings are not offered by anthropic".into()),
             GatewayError::Unauthenticated {

@@ -1,6 +1,10 @@
 //! The gateway's HTTP surface: routes, body limits, and the OpenAI-shaped answers for
 //! everything that is not a model call (health, metrics, model list, unknown routes).
 //!
+//! A model call's key is checked before its body is read, and the body is then read under
+//! `server.max_body_bytes` and `server.body_read_timeout_ms`. Every answer given before a
+//! request's body was read to its end closes the connection ([`CloseUnreadBodies`]).
+//!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
 //! `GET /health/live`, `GET /health/ready`, `GET /metrics`.
 
@@ -8,12 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use bytes::BytesMut;
-use futures_util::StreamExt;
 use serde_json::json;
 use tollgate_common::PriceCatalog;
+use tollgate_common::body::{BodyLimits, CloseUnreadBodies, read_payload};
 use tollgate_common::config::Config;
 
 use crate::error::GatewayError;
@@ -38,12 +41,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-}
-
-/// Per-server settings the handlers read.
-#[derive(Clone, Copy)]
-struct Limits {
-    max_body_bytes: usize,
 }
 
 /// Builds the shared gateway state from a validated config. Call inside a Tokio runtime.
@@ -81,9 +78,7 @@ pub fn start_with<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
-    let limits = Limits {
-        max_body_bytes: config.server.max_body_bytes,
-    };
+    let limits = BodyLimits::model_calls(&config.server);
     let app_gateway = gateway.clone();
     let mut server = HttpServer::new(move || {
         // Runs on each worker's thread: the worker's client and recorder live there.
@@ -94,6 +89,7 @@ where
         });
         let worker = app_gateway.worker(client);
         App::new()
+            .wrap(CloseUnreadBodies)
             .app_data(web::Data::from(app_gateway.clone()))
             .app_data(web::Data::new(worker))
             .app_data(web::Data::new(limits))
@@ -145,7 +141,7 @@ async fn chat_completions(
     payload: web::Payload,
     gateway: web::Data<Gateway>,
     worker: web::Data<Worker>,
-    limits: web::Data<Limits>,
+    limits: web::Data<BodyLimits>,
 ) -> HttpResponse {
     model_call(
         Endpoint::ChatCompletions,
@@ -163,7 +159,7 @@ async fn embeddings(
     payload: web::Payload,
     gateway: web::Data<Gateway>,
     worker: web::Data<Worker>,
-    limits: web::Data<Limits>,
+    limits: web::Data<BodyLimits>,
 ) -> HttpResponse {
     model_call(Endpoint::Embeddings, req, payload, gateway, worker, limits).await
 }
@@ -174,48 +170,22 @@ async fn model_call(
     payload: web::Payload,
     gateway: web::Data<Gateway>,
     worker: web::Data<Worker>,
-    limits: web::Data<Limits>,
+    limits: web::Data<BodyLimits>,
 ) -> HttpResponse {
     let request_id = request_id(&req);
-    let body = match read_body(&req, payload, limits.max_body_bytes).await {
+    // The key first: a caller without one gets its 401 before a byte of its body is read.
+    let key = match gateway.authenticate(req.headers()).await {
+        Ok(key) => key,
+        Err(err) => return gateway.refuse(&worker, endpoint, request_id, None, err),
+    };
+    let body = match read_payload(&req, payload, **limits).await {
         Ok(body) => body,
-        Err(err) => return err.to_response(&request_id),
+        Err(err) => return gateway.refuse(&worker, endpoint, request_id, Some(key), err.into()),
     };
     let gateway = gateway.into_inner();
     gateway
-        .handle(&worker, endpoint, req.headers(), body, request_id)
+        .handle(&worker, endpoint, req.headers(), key, body, request_id)
         .await
-}
-
-/// Reads the body up to `limit` bytes; a declared or actual size over it is a 413.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<bytes::Bytes, GatewayError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(size) = declared
-        && size > limit
-    {
-        return Err(GatewayError::BodyTooLarge { size, limit });
-    }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| GatewayError::MalformedJson(format!("cannot read the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(GatewayError::BodyTooLarge {
-                size: body.len() + chunk.len(),
-                limit,
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// The client's `x-request-id` when it is a sane token, else a fresh UUIDv7.
@@ -298,7 +268,125 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::dev::Service;
     use actix_web::test;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use crate::pipeline::{Authenticate, KeyContext};
+
+    /// Refuses every caller, as the virtual-key stage refuses one without a valid key.
+    struct NoKeyIsValid;
+
+    #[async_trait::async_trait]
+    impl Authenticate for NoKeyIsValid {
+        async fn authenticate(
+            &self,
+            _headers: &actix_web::http::header::HeaderMap,
+        ) -> Result<Arc<KeyContext>, GatewayError> {
+            Err(GatewayError::Unauthenticated {
+                message: "Incorrect API key provided.".into(),
+                code: "invalid_api_key",
+            })
+        }
+    }
+
+    /// Calls `/v1/chat/completions` with a body that never ends and counts what was read of it.
+    async fn call_with_endless_body(
+        stages: Stages,
+        limits: BodyLimits,
+        endless: fn() -> futures_util::stream::BoxStream<
+            'static,
+            Result<bytes::Bytes, actix_web::error::PayloadError>,
+        >,
+    ) -> (u16, serde_json::Value, usize) {
+        let config = Config::default();
+        let gateway = build_gateway(&config, stages).unwrap();
+        let worker = gateway.worker(reqwest::Client::new());
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::from(gateway))
+                .app_data(web::Data::new(worker))
+                .app_data(web::Data::new(limits))
+                .configure(routes),
+        )
+        .await;
+        let pulled = Rc::new(Cell::new(0_usize));
+        let counter = pulled.clone();
+        let body = futures_util::StreamExt::inspect(endless(), move |chunk| {
+            if let Ok(chunk) = chunk {
+                counter.set(counter.get() + chunk.len());
+            }
+        });
+        let mut req = test::TestRequest::post()
+            .uri("/v1/chat/completions")
+            .insert_header(("authorization", "Bearer tg-not-a-key"))
+            .insert_header(("content-type", "application/json"))
+            .to_request();
+        *req.payload() = actix_web::dev::Payload::Stream {
+            payload: Box::pin(body),
+        };
+        let res = app.call(req).await.unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value = test::read_body_json(res).await;
+        (status, body, pulled.get())
+    }
+
+    fn megabytes_forever() -> futures_util::stream::BoxStream<
+        'static,
+        Result<bytes::Bytes, actix_web::error::PayloadError>,
+    > {
+        Box::pin(futures_util::stream::repeat_with(|| {
+            Ok(bytes::Bytes::from_static(&[b' '; 1024 * 1024]))
+        }))
+    }
+
+    fn nothing_ever() -> futures_util::stream::BoxStream<
+        'static,
+        Result<bytes::Bytes, actix_web::error::PayloadError>,
+    > {
+        Box::pin(futures_util::stream::pending())
+    }
+
+    #[actix_web::test]
+    async fn a_caller_without_a_valid_key_is_refused_before_its_body_is_read() {
+        let stages = Stages {
+            authenticate: Arc::new(NoKeyIsValid),
+            ..Stages::default()
+        };
+        let limits = BodyLimits::model_calls(&Config::default().server);
+        let (status, body, pulled) =
+            call_with_endless_body(stages, limits, megabytes_forever).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        assert_eq!(pulled, 0, "the body was read before the key was checked");
+    }
+
+    #[actix_web::test]
+    async fn a_body_is_read_no_further_than_the_limit() {
+        let limits = BodyLimits {
+            max_bytes: 4 * 1024 * 1024,
+            read_timeout: std::time::Duration::from_secs(30),
+        };
+        let (status, body, pulled) =
+            call_with_endless_body(Stages::default(), limits, megabytes_forever).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["error"]["code"], "request_too_large");
+        assert!(pulled <= 5 * 1024 * 1024, "{pulled} bytes read");
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_does_not_arrive_in_time_is_a_408() {
+        let limits = BodyLimits {
+            max_bytes: 1024,
+            read_timeout: std::time::Duration::from_millis(100),
+        };
+        let (status, body, _) =
+            call_with_endless_body(Stages::default(), limits, nothing_ever).await;
+        assert_eq!(status, 408, "{body}");
+        assert_eq!(body["error"]["code"], "request_timeout");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
 
     /// Every route served is documented in api-schema/openapi.yaml, and nothing more.
     #[actix_web::test]

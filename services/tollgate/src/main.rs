@@ -24,6 +24,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tollgate_billing::{AdmissionGate, BudgetCounters, OnRedisFailure, RateLimiter};
+use tollgate_common::body::{BodyLimits, CloseUnreadBodies};
 use tollgate_common::config::{Config, ConfigError, ProcessEnv, RedisFailurePolicy};
 use tollgate_gateway::Stages;
 
@@ -370,12 +371,18 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
                     stripe: payments.as_ref().map(|p| p.api.clone()),
                 };
                 let webhooks = payments
-                    .map(|p| tollgate_billing::payments::http::configure(p.webhooks));
+                    .map(|p| {
+                        tollgate_billing::payments::http::configure(
+                            p.webhooks,
+                            BodyLimits::admin(&config.server),
+                        )
+                    });
                 let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
                     http.service.clone(),
                     admin_catalog(&config)?,
                     budgets,
                     billing,
+                    &tollgate_admin::http::AdminSettings::from_config(&config),
                 ));
                 let auth = tollgate_auth::http::configure(http);
                 tollgate_gateway::start_with(&config, gateway, move |cfg| {
@@ -442,10 +449,12 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
         admin_catalog(config)?,
         budgets,
         billing,
+        &tollgate_admin::http::AdminSettings::from_config(config),
     ));
     let routes = tollgate_auth::http::configure(http);
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(CloseUnreadBodies)
             .app_data(store.clone())
             .configure(routes.clone())
             .configure(admin.clone())
@@ -491,10 +500,19 @@ async fn serve_billing_only(config: &Config) -> anyhow::Result<ExitCode> {
     let webhooks =
         tollgate_billing::payments::start(&config.billing, store.pool().clone(), listener)
             .context("billing.stripe")?
-            .map(|p| tollgate_billing::payments::http::configure(p.webhooks));
+            .map(|p| {
+                tollgate_billing::payments::http::configure(
+                    p.webhooks,
+                    BodyLimits::admin(&config.server),
+                )
+            });
     let store = web::Data::new(store);
     let server = HttpServer::new(move || {
-        let app = App::new().app_data(store.clone()).configure(health_routes);
+        let app = App::new()
+            .wrap(CloseUnreadBodies)
+            .app_data(store.clone())
+            .configure(health_routes)
+            .route("/metrics", web::get().to(billing_metrics));
         match &webhooks {
             Some(webhooks) => app.configure(webhooks.clone()),
             None => app,
@@ -525,13 +543,14 @@ async fn serve_cache_only(config: &Config) -> anyhow::Result<ExitCode> {
         .context("redis.url")?
         .map(|(_, manager)| manager);
     let cache = caching::answer_cache(config, redis)?;
-    let routes = tollgate_cache::http::configure(tollgate_cache::http::CacheHttp::new(
-        cache,
-        token.expose(),
-    ));
+    let routes = tollgate_cache::http::configure(
+        tollgate_cache::http::CacheHttp::new(cache, token.expose())
+            .with_body_limits(BodyLimits::model_calls(&config.server)),
+    );
     // The cache fails open (a broken store is a miss), so serving is being ready.
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(CloseUnreadBodies)
             .configure(routes.clone())
             .route(
                 "/health/live",

@@ -10,6 +10,7 @@ use tollgate_billing::usage::ledger::Retention;
 use tollgate_billing::usage::{
     Ledger, LedgerSink, Shipper, UsageJournal, UsageRecord, UsageSink, UsageStream, stream,
 };
+use tollgate_common::outbound::OutboundPolicy;
 use tollgate_common::{Config, Picodollars};
 use tollgate_gateway::pipeline::Meter;
 use tollgate_gateway::pipeline::metering::{UsageEvent, Written};
@@ -97,7 +98,7 @@ pub async fn start_usage(config: &Config, parts: &BillingParts) -> anyhow::Resul
     let (journal, reader) = UsageJournal::open(&dir, config.usage.sync)
         .with_context(|| "usage.journal_dir".to_owned())?;
     let sink: Arc<dyn UsageSink> = match (&parts.pool, &parts.redis) {
-        (Some(pool), _) => Arc::new(ledger_sink(pool.clone())?),
+        (Some(pool), _) => Arc::new(ledger_sink(pool.clone(), config)?),
         (None, Some(redis)) => {
             Arc::new(UsageStream::new(redis.clone(), config.usage.stream.clone()))
         }
@@ -117,12 +118,10 @@ pub async fn start_usage(config: &Config, parts: &BillingParts) -> anyhow::Resul
     })
 }
 
-fn ledger_sink(pool: sqlx::AnyPool) -> anyhow::Result<LedgerSink> {
-    let alerts = BudgetAlerts::new(pool.clone()).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(LedgerSink {
-        ledger: Ledger::new(pool),
-        alerts: Some(Arc::new(alerts)),
-    })
+fn ledger_sink(pool: sqlx::AnyPool, config: &Config) -> anyhow::Result<LedgerSink> {
+    let outbound = OutboundPolicy::new(&config.outbound);
+    let alerts = BudgetAlerts::new(pool.clone(), &outbound).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(LedgerSink::new(Ledger::new(pool), Some(Arc::new(alerts))))
 }
 
 /// The billing service's background work, in the process that has the database: alert
@@ -131,7 +130,9 @@ pub fn start_billing(config: &Config, parts: &BillingParts) -> anyhow::Result<()
     let Some(pool) = parts.pool.clone() else {
         return Ok(());
     };
-    let alerts = Arc::new(BudgetAlerts::new(pool.clone()).map_err(|e| anyhow::anyhow!(e))?);
+    let outbound = OutboundPolicy::new(&config.outbound);
+    let alerts =
+        Arc::new(BudgetAlerts::new(pool.clone(), &outbound).map_err(|e| anyhow::anyhow!(e))?);
     let delivering = alerts.clone();
     tokio::spawn(async move { delivering.deliver().await });
     let retention = Retention {

@@ -146,22 +146,21 @@ impl AuthService {
             .await?
             .ok_or(AuthError::NotFound("invitation"))?;
         let email = invitation.email.trim().to_lowercase();
-        self.throttle
-            .check(&email, ip)
-            .await
-            .map_err(AuthError::Throttled)?;
         let credentials = self.store.credentials(&email).await?;
         let password = request.password;
         let accepted = match credentials {
             Some((user, phc)) => {
-                let matches = self
-                    .with_argon2(move |passwords| passwords.verify(&password, &phc))
-                    .await?;
-                if !matches {
-                    self.throttle.failed(&email, ip).await;
-                    return Err(AuthError::BadCredentials);
-                }
-                self.throttle.succeeded(&email).await;
+                // The invitee's password is guessed at here as at login, and counted alike.
+                let check = async {
+                    let matches = self
+                        .with_argon2(move |passwords| passwords.verify(&password, &phc))
+                        .await?;
+                    Ok(matches.then_some(user))
+                };
+                let user = self
+                    .password_attempt(&email, ip, check)
+                    .await?
+                    .ok_or(AuthError::BadCredentials)?;
                 self.store
                     .accept_invitation(&token_hash, Invitee::Existing(user))
                     .await

@@ -16,6 +16,7 @@ mod limits;
 mod provider_keys;
 pub mod scratch;
 mod sessions;
+mod signups;
 mod tenancy;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ pub use keys::{KeyChanges, KeyRecord, KeyStatus, NewKey, VerifiedKey};
 pub use limits::{RatePair, TeamLimits};
 pub use provider_keys::ProviderKeyRecord;
 pub use sessions::{RefreshOutcome, RefreshRecord};
+pub use signups::{NewPendingSignup, PendingSignup, PendingSignupOutcome};
 pub use tenancy::{Member, Organization, SignupRecords, Team, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");

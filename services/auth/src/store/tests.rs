@@ -299,7 +299,7 @@ on_both_databases!(
     |store: AuthStore| async move {
         let (a, _) = signup(&store, "r@example.com", "R").await;
         let first = store
-            .insert_refresh_token("h1", a.user.id, a.organization.id, None, 60_000)
+            .insert_refresh_token("h1", a.user.id, a.organization.id, 60_000, 3_600_000)
             .await
             .unwrap();
         assert!(store.refresh_family_active(&first.family_id).await.unwrap());
@@ -337,7 +337,7 @@ on_both_databases!(
 
         // logout ends a session
         store
-            .insert_refresh_token("l1", a.user.id, a.organization.id, None, 60_000)
+            .insert_refresh_token("l1", a.user.id, a.organization.id, 60_000, 3_600_000)
             .await
             .unwrap();
         assert!(store.revoke_refresh_family("l1").await.unwrap());
@@ -350,7 +350,7 @@ on_both_databases!(
         ));
         // and expired tokens do not refresh
         store
-            .insert_refresh_token("e1", a.user.id, a.organization.id, None, -1)
+            .insert_refresh_token("e1", a.user.id, a.organization.id, -1, 3_600_000)
             .await
             .unwrap();
         assert!(matches!(
@@ -418,6 +418,124 @@ on_both_databases!(
         assert_eq!(entry.before.as_ref().unwrap()["name"], hostile);
         assert_eq!(entry.after.as_ref().unwrap()["name"], "search");
         let _ = OrgId::generate();
+    }
+);
+
+on_both_databases!(
+    rotation_never_extends_a_session_past_its_end,
+    |store: AuthStore| async move {
+        let (a, _) = signup(&store, "s@example.com", "S").await;
+        // A token valid for an hour, in a session that ends in 300 ms.
+        let first = store
+            .insert_refresh_token("s1", a.user.id, a.organization.id, 3_600_000, 300)
+            .await
+            .unwrap();
+        assert_eq!(first.expires_at, first.session_expires_at);
+        let RefreshOutcome::Rotated(second) = store
+            .rotate_refresh_token("s1", "s2", 3_600_000)
+            .await
+            .unwrap()
+        else {
+            panic!("a live session rotates");
+        };
+        assert_eq!(second.session_expires_at, first.session_expires_at);
+        assert!(second.expires_at <= first.session_expires_at);
+        tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+        assert!(matches!(
+            store
+                .rotate_refresh_token("s2", "s3", 3_600_000)
+                .await
+                .unwrap(),
+            RefreshOutcome::Invalid
+        ));
+        assert!(!store.refresh_family_active(&first.family_id).await.unwrap());
+    }
+);
+
+on_both_databases!(
+    a_password_change_ends_the_other_sessions_in_every_organization,
+    |store: AuthStore| async move {
+        let (a, _) = signup(&store, "p@example.com", "P").await;
+        let (b, _) = signup(&store, "q@example.com", "Q").await;
+        store
+            .add_member(b.organization.id, a.user.id, Role::Member, "test")
+            .await
+            .unwrap();
+        let keep = store
+            .insert_refresh_token("k1", a.user.id, a.organization.id, 60_000, 60_000)
+            .await
+            .unwrap();
+        let other = store
+            .insert_refresh_token("o1", a.user.id, b.organization.id, 60_000, 60_000)
+            .await
+            .unwrap();
+        let someone_else = store
+            .insert_refresh_token("x1", b.user.id, b.organization.id, 60_000, 60_000)
+            .await
+            .unwrap();
+        let ended = store
+            .change_password(a.user.id, "$argon2id$new", &keep.family_id)
+            .await
+            .unwrap();
+        assert_eq!(ended, 1);
+        assert!(store.refresh_family_active(&keep.family_id).await.unwrap());
+        assert!(!store.refresh_family_active(&other.family_id).await.unwrap());
+        assert!(
+            store
+                .refresh_family_active(&someone_else.family_id)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.user_credentials(a.user.id).await.unwrap().unwrap().1,
+            "$argon2id$new"
+        );
+        for org in [a.organization.id, b.organization.id] {
+            let entry = &store.audit_log(org, 1).await.unwrap()[0];
+            assert_eq!(entry.action, "user.password_change");
+            assert_eq!(entry.target_id, a.user.id.to_string());
+        }
+    }
+);
+
+on_both_databases!(
+    pending_signups_are_taken_once_and_never_for_a_known_address,
+    |store: AuthStore| async move {
+        signup(&store, "Known@example.com", "K").await;
+        let pending =
+            |token_hash: &'static str, email: &'static str, ttl_ms: i64| NewPendingSignup {
+                token_hash,
+                email,
+                password_hash: "$argon2id$pending",
+                organization: "New Co",
+                ttl_ms,
+            };
+        assert_eq!(
+            store
+                .add_pending_signup(pending("t0", " known@EXAMPLE.com", 60_000))
+                .await
+                .unwrap(),
+            PendingSignupOutcome::AccountExists
+        );
+        assert!(store.take_pending_signup("t0").await.unwrap().is_none());
+        assert_eq!(
+            store
+                .add_pending_signup(pending("t1", "new@example.com", 60_000))
+                .await
+                .unwrap(),
+            PendingSignupOutcome::Pending
+        );
+        let taken = store.take_pending_signup("t1").await.unwrap().unwrap();
+        assert_eq!(
+            (taken.email.as_str(), taken.organization.as_str()),
+            ("new@example.com", "New Co")
+        );
+        assert!(store.take_pending_signup("t1").await.unwrap().is_none());
+        store
+            .add_pending_signup(pending("t2", "late@example.com", -1))
+            .await
+            .unwrap();
+        assert!(store.take_pending_signup("t2").await.unwrap().is_none());
     }
 );
 

@@ -18,6 +18,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{App, test};
 use serde_json::{Value, json};
 use sqlx::Connection;
+use tollgate_auth::mailer::Mailer;
 use tollgate_auth::{AuthRuntime, AuthStore, KeyRejection, KeyVerifier};
 use tollgate_common::config::{Config, SigningKeyConfig};
 use tollgate_common::{KeyContext, Secret};
@@ -89,6 +90,15 @@ impl TestApp {
 
     /// Starts the service with `tweak` applied to a default configuration.
     pub async fn start_with(db: Db, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::start_with_mailer(db, tweak, None).await
+    }
+
+    /// [`TestApp::start_with`], with mail sent through `mailer` when one is given.
+    pub async fn start_with_mailer(
+        db: Db,
+        tweak: impl FnOnce(&mut Config),
+        mailer: Option<Arc<dyn Mailer>>,
+    ) -> TestApp {
         let mut config = Config::default();
         config.storage.database_url = Some(fresh_database(db).await);
         config.auth.signing_keys = vec![SigningKeyConfig {
@@ -96,7 +106,12 @@ impl TestApp {
             secret: Secret::new(SIGNING_SECRET),
         }];
         tweak(&mut config);
-        let runtime = tollgate_auth::startup::start(&config, true).await.unwrap();
+        let runtime = match mailer {
+            Some(mailer) => tollgate_auth::startup::start_with_mailer(&config, true, Some(mailer))
+                .await
+                .unwrap(),
+            None => tollgate_auth::startup::start(&config, true).await.unwrap(),
+        };
         let http = runtime.http.clone().unwrap();
         let service = Rc::new(
             test::init_service(App::new().configure(tollgate_auth::http::configure(http))).await,

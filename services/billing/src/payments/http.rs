@@ -1,7 +1,9 @@
 //! `POST /billing/stripe/webhook`: Stripe's deliveries, each checked against its signature and
 //! processed once. Answers 200 once an event is processed (or was before), 400 for a delivery
 //! that is not Stripe's (bad or stale signature, not an event), and 500 when the database
-//! failed, so that Stripe delivers it again.
+//! failed, so that Stripe delivers it again. A delivery without a `Stripe-Signature` header is
+//! refused before its body is read; a body over 1 MiB gets 413, one slower than
+//! `server.body_read_timeout_ms` 408.
 
 use std::sync::Arc;
 
@@ -10,8 +12,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use async_trait::async_trait;
 use serde_json::json;
 use tollgate_common::Secret;
+use tollgate_common::body::{BodyError, BodyLimits, read_payload};
 
-use super::webhooks::{Event, Processed, WebhookProcessor, verify_signature};
+use super::webhooks::{Event, Processed, SignatureError, WebhookProcessor, verify_signature};
 
 /// Deliveries larger than this are refused; Stripe's events are a few kilobytes.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -47,18 +50,31 @@ impl StripeWebhookEndpoint {
     }
 }
 
-/// Registers `/billing/stripe/webhook`.
+/// Registers `/billing/stripe/webhook`, reading bodies under `limits` (and at most
+/// [`MAX_BODY_BYTES`]).
 pub fn configure(
     endpoint: Arc<StripeWebhookEndpoint>,
+    limits: BodyLimits,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    let limits = limits.at_most(MAX_BODY_BYTES);
     move |cfg: &mut web::ServiceConfig| {
         cfg.service(
             web::resource("/billing/stripe/webhook")
                 .app_data(web::Data::from(endpoint.clone()))
-                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .app_data(web::Data::new(limits))
                 .route(web::post().to(receive)),
         );
     }
+}
+
+/// The answer to a body that could not be read.
+fn unread(error: &BodyError) -> HttpResponse {
+    let (status, code) = match error {
+        BodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
+        BodyError::TimedOut { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+        BodyError::Unreadable(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+    };
+    refused(status, code, &error.to_string())
 }
 
 fn refused(status: StatusCode, code: &str, message: &str) -> HttpResponse {
@@ -69,14 +85,27 @@ fn refused(status: StatusCode, code: &str, message: &str) -> HttpResponse {
 
 async fn receive(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     endpoint: web::Data<StripeWebhookEndpoint>,
+    limits: web::Data<BodyLimits>,
 ) -> HttpResponse {
     let header = req
         .headers()
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    // Unsigned, it cannot be Stripe's, whatever the body says.
+    if header.is_empty() {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_signature",
+            &SignatureError::Malformed.to_string(),
+        );
+    }
+    let body = match read_payload(&req, payload, **limits).await {
+        Ok(body) => body,
+        Err(err) => return unread(&err),
+    };
     let now_secs = tollgate_common::now_ms() / 1000;
     if let Err(err) = verify_signature(
         &body,

@@ -220,7 +220,7 @@ pub(super) fn validate_billing(billing: &BillingConfig, problems: &mut Vec<Confi
 }
 
 /// The length of `text` decoded from standard base64, if it is base64.
-fn decoded_len(text: &str) -> Option<usize> {
+pub(super) fn decoded_len(text: &str) -> Option<usize> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(text.trim())

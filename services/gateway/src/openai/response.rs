@@ -59,7 +59,9 @@ impl Usage {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            // Saturating: both come from an upstream, and a total that wrapped around would
+            // report a huge answer as a small one.
+            total_tokens: prompt.saturating_add(completion),
             prompt_tokens_details: (cached > 0).then_some(PromptTokensDetails {
                 cached_tokens: cached,
             }),

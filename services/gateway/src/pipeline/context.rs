@@ -60,14 +60,14 @@ impl RequestContext {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 
-    pub fn new(request_id: String, endpoint: Endpoint) -> Self {
+    pub fn new(request_id: String, endpoint: Endpoint, key: Arc<KeyContext>) -> Self {
         RequestContext {
             request_id,
             event_id: uuid::Uuid::now_v7().to_string(),
             received_at: SystemTime::now(),
             started: Instant::now(),
             endpoint,
-            key: Arc::default(),
+            key,
             route: None,
             requested_model: String::new(),
             stream: false,

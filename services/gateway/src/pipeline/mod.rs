@@ -2,7 +2,8 @@
 //!
 //! | stage        | does                                                   | adds to the context      |
 //! |--------------|--------------------------------------------------------|--------------------------|
-//! | authenticate | [`Authenticate`]: who is calling                       | [`KeyContext`]           |
+//! | authenticate | [`Authenticate`]: who is calling, from the headers     | [`KeyContext`]           |
+//! |              | alone, before the body is read                         |                          |
 //! | parse        | reads the top-level fields, checks their types         | model, stream, end user  |
 //! | route        | [`crate::routing`]: the model's targets (unknown: 404) | route group              |
 //! |              | and the key's allow-list (not allowed: 403)            |                          |
@@ -13,6 +14,10 @@
 //! |              | retry, fail over                                       |                          |
 //! | respond      | translate back; stream through [`crate::streaming`]    | usage, time to first token |
 //! | settle/meter | [`metering`]: tokens, cost, reservation, usage event   | (off the request path)   |
+//!
+//! The server runs the authenticate stage before it reads the body, so that a caller without a
+//! valid key is refused before a byte of its body is buffered or parsed; [`Gateway::handle`]
+//! runs the rest with the key it found.
 //!
 //! A non-streaming request's provider call finishes in the background if the client hangs up
 //! ([`detach::FinishDetached`]), so that an answer the provider produced (and charged for) is
@@ -100,35 +105,43 @@ impl Gateway {
         }
     }
 
-    /// Runs one `/v1/chat/completions` or `/v1/embeddings` request through every stage.
-    /// `worker` is the calling worker's own client and recorder.
+    /// The authenticate stage: who is calling, from the request's headers alone. The server
+    /// runs it before reading the body; a refusal is answered with [`Gateway::refuse`].
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyContext>, GatewayError> {
+        self.stages.authenticate.authenticate(headers).await
+    }
+
+    /// The answer to a request refused before its body was read (no valid key, or a body too
+    /// large or too slow), recorded like every failed request.
+    pub fn refuse(
+        &self,
+        worker: &Worker,
+        endpoint: Endpoint,
+        request_id: String,
+        key: Option<Arc<KeyContext>>,
+        error: GatewayError,
+    ) -> HttpResponse {
+        let ctx = RequestContext::new(request_id, endpoint, key.unwrap_or_default());
+        let span = request_span(endpoint, &ctx.request_id);
+        span.record("otel.name", endpoint.operation());
+        respond_to_failure(worker, ctx, Failure::early(error), &span)
+    }
+
+    /// Runs one `/v1/chat/completions` or `/v1/embeddings` request through every stage after
+    /// authentication, as `key` (from [`Gateway::authenticate`]). `worker` is the calling
+    /// worker's own client and recorder.
     pub async fn handle(
         self: &Arc<Self>,
         worker: &Worker,
         endpoint: Endpoint,
         headers: &HeaderMap,
+        key: Arc<KeyContext>,
         raw: Bytes,
         request_id: String,
     ) -> HttpResponse {
-        let mut ctx = RequestContext::new(request_id, endpoint);
+        let mut ctx = RequestContext::new(request_id, endpoint, key);
         let parsed = InboundBody::parse(endpoint, raw);
-        // Field names follow OpenTelemetry's GenAI conventions; the span costs nothing unless
-        // an OTLP endpoint is configured.
-        let span = tracing::info_span!(
-            "gen_ai.request",
-            otel.name = Empty,
-            otel.kind = "server",
-            gen_ai.operation.name = endpoint.operation(),
-            gen_ai.request.model = Empty,
-            gen_ai.system = Empty,
-            gen_ai.response.model = Empty,
-            gen_ai.usage.input_tokens = Empty,
-            gen_ai.usage.output_tokens = Empty,
-            http.response.status_code = Empty,
-            error.type = Empty,
-            tollgate.request_id = %ctx.request_id,
-            tollgate.attempts = Empty,
-        );
+        let span = request_span(endpoint, &ctx.request_id);
         // Named before the span is first entered: OpenTelemetry fixes the name at start.
         if !span.is_disabled()
             && let Ok(body) = &parsed
@@ -151,29 +164,7 @@ impl Gateway {
                 }
                 response
             }
-            Err(failure) => {
-                span.record("http.response.status_code", failure.error.status().as_u16());
-                span.record("tollgate.attempts", failure.attempts);
-                span.record("error.type", failure.error.label());
-                let mut response = failure.error.to_response(&ctx.request_id);
-                for (name, value) in &ctx.response_headers {
-                    response.headers_mut().insert(name.clone(), value.clone());
-                }
-                response
-                    .headers_mut()
-                    .insert(X_TOLLGATE_ATTEMPTS, HeaderValue::from(failure.attempts));
-                if failure.metered {
-                    return response;
-                }
-                let mut completion = Completion::new(ctx, failure.reservation);
-                completion.status = failure.error.status().as_u16();
-                completion.error = Some(failure.error.label());
-                completion.target = failure.target;
-                completion.attempts = failure.attempts;
-                // An error is no answer to withhold: its usage event goes without waiting.
-                worker.recorder.send(completion);
-                response
-            }
+            Err(failure) => respond_to_failure(worker, ctx, failure, &span),
         }
     }
 
@@ -184,13 +175,8 @@ impl Gateway {
         headers: &HeaderMap,
         parsed: Result<InboundBody, GatewayError>,
     ) -> Result<HttpResponse, Failure> {
-        // authenticate: a caller without access learns nothing about its body's problems
-        ctx.key = self
-            .stages
-            .authenticate
-            .authenticate(headers)
-            .await
-            .map_err(Failure::early)?;
+        // authenticate: done by the server before the body was read (`ctx.key`), so a caller
+        // without access learns nothing about its body's problems
         ctx.tags = tags::request_tags(&ctx.key.tags, headers).map_err(Failure::early)?;
 
         // parse (done by the caller, so that the span is named after the model; its errors
@@ -471,6 +457,57 @@ impl Gateway {
             }),
         }
     }
+}
+
+/// The request's span. Field names follow OpenTelemetry's GenAI conventions; the span costs
+/// nothing unless an OTLP endpoint is configured.
+fn request_span(endpoint: Endpoint, request_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "gen_ai.request",
+        otel.name = Empty,
+        otel.kind = "server",
+        gen_ai.operation.name = endpoint.operation(),
+        gen_ai.request.model = Empty,
+        gen_ai.system = Empty,
+        gen_ai.response.model = Empty,
+        gen_ai.usage.input_tokens = Empty,
+        gen_ai.usage.output_tokens = Empty,
+        http.response.status_code = Empty,
+        error.type = Empty,
+        tollgate.request_id = %request_id,
+        tollgate.attempts = Empty,
+    )
+}
+
+/// The error answer to a failed request; its usage event is sent unless the path that failed
+/// sent it already.
+fn respond_to_failure(
+    worker: &Worker,
+    ctx: RequestContext,
+    failure: Failure,
+    span: &tracing::Span,
+) -> HttpResponse {
+    span.record("http.response.status_code", failure.error.status().as_u16());
+    span.record("tollgate.attempts", failure.attempts);
+    span.record("error.type", failure.error.label());
+    let mut response = failure.error.to_response(&ctx.request_id);
+    for (name, value) in &ctx.response_headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+        .headers_mut()
+        .insert(X_TOLLGATE_ATTEMPTS, HeaderValue::from(failure.attempts));
+    if failure.metered {
+        return response;
+    }
+    let mut completion = Completion::new(ctx, failure.reservation);
+    completion.status = failure.error.status().as_u16();
+    completion.error = Some(failure.error.label());
+    completion.target = failure.target;
+    completion.attempts = failure.attempts;
+    // An error is no answer to withhold: its usage event goes without waiting.
+    worker.recorder.send(completion);
+    response
 }
 
 /// The model and usage a cached answer reports.

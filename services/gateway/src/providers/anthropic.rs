@@ -8,6 +8,7 @@
 //! <https://docs.anthropic.com/en/api/messages>
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::Url;
@@ -712,8 +713,12 @@ impl TokenCounts {
     }
 
     fn usage(&self) -> Usage {
+        // Saturating: the counts are the upstream's numbers, and a sum that wrapped around
+        // would bill a huge answer as a small one.
         Usage::new(
-            self.input + self.cache_read + self.cache_creation,
+            self.input
+                .saturating_add(self.cache_read)
+                .saturating_add(self.cache_creation),
             self.output,
             self.cache_read,
         )
@@ -884,7 +889,9 @@ struct AnthropicStream {
     created: u64,
     started: bool,
     stopped: bool,
-    blocks: Vec<BlockKind>,
+    /// By the upstream's block `index`: a map, not a vector, so that an index far past any
+    /// real answer's costs one entry rather than sizing an allocation.
+    blocks: BTreeMap<usize, BlockKind>,
     tool_calls: u32,
     json_output_seen: bool,
     counts: TokenCounts,
@@ -901,7 +908,7 @@ impl AnthropicStream {
             created: 0,
             started: false,
             stopped: false,
-            blocks: Vec::new(),
+            blocks: BTreeMap::new(),
             tool_calls: 0,
             json_output_seen: false,
             counts: TokenCounts::default(),
@@ -953,15 +960,12 @@ impl AnthropicStream {
 
     fn block(&self, index: Option<usize>) -> BlockKind {
         index
-            .and_then(|i| self.blocks.get(i).copied())
+            .and_then(|i| self.blocks.get(&i).copied())
             .unwrap_or(BlockKind::Ignored)
     }
 
     fn set_block(&mut self, index: usize, kind: BlockKind) {
-        if self.blocks.len() <= index {
-            self.blocks.resize(index + 1, BlockKind::Ignored);
-        }
-        self.blocks[index] = kind;
+        self.blocks.insert(index, kind);
     }
 
     fn handle(&mut self, event: SseEvent, out: &mut BytesMut) -> Result<(), String> {
@@ -1153,8 +1157,10 @@ fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
     }
     match serde_json::from_slice::<Envelope>(body) {
         Ok(Envelope { error }) => UpstreamErrorDetails {
+            // A blank message would reach the client as an error that says nothing.
             message: error
                 .message
+                .filter(|m| !m.trim().is_empty())
                 .unwrap_or_else(|| format!("upstream returned status {status}")),
             kind: Some(openai_error_type(error.kind.as_deref(), status).to_owned()),
             param: None,

@@ -859,9 +859,12 @@ struct UsageMetadata {
 
 impl UsageMetadata {
     fn usage(self) -> Usage {
+        // Saturating: the counts are the upstream's numbers, and a sum that wrapped around
+        // would bill a huge answer as a small one.
         Usage::new(
             self.prompt_token_count,
-            self.candidates_token_count + self.thoughts_token_count,
+            self.candidates_token_count
+                .saturating_add(self.thoughts_token_count),
             self.cached_content_token_count,
         )
     }

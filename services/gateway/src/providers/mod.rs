@@ -205,9 +205,11 @@ pub(crate) fn openai_error_details(status: u16, body: &[u8]) -> UpstreamErrorDet
     }
     match serde_json::from_slice::<Envelope>(body) {
         Ok(envelope) => UpstreamErrorDetails {
+            // A blank message would reach the client as an error that says nothing.
             message: envelope
                 .error
                 .message
+                .filter(|m| !m.trim().is_empty())
                 .unwrap_or_else(|| format!("upstream returned status {status}")),
             kind: envelope.error.kind,
             param: envelope.error.param,
