@@ -131,7 +131,8 @@ pub async fn start(config: &Config, serve_api: bool) -> Result<AuthRuntime, Star
             let service = AuthService::new(store, tokens, throttle, feed, config.auth.clone())
                 .await
                 .map_err(|e| StartError::Setup(e.to_string()))?
-                .with_own_provider_keys(own_keys);
+                .with_own_provider_keys(own_keys)
+                .with_ceilings(config.limits.clone(), config.billing.stripe.is_some());
             Some(Arc::new(AuthHttp {
                 service: Arc::new(service),
                 service_token: config.auth.service_token.clone(),

@@ -119,10 +119,7 @@ pub async fn start_usage(config: &Config, parts: &BillingParts) -> anyhow::Resul
 
 fn ledger_sink(pool: sqlx::AnyPool) -> anyhow::Result<LedgerSink> {
     let alerts = BudgetAlerts::new(pool.clone()).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(LedgerSink {
-        ledger: Ledger::new(pool),
-        alerts: Some(Arc::new(alerts)),
-    })
+    Ok(LedgerSink::new(Ledger::new(pool), Some(Arc::new(alerts))))
 }
 
 /// The billing service's background work, in the process that has the database: alert
@@ -151,10 +148,7 @@ pub fn start_billing(config: &Config, parts: &BillingParts) -> anyhow::Result<()
         }
     });
     if let Some(client) = parts.redis_client.clone() {
-        let sink: Arc<dyn UsageSink> = Arc::new(LedgerSink {
-            ledger: Ledger::new(pool),
-            alerts: Some(alerts),
-        });
+        let sink = Arc::new(LedgerSink::new(Ledger::new(pool), Some(alerts)));
         let (stream, consumer) = (config.usage.stream.clone(), consumer_name());
         tokio::spawn(async move { stream::consume(client, stream, consumer, sink).await });
     }
