@@ -17,9 +17,12 @@ use std::time::{Duration, Instant};
 use tollgate_mock_provider::{MockConfig, MockServer};
 
 mod admin;
+mod budget_bound;
 mod cache;
 mod dashboard;
+mod deployment;
 mod hostile_bodies;
+mod hostile_strings;
 mod metering;
 mod outbound;
 mod payments;

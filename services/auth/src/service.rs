@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
-use tollgate_common::config::AuthConfig;
+use tollgate_common::config::{AuthConfig, LimitsConfig, PlanCeilings};
 use tollgate_common::outbound::OutboundPolicy;
 use tollgate_common::{BudgetPeriod, BudgetScope, CachePolicy, KeyId, OrgId, TeamId, UserId};
 
@@ -284,6 +284,9 @@ pub struct AuthService {
     outbound: OutboundPolicy,
     /// `None` where no mail is sent (`auth.mailer`).
     mailer: Option<Arc<dyn Mailer>>,
+    /// The deployment's ceilings on rate limits, and whether billing (and so plans) is on.
+    limits: LimitsConfig,
+    billing_on: bool,
 }
 
 /// Threads hashing passwords, and how many computations may wait for them. One thread: each
@@ -321,6 +324,8 @@ impl AuthService {
             own_keys: None,
             outbound: OutboundPolicy::default(),
             mailer: None,
+            limits: LimitsConfig::default(),
+            billing_on: false,
         })
     }
 
@@ -328,6 +333,43 @@ impl AuthService {
     pub fn with_mailer(mut self, mailer: Option<Arc<dyn Mailer>>) -> Self {
         self.mailer = mailer;
         self
+    }
+
+    /// Holds every rate limit set through this service to `limits`' ceilings (and, where
+    /// `billing_on`, the organization's plan's).
+    pub fn with_ceilings(mut self, limits: LimitsConfig, billing_on: bool) -> Self {
+        self.limits = limits;
+        self.billing_on = billing_on;
+        self
+    }
+
+    /// Refuses limits above the ceiling of `org`'s plan, naming the field (`prefix` + `rpm`
+    /// or `tpm`, or the key's `rpm_limit` / `tpm_limit`).
+    async fn check_ceiling(
+        &self,
+        org: OrgId,
+        names: (&str, &str),
+        rpm: Option<i64>,
+        tpm: Option<i64>,
+    ) -> Result<(), AuthError> {
+        let has_plans = self.billing_on && self.limits.plans != PlanCeilings::default();
+        let facts = if has_plans {
+            Some(self.store.billing_facts(org).await?)
+        } else {
+            None
+        };
+        let ceiling = self.limits.ceiling(facts.as_ref(), self.billing_on);
+        let positive = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        match ceiling.admits(positive(rpm), positive(tpm)) {
+            Ok(()) => Ok(()),
+            Err((unit, most)) => {
+                let param = if unit == "rpm" { names.0 } else { names.1 };
+                Err(AuthError::invalid(
+                    param,
+                    format!("`{param}` must be at most {most}, this deployment's ceiling."),
+                ))
+            }
+        }
     }
 
     /// Lets owners set their organization's own provider keys.
@@ -992,6 +1034,8 @@ impl AuthService {
     ) -> Result<RatePair, AuthError> {
         caller.require(Role::Admin, "set the organization's rate limits")?;
         validate_pair("", &limits)?;
+        self.check_ceiling(caller.org, ("rpm", "tpm"), limits.rpm, limits.tpm)
+            .await?;
         let stale = self
             .store
             .set_org_limits(caller.org, &limits, &caller.actor())
@@ -1041,7 +1085,12 @@ impl AuthService {
                 ));
             }
             validate_pair(&format!("models.{model}."), pair)?;
+            let names = (format!("models.{model}.rpm"), format!("models.{model}.tpm"));
+            self.check_ceiling(caller.org, (&names.0, &names.1), pair.rpm, pair.tpm)
+                .await?;
         }
+        self.check_ceiling(caller.org, ("rpm", "tpm"), limits.rpm, limits.tpm)
+            .await?;
         let stale = self
             .store
             .set_team_limits(caller.org, team.id, &limits, &caller.actor())
@@ -1392,6 +1441,13 @@ impl AuthService {
             }
             Actor::Operator => None,
         };
+        self.check_ceiling(
+            org,
+            ("rpm_limit", "tpm_limit"),
+            spec.rpm_limit,
+            spec.tpm_limit,
+        )
+        .await?;
         let generated = generate_key();
         let new = NewKey {
             name: validate_name("name", spec.name.as_deref().unwrap_or("unnamed key"))?,
@@ -1424,6 +1480,13 @@ impl AuthService {
     ) -> Result<KeyView, AuthError> {
         let record = self.key_record(caller.org, key).await?;
         self.require_key_manager(caller, &record).await?;
+        self.check_ceiling(
+            caller.org,
+            ("rpm_limit", "tpm_limit"),
+            patch.rpm_limit.flatten(),
+            patch.tpm_limit.flatten(),
+        )
+        .await?;
         let changes = KeyChanges {
             name: patch.name.map(|n| validate_name("name", &n)).transpose()?,
             allowed_models: patch.allowed_models.map(validate_models).transpose()?,

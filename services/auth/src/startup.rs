@@ -167,7 +167,8 @@ pub async fn start_with_mailer(
                 .map_err(|e| StartError::Setup(e.to_string()))?
                 .with_own_provider_keys(own_keys)
                 .with_outbound_policy(OutboundPolicy::new(&config.outbound))
-                .with_mailer(mailer);
+                .with_mailer(mailer)
+                .with_ceilings(config.limits.clone(), config.billing.stripe.is_some());
             Some(Arc::new(AuthHttp {
                 service: Arc::new(service),
                 service_token: config.auth.service_token.clone(),

@@ -47,6 +47,7 @@ on_both_databases!(
     budgets_are_set_per_scope_reach_the_key_and_stay_in_their_organization,
     alert_webhooks_are_admin_only_and_show_their_secret_once,
     rate_limits_are_set_on_teams_and_organizations_and_reach_the_key,
+    limits_above_the_deployments_ceilings_are_refused,
     cache_policies_merge_from_key_to_organization_and_stay_in_their_organization,
     signup_and_login_open_a_session_and_a_working_key,
     emails_are_unique_whatever_their_case,
@@ -1965,6 +1966,71 @@ async fn wrong_password_and_unknown_email_answer_alike(db: Db) {
     for answer in &answers[1..] {
         assert_eq!(answer, &answers[0]);
     }
+}
+
+/// No organization, team or key may lift its own limits past the deployment's ceilings, nor
+/// past its plan's where billing is on (an organization without a card is on the free plan).
+async fn limits_above_the_deployments_ceilings_are_refused(db: Db) {
+    let app = TestApp::start_with(db, |config| {
+        config.limits.max_rpm = Some(1000);
+        config.limits.max_tpm = Some(100_000);
+        config.limits.default.tpm = 100_000;
+        config.limits.plans.free.max_rpm = Some(100);
+        config.billing.stripe = Some(
+            serde_json::from_value(json!({
+                "api_base": "http://127.0.0.1:9",
+                "secret_key": "sk_test_x",
+                "webhook_secret": "whsec_x",
+            }))
+            .unwrap(),
+        );
+    })
+    .await;
+    let t = app.signup("ceiling@example.com", "Ceiling").await;
+    for (spec, param) in [
+        (json!({"rpm_limit": 101}), "rpm_limit"),
+        (json!({"rpm_limit": 5000}), "rpm_limit"),
+        (json!({"tpm_limit": 100_001}), "tpm_limit"),
+    ] {
+        let got = create_key(&app, &t.access, spec.clone()).await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{spec}: {}", got.1);
+        assert_eq!(got.1["error"]["param"], param, "{}", got.1);
+    }
+    let (id, _) = new_key(
+        &app,
+        &t.access,
+        json!({"rpm_limit": 100, "tpm_limit": 100_000}),
+    )
+    .await;
+    let got = app
+        .patch(
+            &format!("/auth/keys/{id}"),
+            &t.access,
+            json!({"rpm_limit": 101}),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::BAD_REQUEST, "{}", got.1);
+    let got = app
+        .put("/auth/limits", &t.access, json!({"rpm": 5000}))
+        .await;
+    assert_eq!(
+        (got.0, &got.1["error"]["param"]),
+        (StatusCode::BAD_REQUEST, &json!("rpm"))
+    );
+    let team_limits = format!("/auth/teams/{}/limits", t.team_id);
+    let got = app
+        .put(
+            &team_limits,
+            &t.access,
+            json!({"models": {"gpt-4o": {"tpm": 200_000}}}),
+        )
+        .await;
+    assert_eq!(got.0, StatusCode::BAD_REQUEST, "{}", got.1);
+    assert_eq!(got.1["error"]["param"], "models.gpt-4o.tpm");
+    let got = app
+        .put(&team_limits, &t.access, json!({"rpm": 100, "tpm": 50_000}))
+        .await;
+    assert_eq!(got.0, StatusCode::OK, "{}", got.1);
 }
 
 async fn rate_limits_are_set_on_teams_and_organizations_and_reach_the_key(db: Db) {

@@ -294,3 +294,214 @@ async fn alerts_fire_once_per_threshold_per_period_signed() {
     })
     .await;
 }
+
+/// Makes the database refuse any usage row for the model `poison`, as it would refuse text it
+/// cannot hold: a trigger, since a record SQLite refuses by its own rules is hard to make.
+async fn refuse_poison(store: &AuthStore, on: bool) {
+    let sqlite = store.pool().connect_options().database_url.scheme() == "sqlite";
+    let statements: &[&str] = match (sqlite, on) {
+        (true, true) => &[
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON usage_events \
+             WHEN NEW.requested_model = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+        ],
+        (true, false) => &["DROP TRIGGER refuse_poison"],
+        (false, true) => &[
+            "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+             IF NEW.requested_model = 'poison' THEN \
+             RAISE EXCEPTION 'poison refused' USING ERRCODE = 'check_violation'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON usage_events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+        ],
+        (false, false) => &["DROP TRIGGER refuse_poison ON usage_events"],
+    };
+    for sql in statements {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+}
+
+/// One record the database refuses, in a batch as large as the shipper's, is set aside with
+/// the reason; every other record of the batch is stored and rolled up, and shipping goes on.
+/// A replay stores it once the cause is gone.
+#[tokio::test]
+async fn a_record_the_ledger_refuses_is_set_aside_and_the_rest_is_stored() {
+    both(async |store: AuthStore| {
+        refuse_poison(&store, true).await;
+        let sink = LedgerSink::new(Ledger::new(store.pool().clone()), None);
+        let mut batch: Vec<UsageRecord> = (0..2048).map(|n| record("org-d", n, "0.001")).collect();
+        batch[700].requested_model = "poison".into();
+        batch[2047].requested_model = "poison".into();
+        sink.ship(&batch).await.unwrap();
+        assert_eq!(
+            scalar(&store, "SELECT COUNT(*) FROM usage_events").await,
+            2046
+        );
+        assert_eq!(
+            scalar(
+                &store,
+                "SELECT CAST(SUM(requests) AS BIGINT) FROM usage_rollups WHERE granularity = 'day'"
+            )
+            .await,
+            2046
+        );
+        let letters = sink.dead_letters().list(false, 10).await.unwrap();
+        let ids: Vec<&str> = letters.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(ids.contains(&"org-d-e700") && ids.contains(&"org-d-e2047"));
+        assert!(letters.iter().all(|l| l.reason.contains("poison refused")));
+        assert_eq!(letters[0].org_id.as_deref(), Some("org-d"));
+
+        // Shipping the same batch again (a crash before the journal position was saved)
+        // changes nothing, and the next batch ships as usual.
+        sink.ship(&batch).await.unwrap();
+        sink.ship(&[record("org-d", 5000, "0.001")]).await.unwrap();
+        assert_eq!(
+            scalar(&store, "SELECT COUNT(*) FROM usage_events").await,
+            2047
+        );
+        assert_eq!(sink.dead_letters().list(false, 10).await.unwrap().len(), 2);
+
+        // Replayed while the cause remains: refused again, still waiting.
+        let ledger = Ledger::new(store.pool().clone());
+        let report = sink
+            .dead_letters()
+            .replay(&ledger, &[], false)
+            .await
+            .unwrap();
+        assert_eq!((report.stored, report.refused), (0, 2));
+        refuse_poison(&store, false).await;
+        let report = sink
+            .dead_letters()
+            .replay(&ledger, &["org-d-e700".to_owned()], false)
+            .await
+            .unwrap();
+        assert_eq!((report.stored, report.refused), (1, 0));
+        let report = sink
+            .dead_letters()
+            .replay(&ledger, &[], false)
+            .await
+            .unwrap();
+        assert_eq!(report.stored, 1);
+        assert_eq!(
+            scalar(&store, "SELECT COUNT(*) FROM usage_events").await,
+            2049
+        );
+        assert!(
+            sink.dead_letters()
+                .list(false, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(sink.dead_letters().list(true, 10).await.unwrap().len(), 2);
+    })
+    .await;
+}
+
+/// Text PostgreSQL cannot hold (NUL) is refused by the database itself: the record is set
+/// aside, the others are stored, and a replay with repair stores it without the NUL.
+#[tokio::test]
+async fn text_postgres_cannot_hold_is_set_aside_then_repaired() {
+    let store = scratch::postgres().await.unwrap();
+    let sink = LedgerSink::new(Ledger::new(store.pool().clone()), None);
+    let mut batch: Vec<UsageRecord> = (0..40).map(|n| record("org-n", n, "0.001")).collect();
+    batch[3].end_user = Some("evil\u{0}user".into());
+    batch[9].tags.insert("feature".into(), "x\u{0}".into());
+    sink.ship(&batch).await.unwrap();
+    assert_eq!(
+        scalar(&store, "SELECT COUNT(*) FROM usage_events").await,
+        38
+    );
+    let letters = sink.dead_letters().list(false, 10).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    let ledger = Ledger::new(store.pool().clone());
+    let report = sink
+        .dead_letters()
+        .replay(&ledger, &[], false)
+        .await
+        .unwrap();
+    assert_eq!((report.stored, report.refused), (0, 2));
+    let report = sink
+        .dead_letters()
+        .replay(&ledger, &[], true)
+        .await
+        .unwrap();
+    assert_eq!((report.stored, report.refused), (2, 0));
+    let users: i64 = scalar(
+        &store,
+        "SELECT COUNT(*) FROM usage_events WHERE end_user = 'eviluser'",
+    )
+    .await;
+    assert_eq!(users, 1);
+}
+
+/// A failure that retrying can cure is not a refusal: the batch is reported failed (it stays
+/// in the journal) and nothing is set aside.
+#[tokio::test]
+async fn an_unreachable_database_is_retried_not_set_aside() {
+    let store = scratch::sqlite().await.unwrap();
+    let sink = LedgerSink::new(Ledger::new(store.pool().clone()), None);
+    store.pool().close().await;
+    assert!(sink.ship(&[record("org-u", 1, "0.001")]).await.is_err());
+}
+
+/// An entry in the usage stream that is not a usage record is set aside, acknowledged and
+/// removed; the records around it reach the ledger.
+#[tokio::test]
+async fn an_unreadable_stream_entry_is_set_aside_and_the_stream_goes_on() {
+    let store = scratch::sqlite().await.unwrap();
+    let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let stream = format!("tollgate:test-usage:{}", uuid::Uuid::now_v7());
+    let good = serde_json::to_string(&record("org-s", 1, "0.001")).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("r")
+        .arg("{not a record")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("r")
+        .arg(&good)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let sink = Arc::new(LedgerSink::new(Ledger::new(store.pool().clone()), None));
+    let consumer = tokio::spawn(tollgate_billing::usage::stream::consume(
+        client,
+        stream.clone(),
+        "test".into(),
+        sink.clone(),
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while scalar(&store, "SELECT COUNT(*) FROM usage_events").await < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream was not consumed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    consumer.abort();
+    let letters = sink.dead_letters().list(false, 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(letters[0].id.starts_with("stream:"));
+    assert!(letters[0].record.contains("not a record"));
+    let left: i64 = redis::cmd("XLEN")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    let _: i64 = redis::cmd("DEL")
+        .arg(&stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}

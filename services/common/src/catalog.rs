@@ -26,6 +26,10 @@ pub struct ModelPrice {
     pub cached_input: Option<Decimal>,
     /// The day the price was read from the provider's price page (YYYY-MM-DD).
     pub as_of: String,
+    /// The most output tokens the model produces for one answer, per the provider's model
+    /// documentation: what a budget reserves for a request that sets no output limit.
+    #[serde(default)]
+    pub max_output: Option<u64>,
 }
 
 /// Token counts reported for one request.
@@ -181,6 +185,7 @@ mod tests {
                 output: dec("2"),
                 cached_input: None,
                 as_of: "2026-01-01".into(),
+                max_output: None,
             },
             ModelPrice {
                 family: "local".into(),
@@ -189,6 +194,7 @@ mod tests {
                 output: dec("0.1"),
                 cached_input: None,
                 as_of: "2026-01-01".into(),
+                max_output: None,
             },
         ];
         let catalog = PriceCatalog::with_overrides(&overrides).unwrap();

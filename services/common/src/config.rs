@@ -20,11 +20,13 @@ use crate::catalog::ModelPrice;
 
 mod accounts;
 mod billing;
+mod ceilings;
 mod network;
 mod outbound;
 
 pub use accounts::MailerConfig;
 pub use billing::{BillingConfig, ByokFees, FreeTier, PayAsYouGo, SellPrice, StripeConfig};
+pub use ceilings::{Ceiling, PlanCeilings};
 pub use network::IpNetwork;
 pub use outbound::OutboundConfig;
 
@@ -41,6 +43,13 @@ impl Secret {
     /// The secret itself; call only where it is sent to whom it belongs.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `presented` is this secret. Digests are compared, so that the comparison takes
+    /// as long whatever was presented and says nothing of how much of it was right.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.0.as_bytes()) == Sha256::digest(presented)
     }
 }
 
@@ -314,6 +323,9 @@ pub struct TelemetryConfig {
     /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`); traces are exported when set.
     pub otlp_endpoint: Option<String>,
     pub service_name: String,
+    /// When set, `/metrics` answers only requests bearing it (`Authorization: Bearer ...`):
+    /// the metrics name every configured target and show the deployment's traffic.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for TelemetryConfig {
@@ -322,6 +334,7 @@ impl Default for TelemetryConfig {
             log_level: "info".into(),
             otlp_endpoint: None,
             service_name: "tollgate".into(),
+            metrics_token: None,
         }
     }
 }
@@ -587,8 +600,31 @@ pub struct LimitsConfig {
     pub default: RateLimitPair,
     /// What to do while Redis is unreachable: `local` (count per process) or `reject` (503).
     pub on_redis_failure: RedisFailurePolicy,
-    /// Output tokens reserved for a request that sets no `max_tokens`.
+    /// Output tokens that token-per-minute limits count for a request that sets no
+    /// `max_tokens`; budgets reserve the model's maximum output instead, and this only for a
+    /// model whose maximum the price catalog does not know.
     pub default_max_tokens: u64,
+    /// The most requests per minute any organization, team or key may set.
+    pub max_rpm: Option<u64>,
+    /// The most tokens per minute any organization, team or key may set.
+    pub max_tpm: Option<u64>,
+    /// Tighter ceilings per plan, applied where billing is on.
+    pub plans: PlanCeilings,
+}
+
+impl LimitsConfig {
+    /// The ceiling for an organization with `facts`: the deployment's, lowered by its plan's
+    /// where `billing_on`.
+    pub fn ceiling(&self, facts: Option<&crate::BillingFacts>, billing_on: bool) -> Ceiling {
+        let deployment = Ceiling {
+            max_rpm: self.max_rpm,
+            max_tpm: self.max_tpm,
+        };
+        match facts {
+            Some(facts) if billing_on => deployment.and(self.plans.for_plan(facts)),
+            _ => deployment,
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -600,6 +636,9 @@ impl Default for LimitsConfig {
             },
             on_redis_failure: RedisFailurePolicy::Local,
             default_max_tokens: 1024,
+            max_rpm: None,
+            max_tpm: None,
+            plans: PlanCeilings::default(),
         }
     }
 }
@@ -813,6 +852,9 @@ impl EnvOverrides {
         }
         if let Some(url) = env.var("TOLLGATE_REDIS_URL") {
             config.redis.url = Some(url);
+        }
+        if let Some(token) = env.var("TOLLGATE_METRICS_TOKEN").filter(|t| !t.is_empty()) {
+            config.telemetry.metrics_token = Some(Secret::new(token));
         }
     }
 }
@@ -1095,6 +1137,17 @@ impl Config {
         if self.routing.timeout_ms == 0 {
             problems.push(problem("routing.timeout_ms", "must be greater than 0"));
         }
+        if self
+            .telemetry
+            .metrics_token
+            .as_ref()
+            .is_some_and(|token| token.expose().len() < 16)
+        {
+            problems.push(problem(
+                "telemetry.metrics_token",
+                "must be at least 16 characters",
+            ));
+        }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !is_http_url(endpoint)
         {
@@ -1105,6 +1158,12 @@ impl Config {
         }
         validate_storage(&self.storage, &self.redis, &mut problems);
         validate_auth(&self.auth, &mut problems);
+        ceilings::validate_ceilings(
+            self.limits.ceiling(None, false),
+            &self.limits.plans,
+            (self.limits.default.rpm, self.limits.default.tpm),
+            &mut problems,
+        );
         for (field, value) in [
             ("limits.default.rpm", self.limits.default.rpm),
             ("limits.default.tpm", self.limits.default.tpm),

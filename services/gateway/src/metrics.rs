@@ -1,6 +1,12 @@
 //! Prometheus metrics, named `tollgate_<name>_<unit>[_total]` with bounded labels: the model
 //! label is the target (`provider/model`) from configuration, never the client's free text.
 
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use tollgate_common::config::Secret;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -12,8 +18,15 @@ const LATENCY_BUCKETS: &[f64] = &[
     60.0, 120.0,
 ];
 
+/// Distinct `target` label values a process keeps apart (see [`Metrics::target_label`]).
+const MAX_TARGET_LABELS: usize = 500;
+
 pub struct Metrics {
     registry: Registry,
+    /// What a scraper must present, when `telemetry.metrics_token` is set.
+    token: Option<Secret>,
+    /// The `target` label values in use.
+    targets: RwLock<HashSet<String>>,
     requests: IntCounterVec,
     request_duration: HistogramVec,
     time_to_first_token: HistogramVec,
@@ -65,6 +78,8 @@ impl Metrics {
         registry.register(Box::new(tokens.clone()))?;
         Ok(Metrics {
             registry,
+            token: None,
+            targets: RwLock::default(),
             requests,
             request_duration,
             time_to_first_token,
@@ -73,10 +88,44 @@ impl Metrics {
         })
     }
 
+    /// Requires `token` of every scraper (see [`Metrics::authorized`]).
+    pub fn with_token(mut self, token: Option<Secret>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Whether a `/metrics` request may read them: always without a token, else only with
+    /// `Authorization: Bearer <token>`.
+    pub fn authorized(&self, headers: &HeaderMap) -> bool {
+        scraper_authorized(self.token.as_ref(), headers)
+    }
+
+    /// The `target` label of `provider/model`: the pair itself for the first
+    /// [`MAX_TARGET_LABELS`] seen, `provider/other` after. The model of a direct
+    /// `provider/model` route is the client's text, and a label value per name would let one
+    /// client grow every process's metrics (and every scrape) without bound.
+    fn target_label(&self, provider: &str, model: &str) -> String {
+        let label = format!("{provider}/{model}");
+        let seen = |set: &HashSet<String>| set.contains(&label);
+        if seen(&self.targets.read().unwrap_or_else(|e| e.into_inner())) {
+            return label;
+        }
+        let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        if targets.len() < MAX_TARGET_LABELS {
+            targets.insert(label.clone());
+            return label;
+        }
+        if seen(&targets) {
+            label
+        } else {
+            format!("{provider}/other")
+        }
+    }
+
     /// Records one finished request.
     pub fn observe(&self, event: &UsageEvent) {
         let target = match (&event.provider, &event.provider_model) {
-            (Some(p), Some(m)) => format!("{p}/{m}"),
+            (Some(p), Some(m)) => self.target_label(p, m),
             _ => "none".to_owned(),
         };
         let status = event.status.to_string();
@@ -117,9 +166,65 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        // The process's default registry holds what other services in this process count
+        // (such as the usage dead letters), beside the gateway's own.
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather());
+        if let Err(err) = TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!(%err, "cannot encode metrics");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Whether a scrape of `/metrics` with `headers` may read them under `token` (see
+/// [`Metrics::authorized`]); for processes that serve metrics without a gateway too.
+pub fn scraper_authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    token.matches(presented.trim().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_chosen_model_names_cannot_grow_the_target_labels_without_bound() {
+        let metrics = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..MAX_TARGET_LABELS {
+            assert_eq!(
+                metrics.target_label("openai", &format!("m{i}")),
+                format!("openai/m{i}")
+            );
+        }
+        assert_eq!(metrics.target_label("openai", "m0"), "openai/m0");
+        assert_eq!(metrics.target_label("openai", "junk-1"), "openai/other");
+        assert_eq!(metrics.target_label("openai", "junk-2"), "openai/other");
+    }
+
+    #[test]
+    fn a_metrics_token_is_required_once_set() {
+        let open = HeaderMap::new();
+        assert!(scraper_authorized(None, &open));
+        let token = Secret::new("a-long-metrics-token");
+        assert!(!scraper_authorized(Some(&token), &open));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            actix_web::http::header::HeaderValue::from_static("Bearer a-long-metrics-token"),
+        );
+        assert!(scraper_authorized(Some(&token), &headers));
+        headers.insert(
+            AUTHORIZATION,
+            actix_web::http::header::HeaderValue::from_static("Bearer a-long-metrics-tokeX"),
+        );
+        assert!(!scraper_authorized(Some(&token), &headers));
     }
 }

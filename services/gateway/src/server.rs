@@ -50,7 +50,7 @@ pub fn build_gateway(config: &Config, stages: Stages) -> Result<Arc<Gateway>, St
             .map_err(|e| StartError::Config(e.to_string()))?,
     );
     let router = Router::new(config, catalog.clone()).map_err(StartError::Config)?;
-    let metrics = Arc::new(Metrics::new()?);
+    let metrics = Arc::new(Metrics::new()?.with_token(config.telemetry.metrics_token.clone()));
     // Fail at start-up, not on the first request of a worker, if the client cannot be built.
     upstream::build_client()?;
     Ok(Arc::new(Gateway::new(router, catalog, metrics, stages)))
@@ -240,7 +240,16 @@ async fn ready(gateway: web::Data<Gateway>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ready", "providers": providers}))
 }
 
-async fn metrics(gateway: web::Data<Gateway>) -> HttpResponse {
+async fn metrics(req: HttpRequest, gateway: web::Data<Gateway>) -> HttpResponse {
+    if !gateway.metrics.authorized(req.headers()) {
+        return GatewayError::Unauthenticated {
+            message: "Reading the metrics needs the deployment's metrics token \
+                      (Authorization: Bearer ...)."
+                .into(),
+            code: "invalid_metrics_token",
+        }
+        .to_response(&request_id(&req));
+    }
     HttpResponse::Ok()
         .insert_header((
             CONTENT_TYPE,

@@ -53,8 +53,10 @@ pub fn chat_prompt(request: &ChatRequest) -> u64 {
 /// A quick estimate of [`chat_prompt`] ([`estimate`]) read straight from the request's
 /// `messages` JSON, for reservations that are corrected with the real usage afterwards: it
 /// needs neither the tokenizer nor the typed request. Text counts as written in the JSON
-/// (escapes included, so a little over); images and audio count nothing, as in
-/// [`chat_prompt`]. `None` when `messages` is not an array of message objects.
+/// (escapes included, so a little over); an image as [`IMAGE_TOKENS`]; audio and files by
+/// their encoded size, a token for every four bytes (more than any provider charges for
+/// them, as a reservation must be). `None` when `messages` is not an array of message
+/// objects.
 pub fn chat_prompt_estimate(messages: &[u8]) -> Option<u64> {
     let messages: Vec<PromptMessage<'_>> = serde_json::from_slice(messages).ok()?;
     let mut total = REPLY_PRIMER;
@@ -79,11 +81,40 @@ struct PromptMessage<'a> {
     tool_calls: Option<&'a RawValue>,
 }
 
-/// A content part: only text parts carry a `text` member.
+/// A content part: text carries `text`, images `image_url`, audio `input_audio` and files
+/// `file`; only their presence and size matter here.
 #[derive(serde::Deserialize)]
 struct PromptPart<'a> {
     #[serde(borrow, default)]
     text: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    image_url: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input_audio: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    file: Option<&'a RawValue>,
+}
+
+/// Tokens reserved for one image: the most that OpenAI (a high-detail image at its largest,
+/// 768 by 2,048 pixels: 1,445) and Anthropic (about 1,600 at 1.15 megapixels) charge for one;
+/// Gemini charges 258 for each 768-pixel tile.
+pub const IMAGE_TOKENS: u64 = 1_600;
+
+impl PromptPart<'_> {
+    fn estimate(&self) -> u64 {
+        let text = self.text.map_or(0, |text| estimate(unquoted(text.get())));
+        let image = if self.image_url.is_some() {
+            IMAGE_TOKENS
+        } else {
+            0
+        };
+        let encoded = [self.input_audio, self.file]
+            .into_iter()
+            .flatten()
+            .map(|data| (data.get().len() as u64).div_ceil(4))
+            .sum::<u64>();
+        text + image + encoded
+    }
 }
 
 /// Tokens of a message's `content`: a string, null, or an array of parts.
@@ -93,12 +124,7 @@ fn content_estimate(content: &RawValue) -> Option<u64> {
         Some(b'"') => Some(estimate(unquoted(json))),
         Some(b'[') => {
             let parts: Vec<PromptPart<'_>> = serde_json::from_str(json).ok()?;
-            let tokens = parts
-                .iter()
-                .filter_map(|part| part.text)
-                .map(|text| estimate(unquoted(text.get())))
-                .sum();
-            Some(tokens)
+            Some(parts.iter().map(PromptPart::estimate).sum())
         }
         _ => Some(0),
     }
@@ -109,6 +135,12 @@ fn unquoted(json: &str) -> &str {
     json.strip_prefix('"')
         .and_then(|rest| rest.strip_suffix('"'))
         .unwrap_or(json)
+}
+
+/// Tokens of a request member that providers turn into prompt text (tool and function
+/// definitions, a response schema), estimated from its JSON.
+pub fn json_estimate(json: &[u8]) -> u64 {
+    std::str::from_utf8(json).map_or((json.len() as u64).div_ceil(4), estimate)
 }
 
 /// Tokens in `text` without the tokenizer: about four bytes a token of ASCII, and a token for
@@ -161,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn estimates_text_from_the_json_and_ignores_images() {
+    fn estimates_text_from_the_json_and_reserves_for_images_audio_and_files() {
         let text = "x".repeat(400);
         let image = format!("data:image/png;base64,{}", "A".repeat(40_000));
         let messages = serde_json::json!([
@@ -176,8 +208,18 @@ mod tests {
         ]);
         let raw = serde_json::to_vec(&messages).unwrap();
         let calls = serde_json::to_string(&messages[2]["tool_calls"]).unwrap();
-        let expected = 3 + 3 * 3 + 100 + 100 + (calls.len() as u64).div_ceil(4);
+        let expected = 3 + 3 * 3 + 100 + 100 + IMAGE_TOKENS + (calls.len() as u64).div_ceil(4);
         assert_eq!(chat_prompt_estimate(&raw), Some(expected));
+        let audio = serde_json::json!({"data": "B".repeat(8_000), "format": "wav"});
+        let file = serde_json::json!({"file_data": "C".repeat(4_000), "filename": "a.pdf"});
+        let media = serde_json::to_vec(&serde_json::json!([{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": audio},
+            {"type": "file", "file": file},
+        ]}]))
+        .unwrap();
+        let encoded = (audio.to_string().len() as u64).div_ceil(4)
+            + (file.to_string().len() as u64).div_ceil(4);
+        assert_eq!(chat_prompt_estimate(&media), Some(3 + 3 + encoded));
         // The typed count agrees to within the tool call's JSON framing.
         let request: ChatRequest =
             serde_json::from_value(serde_json::json!({"model": "m", "messages": messages}))

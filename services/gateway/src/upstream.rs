@@ -16,8 +16,8 @@ use futures_util::stream::BoxStream;
 use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use tollgate_common::KeyContext;
 use tollgate_common::config::RetryPolicy;
+use tollgate_common::{KeyContext, OrgId};
 use tracing::Instrument;
 
 use crate::error::GatewayError;
@@ -76,13 +76,18 @@ enum Outcome {
 }
 
 /// Sends along `group`'s plan until a target answers. `build` makes each target's request; an
-/// error from it (the request cannot be expressed for that provider) skips the target.
+/// error from it (the request cannot be expressed for that provider) skips the target. `org`
+/// is whose request it is: a target's throttling counts against that organization alone.
 pub async fn send(
     client: &reqwest::Client,
     group: &RouteGroup,
     stream: bool,
+    org: Option<OrgId>,
     build: impl Fn(&Target) -> Result<UpstreamRequest, GatewayError>,
 ) -> Result<UpstreamSuccess, UpstreamFailure> {
+    let usable = |target: &Target| {
+        org.is_none_or(|org| target.throttled.try_acquire(org)) && target.breaker.try_acquire()
+    };
     let mut attempts = 0;
     let mut last_failure: Option<(Option<u16>, String)> = None;
     let mut untranslatable: Option<GatewayError> = None;
@@ -97,7 +102,7 @@ pub async fn send(
                 continue;
             }
         };
-        if !target.breaker.try_acquire() {
+        if !usable(&target) {
             skipped_open += 1;
             continue;
         }
@@ -135,6 +140,9 @@ pub async fn send(
             match outcome {
                 Outcome::Success(body) => {
                     target.breaker.record_success();
+                    if let Some(org) = org {
+                        target.throttled.record_success(org);
+                    }
                     target.latency.record(started.elapsed());
                     return Ok(UpstreamSuccess {
                         target,
@@ -156,10 +164,14 @@ pub async fn send(
                     retry_after,
                     reason,
                 } => {
-                    // An organization's own key being throttled says nothing of the target's
-                    // health for everyone else.
-                    if !(request.own_credentials && status == Some(429)) {
-                        target.breaker.record_failure();
+                    // Throttling says nothing of the target's health for everyone else: on an
+                    // organization's own key it is that organization's matter, and on the
+                    // deployment's account it counts against the organization whose request
+                    // it was (see `routing::circuit`).
+                    match (status, org) {
+                        (Some(429), _) if request.own_credentials => {}
+                        (Some(429), Some(org)) => target.throttled.record_throttled(org),
+                        _ => target.breaker.record_failure(),
                     }
                     tracing::debug!(target = %target.label(), try_number, %reason, "upstream attempt failed");
                     last_failure = Some((status, format!("{}: {reason}", target.label())));
@@ -172,7 +184,7 @@ pub async fn send(
                         // The upstream wants more time than the policy waits: go elsewhere.
                         None => break,
                     }
-                    if !target.breaker.try_acquire() {
+                    if !usable(&target) {
                         break;
                     }
                 }
@@ -352,12 +364,18 @@ async fn attempt(
             code: details.code,
         });
     }
+    // What a client is told of a target's failure. The provider's own message about the
+    // deployment's account is never echoed: rate-limit and server errors name the operator's
+    // provider organization, project or deployment ids, and auth errors may quote part of the
+    // key. On an organization's own key, its provider's message is its own to read.
+    tracing::debug!(target = %target.label(), %status, message = %details.message, "upstream failure");
     let reason = match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            // Never echo an upstream auth message: it may quote part of our provider key.
             format!("{status}: the provider rejected the gateway's credentials")
         }
-        _ => format!("{status}: {}", details.message),
+        _ if request.own_credentials => format!("{status}: {}", details.message),
+        StatusCode::TOO_MANY_REQUESTS => format!("{status}: the provider is rate limiting"),
+        _ => format!("{status}: the provider failed"),
     };
     Outcome::Failed {
         status: Some(status.as_u16()),

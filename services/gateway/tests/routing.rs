@@ -11,7 +11,12 @@ mod common;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use common::{TestGateway, hello, mock};
+use tollgate_common::KeyContext;
+use tollgate_gateway::pipeline::Authenticate;
+use tollgate_gateway::{GatewayError, Stages};
 use tollgate_mock_provider::MockConfig;
 
 fn config(failure_status: u16, fail_first: u32) -> MockConfig {
@@ -266,6 +271,102 @@ models:
         assert_eq!(res.headers()["x-tollgate-provider"], "a");
     }
     assert_eq!(a.stats().requests, 7);
+}
+
+/// Each bearer token is its own organization.
+struct OrgPerToken;
+
+#[async_trait::async_trait]
+impl Authenticate for OrgPerToken {
+    async fn authenticate(
+        &self,
+        headers: &actix_web::http::header::HeaderMap,
+    ) -> Result<Arc<KeyContext>, GatewayError> {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let org = match token {
+            "Bearer noisy" => "0190f0a0-0000-7000-8000-000000000001",
+            _ => "0190f0a0-0000-7000-8000-000000000002",
+        };
+        Ok(Arc::new(KeyContext {
+            org_id: Some(org.parse().unwrap()),
+            ..KeyContext::default()
+        }))
+    }
+}
+
+/// One organization that the provider keeps throttling (429) opens the target for itself
+/// only: another organization's requests still go to it, and the noisy one's skip it.
+#[actix_web::test]
+async fn one_organizations_throttling_does_not_open_the_target_for_others() {
+    let a = mock(config(429, 3)).await;
+    let b = mock(MockConfig::default()).await;
+    let yaml = r#"
+providers:
+  a: { kind: openai, api_base: "{mock:a}/v1", api_key: k }
+  b: { kind: openai, api_base: "{mock:b}/v1", api_key: k }
+models:
+  - name: m
+    retry: { attempts: 1 }
+    circuit_breaker: { failures: 3, window_ms: 10000, cooldown_ms: 60000 }
+    targets: [ { provider: a, model: gpt-4o }, { provider: b, model: gpt-4o } ]
+"#;
+    let stages = Stages {
+        authenticate: Arc::new(OrgPerToken),
+        ..Stages::default()
+    };
+    let gw = TestGateway::start_with(yaml, &[("a", &a), ("b", &b)], stages).await;
+    for _ in 0..3 {
+        let res = gw
+            .chat(hello("m"))
+            .bearer_auth("noisy")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-tollgate-provider"], "b");
+    }
+    assert_eq!(a.stats().requests, 3);
+    // The provider answers again; the quiet organization is sent to it at once.
+    let res = gw
+        .chat(hello("m"))
+        .bearer_auth("quiet")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-tollgate-provider"], "a");
+    // The noisy one sits out its cool-down.
+    let res = gw
+        .chat(hello("m"))
+        .bearer_auth("noisy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-tollgate-provider"], "b");
+    assert_eq!(a.stats().requests, 4);
+}
+
+/// A failure of the deployment's provider account reaches the client without the provider's
+/// own words, which name the operator's provider organization.
+#[actix_web::test]
+async fn the_providers_message_about_the_deployments_account_is_not_passed_on() {
+    let a = mock(config(429, 1_000)).await;
+    let yaml = r#"
+providers:
+  a: { kind: openai, api_base: "{mock:a}/v1", api_key: k }
+models:
+  - name: m
+    retry: { attempts: 1 }
+    targets: [ { provider: a, model: gpt-4o } ]
+"#;
+    let gw = TestGateway::start(yaml, &[("a", &a)]).await;
+    let res = gw.chat(hello("m")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("429"), "{message}");
+    assert!(!message.contains("org-mockdeployment42"), "{message}");
 }
 
 #[actix_web::test]

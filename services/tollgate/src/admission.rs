@@ -64,16 +64,40 @@ const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-toke
 const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
 const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
 
-/// Tokens a request may use: its prompt and its output limit. The prompt is estimated (about
-/// four bytes a token of ASCII, a token a character of other scripts) rather than counted with
-/// the tokenizer, whose tables cost some 50 MB of memory and whose count costs more than the
-/// rest of admission; the reservation is corrected with the upstream's real usage when the
-/// request ends.
-fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> (u64, u64) {
+/// Top-level members of a chat request that providers turn into prompt text besides the
+/// messages: tool and function definitions and a structured-output schema.
+const PROMPT_MEMBERS: [&str; 3] = ["tools", "functions", "response_format"];
+
+/// What a request may use, estimated at admission: its prompt, the output it counts against
+/// token limits, and the output its budgets must hold room for.
+struct Estimate {
+    prompt: u64,
+    /// Every choice at the client's output limit (`limits.default_max_tokens` without one):
+    /// what token-per-minute limits count, as OpenAI's own limits do.
+    limited_output: u64,
+    /// Every choice at the most any target may answer: the client's limit capped by the
+    /// model's maximum, or without a limit the model's maximum (Anthropic: what the gateway
+    /// sends it). Budgets reserve this, so no answer can cost more than was reserved.
+    worst_output: u64,
+}
+
+/// The prompt is estimated (about four bytes a token of ASCII, a token a character of other
+/// scripts, a fixed amount an image) rather than counted with the tokenizer, whose tables cost
+/// some 50 MB of memory and whose count costs more than the rest of admission; reservations
+/// are corrected with the upstream's real usage when the request ends.
+fn estimate_tokens(ctx: &RequestContext, body: &InboundBody, default_max_tokens: u64) -> Estimate {
     let prompt = match body.endpoint {
         Endpoint::ChatCompletions => body
             .field("messages")
-            .and_then(tokens::chat_prompt_estimate),
+            .and_then(tokens::chat_prompt_estimate)
+            .map(|messages| {
+                let members: u64 = PROMPT_MEMBERS
+                    .iter()
+                    .filter_map(|member| body.field(member))
+                    .map(tokens::json_estimate)
+                    .sum();
+                messages + members
+            }),
         Endpoint::Embeddings => body
             .embeddings()
             .ok()
@@ -81,19 +105,35 @@ fn estimate_tokens(body: &InboundBody, default_max_tokens: u64) -> (u64, u64) {
     }
     // A body the estimates cannot read is refused later anyway; a byte estimate will do.
     .unwrap_or_else(|| (body.raw().len() as u64).div_ceil(4));
-    let output = match body.endpoint {
-        Endpoint::Embeddings => 0,
-        Endpoint::ChatCompletions => body.max_output_tokens.map_or(default_max_tokens, u64::from),
-    };
-    (prompt, output)
+    if body.endpoint == Endpoint::Embeddings {
+        return Estimate {
+            prompt,
+            limited_output: 0,
+            worst_output: 0,
+        };
+    }
+    let choices = u64::from(body.choices);
+    let requested = body.max_output_tokens;
+    let worst_per_choice = ctx.route.as_ref().map_or(default_max_tokens, |route| {
+        route.worst_case_output(requested, default_max_tokens)
+    });
+    Estimate {
+        prompt,
+        limited_output: choices * requested.map_or(default_max_tokens, u64::from),
+        worst_output: choices * worst_per_choice,
+    }
 }
 
-/// The most a request can cost: its prompt at the highest input price and its output limit at
-/// the highest output price among the targets it may be routed to. `None` when none of them
-/// has a price.
-fn worst_case_cost(ctx: &RequestContext, prompt: u64, output: u64) -> Option<Decimal> {
+/// The most a request can cost: its prompt at the highest input price and its worst-case
+/// output at the highest output price among the targets it may be routed to. `None` when none
+/// of them has a price.
+fn worst_case_cost(ctx: &RequestContext, estimate: &Estimate) -> Option<Decimal> {
     let (input_price, output_price) = ctx.route.as_ref()?.worst_case_price()?;
-    Some((Decimal::from(prompt) * input_price + Decimal::from(output) * output_price) / MILLION)
+    Some(
+        (Decimal::from(estimate.prompt) * input_price
+            + Decimal::from(estimate.worst_output) * output_price)
+            / MILLION,
+    )
 }
 
 /// The counters a request is charged against: one per budget that applies, per period (and
@@ -158,10 +198,20 @@ struct Applied {
 
 /// Every limit a request counts against: the key's (its own, its organization's default, or
 /// the deployment's), its team's, and its team's for the requested model.
-fn applicable(ctx: &RequestContext, config: &LimitsConfig, estimate: u64) -> Vec<Applied> {
+/// Every limit is held to the deployment's ceiling (and its plan's, where billing is on), even
+/// one set before the ceiling was lowered.
+fn applicable(
+    ctx: &RequestContext,
+    config: &LimitsConfig,
+    billing_on: bool,
+    estimate: u64,
+) -> Vec<Applied> {
     let key = &ctx.key;
+    let ceiling = config.ceiling(Some(&key.billing), billing_on);
     let mut applied = Vec::with_capacity(6);
     let mut add = |scope: String, name: String, rpm: Option<u64>, tpm: Option<u64>| {
+        let rpm = rpm.map(|limit| ceiling.rpm(limit));
+        let tpm = tpm.map(|limit| ceiling.tpm(limit));
         if let Some(limit) = rpm {
             applied.push(Applied {
                 bucket: Bucket {
@@ -285,8 +335,7 @@ struct BudgetClaim<'a> {
 fn budget_claim<'a>(
     ctx: &'a RequestContext,
     allowance: Option<Charge>,
-    prompt: u64,
-    output: u64,
+    estimate: &Estimate,
 ) -> Option<BudgetClaim<'a>> {
     let mut charges: Vec<(Charge, Option<&BudgetRule>)> = if ctx.key.budgets.is_empty() {
         Vec::new()
@@ -302,7 +351,7 @@ fn budget_claim<'a>(
     }
     // An unpriced model costs nothing in the ledger; it is still refused once a budget is
     // overspent.
-    let usd = worst_case_cost(ctx, prompt, output).unwrap_or(Decimal::ZERO);
+    let usd = worst_case_cost(ctx, estimate).unwrap_or(Decimal::ZERO);
     let amount = Picodollars::from_usd(usd).map_or(i64::MAX, Picodollars::to_nanos_ceil);
     Some(BudgetClaim {
         charges,
@@ -355,9 +404,9 @@ impl Admit for Admission {
         if ctx.key.key_id.is_none() {
             return Ok(Reservation::default());
         }
-        let (prompt, output) = estimate_tokens(body, self.config.default_max_tokens);
-        let estimate = prompt + output;
-        let applied = applicable(ctx, &self.config, estimate);
+        let tokens = estimate_tokens(ctx, body, self.config.default_max_tokens);
+        let estimate = tokens.prompt + tokens.limited_output;
+        let applied = applicable(ctx, &self.config, self.payments.is_some(), estimate);
         let buckets: Vec<Bucket> = applied.iter().map(|a| a.bucket.clone()).collect();
         let id = uuid::Uuid::now_v7().to_string();
         let now_ms = ctx.received_at_ms();
@@ -366,7 +415,7 @@ impl Admit for Admission {
             payments.check_standing(&ctx.key.billing, now_ms)?;
             allowance = payments.allowance(org, &ctx.key.billing, now_ms);
         }
-        let claim = budget_claim(ctx, allowance, prompt, output);
+        let claim = budget_claim(ctx, allowance, &tokens);
         let charges: Vec<Charge> = claim
             .iter()
             .flat_map(|c| c.charges.iter().map(|(charge, _)| charge.clone()))

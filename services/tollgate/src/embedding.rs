@@ -79,7 +79,7 @@ impl Embedder for RoutedEmbedder {
         let raw = serde_json::to_vec(&request).map_err(|e| self.bad_output(e.to_string()))?;
         let body = InboundBody::parse(Endpoint::Embeddings, Bytes::from(raw))
             .map_err(|e| self.unavailable(e.to_string()))?;
-        let sent = upstream::send(&self.client, &self.group, false, |target| {
+        let sent = upstream::send(&self.client, &self.group, false, None, |target| {
             target
                 .provider
                 .adapter

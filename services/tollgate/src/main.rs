@@ -20,9 +20,10 @@ mod payments;
 
 use std::sync::Arc;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use prometheus::Encoder;
 use tollgate_billing::{AdmissionGate, BudgetCounters, OnRedisFailure, RateLimiter};
 use tollgate_common::body::{BodyLimits, CloseUnreadBodies};
 use tollgate_common::config::{Config, ConfigError, ProcessEnv, RedisFailurePolicy};
@@ -85,12 +86,39 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The usage ledger: events it refused, set aside as dead letters.
+    Usage {
+        #[arg(long, short, env = "TOLLGATE_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: UsageCommand,
+    },
     /// Usage billing: reports to Stripe, reconciliation, revenue.
     Billing {
         #[arg(long, short, env = "TOLLGATE_CONFIG", global = true)]
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: BillingCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsageCommand {
+    /// Usage events the ledger refused, oldest first, with the reason; one JSON object a line.
+    DeadLetters {
+        /// Also those already replayed.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Store waiting dead letters in the ledger: those named, or all of them.
+    Replay {
+        /// Dead letter ids (from `usage dead-letters`); all waiting ones when none is given.
+        ids: Vec<String>,
+        /// Remove control characters from the records' text and cut it to 256 bytes first.
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -230,6 +258,18 @@ fn main() -> ExitCode {
                     KeysCommand::List { org } => operator::list_keys(&c, &org).await,
                     KeysCommand::Revoke { org, key_id } => {
                         operator::revoke_key(&c, &org, &key_id).await
+                    }
+                }
+            })
+        }),
+        Command::Usage { config, command } => operate(config, move |c| {
+            Box::pin(async move {
+                match command {
+                    UsageCommand::DeadLetters { all, limit } => {
+                        operator::list_dead_letters(&c, all, limit).await
+                    }
+                    UsageCommand::Replay { ids, repair } => {
+                        operator::replay_dead_letters(&c, &ids, repair).await
                     }
                 }
             })
@@ -507,10 +547,12 @@ async fn serve_billing_only(config: &Config) -> anyhow::Result<ExitCode> {
                 )
             });
     let store = web::Data::new(store);
+    let metrics_token = web::Data::new(MetricsToken(config.telemetry.metrics_token.clone()));
     let server = HttpServer::new(move || {
         let app = App::new()
             .wrap(CloseUnreadBodies)
             .app_data(store.clone())
+            .app_data(metrics_token.clone())
             .configure(health_routes)
             .route("/metrics", web::get().to(billing_metrics));
         match &webhooks {
@@ -525,6 +567,24 @@ async fn serve_billing_only(config: &Config) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %config.server.listen, "tollgate billing service listening");
     server.run().await.context("server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `telemetry.metrics_token`, for a process without the gateway's own `/metrics`.
+struct MetricsToken(Option<tollgate_common::config::Secret>);
+
+/// What the billing service counts (such as usage dead letters), in Prometheus' text format;
+/// with a metrics token, only for requests bearing it.
+async fn billing_metrics(req: HttpRequest, token: web::Data<MetricsToken>) -> HttpResponse {
+    if !tollgate_gateway::metrics::scraper_authorized(token.0.as_ref(), req.headers()) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    let mut out = Vec::new();
+    if let Err(err) = prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut out) {
+        tracing::warn!(%err, "cannot encode metrics");
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
 }
 
 /// `serve --only cache`: the response cache's endpoints for gateways with `cache.service_url`,

@@ -152,10 +152,7 @@ pub fn start_billing(config: &Config, parts: &BillingParts) -> anyhow::Result<()
         }
     });
     if let Some(client) = parts.redis_client.clone() {
-        let sink: Arc<dyn UsageSink> = Arc::new(LedgerSink {
-            ledger: Ledger::new(pool),
-            alerts: Some(alerts),
-        });
+        let sink = Arc::new(LedgerSink::new(Ledger::new(pool), Some(alerts)));
         let (stream, consumer) = (config.usage.stream.clone(), consumer_name());
         tokio::spawn(async move { stream::consume(client, stream, consumer, sink).await });
     }

@@ -11,6 +11,7 @@ use tollgate_billing::payments::outbox::Outbox;
 use tollgate_billing::payments::pricing::Plan;
 use tollgate_billing::payments::reports::{UsageReporter, month_of};
 use tollgate_billing::payments::stripe::StripeApi;
+use tollgate_billing::usage::{DeadLetters, Ledger};
 use tollgate_common::{Config, OrgId};
 
 /// `tollgate migrate`.
@@ -38,6 +39,43 @@ fn describe_database(config: &Config) -> String {
         }
         _ => url,
     }
+}
+
+/// `tollgate usage dead-letters [--all] [--limit N]`: one JSON object a line.
+pub async fn list_dead_letters(config: &Config, all: bool, limit: i64) -> anyhow::Result<()> {
+    let store = startup::open_store(config).await?;
+    let letters = DeadLetters::new(store.pool().clone())
+        .list(all, limit.max(1))
+        .await;
+    store.close().await;
+    let mut out = std::io::stdout().lock();
+    for letter in letters? {
+        writeln!(out, "{}", serde_json::to_string(&letter)?)?;
+    }
+    Ok(())
+}
+
+/// `tollgate usage replay [--repair] [ID...]`.
+pub async fn replay_dead_letters(
+    config: &Config,
+    ids: &[String],
+    repair: bool,
+) -> anyhow::Result<()> {
+    let store = startup::open_store(config).await?;
+    let ledger = Ledger::new(store.pool().clone());
+    let report = DeadLetters::new(store.pool().clone())
+        .replay(&ledger, ids, repair)
+        .await;
+    store.close().await;
+    let report = report?;
+    writeln!(
+        std::io::stdout(),
+        "stored {}, refused again {}, unreadable {}",
+        report.stored,
+        report.refused,
+        report.unreadable
+    )?;
+    Ok(())
 }
 
 /// `tollgate orgs create --name NAME`.

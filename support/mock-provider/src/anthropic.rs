@@ -211,7 +211,10 @@ pub(crate) async fn messages(
             input_tokens,
             cache_creation_input_tokens: 0,
             cache_read_input_tokens: 0,
-            output_tokens: reply.output_tokens(),
+            output_tokens: match config.exhaust_output {
+                Some(_) => request.max_tokens.unwrap_or_default(),
+                None => reply.output_tokens(),
+            },
         },
     };
     http::json(StatusCode::OK, http::to_json(&message))

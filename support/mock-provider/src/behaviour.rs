@@ -33,6 +33,11 @@ pub struct MockConfig {
     pub fail_mid_stream_after: Option<usize>,
     /// When set, requests must present this key the provider's way, else 401.
     pub require_key: Option<String>,
+    /// When set, non-streaming answers report using every output token they were allowed,
+    /// as a provider at its most expensive would: the request's output limit
+    /// (`max_completion_tokens`, `max_tokens`), or this many without one, for each of its `n`
+    /// choices.
+    pub exhaust_output: Option<u64>,
 }
 
 impl Default for MockConfig {
@@ -48,6 +53,7 @@ impl Default for MockConfig {
             omit_usage: false,
             fail_mid_stream_after: None,
             require_key: None,
+            exhaust_output: None,
         }
     }
 }
@@ -168,7 +174,10 @@ pub(crate) fn failure_message(status: u16) -> String {
         403 => "Forbidden",
         404 => "Not found",
         408 => "Request timeout",
-        429 => "Rate limit exceeded",
+        // As OpenAI words it, naming the account: the gateway must not pass this on.
+        429 => {
+            "Rate limit reached for requests in organization org-mockdeployment42 on requests per min (RPM): Limit 3, Used 3, Requested 1"
+        }
         500 => "Internal server error",
         502 => "Bad gateway",
         503 => "Service unavailable: the server is overloaded",

@@ -45,6 +45,10 @@ struct Args {
     /// Key clients must present, each provider's way.
     #[arg(long)]
     require_key: Option<String>,
+    /// Report non-streaming answers as using every output token allowed: the request's limit
+    /// times `n`, or this many per choice without a limit.
+    #[arg(long)]
+    exhaust_output: Option<u64>,
 }
 
 impl Args {
@@ -64,6 +68,7 @@ impl Args {
             omit_usage: self.omit_usage,
             fail_mid_stream_after: self.fail_mid_stream_after,
             require_key: self.require_key.clone(),
+            exhaust_output: self.exhaust_output,
         })
     }
 }

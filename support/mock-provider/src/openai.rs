@@ -220,6 +220,12 @@ struct ChatRequest<'a> {
     tools: Option<Vec<Tool>>,
     #[serde(default)]
     tool_choice: Option<Value>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    n: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -384,7 +390,17 @@ pub(crate) async fn serve_chat(
         }
         None => Reply::Text(Answer::new(dialect.label(), user_text, config.chunks)),
     };
-    let usage = (!config.omit_usage).then(|| Usage::new(prompt_tokens, reply.completion_tokens()));
+    let completion_tokens = match config.exhaust_output {
+        Some(most) if request.stream != Some(true) => {
+            request.n.unwrap_or(1)
+                * request
+                    .max_completion_tokens
+                    .or(request.max_tokens)
+                    .unwrap_or(most)
+        }
+        _ => reply.completion_tokens(),
+    };
+    let usage = (!config.omit_usage).then(|| Usage::new(prompt_tokens, completion_tokens));
     let id = answer::random_id("chatcmpl-", 29);
     let created = answer::unix_now();
 

@@ -15,6 +15,7 @@ use sqlx::{AnyPool, Row};
 use tollgate_common::LatencyHistogram;
 use tollgate_common::latency::{LATENCY_BUCKETS, latency_column};
 
+use super::dead_letters::{self, DeadLetters};
 use super::{UsageRecord, UsageSink};
 use crate::alerts::BudgetAlerts;
 
@@ -472,20 +473,66 @@ async fn add_tag_rollup(
     Ok(())
 }
 
-/// The ledger as a shipping destination, with the budget alerts it triggers.
+/// The ledger as a shipping destination, with the budget alerts it triggers and the dead
+/// letters it sets aside.
 pub struct LedgerSink {
-    pub ledger: Ledger,
-    pub alerts: Option<Arc<BudgetAlerts>>,
+    ledger: Ledger,
+    alerts: Option<Arc<BudgetAlerts>>,
+    dead_letters: DeadLetters,
+}
+
+impl LedgerSink {
+    pub fn new(ledger: Ledger, alerts: Option<Arc<BudgetAlerts>>) -> Self {
+        let dead_letters = DeadLetters::new(ledger.pool().clone());
+        LedgerSink {
+            ledger,
+            alerts,
+            dead_letters,
+        }
+    }
+
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dead_letters
+    }
+
+    /// Stores `records`; those the database refuses are set aside as dead letters. Returns
+    /// the records that were new to the ledger.
+    ///
+    /// A refused batch is halved until each refused record stands alone, so one bad record
+    /// among 2,048 costs about two dozen extra transactions, once. The halves already stored
+    /// stay stored: shipping the batch again after a later failure is harmless (by event id).
+    async fn record_or_set_aside<'r>(
+        &self,
+        records: &'r [UsageRecord],
+    ) -> Result<Vec<&'r UsageRecord>, String> {
+        let mut new = Vec::new();
+        let mut parts = vec![records];
+        while let Some(part) = parts.pop() {
+            match self.ledger.record(part).await {
+                Ok(stored) => new.extend(stored),
+                Err(err) if dead_letters::refused(&err) => match part {
+                    [record] => self
+                        .dead_letters
+                        .set_aside(record, &err.to_string())
+                        .await
+                        .map_err(|e| format!("dead letters: {e}"))?,
+                    _ => {
+                        let (first, second) = part.split_at(part.len() / 2);
+                        parts.push(second);
+                        parts.push(first);
+                    }
+                },
+                Err(err) => return Err(format!("ledger: {err}")),
+            }
+        }
+        Ok(new)
+    }
 }
 
 #[async_trait]
 impl UsageSink for LedgerSink {
     async fn ship(&self, records: &[UsageRecord]) -> Result<(), String> {
-        let new = self
-            .ledger
-            .record(records)
-            .await
-            .map_err(|e| format!("ledger: {e}"))?;
+        let new = self.record_or_set_aside(records).await?;
         if let Some(alerts) = &self.alerts
             && !new.is_empty()
         {

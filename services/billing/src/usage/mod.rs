@@ -9,8 +9,11 @@
 //! The [`journal`] is written before a client sees the end of its answer, so an answer a client
 //! received complete always has its event on disk. The [`shipper`] moves events on in batches
 //! and remembers how far it got; after a crash it ships again from there, and the [`ledger`]
-//! ignores events it already holds (by event id), so a re-shipped batch is harmless.
+//! ignores events it already holds (by event id), so a re-shipped batch is harmless. A record
+//! the ledger refuses (text the database cannot hold) is set aside in the [`dead_letters`], so
+//! that it never holds up anyone else's usage.
 
+pub mod dead_letters;
 pub mod journal;
 pub mod ledger;
 mod record;
@@ -19,6 +22,7 @@ pub mod stream;
 
 use async_trait::async_trait;
 
+pub use dead_letters::DeadLetters;
 pub use journal::{JournalError, UsageJournal};
 pub use ledger::{Ledger, LedgerSink};
 pub use record::UsageRecord;

@@ -11,7 +11,7 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
 
-use super::{UsageRecord, UsageSink};
+use super::{LedgerSink, UsageRecord, UsageSink};
 
 /// The stream's key unless configured otherwise (`usage.stream`).
 pub const DEFAULT_STREAM: &str = "tollgate:usage";
@@ -61,11 +61,11 @@ pub async fn consume(
     client: redis::Client,
     stream: String,
     consumer: String,
-    sink: Arc<dyn UsageSink>,
+    sink: Arc<LedgerSink>,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match consume_until_error(&client, &stream, &consumer, sink.as_ref()).await {
+        match consume_until_error(&client, &stream, &consumer, &sink).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(%err, "usage stream consumer failed; retrying");
@@ -80,7 +80,7 @@ async fn consume_until_error(
     client: &redis::Client,
     stream: &str,
     consumer: &str,
-    sink: &dyn UsageSink,
+    sink: &LedgerSink,
 ) -> Result<(), String> {
     // A blocking read waits up to READ_BLOCK for entries, longer than the client's default
     // response timeout (500 ms): without a longer one, an idle stream reads as a failure.
@@ -155,21 +155,27 @@ async fn claim_abandoned(
 
 /// Ships the entries' records, then acknowledges and deletes them: with one consumer group,
 /// an acknowledged entry is needed by no one, and the stream stays as short as the backlog.
+/// An entry that is not a usage record is set aside as a dead letter first, so that it is
+/// neither retried for ever nor lost.
 async fn handle(
     conn: &mut MultiplexedConnection,
     stream: &str,
-    sink: &dyn UsageSink,
+    sink: &LedgerSink,
     entries: Vec<StreamId>,
 ) -> Result<(), String> {
     let mut records = Vec::with_capacity(entries.len());
     for entry in &entries {
-        let parsed = match entry.map.get("r") {
-            Some(Value::BulkString(bytes)) => serde_json::from_slice::<UsageRecord>(bytes).ok(),
-            _ => None,
+        let bytes = match entry.map.get("r") {
+            Some(Value::BulkString(bytes)) => bytes.as_slice(),
+            _ => &[],
         };
-        match parsed {
-            Some(record) => records.push(record),
-            None => tracing::warn!(id = %entry.id, "skipping an unreadable usage stream entry"),
+        match serde_json::from_slice::<UsageRecord>(bytes) {
+            Ok(record) => records.push(record),
+            Err(_) => sink
+                .dead_letters()
+                .set_aside_unreadable(&entry.id, bytes)
+                .await
+                .map_err(|e| format!("dead letters: {e}"))?,
         }
     }
     sink.ship(&records).await?;

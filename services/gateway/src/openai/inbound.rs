@@ -57,6 +57,8 @@ pub struct InboundBody {
     pub stream: bool,
     /// `max_completion_tokens`, else `max_tokens`.
     pub max_output_tokens: Option<u32>,
+    /// `n`: how many choices the answer has, each up to `max_output_tokens`.
+    pub choices: u32,
     /// Whether the client itself asked for the usage chunk at the end of a stream.
     pub client_wants_stream_usage: bool,
     /// OpenAI's end-user identifier.
@@ -94,6 +96,7 @@ impl InboundBody {
             model: String::new(),
             stream: false,
             max_output_tokens: None,
+            choices: 1,
             client_wants_stream_usage: false,
             user: None,
             chat: OnceLock::new(),
@@ -115,9 +118,15 @@ impl InboundBody {
                             "`model` must not be empty.",
                         ));
                     }
+                    storable("model", &body.model)?;
                     seen_model = true;
                 }
-                (_, "user") => body.user = typed::<Option<String>>(key, text, "a string")?,
+                (_, "user") => {
+                    body.user = typed::<Option<String>>(key, text, "a string")?;
+                    if let Some(user) = &body.user {
+                        storable("user", user)?;
+                    }
+                }
                 (Endpoint::ChatCompletions, "messages") => {
                     let first = text.as_bytes().first().copied();
                     if first != Some(b'[') {
@@ -143,8 +152,20 @@ impl InboundBody {
                 }
                 (Endpoint::ChatCompletions, "n") => {
                     let n = typed::<Option<u32>>(key, text, "a positive integer")?;
-                    if n == Some(0) {
-                        return Err(GatewayError::invalid_field("n", "`n` must be at least 1."));
+                    match n {
+                        Some(0) => {
+                            return Err(GatewayError::invalid_field(
+                                "n",
+                                "`n` must be at least 1.",
+                            ));
+                        }
+                        Some(n) if n > MAX_CHOICES => {
+                            return Err(GatewayError::invalid_field(
+                                "n",
+                                format!("`n` must be at most {MAX_CHOICES}."),
+                            ));
+                        }
+                        _ => body.choices = n.unwrap_or(1),
                     }
                 }
                 (Endpoint::ChatCompletions, "stream_options") => {
@@ -269,6 +290,35 @@ fn typed<'a, T: Deserialize<'a>>(
     serde_json::from_str(text).map_err(|_| type_error(key, expected))
 }
 
+/// The most choices one request may ask for (OpenAI's own limit): each is paid for, and the
+/// budget reservation counts every one at its full output limit.
+const MAX_CHOICES: u32 = 128;
+
+/// The longest `model` or `user` the gateway accepts, in bytes. Both are stored with every
+/// usage event and are part of the ledger's rollup keys, whose indexes hold a few kilobytes at
+/// most; no provider's model name or sensible end-user id comes near this.
+const MAX_STORED_FIELD_BYTES: usize = 256;
+
+/// Refuses a string that the ledger could not store or index: over-long, or carrying control
+/// characters (PostgreSQL refuses NUL in text outright, and the others only garble logs and
+/// the dashboard). Refusing it here, with a 400 naming the field, keeps one request's text
+/// from reaching the shared usage pipeline at all.
+fn storable(field: &str, value: &str) -> Result<(), GatewayError> {
+    if value.len() > MAX_STORED_FIELD_BYTES {
+        return Err(GatewayError::invalid_field(
+            field,
+            format!("`{field}` must be at most {MAX_STORED_FIELD_BYTES} bytes."),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(GatewayError::invalid_field(
+            field,
+            format!("`{field}` must not contain control characters."),
+        ));
+    }
+    Ok(())
+}
+
 fn type_error(key: &str, expected: &str) -> GatewayError {
     GatewayError::invalid_field(
         key,
@@ -371,6 +421,39 @@ mod tests {
             "object"
         );
         assert!(value.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn model_and_user_the_ledger_cannot_store_are_refused_naming_the_field() {
+        let long = "m".repeat(MAX_STORED_FIELD_BYTES + 1);
+        for (field, value) in [
+            ("model", r#""gpt-4o\u0000""#.to_owned()),
+            ("model", format!("\"{long}\"")),
+            ("model", r#""a\nb""#.to_owned()),
+            ("user", r#""\u0000""#.to_owned()),
+            ("user", r#""u\u001b[31m""#.to_owned()),
+            ("user", format!("\"{long}\"")),
+        ] {
+            let body = if field == "model" {
+                format!(r#"{{"model":{value},"messages":[{{"role":"user","content":"hi"}}]}}"#)
+            } else {
+                format!(
+                    r#"{{"model":"m","user":{value},"messages":[{{"role":"user","content":"hi"}}]}}"#
+                )
+            };
+            let err = chat(&body).err();
+            assert!(
+                matches!(&err, Some(GatewayError::InvalidField { param, .. }) if param == field),
+                "{body}: {err:?}"
+            );
+        }
+        // Names of every script, at the limit, are fine.
+        let edge = "é".repeat(MAX_STORED_FIELD_BYTES / 2);
+        let body = chat(&format!(
+            r#"{{"model":"m","user":"{edge}","messages":[{{"role":"user","content":"hi"}}]}}"#
+        ))
+        .unwrap();
+        assert_eq!(body.user.as_deref(), Some(edge.as_str()));
     }
 
     #[test]

@@ -287,7 +287,7 @@ impl Gateway {
         reservation: Reservation,
     ) -> Result<Answer, Failure> {
         let endpoint = ctx.endpoint;
-        let sent = upstream::send(&worker.client, &group, false, |target| {
+        let sent = upstream::send(&worker.client, &group, false, ctx.key.org_id, |target| {
             let adapter = &target.provider.adapter;
             let request = match endpoint {
                 Endpoint::ChatCompletions => adapter.chat_request(&target.model, &body),
@@ -399,7 +399,7 @@ impl Gateway {
                 "Streaming is only available for chat completions.",
             )));
         }
-        let sent = upstream::send(&worker.client, &group, true, |target| {
+        let sent = upstream::send(&worker.client, &group, true, ctx.key.org_id, |target| {
             let request = target.provider.adapter.chat_request(&target.model, &body)?;
             upstream::own_key(&ctx.key, target, request)
         })

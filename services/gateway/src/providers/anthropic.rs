@@ -36,7 +36,8 @@ use crate::openai::response::{
 
 /// The `anthropic-version` header sent when the provider's `api_version` is not set.
 const DEFAULT_VERSION: &str = "2023-06-01";
-/// Anthropic requires `max_tokens`; used when the client set no limit.
+/// Anthropic requires `max_tokens`; used when the client set no limit (and reserved for
+/// budgets as such: [`ProviderAdapter::default_max_output`]).
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// Names the tool that stands in for `response_format`: its input is the answer's content.
 const JSON_OUTPUT_TOOL_PREFIX: &str = "tollgate_json_output__";
@@ -92,6 +93,10 @@ impl ProviderAdapter for Anthropic {
 
     fn kind(&self) -> ProviderKind {
         ProviderKind::Anthropic
+    }
+
+    fn default_max_output(&self) -> Option<u32> {
+        Some(DEFAULT_MAX_TOKENS)
     }
 
     fn chat_request(

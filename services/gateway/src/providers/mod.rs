@@ -58,6 +58,14 @@ pub struct UpstreamErrorDetails {
 pub trait ProviderAdapter: Send + Sync + 'static {
     fn kind(&self) -> ProviderKind;
 
+    /// The output limit this dialect sends when the client set none, where the provider
+    /// requires one (Anthropic); `None` where the provider then allows the model's maximum.
+    /// Budgets reserve exactly this, so a request can never be answered at more length than
+    /// was reserved for it.
+    fn default_max_output(&self) -> Option<u32> {
+        None
+    }
+
     /// The upstream request for a chat completion on `model` (streaming when `body.stream`).
     /// An error here is the client's: its request cannot be expressed for this provider.
     fn chat_request(

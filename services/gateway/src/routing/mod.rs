@@ -22,7 +22,7 @@ use tollgate_common::config::{
 
 use crate::error::GatewayError;
 use crate::providers::{ProviderAdapter, adapter_for};
-use circuit::CircuitBreaker;
+use circuit::{CircuitBreaker, OrgBreakers};
 
 /// Direct `provider/model` routes are remembered (to keep their breaker and latency state), up
 /// to this many; past it they are built per request.
@@ -42,11 +42,15 @@ pub struct Target {
     pub model: String,
     pub weight: u32,
     pub breaker: CircuitBreaker,
+    /// Throttling (429) counted per organization, so that no one tenant trips `breaker`.
+    pub throttled: OrgBreakers,
     pub latency: LatencyAverage,
     /// Input plus output list price per 1M tokens, when the catalog knows the model.
     pub blended_price: Option<Decimal>,
     /// Input and output list prices per 1M tokens, when the catalog knows the model.
     pub price: Option<(Decimal, Decimal)>,
+    /// The most output tokens the model gives one answer, when the catalog knows it.
+    pub max_output: Option<u64>,
     /// `x-tollgate-provider` and `x-tollgate-model` for answers from this target, built once
     /// (`None` for a name that cannot be a header value).
     pub provider_header: Option<HeaderValue>,
@@ -57,6 +61,18 @@ impl Target {
     /// `provider/model`, as logged and shown in metrics.
     pub fn label(&self) -> String {
         format!("{}/{}", self.provider.name, self.model)
+    }
+
+    /// The most output tokens one answer (one choice) from this target can have: the client's
+    /// limit, capped by the model's maximum; without one, what the dialect sends by default
+    /// (Anthropic requires a limit), else the model's maximum. `unknown` stands in for a
+    /// maximum the catalog does not know.
+    pub fn worst_case_output(&self, requested: Option<u32>, unknown: u64) -> u64 {
+        let most = self.max_output.unwrap_or(unknown);
+        match requested.or(self.provider.adapter.default_max_output()) {
+            Some(limit) => u64::from(limit).min(most),
+            None => most,
+        }
     }
 }
 
@@ -86,6 +102,16 @@ impl RouteGroup {
             .iter()
             .filter_map(|t| t.price)
             .reduce(|(i, o), (i2, o2)| (i.max(i2), o.max(o2)))
+    }
+
+    /// The most output tokens one choice can have wherever the request is routed: see
+    /// [`Target::worst_case_output`].
+    pub fn worst_case_output(&self, requested: Option<u32>, unknown: u64) -> u64 {
+        self.targets
+            .iter()
+            .map(|t| t.worst_case_output(requested, unknown))
+            .max()
+            .unwrap_or(unknown)
     }
 }
 
@@ -240,12 +266,14 @@ impl Router {
         Arc::new(Target {
             blended_price: self.catalog.price(model).map(|p| p.blended()),
             price: self.catalog.price(model).map(|p| (p.input, p.output)),
+            max_output: self.catalog.price(model).and_then(|p| p.max_output),
             provider_header: HeaderValue::from_str(&provider.name).ok(),
             model_header: HeaderValue::from_str(model).ok(),
             provider,
             model: model.to_owned(),
             weight,
             breaker: CircuitBreaker::new(breaker),
+            throttled: OrgBreakers::new(breaker),
             latency: LatencyAverage::default(),
         })
     }

@@ -21,6 +21,15 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway from `yaml`, in which `{mock:NAME}` is replaced by that mock's base URL.
     pub async fn start(yaml: &str, mocks: &[(&str, &MockServer)]) -> TestGateway {
+        TestGateway::start_with(yaml, mocks, Stages::default()).await
+    }
+
+    /// Like [`TestGateway::start`], with the pipeline's stages given.
+    pub async fn start_with(
+        yaml: &str,
+        mocks: &[(&str, &MockServer)],
+        stages: Stages,
+    ) -> TestGateway {
         let mut text = yaml.to_owned();
         for (name, mock) in mocks {
             text = text.replace(&format!("{{mock:{name}}}"), &mock.url());
@@ -30,7 +39,7 @@ impl TestGateway {
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.workers = Some(1);
         config.server.max_body_bytes = 64 * 1024;
-        let gateway = tollgate_gateway::build_gateway(&config, Stages::default()).unwrap();
+        let gateway = tollgate_gateway::build_gateway(&config, stages).unwrap();
         let RunningServer {
             addr,
             handle,
