@@ -284,6 +284,8 @@ pub struct AuthService {
     outbound: OutboundPolicy,
     /// `None` where no mail is sent (`auth.mailer`).
     mailer: Option<Arc<dyn Mailer>>,
+    /// Sign-ups per client, made accounts included; `None` counts none.
+    signups: Option<LoginThrottle>,
     /// The deployment's ceilings on rate limits, and whether billing (and so plans) is on.
     limits: LimitsConfig,
     billing_on: bool,
@@ -324,9 +326,16 @@ impl AuthService {
             own_keys: None,
             outbound: OutboundPolicy::default(),
             mailer: None,
+            signups: None,
             limits: LimitsConfig::default(),
             billing_on: false,
         })
+    }
+
+    /// Counts every sign-up against its client with `signups`.
+    pub fn with_signup_throttle(mut self, signups: LoginThrottle) -> Self {
+        self.signups = Some(signups);
+        self
     }
 
     /// Sends sign-up confirmations and notices with `mailer`.
@@ -403,6 +412,15 @@ impl AuthService {
         let organization = validate_name("organization", &request.organization)?;
         if let Some(problem) = password_problem(&request.password, &email) {
             return Err(AuthError::invalid("password", problem));
+        }
+        // Every sign-up counts against its client, the ones that make an account too: each new
+        // organization gets the free allowance, so making them by the hundred is the abuse.
+        if let Some(signups) = &self.signups {
+            let counted = signups
+                .reserve("signup", ip)
+                .await
+                .map_err(AuthError::Throttled)?;
+            signups.failed(counted);
         }
         // Sign-ups are counted like logins, per address and client and per client, so that
         // they cannot be used to probe which addresses have accounts, nor to flood an inbox

@@ -168,7 +168,11 @@ pub async fn start_with_mailer(
                 .with_own_provider_keys(own_keys)
                 .with_outbound_policy(OutboundPolicy::new(&config.outbound))
                 .with_mailer(mailer)
-                .with_ceilings(config.limits.clone(), config.billing.stripe.is_some());
+                .with_ceilings(config.limits.clone(), config.billing.stripe.is_some())
+                .with_signup_throttle(LoginThrottle::for_signups(
+                    &config.auth.signup_throttle,
+                    redis.as_ref().map(|(_, m)| m.clone()),
+                ));
             Some(Arc::new(AuthHttp {
                 service: Arc::new(service),
                 service_token: config.auth.service_token.clone(),

@@ -22,7 +22,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use tollgate_common::config::LoginThrottleConfig;
+use tollgate_common::config::{LoginThrottleConfig, SignupThrottleConfig};
 
 use crate::secrets::hash_token;
 
@@ -57,6 +57,7 @@ return 0";
 /// Counters are versioned, so that a process counting differently during a rolling deploy does
 /// not read them.
 const KEY_PREFIX: &str = "tollgate:login:v2";
+const SIGNUP_KEY_PREFIX: &str = "tollgate:signup:v1";
 
 /// Local counters kept before expired ones are swept.
 const LOCAL_SWEEP_AT: usize = 100_000;
@@ -64,6 +65,8 @@ const LOCAL_SWEEP_AT: usize = 100_000;
 /// Counts login attempts against the limits of `auth.login_throttle`.
 pub struct LoginThrottle {
     config: LoginThrottleConfig,
+    /// The counters' name space in Redis: what is counted (logins, sign-ups) never mixes.
+    prefix: &'static str,
     redis: Option<ConnectionManager>,
     reserve_script: redis::Script,
     settle_script: redis::Script,
@@ -84,8 +87,30 @@ pub struct Reservation {
 
 impl LoginThrottle {
     pub fn new(config: LoginThrottleConfig, redis: Option<ConnectionManager>) -> Self {
+        Self::named(KEY_PREFIX, config, redis)
+    }
+
+    /// Sign-ups per client: every sign-up counts, successful ones included (see
+    /// [`SignupThrottleConfig`]). Reserve with the one account `signup` and settle as failed.
+    pub fn for_signups(config: &SignupThrottleConfig, redis: Option<ConnectionManager>) -> Self {
+        let limits = LoginThrottleConfig {
+            per_email_per_client: config.per_ip,
+            per_ip: config.per_ip,
+            // One account name for every sign-up: its all-clients counter must never bind.
+            per_email: u32::MAX,
+            window_secs: config.window_secs,
+        };
+        Self::named(SIGNUP_KEY_PREFIX, limits, redis)
+    }
+
+    fn named(
+        prefix: &'static str,
+        config: LoginThrottleConfig,
+        redis: Option<ConnectionManager>,
+    ) -> Self {
         LoginThrottle {
             config,
+            prefix,
             redis,
             reserve_script: redis::Script::new(RESERVE_SCRIPT),
             settle_script: redis::Script::new(SETTLE_SCRIPT),
@@ -100,18 +125,22 @@ impl LoginThrottle {
         let mut counters = vec![
             (
                 format!(
-                    "{KEY_PREFIX}:account-client:{account}:{}",
+                    "{}:account-client:{account}:{}",
+                    self.prefix,
                     client.unwrap_or("unknown")
                 ),
                 self.config.per_email_per_client,
             ),
             (
-                format!("{KEY_PREFIX}:account:{account}"),
+                format!("{}:account:{account}", self.prefix),
                 self.config.per_email,
             ),
         ];
         if let Some(client) = client {
-            counters.push((format!("{KEY_PREFIX}:client:{client}"), self.config.per_ip));
+            counters.push((
+                format!("{}:client:{client}", self.prefix),
+                self.config.per_ip,
+            ));
         }
         counters
     }

@@ -48,6 +48,7 @@ on_both_databases!(
     alert_webhooks_are_admin_only_and_show_their_secret_once,
     rate_limits_are_set_on_teams_and_organizations_and_reach_the_key,
     limits_above_the_deployments_ceilings_are_refused,
+    signups_are_limited_per_client_made_accounts_included,
     cache_policies_merge_from_key_to_organization_and_stay_in_their_organization,
     signup_and_login_open_a_session_and_a_working_key,
     emails_are_unique_whatever_their_case,
@@ -1966,6 +1967,41 @@ async fn wrong_password_and_unknown_email_answer_alike(db: Db) {
     for answer in &answers[1..] {
         assert_eq!(answer, &answers[0]);
     }
+}
+
+/// Each sign-up counts against its client, the ones that made an account too: a client cannot
+/// make organizations (each with the free allowance) by the hundred; another client can still
+/// sign up.
+async fn signups_are_limited_per_client_made_accounts_included(db: Db) {
+    let app = TestApp::start_with(db, |config| {
+        config.auth.signup_throttle.per_ip = 3;
+    })
+    .await;
+    let signup_from = |ip: &'static str, n: usize| {
+        request(
+            Method::POST,
+            "/auth/signup",
+            None,
+            Some(json!({
+                "email": format!("farm-{ip}-{n}@example.com"),
+                "password": "a long enough passphrase",
+                "organization": format!("Farm {n}"),
+            })),
+        )
+        .peer_addr(peer(ip))
+    };
+    for n in 0..3 {
+        let res = app.send(signup_from("198.51.100.9", n)).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let res = app.send(signup_from("198.51.100.9", 3)).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key(RETRY_AFTER));
+    // Other clients still sign up.
+    let res = app.send(signup_from("2001:db8::1", 0)).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = app.send(signup_from("203.0.113.4", 0)).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
 }
 
 /// No organization, team or key may lift its own limits past the deployment's ceilings, nor

@@ -684,6 +684,8 @@ pub struct AuthConfig {
     /// How long a rotated key keeps working unless the rotation says otherwise.
     pub rotation_grace_secs: u64,
     pub login_throttle: LoginThrottleConfig,
+    /// Sign-ups one client may make per window, successful ones included.
+    pub signup_throttle: SignupThrottleConfig,
     /// Proxies (CIDRs) whose `X-Forwarded-For` names the client; from any other peer the
     /// header is ignored, since a client could write anything in it.
     pub trusted_proxies: Vec<IpNetwork>,
@@ -717,6 +719,7 @@ impl Default for AuthConfig {
             key_cache_ttl_secs: 10,
             rotation_grace_secs: 24 * 3600,
             login_throttle: LoginThrottleConfig::default(),
+            signup_throttle: SignupThrottleConfig::default(),
             trusted_proxies: Vec::new(),
             encryption_key: None,
             signup_verification: false,
@@ -736,6 +739,25 @@ pub struct SigningKeyConfig {
     pub kid: String,
     /// At least 32 bytes.
     pub secret: Secret,
+}
+
+/// Sign-ups allowed from one client (an IPv4 address or an IPv6 /64) per window, counting
+/// those that made an account: every new organization gets the free allowance, so a client
+/// making organizations by the hundred is the abuse, not one guessing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupThrottleConfig {
+    pub per_ip: u32,
+    pub window_secs: u64,
+}
+
+impl Default for SignupThrottleConfig {
+    fn default() -> Self {
+        SignupThrottleConfig {
+            per_ip: 10,
+            window_secs: 3600,
+        }
+    }
 }
 
 /// Failed logins allowed per window before further attempts are refused. A client is an
@@ -853,6 +875,15 @@ impl EnvOverrides {
         if let Some(url) = env.var("TOLLGATE_REDIS_URL") {
             config.redis.url = Some(url);
         }
+        if let Some(limit) = env.var("TOLLGATE_SIGNUPS_PER_IP") {
+            match limit.parse() {
+                Ok(limit) => config.auth.signup_throttle.per_ip = limit,
+                Err(_) => problems.push(problem(
+                    "TOLLGATE_SIGNUPS_PER_IP",
+                    format!("`{limit}` is not a whole number"),
+                )),
+            }
+        }
         if let Some(token) = env.var("TOLLGATE_METRICS_TOKEN").filter(|t| !t.is_empty()) {
             config.telemetry.metrics_token = Some(Secret::new(token));
         }
@@ -896,6 +927,14 @@ fn validate_auth(auth: &AuthConfig, problems: &mut Vec<ConfigProblem>) {
         (
             "login_throttle.window_secs",
             auth.login_throttle.window_secs,
+        ),
+        (
+            "signup_throttle.window_secs",
+            auth.signup_throttle.window_secs,
+        ),
+        (
+            "signup_throttle.per_ip",
+            u64::from(auth.signup_throttle.per_ip),
         ),
     ] {
         if value == 0 {

@@ -101,6 +101,8 @@ impl TestApp {
     ) -> TestApp {
         let mut config = Config::default();
         config.storage.database_url = Some(fresh_database(db).await);
+        // Every test signs up from the same address; the limit has its own test.
+        config.auth.signup_throttle.per_ip = 1_000_000;
         config.auth.signing_keys = vec![SigningKeyConfig {
             kid: SIGNING_KID.into(),
             secret: Secret::new(SIGNING_SECRET),
