@@ -21,13 +21,12 @@ use crate::catalog::ModelPrice;
 mod accounts;
 mod billing;
 mod ceilings;
-mod network;
 mod outbound;
 
+pub use crate::network::IpNetwork;
 pub use accounts::MailerConfig;
 pub use billing::{BillingConfig, ByokFees, FreeTier, PayAsYouGo, SellPrice, StripeConfig};
 pub use ceilings::{Ceiling, PlanCeilings};
-pub use network::IpNetwork;
 pub use outbound::OutboundConfig;
 
 /// A value that must never be printed: provider API keys and the like.

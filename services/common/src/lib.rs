@@ -1,6 +1,6 @@
-//! What several Tollgate services share: configuration, typed ids, the caller's key context, budgets, cache policies, money,
-//! the price catalog, telemetry, request bodies read under a limit and a deadline, and the policy
-//! for calls to URLs tenants choose.
+//! What several Tollgate services share: configuration, typed ids, the caller's key context,
+//! budgets, cache policies, money, the price catalog, telemetry, request bodies read under a
+//! limit and a deadline, IP networks, and the policy for calls to URLs tenants choose.
 
 pub mod body;
 pub mod budget;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod ids;
 pub mod latency;
 pub mod money;
+pub mod network;
 pub mod outbound;
 pub mod telemetry;
 

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::network::IpNetwork;
+
 /// Why an address is refused as a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddressClass {
@@ -66,84 +68,6 @@ impl fmt::Display for AddressClass {
     }
 }
 
-/// A block of addresses: an address and how many leading bits of it are fixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    /// `None` when `prefix` is longer than the address or `address` has bits set past it
-    /// (`10.0.0.1/8` is more likely a typing error than a way to write 10.0.0.0/8).
-    pub fn new(address: IpAddr, prefix: u8) -> Option<Network> {
-        let address = address.to_canonical();
-        let network = Network { address, prefix };
-        let bits = match address {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        (prefix <= bits && network.first() == address).then_some(network)
-    }
-
-    const fn v4(address: Ipv4Addr, prefix: u8) -> Network {
-        Network {
-            address: IpAddr::V4(address),
-            prefix,
-        }
-    }
-
-    const fn v6(address: Ipv6Addr, prefix: u8) -> Network {
-        Network {
-            address: IpAddr::V6(address),
-            prefix,
-        }
-    }
-
-    /// Whether `ip` is in the block; an IPv4-mapped IPv6 address counts as its IPv4 address.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.address, ip.to_canonical()) {
-            (IpAddr::V4(network), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(network) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(network) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-
-    /// The block's first address.
-    fn first(&self) -> IpAddr {
-        match self.address {
-            IpAddr::V4(address) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(address) & mask))
-            }
-            IpAddr::V6(address) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(address) & mask))
-            }
-        }
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address, self.prefix)
-    }
-}
-
 /// The metadata services are inside refused ranges anyway; naming them makes the refusal say so.
 const CLOUD_METADATA: [IpAddr; 5] = [
     // AWS, Google Cloud, Azure, OpenStack, DigitalOcean, and most others.
@@ -159,128 +83,128 @@ const CLOUD_METADATA: [IpAddr; 5] = [
 ];
 
 /// Checked in order: the broadcast address before the reserved block holding it.
-const V4_RANGES: [(Network, AddressClass); 16] = [
+const V4_RANGES: [(IpNetwork, AddressClass); 16] = [
     (
-        Network::v4(Ipv4Addr::new(0, 0, 0, 0), 8),
+        IpNetwork::v4(Ipv4Addr::new(0, 0, 0, 0), 8),
         AddressClass::Unspecified,
     ),
     (
-        Network::v4(Ipv4Addr::new(10, 0, 0, 0), 8),
+        IpNetwork::v4(Ipv4Addr::new(10, 0, 0, 0), 8),
         AddressClass::Private,
     ),
     (
-        Network::v4(Ipv4Addr::new(100, 64, 0, 0), 10),
+        IpNetwork::v4(Ipv4Addr::new(100, 64, 0, 0), 10),
         AddressClass::SharedAddressSpace,
     ),
     (
-        Network::v4(Ipv4Addr::new(127, 0, 0, 0), 8),
+        IpNetwork::v4(Ipv4Addr::new(127, 0, 0, 0), 8),
         AddressClass::Loopback,
     ),
     (
-        Network::v4(Ipv4Addr::new(169, 254, 0, 0), 16),
+        IpNetwork::v4(Ipv4Addr::new(169, 254, 0, 0), 16),
         AddressClass::LinkLocal,
     ),
     (
-        Network::v4(Ipv4Addr::new(172, 16, 0, 0), 12),
+        IpNetwork::v4(Ipv4Addr::new(172, 16, 0, 0), 12),
         AddressClass::Private,
     ),
     (
-        Network::v4(Ipv4Addr::new(192, 0, 0, 0), 24),
+        IpNetwork::v4(Ipv4Addr::new(192, 0, 0, 0), 24),
         AddressClass::ProtocolAssignment,
     ),
     (
-        Network::v4(Ipv4Addr::new(192, 0, 2, 0), 24),
+        IpNetwork::v4(Ipv4Addr::new(192, 0, 2, 0), 24),
         AddressClass::Documentation,
     ),
     (
-        Network::v4(Ipv4Addr::new(192, 88, 99, 0), 24),
+        IpNetwork::v4(Ipv4Addr::new(192, 88, 99, 0), 24),
         AddressClass::Reserved,
     ),
     (
-        Network::v4(Ipv4Addr::new(192, 168, 0, 0), 16),
+        IpNetwork::v4(Ipv4Addr::new(192, 168, 0, 0), 16),
         AddressClass::Private,
     ),
     (
-        Network::v4(Ipv4Addr::new(198, 18, 0, 0), 15),
+        IpNetwork::v4(Ipv4Addr::new(198, 18, 0, 0), 15),
         AddressClass::Benchmarking,
     ),
     (
-        Network::v4(Ipv4Addr::new(198, 51, 100, 0), 24),
+        IpNetwork::v4(Ipv4Addr::new(198, 51, 100, 0), 24),
         AddressClass::Documentation,
     ),
     (
-        Network::v4(Ipv4Addr::new(203, 0, 113, 0), 24),
+        IpNetwork::v4(Ipv4Addr::new(203, 0, 113, 0), 24),
         AddressClass::Documentation,
     ),
     (
-        Network::v4(Ipv4Addr::new(224, 0, 0, 0), 4),
+        IpNetwork::v4(Ipv4Addr::new(224, 0, 0, 0), 4),
         AddressClass::Multicast,
     ),
     (
-        Network::v4(Ipv4Addr::new(255, 255, 255, 255), 32),
+        IpNetwork::v4(Ipv4Addr::new(255, 255, 255, 255), 32),
         AddressClass::Broadcast,
     ),
     (
-        Network::v4(Ipv4Addr::new(240, 0, 0, 0), 4),
+        IpNetwork::v4(Ipv4Addr::new(240, 0, 0, 0), 4),
         AddressClass::Reserved,
     ),
 ];
 
 /// Checked in order, after the forms that carry an IPv4 address; `::` and `::1` before the
 /// IPv4-compatible block holding them.
-const V6_RANGES: [(Network, AddressClass); 12] = [
+const V6_RANGES: [(IpNetwork, AddressClass); 12] = [
     (
-        Network::v6(Ipv6Addr::UNSPECIFIED, 128),
+        IpNetwork::v6(Ipv6Addr::UNSPECIFIED, 128),
         AddressClass::Unspecified,
     ),
     (
-        Network::v6(Ipv6Addr::LOCALHOST, 128),
+        IpNetwork::v6(Ipv6Addr::LOCALHOST, 128),
         AddressClass::Loopback,
     ),
     (
-        Network::v6(Ipv6Addr::UNSPECIFIED, 96),
+        IpNetwork::v6(Ipv6Addr::UNSPECIFIED, 96),
         AddressClass::Ipv4Compatible,
     ),
     (
-        Network::v6(Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48),
+        IpNetwork::v6(Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48),
         AddressClass::Private,
     ),
     (
-        Network::v6(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64),
+        IpNetwork::v6(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64),
         AddressClass::Reserved,
     ),
     (
-        Network::v6(Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23),
+        IpNetwork::v6(Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23),
         AddressClass::ProtocolAssignment,
     ),
     (
-        Network::v6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32),
+        IpNetwork::v6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32),
         AddressClass::Documentation,
     ),
     (
-        Network::v6(Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20),
+        IpNetwork::v6(Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20),
         AddressClass::Documentation,
     ),
     (
-        Network::v6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7),
+        IpNetwork::v6(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7),
         AddressClass::UniqueLocal,
     ),
     (
-        Network::v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
+        IpNetwork::v6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),
         AddressClass::LinkLocal,
     ),
     (
-        Network::v6(Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10),
+        IpNetwork::v6(Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10),
         AddressClass::SiteLocal,
     ),
     (
-        Network::v6(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
+        IpNetwork::v6(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),
         AddressClass::Multicast,
     ),
 ];
 
 /// Global unicast: the only IPv6 block that reaches the internet.
-const V6_GLOBAL: Network = Network::v6(Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3);
+const V6_GLOBAL: IpNetwork = IpNetwork::v6(Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3);
 
 /// Why `ip` may not be called, or `None` for a public address.
 pub fn classify(ip: IpAddr) -> Option<AddressClass> {
@@ -291,7 +215,7 @@ pub fn classify(ip: IpAddr) -> Option<AddressClass> {
     if CLOUD_METADATA.contains(&ip) {
         return Some(AddressClass::CloudMetadata);
     }
-    let ranges: &[(Network, AddressClass)] = match ip {
+    let ranges: &[(IpNetwork, AddressClass)] = match ip {
         IpAddr::V4(_) => &V4_RANGES,
         IpAddr::V6(_) => &V6_RANGES,
     };
@@ -548,17 +472,17 @@ mod tests {
 
     #[test]
     fn networks_contain_their_addresses_and_refuse_set_host_bits() {
-        let network = Network::new("10.20.0.0".parse().unwrap(), 16).unwrap();
+        let network = IpNetwork::new("10.20.0.0".parse().unwrap(), 16).unwrap();
         assert!(network.contains("10.20.255.1".parse().unwrap()));
         assert!(network.contains("::ffff:10.20.0.9".parse().unwrap()));
         assert!(!network.contains("10.21.0.1".parse().unwrap()));
         assert!(!network.contains("fd00::1".parse().unwrap()));
-        assert_eq!(Network::new("10.20.0.1".parse().unwrap(), 16), None);
-        assert_eq!(Network::new("10.0.0.0".parse().unwrap(), 33), None);
-        let v6 = Network::new("fd00:1::".parse().unwrap(), 32).unwrap();
+        assert_eq!(IpNetwork::new("10.20.0.1".parse().unwrap(), 16), None);
+        assert_eq!(IpNetwork::new("10.0.0.0".parse().unwrap(), 33), None);
+        let v6 = IpNetwork::new("fd00:1::".parse().unwrap(), 32).unwrap();
         assert!(v6.contains("fd00:1::5".parse().unwrap()));
         assert!(!v6.contains("fd00:2::5".parse().unwrap()));
-        let everything = Network::new("0.0.0.0".parse().unwrap(), 0).unwrap();
+        let everything = IpNetwork::new("0.0.0.0".parse().unwrap(), 0).unwrap();
         assert!(everything.contains("203.0.113.1".parse().unwrap()));
     }
 }

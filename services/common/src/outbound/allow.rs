@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::address::Network;
+use crate::network::IpNetwork;
 
 /// One entry of `outbound.allow_hosts`, written `hooks.internal.example`,
 /// `hooks.internal.example:9000`, `10.1.2.3`, `10.1.2.3:9000`, `[fd00::5]:9000` or
@@ -22,7 +22,7 @@ pub enum AllowedHost {
     /// the address itself: a name is resolved without knowing the port it will be called on.
     Address { address: IpAddr, port: Option<u16> },
     /// A block of addresses on every port, whether a URL names them or a name resolves to them.
-    Network(Network),
+    Network(IpNetwork),
 }
 
 impl FromStr for AllowedHost {
@@ -46,7 +46,7 @@ impl FromStr for AllowedHost {
             };
             let address: IpAddr = address.parse().map_err(|_| not_a_network())?;
             let prefix: u8 = prefix.parse().map_err(|_| not_a_network())?;
-            return Network::new(address, prefix)
+            return IpNetwork::new(address, prefix)
                 .map(AllowedHost::Network)
                 .ok_or_else(|| {
                     format!(

@@ -31,7 +31,7 @@ mod address;
 mod allow;
 mod client;
 
-pub use address::{AddressClass, NameClass, Network, classify, classify_name};
+pub use address::{AddressClass, NameClass, classify, classify_name};
 pub use allow::AllowedHost;
 pub use client::OutboundClient;
 
