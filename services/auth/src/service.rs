@@ -151,7 +151,7 @@ pub struct SignupResponse {
     pub session: TokenPair,
 }
 
-/// What a sign-up gives: the account at once, or, with `auth.signup_verification`, word that
+/// What a sign-up gives: the account at once, or, with `auth.signup.verify_email`, word that
 /// a link was mailed, the same whether or not the address already has an account.
 #[derive(Debug)]
 pub enum SignupOutcome {
@@ -439,7 +439,7 @@ impl AuthService {
                 return Err(err);
             }
         };
-        if self.config.signup_verification {
+        if self.config.verifies_signups() {
             self.throttle.failed(attempt);
             return self
                 .signup_by_mail(&email, &organization, &password_hash)

@@ -119,9 +119,9 @@ pub async fn start_with_mailer(
     serve_api: bool,
     mailer: Option<Arc<dyn Mailer>>,
 ) -> Result<AuthRuntime, StartError> {
-    if serve_api && config.auth.signup_verification && mailer.is_none() {
+    if serve_api && config.auth.verifies_signups() && mailer.is_none() {
         return Err(StartError::Setup(
-            "auth.signup_verification needs auth.mailer".into(),
+            "auth.signup.verify_email needs auth.mailer".into(),
         ));
     }
     let redis = redis_manager(config)?;

@@ -691,10 +691,8 @@ pub struct AuthConfig {
     /// The AES-256 key (32 bytes, base64) that the generated JWT signing key is encrypted
     /// with in the database. Without it that key is stored as is.
     pub encryption_key: Option<Secret>,
-    /// Whether a sign-up waits for its address to be confirmed through a mailed link before
-    /// the account exists (needs `mailer`). Then sign-up answers alike whether or not the
-    /// address has an account.
-    pub signup_verification: bool,
+    /// How a sign-up proves its address.
+    pub signup: SignupConfig,
     /// How mail is sent; without it, none is.
     pub mailer: Option<MailerConfig>,
     /// The dashboard's address, which links in mail point to (`https://tollgate.example.com`).
@@ -721,13 +719,31 @@ impl Default for AuthConfig {
             signup_throttle: SignupThrottleConfig::default(),
             trusted_proxies: Vec::new(),
             encryption_key: None,
-            signup_verification: false,
+            signup: SignupConfig::default(),
             mailer: None,
             public_url: None,
             service_url: None,
             service_token: None,
         }
     }
+}
+
+impl AuthConfig {
+    /// Whether sign-ups wait for a mailed link: as configured, else whenever mail can be sent.
+    pub fn verifies_signups(&self) -> bool {
+        self.signup.verify_email.unwrap_or(self.mailer.is_some())
+    }
+}
+
+/// Sign-up's address check.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupConfig {
+    /// Whether a sign-up waits for its address to be confirmed through a mailed link before
+    /// the account exists (needs `auth.mailer`); sign-up then answers alike whether or not the
+    /// address has an account. Unset, it is on when a mailer is configured: without mail an
+    /// account can only be given at once, which means refusing a taken address.
+    pub verify_email: Option<bool>,
 }
 
 /// One JWT signing key.

@@ -1,4 +1,4 @@
-//! Sign-ups waiting for their address to be confirmed (`auth.signup_verification`): what the
+//! Sign-ups waiting for their address to be confirmed (`auth.signup.verify_email`): what the
 //! account will be made of, under the hash of the token mailed to the address.
 
 use sqlx::Row;

@@ -79,10 +79,10 @@ pub(super) fn validate_accounts(auth: &AuthConfig, problems: &mut Vec<ConfigProb
             format!("`{url}` is not an http:// or https:// URL"),
         ));
     }
-    if auth.signup_verification && auth.mailer.is_none() {
+    if auth.signup.verify_email == Some(true) && auth.mailer.is_none() {
         problems.push(problem(
             "auth.mailer",
-            "is required with auth.signup_verification (the confirmation link is mailed)",
+            "is required with auth.signup.verify_email (the confirmation link is mailed)",
         ));
     }
 }
@@ -140,7 +140,7 @@ mod tests {
             ["auth.encryption_key"]
         );
         assert_eq!(
-            paths("auth: { signup_verification: true }"),
+            paths("auth: { signup: { verify_email: true } }"),
             ["auth.mailer"]
         );
         assert_eq!(
@@ -158,7 +158,7 @@ mod tests {
             ["auth.mailer.kind"]
         );
         let config = Config::parse(
-            "auth: { signup_verification: true, public_url: \"https://t.example\", \
+            "auth: { signup: { verify_email: true }, public_url: \"https://t.example\", \
              mailer: { kind: webhook, url: \"https://mail.example/send\", token: t } }",
             &BTreeMap::<String, String>::new(),
         )
@@ -167,5 +167,29 @@ mod tests {
             config.auth.mailer,
             Some(MailerConfig::Webhook { .. })
         ));
+    }
+
+    #[test]
+    fn sign_up_verifies_addresses_once_mail_can_be_sent_unless_told_otherwise() {
+        let parse = |yaml: &str| {
+            Config::parse(yaml, &BTreeMap::<String, String>::new())
+                .unwrap()
+                .auth
+        };
+        let mail = "public_url: \"https://t.example\", mailer: { kind: log }";
+        assert!(!parse("auth: {}").verifies_signups());
+        assert!(parse(&format!("auth: {{ {mail} }}")).verifies_signups());
+        assert!(
+            !parse(&format!(
+                "auth: {{ {mail}, signup: {{ verify_email: false }} }}"
+            ))
+            .verifies_signups()
+        );
+        assert!(
+            parse(&format!(
+                "auth: {{ {mail}, signup: {{ verify_email: true }} }}"
+            ))
+            .verifies_signups()
+        );
     }
 }
