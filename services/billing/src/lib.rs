@@ -1,6 +1,6 @@
 //! Tollgate's billing service: rate limits ([`limits`]) and budgets ([`budgets`]), shared
 //! through Redis between gateway replicas or kept in process, decided together in one step
-//! ([`admission`]); the usage journal, ledger and
+//! by the rules of [`admission`]; the usage journal, ledger and
 //! rollups ([`usage`]); budget alerts ([`alerts`]); what organizations owe and how they pay it
 //! through Stripe ([`payments`]).
 
@@ -10,10 +10,14 @@ pub mod budgets;
 mod fallback;
 pub mod limits;
 pub mod payments;
+mod script;
 pub mod usage;
 
-pub use admission::{AdmissionError, AdmissionGate, AdmissionRequest, Settlement, Verdict};
+pub use admission::{
+    Admission, AdmissionError, AdmissionGate, Admitted, Estimate, Held, PolicyInput, Refusal,
+};
 pub use alerts::BudgetAlerts;
 pub use budgets::{BudgetCounters, BudgetError, Charge};
 pub use fallback::{Counted, OnRedisFailure};
 pub use limits::{Bucket, BucketState, Decision, LimitError, RateLimiter};
+pub use script::{AdmissionRequest, Settlement, Verdict};

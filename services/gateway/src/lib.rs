@@ -3,7 +3,8 @@
 //! How a request flows is written down in [`pipeline`]; the modules follow its stages:
 //! [`openai`] (the wire format clients speak), [`routing`] (model names to ordered targets),
 //! [`upstream`] (sending, retries, fail-over), [`providers`] (one adapter per wire format),
-//! [`streaming`] (the SSE relay), [`pipeline::metering`] (usage and cost), [`server`] (routes).
+//! the SSE relay that is the respond stage of a stream, [`pipeline::metering`] (usage and
+//! cost), [`server`] (routes).
 
 pub mod error;
 pub mod metrics;
@@ -12,7 +13,6 @@ pub mod pipeline;
 pub mod providers;
 pub mod routing;
 pub mod server;
-pub mod streaming;
 pub mod tokens;
 pub mod upstream;
 

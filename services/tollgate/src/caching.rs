@@ -1,51 +1,36 @@
-//! The gateway's cache stage backed by the cache service: turns a request into the cache's
-//! terms (exact key, partition, question), applies the per-request controls, and says on the
-//! answer what happened (`x-tollgate-cache: hit-exact | hit-semantic | miss | bypass`).
+//! The gateway's cache stage backed by the cache service, whose rules ([`tollgate_cache::request`])
+//! turn a request into the cache's terms and read its controls; this file starts the cache and
+//! says on the answer what happened (`x-tollgate-cache: hit-exact | hit-semantic | miss |
+//! bypass`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::{CACHE_CONTROL, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use anyhow::Context;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::ConnectionManager;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tollgate_cache::embedder::{Embedder, HashedEmbedder, SentenceEmbedder};
 use tollgate_cache::remote::RemoteCache;
+use tollgate_cache::request;
 use tollgate_cache::shared::SharedExactTier;
 use tollgate_cache::store::{EmbeddedStore, ServerStore, ServerStoreConfig, VectorStore};
 use tollgate_cache::{
     AnswerCache, CacheHit, CacheMode, CacheRequest, CacheSettings, SemanticCache,
 };
-use tollgate_common::PriceCatalog;
-use tollgate_gateway::routing::Router;
-
-use crate::embedding::RoutedEmbedder;
 use tollgate_common::config::CacheConfig;
-use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare, Config};
+use tollgate_common::{Config, PriceCatalog};
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::pipeline::{CachedAnswer, RequestContext, ResponseCache};
+use tollgate_gateway::routing::Router;
 
-const X_TOLLGATE_CACHE: HeaderName = HeaderName::from_static("x-tollgate-cache");
-const X_TOLLGATE_CACHE_TTL: &str = "x-tollgate-cache-ttl";
+use crate::embedding::RoutedEmbedder;
+
+const X_TOLLGATE_CACHE: HeaderName = HeaderName::from_static(request::X_TOLLGATE_CACHE);
 const X_TOLLGATE_CACHE_SIMILARITY: HeaderName =
     HeaderName::from_static("x-tollgate-cache-similarity");
-
-/// The longest TTL a request may ask for: thirty days.
-const MAX_TTL_SECS: u64 = CachePolicy::MAX_TTL_SECS;
-
-/// Fields that do not change the answer, left out of both hashes.
-const NOT_ANSWER_CHANGING: [&str; 6] = [
-    "user",
-    "stream",
-    "stream_options",
-    "metadata",
-    "store",
-    "service_tier",
-];
 
 /// The cache stage for `config`: in this process, or a separate cache service when
 /// `cache.service_url` is set; `None` when the cache is off.
@@ -167,206 +152,6 @@ impl GatewayCache {
     }
 }
 
-fn hex_sha256(parts: &[&[u8]]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
-    hex::encode(hasher.finalize())
-}
-
-/// The text of a message's content: a string, or the text parts of a list.
-fn text_of(content: &Value) -> Option<String> {
-    match content {
-        Value::String(text) => Some(text.clone()),
-        Value::Array(parts) => {
-            let texts: Vec<&str> = parts
-                .iter()
-                .map(|p| match (p["type"].as_str(), p["text"].as_str()) {
-                    (Some("text"), Some(text)) => Some(text),
-                    _ => None,
-                })
-                .collect::<Option<_>>()?;
-            Some(texts.join("\n"))
-        }
-        _ => None,
-    }
-}
-
-/// The narrower of two modes.
-fn narrower(a: CacheMode, b: CacheMode) -> CacheMode {
-    match (a, b) {
-        (CacheMode::Off, _) | (_, CacheMode::Off) => CacheMode::Off,
-        (CacheMode::Exact, _) | (_, CacheMode::Exact) => CacheMode::Exact,
-        _ => CacheMode::Semantic,
-    }
-}
-
-/// A key's defaults: its (merged) policy within the deployment's mode, which no policy lifts.
-fn key_defaults(
-    policy: &CachePolicy,
-    deployment_mode: CacheMode,
-    deployment_ttl: Duration,
-) -> (CacheMode, Duration) {
-    let mode = match policy.mode {
-        None => deployment_mode,
-        Some(CachePolicyMode::Off) => CacheMode::Off,
-        Some(CachePolicyMode::Exact) => narrower(CacheMode::Exact, deployment_mode),
-        Some(CachePolicyMode::Semantic) => deployment_mode,
-    };
-    let ttl = policy.ttl_secs.map_or(deployment_ttl, Duration::from_secs);
-    (mode, ttl)
-}
-
-/// The per-request controls: mode, read, write, TTL.
-fn controls(
-    headers: &HeaderMap,
-    default_mode: CacheMode,
-    default_ttl: Duration,
-) -> Result<(CacheMode, bool, bool, Duration), GatewayError> {
-    let mut mode = default_mode;
-    if let Some(value) = headers.get(&X_TOLLGATE_CACHE) {
-        let asked = value
-            .to_str()
-            .ok()
-            .and_then(CacheMode::parse)
-            .ok_or_else(|| {
-                GatewayError::invalid_field(
-                    "x-tollgate-cache",
-                    "`x-tollgate-cache` must be off, exact or semantic.",
-                )
-            })?;
-        // A request may narrow its key's cache, never widen it.
-        mode = narrower(default_mode, asked);
-    }
-    let directives = headers
-        .get(CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let directive = |name: &str| directives.split(',').any(|d| d.trim() == name);
-    let no_store = directive("no-store");
-    let read = !no_store && !directive("no-cache");
-    let mut ttl = default_ttl;
-    if let Some(value) = headers.get(X_TOLLGATE_CACHE_TTL) {
-        let secs = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .filter(|s| (1..=MAX_TTL_SECS).contains(s))
-            .ok_or_else(|| {
-                GatewayError::invalid_field(
-                    X_TOLLGATE_CACHE_TTL,
-                    format!("`{X_TOLLGATE_CACHE_TTL}` must be a number of seconds from 1 to {MAX_TTL_SECS}."),
-                )
-            })?;
-        ttl = Duration::from_secs(secs);
-    }
-    Ok((mode, read, !no_store, ttl))
-}
-
-/// The value with every object's keys in sorted order. serde_json keeps insertion order when
-/// any dependency enables its `preserve_order` feature (qdrant-edge does), so without this the
-/// same request with its fields in another order would hash differently.
-fn sorted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut fields: Vec<(String, Value)> = map.into_iter().collect();
-            fields.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(fields.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
-    }
-}
-
-/// A chat request's exact key (everything that changes the answer), partition (all of that
-/// but the last turn) and question (the last user turn in plain text, when the request can be
-/// matched by meaning at all). `scope` and `model` are hashed in with both.
-fn request_hashes(
-    scope: &str,
-    model: &str,
-    raw: &[u8],
-) -> Option<(String, String, Option<String>)> {
-    let mut request: Value = serde_json::from_slice(raw).ok()?;
-    let object = request.as_object_mut()?;
-    for field in NOT_ANSWER_CHANGING {
-        object.remove(field);
-    }
-    let request = sorted(request);
-    let canonical = serde_json::to_vec(&request).ok()?;
-    let exact_key = hex_sha256(&[scope.as_bytes(), model.as_bytes(), &canonical]);
-    let mut rest = request;
-    let declares_tools = rest.get("tools").is_some() || rest.get("functions").is_some();
-    let messages = rest.get_mut("messages")?.as_array_mut()?;
-    let last = messages.pop()?;
-    let tools = declares_tools
-        || messages
-            .iter()
-            .any(|m| m.get("tool_calls").is_some() || m["role"] == "tool");
-    // A question matched by meaning is the user's last turn, in plain text; anything with tools
-    // is matched exactly or not at all.
-    let question = match (last["role"].as_str(), tools) {
-        (Some("user"), false) => text_of(&last["content"]),
-        _ => None,
-    };
-    // Everything but the last turn: model, parameters, system prompt and earlier turns.
-    let context = serde_json::to_vec(&rest).ok()?;
-    let partition = hex_sha256(&[scope.as_bytes(), model.as_bytes(), &context]);
-    Some((exact_key, partition, question))
-}
-
-/// The request in the cache's terms; `None` when it cannot be cached at all.
-fn cache_request(ctx: &RequestContext, body: &InboundBody) -> Option<CacheRequest> {
-    let org = ctx.key.org_id?;
-    if body.endpoint != Endpoint::ChatCompletions {
-        return None;
-    }
-    // Answers shared by a team only are kept apart from the rest of the organization's.
-    let scope = match (ctx.key.cache.share, ctx.key.team_id) {
-        (Some(CacheShare::Team), Some(team)) => format!("team:{team}"),
-        _ => String::new(),
-    };
-    let (exact_key, partition, question) =
-        request_hashes(&scope, &ctx.requested_model, body.raw())?;
-    Some(CacheRequest {
-        org_id: org.to_string(),
-        exact_key,
-        partition,
-        question,
-        mode: CacheMode::Off,
-        read: false,
-        write: false,
-        ttl: Duration::ZERO,
-    })
-}
-
-/// Whether an answer may be kept, and whether by meaning too: complete answers only
-/// (`finish_reason: length` is cut short), and tool calls by exact match only.
-fn storable(answer: &[u8]) -> Option<bool> {
-    let answer: Value = serde_json::from_slice(answer).ok()?;
-    let choices = answer["choices"].as_array()?;
-    if choices.is_empty() {
-        return None;
-    }
-    let mut semantic = true;
-    for choice in choices {
-        match choice["finish_reason"].as_str() {
-            Some("stop") => {}
-            Some("tool_calls" | "function_call") => semantic = false,
-            _ => return None,
-        }
-        if choice["message"]
-            .get("tool_calls")
-            .is_some_and(|t| !t.is_null())
-        {
-            semantic = false;
-        }
-    }
-    Some(semantic)
-}
-
 fn set_header(ctx: &mut RequestContext, name: HeaderName, value: HeaderValue) {
     ctx.response_headers.push((name, value));
 }
@@ -379,20 +164,24 @@ impl ResponseCache for GatewayCache {
         headers: &HeaderMap,
         body: &InboundBody,
     ) -> Result<Option<CachedAnswer>, GatewayError> {
-        let (default_mode, default_ttl) = key_defaults(&ctx.key.cache, self.mode, self.ttl);
-        let (mode, read, write, ttl) = controls(headers, default_mode, default_ttl)?;
-        let planned = match cache_request(ctx, body) {
-            Some(request) if mode != CacheMode::Off => Some(request),
+        let (default_mode, default_ttl) =
+            request::key_defaults(&ctx.key.cache, self.mode, self.ttl);
+        let controls = request::controls(headers, default_mode, default_ttl)
+            .map_err(|err| GatewayError::invalid_field(err.header, err.message))?;
+        let planned = match body.endpoint {
+            Endpoint::ChatCompletions if controls.mode != CacheMode::Off => {
+                request::chat_request(&ctx.key, &ctx.requested_model, body.raw())
+            }
             _ => None,
         };
         let Some(mut request) = planned else {
             set_header(ctx, X_TOLLGATE_CACHE, HeaderValue::from_static("bypass"));
             return Ok(None);
         };
-        request.mode = mode;
-        request.read = read;
-        request.write = write;
-        request.ttl = ttl;
+        request.mode = controls.mode;
+        request.read = controls.read;
+        request.write = controls.write;
+        request.ttl = controls.ttl;
         let hit = self.cache.lookup(&request).await;
         // Kept for `store`; without it the gateway does not even collect a streamed answer.
         if request.write {
@@ -420,7 +209,7 @@ impl ResponseCache for GatewayCache {
             }
             None => {
                 ctx.cache = "miss";
-                let label = if read { "miss" } else { "bypass" };
+                let label = if controls.read { "miss" } else { "bypass" };
                 set_header(ctx, X_TOLLGATE_CACHE, HeaderValue::from_static(label));
                 Ok(None)
             }
@@ -435,7 +224,7 @@ impl ResponseCache for GatewayCache {
         else {
             return;
         };
-        let Some(semantic) = storable(answer) else {
+        let Some(semantic) = request::storable(answer) else {
             return;
         };
         let Ok(text) = std::str::from_utf8(answer) else {
@@ -444,122 +233,5 @@ impl ResponseCache for GatewayCache {
         let (cache, text) = (self.cache.clone(), text.to_owned());
         // Embedding and writing happen after the answer has gone.
         tokio::spawn(async move { cache.store(&request, &text, semantic).await });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_complete_answers_are_kept_and_tool_calls_only_exactly() {
-        let answer = |finish: &str| {
-            format!(r#"{{"choices":[{{"message":{{"content":"x"}},"finish_reason":"{finish}"}}]}}"#)
-        };
-        assert_eq!(storable(answer("stop").as_bytes()), Some(true));
-        assert_eq!(storable(answer("length").as_bytes()), None);
-        assert_eq!(storable(answer("content_filter").as_bytes()), None);
-        assert_eq!(storable(answer("tool_calls").as_bytes()), Some(false));
-        assert_eq!(storable(b"{\"error\":{}}"), None);
-    }
-
-    #[test]
-    fn field_order_and_non_answer_fields_do_not_change_the_hashes() {
-        let one = br#"{"model":"m","stream":false,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi?"}],"temperature":0,"response_format":{"type":"text","x":1}}"#;
-        let other = br#"{"temperature":0,"response_format":{"x":1,"type":"text"},"messages":[{"content":"Be brief.","role":"system"},{"content":"Hi?","role":"user"}],"user":"u-1","model":"m"}"#;
-        let (a, b) = (
-            request_hashes("", "m", one).unwrap_or_else(|| panic!("hashes")),
-            request_hashes("", "m", other).unwrap_or_else(|| panic!("hashes")),
-        );
-        assert_eq!(a, b);
-        assert_eq!(a.2.as_deref(), Some("Hi?"));
-        // what changes the answer changes the hashes; the scope keeps teams apart
-        let warmer = br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi?"}],"temperature":1,"response_format":{"type":"text","x":1}}"#;
-        let warm = request_hashes("", "m", warmer).unwrap_or_else(|| panic!("hashes"));
-        assert_ne!((&warm.0, &warm.1), (&a.0, &a.1));
-        let team = request_hashes("team:t1", "m", one).unwrap_or_else(|| panic!("hashes"));
-        assert_ne!((&team.0, &team.1), (&a.0, &a.1));
-        // a different question in the same context shares the partition only
-        let reworded = br#"{"model":"m","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello?"}],"temperature":0,"response_format":{"type":"text","x":1}}"#;
-        let reworded = request_hashes("", "m", reworded).unwrap_or_else(|| panic!("hashes"));
-        assert_ne!(reworded.0, a.0);
-        assert_eq!(reworded.1, a.1);
-    }
-
-    #[test]
-    fn key_policies_choose_within_the_deployment_mode() {
-        let hour = Duration::from_secs(3600);
-        let policy = |mode, ttl_secs| CachePolicy {
-            mode,
-            ttl_secs,
-            share: None,
-        };
-        assert_eq!(
-            key_defaults(&CachePolicy::default(), CacheMode::Semantic, hour),
-            (CacheMode::Semantic, hour)
-        );
-        assert_eq!(
-            key_defaults(
-                &policy(Some(CachePolicyMode::Exact), Some(60)),
-                CacheMode::Semantic,
-                hour
-            ),
-            (CacheMode::Exact, Duration::from_secs(60))
-        );
-        assert_eq!(
-            key_defaults(
-                &policy(Some(CachePolicyMode::Off), None),
-                CacheMode::Semantic,
-                hour
-            )
-            .0,
-            CacheMode::Off
-        );
-        assert_eq!(
-            key_defaults(
-                &policy(Some(CachePolicyMode::Semantic), None),
-                CacheMode::Exact,
-                hour
-            )
-            .0,
-            CacheMode::Exact,
-            "a policy never lifts the deployment's mode"
-        );
-    }
-
-    #[test]
-    fn requests_narrow_the_deployment_cache_and_bad_headers_are_client_errors() {
-        let mut headers = HeaderMap::new();
-        headers.insert(X_TOLLGATE_CACHE, HeaderValue::from_static("exact"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        let (mode, read, write, _) =
-            controls(&headers, CacheMode::Semantic, Duration::from_secs(1))
-                .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((mode, read, write), (CacheMode::Exact, false, true));
-        let (mode, ..) = controls(&headers, CacheMode::Off, Duration::from_secs(1))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(mode, CacheMode::Off, "never widened");
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let (_, read, write, _) = controls(&headers, CacheMode::Semantic, Duration::from_secs(1))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((read, write), (false, false));
-        for (name, value) in [
-            ("x-tollgate-cache", "sometimes"),
-            ("x-tollgate-cache-ttl", "0"),
-            ("x-tollgate-cache-ttl", "soon"),
-        ] {
-            let mut bad = HeaderMap::new();
-            bad.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_static(value),
-            );
-            assert!(
-                matches!(
-                    controls(&bad, CacheMode::Semantic, Duration::from_secs(1)),
-                    Err(GatewayError::InvalidField { .. })
-                ),
-                "{name}: {value}"
-            );
-        }
     }
 }

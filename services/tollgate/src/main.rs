@@ -24,12 +24,13 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use prometheus::Encoder;
-use tollgate_billing::{AdmissionGate, BudgetCounters, OnRedisFailure, RateLimiter};
+use tollgate_billing::payments::standing::PaymentRules;
+use tollgate_billing::{Admission, AdmissionGate, BudgetCounters, OnRedisFailure, RateLimiter};
 use tollgate_common::body::{BodyLimits, CloseUnreadBodies};
 use tollgate_common::config::{Config, ConfigError, ProcessEnv, RedisFailurePolicy};
 use tollgate_gateway::Stages;
 
-use crate::admission::Admission;
+use crate::admission::BillingAdmission;
 use crate::authentication::VirtualKeyAuthentication;
 use crate::metering::BillingParts;
 
@@ -383,10 +384,13 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         metering::start_billing(&config, &parts)?;
         let mut stages = Stages {
             authenticate: Arc::new(VirtualKeyAuthentication::new(auth.keys.clone())),
-            admit: Arc::new(Admission::new(
-                AdmissionGate::new(limiter, budgets.clone()),
-                config.limits.clone(),
-                payments::PaymentRules::new(&config.billing),
+            admit: Arc::new(BillingAdmission::new(
+                Admission::new(
+                    AdmissionGate::new(limiter, budgets.clone()),
+                    config.limits.clone(),
+                    PaymentRules::new(&config.billing),
+                ),
+                config.limits.default_max_tokens,
             )),
             meter: usage.meter,
             ..Stages::default()

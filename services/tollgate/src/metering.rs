@@ -13,7 +13,7 @@ use tollgate_billing::usage::{
 use tollgate_common::outbound::OutboundPolicy;
 use tollgate_common::{Config, Picodollars};
 use tollgate_gateway::pipeline::Meter;
-use tollgate_gateway::pipeline::metering::{UsageEvent, Written};
+use tollgate_gateway::pipeline::usage::{UsageEvent, Written};
 
 /// Journals every usage event of an organization's request; acknowledges once they are
 /// written.

@@ -5,6 +5,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::*;
 use crate::fallback::OnRedisFailure;
+use crate::script::{Bucket, Charge};
 
 fn redis() -> ConnectionManager {
     let client = ::redis::Client::open("redis://127.0.0.1:6379").unwrap_or_else(|e| panic!("{e}"));

@@ -27,6 +27,7 @@ use ::redis::aio::ConnectionManager;
 pub use self::local::LocalCounters;
 pub use self::redis::RedisCounters;
 use crate::fallback::{Counted, OnRedisFailure, RedisFallback};
+pub use crate::script::Charge;
 
 /// The counter of one budget period: of the budget as a whole, or of one end user for a budget
 /// on each end user.
@@ -35,19 +36,6 @@ pub fn counter_name(budget_id: &str, period_start_ms: i64, end_user: Option<&str
         Some(user) => format!("tollgate:budget:{budget_id}:{period_start_ms}:user:{user}"),
         None => format!("tollgate:budget:{budget_id}:{period_start_ms}"),
     }
-}
-
-/// One budget a request is charged against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Charge {
-    /// The counter's key: the budget, the end user for a per-user budget, and the period.
-    pub counter: String,
-    /// Nanodollars.
-    pub limit: i64,
-    /// Nanodollars already spent in the period when the counter does not exist yet.
-    pub baseline: i64,
-    /// How long the counter lives (`None`: for ever, for a lifetime budget).
-    pub ttl_secs: Option<u64>,
 }
 
 /// The answer to a reservation.

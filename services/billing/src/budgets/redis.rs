@@ -1,12 +1,12 @@
 //! Budget counters in Redis, shared by every gateway replica. A counter is a hash with the
-//! fields `spent` and `reserved`; the admission and settlement scripts ([`crate::admission`])
+//! fields `spent` and `reserved`; the admission and settlement scripts ([`crate::script`])
 //! check and charge all of a request's budgets, and replace a reservation by the real cost.
 
 use redis::aio::ConnectionManager;
 
 use super::{BudgetError, Charge, Reservation};
-use crate::admission::{AdmissionRequest, Settlement, Verdict, run_script, run_settle};
 use crate::fallback::Counted;
+use crate::script::{AdmissionRequest, Settlement, Verdict, run_script, run_settle};
 
 pub struct RedisCounters {
     redis: ConnectionManager,

@@ -20,58 +20,7 @@ pub use self::redis::RedisWindows;
 pub use self::window::LocalWindows;
 use crate::fallback::RedisFallback;
 pub use crate::fallback::{Counted, OnRedisFailure};
-
-/// The window every limit is counted over.
-pub const WINDOW_MS: i64 = 60_000;
-
-/// One limit a request is counted against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bucket {
-    /// Names the counter, e.g. `tollgate:rl:key:<id>:rpm`.
-    pub key: String,
-    pub limit: u64,
-    /// What this request takes: 1 for a request limit, the estimated tokens for a token limit.
-    pub cost: u64,
-}
-
-/// A bucket after a decision, for the response headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BucketState {
-    pub limit: u64,
-    pub remaining: u64,
-    /// Milliseconds until the oldest admission in the window leaves it.
-    pub reset_ms: u64,
-}
-
-/// The outcome of one admission.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// One state per bucket, in the order given.
-    pub states: Vec<BucketState>,
-    /// The index of the bucket that refused the request.
-    pub denied_by: Option<usize>,
-    /// When a denied request could fit, in milliseconds.
-    pub retry_after_ms: u64,
-}
-
-impl Decision {
-    fn unlimited(buckets: &[Bucket]) -> Self {
-        Decision {
-            allowed: true,
-            states: buckets
-                .iter()
-                .map(|b| BucketState {
-                    limit: b.limit,
-                    remaining: b.limit,
-                    reset_ms: 0,
-                })
-                .collect(),
-            denied_by: None,
-            retry_after_ms: 0,
-        }
-    }
-}
+pub use crate::script::{Bucket, BucketState, Decision, WINDOW_MS};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LimitError {

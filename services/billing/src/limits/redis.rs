@@ -1,11 +1,11 @@
 //! The sliding-window log in Redis, shared by every gateway replica: the admission and
-//! settlement scripts ([`crate::admission`]) check and charge all of a request's buckets, and
+//! settlement scripts ([`crate::script`]) check and charge all of a request's buckets, and
 //! correct its token estimates, in one round trip each.
 
 use redis::aio::ConnectionManager;
 
 use super::{Bucket, Decision, LimitError};
-use crate::admission::{AdmissionRequest, Settlement, Verdict, run_script, run_settle};
+use crate::script::{AdmissionRequest, Settlement, Verdict, run_script, run_settle};
 
 /// Sliding windows in Redis.
 pub struct RedisWindows {

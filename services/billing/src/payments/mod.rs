@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod pricing;
 pub mod reconcile;
 pub mod reports;
+pub mod standing;
 pub mod stripe;
 pub mod webhooks;
 

@@ -12,7 +12,7 @@
 //! | cache        | [`ResponseCache`]: an answer without a provider call   |                          |
 //! | provider     | [`crate::upstream`] + adapter: strategy order, send,   | target, attempts         |
 //! |              | retry, fail over                                       |                          |
-//! | respond      | translate back; stream through [`crate::streaming`]    | usage, time to first token |
+//! | respond      | translate back; stream through [`relay`]               | usage, time to first token |
 //! | settle/meter | [`metering`]: tokens, cost, reservation, usage event   | (off the request path)   |
 //!
 //! The server runs the authenticate stage before it reads the body, so that a caller without a
@@ -27,8 +27,10 @@
 pub mod context;
 mod detach;
 pub mod metering;
+mod relay;
 pub mod stages;
 pub mod tags;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,8 +53,8 @@ use crate::metrics::Metrics;
 use crate::openai::response::completion_as_stream;
 use crate::openai::{Endpoint, InboundBody};
 use crate::routing::{Router, Target};
-use crate::streaming::{RelayBody, StreamKeeper};
 use crate::upstream::{self, UpstreamBody, UpstreamFailure, UpstreamSuccess};
+use relay::{RelayBody, StreamKeeper};
 
 /// Everything a request needs, shared by all workers.
 pub struct Gateway {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::context::{KeyContext, RequestContext};
-use super::metering::{UsageEvent, Written};
+use super::usage::{UsageEvent, Written};
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
 

@@ -1,16 +1,79 @@
-//! A request's rate limits and budgets decided in one step: every bucket and every budget has
-//! room and all are charged, or none is. With Redis this is one script call, so admission
-//! costs one round trip however many limits and budgets apply; without Redis (or while it is
-//! unreachable) the process's own windows and counters decide, one after the other.
+//! The Redis scripts that admit and settle a request in one round trip each, and the types
+//! they read and answer: the bottom of the billing service, under both the rate limits
+//! ([`crate::limits`]) and the budgets ([`crate::budgets`]), which use them through
+//! [`crate::admission`] and their own Redis halves.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use redis::Script;
 use redis::aio::ConnectionManager;
 
-use crate::budgets::{BudgetCounters, BudgetError, Charge, Reservation};
 use crate::fallback::Counted;
-use crate::limits::{Bucket, BucketState, Decision, LimitError, RateLimiter, WINDOW_MS};
+
+/// The window every limit is counted over.
+pub const WINDOW_MS: i64 = 60_000;
+
+/// One limit a request is counted against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Names the counter, e.g. `tollgate:rl:key:<id>:rpm`.
+    pub key: String,
+    pub limit: u64,
+    /// What this request takes: 1 for a request limit, the estimated tokens for a token limit.
+    pub cost: u64,
+}
+
+/// A bucket after a decision, for the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketState {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Milliseconds until the oldest admission in the window leaves it.
+    pub reset_ms: u64,
+}
+
+/// The outcome of one admission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// One state per bucket, in the order given.
+    pub states: Vec<BucketState>,
+    /// The index of the bucket that refused the request.
+    pub denied_by: Option<usize>,
+    /// When a denied request could fit, in milliseconds.
+    pub retry_after_ms: u64,
+}
+
+impl Decision {
+    pub(crate) fn unlimited(buckets: &[Bucket]) -> Self {
+        Decision {
+            allowed: true,
+            states: buckets
+                .iter()
+                .map(|b| BucketState {
+                    limit: b.limit,
+                    remaining: b.limit,
+                    reset_ms: 0,
+                })
+                .collect(),
+            denied_by: None,
+            retry_after_ms: 0,
+        }
+    }
+}
+
+/// One budget a request is charged against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The counter's key: the budget, the end user for a per-user budget, and the period.
+    pub counter: String,
+    /// Nanodollars.
+    pub limit: i64,
+    /// Nanodollars already spent in the period when the counter does not exist yet.
+    pub baseline: i64,
+    /// How long the counter lives (`None`: for ever, for a lifetime budget).
+    pub ttl_secs: Option<u64>,
+}
 
 /// KEYS: the `n` rate-limit buckets, then the budget counters. ARGV: the window (ms), the
 /// reservation id, `n`, each bucket's limit and cost, the budget amount (nanodollars), then
@@ -214,14 +277,6 @@ pub enum Verdict {
     },
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AdmissionError {
-    #[error(transparent)]
-    Limits(#[from] LimitError),
-    #[error(transparent)]
-    Budgets(#[from] BudgetError),
-}
-
 /// Runs the admission script: one round trip.
 pub(crate) async fn run_script(
     redis: &ConnectionManager,
@@ -294,115 +349,3 @@ pub(crate) async fn run_script(
         }
     })
 }
-
-/// Rate limits and budgets together.
-pub struct AdmissionGate {
-    limiter: Arc<RateLimiter>,
-    budgets: Arc<BudgetCounters>,
-}
-
-impl AdmissionGate {
-    pub fn new(limiter: Arc<RateLimiter>, budgets: Arc<BudgetCounters>) -> Self {
-        AdmissionGate { limiter, budgets }
-    }
-
-    pub fn limiter(&self) -> &Arc<RateLimiter> {
-        &self.limiter
-    }
-
-    pub fn budgets(&self) -> &Arc<BudgetCounters> {
-        &self.budgets
-    }
-
-    /// Corrects a finished request's reservations off the caller's path: in one Redis round
-    /// trip when both were counted in Redis, else each where it was counted.
-    pub fn settle_in_background(
-        &self,
-        settlement: Settlement,
-        limits: Counted,
-        budgets: Option<Counted>,
-    ) {
-        let all_in_redis = limits == Counted::Redis && budgets.is_none_or(|b| b == Counted::Redis);
-        if let (true, Some(redis)) = (all_in_redis, self.limiter.redis_connection()) {
-            let redis = redis.clone();
-            tokio::spawn(async move {
-                if let Err(err) = run_settle(&redis, &settlement).await {
-                    tracing::warn!(%err, "cannot settle a request's reservations in Redis");
-                }
-            });
-            return;
-        }
-        if let Some(counted) = budgets {
-            self.budgets.settle_in_background(
-                counted,
-                settlement.counters,
-                settlement.reserved,
-                settlement.actual,
-            );
-        }
-        self.limiter
-            .adjust_in_background(settlement.id, limits, settlement.token_costs);
-    }
-
-    /// Decides on `request`, charging everything or nothing.
-    pub async fn admit(&self, request: AdmissionRequest<'_>) -> Result<Verdict, AdmissionError> {
-        if let Some(redis) = self.limiter.redis_connection()
-            && self.limiter.redis_usable()
-            && (request.charges.is_empty() || self.budgets.redis_usable())
-        {
-            match run_script(redis, request).await {
-                Ok(verdict) => return Ok(verdict),
-                Err(err) => {
-                    tracing::warn!(%err, "admission: Redis unavailable, counting in this process");
-                    self.limiter.mark_redis_down();
-                    self.budgets.mark_redis_down();
-                }
-            }
-        }
-        // One after the other, each by its own policy (in process, or refused while Redis is
-        // down); a budget's refusal gives back what the rate limits took.
-        let (decision, limits) = self.limiter.acquire(request.id, request.buckets).await?;
-        if !decision.allowed {
-            return Ok(Verdict::Limited { decision });
-        }
-        if request.charges.is_empty() {
-            return Ok(Verdict::Admitted {
-                decision,
-                limits,
-                budgets: None,
-            });
-        }
-        let release = || {
-            let nothing = request.buckets.iter().map(|b| (b.key.clone(), 0)).collect();
-            self.limiter
-                .adjust_in_background(request.id.to_owned(), limits, nothing);
-        };
-        match self.budgets.reserve(request.charges, request.amount).await {
-            Ok(Reservation::Admitted(counted)) => Ok(Verdict::Admitted {
-                decision,
-                limits,
-                budgets: Some(counted),
-            }),
-            Ok(Reservation::Exhausted {
-                index,
-                spent,
-                reserved,
-            }) => {
-                release();
-                Ok(Verdict::OverBudget {
-                    decision,
-                    index,
-                    spent,
-                    reserved,
-                })
-            }
-            Err(err) => {
-                release();
-                Err(err.into())
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests;

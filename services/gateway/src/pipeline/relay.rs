@@ -20,7 +20,8 @@ use tokio::time::Sleep;
 
 use crate::openai::InboundBody;
 use crate::openai::response::{SSE_DONE, stream_as_completion};
-use crate::pipeline::metering::{CLIENT_CLOSED, Completion, UsageSender, Written};
+use crate::pipeline::metering::{CLIENT_CLOSED, Completion, UsageSender};
+use crate::pipeline::usage::Written;
 use crate::pipeline::{RequestContext, ResponseCache};
 use crate::providers::StreamTranslator;
 
