@@ -116,9 +116,10 @@ impl AuthStore {
         Ok(outcome)
     }
 
-    /// [`AuthStore::write_audited`] for a change of one record: `before` reads its state first
-    /// (`None`: there is no such record, and nothing is written), then `change` makes the
-    /// change from that state, in the transaction, and returns the entry to record.
+    /// [`AuthStore::write_audited`] for a change of one record: `before` reads its state first,
+    /// outside the transaction (`None`: there is no such record, and nothing is written), then
+    /// `change` makes the change from that state in the transaction and returns the entry to
+    /// record.
     pub(super) async fn change_audited<B, T>(
         &self,
         before: impl Future<Output = Result<Option<B>, StoreError>>,
