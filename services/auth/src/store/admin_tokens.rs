@@ -7,8 +7,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_common::{OrgId, UserId};
 
-use super::audit::{AuditEntry, record};
-use super::{AuthStore, StoreError, duplicate_as, id_column, now_ms};
+use super::audit::AuditEntry;
+use super::{AuthStore, StoreError, duplicate_as, id_column, now_ms, role_column};
 use crate::roles::Role;
 
 /// An admin token as the API shows it: never the secret.
@@ -43,16 +43,13 @@ const COLUMNS: &str = "id, org_id, created_by, name, role, display_prefix, creat
 const LAST_USED_GRANULARITY_MS: i64 = 60_000;
 
 fn from_row(row: &AnyRow) -> Result<AdminTokenRecord, StoreError> {
-    let role: String = row.try_get("role")?;
+    let role = role_column(row, "admin_tokens")?;
     Ok(AdminTokenRecord {
         id: row.try_get("id")?,
         org_id: id_column(row, "org_id", "admin_tokens")?,
         created_by: id_column(row, "created_by", "admin_tokens")?,
         name: row.try_get("name")?,
-        role: role.parse().map_err(|detail| StoreError::Corrupt {
-            table: "admin_tokens",
-            detail,
-        })?,
+        role,
         display_prefix: row.try_get("display_prefix")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
@@ -68,44 +65,51 @@ impl AuthStore {
         created_by: UserId,
         token: NewAdminToken<'_>,
     ) -> Result<AdminTokenRecord, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let token_record = AdminTokenRecord {
-            id: uuid::Uuid::now_v7().hyphenated().to_string(),
-            org_id: org,
-            created_by,
-            name: token.name.to_owned(),
-            role: token.role,
-            display_prefix: token.display_prefix.to_owned(),
-            created_at: now_ms(),
-            expires_at: token.expires_at,
-            last_used_at: None,
-            revoked_at: None,
-        };
-        sqlx::query(
-            "INSERT INTO admin_tokens (id, org_id, created_by, name, role, token_hash, \
-             display_prefix, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&token_record.id)
-        .bind(org.to_string())
-        .bind(created_by.to_string())
-        .bind(&token_record.name)
-        .bind(token_record.role.as_str())
-        .bind(token.token_hash)
-        .bind(&token_record.display_prefix)
-        .bind(token_record.created_at)
-        .bind(token_record.expires_at)
-        .execute(&mut *tx)
+        self.write_audited(async |conn| {
+            let token_record = AdminTokenRecord {
+                id: uuid::Uuid::now_v7().hyphenated().to_string(),
+                org_id: org,
+                created_by,
+                name: token.name.to_owned(),
+                role: token.role,
+                display_prefix: token.display_prefix.to_owned(),
+                created_at: now_ms(),
+                expires_at: token.expires_at,
+                last_used_at: None,
+                revoked_at: None,
+            };
+            sqlx::query(
+                "INSERT INTO admin_tokens (id, org_id, created_by, name, role, token_hash, \
+                 display_prefix, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&token_record.id)
+            .bind(org.to_string())
+            .bind(created_by.to_string())
+            .bind(&token_record.name)
+            .bind(token_record.role.as_str())
+            .bind(token.token_hash)
+            .bind(&token_record.display_prefix)
+            .bind(token_record.created_at)
+            .bind(token_record.expires_at)
+            .execute(&mut *conn)
+            .await
+            .map_err(duplicate_as("an admin token with this secret"))?;
+            let entry = AuditEntry::new(
+                org,
+                &format!("user:{created_by}"),
+                "admin_token.create",
+                "admin_token",
+            )
+            .target(&token_record.id)
+            .after(json!({
+                "name": token_record.name,
+                "role": token_record.role,
+                "expires_at": token_record.expires_at,
+            }));
+            Ok((token_record, entry))
+        })
         .await
-        .map_err(duplicate_as("an admin token with this secret"))?;
-        record(
-            &mut tx,
-            AuditEntry::new(org, &format!("user:{created_by}"), "admin_token.create", "admin_token")
-                .target(&token_record.id)
-                .after(json!({"name": token_record.name, "role": token_record.role, "expires_at": token_record.expires_at})),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(token_record)
     }
 
     /// The organization's tokens (of one creator when given), newest first, revoked ones
@@ -160,24 +164,22 @@ impl AuthStore {
         id: &str,
         actor: &str,
     ) -> Result<Option<AdminTokenRecord>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE admin_tokens SET revoked_at = $1 WHERE org_id = $2 AND id = $3 \
-             AND revoked_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(org.to_string())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            record(
-                &mut tx,
-                AuditEntry::new(org, actor, "admin_token.revoke", "admin_token").target(id),
+        self.write_audited(async |conn| {
+            let done = sqlx::query(
+                "UPDATE admin_tokens SET revoked_at = $1 WHERE org_id = $2 AND id = $3 \
+                 AND revoked_at IS NULL",
             )
+            .bind(now_ms())
+            .bind(org.to_string())
+            .bind(id)
+            .execute(&mut *conn)
             .await?;
-        }
-        tx.commit().await?;
+            let entry = (done.rows_affected() == 1).then(|| {
+                AuditEntry::new(org, actor, "admin_token.revoke", "admin_token").target(id)
+            });
+            Ok(((), entry))
+        })
+        .await?;
         self.admin_token(org, id).await
     }
 

@@ -96,6 +96,45 @@ pub(super) async fn record(conn: &mut AnyConnection, entry: AuditEntry) -> Resul
 }
 
 impl AuthStore {
+    /// Makes a change and its audit record in one write transaction. `change` runs in the
+    /// transaction and returns its outcome with the entry to record (`None` when it changed
+    /// nothing, or recorded its own entries); the entry is written last, just before the
+    /// commit. When `change` fails, neither the change nor a record is kept.
+    pub(super) async fn write_audited<T, E>(
+        &self,
+        change: impl AsyncFnOnce(&mut AnyConnection) -> Result<(T, E), StoreError>,
+    ) -> Result<T, StoreError>
+    where
+        E: Into<Option<AuditEntry>>,
+    {
+        let mut tx = self.begin_write().await?;
+        let (outcome, entry) = change(&mut tx).await?;
+        if let Some(entry) = entry.into() {
+            record(&mut tx, entry).await?;
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// [`AuthStore::write_audited`] for a change of one record: `before` reads its state first,
+    /// outside the transaction (`None`: there is no such record, and nothing is written), then
+    /// `change` makes the change from that state in the transaction and returns the entry to
+    /// record.
+    pub(super) async fn change_audited<B, T>(
+        &self,
+        before: impl Future<Output = Result<Option<B>, StoreError>>,
+        change: impl AsyncFnOnce(&mut AnyConnection, B) -> Result<(T, AuditEntry), StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(before) = before.await? else {
+            return Ok(None);
+        };
+        self.write_audited(async |conn| {
+            let (outcome, entry) = change(conn, before).await?;
+            Ok((Some(outcome), entry))
+        })
+        .await
+    }
+
     /// The newest `limit` changes in `org`.
     pub async fn audit_log(&self, org: OrgId, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(

@@ -1,6 +1,7 @@
-//! Budgets (spending limits per organization, team, key and end user) and where their alerts
-//! go. Spend itself is the billing service's: the ledger's daily rollups, read here once per
-//! key load so that the gateway starts each budget's shared counter from the right figure.
+//! Budgets: spending limits per organization, team, key and end user (where their alerts go is
+//! `alert_webhooks.rs`). Spend itself is the billing service's: the ledger's daily rollups,
+//! read here once per key load so that the gateway starts each budget's shared counter from
+//! the right figure.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use tollgate_common::{
     BillingFacts, BudgetPeriod, BudgetRule, BudgetScope, OrgId, Picodollars, TeamId,
 };
 
-use super::audit::{AuditEntry, record};
+use super::audit::AuditEntry;
 use super::limits::key_hashes;
 use super::{AuthStore, KeyRecord, StoreError, duplicate_as, id_column, json_column, now_ms};
 
@@ -220,30 +221,31 @@ impl AuthStore {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.begin_write().await?;
-        sqlx::query(concat!(
-            "INSERT INTO budgets (",
-            budget_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ))
-        .bind(budget.id.clone())
-        .bind(org.to_string())
-        .bind(budget.scope.clone())
-        .bind(budget.target.clone())
-        .bind(budget.period.as_str())
-        .bind(budget.limit_usd.to_string())
-        .bind(serde_json::to_string(&budget.thresholds).unwrap_or_else(|_| "[]".into()))
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
+        self.write_audited(async |conn| {
+            sqlx::query(concat!(
+                "INSERT INTO budgets (",
+                budget_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ))
+            .bind(budget.id.clone())
+            .bind(org.to_string())
+            .bind(budget.scope.clone())
+            .bind(budget.target.clone())
+            .bind(budget.period.as_str())
+            .bind(budget.limit_usd.to_string())
+            .bind(serde_json::to_string(&budget.thresholds).unwrap_or_else(|_| "[]".into()))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(duplicate_as("a budget for this scope, target and period"))?;
+            let mut entry =
+                AuditEntry::new(org, actor, "budget.create", "budget").target(&budget.id);
+            entry = entry.after(serde_json::to_value(&budget).unwrap_or_default());
+            let stale = stale_hashes(conn, &budget).await?;
+            Ok(((budget, stale), entry))
+        })
         .await
-        .map_err(duplicate_as("a budget for this scope, target and period"))?;
-        let mut entry = AuditEntry::new(org, actor, "budget.create", "budget").target(&budget.id);
-        entry = entry.after(serde_json::to_value(&budget).unwrap_or_default());
-        record(&mut tx, entry).await?;
-        let stale = stale_hashes(&mut tx, &budget).await?;
-        tx.commit().await?;
-        Ok((budget, stale))
     }
 
     /// Changes a budget's limit and thresholds; `None` when `org` has no such budget.
@@ -255,37 +257,32 @@ impl AuthStore {
         thresholds: Option<Vec<u32>>,
         actor: &str,
     ) -> Result<Option<(BudgetRecord, Vec<String>)>, StoreError> {
-        let Some(before) = self.budget(org, id).await? else {
-            return Ok(None);
-        };
-        let mut after = before.clone();
-        if let Some(limit) = limit_usd {
-            after.limit_usd = limit;
-        }
-        if let Some(thresholds) = thresholds {
-            after.thresholds = thresholds;
-        }
-        after.updated_at = now_ms();
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE budgets SET limit_usd = $1, thresholds = $2, updated_at = $3 \
-             WHERE org_id = $4 AND id = $5",
-        )
-        .bind(after.limit_usd.to_string())
-        .bind(serde_json::to_string(&after.thresholds).unwrap_or_else(|_| "[]".into()))
-        .bind(after.updated_at)
-        .bind(org.to_string())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        record(
-            &mut tx,
-            AuditEntry::change(org, actor, "budget.update", "budget", id, &before, &after),
-        )
-        .await?;
-        let stale = stale_hashes(&mut tx, &after).await?;
-        tx.commit().await?;
-        Ok(Some((after, stale)))
+        self.change_audited(self.budget(org, id), async |conn, before| {
+            let mut after = before.clone();
+            if let Some(limit) = limit_usd {
+                after.limit_usd = limit;
+            }
+            if let Some(thresholds) = thresholds {
+                after.thresholds = thresholds;
+            }
+            after.updated_at = now_ms();
+            sqlx::query(
+                "UPDATE budgets SET limit_usd = $1, thresholds = $2, updated_at = $3 \
+                 WHERE org_id = $4 AND id = $5",
+            )
+            .bind(after.limit_usd.to_string())
+            .bind(serde_json::to_string(&after.thresholds).unwrap_or_else(|_| "[]".into()))
+            .bind(after.updated_at)
+            .bind(org.to_string())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            let entry =
+                AuditEntry::change(org, actor, "budget.update", "budget", id, &before, &after);
+            let stale = stale_hashes(conn, &after).await?;
+            Ok(((after, stale), entry))
+        })
+        .await
     }
 
     /// Deletes a budget; returns the stale key hashes, `None` when there was no such budget.
@@ -295,22 +292,19 @@ impl AuthStore {
         id: &str,
         actor: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let Some(before) = self.budget(org, id).await? else {
-            return Ok(None);
-        };
-        let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM budgets WHERE org_id = $1 AND id = $2")
-            .bind(org.to_string())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let entry = AuditEntry::new(org, actor, "budget.delete", "budget")
-            .target(id)
-            .before(serde_json::to_value(&before).unwrap_or_default());
-        record(&mut tx, entry).await?;
-        let stale = stale_hashes(&mut tx, &before).await?;
-        tx.commit().await?;
-        Ok(Some(stale))
+        self.change_audited(self.budget(org, id), async |conn, before| {
+            sqlx::query("DELETE FROM budgets WHERE org_id = $1 AND id = $2")
+                .bind(org.to_string())
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            let entry = AuditEntry::new(org, actor, "budget.delete", "budget")
+                .target(id)
+                .before(serde_json::to_value(&before).unwrap_or_default());
+            let stale = stale_hashes(conn, &before).await?;
+            Ok((stale, entry))
+        })
+        .await
     }
 
     /// How `org` stands with its payments: its card, a failed payment, its prepaid credit, and
@@ -475,45 +469,5 @@ impl AuthStore {
             spent,
             spent_by_user,
         })
-    }
-
-    /// The organization's alert webhook: its URL and signing secret.
-    pub async fn alert_webhook(&self, org: OrgId) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT alert_webhook_url, alert_webhook_secret FROM organizations WHERE id = $1",
-        )
-        .bind(org.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let url: Option<String> = row.try_get("alert_webhook_url")?;
-        let secret: Option<String> = row.try_get("alert_webhook_secret")?;
-        Ok(url.zip(secret))
-    }
-
-    /// Sets (or with `None`, removes) the alert webhook, with a new signing secret.
-    pub async fn set_alert_webhook(
-        &self,
-        org: OrgId,
-        webhook: Option<(&str, &str)>,
-        actor: &str,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE organizations SET alert_webhook_url = $1, alert_webhook_secret = $2 \
-             WHERE id = $3",
-        )
-        .bind(webhook.map(|(url, _)| url.to_owned()))
-        .bind(webhook.map(|(_, secret)| secret.to_owned()))
-        .bind(org.to_string())
-        .execute(&mut *tx)
-        .await?;
-        // The secret never reaches the audit log.
-        let entry = AuditEntry::new(org, actor, "organization.alert_webhook", "organization")
-            .target(org)
-            .after(serde_json::json!({ "url": webhook.map(|(url, _)| url) }));
-        record(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use tollgate_common::{CachePolicy, KeyId, OrgId, TeamId};
 
-use super::audit::{AuditEntry, record};
+use super::audit::AuditEntry;
 use super::limits::key_hashes;
 use super::{AuthStore, StoreError, json_column};
 
@@ -69,20 +69,15 @@ impl AuthStore {
         policy: &CachePolicy,
         actor: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let Some(before) = self.cache_policy(org, level).await? else {
-            return Ok(None);
-        };
         let (id, target_type, _, update) = level.row(org);
-        let mut tx = self.begin_write().await?;
-        sqlx::query(update)
-            .bind(serde_json::to_string(policy).unwrap_or_else(|_| "{}".into()))
-            .bind(org.to_string())
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-        record(
-            &mut tx,
-            AuditEntry::change(
+        self.change_audited(self.cache_policy(org, level), async |conn, before| {
+            sqlx::query(update)
+                .bind(serde_json::to_string(policy).unwrap_or_else(|_| "{}".into()))
+                .bind(org.to_string())
+                .bind(id.clone())
+                .execute(&mut *conn)
+                .await?;
+            let entry = AuditEntry::change(
                 org,
                 actor,
                 "cache_policy.set",
@@ -90,24 +85,24 @@ impl AuthStore {
                 &id,
                 &before,
                 policy,
-            ),
-        )
-        .await?;
-        let hashes = match level {
-            PolicyLevel::Organization => key_hashes(&mut tx, org, None).await?,
-            PolicyLevel::Team(team) => key_hashes(&mut tx, org, Some(team)).await?,
-            PolicyLevel::Key(_) => {
-                let row =
-                    sqlx::query("SELECT key_hash FROM virtual_keys WHERE org_id = $1 AND id = $2")
-                        .bind(org.to_string())
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                vec![row.try_get("key_hash")?]
-            }
-        };
-        tx.commit().await?;
-        Ok(Some(hashes))
+            );
+            let hashes = match level {
+                PolicyLevel::Organization => key_hashes(conn, org, None).await?,
+                PolicyLevel::Team(team) => key_hashes(conn, org, Some(team)).await?,
+                PolicyLevel::Key(_) => {
+                    let row = sqlx::query(
+                        "SELECT key_hash FROM virtual_keys WHERE org_id = $1 AND id = $2",
+                    )
+                    .bind(org.to_string())
+                    .bind(id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    vec![row.try_get("key_hash")?]
+                }
+            };
+            Ok((hashes, entry))
+        })
+        .await
     }
 
     /// A key's policy merged with its team's and organization's.

@@ -8,8 +8,12 @@ use sqlx::any::AnyRow;
 use tollgate_common::{OrgId, UserId};
 
 use super::audit::{AuditEntry, record};
-use super::tenancy::{Organization, add_org_member, normalize_email};
-use super::{AuthStore, StoreError, duplicate_as, id_column, now_ms, optional_id_column};
+use super::members::add_org_member;
+use super::organizations::Organization;
+use super::users::normalize_email;
+use super::{
+    AuthStore, StoreError, duplicate_as, id_column, now_ms, optional_id_column, role_column,
+};
 use crate::roles::Role;
 
 /// A pending invitation; never its token.
@@ -35,15 +39,12 @@ pub enum Invitee<'a> {
 const COLUMNS: &str = "id, org_id, email, role, invited_by, created_at, expires_at";
 
 fn from_row(row: &AnyRow) -> Result<InvitationRecord, StoreError> {
-    let role: String = row.try_get("role")?;
+    let role = role_column(row, "invitations")?;
     Ok(InvitationRecord {
         id: row.try_get("id")?,
         org_id: id_column(row, "org_id", "invitations")?,
         email: row.try_get("email")?,
-        role: role.parse().map_err(|detail| StoreError::Corrupt {
-            table: "invitations",
-            detail,
-        })?,
+        role,
         invited_by: optional_id_column(row, "invited_by", "invitations")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
@@ -62,57 +63,54 @@ impl AuthStore {
         invited_by: UserId,
         expires_at: i64,
     ) -> Result<InvitationRecord, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let now = now_ms();
-        let normalized = normalize_email(email);
-        sqlx::query(
+        self.write_audited(async |conn| {
+            let now = now_ms();
+            let normalized = normalize_email(email);
+            sqlx::query(
             "UPDATE invitations SET revoked_at = $1 WHERE org_id = $2 AND email_normalized = $3 \
              AND accepted_at IS NULL AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(org.to_string())
         .bind(&normalized)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-        let invitation = InvitationRecord {
-            id: uuid::Uuid::now_v7().hyphenated().to_string(),
-            org_id: org,
-            email: email.trim().to_owned(),
-            role,
-            invited_by: Some(invited_by),
-            created_at: now,
-            expires_at,
-        };
-        sqlx::query(
-            "INSERT INTO invitations (id, org_id, email, email_normalized, role, token_hash, \
-             invited_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&invitation.id)
-        .bind(org.to_string())
-        .bind(&invitation.email)
-        .bind(&normalized)
-        .bind(role.as_str())
-        .bind(token_hash)
-        .bind(invited_by.to_string())
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(duplicate_as("an invitation with this token"))?;
-        record(
-            &mut tx,
-            AuditEntry::new(
+            let invitation = InvitationRecord {
+                id: uuid::Uuid::now_v7().hyphenated().to_string(),
+                org_id: org,
+                email: email.trim().to_owned(),
+                role,
+                invited_by: Some(invited_by),
+                created_at: now,
+                expires_at,
+            };
+            sqlx::query(
+                "INSERT INTO invitations (id, org_id, email, email_normalized, role, token_hash, \
+                 invited_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&invitation.id)
+            .bind(org.to_string())
+            .bind(&invitation.email)
+            .bind(&normalized)
+            .bind(role.as_str())
+            .bind(token_hash)
+            .bind(invited_by.to_string())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await
+            .map_err(duplicate_as("an invitation with this token"))?;
+            let entry = AuditEntry::new(
                 org,
                 &format!("user:{invited_by}"),
                 "invitation.create",
                 "invitation",
             )
             .target(&invitation.id)
-            .after(json!({"email": invitation.email, "role": role})),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(invitation)
+            .after(json!({"email": invitation.email, "role": role}));
+            Ok((invitation, entry))
+        })
+        .await
     }
 
     /// The organization's invitations that can still be accepted, newest first.
@@ -138,26 +136,22 @@ impl AuthStore {
         id: &str,
         actor: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE invitations SET revoked_at = $1 WHERE org_id = $2 AND id = $3 \
-             AND accepted_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(now_ms())
-        .bind(org.to_string())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        record(
-            &mut tx,
-            AuditEntry::new(org, actor, "invitation.revoke", "invitation").target(id),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        self.write_audited(async |conn| {
+            let done = sqlx::query(
+                "UPDATE invitations SET revoked_at = $1 WHERE org_id = $2 AND id = $3 \
+                 AND accepted_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(org.to_string())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+            let revoked = done.rows_affected() > 0;
+            let entry = revoked
+                .then(|| AuditEntry::new(org, actor, "invitation.revoke", "invitation").target(id));
+            Ok((revoked, entry))
+        })
+        .await
     }
 
     /// The pending invitation behind a token, with its organization.

@@ -349,77 +349,76 @@ impl AuthStore {
         changes: KeyChanges,
         actor: &str,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(before) = key_in(&mut tx, org, id).await? else {
-            return Ok(None);
-        };
-        let mut after = before.clone();
-        let now = now_ms();
-        if let Some(name) = changes.name {
-            after.name = name;
-        }
-        if let Some(models) = changes.allowed_models {
-            after.allowed_models = models;
-        }
-        if let Some(expires_at) = changes.expires_at {
-            after.expires_at = expires_at;
-        }
-        if let Some(rpm) = changes.rpm_limit {
-            after.rpm_limit = rpm;
-        }
-        if let Some(tpm) = changes.tpm_limit {
-            after.tpm_limit = tpm;
-        }
-        if let Some(budget) = changes.budget_usd {
-            after.budget_usd = budget;
-        }
-        if let Some(period) = changes.budget_period {
-            after.budget_period = period;
-        }
-        if let Some(tags) = changes.tags {
-            after.tags = tags;
-        }
-        if let Some(metadata) = changes.metadata {
-            after.metadata = metadata;
-        }
-        let disabled_at: Option<i64> = match changes.disabled {
-            Some(true) if !before.disabled => Some(now),
-            Some(false) => None,
-            _ => sqlx::query("SELECT disabled_at FROM virtual_keys WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("disabled_at")?,
-        };
-        after.disabled = disabled_at.is_some();
-        after.updated_at = now;
-        sqlx::query(
-            "UPDATE virtual_keys SET name = $1, allowed_models = $2, expires_at = $3, \
-             rpm_limit = $4, tpm_limit = $5, budget_usd = $6, budget_period = $7, tags = $8, \
-             metadata = $9, disabled_at = $10, updated_at = $11 WHERE org_id = $12 AND id = $13",
-        )
-        .bind(&after.name)
-        .bind(to_json(&after.allowed_models))
-        .bind(after.expires_at)
-        .bind(after.rpm_limit)
-        .bind(after.tpm_limit)
-        .bind(after.budget_usd.map(|d| d.to_string()))
-        .bind(after.budget_period.clone())
-        .bind(to_json(&after.tags))
-        .bind(to_json(&after.metadata))
-        .bind(disabled_at)
-        .bind(now)
-        .bind(org.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        record(
-            &mut tx,
-            AuditEntry::change(org, actor, "key.update", "virtual_key", id, &before, &after),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(after))
+        self.write_audited(async |conn| {
+            let Some(before) = key_in(conn, org, id).await? else {
+                return Ok((None, None));
+            };
+            let mut after = before.clone();
+            let now = now_ms();
+            if let Some(name) = changes.name {
+                after.name = name;
+            }
+            if let Some(models) = changes.allowed_models {
+                after.allowed_models = models;
+            }
+            if let Some(expires_at) = changes.expires_at {
+                after.expires_at = expires_at;
+            }
+            if let Some(rpm) = changes.rpm_limit {
+                after.rpm_limit = rpm;
+            }
+            if let Some(tpm) = changes.tpm_limit {
+                after.tpm_limit = tpm;
+            }
+            if let Some(budget) = changes.budget_usd {
+                after.budget_usd = budget;
+            }
+            if let Some(period) = changes.budget_period {
+                after.budget_period = period;
+            }
+            if let Some(tags) = changes.tags {
+                after.tags = tags;
+            }
+            if let Some(metadata) = changes.metadata {
+                after.metadata = metadata;
+            }
+            let disabled_at: Option<i64> = match changes.disabled {
+                Some(true) if !before.disabled => Some(now),
+                Some(false) => None,
+                _ => sqlx::query("SELECT disabled_at FROM virtual_keys WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get("disabled_at")?,
+            };
+            after.disabled = disabled_at.is_some();
+            after.updated_at = now;
+            sqlx::query(
+                "UPDATE virtual_keys SET name = $1, allowed_models = $2, expires_at = $3, \
+                 rpm_limit = $4, tpm_limit = $5, budget_usd = $6, budget_period = $7, tags = $8, \
+                 metadata = $9, disabled_at = $10, updated_at = $11 \
+                 WHERE org_id = $12 AND id = $13",
+            )
+            .bind(&after.name)
+            .bind(to_json(&after.allowed_models))
+            .bind(after.expires_at)
+            .bind(after.rpm_limit)
+            .bind(after.tpm_limit)
+            .bind(after.budget_usd.map(|d| d.to_string()))
+            .bind(after.budget_period.clone())
+            .bind(to_json(&after.tags))
+            .bind(to_json(&after.metadata))
+            .bind(disabled_at)
+            .bind(now)
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+            let entry =
+                AuditEntry::change(org, actor, "key.update", "virtual_key", id, &before, &after);
+            Ok((Some(after), Some(entry)))
+        })
+        .await
     }
 
     /// Revokes a key at once; revoking twice keeps the first time.
@@ -429,36 +428,35 @@ impl AuthStore {
         id: KeyId,
         actor: &str,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(before) = key_in(&mut tx, org, id).await? else {
-            return Ok(None);
-        };
-        let now = now_ms();
-        let revoked_at = match before.revoked_at {
-            Some(at) if at <= now => at,
-            _ => now,
-        };
-        sqlx::query(
-            "UPDATE virtual_keys SET revoked_at = $1, updated_at = $2 WHERE org_id = $3 AND id = $4",
-        )
-        .bind(revoked_at)
-        .bind(now)
-        .bind(org.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let after = KeyRecord {
-            revoked_at: Some(revoked_at),
-            updated_at: now,
-            ..before.clone()
-        };
-        record(
-            &mut tx,
-            AuditEntry::change(org, actor, "key.revoke", "virtual_key", id, &before, &after),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(after))
+        self.write_audited(async |conn| {
+            let Some(before) = key_in(conn, org, id).await? else {
+                return Ok((None, None));
+            };
+            let now = now_ms();
+            let revoked_at = match before.revoked_at {
+                Some(at) if at <= now => at,
+                _ => now,
+            };
+            sqlx::query(
+                "UPDATE virtual_keys SET revoked_at = $1, updated_at = $2 \
+                 WHERE org_id = $3 AND id = $4",
+            )
+            .bind(revoked_at)
+            .bind(now)
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+            let after = KeyRecord {
+                revoked_at: Some(revoked_at),
+                updated_at: now,
+                ..before.clone()
+            };
+            let entry =
+                AuditEntry::change(org, actor, "key.revoke", "virtual_key", id, &before, &after);
+            Ok((Some(after), Some(entry)))
+        })
+        .await
     }
 
     /// Replaces a key with a new secret and the same settings. The old key keeps working
@@ -473,53 +471,51 @@ impl AuthStore {
         old_stops_at: i64,
         actor: &str,
     ) -> Result<Option<(KeyRecord, KeyRecord)>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(before) = key_in(&mut tx, org, id).await? else {
-            return Ok(None);
-        };
-        let new = NewKey {
-            name: before.name.clone(),
-            key_hash,
-            display_prefix,
-            allowed_models: before.allowed_models.clone(),
-            expires_at: before.expires_at,
-            rpm_limit: before.rpm_limit,
-            tpm_limit: before.tpm_limit,
-            budget_usd: before.budget_usd,
-            budget_period: before.budget_period.clone(),
-            tags: before.tags.clone(),
-            metadata: before.metadata.clone(),
-        };
-        let replacement =
-            insert_key(&mut tx, org, before.team_id, before.created_by, new, actor).await?;
-        let stops_at = before
-            .expires_at
-            .map_or(old_stops_at, |at| at.min(old_stops_at));
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE virtual_keys SET rotated_to = $1, expires_at = $2, updated_at = $3 \
-             WHERE org_id = $4 AND id = $5",
-        )
-        .bind(replacement.id.to_string())
-        .bind(stops_at)
-        .bind(now)
-        .bind(org.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let old = KeyRecord {
-            rotated_to: Some(replacement.id),
-            expires_at: Some(stops_at),
-            updated_at: now,
-            ..before.clone()
-        };
-        record(
-            &mut tx,
-            AuditEntry::change(org, actor, "key.rotate", "virtual_key", id, &before, &old),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some((old, replacement)))
+        self.write_audited(async |conn| {
+            let Some(before) = key_in(conn, org, id).await? else {
+                return Ok((None, None));
+            };
+            let new = NewKey {
+                name: before.name.clone(),
+                key_hash,
+                display_prefix,
+                allowed_models: before.allowed_models.clone(),
+                expires_at: before.expires_at,
+                rpm_limit: before.rpm_limit,
+                tpm_limit: before.tpm_limit,
+                budget_usd: before.budget_usd,
+                budget_period: before.budget_period.clone(),
+                tags: before.tags.clone(),
+                metadata: before.metadata.clone(),
+            };
+            let replacement =
+                insert_key(conn, org, before.team_id, before.created_by, new, actor).await?;
+            let stops_at = before
+                .expires_at
+                .map_or(old_stops_at, |at| at.min(old_stops_at));
+            let now = now_ms();
+            sqlx::query(
+                "UPDATE virtual_keys SET rotated_to = $1, expires_at = $2, updated_at = $3 \
+                 WHERE org_id = $4 AND id = $5",
+            )
+            .bind(replacement.id.to_string())
+            .bind(stops_at)
+            .bind(now)
+            .bind(org.to_string())
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+            let old = KeyRecord {
+                rotated_to: Some(replacement.id),
+                expires_at: Some(stops_at),
+                updated_at: now,
+                ..before.clone()
+            };
+            let entry =
+                AuditEntry::change(org, actor, "key.rotate", "virtual_key", id, &before, &old);
+            Ok((Some((old, replacement)), Some(entry)))
+        })
+        .await
     }
 
     /// Records when keys were last used; batched, so it costs one statement per key per

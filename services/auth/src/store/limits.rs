@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 use tollgate_common::{OrgId, TeamId};
 
-use super::audit::{AuditEntry, record};
+use super::audit::AuditEntry;
 use super::{AuthStore, StoreError, json_column};
 
 /// Requests and tokens per minute; `None` sets no limit at this level.
@@ -94,29 +94,24 @@ impl AuthStore {
         limits: &TeamLimits,
         actor: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let Some(before) = self.team_limits(org, team).await? else {
-            return Ok(None);
-        };
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE teams SET rpm_limit = $1, tpm_limit = $2, model_limits = $3 \
-             WHERE org_id = $4 AND id = $5",
-        )
-        .bind(limits.rpm)
-        .bind(limits.tpm)
-        .bind(serde_json::to_string(&limits.models).unwrap_or_else(|_| "{}".into()))
-        .bind(org.to_string())
-        .bind(team.to_string())
-        .execute(&mut *tx)
-        .await?;
-        record(
-            &mut tx,
-            AuditEntry::change(org, actor, "team.limits", "team", team, &before, limits),
-        )
-        .await?;
-        let hashes = key_hashes(&mut tx, org, Some(team)).await?;
-        tx.commit().await?;
-        Ok(Some(hashes))
+        self.change_audited(self.team_limits(org, team), async |conn, before| {
+            sqlx::query(
+                "UPDATE teams SET rpm_limit = $1, tpm_limit = $2, model_limits = $3 \
+                 WHERE org_id = $4 AND id = $5",
+            )
+            .bind(limits.rpm)
+            .bind(limits.tpm)
+            .bind(serde_json::to_string(&limits.models).unwrap_or_else(|_| "{}".into()))
+            .bind(org.to_string())
+            .bind(team.to_string())
+            .execute(&mut *conn)
+            .await?;
+            let entry =
+                AuditEntry::change(org, actor, "team.limits", "team", team, &before, limits);
+            let hashes = key_hashes(conn, org, Some(team)).await?;
+            Ok((hashes, entry))
+        })
+        .await
     }
 
     /// The organization's default limits for keys that set none.
@@ -141,19 +136,14 @@ impl AuthStore {
         limits: &RatePair,
         actor: &str,
     ) -> Result<Option<Vec<String>>, StoreError> {
-        let Some(before) = self.org_limits(org).await? else {
-            return Ok(None);
-        };
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE organizations SET rpm_limit = $1, tpm_limit = $2 WHERE id = $3")
-            .bind(limits.rpm)
-            .bind(limits.tpm)
-            .bind(org.to_string())
-            .execute(&mut *tx)
-            .await?;
-        record(
-            &mut tx,
-            AuditEntry::change(
+        self.change_audited(self.org_limits(org), async |conn, before| {
+            sqlx::query("UPDATE organizations SET rpm_limit = $1, tpm_limit = $2 WHERE id = $3")
+                .bind(limits.rpm)
+                .bind(limits.tpm)
+                .bind(org.to_string())
+                .execute(&mut *conn)
+                .await?;
+            let entry = AuditEntry::change(
                 org,
                 actor,
                 "organization.limits",
@@ -161,11 +151,10 @@ impl AuthStore {
                 org,
                 &before,
                 limits,
-            ),
-        )
-        .await?;
-        let hashes = key_hashes(&mut tx, org, None).await?;
-        tx.commit().await?;
-        Ok(Some(hashes))
+            );
+            let hashes = key_hashes(conn, org, None).await?;
+            Ok((hashes, entry))
+        })
+        .await
     }
 }

@@ -7,19 +7,23 @@
 //! [`AuthStore::key_by_hash`], where the presented secret itself selects the row.
 
 mod admin_tokens;
+mod alert_webhooks;
 mod audit;
 mod budgets;
 mod cache_policy;
 mod invitations;
 mod keys;
 mod limits;
+mod members;
+mod organizations;
 mod provider_keys;
 pub mod scratch;
 mod sessions;
 mod signups;
-mod tenancy;
+mod teams;
 #[cfg(test)]
 mod tests;
+mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,6 +32,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::roles::Role;
+
 pub use admin_tokens::{AdminTokenRecord, NewAdminToken};
 pub use audit::{AuditEntry, AuditRecord};
 pub use budgets::{BudgetRecord, DEFAULT_THRESHOLDS, NewBudget};
@@ -35,10 +41,13 @@ pub use cache_policy::PolicyLevel;
 pub use invitations::{InvitationRecord, Invitee};
 pub use keys::{KeyChanges, KeyRecord, KeyStatus, NewKey, VerifiedKey};
 pub use limits::{RatePair, TeamLimits};
+pub use members::Member;
+pub use organizations::Organization;
 pub use provider_keys::ProviderKeyRecord;
 pub use sessions::{RefreshOutcome, RefreshRecord};
-pub use signups::{NewPendingSignup, PendingSignup, PendingSignupOutcome};
-pub use tenancy::{Member, Organization, SignupRecords, Team, User};
+pub use signups::{NewPendingSignup, PendingSignup, PendingSignupOutcome, SignupRecords};
+pub use teams::Team;
+pub use users::User;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -185,6 +194,13 @@ fn id_column<T: FromStr>(row: &AnyRow, column: &str, table: &'static str) -> Res
         table,
         detail: format!("{column} = {text:?} is not an id"),
     })
+}
+
+/// Reads a role stored as text.
+fn role_column(row: &AnyRow, table: &'static str) -> Result<Role, StoreError> {
+    let text: String = row.try_get("role")?;
+    text.parse()
+        .map_err(|detail| StoreError::Corrupt { table, detail })
 }
 
 fn optional_id_column<T: FromStr>(

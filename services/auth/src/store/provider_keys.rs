@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::Row;
 use tollgate_common::{OrgId, UserId};
 
-use super::audit::{AuditEntry, record};
+use super::audit::AuditEntry;
 use super::{AuthStore, StoreError, now_ms};
 use crate::provider_keys::SealedProviderKey;
 
@@ -29,13 +29,13 @@ impl AuthStore {
         actor: UserId,
     ) -> Result<ProviderKeyRecord, StoreError> {
         let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM provider_keys WHERE org_id = $1 AND provider = $2")
-            .bind(org.to_string())
-            .bind(&sealed.provider)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
+        self.write_audited(async |conn| {
+            sqlx::query("DELETE FROM provider_keys WHERE org_id = $1 AND provider = $2")
+                .bind(org.to_string())
+                .bind(&sealed.provider)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(
             "INSERT INTO provider_keys (org_id, provider, sealed, hint, created_by, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -45,27 +45,27 @@ impl AuthStore {
         .bind(hint)
         .bind(actor.to_string())
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-        record(
-            &mut tx,
-            AuditEntry::new(
+            let entry = AuditEntry::new(
                 org,
                 &format!("user:{actor}"),
                 "provider_key.set",
                 "provider_key",
             )
             .target(&sealed.provider)
-            .after(json!({ "provider": sealed.provider, "hint": hint })),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(ProviderKeyRecord {
-            provider: sealed.provider.clone(),
-            hint: hint.to_owned(),
-            created_by: Some(actor),
-            created_at: now,
+            .after(json!({ "provider": sealed.provider, "hint": hint }));
+            Ok((
+                ProviderKeyRecord {
+                    provider: sealed.provider.clone(),
+                    hint: hint.to_owned(),
+                    created_by: Some(actor),
+                    created_at: now,
+                },
+                entry,
+            ))
         })
+        .await
     }
 
     /// `org`'s provider keys as shown, by provider.
@@ -118,27 +118,26 @@ impl AuthStore {
         provider: &str,
         actor: UserId,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let deleted = sqlx::query("DELETE FROM provider_keys WHERE org_id = $1 AND provider = $2")
-            .bind(org.to_string())
-            .bind(provider)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted > 0 {
-            record(
-                &mut tx,
+        self.write_audited(async |conn| {
+            let deleted =
+                sqlx::query("DELETE FROM provider_keys WHERE org_id = $1 AND provider = $2")
+                    .bind(org.to_string())
+                    .bind(provider)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+                    > 0;
+            let entry = deleted.then(|| {
                 AuditEntry::new(
                     org,
                     &format!("user:{actor}"),
                     "provider_key.delete",
                     "provider_key",
                 )
-                .target(provider),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(deleted > 0)
+                .target(provider)
+            });
+            Ok((deleted, entry))
+        })
+        .await
     }
 }

@@ -1,10 +1,26 @@
-//! Sign-ups waiting for their address to be confirmed (`auth.signup.verify_email`): what the
-//! account will be made of, under the hash of the token mailed to the address.
+//! Sign-up: a user, their organization with its default team, the owner membership and the
+//! first key, made together; and sign-ups waiting for their address to be confirmed
+//! (`auth.signup.verify_email`): what the account will be made of, under the hash of the token
+//! mailed to the address.
 
 use sqlx::Row;
+use tollgate_common::UserId;
 
-use super::tenancy::normalize_email;
-use super::{AuthStore, StoreError, now_ms};
+use super::keys::{KeyRecord, NewKey, insert_key};
+use super::members::add_org_member;
+use super::organizations::{Organization, insert_org_and_team};
+use super::teams::{Team, add_team_member};
+use super::users::{User, normalize_email};
+use super::{AuthStore, StoreError, duplicate_as, now_ms};
+use crate::roles::Role;
+
+/// Everything sign-up creates, in one transaction.
+#[derive(Debug)]
+pub struct SignupRecords {
+    pub user: User,
+    pub organization: Organization,
+    pub team: Team,
+}
 
 /// A sign-up to be confirmed.
 pub struct NewPendingSignup<'a> {
@@ -33,6 +49,66 @@ pub struct PendingSignup {
 }
 
 impl AuthStore {
+    /// Sign-up: a user, their organization with a default team, the owner membership and the
+    /// first key, all or nothing.
+    pub async fn signup(
+        &self,
+        email: &str,
+        password_hash: &str,
+        organization_name: &str,
+        first_key: NewKey,
+    ) -> Result<(SignupRecords, KeyRecord), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let user = User {
+            id: UserId::generate(),
+            email: email.trim().to_owned(),
+            created_at: now,
+        };
+        let actor = format!("user:{}", user.id);
+        sqlx::query(
+            "INSERT INTO users (id, email, email_normalized, password_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.email)
+        .bind(normalize_email(email))
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(duplicate_as("an account with this email"))?;
+        let (organization, team) = insert_org_and_team(&mut tx, organization_name, &actor).await?;
+        add_org_member(&mut tx, organization.id, user.id, Role::Owner, &actor).await?;
+        add_team_member(
+            &mut tx,
+            organization.id,
+            team.id,
+            user.id,
+            Role::Admin,
+            &actor,
+        )
+        .await?;
+        let key = insert_key(
+            &mut tx,
+            organization.id,
+            team.id,
+            Some(user.id),
+            first_key,
+            &actor,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((
+            SignupRecords {
+                user,
+                organization,
+                team,
+            },
+            key,
+        ))
+    }
+
     /// Keeps a sign-up until its token is presented, unless the address has an account.
     /// Expired sign-ups are swept on the way.
     pub async fn add_pending_signup(

@@ -21,7 +21,7 @@ fn new_key(name: &str) -> NewKey {
     }
 }
 
-async fn signup(store: &AuthStore, email: &str, org: &str) -> (tenancy::SignupRecords, KeyRecord) {
+async fn signup(store: &AuthStore, email: &str, org: &str) -> (SignupRecords, KeyRecord) {
     store
         .signup(email, "$argon2id$fake", org, new_key("default"))
         .await
