@@ -10,6 +10,7 @@
 //! stolen sessions after a password change, probing sign-ups for known addresses, and the
 //! generated JWT signing key read from a copy of the database.
 
+#[macro_use]
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -30,22 +31,6 @@ use tollgate_common::Secret;
 use tollgate_common::config::{Config, LoginThrottleConfig};
 
 use common::{Db, PASSWORD, TestApp, assert_error, fresh_database, peer, request, text};
-
-/// Generates a `sqlite` and a `postgres` test for each scenario function.
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[actix_web::test]
-            async fn sqlite() {
-                super::$scenario(super::Db::Sqlite).await;
-            }
-            #[actix_web::test]
-            async fn postgres() {
-                super::$scenario(super::Db::Postgres).await;
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     sessions_end_a_fixed_time_after_login_however_often_refreshed,

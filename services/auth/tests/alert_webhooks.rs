@@ -9,27 +9,13 @@
 //! nowhere inside the network, however the address is spelled, unless the operator's
 //! `outbound.allow_hosts` opens it. On SQLite and on PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use actix_web::http::StatusCode;
 use serde_json::json;
 
 use common::{Db, TestApp, assert_error, text};
-
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[actix_web::test]
-            async fn sqlite() {
-                super::$scenario(super::Db::Sqlite).await;
-            }
-            #[actix_web::test]
-            async fn postgres() {
-                super::$scenario(super::Db::Postgres).await;
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     webhooks_inside_the_network_are_refused_with_the_reason,

@@ -8,6 +8,7 @@
 //! The auth service's REST API under `/auth`, end to end through actix, on SQLite and on
 //! PostgreSQL: sessions, keys, tenant isolation, roles, hostile input and login throttling.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -26,22 +27,6 @@ use common::{
     Db, PASSWORD, SIGNING_KID, SIGNING_SECRET, Tenant, TestApp, assert_error, ids, peer, request,
     sorted, text,
 };
-
-/// Generates a `sqlite` and a `postgres` test for each scenario function.
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[actix_web::test]
-            async fn sqlite() {
-                super::$scenario(super::Db::Sqlite).await;
-            }
-            #[actix_web::test]
-            async fn postgres() {
-                super::$scenario(super::Db::Postgres).await;
-            }
-        }
-    )*};
-}
 
 on_both_databases!(
     budgets_are_set_per_scope_reach_the_key_and_stay_in_their_organization,
