@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, Error, ErrorExtensions, SimpleObject};
+use async_graphql::{Context, Enum, Error, ErrorExtensions, Object, SimpleObject};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::{AnyPool, Row};
@@ -18,6 +18,7 @@ use tollgate_common::Picodollars;
 use tollgate_common::config::BillingConfig;
 
 use crate::errors::{bad_input, graphql_error};
+use crate::schema::{caller, service};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -383,4 +384,38 @@ pub async fn open_portal(
         .await
         .map_err(unavailable)?;
     Ok(PaymentRedirect { url: redirect.url })
+}
+
+#[derive(Default)]
+pub struct BillingQuery;
+
+#[Object]
+impl BillingQuery {
+    /// The organization's plan, payment standing, card, credit, this month's cost and
+    /// invoices (admins and owners).
+    async fn billing(&self, ctx: &Context<'_>) -> Result<Billing, Error> {
+        billing(ctx, service(ctx), caller(ctx)?).await
+    }
+}
+
+#[derive(Default)]
+pub struct BillingMutation;
+
+#[Object]
+impl BillingMutation {
+    /// A Stripe Checkout page to add a card, or to buy `amountUsd` of prepaid credit
+    /// (owners).
+    async fn start_checkout(
+        &self,
+        ctx: &Context<'_>,
+        purpose: CheckoutPurpose,
+        amount_usd: Option<String>,
+    ) -> Result<PaymentRedirect, Error> {
+        start_checkout(ctx, service(ctx), caller(ctx)?, purpose, amount_usd).await
+    }
+
+    /// Stripe's customer portal, to manage cards and invoices (owners).
+    async fn open_billing_portal(&self, ctx: &Context<'_>) -> Result<PaymentRedirect, Error> {
+        open_portal(ctx, service(ctx), caller(ctx)?).await
+    }
 }

@@ -22,7 +22,8 @@ use tollgate_common::{Config, PriceCatalog};
 
 use crate::billing::BillingSetup;
 use crate::limits::{IntrospectionClosed, MutationLimiter};
-use crate::schema::{AdminSchema, RequestCaller, TeamLoader, build, clone_auth_error};
+use crate::schema::{AdminSchema, RequestCaller, build, clone_auth_error};
+use crate::teams::TeamLoader;
 
 /// Operations one batched request may hold; each is run in turn, like as many requests.
 pub const MAX_BATCH: usize = 10;

@@ -3,14 +3,23 @@
 //! analytics from the rollups). Every resolver acts as the caller, through the auth service's
 //! operations, so role rules and tenant scoping are the same as on the REST API.
 
-pub mod access;
+pub mod admin_tokens;
 pub mod analytics;
 pub mod billing;
+pub mod budgets;
+pub mod cache_policy;
 pub mod dashboard;
 pub mod errors;
 pub mod http;
+pub mod invitations;
+pub mod keys;
 pub mod limits;
+pub mod members;
+pub mod models;
 pub mod provider_keys;
+pub mod rate_limits;
 pub mod requests;
 pub mod schema;
+pub mod teams;
 pub mod usage;
+pub mod viewer;

@@ -2,7 +2,7 @@
 //! organization's plan, its own provider keys (the last four characters only), and the owners'
 //! ways to change them.
 
-use async_graphql::{Context, Enum, Error, SimpleObject};
+use async_graphql::{Context, Enum, Error, Object, SimpleObject};
 use tollgate_auth::store::ProviderKeyRecord;
 use tollgate_auth::{AuthError, AuthService, Caller, Role};
 use tollgate_billing::payments::accounts::Accounts;
@@ -10,6 +10,7 @@ use tollgate_billing::payments::pricing::Plan;
 
 use crate::billing::{internal, require, setup};
 use crate::errors::{OrGraphql, graphql_error};
+use crate::schema::{caller, service};
 
 /// How an organization is charged.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -135,4 +136,56 @@ pub async fn set_billing_plan(
         .await
         .or_graphql()?;
     Ok(true)
+}
+
+#[derive(Default)]
+pub struct ProviderKeysQuery;
+
+#[Object]
+impl ProviderKeysQuery {
+    /// Bring your own key: whether it is offered, the organization's own provider keys and
+    /// the platform fee (admins and owners).
+    async fn own_provider_keys(&self, ctx: &Context<'_>) -> Result<OwnProviderKeys, Error> {
+        own_provider_keys(ctx, service(ctx), caller(ctx)?).await
+    }
+}
+
+#[derive(Default)]
+pub struct ProviderKeysMutation;
+
+#[Object]
+impl ProviderKeysMutation {
+    /// Sets the organization's own key for `provider`, replacing any it had (owners). It is
+    /// stored encrypted and never shown again; only its last four characters are.
+    async fn set_provider_key(
+        &self,
+        ctx: &Context<'_>,
+        provider: String,
+        api_key: String,
+    ) -> Result<ProviderKey, Error> {
+        let record = service(ctx)
+            .set_provider_key(caller(ctx)?, &provider, &api_key)
+            .await
+            .or_graphql()?;
+        Ok(record.into())
+    }
+
+    /// Removes the organization's own key for `provider` (owners).
+    async fn delete_provider_key(
+        &self,
+        ctx: &Context<'_>,
+        provider: String,
+    ) -> Result<bool, Error> {
+        service(ctx)
+            .delete_provider_key(caller(ctx)?, &provider)
+            .await
+            .or_graphql()?;
+        Ok(true)
+    }
+
+    /// Moves the organization to a billing plan (owners): pay as you go, or its own provider
+    /// keys where the deployment offers that.
+    async fn set_billing_plan(&self, ctx: &Context<'_>, plan: BillingPlan) -> Result<bool, Error> {
+        set_billing_plan(ctx, service(ctx), caller(ctx)?, plan).await
+    }
 }

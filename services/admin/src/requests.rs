@@ -2,12 +2,13 @@
 //! opaque cursors (`requests` in the schema). Pages come from the `(org_id, time)` index: a
 //! page costs the same wherever it is in the log.
 
-use async_graphql::{Error, ErrorExtensions, InputObject, SimpleObject};
+use async_graphql::{Context, Error, ErrorExtensions, InputObject, Object, SimpleObject};
 use sqlx::{AnyPool, Row};
 use tollgate_common::Picodollars;
 
 use crate::errors::bad_input;
-use crate::schema::Tag;
+use crate::keys::Tag;
+use crate::schema::{caller, service};
 
 /// Rows per page when the caller does not say.
 const DEFAULT_PAGE: i64 = 50;
@@ -276,4 +277,34 @@ fn record(row: &sqlx::any::AnyRow) -> Result<RequestRecord, sqlx::Error> {
         attempts: row.try_get("attempts")?,
         stream: row.try_get::<i64, _>("stream")? != 0,
     })
+}
+
+#[derive(Default)]
+pub struct RequestsQuery;
+
+#[Object]
+impl RequestsQuery {
+    /// The request log, newest first: `first` rows (50 by default, at most 200) after the
+    /// cursor `after`.
+    async fn requests(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<RequestFilter>,
+        first: Option<i64>,
+        after: Option<String>,
+    ) -> Result<RequestPage, Error> {
+        let org = caller(ctx)?.org.to_string();
+        let filter = filter.unwrap_or_default();
+        page(service(ctx).store().pool(), &org, filter, first, after).await
+    }
+
+    /// One request of the log by its event id; null when the organization has none such.
+    async fn request(
+        &self,
+        ctx: &Context<'_>,
+        event_id: String,
+    ) -> Result<Option<RequestRecord>, Error> {
+        let org = caller(ctx)?.org.to_string();
+        one(service(ctx).store().pool(), &org, &event_id).await
+    }
 }
