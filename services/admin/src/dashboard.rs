@@ -32,6 +32,21 @@ const ASSETS: &[Asset] = &[
     asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("api.js", "text/javascript; charset=utf-8"),
     asset!("charts.js", "text/javascript; charset=utf-8"),
+    asset!("ui.js", "text/javascript; charset=utf-8"),
+    asset!("page-overview.js", "text/javascript; charset=utf-8"),
+    asset!("page-keys.js", "text/javascript; charset=utf-8"),
+    asset!("page-teams.js", "text/javascript; charset=utf-8"),
+    asset!("page-members.js", "text/javascript; charset=utf-8"),
+    asset!("page-invitations.js", "text/javascript; charset=utf-8"),
+    asset!("page-budgets.js", "text/javascript; charset=utf-8"),
+    asset!("page-analytics.js", "text/javascript; charset=utf-8"),
+    asset!("page-requests.js", "text/javascript; charset=utf-8"),
+    asset!("page-billing.js", "text/javascript; charset=utf-8"),
+    asset!("page-provider-keys.js", "text/javascript; charset=utf-8"),
+    asset!("page-settings.js", "text/javascript; charset=utf-8"),
+    asset!("page-limits.js", "text/javascript; charset=utf-8"),
+    asset!("page-cache-policy.js", "text/javascript; charset=utf-8"),
+    asset!("page-admin-tokens.js", "text/javascript; charset=utf-8"),
 ];
 
 /// Scripts, styles, images and API calls from this origin only: API data shown by the
@@ -159,6 +174,21 @@ mod tests {
             ("/ui/app.js", StatusCode::OK),
             ("/ui/api.js", StatusCode::OK),
             ("/ui/charts.js", StatusCode::OK),
+            ("/ui/ui.js", StatusCode::OK),
+            ("/ui/page-overview.js", StatusCode::OK),
+            ("/ui/page-keys.js", StatusCode::OK),
+            ("/ui/page-teams.js", StatusCode::OK),
+            ("/ui/page-members.js", StatusCode::OK),
+            ("/ui/page-invitations.js", StatusCode::OK),
+            ("/ui/page-budgets.js", StatusCode::OK),
+            ("/ui/page-analytics.js", StatusCode::OK),
+            ("/ui/page-requests.js", StatusCode::OK),
+            ("/ui/page-billing.js", StatusCode::OK),
+            ("/ui/page-provider-keys.js", StatusCode::OK),
+            ("/ui/page-settings.js", StatusCode::OK),
+            ("/ui/page-limits.js", StatusCode::OK),
+            ("/ui/page-cache-policy.js", StatusCode::OK),
+            ("/ui/page-admin-tokens.js", StatusCode::OK),
             ("/ui/app.css", StatusCode::OK),
             ("/ui/index.html", StatusCode::NOT_FOUND),
             ("/ui/..%2FCargo.toml", StatusCode::NOT_FOUND),
@@ -178,5 +208,23 @@ mod tests {
             res.headers().get(header::CONTENT_TYPE).unwrap(),
             "text/javascript; charset=utf-8"
         );
+    }
+
+    /// A module missing from `ASSETS` would be a 404 for the browser, and the dashboard would
+    /// not start: every file of `web/` but its README is embedded.
+    #[test]
+    fn embeds_every_file_of_the_web_folder() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name != "README.md"
+                && !name.starts_with('.')
+                && !ASSETS.iter().any(|a| a.name == name)
+            {
+                missing.push(name);
+            }
+        }
+        assert!(missing.is_empty(), "not in ASSETS: {missing:?}");
     }
 }
