@@ -21,7 +21,7 @@ use tollgate_common::body::{BodyError, BodyLimits, read_payload};
 use tollgate_common::{Config, PriceCatalog};
 
 use crate::billing::BillingSetup;
-use crate::limits::{IntrospectionClosed, MutationLimiter};
+use crate::operation_limits::{IntrospectionClosed, MutationLimiter};
 use crate::schema::{AdminSchema, RequestCaller, build, clone_auth_error};
 use crate::teams::TeamLoader;
 

@@ -21,11 +21,13 @@ use crate::cache_policy::{CachePolicyMutation, CachePolicyQuery};
 use crate::errors::{ErrorCodes, bad_input};
 use crate::invitations::{InvitationsMutation, InvitationsQuery};
 use crate::keys::{KeysMutation, KeysQuery};
-use crate::limits::{IntrospectionGate, MutationLimiter, MutationRateLimit, OperationShape};
+use crate::limits::{RateLimitsMutation, RateLimitsQuery};
 use crate::members::{MembersMutation, MembersQuery};
 use crate::models::ModelsQuery;
+use crate::operation_limits::{
+    IntrospectionGate, MutationLimiter, MutationRateLimit, OperationShape,
+};
 use crate::provider_keys::{ProviderKeysMutation, ProviderKeysQuery};
-use crate::rate_limits::{RateLimitsMutation, RateLimitsQuery};
 use crate::requests::RequestsQuery;
 use crate::teams::{TeamsMutation, TeamsQuery};
 use crate::usage::{UsageSeriesQuery, UsageTotalsQuery};

@@ -1187,8 +1187,8 @@ async fn wide_documents_and_large_batches_are_refused(db: Db) {
     )
     .await;
     let (_, _, owner) = admin.signup("gql-wide@example.com").await;
-    let max_aliases = tollgate_admin::limits::MAX_ALIASES;
-    let max_root = tollgate_admin::limits::MAX_ROOT_FIELDS;
+    let max_aliases = tollgate_admin::operation_limits::MAX_ALIASES;
+    let max_root = tollgate_admin::operation_limits::MAX_ROOT_FIELDS;
 
     // Many aliases of one cheap field: refused before it is validated or run.
     let nested: String = (0..=max_aliases).map(|i| format!("n{i}: name ")).collect();

@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 //! The PostgreSQL and SQLite migrations build the same schema: the same tables, each with the
 //! same columns and the same named indexes. Every store query runs on both, so a column or an
 //! index added to one dialect only would show up as a failure on one database, or as a query

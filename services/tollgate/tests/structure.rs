@@ -1,3 +1,10 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 //! The workspace keeps the shape ARCHITECTURE.md draws: `common` at the bottom; the services
 //! (`gateway`, `auth`, `cache`, `billing`) on it and never on each other; `admin` above them;
 //! the binary on top, wiring. The support crates (mock servers, load generator) stand alone.
@@ -83,18 +90,27 @@ fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
     }
 }
 
-/// The workspace crates a source file refers to (`tollgate_billing::…`, `use tollgate_auth`).
+/// The workspace crates a source file refers to as a path (`tollgate_billing::Charge`,
+/// `use tollgate_auth;`), outside comments; a collection named `tollgate_cache` in a string is
+/// not a use.
 fn source_references(source: &str) -> Vec<&'static str> {
+    let code: Vec<&str> = source
+        .lines()
+        .map(str::trim_start)
+        .filter(|line| !line.starts_with("//"))
+        .collect();
     CRATES
         .iter()
         .copied()
         .filter(|name| {
             let ident = format!("tollgate_{}", name.replace('-', "_"));
-            source.match_indices(&ident).any(|(at, _)| {
-                let before = source[..at].chars().next_back();
-                let after = source[at + ident.len()..].chars().next();
-                !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            code.iter().any(|line| {
+                line.match_indices(&ident).any(|(at, _)| {
+                    let before = line[..at].chars().next_back();
+                    let after = &line[at + ident.len()..];
+                    !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '"')
+                        && (after.starts_with("::") || after.starts_with(';'))
+                })
             })
         })
         .collect()
@@ -198,8 +214,14 @@ fn the_checks_see_what_they_look_for() {
     let manifest = "[dependencies]\ntollgate-common.workspace = true\ntollgate-auth = { path = \"x\" }\n\n[dev-dependencies]\ntollgate-billing.workspace = true\n";
     assert_eq!(manifest_dependencies(manifest), ["common", "auth"]);
     assert_eq!(
-        source_references("use tollgate_billing::Charge;\nlet x = my_tollgate_auth;"),
+        source_references("use tollgate_billing::Charge;\nlet x = my_tollgate_auth::y;"),
         ["billing"]
+    );
+    assert!(
+        source_references(
+            "// tollgate_gateway::x\nlet c = \"tollgate_cache\";\n/// `tollgate_auth=debug`"
+        )
+        .is_empty()
     );
     assert_eq!(
         source_references("tollgate_mock_stripe::start()"),
