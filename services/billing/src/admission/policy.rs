@@ -538,7 +538,7 @@ mod tests {
         KeyContext {
             key_id: Some(KeyId::generate()),
             rpm_limit: Some(100),
-            tpm_limit: Some(10_000),
+            tpm_limit: Some(1_000_000),
             ..KeyContext::default()
         }
     }
@@ -611,7 +611,7 @@ mod tests {
             seen,
             [
                 ("this key", 60, 1, Unit::Requests),
-                ("this key", 10_000, 30, Unit::Tokens),
+                ("this key", 1_000_000, 30, Unit::Tokens),
                 ("this key's team", 50, 1, Unit::Requests),
                 ("this key's team on `gpt-4o`", 700, 30, Unit::Tokens),
             ]
