@@ -3,15 +3,14 @@
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-use crate::{Gateway, config_for, scratch_dir, signup};
+use crate::{Gateway, PROVIDER_KEY, chat_status, scratch_dir, signup, write_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_serves_the_callers_organization() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
     let dir = scratch_dir("admin");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(&config, config_for(&mock)).unwrap();
-    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let config = write_config(&dir, &mock, "");
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
     let tenant = signup(&gateway.url, "admin-e2e@example.com").await;
     let client = reqwest::Client::new();
 
@@ -42,16 +41,7 @@ async fn graphql_serves_the_callers_organization() {
         .as_str()
         .unwrap()
         .to_owned();
-    let res = client
-        .post(format!("{}/v1/chat/completions", gateway.url))
-        .bearer_auth(&secret)
-        .json(
-            &serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(chat_status(&gateway.url, &secret).await, 200);
 
     // without a token: an error with its code, not an HTTP failure
     let res = client
@@ -79,12 +69,8 @@ async fn graphql_serves_the_callers_organization() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     drop(gateway);
-    std::fs::write(
-        &config,
-        format!("{}\nadmin: {{ graphiql: true }}\n", config_for(&mock)),
-    )
-    .unwrap();
-    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    write_config(&dir, &mock, "\nadmin: { graphiql: true }\n");
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
     let res = client
         .get(format!("{}/graphql", gateway.url))
         .send()

@@ -3,35 +3,13 @@
 //! when the request sets none, or what the gateway sends Anthropic by default), concurrent
 //! requests never settle above the budget.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
-use sqlx::Row;
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-use crate::{Gateway, config_for, fresh_postgres_database, scratch_dir, signup};
-
-/// The organization's ledger: (cost, reserved) in picodollars per row.
-async fn ledger(database: &str) -> Vec<(i64, i64)> {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(database).await.unwrap();
-    let rows = sqlx::query(
-        "SELECT COALESCE(cost_pico, 0) AS cost, reserved_pico FROM usage_events \
-         WHERE request_id LIKE 'bound-%'",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-    rows.iter()
-        .map(|r| {
-            (
-                r.try_get("cost").unwrap(),
-                r.try_get("reserved_pico").unwrap(),
-            )
-        })
-        .collect()
-}
+use crate::{
+    Gateway, fresh_postgres_database, replica_env, scratch_dir, set_monthly_budget, signup,
+    wait_for_usage_rows, write_config,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_use_every_token_they_may_never_overrun_a_budget() {
@@ -43,34 +21,16 @@ async fn requests_that_use_every_token_they_may_never_overrun_a_budget() {
     })
     .await
     .unwrap();
-    let config = scratch_dir("budget-bound").join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}limits:\n  default: {{ rpm: 100000, tpm: 100000000 }}\n",
-            config_for(&mock)
-        ),
-    )
-    .unwrap();
-    let database = fresh_postgres_database();
-    let gateway = Gateway::start(
-        &config,
-        &[
-            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-            ("TOLLGATE_DATABASE_URL", database.as_str()),
-            ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
-        ],
+    let config = write_config(
+        &scratch_dir("budget-bound"),
+        &mock,
+        "limits:\n  default: { rpm: 100000, tpm: 100000000 }\n",
     );
+    let database = fresh_postgres_database();
+    let gateway = Gateway::start(&config, &replica_env(&database));
     let tenant = signup(&gateway.url, "bound@example.com").await;
     let client = reqwest::Client::new();
-    let res = client
-        .post(format!("{}/auth/budgets", gateway.url))
-        .bearer_auth(&tenant.access_token)
-        .json(&json!({"scope": "organization", "period": "monthly", "limit_usd": "0.05"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    set_monthly_budget(&gateway.url, &tenant.access_token, "0.05").await;
 
     // Each costs well under the budget alone, so only the reservation can keep the sum in.
     let kinds = [
@@ -118,19 +78,12 @@ async fn requests_that_use_every_token_they_may_never_overrun_a_budget() {
         "{answered} answered, {refused} refused"
     );
 
-    let mut rows = ledger(&database).await;
-    for _ in 0..100 {
-        if rows.len() == 20 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        rows = ledger(&database).await;
-    }
+    let rows = wait_for_usage_rows(&database, "bound-", 20).await;
     assert_eq!(rows.len(), 20);
-    let spent: i64 = rows.iter().map(|(cost, _)| cost).sum();
+    let spent: i64 = rows.iter().map(|(_, cost, _)| cost).sum();
     let beyond: i64 = rows
         .iter()
-        .map(|(cost, reserved)| (cost - reserved).max(0))
+        .map(|(_, cost, reserved)| (cost - reserved).max(0))
         .sum();
     assert_eq!(beyond, 0, "an answer cost more than was reserved for it");
     assert!(

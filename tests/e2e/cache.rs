@@ -6,7 +6,14 @@ use std::time::Duration;
 use sqlx::Row;
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-use crate::{Gateway, config_for, scratch_dir, signup};
+use crate::{
+    Gateway, PROVIDER_KEY, REDIS_URL, config_for, delete_redis_key, scratch_dir, serve_only,
+    signup, write_config,
+};
+
+/// A semantic cache that takes answers 0.9 alike or closer and may spend 500 ms on a lookup.
+const SEMANTIC_CACHE: &str =
+    "cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 500\n";
 
 async fn ask(
     client: &reqwest::Client,
@@ -44,21 +51,10 @@ async fn answers_are_reused_by_meaning_within_an_organization_only() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
     let dir = scratch_dir("cache");
     let data = dir.join("data");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 500\n",
-            config_for(&mock)
-        ),
-    )
-    .unwrap();
+    let config = write_config(&dir, &mock, SEMANTIC_CACHE);
     let gateway = Gateway::start(
         &config,
-        &[
-            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-            ("TOLLGATE_DATA_DIR", data.to_str().unwrap()),
-        ],
+        &[PROVIDER_KEY, ("TOLLGATE_DATA_DIR", data.to_str().unwrap())],
     );
     let (mine, theirs) = (
         signup(&gateway.url, "cache-a@example.com").await,
@@ -231,21 +227,10 @@ async fn streamed_answers_are_kept_and_cache_policies_apply_per_key_and_team() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
     let dir = scratch_dir("cache-policy");
     let data = dir.join("data");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 500\n",
-            config_for(&mock)
-        ),
-    )
-    .unwrap();
+    let config = write_config(&dir, &mock, SEMANTIC_CACHE);
     let gateway = Gateway::start(
         &config,
-        &[
-            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-            ("TOLLGATE_DATA_DIR", data.to_str().unwrap()),
-        ],
+        &[PROVIDER_KEY, ("TOLLGATE_DATA_DIR", data.to_str().unwrap())],
     );
     let owner = signup(&gateway.url, "cache-policy@example.com").await;
     let client = reqwest::Client::new();
@@ -391,9 +376,9 @@ async fn split_gateways_share_one_cache_service() {
     .unwrap();
     let env = [
         ("TOLLGATE_DATA_DIR", data),
-        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("TOLLGATE_REDIS_URL", REDIS_URL),
     ];
-    let only = crate::serve_only;
+    let only = serve_only;
     let auth = Gateway::spawn(only("auth", &services_config), &env);
     let cache = Gateway::spawn(only("cache", &services_config), &env);
     let gateway_config = dir.join("gateway.yaml");
@@ -407,10 +392,7 @@ async fn split_gateways_share_one_cache_service() {
         ),
     )
     .unwrap();
-    let gateway_env = [
-        ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
-    ];
+    let gateway_env = [PROVIDER_KEY, ("TOLLGATE_REDIS_URL", REDIS_URL)];
     let first = Gateway::spawn(only("gateway", &gateway_config), &gateway_env);
     let second = Gateway::spawn(only("gateway", &gateway_config), &gateway_env);
     let tenant = signup(&auth.url, "split-cache@example.com").await;
@@ -458,8 +440,7 @@ async fn split_gateways_share_one_cache_service() {
 
     // without the cache service the gateways still answer, from the providers
     let mut cache = cache;
-    cache.child.kill().unwrap();
-    cache.child.wait().unwrap();
+    cache.kill();
     let (status, cache_state, _, _) = ask(
         &client,
         &first.url,
@@ -471,16 +452,7 @@ async fn split_gateways_share_one_cache_service() {
     assert_eq!((status, cache_state.as_str()), (200, "miss"));
 
     drop((first, second, auth));
-    let mut redis = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg(&stream)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    delete_redis_key(&stream).await;
     mock.stop().await;
 }
 
@@ -495,16 +467,8 @@ async fn the_openai_sdk_reads_cached_answers_like_fresh_ones() {
     .await
     .unwrap();
     let dir = scratch_dir("cache-sdk");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 500\n",
-            config_for(&mock)
-        ),
-    )
-    .unwrap();
-    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let config = write_config(&dir, &mock, SEMANTIC_CACHE);
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
     let tenant = signup(&gateway.url, "cache-sdk@example.com").await;
     let args = vec![
         format!("{}/v1", gateway.url),
@@ -537,16 +501,12 @@ async fn the_openai_sdk_reads_cached_answers_like_fresh_ones() {
 async fn a_provider_embeddings_model_can_embed_the_questions() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
     let dir = scratch_dir("cache-provider-embedder");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}cache:\n  mode: semantic\n  lookup_budget_ms: 2000\n  embedder: {{ kind: provider, model: embed, dimensions: 16 }}\n",
-            config_for(&mock)
-        ),
-    )
-    .unwrap();
-    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let config = write_config(
+        &dir,
+        &mock,
+        "cache:\n  mode: semantic\n  lookup_budget_ms: 2000\n  embedder: { kind: provider, model: embed, dimensions: 16 }\n",
+    );
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
     let tenant = signup(&gateway.url, "cache-provider@example.com").await;
     let client = reqwest::Client::new();
     let ask_with = |content: serde_json::Value| {
@@ -626,17 +586,15 @@ async fn a_local_sentence_model_can_embed_the_questions() {
     };
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
     let dir = scratch_dir("cache-sentence-embedder");
-    let config = dir.join("tollgate.yaml");
     // An unoptimized build runs the model slowly: a generous lookup budget.
-    std::fs::write(
-        &config,
-        format!(
-            "{}cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 60000\n  embedder: {{ kind: sentence, path: \"{model}\" }}\n",
-            config_for(&mock)
+    let config = write_config(
+        &dir,
+        &mock,
+        &format!(
+            "cache:\n  mode: semantic\n  similarity_threshold: 0.9\n  lookup_budget_ms: 60000\n  embedder: {{ kind: sentence, path: \"{model}\" }}\n"
         ),
-    )
-    .unwrap();
-    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    );
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
     let tenant = signup(&gateway.url, "cache-sentence@example.com").await;
     let client = reqwest::Client::new();
     let url = gateway.url.as_str();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tollgate_mock_provider::{MockConfig, MockServer};
 use tollgate_mock_stripe::{MockStripe, MockStripeConfig};
 
-use crate::{Gateway, scratch_dir, signup};
+use crate::{Gateway, billed_config, scratch_dir, signup};
 
 const MIB: usize = 1024 * 1024;
 /// What each hostile upload announces (or, chunked, would send).
@@ -34,24 +34,8 @@ async fn start() -> (Gateway, MockServer, MockStripe) {
     std::fs::write(
         &config,
         format!(
-            r#"
-server: {{ body_read_timeout_ms: {READ_TIMEOUT_MS} }}
-providers:
-  openai: {{ kind: openai, api_base: "{url}/v1", api_key: sk-hostile }}
-models:
-  - name: smart
-    targets: [ {{ provider: openai, model: gpt-4o }} ]
-billing:
-  public_url: "http://127.0.0.1:9"
-  stripe:
-    api_base: "{stripe_url}"
-    secret_key: "{key}"
-    webhook_secret: "{secret}"
-"#,
-            url = mock.url(),
-            stripe_url = stripe.url(),
-            key = stripe.api_key(),
-            secret = stripe.webhook_secret(),
+            "\nserver: {{ body_read_timeout_ms: {READ_TIMEOUT_MS} }}{}",
+            billed_config(&mock, &stripe, "")
         ),
     )
     .unwrap();

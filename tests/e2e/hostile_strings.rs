@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-use crate::{Gateway, config_for, fresh_postgres_database, scratch_dir, signup};
+use crate::{Gateway, PROVIDER_KEY, fresh_postgres_database, scratch_dir, signup, write_config};
 
 async fn post(url: &str, key: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut request = reqwest::Client::new()
@@ -48,13 +48,7 @@ async fn count(database: &str, sql: &str, org_marker: &str) -> i64 {
 }
 
 async fn hostile_tenant_cannot_stop_anyone_elses_usage(database: &str, config: &Path) {
-    let gateway = Gateway::start(
-        config,
-        &[
-            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-            ("TOLLGATE_DATABASE_URL", database),
-        ],
-    );
+    let gateway = Gateway::start(config, &[PROVIDER_KEY, ("TOLLGATE_DATABASE_URL", database)]);
     let hostile = signup(&gateway.url, "hostile@example.com").await;
     let victim = signup(&gateway.url, "victim@example.com").await;
 
@@ -196,8 +190,7 @@ async fn hostile_tenant_cannot_stop_anyone_elses_usage(database: &str, config: &
 async fn a_hostile_tenants_strings_never_stop_another_tenants_usage() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
     let dir = scratch_dir("hostile-strings");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(&config, config_for(&mock)).unwrap();
+    let config = write_config(&dir, &mock, "");
 
     let sqlite = format!("sqlite://{}?mode=rwc", dir.join("ledger.db").display());
     hostile_tenant_cannot_stop_anyone_elses_usage(&sqlite, &config).await;

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sqlx::Row;
 use tollgate_mock_provider::{MockConfig, MockServer};
+use tollgate_mock_stripe::MockStripe;
 
 mod admin;
 mod budget_bound;
@@ -96,6 +98,12 @@ impl Gateway {
         gateway
     }
 
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -169,6 +177,132 @@ models:
     )
 }
 
+/// The provider key [`config_for`] reads from the environment.
+const PROVIDER_KEY: (&str, &str) = ("E2E_OPENAI_KEY", "sk-openai-e2e");
+
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Writes `tollgate.yaml` in `dir`: the providers and models of [`config_for`], then `extra`
+/// (whole YAML lines); its path.
+fn write_config(dir: &Path, mock: &MockServer, extra: &str) -> PathBuf {
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(&config, format!("{}{extra}", config_for(mock))).unwrap();
+    config
+}
+
+/// A gateway config with model `smart` on the mock provider, billing through `stripe`, and
+/// `billing` settings added (YAML lines indented under `billing:`).
+fn billed_config(mock: &MockServer, stripe: &MockStripe, billing: &str) -> String {
+    format!(
+        r#"
+providers:
+  openai: {{ kind: openai, api_base: "{url}/v1", api_key: sk-billed }}
+models:
+  - name: smart
+    targets: [ {{ provider: openai, model: gpt-4o }} ]
+billing:
+  public_url: "http://127.0.0.1:9"{billing}
+  stripe:
+    api_base: "{stripe_url}"
+    secret_key: "{key}"
+    webhook_secret: "{secret}"
+"#,
+        url = mock.url(),
+        stripe_url = stripe.url(),
+        key = stripe.api_key(),
+        secret = stripe.webhook_secret(),
+    )
+}
+
+/// Writes `tollgate.yaml` in `dir` from [`billed_config`]; its path.
+fn write_billed_config(
+    dir: &Path,
+    mock: &MockServer,
+    stripe: &MockStripe,
+    billing: &str,
+) -> PathBuf {
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(&config, billed_config(mock, stripe, billing)).unwrap();
+    config
+}
+
+/// The environment of gateway processes that share one PostgreSQL database and Redis.
+fn replica_env(database: &str) -> [(&'static str, &str); 3] {
+    [
+        PROVIDER_KEY,
+        ("TOLLGATE_DATABASE_URL", database),
+        ("TOLLGATE_REDIS_URL", REDIS_URL),
+    ]
+}
+
+/// Deletes `key` from the local Redis: a usage stream a test named for itself outlives it.
+async fn delete_redis_key(key: &str) {
+    let mut redis = redis::Client::open(REDIS_URL)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
+
+/// The ledger rows of the requests whose ids start with `prefix`: (request id, cost, reserved)
+/// in picodollars, one entry per row.
+async fn usage_rows(database: &str, prefix: &str) -> Vec<(String, i64, i64)> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT request_id, COALESCE(cost_pico, 0) AS cost, reserved_pico FROM usage_events \
+         WHERE request_id LIKE $1",
+    )
+    .bind(format!("{prefix}%"))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get("request_id").unwrap(),
+                r.try_get("cost").unwrap(),
+                r.try_get("reserved_pico").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Polls the ledger until it holds at least `count` rows for `prefix`, for up to 20 s: usage is
+/// shipped off the request path, so it lands some time after the answers.
+async fn wait_for_usage_rows(
+    database: &str,
+    prefix: &str,
+    count: usize,
+) -> Vec<(String, i64, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = usage_rows(database, prefix).await;
+        if rows.len() >= count || Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Gives the organization of `access_token` a monthly budget of `limit_usd`.
+async fn set_monthly_budget(gateway: &str, access_token: &str, limit_usd: &str) {
+    let res = reqwest::Client::new()
+        .post(format!("{gateway}/auth/budgets"))
+        .bearer_auth(access_token)
+        .json(&serde_json::json!({"scope": "organization", "period": "monthly", "limit_usd": limit_usd}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_through_every_provider() {
     let mock = MockServer::start(MockConfig {
@@ -177,10 +311,8 @@ async fn openai_python_sdk_through_every_provider() {
     })
     .await
     .unwrap();
-    let dir = scratch_dir("sdk");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(&config, config_for(&mock)).unwrap();
-    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let config = write_config(&scratch_dir("sdk"), &mock, "");
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
     let tenant = signup(&gateway.url, "sdk@example.com").await;
 
     let mut args = vec![format!("{}/v1", gateway.url)];
@@ -332,28 +464,17 @@ fn otlp_collector() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
 async fn traces_reach_an_otlp_endpoint_with_genai_attributes() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
     let (collector, received) = otlp_collector();
-    let dir = scratch_dir("otlp");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(&config, config_for(&mock)).unwrap();
+    let config = write_config(&scratch_dir("otlp"), &mock, "");
     let gateway = Gateway::start(
         &config,
         &[
-            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
+            PROVIDER_KEY,
             ("TOLLGATE_OTLP_ENDPOINT", &collector),
             ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     );
     let tenant = signup(&gateway.url, "otlp@example.com").await;
-    let res = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", gateway.url))
-        .bearer_auth(&tenant.key)
-        .json(
-            &serde_json::json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(chat_status(&gateway.url, &tenant.key).await, 200);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = Vec::new();
     while Instant::now() < deadline {
@@ -480,20 +601,14 @@ async fn wait_until_refused(gateway: &str, key: &str, within: Duration) -> (u16,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_and_revoke_across_gateway_processes() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
-    let dir = scratch_dir("replicas");
-    let config = dir.join("tollgate.yaml");
     // A long cache TTL: only the Redis change feed can make the second process notice.
-    std::fs::write(
-        &config,
-        format!("{}auth:\n  key_cache_ttl_secs: 300\n", config_for(&mock)),
-    )
-    .unwrap();
+    let config = write_config(
+        &scratch_dir("replicas"),
+        &mock,
+        "auth:\n  key_cache_ttl_secs: 300\n",
+    );
     let database = fresh_postgres_database();
-    let shared = [
-        ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-        ("TOLLGATE_DATABASE_URL", database.as_str()),
-        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
-    ];
+    let shared = replica_env(&database);
     let first = Gateway::start(&config, &shared);
     let second = Gateway::start(&config, &shared);
 
@@ -584,13 +699,11 @@ async fn keys_rotate_and_revoke_across_gateway_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_cli_creates_and_revokes_keys() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
-    let dir = scratch_dir("cli");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!("{}auth:\n  key_cache_ttl_secs: 1\n", config_for(&mock)),
-    )
-    .unwrap();
+    let config = write_config(
+        &scratch_dir("cli"),
+        &mock,
+        "auth:\n  key_cache_ttl_secs: 1\n",
+    );
     let data = scratch_dir("cli-data");
     let cli = |args: &[&str]| {
         let output = Command::new(TOLLGATE)
@@ -598,7 +711,7 @@ async fn operator_cli_creates_and_revokes_keys() {
             .arg("--config")
             .arg(&config)
             .env("TOLLGATE_DATA_DIR", &data)
-            .env("E2E_OPENAI_KEY", "sk-openai-e2e")
+            .env(PROVIDER_KEY.0, PROVIDER_KEY.1)
             .output()
             .unwrap();
         assert!(
@@ -632,13 +745,7 @@ async fn operator_cli_creates_and_revokes_keys() {
     assert!(key.starts_with("tg-"), "{key}");
 
     let data_dir = data.to_str().unwrap().to_owned();
-    let gateway = Gateway::start(
-        &config,
-        &[
-            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-            ("TOLLGATE_DATA_DIR", &data_dir),
-        ],
-    );
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY, ("TOLLGATE_DATA_DIR", &data_dir)]);
     sdk_call(&gateway.url, &key, "smart").await.unwrap();
     // the key may use only the models it lists
     assert_eq!(
@@ -683,15 +790,11 @@ async fn split_gateway_verifies_keys_through_the_auth_service() {
     let data = data.to_str().unwrap();
     let auth_config = scratch_dir("split").join("auth.yaml");
     std::fs::write(&auth_config, "auth:\n  service_token: split-secret-token\n").unwrap();
-    let mut command = Command::new(TOLLGATE);
-    command
-        .args(["serve", "--only", "auth", "--config"])
-        .arg(&auth_config);
     let auth = Gateway::spawn(
-        command,
+        serve_only("auth", &auth_config),
         &[
             ("TOLLGATE_DATA_DIR", data),
-            ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+            ("TOLLGATE_REDIS_URL", REDIS_URL),
         ],
     );
 
@@ -705,16 +808,9 @@ async fn split_gateway_verifies_keys_through_the_auth_service() {
         ),
     )
     .unwrap();
-    let mut command = Command::new(TOLLGATE);
-    command
-        .args(["serve", "--only", "gateway", "--config"])
-        .arg(&gateway_config);
     let gateway = Gateway::spawn(
-        command,
-        &[
-            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-            ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
-        ],
+        serve_only("gateway", &gateway_config),
+        &[PROVIDER_KEY, ("TOLLGATE_REDIS_URL", REDIS_URL)],
     );
     // the gateway process serves no /auth, the auth process no /v1
     let client = reqwest::Client::new();
@@ -775,22 +871,13 @@ async fn split_gateway_verifies_keys_through_the_auth_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_of_traffic_over_three_processes_gets_exactly_the_limit() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
-    let dir = scratch_dir("limits");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}limits:\n  default: {{ rpm: 60, tpm: 1000000 }}\n",
-            config_for(&mock)
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &scratch_dir("limits"),
+        &mock,
+        "limits:\n  default: { rpm: 60, tpm: 1000000 }\n",
+    );
     let database = fresh_postgres_database();
-    let shared = [
-        ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-        ("TOLLGATE_DATABASE_URL", database.as_str()),
-        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
-    ];
+    let shared = replica_env(&database);
     let gateways = [
         Gateway::start(&config, &shared),
         Gateway::start(&config, &shared),
@@ -859,9 +946,8 @@ async fn a_minute_of_traffic_over_three_processes_gets_exactly_the_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn team_limits_are_shared_by_the_teams_keys() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
-    let config = scratch_dir("team-limits").join("tollgate.yaml");
-    std::fs::write(&config, config_for(&mock)).unwrap();
-    let gateway = Gateway::start(&config, &[("E2E_OPENAI_KEY", "sk-openai-e2e")]);
+    let config = write_config(&scratch_dir("team-limits"), &mock, "");
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
     let tenant = signup(&gateway.url, "team-limits@example.com").await;
     let client = reqwest::Client::new();
     let me: serde_json::Value = client

@@ -9,44 +9,11 @@ use std::time::{Duration, Instant};
 use sqlx::Row;
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-use crate::{Gateway, config_for, fresh_postgres_database, scratch_dir, signup};
-
-/// The ledger rows of the requests whose ids start with `prefix`: request id → (cost, reserved)
-/// in picodollars, one entry per row.
-async fn ledger_rows(database: &str, prefix: &str) -> Vec<(String, i64, i64)> {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(database).await.unwrap();
-    let rows = sqlx::query(
-        "SELECT request_id, COALESCE(cost_pico, 0) AS cost, reserved_pico FROM usage_events \
-         WHERE request_id LIKE $1",
-    )
-    .bind(format!("{prefix}%"))
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-    rows.iter()
-        .map(|r| {
-            (
-                r.try_get("request_id").unwrap(),
-                r.try_get("cost").unwrap(),
-                r.try_get("reserved_pico").unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Polls the ledger until it holds at least `count` rows for `prefix`.
-async fn wait_for_rows(database: &str, prefix: &str, count: usize) -> Vec<(String, i64, i64)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let rows = ledger_rows(database, prefix).await;
-        if rows.len() >= count || Instant::now() > deadline {
-            return rows;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::{
+    Gateway, PROVIDER_KEY, REDIS_URL, config_for, delete_redis_key, fresh_postgres_database,
+    replica_env, scratch_dir, serve_only, set_monthly_budget, signup, wait_for_usage_rows,
+    write_config,
+};
 
 /// The issue's bound: 200 concurrent requests at two replicas sharing PostgreSQL and Redis,
 /// against a budget that only some of them fit. Spend never exceeds the budget by more than
@@ -60,38 +27,20 @@ async fn two_hundred_concurrent_requests_on_two_replicas_stay_within_the_budget(
     })
     .await
     .unwrap();
-    let config = scratch_dir("budget").join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}limits:\n  default: {{ rpm: 100000, tpm: 100000000 }}\n",
-            config_for(&mock)
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &scratch_dir("budget"),
+        &mock,
+        "limits:\n  default: { rpm: 100000, tpm: 100000000 }\n",
+    );
     let database = fresh_postgres_database();
-    let shared = [
-        ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-        ("TOLLGATE_DATABASE_URL", database.as_str()),
-        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
-    ];
+    let shared = replica_env(&database);
     let replicas = [
         Gateway::start(&config, &shared),
         Gateway::start(&config, &shared),
     ];
     let tenant = signup(&replicas[0].url, "budget@example.com").await;
     let client = reqwest::Client::new();
-    let limit = "0.005";
-    let res = client
-        .post(format!("{}/auth/budgets", replicas[1].url))
-        .bearer_auth(&tenant.access_token)
-        .json(
-            &serde_json::json!({"scope": "organization", "period": "monthly", "limit_usd": limit}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    set_monthly_budget(&replicas[1].url, &tenant.access_token, "0.005").await;
 
     let mut calls = Vec::new();
     for i in 0..200 {
@@ -141,7 +90,7 @@ async fn two_hundred_concurrent_requests_on_two_replicas_stay_within_the_budget(
     );
 
     // Every request, answered or refused, has exactly one ledger row.
-    let rows = wait_for_rows(&database, "budget-", 200).await;
+    let rows = wait_for_usage_rows(&database, "budget-", 200).await;
     let mut per_request: BTreeMap<&str, usize> = BTreeMap::new();
     for (id, _, _) in &rows {
         *per_request.entry(id.as_str()).or_default() += 1;
@@ -217,19 +166,12 @@ async fn a_gateway_killed_mid_load_loses_and_duplicates_no_usage() {
     .unwrap();
     let dir = scratch_dir("crash");
     let data = dir.join("data");
-    let config = dir.join("tollgate.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}limits:\n  default: {{ rpm: 1000000, tpm: 1000000000 }}\n",
-            config_for(&mock)
-        ),
-    )
-    .unwrap();
-    let env = [
-        ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-        ("TOLLGATE_DATA_DIR", data.to_str().unwrap()),
-    ];
+    let config = write_config(
+        &dir,
+        &mock,
+        "limits:\n  default: { rpm: 1000000, tpm: 1000000000 }\n",
+    );
+    let env = [PROVIDER_KEY, ("TOLLGATE_DATA_DIR", data.to_str().unwrap())];
     let gateway = Gateway::start(&config, &env);
     let tenant = signup(&gateway.url, "crash@example.com").await;
     let complete = Arc::new(Mutex::new(Vec::new()));
@@ -251,8 +193,7 @@ async fn a_gateway_killed_mid_load_loses_and_duplicates_no_usage() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut gateway = gateway;
-    gateway.child.kill().unwrap(); // SIGKILL
-    gateway.child.wait().unwrap();
+    gateway.kill();
     for worker in workers {
         worker.await.unwrap();
     }
@@ -266,7 +207,7 @@ async fn a_gateway_killed_mid_load_loses_and_duplicates_no_usage() {
     // Restarted on the same data directory, it ships what the journal holds.
     let restarted = Gateway::start(&config, &env);
     let database = format!("sqlite://{}", data.join("tollgate.db").display());
-    let rows = wait_for_rows(&database, "crash-", before_kill.len()).await;
+    let rows = wait_for_usage_rows(&database, "crash-", before_kill.len()).await;
     let mut per_request: BTreeMap<&str, usize> = BTreeMap::new();
     for (id, _, _) in &rows {
         *per_request.entry(id.as_str()).or_default() += 1;
@@ -307,9 +248,9 @@ async fn split_gateways_ship_usage_through_redis_to_the_billing_service() {
     std::fs::write(&services_config, &shared).unwrap();
     let env = [
         ("TOLLGATE_DATA_DIR", data),
-        ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
+        ("TOLLGATE_REDIS_URL", REDIS_URL),
     ];
-    let only = crate::serve_only;
+    let only = serve_only;
     let auth = Gateway::spawn(only("auth", &services_config), &env);
     let billing = Gateway::spawn(only("billing", &services_config), &env);
     let gateway_config = dir.join("gateway.yaml");
@@ -324,10 +265,7 @@ async fn split_gateways_ship_usage_through_redis_to_the_billing_service() {
     .unwrap();
     let gateway = Gateway::spawn(
         only("gateway", &gateway_config),
-        &[
-            ("E2E_OPENAI_KEY", "sk-openai-e2e"),
-            ("TOLLGATE_REDIS_URL", "redis://127.0.0.1:6379"),
-        ],
+        &[PROVIDER_KEY, ("TOLLGATE_REDIS_URL", REDIS_URL)],
     );
     let tenant = signup(&auth.url, "split-usage@example.com").await;
     let client = reqwest::Client::new();
@@ -347,16 +285,15 @@ async fn split_gateways_ship_usage_through_redis_to_the_billing_service() {
     };
     send(0, 20).await;
     let database = format!("sqlite://{data}/tollgate.db");
-    let rows = wait_for_rows(&database, "split-usage-", 20).await;
+    let rows = wait_for_usage_rows(&database, "split-usage-", 20).await;
     assert_eq!(rows.len(), 20);
 
     // the billing service dies; the gateway keeps serving, the stream keeps the usage
     let mut billing = billing;
-    billing.child.kill().unwrap();
-    billing.child.wait().unwrap();
+    billing.kill();
     send(20, 30).await;
     let _billing = Gateway::spawn(only("billing", &services_config), &env);
-    let rows = wait_for_rows(&database, "split-usage-", 30).await;
+    let rows = wait_for_usage_rows(&database, "split-usage-", 30).await;
     let ids: BTreeSet<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
     assert_eq!((rows.len(), ids.len()), (30, 30), "every request once");
     assert!(
@@ -386,15 +323,6 @@ async fn split_gateways_ship_usage_through_redis_to_the_billing_service() {
     assert_eq!(by_tag, 30);
     pool.close().await;
     drop((gateway, auth));
-    let mut redis = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg(&stream)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    delete_redis_key(&stream).await;
     mock.stop().await;
 }

@@ -8,72 +8,20 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use common::{OK, Receiver, both};
 use sqlx::Row;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tollgate_auth::store::{AuthStore, scratch};
+use tollgate_auth::store::AuthStore;
 use tollgate_billing::alerts::BudgetAlerts;
 use tollgate_common::config::OutboundConfig;
 use tollgate_common::now_ms;
 use tollgate_common::outbound::OutboundPolicy;
 
-const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-
-async fn both(check: impl AsyncFn(AuthStore)) {
-    check(scratch::sqlite().await.unwrap()).await;
-    check(scratch::postgres().await.unwrap()).await;
-}
-
 fn allowing(entries: &[&str]) -> OutboundPolicy {
     OutboundPolicy::new(&OutboundConfig {
         allow_hosts: entries.iter().map(|e| e.parse().unwrap()).collect(),
     })
-}
-
-/// A receiver on loopback: answers every request with `answer`, and counts the requests.
-async fn receiver(answer: String) -> (u16, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            counted.fetch_add(1, Ordering::SeqCst);
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                // Read the whole request before answering: closing on unread bytes resets the
-                // connection before the client reads the answer.
-                let mut data = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    data.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&data).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= length {
-                            let _ = socket.write_all(answer.as_bytes()).await;
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (port, calls)
 }
 
 /// Stores the organization's webhook URL directly, as a row written before these checks
@@ -136,7 +84,8 @@ async fn alert_state(store: &AuthStore, id: &str) -> AlertState {
 #[tokio::test]
 async fn a_stored_webhook_inside_the_network_is_refused_until_the_operator_opens_it() {
     both(async |store: AuthStore| {
-        let (port, calls) = receiver(OK.into()).await;
+        let receiver = Receiver::start(OK.into()).await;
+        let port = receiver.port();
         let (org, _) = store.create_organization("Inside", "test").await.unwrap();
         let org = org.id.to_string();
         let strict = BudgetAlerts::new(store.pool().clone(), &OutboundPolicy::default()).unwrap();
@@ -174,7 +123,7 @@ async fn a_stored_webhook_inside_the_network_is_refused_until_the_operator_opens
             );
             alerts.push(alert);
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "the receiver was reached");
+        assert_eq!(receiver.connections(), 0, "the receiver was reached");
 
         // The operator opens the receiver's address and port: the same alerts are delivered.
         store_webhook(&store, &org, &format!("http://127.0.0.1:{port}/hook")).await;
@@ -188,7 +137,7 @@ async fn a_stored_webhook_inside_the_network_is_refused_until_the_operator_opens
         )
         .unwrap();
         assert_eq!(open.deliver_due().await.unwrap(), alerts.len());
-        assert_eq!(calls.load(Ordering::SeqCst), alerts.len());
+        assert_eq!(receiver.connections(), alerts.len());
         for alert in &alerts {
             assert!(alert_state(&store, alert).await.delivered_at.is_some());
         }
@@ -199,12 +148,14 @@ async fn a_stored_webhook_inside_the_network_is_refused_until_the_operator_opens
 #[tokio::test]
 async fn a_redirect_from_an_allowed_receiver_to_an_address_inside_is_not_followed() {
     both(async |store: AuthStore| {
-        let (inside_port, inside_calls) = receiver(OK.into()).await;
-        let (port, calls) = receiver(format!(
+        let inside = Receiver::start(OK.into()).await;
+        let inside_port = inside.port();
+        let redirecting = Receiver::start(format!(
             "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{inside_port}/hook\r\n\
              content-length: 0\r\nconnection: close\r\n\r\n"
         ))
         .await;
+        let port = redirecting.port();
         let (org, _) = store
             .create_organization("Redirected", "test")
             .await
@@ -218,12 +169,8 @@ async fn a_redirect_from_an_allowed_receiver_to_an_address_inside_is_not_followe
         )
         .unwrap();
         assert_eq!(alerts.deliver_due().await.unwrap(), 1);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            inside_calls.load(Ordering::SeqCst),
-            0,
-            "the redirect was followed"
-        );
+        assert_eq!(redirecting.connections(), 1);
+        assert_eq!(inside.connections(), 0, "the redirect was followed");
         let state = alert_state(&store, &alert).await;
         assert_eq!(state.delivered_at, None);
         let error = state.last_error.unwrap_or_default();

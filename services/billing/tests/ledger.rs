@@ -7,62 +7,32 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::sync::Arc;
+
+use common::{OK, Receiver, both, usage_record};
 use rust_decimal::Decimal;
 use sqlx::Row;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_auth::store::{AuthStore, NewBudget, scratch};
 use tollgate_billing::alerts::{BudgetAlerts, SIGNATURE_HEADER, signature};
 use tollgate_billing::usage::{Ledger, LedgerSink, UsageRecord, UsageSink};
-use tollgate_common::BudgetPeriod;
 use tollgate_common::config::OutboundConfig;
 use tollgate_common::outbound::OutboundPolicy;
+use tollgate_common::{BudgetPeriod, now_ms};
 
+/// Request `r{n}` of `org`, now: two end users and two `feature` tag values, alternating.
 fn record(org: &str, n: u32, cost_usd: &str) -> UsageRecord {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
     UsageRecord {
-        event_id: format!("{org}-e{n}"),
         request_id: format!("r{n}"),
-        time_ms: now,
-        org_id: org.to_owned(),
         team_id: Some("team-1".into()),
         key_id: Some("key-1".into()),
-        user_id: None,
         end_user: Some(format!("user-{}", n % 2)),
         tags: [("feature".to_owned(), format!("f{}", n % 2))].into(),
         endpoint: "chat.completions".into(),
         requested_model: "gpt-4o".into(),
-        provider: Some("openai".into()),
-        provider_model: Some("gpt-4o".into()),
-        input_tokens: 100,
-        output_tokens: 10,
-        cached_tokens: 0,
-        usage_estimated: false,
-        cost_pico: Some(
-            (Decimal::from_str(cost_usd).unwrap() * Decimal::from(1_000_000_000_000_i64))
-                .try_into()
-                .unwrap(),
-        ),
-        reserved_pico: 0,
-        saved_pico: None,
-        latency_ms: 20,
-        ttft_ms: None,
-        status: 200,
-        error: None,
-        cache: "miss".into(),
-        attempts: 1,
-        stream: false,
+        ..usage_record(org, &format!("{org}-e{n}"), now_ms(), cost_usd)
     }
-}
-
-async fn both(check: impl AsyncFn(AuthStore)) {
-    check(scratch::sqlite().await.unwrap()).await;
-    check(scratch::postgres().await.unwrap()).await;
 }
 
 async fn scalar(store: &AuthStore, sql: &'static str) -> i64 {
@@ -154,58 +124,13 @@ async fn large_batches_keep_each_rows_values_and_skip_stored_rows() {
     .await;
 }
 
-/// A webhook receiver: answers 200 and keeps each request's headers and body.
-async fn receiver() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let mut data = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    data.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&data).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= length {
-                            kept.lock()
-                                .unwrap()
-                                .push((head.to_ascii_lowercase(), body.to_owned()));
-                            let _ = socket
-                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                                .await;
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (url, seen)
-}
-
 #[tokio::test]
 async fn alerts_fire_once_per_threshold_per_period_signed() {
     both(async |store: AuthStore| {
         let (org, _team) = store.create_organization("Alerts", "test").await.unwrap();
         let org_id = org.id.to_string();
-        let (url, seen) = receiver().await;
+        let receiver = Receiver::start(OK.into()).await;
+        let url = receiver.url();
         let secret = "whsec_test_secret";
         store
             .set_alert_webhook(org.id, Some((&url, secret)), "test")
@@ -262,7 +187,7 @@ async fn alerts_fire_once_per_threshold_per_period_signed() {
             0,
             "delivered alerts are not sent again"
         );
-        let seen = seen.lock().unwrap().clone();
+        let seen = receiver.requests();
         assert_eq!(seen.len(), 3);
         let mut reached = Vec::new();
         for (head, body) in &seen {

@@ -11,13 +11,14 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-use std::str::FromStr;
+mod common;
+
 use std::sync::Arc;
 
-use rust_decimal::Decimal;
+use common::{both, pico, usage_record, usd};
 use serde_json::json;
 use sqlx::Row;
-use tollgate_auth::store::{AuthStore, scratch};
+use tollgate_auth::store::AuthStore;
 use tollgate_billing::payments::accounts::{Accounts, Standing};
 use tollgate_billing::payments::outbox::{Delivery, Outbox};
 use tollgate_billing::payments::pricing::Plan;
@@ -25,7 +26,7 @@ use tollgate_billing::payments::reconcile::{reconcile, revenue, scheduled_run};
 use tollgate_billing::payments::reports::UsageReporter;
 use tollgate_billing::payments::stripe::StripeApi;
 use tollgate_billing::payments::webhooks::{Event, Processed, WebhookProcessor};
-use tollgate_billing::usage::{Ledger, UsageRecord};
+use tollgate_billing::usage::Ledger;
 use tollgate_common::config::{BillingConfig, StripeConfig};
 use tollgate_common::{Picodollars, Secret};
 use tollgate_mock_stripe::{MockStripe, MockStripeConfig, Outage};
@@ -33,46 +34,6 @@ use tollgate_mock_stripe::{MockStripe, MockStripeConfig, Outage};
 const HOUR: i64 = 3_600_000;
 /// 2026-11-26T04:00:00Z, a whole hour.
 const H0: i64 = 1_795_665_600_000;
-
-fn usd(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap()
-}
-
-fn pico(text: &str) -> i64 {
-    Picodollars::from_usd(usd(text)).unwrap().0
-}
-
-fn event(org: &str, id: &str, time_ms: i64, cost_usd: &str) -> UsageRecord {
-    UsageRecord {
-        event_id: id.to_owned(),
-        request_id: id.to_owned(),
-        time_ms,
-        org_id: org.to_owned(),
-        team_id: None,
-        key_id: None,
-        user_id: None,
-        end_user: None,
-        tags: Default::default(),
-        endpoint: "chat".into(),
-        requested_model: "smart".into(),
-        provider: Some("openai".into()),
-        provider_model: Some("gpt-4o".into()),
-        input_tokens: 100,
-        output_tokens: 10,
-        cached_tokens: 0,
-        usage_estimated: false,
-        cost_pico: Some(pico(cost_usd)),
-        reserved_pico: 0,
-        saved_pico: None,
-        latency_ms: 20,
-        ttft_ms: None,
-        status: 200,
-        error: None,
-        cache: "miss".into(),
-        attempts: 1,
-        stream: false,
-    }
-}
 
 fn config(stripe: &MockStripe, free_usd: &str, markup: &str) -> BillingConfig {
     let mut config = BillingConfig::default();
@@ -87,11 +48,6 @@ fn config(stripe: &MockStripe, free_usd: &str, markup: &str) -> BillingConfig {
         webhook_tolerance_secs: 300,
     });
     config
-}
-
-async fn both(check: impl AsyncFn(AuthStore)) {
-    check(scratch::sqlite().await.unwrap()).await;
-    check(scratch::postgres().await.unwrap()).await;
 }
 
 async fn organization(store: &AuthStore, name: &str) -> String {
@@ -139,8 +95,8 @@ async fn each_hour_is_reported_once_and_late_usage_as_a_new_revision() {
         // $0.002 of provider cost in H0: $0.0024 billable, $0.001 of it free
         ledger
             .record(&[
-                event(&org, &format!("{org}-1"), H0 + 60_000, "0.0015"),
-                event(&org, &format!("{org}-2"), H0 + 120_000, "0.0005"),
+                usage_record(&org, &format!("{org}-1"), H0 + 60_000, "0.0015"),
+                usage_record(&org, &format!("{org}-2"), H0 + 120_000, "0.0005"),
             ])
             .await
             .unwrap();
@@ -162,7 +118,7 @@ async fn each_hour_is_reported_once_and_late_usage_as_a_new_revision() {
 
         // usage of H0 that reached the ledger late: only it is reported, as revision 1
         ledger
-            .record(&[event(&org, &format!("{org}-3"), H0 + 30 * 60_000, "0.001")])
+            .record(&[usage_record(&org, &format!("{org}-3"), H0 + 30 * 60_000, "0.001")])
             .await
             .unwrap();
         let run = reporter.report(H0 + 2 * HOUR).await.unwrap();
@@ -224,8 +180,8 @@ async fn prepaid_credit_is_drawn_before_anything_is_metered() {
         let ledger = Ledger::new(store.pool().clone());
         ledger
             .record(&[
-                event(&org, &format!("{org}-a"), H0, "0.003"),
-                event(&org, &format!("{org}-b"), H0 + HOUR, "0.004"),
+                usage_record(&org, &format!("{org}-a"), H0, "0.003"),
+                usage_record(&org, &format!("{org}-b"), H0 + HOUR, "0.004"),
             ])
             .await
             .unwrap();
@@ -256,7 +212,7 @@ async fn the_outbox_holds_calls_through_an_outage_and_delivers_each_once() {
         let org = organization(&store, "Outage Inc").await;
         let ledger = Ledger::new(store.pool().clone());
         ledger
-            .record(&[event(&org, &format!("{org}-x"), H0, "0.25")])
+            .record(&[usage_record(&org, &format!("{org}-x"), H0, "0.25")])
             .await
             .unwrap();
         let reporter = UsageReporter::new(store.pool().clone(), &billing);
@@ -392,8 +348,8 @@ async fn scheduled_reconciliation_runs_once_per_slot_and_finds_what_stripe_lacks
         let org = organization(&store, "Reconciled Inc").await;
         Ledger::new(pool.clone())
             .record(&[
-                event(&org, &format!("{org}-1"), H0, "0.25"),
-                event(&org, &format!("{org}-2"), H0 + HOUR, "0.1"),
+                usage_record(&org, &format!("{org}-1"), H0, "0.25"),
+                usage_record(&org, &format!("{org}-2"), H0 + HOUR, "0.1"),
             ])
             .await
             .unwrap();

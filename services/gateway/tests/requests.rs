@@ -14,18 +14,6 @@ use common::{TestGateway, hello, mock};
 use serde_json::{Value, json};
 use tollgate_mock_provider::MockConfig;
 
-const ALL_KINDS: &str = r#"
-server: { max_body_bytes: 65536 }
-providers:
-  openai:    { kind: openai,    api_base: "{mock:m}/v1", api_key: k }
-  azure:     { kind: azure,     api_base: "{mock:m}", api_key: k, api_version: "2024-10-21" }
-  anthropic: { kind: anthropic, api_base: "{mock:m}", api_key: k }
-  gemini:    { kind: gemini,    api_base: "{mock:m}", api_key: k }
-models:
-  - name: smart
-    targets: [ { provider: anthropic, model: claude-sonnet-4-20250514 } ]
-"#;
-
 async fn error_of(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap();
@@ -38,7 +26,7 @@ async fn error_of(res: reqwest::Response) -> (u16, Value) {
 #[actix_web::test]
 async fn bad_input_gets_a_clear_4xx_in_openai_format() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     let url = format!("{}/v1/chat/completions", gw.url);
     let post = |body: String| {
         gw.client
@@ -129,14 +117,7 @@ async fn bad_input_gets_a_clear_4xx_in_openai_format() {
 
     let (status, _) = error_of(gw.client.get(&url).send().await.unwrap()).await;
     assert_eq!(status, 405);
-    let (status, _) = error_of(
-        gw.client
-            .get(format!("{}/v2/nothing", gw.url))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = error_of(gw.get("/v2/nothing").await).await;
     assert_eq!(status, 404);
     assert_eq!(m.stats().requests, 0, "no bad request reached a provider");
 }
@@ -144,7 +125,7 @@ async fn bad_input_gets_a_clear_4xx_in_openai_format() {
 #[actix_web::test]
 async fn every_provider_answers_in_openai_shape_with_usage() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     for (model, route) in [
         ("openai/gpt-4o", "openai.chat"),
         ("azure/prod-gpt4o", "azure.chat"),
@@ -198,7 +179,7 @@ async fn every_provider_answers_in_openai_shape_with_usage() {
 #[actix_web::test]
 async fn tool_calls_round_trip_through_every_provider() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "Weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
     for model in [
@@ -240,7 +221,7 @@ async fn tool_calls_round_trip_through_every_provider() {
 #[actix_web::test]
 async fn embeddings_from_openai_azure_and_gemini() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     for model in [
         "openai/text-embedding-3-small",
         "azure/embed-deploy",
@@ -265,16 +246,8 @@ async fn embeddings_from_openai_azure_and_gemini() {
 #[actix_web::test]
 async fn model_list_health_and_metrics() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
-    let models: Value = gw
-        .client
-        .get(format!("{}/v1/models", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let gw = TestGateway::with_every_kind(&m).await;
+    let models: Value = gw.get("/v1/models").await.json().await.unwrap();
     let ids: Vec<&str> = models["data"]
         .as_array()
         .unwrap()
@@ -285,32 +258,10 @@ async fn model_list_health_and_metrics() {
     assert!(ids.contains(&"openai/gpt-4o"));
     assert_eq!(models["data"][0]["object"], "model");
 
-    assert_eq!(
-        gw.client
-            .get(format!("{}/health/live", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        gw.client
-            .get(format!("{}/health/ready", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(gw.get("/health/live").await.status(), 200);
+    assert_eq!(gw.get("/health/ready").await.status(), 200);
 
-    gw.chat(hello("openai/gpt-4o"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    gw.chat_text(hello("openai/gpt-4o")).await;
     let metrics = gw.metrics_once_containing("tollgate_tokens_total").await;
     assert!(metrics.contains(r#"tollgate_requests_total{endpoint="chat_completions",status="200",target="openai/gpt-4o"} 1"#), "{metrics}");
     assert!(metrics.contains("tollgate_tokens_total"), "{metrics}");
@@ -324,10 +275,10 @@ async fn usage_is_counted_when_the_upstream_reports_none() {
         ..MockConfig::default()
     })
     .await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     let mut request = hello("openai/gpt-4o");
     request["stream"] = json!(true);
-    let body = gw.chat(request).send().await.unwrap().text().await.unwrap();
+    let body = gw.chat_text(request).await;
     assert!(body.ends_with("data: [DONE]\n\n"));
     let metrics = gw.metrics_once_containing(r#"direction="output""#).await;
     assert!(

@@ -27,6 +27,32 @@ fn config(failure_status: u16, fail_first: u32) -> MockConfig {
     }
 }
 
+/// Model `m` at provider `a`, then `b` (the mocks of those names), each tried once, with
+/// the circuit breaker settings `circuit_breaker`.
+fn a_then_b(circuit_breaker: &str) -> String {
+    format!(
+        r#"
+providers:
+  a: {{ kind: openai, api_base: "{{mock:a}}/v1", api_key: k }}
+  b: {{ kind: openai, api_base: "{{mock:b}}/v1", api_key: k }}
+models:
+  - name: m
+    retry: {{ attempts: 1 }}
+    circuit_breaker: {circuit_breaker}
+    targets: [ {{ provider: a, model: gpt-4o }}, {{ provider: b, model: gpt-4o }} ]
+"#
+    )
+}
+
+/// The provider that answered a chat request for `m` sent with bearer `token`.
+async fn provider_for(gw: &TestGateway, token: &str) -> String {
+    let res = gw.chat(hello("m")).bearer_auth(token).send().await.unwrap();
+    res.headers()["x-tollgate-provider"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 const FALLBACK: &str = r#"
 providers:
   primary: { kind: openai, api_base: "{mock:a}/v1", api_key: ka }
@@ -237,17 +263,8 @@ models:
 async fn circuit_opens_skips_the_target_then_recovers_after_a_probe() {
     let a = mock(config(503, 1_000_000)).await;
     let b = mock(MockConfig::default()).await;
-    let yaml = r#"
-providers:
-  a: { kind: openai, api_base: "{mock:a}/v1", api_key: k }
-  b: { kind: openai, api_base: "{mock:b}/v1", api_key: k }
-models:
-  - name: m
-    retry: { attempts: 1 }
-    circuit_breaker: { failures: 3, window_ms: 10000, cooldown_ms: 400 }
-    targets: [ { provider: a, model: gpt-4o }, { provider: b, model: gpt-4o } ]
-"#;
-    let gw = TestGateway::start(yaml, &[("a", &a), ("b", &b)]).await;
+    let yaml = a_then_b("{ failures: 3, window_ms: 10000, cooldown_ms: 400 }");
+    let gw = TestGateway::start(&yaml, &[("a", &a), ("b", &b)]).await;
     for _ in 0..3 {
         let res = gw.chat(hello("m")).send().await.unwrap();
         assert_eq!(res.headers()["x-tollgate-provider"], "b");
@@ -303,47 +320,20 @@ impl Authenticate for OrgPerToken {
 async fn one_organizations_throttling_does_not_open_the_target_for_others() {
     let a = mock(config(429, 3)).await;
     let b = mock(MockConfig::default()).await;
-    let yaml = r#"
-providers:
-  a: { kind: openai, api_base: "{mock:a}/v1", api_key: k }
-  b: { kind: openai, api_base: "{mock:b}/v1", api_key: k }
-models:
-  - name: m
-    retry: { attempts: 1 }
-    circuit_breaker: { failures: 3, window_ms: 10000, cooldown_ms: 60000 }
-    targets: [ { provider: a, model: gpt-4o }, { provider: b, model: gpt-4o } ]
-"#;
+    let yaml = a_then_b("{ failures: 3, window_ms: 10000, cooldown_ms: 60000 }");
     let stages = Stages {
         authenticate: Arc::new(OrgPerToken),
         ..Stages::default()
     };
-    let gw = TestGateway::start_with(yaml, &[("a", &a), ("b", &b)], stages).await;
+    let gw = TestGateway::start_with(&yaml, &[("a", &a), ("b", &b)], stages).await;
     for _ in 0..3 {
-        let res = gw
-            .chat(hello("m"))
-            .bearer_auth("noisy")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.headers()["x-tollgate-provider"], "b");
+        assert_eq!(provider_for(&gw, "noisy").await, "b");
     }
     assert_eq!(a.stats().requests, 3);
     // The provider answers again; the quiet organization is sent to it at once.
-    let res = gw
-        .chat(hello("m"))
-        .bearer_auth("quiet")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.headers()["x-tollgate-provider"], "a");
+    assert_eq!(provider_for(&gw, "quiet").await, "a");
     // The noisy one sits out its cool-down.
-    let res = gw
-        .chat(hello("m"))
-        .bearer_auth("noisy")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.headers()["x-tollgate-provider"], "b");
+    assert_eq!(provider_for(&gw, "noisy").await, "b");
     assert_eq!(a.stats().requests, 4);
 }
 

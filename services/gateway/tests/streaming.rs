@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestGateway, mock};
+use common::{TestGateway, events, mock};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tollgate_mock_provider::MockConfig;
@@ -21,22 +21,6 @@ fn stream_request(model: &str) -> Value {
     json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "Tell me a story"}]})
 }
 
-/// The `data:` payloads of an SSE body.
-fn events(body: &str) -> Vec<String> {
-    body.split("\n\n")
-        .filter_map(|e| e.strip_prefix("data: "))
-        .map(str::to_owned)
-        .collect()
-}
-
-const ALL_KINDS: &str = r#"
-providers:
-  openai:    { kind: openai,    api_base: "{mock:m}/v1", api_key: k }
-  azure:     { kind: azure,     api_base: "{mock:m}", api_key: k, api_version: "2024-10-21" }
-  anthropic: { kind: anthropic, api_base: "{mock:m}", api_key: k }
-  gemini:    { kind: gemini,    api_base: "{mock:m}", api_key: k }
-"#;
-
 #[actix_web::test]
 async fn every_provider_streams_openai_chunks_ending_in_done() {
     let m = mock(MockConfig {
@@ -44,7 +28,7 @@ async fn every_provider_streams_openai_chunks_ending_in_done() {
         ..MockConfig::default()
     })
     .await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     for model in [
         "openai/gpt-4o",
         "azure/my-deployment",
@@ -85,7 +69,7 @@ async fn every_provider_streams_openai_chunks_ending_in_done() {
 #[actix_web::test]
 async fn usage_chunk_reaches_the_client_only_when_asked_for() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     for model in [
         "openai/gpt-4o",
         "anthropic/claude-sonnet-4-20250514",
@@ -93,7 +77,7 @@ async fn usage_chunk_reaches_the_client_only_when_asked_for() {
     ] {
         let mut request = stream_request(model);
         request["stream_options"] = json!({"include_usage": true});
-        let body = gw.chat(request).send().await.unwrap().text().await.unwrap();
+        let body = gw.chat_text(request).await;
         let events = events(&body);
         let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
         assert_eq!(usage["choices"], json!([]), "{model}: {usage}");
@@ -107,13 +91,7 @@ async fn usage_chunk_reaches_the_client_only_when_asked_for() {
         );
     }
     // The gateway asked OpenAI for usage on the client's behalf either way.
-    gw.chat(stream_request("openai/gpt-4o"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    gw.chat_text(stream_request("openai/gpt-4o")).await;
     assert_eq!(
         m.stats().last_request.unwrap()["stream_options"]["include_usage"],
         true
@@ -154,7 +132,7 @@ async fn an_interrupted_stream_ends_with_an_error_event_not_a_clean_finish() {
         ..MockConfig::default()
     })
     .await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     for model in [
         "openai/gpt-4o",
         "anthropic/claude-sonnet-4-20250514",
@@ -181,7 +159,7 @@ async fn a_client_that_disconnects_cancels_the_upstream_stream() {
         ..MockConfig::default()
     })
     .await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     for model in ["openai/gpt-4o", "anthropic/claude-sonnet-4-20250514"] {
         m.reset_stats();
         let res = gw.chat(stream_request(model)).send().await.unwrap();
@@ -212,7 +190,7 @@ async fn a_slow_client_gets_back_pressure_not_a_buffered_answer() {
         ..MockConfig::default()
     })
     .await;
-    let gw = TestGateway::start(ALL_KINDS, &[("m", &m)]).await;
+    let gw = TestGateway::with_every_kind(&m).await;
     let res = gw
         .chat(stream_request("openai/gpt-4o"))
         .send()
@@ -246,14 +224,7 @@ models:
 "#;
     let gw = TestGateway::start(yaml, &[("m", &m)]).await;
     let started = std::time::Instant::now();
-    let body = gw
-        .chat(stream_request("m"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = gw.chat_text(stream_request("m")).await;
     let events = events(&body);
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "stream_interrupted", "{body}");

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{post_json, request_bytes, send, sse_data};
+use common::{chat_completion, post_json, request_bytes, send, sse_data};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -61,24 +61,12 @@ async fn fail_first_then_success_with_retry_after() {
     .await
     .unwrap();
     for _ in 0..2 {
-        let res = post_json(
-            mock.addr(),
-            "/v1/chat/completions",
-            &[],
-            &chat("gpt-4o", false),
-        )
-        .await;
+        let res = chat_completion(mock.addr(), &chat("gpt-4o", false)).await;
         assert_eq!(res.status, 429);
         assert_eq!(res.header("retry-after"), Some("7"));
         assert_eq!(res.json()["error"]["code"], "rate_limit_exceeded");
     }
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat("gpt-4o", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat("gpt-4o", false)).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.header("retry-after"), None);
     assert_eq!(mock.stats().failures_injected, 2);
@@ -88,22 +76,10 @@ async fn fail_first_then_success_with_retry_after() {
         fail_first: 1,
         ..MockConfig::default()
     });
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat("gpt-4o", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat("gpt-4o", false)).await;
     assert_eq!(res.status, 503);
     assert_eq!(res.json()["error"]["type"], "server_error");
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat("gpt-4o", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat("gpt-4o", false)).await;
     assert_eq!(res.status, 200);
 
     mock.set_config(MockConfig {
@@ -111,13 +87,7 @@ async fn fail_first_then_success_with_retry_after() {
         failure_status: 500,
         ..MockConfig::default()
     });
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat("gpt-4o", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat("gpt-4o", false)).await;
     assert_eq!(res.status, 500);
     mock.stop().await;
 }
@@ -126,8 +96,8 @@ async fn fail_first_then_success_with_retry_after() {
 async fn stats_count_routes_streams_and_last_request() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
     let addr = mock.addr();
-    post_json(addr, "/v1/chat/completions", &[], &chat("gpt-4o", false)).await;
-    post_json(addr, "/v1/chat/completions", &[], &chat("gpt-4o", true)).await;
+    chat_completion(addr, &chat("gpt-4o", false)).await;
+    chat_completion(addr, &chat("gpt-4o", true)).await;
     post_json(
         addr,
         "/v1/embeddings",
@@ -223,13 +193,7 @@ async fn fail_mid_stream_drops_the_connection_without_terminator() {
     })
     .await
     .unwrap();
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat("gpt-4o", true),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat("gpt-4o", true)).await;
     assert_eq!(res.status, 200);
     assert!(!res.complete, "chunked body must not be terminated");
     let text = res.text();
@@ -263,25 +227,13 @@ async fn latency_and_slow_models_delay_the_answer() {
     .await
     .unwrap();
     let started = Instant::now();
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat("gpt-4o", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat("gpt-4o", false)).await;
     assert_eq!(res.status, 200);
     assert!(started.elapsed() >= Duration::from_millis(150));
 
     mock.set_config(MockConfig::default());
     let started = Instant::now();
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat("mock-slow-200", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat("mock-slow-200", false)).await;
     assert_eq!(res.status, 200);
     assert!(started.elapsed() >= Duration::from_millis(200));
     assert_eq!(res.json()["model"], "mock-slow-200");
@@ -292,13 +244,7 @@ async fn latency_and_slow_models_delay_the_answer() {
         ..MockConfig::default()
     });
     let started = Instant::now();
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat("gpt-4o", true),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat("gpt-4o", true)).await;
     assert!(res.complete);
     assert!(started.elapsed() >= Duration::from_millis(200));
     mock.stop().await;
@@ -322,9 +268,9 @@ async fn config_over_http_and_stop_releases_the_port() {
         503,
         "missing fields take defaults"
     );
-    let res = post_json(addr, "/v1/chat/completions", &[], &chat("gpt-4o", false)).await;
+    let res = chat_completion(addr, &chat("gpt-4o", false)).await;
     assert_eq!(res.status, 503);
-    let res = post_json(addr, "/v1/chat/completions", &[], &chat("gpt-4o", false)).await;
+    let res = chat_completion(addr, &chat("gpt-4o", false)).await;
     assert_eq!(res.json()["usage"]["completion_tokens"], 2);
     let res = post_json(addr, "/_mock/config", &[], &json!({"chunks": "many"})).await;
     assert_eq!(res.status, 400);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{named_events, post_json, send, sse_data};
+use common::{chat_completion, named_events, post_json, send, sse_data};
 use serde_json::{Value, json};
 use tollgate_mock_provider::{MockConfig, MockServer};
 
@@ -41,13 +41,7 @@ fn expected_weather_args() -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn openai_chat_answer_has_the_real_shape() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat_body("gpt-4o", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat_body("gpt-4o", false)).await;
     assert_eq!(res.status, 200);
     assert!(
         res.header("content-type")
@@ -84,21 +78,10 @@ async fn openai_stream_matches_openai_framing() {
     })
     .await
     .unwrap();
-    let non_stream = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat_body("gpt-4o", false),
-    )
-    .await
-    .json();
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat_body("gpt-4o", true),
-    )
-    .await;
+    let non_stream = chat_completion(mock.addr(), &chat_body("gpt-4o", false))
+        .await
+        .json();
+    let res = chat_completion(mock.addr(), &chat_body("gpt-4o", true)).await;
     assert_eq!(res.status, 200);
     assert!(
         res.header("content-type")
@@ -148,7 +131,7 @@ async fn openai_stream_matches_openai_framing() {
     // include_usage adds "usage": null everywhere and a final choices-less usage chunk.
     let mut body = chat_body("gpt-4o", true);
     body["stream_options"] = json!({"include_usage": true});
-    let res = post_json(mock.addr(), "/v1/chat/completions", &[], &body).await;
+    let res = chat_completion(mock.addr(), &body).await;
     let events = sse_data(&res.text(), "\n\n");
     let chunks: Vec<Value> = events[..events.len() - 1]
         .iter()
@@ -171,15 +154,9 @@ async fn openai_stream_matches_openai_framing() {
         omit_usage: true,
         ..MockConfig::default()
     });
-    let res = post_json(mock.addr(), "/v1/chat/completions", &[], &body).await;
+    let res = chat_completion(mock.addr(), &body).await;
     assert!(!res.text().contains("\"prompt_tokens\""));
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat_body("gpt-4o", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat_body("gpt-4o", false)).await;
     assert!(res.json().get("usage").is_none());
     mock.stop().await;
 }
@@ -193,9 +170,7 @@ async fn openai_tool_calls_plain_and_streamed() {
         {"type": "function", "function": {"name": "get_weather", "parameters": weather_tool_schema()}}
     ]);
     body["tool_choice"] = json!({"type": "function", "function": {"name": "get_weather"}});
-    let v = post_json(mock.addr(), "/v1/chat/completions", &[], &body)
-        .await
-        .json();
+    let v = chat_completion(mock.addr(), &body).await.json();
     let choice = &v["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
     assert!(choice["message"]["content"].is_null());
@@ -209,7 +184,7 @@ async fn openai_tool_calls_plain_and_streamed() {
 
     // Streamed: header delta with id/name and empty arguments, then fragments, then finish.
     body["stream"] = json!(true);
-    let res = post_json(mock.addr(), "/v1/chat/completions", &[], &body).await;
+    let res = chat_completion(mock.addr(), &body).await;
     let events = sse_data(&res.text(), "\n\n");
     assert_eq!(events.last().unwrap(), "[DONE]");
     let chunks: Vec<Value> = events[..events.len() - 1]
@@ -252,16 +227,12 @@ async fn openai_tool_calls_plain_and_streamed() {
         json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}),
         json!({"role": "tool", "tool_call_id": "call_1", "content": "sunny"}),
     ]);
-    let v = post_json(mock.addr(), "/v1/chat/completions", &[], &answered)
-        .await
-        .json();
+    let v = chat_completion(mock.addr(), &answered).await.json();
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     let mut disabled = chat_body("gpt-4o", false);
     disabled["tools"] = body["tools"].clone();
     disabled["tool_choice"] = json!("none");
-    let v = post_json(mock.addr(), "/v1/chat/completions", &[], &disabled)
-        .await
-        .json();
+    let v = chat_completion(mock.addr(), &disabled).await.json();
     assert!(v["choices"][0]["message"]["content"].is_string());
     mock.stop().await;
 }
@@ -740,13 +711,7 @@ async fn gemini_function_call_and_embeddings() {
 async fn magic_error_models_answer_in_each_providers_format() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
 
-    let res = post_json(
-        mock.addr(),
-        "/v1/chat/completions",
-        &[],
-        &chat_body("mock-error-429", false),
-    )
-    .await;
+    let res = chat_completion(mock.addr(), &chat_body("mock-error-429", false)).await;
     assert_eq!(res.status, 429);
     let err = &res.json()["error"];
     assert!(err["message"].is_string());
@@ -816,7 +781,7 @@ async fn require_key_is_checked_the_providers_way() {
     let addr = mock.addr();
     let chat = chat_body("gpt-4o", false);
 
-    let res = post_json(addr, "/v1/chat/completions", &[], &chat).await;
+    let res = chat_completion(addr, &chat).await;
     assert_eq!(res.status, 401);
     assert_eq!(res.json()["error"]["code"], "invalid_api_key");
     let res = post_json(

@@ -12,6 +12,19 @@ use tollgate_common::config::Config;
 use tollgate_gateway::{RunningServer, Stages};
 use tollgate_mock_provider::{MockConfig, MockServer};
 
+/// One provider of every kind, all on the mock `m`, and the model group `smart` at Anthropic.
+pub const ALL_KINDS: &str = r#"
+server: { max_body_bytes: 65536 }
+providers:
+  openai:    { kind: openai,    api_base: "{mock:m}/v1", api_key: k }
+  azure:     { kind: azure,     api_base: "{mock:m}", api_key: k, api_version: "2024-10-21" }
+  anthropic: { kind: anthropic, api_base: "{mock:m}", api_key: k }
+  gemini:    { kind: gemini,    api_base: "{mock:m}", api_key: k }
+models:
+  - name: smart
+    targets: [ { provider: anthropic, model: claude-sonnet-4-20250514 } ]
+"#;
+
 pub struct TestGateway {
     pub url: String,
     pub client: reqwest::Client,
@@ -22,6 +35,11 @@ impl TestGateway {
     /// Starts a gateway from `yaml`, in which `{mock:NAME}` is replaced by that mock's base URL.
     pub async fn start(yaml: &str, mocks: &[(&str, &MockServer)]) -> TestGateway {
         TestGateway::start_with(yaml, mocks, Stages::default()).await
+    }
+
+    /// A gateway on [`ALL_KINDS`], every provider at `m`.
+    pub async fn with_every_kind(m: &MockServer) -> TestGateway {
+        TestGateway::start(ALL_KINDS, &[("m", m)]).await
     }
 
     /// Like [`TestGateway::start`], with the pipeline's stages given.
@@ -59,19 +77,25 @@ impl TestGateway {
             .json(&body)
     }
 
+    /// A chat completion's whole answer as text, whatever its status.
+    pub async fn chat_text(&self, body: serde_json::Value) -> String {
+        self.chat(body).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `/metrics`, polled until it contains `needle` (metering runs off the request path).
     pub async fn metrics_once_containing(&self, needle: &str) -> String {
         let mut metrics = String::new();
         for _ in 0..100 {
-            metrics = self
-                .client
-                .get(format!("{}/metrics", self.url))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            metrics = self.get("/metrics").await.text().await.unwrap();
             if metrics.contains(needle) {
                 break;
             }
@@ -87,6 +111,14 @@ impl TestGateway {
 
 pub async fn mock(config: MockConfig) -> MockServer {
     MockServer::start(config).await.unwrap()
+}
+
+/// The `data:` payloads of an SSE body.
+pub fn events(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(str::to_owned)
+        .collect()
 }
 
 pub fn hello(model: &str) -> serde_json::Value {

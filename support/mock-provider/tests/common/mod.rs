@@ -95,6 +95,11 @@ pub async fn post_json(
     .await
 }
 
+/// `POST /v1/chat/completions` with `body` and no extra headers.
+pub async fn chat_completion(addr: SocketAddr, body: &Value) -> Response {
+    post_json(addr, "/v1/chat/completions", &[], body).await
+}
+
 pub fn parse(raw: &[u8]) -> Response {
     let split = raw
         .windows(4)
