@@ -359,11 +359,6 @@ fn inline_price(ctx: &mut Ctx<'_>, p: &Params, path: &[&str; 3]) -> Result<Value
     new_inline_price(ctx, p, path, &currency_code, &product)
 }
 
-pub(crate) fn retrieve(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, ApiError> {
-    p.only(&[])?;
-    ctx.find(id, "checkout.session", "checkout.session", None)
-}
-
 pub(crate) fn list(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
     p.only(&[
         "customer",

@@ -8,11 +8,6 @@ use crate::error::ApiError;
 use crate::form::Params;
 use crate::state::Ctx;
 
-pub(crate) fn retrieve(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, ApiError> {
-    p.only(&[])?;
-    ctx.find(id, "event", "event", None)
-}
-
 pub(crate) fn list(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
     p.only(&[
         "type",

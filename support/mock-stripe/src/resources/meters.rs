@@ -113,11 +113,6 @@ pub(crate) fn list(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
     page(items, p, "/v1/billing/meters")
 }
 
-pub(crate) fn retrieve(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, ApiError> {
-    p.only(&[])?;
-    ctx.find(id, "billing.meter", "billing.meter", None)
-}
-
 pub(crate) fn set_active(
     ctx: &mut Ctx<'_>,
     p: &Params,

@@ -36,7 +36,7 @@ pub(crate) fn route(
     match (method, segments.as_slice()) {
         ("POST", ["customers"]) => customers::create(ctx, p),
         ("GET", ["customers"]) => customers::list(ctx, p),
-        ("GET", ["customers", id]) => customers::retrieve(ctx, p, id),
+        ("GET", ["customers", id]) => retrieve(ctx, p, id, "customer", "customer"),
         ("POST", ["customers", id]) => customers::update(ctx, p, id),
         ("GET", ["customers", id, "payment_methods"]) => {
             payment_methods::list_for_customer(ctx, p, id)
@@ -44,7 +44,9 @@ pub(crate) fn route(
 
         ("POST", ["checkout", "sessions"]) => checkout::create(ctx, p),
         ("GET", ["checkout", "sessions"]) => checkout::list(ctx, p),
-        ("GET", ["checkout", "sessions", id]) => checkout::retrieve(ctx, p, id),
+        ("GET", ["checkout", "sessions", id]) => {
+            retrieve(ctx, p, id, "checkout.session", "checkout.session")
+        }
         ("GET", ["checkout", "sessions", id, "line_items"]) => checkout::line_items(ctx, p, id),
         ("POST", ["checkout", "sessions", id, "expire"]) => checkout::expire(ctx, p, id),
 
@@ -52,7 +54,9 @@ pub(crate) fn route(
 
         ("POST", ["billing", "meters"]) => meters::create(ctx, p),
         ("GET", ["billing", "meters"]) => meters::list(ctx, p),
-        ("GET", ["billing", "meters", id]) => meters::retrieve(ctx, p, id),
+        ("GET", ["billing", "meters", id]) => {
+            retrieve(ctx, p, id, "billing.meter", "billing.meter")
+        }
         ("POST", ["billing", "meters", id, "deactivate"]) => meters::set_active(ctx, p, id, false),
         ("POST", ["billing", "meters", id, "reactivate"]) => meters::set_active(ctx, p, id, true),
         ("GET", ["billing", "meters", id, "event_summaries"]) => {
@@ -64,27 +68,40 @@ pub(crate) fn route(
         ("GET", ["products", id]) => prices::retrieve_product(ctx, p, id),
         ("POST", ["prices"]) => prices::create(ctx, p),
         ("GET", ["prices"]) => prices::list(ctx, p),
-        ("GET", ["prices", id]) => prices::retrieve(ctx, p, id),
+        ("GET", ["prices", id]) => retrieve(ctx, p, id, "price", "price"),
 
         ("POST", ["subscriptions"]) => subscriptions::create(ctx, p),
         ("GET", ["subscriptions"]) => subscriptions::list(ctx, p),
-        ("GET", ["subscriptions", id]) => subscriptions::retrieve(ctx, p, id),
+        ("GET", ["subscriptions", id]) => retrieve(ctx, p, id, "subscription", "subscription"),
         ("POST", ["subscriptions", id]) => subscriptions::update(ctx, p, id),
         ("DELETE", ["subscriptions", id]) => subscriptions::cancel(ctx, p, id),
 
         ("GET", ["invoices"]) => invoices::list(ctx, p),
-        ("GET", ["invoices", id]) => invoices::retrieve(ctx, p, id),
+        ("GET", ["invoices", id]) => retrieve(ctx, p, id, "invoice", "invoice"),
         ("GET", ["invoices", id, "lines"]) => invoices::lines(ctx, p, id),
 
         ("GET", ["payment_methods"]) => payment_methods::list(ctx, p),
-        ("GET", ["payment_methods", id]) => payment_methods::retrieve(ctx, p, id),
+        ("GET", ["payment_methods", id]) => retrieve(ctx, p, id, "payment_method", "PaymentMethod"),
         ("POST", ["payment_methods", id, "detach"]) => payment_methods::detach_endpoint(ctx, p, id),
 
         ("GET", ["events"]) => events::list(ctx, p),
-        ("GET", ["events", id]) => events::retrieve(ctx, p, id),
+        ("GET", ["events", id]) => retrieve(ctx, p, id, "event", "event"),
 
         _ => Err(ApiError::unrecognized_url(method, path)),
     }
+}
+
+/// `GET /v1/<resources>/<id>`: one stored object of kind `object` (`label` names it in the
+/// error when there is none).
+fn retrieve(
+    ctx: &mut Ctx<'_>,
+    p: &Params,
+    id: &str,
+    object: &str,
+    label: &str,
+) -> Result<Value, ApiError> {
+    p.only(&[])?;
+    ctx.find(id, object, label, None)
 }
 
 /// A page of `items` (newest first) as a Stripe list object, honouring `limit`,

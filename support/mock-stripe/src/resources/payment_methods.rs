@@ -87,11 +87,6 @@ pub(crate) fn new_card(ctx: &mut Ctx<'_>, customer: Option<&Value>, card: &TestC
     method
 }
 
-pub(crate) fn retrieve(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, ApiError> {
-    p.only(&[])?;
-    ctx.find(id, "payment_method", "PaymentMethod", None)
-}
-
 pub(crate) fn list(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
     p.only(&[
         "customer",

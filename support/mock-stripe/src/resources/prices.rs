@@ -300,11 +300,6 @@ pub(crate) fn create(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
     Ok(price)
 }
 
-pub(crate) fn retrieve(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, ApiError> {
-    p.only(&[])?;
-    ctx.find(id, "price", "price", None)
-}
-
 pub(crate) fn list(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
     p.only(&[
         "active",

@@ -237,11 +237,6 @@ fn plan_of(price: &Value) -> Value {
     })
 }
 
-pub(crate) fn retrieve(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, ApiError> {
-    p.only(&[])?;
-    ctx.find(id, "subscription", "subscription", None)
-}
-
 pub(crate) fn list(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
     p.only(&[
         "customer",
