@@ -232,6 +232,21 @@ impl TestApp {
             .await
     }
 
+    /// Trades a refresh token for a new pair; the answer as is.
+    pub async fn refresh(&self, token: &str) -> (StatusCode, Value) {
+        self.post_refresh_token("/auth/refresh", token).await
+    }
+
+    /// Ends the session of a refresh token; the answer as is.
+    pub async fn logout(&self, token: &str) -> (StatusCode, Value) {
+        self.post_refresh_token("/auth/logout", token).await
+    }
+
+    async fn post_refresh_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let body = json!({"refresh_token": token});
+        self.call(Method::POST, path, None, Some(body)).await
+    }
+
     /// The access token of a successful login.
     pub async fn access_token(&self, email: &str, org: Option<&str>) -> String {
         let (status, body) = self.login(email, org).await;
