@@ -29,32 +29,10 @@ pub const SIGNING_SECRET: &str = "an-http-api-test-secret-of-more-than-32-bytes"
 /// A password that passes the policy.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// Generates a `sqlite` and a `postgres` test for each scenario function, which takes a
-/// [`Db`] (the test file imports `Db`).
-#[allow(
-    unused_macros,
-    reason = "not every test file runs scenarios on both databases"
-)]
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[actix_web::test]
-            async fn sqlite() {
-                super::$scenario(super::Db::Sqlite).await;
-            }
-            #[actix_web::test]
-            async fn postgres() {
-                super::$scenario(super::Db::Postgres).await;
-            }
-        }
-    )*};
-}
+#[macro_use]
+mod databases;
 
-#[derive(Debug, Clone, Copy)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
+pub use databases::Db;
 
 /// A database URL for a new, empty database.
 pub async fn fresh_database(db: Db) -> String {
