@@ -1780,11 +1780,10 @@ async fn own_provider_keys_are_sealed_and_kept_to_their_organization(db: Db) {
 }
 
 // Every scenario above, on SQLite and on PostgreSQL, as the auth tests run theirs.
-#[macro_use]
 #[path = "../../auth/tests/common/databases.rs"]
 mod databases;
 
-use databases::Db;
+use databases::{Db, on_both_databases};
 
 on_both_databases!(
     own_provider_keys_are_sealed_and_kept_to_their_organization,

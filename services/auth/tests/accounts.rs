@@ -10,7 +10,6 @@
 //! stolen sessions after a password change, probing sign-ups for known addresses, and the
 //! generated JWT signing key read from a copy of the database.
 
-#[macro_use]
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +29,7 @@ use tollgate_auth::sessions::{StoredSigningSecret, open_signing_secret};
 use tollgate_common::Secret;
 use tollgate_common::config::{Config, LoginThrottleConfig};
 
+use common::on_both_databases;
 use common::{Db, PASSWORD, TestApp, assert_error, fresh_database, peer, request, text};
 
 on_both_databases!(

@@ -8,7 +8,6 @@
 //! The auth service's REST API under `/auth`, end to end through actix, on SQLite and on
 //! PostgreSQL: sessions, keys, tenant isolation, roles, hostile input and login throttling.
 
-#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -23,6 +22,7 @@ use tollgate_auth::{KeyRejection, Role};
 use tollgate_common::config::LoginThrottleConfig;
 use tollgate_common::{OrgId, UserId};
 
+use common::on_both_databases;
 use common::{
     Db, PASSWORD, SIGNING_KID, SIGNING_SECRET, Tenant, TestApp, assert_error, ids, peer, request,
     sorted, text,

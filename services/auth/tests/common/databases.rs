@@ -2,7 +2,7 @@
 //! that their scenarios run the same way.
 
 /// Generates a `sqlite` and a `postgres` test for each scenario function, which takes a
-/// [`Db`] (the test file imports `Db`).
+/// [`Db`] (the test file imports `Db`, and this macro by its path).
 #[allow(
     unused_macros,
     reason = "not every test file runs scenarios on both databases"
@@ -21,6 +21,12 @@ macro_rules! on_both_databases {
         }
     )*};
 }
+
+#[allow(
+    unused_imports,
+    reason = "not every test file runs scenarios on both databases"
+)]
+pub(crate) use on_both_databases;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Db {

@@ -29,10 +29,10 @@ pub const SIGNING_SECRET: &str = "an-http-api-test-secret-of-more-than-32-bytes"
 /// A password that passes the policy.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-#[macro_use]
 mod databases;
 
 pub use databases::Db;
+pub(crate) use databases::on_both_databases;
 
 /// A database URL for a new, empty database.
 pub async fn fresh_database(db: Db) -> String {
