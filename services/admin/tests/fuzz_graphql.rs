@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 
 use actix_web::test as web_test;
 use async_graphql::parser::parse_schema;
-use async_graphql::parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
+use async_graphql::parser::types::{
+    BaseType, InterfaceType, ObjectType, Type, TypeKind, TypeSystemDefinition,
+};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
@@ -92,20 +94,10 @@ impl Model {
             let definition = definition.node;
             let kind = match definition.kind {
                 TypeKind::Scalar => Kind::Scalar,
-                TypeKind::Object(object) => Kind::Object(
-                    object
-                        .fields
-                        .iter()
-                        .map(|f| Field {
-                            name: f.node.name.node.to_string(),
-                            arguments: f.node.arguments.iter().map(|a| input(&a.node)).collect(),
-                            ty: f.node.ty.node.clone(),
-                        })
-                        .collect(),
-                ),
-                TypeKind::Interface(interface) => Kind::Object(
-                    interface
-                        .fields
+                // An interface is selected from as an object is.
+                TypeKind::Object(ObjectType { fields, .. })
+                | TypeKind::Interface(InterfaceType { fields, .. }) => Kind::Object(
+                    fields
                         .iter()
                         .map(|f| Field {
                             name: f.node.name.node.to_string(),
@@ -321,19 +313,7 @@ fn value(model: &Model, ty: &Type, tape: &mut Tape<'_>, ids: &Ids, depth: usize)
         (_, Some(Kind::InputObject(fields))) if depth < 4 => {
             let mut members = Vec::new();
             for field in fields {
-                // Required fields mostly, optional ones half the time.
-                let include = if field.ty.nullable {
-                    tape.pick(2) == 0
-                } else {
-                    !tape.flaw(8)
-                };
-                if include {
-                    members.push(format!(
-                        "{}: {}",
-                        field.name,
-                        value(model, &field.ty, tape, ids, depth + 1)
-                    ));
-                }
+                members.extend(member(model, field, tape, ids, depth + 1, 8));
             }
             if tape.flaw(8) {
                 members.push("unknownField: 1".into());
@@ -344,21 +324,34 @@ fn value(model: &Model, ty: &Type, tape: &mut Tape<'_>, ids: &Ids, depth: usize)
     }
 }
 
+/// `input` written as `name: value`, or left out: a required one unless the tape asks for a
+/// flaw (one in `flaw_odds`), an optional one half the time.
+fn member(
+    model: &Model,
+    input: &Input,
+    tape: &mut Tape<'_>,
+    ids: &Ids,
+    depth: usize,
+    flaw_odds: usize,
+) -> Option<String> {
+    let include = if input.ty.nullable {
+        tape.pick(2) == 0
+    } else {
+        !tape.flaw(flaw_odds)
+    };
+    include.then(|| {
+        format!(
+            "{}: {}",
+            input.name,
+            value(model, &input.ty, tape, ids, depth)
+        )
+    })
+}
+
 fn arguments(model: &Model, field: &Field, tape: &mut Tape<'_>, ids: &Ids, depth: usize) -> String {
     let mut written = Vec::new();
     for argument in &field.arguments {
-        let include = if argument.ty.nullable {
-            tape.pick(2) == 0
-        } else {
-            !tape.flaw(10)
-        };
-        if include {
-            written.push(format!(
-                "{}: {}",
-                argument.name,
-                value(model, &argument.ty, tape, ids, depth)
-            ));
-        }
+        written.extend(member(model, argument, tape, ids, depth, 10));
     }
     if tape.flaw(20) {
         written.push(format!("extra: {}", wrong_literal(tape, ids)));
