@@ -466,7 +466,7 @@ async fn a_payment_checkout_tops_up_through_the_page() {
 
 #[tokio::test]
 async fn a_portal_session_links_to_the_portal_page() {
-    let (mock, stripe, customer) = start_with_customer("portal@acme.test").await;
+    let (_mock, stripe, customer) = start_with_customer("portal@acme.test").await;
     let session = stripe
         .post(
             "/v1/billing_portal/sessions",
