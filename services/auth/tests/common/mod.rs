@@ -32,6 +32,10 @@ pub const PASSWORD: &str = "correct horse battery staple";
 mod databases;
 
 pub use databases::Db;
+#[allow(
+    unused_imports,
+    reason = "not every test file runs scenarios on both databases"
+)]
 pub(crate) use databases::on_both_databases;
 
 /// A database URL for a new, empty database.
