@@ -14,6 +14,9 @@
     clippy::panic,
     reason = "test code: a failed unwrap is a failed test"
 )]
+// The server's future holds the app's start-up, whose resolvers nest deeper than the default
+// limit lets the compiler lay out.
+#![recursion_limit = "256"]
 
 mod common;
 
