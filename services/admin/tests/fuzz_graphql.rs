@@ -14,42 +14,40 @@
     clippy::panic,
     reason = "test code: a failed unwrap is a failed test"
 )]
+// The server's future holds the app's start-up, whose resolvers nest deeper than the default
+// limit lets the compiler lay out.
+#![recursion_limit = "256"]
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
 
-use actix_web::dev::{Service, ServiceResponse};
-use actix_web::{App, test as web_test};
+use actix_web::test as web_test;
 use async_graphql::parser::parse_schema;
-use async_graphql::parser::types::{BaseType, Type, TypeKind, TypeSystemDefinition};
+use async_graphql::parser::types::{
+    BaseType, InterfaceType, ObjectType, Type, TypeKind, TypeSystemDefinition,
+};
 use proptest::prelude::*;
-use proptest::test_runner::{FileFailurePersistence, TestRunner};
+use proptest::test_runner::TestRunner;
 use serde_json::{Value, json};
-use tollgate_admin::http::{AdminHttp, AdminSettings, configure};
+use tollgate_admin::http::AdminSettings;
 use tollgate_auth::Role;
 use tollgate_auth::store::scratch;
-use tollgate_common::config::SigningKeyConfig;
-use tollgate_common::{Config, OrgId, Secret, UserId};
+
+use common::{AdminApp, Call, add_member, call_json, send_graphql, start_admin_app};
 
 const SCHEMA: &str = include_str!("../../../api-schema/schema.graphql");
 const PASSWORD: &str = "a long enough passphrase";
 
-/// `cases` unless `PROPTEST_CASES` asks for another number.
+#[path = "../../common/tests/proptest_config/mod.rs"]
+mod proptest_config;
+
+/// `cases` unless `PROPTEST_CASES` asks for another number, with fewer shrinking steps.
 fn config(cases: u32) -> ProptestConfig {
-    let defaults = ProptestConfig::default();
     ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            defaults.cases
-        } else {
-            cases
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/proptest-regressions/fuzz_graphql.txt"
-        )))),
         // Shrinking reruns documents against the database; a few hundred runs find a small one.
         max_shrink_iters: 256,
-        ..defaults
+        ..proptest_config::config(cases)
     }
 }
 
@@ -99,20 +97,10 @@ impl Model {
             let definition = definition.node;
             let kind = match definition.kind {
                 TypeKind::Scalar => Kind::Scalar,
-                TypeKind::Object(object) => Kind::Object(
-                    object
-                        .fields
-                        .iter()
-                        .map(|f| Field {
-                            name: f.node.name.node.to_string(),
-                            arguments: f.node.arguments.iter().map(|a| input(&a.node)).collect(),
-                            ty: f.node.ty.node.clone(),
-                        })
-                        .collect(),
-                ),
-                TypeKind::Interface(interface) => Kind::Object(
-                    interface
-                        .fields
+                // An interface is selected from as an object is.
+                TypeKind::Object(ObjectType { fields, .. })
+                | TypeKind::Interface(InterfaceType { fields, .. }) => Kind::Object(
+                    fields
                         .iter()
                         .map(|f| Field {
                             name: f.node.name.node.to_string(),
@@ -328,19 +316,7 @@ fn value(model: &Model, ty: &Type, tape: &mut Tape<'_>, ids: &Ids, depth: usize)
         (_, Some(Kind::InputObject(fields))) if depth < 4 => {
             let mut members = Vec::new();
             for field in fields {
-                // Required fields mostly, optional ones half the time.
-                let include = if field.ty.nullable {
-                    tape.pick(2) == 0
-                } else {
-                    !tape.flaw(8)
-                };
-                if include {
-                    members.push(format!(
-                        "{}: {}",
-                        field.name,
-                        value(model, &field.ty, tape, ids, depth + 1)
-                    ));
-                }
+                members.extend(member(model, field, tape, ids, depth + 1, 8));
             }
             if tape.flaw(8) {
                 members.push("unknownField: 1".into());
@@ -351,21 +327,34 @@ fn value(model: &Model, ty: &Type, tape: &mut Tape<'_>, ids: &Ids, depth: usize)
     }
 }
 
+/// `input` written as `name: value`, or left out: a required one unless the tape asks for a
+/// flaw (one in `flaw_odds`), an optional one half the time.
+fn member(
+    model: &Model,
+    input: &Input,
+    tape: &mut Tape<'_>,
+    ids: &Ids,
+    depth: usize,
+    flaw_odds: usize,
+) -> Option<String> {
+    let include = if input.ty.nullable {
+        tape.pick(2) == 0
+    } else {
+        !tape.flaw(flaw_odds)
+    };
+    include.then(|| {
+        format!(
+            "{}: {}",
+            input.name,
+            value(model, &input.ty, tape, ids, depth)
+        )
+    })
+}
+
 fn arguments(model: &Model, field: &Field, tape: &mut Tape<'_>, ids: &Ids, depth: usize) -> String {
     let mut written = Vec::new();
     for argument in &field.arguments {
-        let include = if argument.ty.nullable {
-            tape.pick(2) == 0
-        } else {
-            !tape.flaw(10)
-        };
-        if include {
-            written.push(format!(
-                "{}: {}",
-                argument.name,
-                value(model, &argument.ty, tape, ids, depth)
-            ));
-        }
+        written.extend(member(model, argument, tape, ids, depth, 10));
     }
     if tape.flaw(20) {
         written.push(format!("extra: {}", wrong_literal(tape, ids)));
@@ -512,12 +501,6 @@ fn token_soup(model: &Model, tape: &mut Tape<'_>) -> String {
 // The server under test
 // ---------------------------------------------------------------------------------------------
 
-type Call = Rc<
-    dyn Fn(
-        web_test::TestRequest,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ServiceResponse>>>,
->;
-
 struct Server {
     call: Call,
     /// The owner's, a viewer's and a made-up bearer token, and none.
@@ -527,23 +510,6 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
-        let mut config = Config::parse(
-            "providers: { openai: { kind: openai, api_key: sk-deployment } }",
-            &BTreeMap::<String, String>::new(),
-        )
-        .unwrap();
-        config.storage.database_url = Some(scratch::sqlite_url());
-        config.auth.signing_keys = vec![SigningKeyConfig {
-            kid: "test".into(),
-            secret: Secret::new("a test signing secret of enough length"),
-        }];
-        let runtime = tollgate_auth::startup::start(&config, true).await.unwrap();
-        let http = runtime.http.clone().unwrap();
-        let catalog = std::sync::Arc::new(tollgate_common::PriceCatalog::built_in().unwrap());
-        let budgets = std::sync::Arc::new(tollgate_billing::BudgetCounters::new(
-            None,
-            tollgate_billing::OnRedisFailure::Local,
-        ));
         let billing = tollgate_admin::billing::BillingSetup {
             config: Default::default(),
             stripe: None,
@@ -553,30 +519,8 @@ impl Server {
             mutations_per_minute: 1_000_000,
             ..AdminSettings::default()
         };
-        let admin = configure(AdminHttp::new(
-            http.service.clone(),
-            catalog,
-            budgets,
-            billing,
-            &settings,
-        ));
-        let app = Rc::new(
-            web_test::init_service(
-                App::new()
-                    .configure(tollgate_auth::http::configure(http.clone()))
-                    .configure(admin),
-            )
-            .await,
-        );
-        let call: Call = Rc::new(move |req: web_test::TestRequest| {
-            let app = app.clone();
-            Box::pin(async move {
-                app.call(req.to_request())
-                    .await
-                    .unwrap()
-                    .map_into_boxed_body()
-            })
-        });
+        let AdminApp { call, runtime, .. } =
+            start_admin_app(scratch::sqlite_url(), billing, &settings).await;
         let mut server = Server {
             call,
             tokens: Vec::new(),
@@ -597,16 +541,7 @@ impl Server {
             ))
             .await;
         let viewer_id = viewer_signup["user"]["id"].as_str().unwrap().to_owned();
-        http.service
-            .store()
-            .add_member(
-                org.parse::<OrgId>().unwrap(),
-                viewer_id.parse::<UserId>().unwrap(),
-                Role::Viewer,
-                "test",
-            )
-            .await
-            .unwrap();
+        add_member(&runtime, &org, &viewer_id, Role::Viewer).await;
         let login = server
             .json(web_test::TestRequest::post().uri("/auth/login").set_json(
                 json!({"email": "fuzz-viewer@example.com", "password": PASSWORD, "organization_id": org}),
@@ -644,9 +579,7 @@ impl Server {
     }
 
     async fn json(&self, req: web_test::TestRequest) -> Value {
-        let response = (self.call)(req).await;
-        let body = web_test::read_body(response).await;
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
+        call_json(&self.call, req).await
     }
 
     /// Posts `body` to `/graphql` as `token`'s caller: the status and the answer's JSON.
@@ -655,20 +588,12 @@ impl Server {
     }
 
     async fn raw(&self, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
-        let mut req = web_test::TestRequest::post()
-            .uri("/graphql")
-            .insert_header(("content-type", "application/json"))
-            .set_payload(body);
-        if let Some(token) = token {
-            req = req.insert_header(("authorization", format!("Bearer {token}")));
-        }
-        let response = (self.call)(req).await;
-        let status = response.status().as_u16();
-        let body = web_test::read_body(response).await;
-        let answer = serde_json::from_slice(&body).unwrap_or_else(|_| {
-            Value::String(format!("not JSON: {}", String::from_utf8_lossy(&body)))
-        });
-        (status, answer)
+        let request = web_test::TestRequest::post();
+        let (status, answer) = send_graphql(&self.call, request, body, token).await;
+        (
+            status,
+            answer.unwrap_or_else(|text| Value::String(format!("not JSON: {text}"))),
+        )
     }
 }
 

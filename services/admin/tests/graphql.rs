@@ -8,34 +8,25 @@
     clippy::panic,
     reason = "test code: a failed unwrap is a failed test"
 )]
+// A scenario's future holds the app's start-up, whose resolvers nest deeper than the default
+// limit lets the compiler lay out.
+#![recursion_limit = "256"]
 
-use std::rc::Rc;
+mod common;
 
-use actix_web::dev::{Service, ServiceResponse};
-use actix_web::{App, test as web_test};
+use actix_web::test as web_test;
 use serde_json::{Value, json};
-use tollgate_admin::http::{AdminHttp, AdminSettings, configure};
+use tollgate_admin::http::AdminSettings;
 use tollgate_auth::Role;
 use tollgate_auth::store::scratch;
-use tollgate_common::config::SigningKeyConfig;
-use tollgate_common::{Config, OrgId, Secret, UserId};
+use tollgate_common::Secret;
 
-type Call = Rc<
-    dyn Fn(
-        web_test::TestRequest,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ServiceResponse>>>,
->;
+use common::{AdminApp, Call, add_member, call_json, send_graphql, start_admin_app};
 
 struct Admin {
     call: Call,
     runtime: tollgate_auth::AuthRuntime,
     budgets: std::sync::Arc<tollgate_billing::BudgetCounters>,
-}
-
-#[derive(Clone, Copy)]
-enum Db {
-    Sqlite,
-    Postgres,
 }
 
 const PASSWORD: &str = "a long enough passphrase";
@@ -69,51 +60,15 @@ impl Admin {
         billing: tollgate_admin::billing::BillingSetup,
         settings: AdminSettings,
     ) -> Admin {
-        let mut config = Config::parse(
-            "providers: { openai: { kind: openai, api_key: sk-deployment } }",
-            &std::collections::BTreeMap::<String, String>::new(),
-        )
-        .unwrap();
-        config.storage.database_url = Some(match db {
+        let database_url = match db {
             Db::Sqlite => scratch::sqlite_url(),
             Db::Postgres => scratch::postgres_url().await.unwrap(),
-        });
-        config.billing = billing.config.clone();
-        config.auth.signing_keys = vec![SigningKeyConfig {
-            kid: "test".into(),
-            secret: Secret::new("a test signing secret of enough length"),
-        }];
-        let runtime = tollgate_auth::startup::start(&config, true).await.unwrap();
-        let http = runtime.http.clone().unwrap();
-        let catalog = std::sync::Arc::new(tollgate_common::PriceCatalog::built_in().unwrap());
-        let budgets = std::sync::Arc::new(tollgate_billing::BudgetCounters::new(
-            None,
-            tollgate_billing::OnRedisFailure::Local,
-        ));
-        let admin = configure(AdminHttp::new(
-            http.service.clone(),
-            catalog,
-            budgets.clone(),
-            billing,
-            &settings,
-        ));
-        let app = Rc::new(
-            web_test::init_service(
-                App::new()
-                    .configure(tollgate_auth::http::configure(http))
-                    .configure(admin),
-            )
-            .await,
-        );
-        let call: Call = Rc::new(move |req: web_test::TestRequest| {
-            let app = app.clone();
-            Box::pin(async move {
-                app.call(req.to_request())
-                    .await
-                    .unwrap()
-                    .map_into_boxed_body()
-            })
-        });
+        };
+        let AdminApp {
+            call,
+            runtime,
+            budgets,
+        } = start_admin_app(database_url, billing, &settings).await;
         Admin {
             call,
             runtime,
@@ -122,9 +77,7 @@ impl Admin {
     }
 
     async fn json(&self, req: web_test::TestRequest) -> Value {
-        let response = (self.call)(req).await;
-        let body = web_test::read_body(response).await;
-        serde_json::from_slice(&body).unwrap_or(Value::Null)
+        call_json(&self.call, req).await
     }
 
     /// Signs up; returns (user id, org id, access token).
@@ -146,20 +99,7 @@ impl Admin {
     /// A new user with `role` in `org`, logged into it.
     async fn join(&self, org: &str, email: &str, role: Role) -> String {
         let (user, _, _) = self.signup(email).await;
-        self.runtime
-            .http
-            .as_ref()
-            .unwrap()
-            .service
-            .store()
-            .add_member(
-                org.parse::<OrgId>().unwrap(),
-                user.parse::<UserId>().unwrap(),
-                role,
-                "test",
-            )
-            .await
-            .unwrap();
+        add_member(&self.runtime, org, &user, role).await;
         let body = self
             .json(
                 web_test::TestRequest::post().uri("/auth/login").set_json(
@@ -183,24 +123,12 @@ impl Admin {
 
     /// Sends `body` to `/graphql` as it is; the status and the JSON answer.
     async fn raw(&self, method: &str, body: Vec<u8>, token: Option<&str>) -> (u16, Value) {
-        let mut req = match method {
+        let request = match method {
             "GET" => web_test::TestRequest::get(),
             _ => web_test::TestRequest::post(),
-        }
-        .uri("/graphql")
-        .insert_header(("content-type", "application/json"))
-        .set_payload(body);
-        if let Some(token) = token {
-            req = req.insert_header(("authorization", format!("Bearer {token}")));
-        }
-        let response = (self.call)(req).await;
-        let status = response.status().as_u16();
-        let body = web_test::read_body(response).await;
-        (
-            status,
-            serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
-        )
+        };
+        let (status, answer) = send_graphql(&self.call, request, body, token).await;
+        (status, answer.unwrap_or_else(Value::String))
     }
 }
 
@@ -1854,20 +1782,11 @@ async fn own_provider_keys_are_sealed_and_kept_to_their_organization(db: Db) {
     assert!(!context.billing.own_provider_keys);
 }
 
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[actix_web::test]
-            async fn sqlite() {
-                super::$scenario(super::Db::Sqlite).await;
-            }
-            #[actix_web::test]
-            async fn postgres() {
-                super::$scenario(super::Db::Postgres).await;
-            }
-        }
-    )*};
-}
+// Every scenario above, on SQLite and on PostgreSQL, as the auth tests run theirs.
+#[path = "../../auth/tests/common/databases.rs"]
+mod databases;
+
+use databases::{Db, on_both_databases};
 
 on_both_databases!(
     own_provider_keys_are_sealed_and_kept_to_their_organization,

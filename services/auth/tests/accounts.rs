@@ -10,7 +10,6 @@
 //! stolen sessions after a password change, probing sign-ups for known addresses, and the
 //! generated JWT signing key read from a copy of the database.
 
-#[macro_use]
 mod common;
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +29,7 @@ use tollgate_auth::sessions::{StoredSigningSecret, open_signing_secret};
 use tollgate_common::Secret;
 use tollgate_common::config::{Config, LoginThrottleConfig};
 
+use common::on_both_databases;
 use common::{Db, PASSWORD, TestApp, assert_error, fresh_database, peer, request, text};
 
 on_both_databases!(
@@ -254,16 +254,6 @@ async fn forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
 
 // ---- sessions ----
 
-async fn refresh(app: &TestApp, token: &str) -> (StatusCode, Value) {
-    app.call(
-        Method::POST,
-        "/auth/refresh",
-        None,
-        Some(json!({"refresh_token": token})),
-    )
-    .await
-}
-
 async fn sessions_end_a_fixed_time_after_login_however_often_refreshed(db: Db) {
     let app = TestApp::start_with(db, |config| {
         config.auth.session_max_lifetime_secs = 2;
@@ -274,7 +264,7 @@ async fn sessions_end_a_fixed_time_after_login_however_often_refreshed(db: Db) {
     let mut refresh_token = t.refresh.clone();
     let mut access_token = t.access.clone();
     for _ in 0..3 {
-        let (status, pair) = refresh(&app, &refresh_token).await;
+        let (status, pair) = app.refresh(&refresh_token).await;
         assert_eq!(status, StatusCode::OK, "{pair}");
         refresh_token = text(&pair["refresh_token"]);
         access_token = text(&pair["access_token"]);
@@ -284,7 +274,7 @@ async fn sessions_end_a_fixed_time_after_login_however_often_refreshed(db: Db) {
     // ...but does not extend it: two seconds after login the session is over, although each
     // refresh token was issued for 30 days.
     tokio::time::sleep(Duration::from_millis(1400)).await;
-    let got = refresh(&app, &refresh_token).await;
+    let got = app.refresh(&refresh_token).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "invalid_request_error");
     assert_eq!(got.1["error"]["code"], "invalid_refresh_token");
     assert_eq!(
@@ -360,12 +350,12 @@ async fn changing_the_password_ends_every_other_session(db: Db) {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        refresh(&app, &stolen_refresh).await.0,
+        app.refresh(&stolen_refresh).await.0,
         StatusCode::UNAUTHORIZED
     );
     // ...the one that changed the password goes on...
     assert_eq!(app.get("/auth/me", &t.access).await.0, StatusCode::OK);
-    let (status, _) = refresh(&app, &t.refresh).await;
+    let (status, _) = app.refresh(&t.refresh).await;
     assert_eq!(status, StatusCode::OK);
     // ...and only the new password logs in.
     let old = app

@@ -9,12 +9,12 @@
 //! nowhere inside the network, however the address is spelled, unless the operator's
 //! `outbound.allow_hosts` opens it. On SQLite and on PostgreSQL.
 
-#[macro_use]
 mod common;
 
 use actix_web::http::StatusCode;
 use serde_json::json;
 
+use common::on_both_databases;
 use common::{Db, TestApp, assert_error, text};
 
 on_both_databases!(

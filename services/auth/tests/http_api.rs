@@ -8,7 +8,6 @@
 //! The auth service's REST API under `/auth`, end to end through actix, on SQLite and on
 //! PostgreSQL: sessions, keys, tenant isolation, roles, hostile input and login throttling.
 
-#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -23,6 +22,7 @@ use tollgate_auth::{KeyRejection, Role};
 use tollgate_common::config::LoginThrottleConfig;
 use tollgate_common::{OrgId, UserId};
 
+use common::on_both_databases;
 use common::{
     Db, PASSWORD, SIGNING_KID, SIGNING_SECRET, Tenant, TestApp, assert_error, ids, peer, request,
     sorted, text,
@@ -65,26 +65,6 @@ const BAD_CREDENTIALS: &str = "Incorrect email or password.";
 
 fn now_ms() -> i64 {
     tollgate_auth::store::now_ms()
-}
-
-async fn refresh(app: &TestApp, token: &str) -> (StatusCode, Value) {
-    app.call(
-        Method::POST,
-        "/auth/refresh",
-        None,
-        Some(json!({"refresh_token": token})),
-    )
-    .await
-}
-
-async fn logout(app: &TestApp, token: &str) -> (StatusCode, Value) {
-    app.call(
-        Method::POST,
-        "/auth/logout",
-        None,
-        Some(json!({"refresh_token": token})),
-    )
-    .await
 }
 
 /// Adds a user to `owner`'s organization with `role`, and logs them into it. Sign-up is the
@@ -225,7 +205,7 @@ async fn refresh_rotates_and_a_replayed_token_ends_the_session(db: Db) {
     // A second, independent session (another login) must survive what happens to the first.
     let other_session = app.access_token(&t.email, None).await;
 
-    let (status, first) = refresh(&app, &t.refresh).await;
+    let (status, first) = app.refresh(&t.refresh).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["token_type"], "Bearer");
     assert_eq!(first["expires_in"], 900);
@@ -235,17 +215,17 @@ async fn refresh_rotates_and_a_replayed_token_ends_the_session(db: Db) {
     assert_eq!(app.get("/auth/me", &access_1).await.0, StatusCode::OK);
 
     // The new refresh token works...
-    let (status, second) = refresh(&app, &refresh_1).await;
+    let (status, second) = app.refresh(&refresh_1).await;
     assert_eq!(status, StatusCode::OK, "{second}");
     let refresh_2 = text(&second["refresh_token"]);
     let access_2 = text(&second["access_token"]);
 
     // ...a spent one does not, and replaying it revokes the whole session.
-    let replay = refresh(&app, &refresh_1).await;
+    let replay = app.refresh(&refresh_1).await;
     assert_error(&replay, StatusCode::UNAUTHORIZED, "invalid_request_error");
     assert_eq!(replay.1["error"]["code"], "invalid_refresh_token");
-    assert_eq!(refresh(&app, &refresh_2).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(refresh(&app, &t.refresh).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.refresh(&refresh_2).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.refresh(&t.refresh).await.0, StatusCode::UNAUTHORIZED);
     for access in [&t.access, &access_1, &access_2] {
         let got = app.get("/auth/me", access).await;
         assert_error(&got, StatusCode::UNAUTHORIZED, "invalid_request_error");
@@ -254,7 +234,7 @@ async fn refresh_rotates_and_a_replayed_token_ends_the_session(db: Db) {
 
     // Tokens that were never issued, or are absurd, are simply not valid.
     for bogus in ["", "nope", &"x".repeat(5000)] {
-        let got = refresh(&app, bogus).await;
+        let got = app.refresh(bogus).await;
         assert_error(&got, StatusCode::UNAUTHORIZED, "invalid_request_error");
     }
 }
@@ -264,19 +244,19 @@ async fn logout_ends_the_session(db: Db) {
     let t = app.signup("erin@example.com", "Erin's").await;
     assert_eq!(app.get("/auth/me", &t.access).await.0, StatusCode::OK);
 
-    let (status, body) = logout(&app, &t.refresh).await;
+    let (status, body) = app.logout(&t.refresh).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     assert_eq!(body, Value::Null);
 
-    let got = refresh(&app, &t.refresh).await;
+    let got = app.refresh(&t.refresh).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "invalid_request_error");
     let got = app.get("/auth/me", &t.access).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "invalid_request_error");
     assert_eq!(got.1["error"]["code"], "invalid_token");
 
     // Logging out twice, or with an unknown token, is not an error.
-    assert_eq!(logout(&app, &t.refresh).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(logout(&app, "never-issued").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(app.logout(&t.refresh).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(app.logout("never-issued").await.0, StatusCode::NO_CONTENT);
     // Logging out ends the session, not the account.
     let access = app.access_token(&t.email, None).await;
     assert_eq!(app.get("/auth/me", &access).await.0, StatusCode::OK);
@@ -1045,7 +1025,7 @@ async fn admins_manage_every_key_and_every_role_below_owner(db: Db) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let got = app.get("/auth/me", &member).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "invalid_request_error");
-    let got = refresh(&app, &text(&login["refresh_token"])).await;
+    let got = app.refresh(&text(&login["refresh_token"])).await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "invalid_request_error");
     let got = app.get(&member_path, &admin).await;
     assert_error(&got, StatusCode::NOT_FOUND, "not_found_error");

@@ -11,6 +11,8 @@ mod fallback;
 pub mod limits;
 pub mod payments;
 mod script;
+#[cfg(test)]
+mod test_redis;
 pub mod usage;
 
 pub use admission::{

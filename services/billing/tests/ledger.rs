@@ -44,6 +44,22 @@ async fn scalar(store: &AuthStore, sql: &'static str) -> i64 {
         .unwrap()
 }
 
+/// Replays the dead letters named by `ids` (every waiting one when empty), with their text
+/// repaired if `repair_text`: how many were stored and how many refused again.
+async fn replay(
+    sink: &LedgerSink,
+    ledger: &Ledger,
+    ids: &[String],
+    repair_text: bool,
+) -> (usize, usize) {
+    let report = sink
+        .dead_letters()
+        .replay(ledger, ids, repair_text)
+        .await
+        .unwrap();
+    (report.stored, report.refused)
+}
+
 #[tokio::test]
 async fn a_batch_shipped_twice_is_stored_and_rolled_up_once() {
     both(async |store: AuthStore| {
@@ -291,25 +307,13 @@ async fn a_record_the_ledger_refuses_is_set_aside_and_the_rest_is_stored() {
 
         // Replayed while the cause remains: refused again, still waiting.
         let ledger = Ledger::new(store.pool().clone());
-        let report = sink
-            .dead_letters()
-            .replay(&ledger, &[], false)
-            .await
-            .unwrap();
-        assert_eq!((report.stored, report.refused), (0, 2));
+        assert_eq!(replay(&sink, &ledger, &[], false).await, (0, 2));
         refuse_poison(&store, false).await;
-        let report = sink
-            .dead_letters()
-            .replay(&ledger, &["org-d-e700".to_owned()], false)
-            .await
-            .unwrap();
-        assert_eq!((report.stored, report.refused), (1, 0));
-        let report = sink
-            .dead_letters()
-            .replay(&ledger, &[], false)
-            .await
-            .unwrap();
-        assert_eq!(report.stored, 1);
+        assert_eq!(
+            replay(&sink, &ledger, &["org-d-e700".to_owned()], false).await,
+            (1, 0)
+        );
+        assert_eq!(replay(&sink, &ledger, &[], false).await.0, 1);
         assert_eq!(
             scalar(&store, "SELECT COUNT(*) FROM usage_events").await,
             2049
@@ -343,18 +347,8 @@ async fn text_postgres_cannot_hold_is_set_aside_then_repaired() {
     let letters = sink.dead_letters().list(false, 10).await.unwrap();
     assert_eq!(letters.len(), 2);
     let ledger = Ledger::new(store.pool().clone());
-    let report = sink
-        .dead_letters()
-        .replay(&ledger, &[], false)
-        .await
-        .unwrap();
-    assert_eq!((report.stored, report.refused), (0, 2));
-    let report = sink
-        .dead_letters()
-        .replay(&ledger, &[], true)
-        .await
-        .unwrap();
-    assert_eq!((report.stored, report.refused), (2, 0));
+    assert_eq!(replay(&sink, &ledger, &[], false).await, (0, 2));
+    assert_eq!(replay(&sink, &ledger, &[], true).await, (2, 0));
     let users: i64 = scalar(
         &store,
         "SELECT COUNT(*) FROM usage_events WHERE end_user = 'eviluser'",

@@ -17,33 +17,13 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::FileFailurePersistence;
 use tollgate_common::{Config, ConfigError};
 
+mod proptest_config;
+
+use proptest_config::{config, scaled_config};
+
 const EXAMPLE: &str = include_str!("../../../config.example.yaml");
-
-/// `cases` unless `PROPTEST_CASES` asks for another number.
-fn config(cases: u32) -> ProptestConfig {
-    scaled_config(cases, 1)
-}
-
-/// `cases`, or a `share`th of the number `PROPTEST_CASES` asks for: for properties whose cases
-/// cost far more than the others'.
-fn scaled_config(cases: u32, share: u32) -> ProptestConfig {
-    let defaults = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            (defaults.cases / share).max(1)
-        } else {
-            cases
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/proptest-regressions/fuzz_config.txt"
-        )))),
-        ..defaults
-    }
-}
 
 /// What the example refers to, so that it parses as written unless a mutation breaks it.
 fn example_env() -> BTreeMap<String, String> {

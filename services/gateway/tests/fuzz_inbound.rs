@@ -17,7 +17,6 @@ use std::fmt;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use tollgate_common::Secret;
@@ -26,28 +25,10 @@ use tollgate_gateway::GatewayError;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
 
-/// `cases` unless `PROPTEST_CASES` asks for another number.
-fn config(cases: u32) -> ProptestConfig {
-    scaled_config(cases, 1)
-}
+#[path = "../../common/tests/proptest_config/mod.rs"]
+mod proptest_config;
 
-/// `cases`, or a `share`th of the number `PROPTEST_CASES` asks for: for properties whose cases
-/// cost far more than the others'.
-fn scaled_config(cases: u32, share: u32) -> ProptestConfig {
-    let defaults = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            (defaults.cases / share).max(1)
-        } else {
-            cases
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/proptest-regressions/fuzz_inbound.txt"
-        )))),
-        ..defaults
-    }
-}
+use proptest_config::{config, scaled_config};
 
 // ---------------------------------------------------------------------------------------------
 // JSON text, including what `serde_json::Value` cannot hold (huge numbers, raw escapes)

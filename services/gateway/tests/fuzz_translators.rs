@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::{Value, json};
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 use tollgate_common::{Secret, TokenUsage};
@@ -26,22 +25,10 @@ use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::sse::{SseDecoder, SseEvent};
 use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
 
-/// `cases` unless `PROPTEST_CASES` asks for another number.
-fn config(cases: u32) -> ProptestConfig {
-    let defaults = ProptestConfig::default();
-    ProptestConfig {
-        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
-            defaults.cases
-        } else {
-            cases
-        },
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/proptest-regressions/fuzz_translators.txt"
-        )))),
-        ..defaults
-    }
-}
+#[path = "../../common/tests/proptest_config/mod.rs"]
+mod proptest_config;
+
+use proptest_config::config;
 
 const KINDS: [ProviderKind; 4] = [
     ProviderKind::Openai,

@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Stripe, control, hour_start, start};
+use common::{Stripe, control, hour_start, start, start_with_customer};
 use serde_json::{Value, json};
 use tollgate_mock_stripe::{InvoiceSpec, Outage};
 
@@ -248,15 +248,12 @@ async fn requests_stripe_would_refuse_are_refused() {
 
 #[tokio::test]
 async fn completing_a_setup_checkout_attaches_a_default_card() {
-    let mock = start().await;
-    let stripe = Stripe::new(&mock);
-    let customer = stripe.customer("billing@acme.test").await;
+    let (mock, stripe, customer) = start_with_customer("billing@acme.test").await;
     let session = stripe
-        .post(
-            "/v1/checkout/sessions",
+        .checkout_session(
+            "setup",
+            &customer,
             &[
-                ("mode", "setup"),
-                ("customer", &customer),
                 ("currency", "usd"),
                 (
                     "success_url",
@@ -266,8 +263,7 @@ async fn completing_a_setup_checkout_attaches_a_default_card() {
                 ("metadata[org_id]", "org_1"),
             ],
         )
-        .await
-        .ok();
+        .await;
     let id = session["id"].as_str().unwrap();
     assert!(id.starts_with("cs_test_"));
     assert_eq!(session["object"], "checkout.session");
@@ -374,15 +370,12 @@ async fn completing_a_setup_checkout_attaches_a_default_card() {
 
 #[tokio::test]
 async fn a_payment_checkout_tops_up_through_the_page() {
-    let mock = start().await;
-    let stripe = Stripe::new(&mock);
-    let customer = stripe.customer("pay@acme.test").await;
+    let (mock, stripe, customer) = start_with_customer("pay@acme.test").await;
     let session = stripe
-        .post(
-            "/v1/checkout/sessions",
+        .checkout_session(
+            "payment",
+            &customer,
             &[
-                ("mode", "payment"),
-                ("customer", &customer),
                 (
                     "success_url",
                     "https://app.test/credits?session={CHECKOUT_SESSION_ID}",
@@ -397,8 +390,7 @@ async fn a_payment_checkout_tops_up_through_the_page() {
                 ("payment_intent_data[setup_future_usage]", "off_session"),
             ],
         )
-        .await
-        .ok();
+        .await;
     let id = session["id"].as_str().unwrap().to_owned();
     assert_eq!(session["amount_total"], 2000);
     assert_eq!(session["currency"], "usd");
@@ -474,9 +466,7 @@ async fn a_payment_checkout_tops_up_through_the_page() {
 
 #[tokio::test]
 async fn a_portal_session_links_to_the_portal_page() {
-    let mock = start().await;
-    let stripe = Stripe::new(&mock);
-    let customer = stripe.customer("portal@acme.test").await;
+    let (_mock, stripe, customer) = start_with_customer("portal@acme.test").await;
     let session = stripe
         .post(
             "/v1/billing_portal/sessions",
@@ -850,9 +840,7 @@ async fn metered_prices_and_subscriptions() {
 
 #[tokio::test]
 async fn invoices_are_created_paid_and_failed_by_controls() {
-    let mock = start().await;
-    let stripe = Stripe::new(&mock);
-    let customer = stripe.customer("inv@acme.test").await;
+    let (mock, stripe, customer) = start_with_customer("inv@acme.test").await;
 
     let invoice = mock
         .create_invoice(&InvoiceSpec {

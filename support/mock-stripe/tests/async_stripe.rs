@@ -13,7 +13,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{Stripe, hour_start, start};
+use common::{hour_start, start, start_with_customer};
 use serde_json::Value;
 use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest as _};
 use stripe_billing::billing_meter::{
@@ -227,29 +227,21 @@ fn parses_as<T: miniserde::Deserialize>(what: &str, value: &Value) {
 
 #[tokio::test]
 async fn every_object_in_every_event_parses_as_async_stripes_types() {
-    let mock = start().await;
-    let stripe = Stripe::new(&mock);
-    let customer = stripe.customer("types@acme.test").await;
-    let setup = stripe
-        .post(
-            "/v1/checkout/sessions",
-            &[
-                ("mode", "setup"),
-                ("customer", &customer),
-                ("currency", "usd"),
-                ("success_url", "https://app.test/ok"),
-            ],
+    let (mock, stripe, customer) = start_with_customer("types@acme.test").await;
+    stripe
+        .completed_checkout(
+            &mock,
+            "setup",
+            &customer,
+            &[("currency", "usd"), ("success_url", "https://app.test/ok")],
         )
-        .await
-        .ok();
-    mock.complete_checkout(setup["id"].as_str().unwrap())
-        .unwrap();
-    let payment = stripe
-        .post(
-            "/v1/checkout/sessions",
+        .await;
+    stripe
+        .completed_checkout(
+            &mock,
+            "payment",
+            &customer,
             &[
-                ("mode", "payment"),
-                ("customer", &customer),
                 ("success_url", "https://app.test/ok"),
                 ("line_items[0][price_data][currency]", "usd"),
                 ("line_items[0][price_data][unit_amount]", "900"),
@@ -257,10 +249,7 @@ async fn every_object_in_every_event_parses_as_async_stripes_types() {
                 ("line_items[0][quantity]", "1"),
             ],
         )
-        .await
-        .ok();
-    mock.complete_checkout(payment["id"].as_str().unwrap())
-        .unwrap();
+        .await;
     let meter = stripe
         .post(
             "/v1/billing/meters",

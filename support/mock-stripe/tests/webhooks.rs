@@ -216,20 +216,17 @@ async fn only_enabled_event_types_are_delivered() {
     .await;
     let stripe = Stripe::new(&mock);
     let customer = stripe.customer("filter@acme.test").await;
-    let session = stripe
-        .post(
-            "/v1/checkout/sessions",
+    stripe
+        .completed_checkout(
+            &mock,
+            "setup",
+            &customer,
             &[
-                ("mode", "setup"),
-                ("customer", &customer),
                 ("payment_method_types[]", "card"),
                 ("success_url", "https://app.test/ok"),
             ],
         )
-        .await
-        .ok();
-    mock.complete_checkout(session["id"].as_str().unwrap())
-        .unwrap();
+        .await;
     receiver.wait_for(1).await;
     assert!(mock.wait_for_webhooks(Duration::from_secs(5)).await);
     assert_eq!(receiver.event_types(), ["checkout.session.completed"]);

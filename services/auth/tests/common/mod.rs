@@ -29,32 +29,14 @@ pub const SIGNING_SECRET: &str = "an-http-api-test-secret-of-more-than-32-bytes"
 /// A password that passes the policy.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// Generates a `sqlite` and a `postgres` test for each scenario function, which takes a
-/// [`Db`] (the test file imports `Db`).
+mod databases;
+
+pub use databases::Db;
 #[allow(
-    unused_macros,
+    unused_imports,
     reason = "not every test file runs scenarios on both databases"
 )]
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[actix_web::test]
-            async fn sqlite() {
-                super::$scenario(super::Db::Sqlite).await;
-            }
-            #[actix_web::test]
-            async fn postgres() {
-                super::$scenario(super::Db::Postgres).await;
-            }
-        }
-    )*};
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
+pub(crate) use databases::on_both_databases;
 
 /// A database URL for a new, empty database.
 pub async fn fresh_database(db: Db) -> String {
@@ -230,6 +212,21 @@ impl TestApp {
         }
         self.call(Method::POST, "/auth/login", None, Some(body))
             .await
+    }
+
+    /// Trades a refresh token for a new pair; the answer as is.
+    pub async fn refresh(&self, token: &str) -> (StatusCode, Value) {
+        self.post_refresh_token("/auth/refresh", token).await
+    }
+
+    /// Ends the session of a refresh token; the answer as is.
+    pub async fn logout(&self, token: &str) -> (StatusCode, Value) {
+        self.post_refresh_token("/auth/logout", token).await
+    }
+
+    async fn post_refresh_token(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let body = json!({"refresh_token": token});
+        self.call(Method::POST, path, None, Some(body)).await
     }
 
     /// The access token of a successful login.

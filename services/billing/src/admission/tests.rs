@@ -1,22 +1,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
 
 use super::*;
 use crate::fallback::OnRedisFailure;
 use crate::script::{Bucket, Charge};
+use crate::test_redis::redis_at;
 
 fn redis() -> ConnectionManager {
-    let client = ::redis::Client::open("redis://127.0.0.1:6379").unwrap_or_else(|e| panic!("{e}"));
-    ConnectionManager::new_lazy_with_config(
-        client,
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(300)))
-            .set_response_timeout(Some(Duration::from_millis(300)))
-            .set_number_of_retries(0),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    redis_at("redis://127.0.0.1:6379", Duration::from_millis(300))
 }
 
 /// A gate on the local Redis (`shared`) or in process only.
@@ -190,14 +183,7 @@ async fn replicas_admit_exactly_what_fits_in_one_step() {
 /// An unreachable Redis: counted in process, as the policy says.
 #[tokio::test]
 async fn an_unreachable_redis_falls_back_to_the_process() {
-    let client = ::redis::Client::open("redis://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}"));
-    let dead = ConnectionManager::new_lazy_with_config(
-        client,
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(100)))
-            .set_number_of_retries(0),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let dead = redis_at("redis://127.0.0.1:1", Duration::from_millis(100));
     let gate = AdmissionGate::new(
         Arc::new(RateLimiter::new(Some(dead.clone()), OnRedisFailure::Local)),
         Arc::new(BudgetCounters::new(Some(dead), OnRedisFailure::Local)),

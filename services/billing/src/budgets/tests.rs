@@ -1,20 +1,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
 
 use super::*;
+use crate::test_redis::redis_at;
 
 fn redis(url: &str) -> ConnectionManager {
-    let client = ::redis::Client::open(url).unwrap_or_else(|e| panic!("{e}"));
-    ConnectionManager::new_lazy_with_config(
-        client,
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(300)))
-            .set_response_timeout(Some(Duration::from_millis(300)))
-            .set_number_of_retries(0),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    redis_at(url, Duration::from_millis(300))
+}
+
+/// Reserves `amount` against every one of `charges`, failing the test on a Redis error.
+async fn reserve(counters: &BudgetCounters, charges: &[Charge], amount: i64) -> Reservation {
+    counters
+        .reserve(charges, amount)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn charge(counter: &str, limit: i64, baseline: i64) -> Charge {
@@ -42,10 +43,7 @@ async fn concurrent_reservations_never_exceed_the_limit(
         let counters = if i % 2 == 0 { a.clone() } else { b.clone() };
         let charges = charges.clone();
         tasks.push(tokio::spawn(async move {
-            counters
-                .reserve(&charges, 30)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
+            reserve(&counters, &charges, 30).await
         }));
     }
     let mut admitted = 0;
@@ -80,20 +78,13 @@ async fn one_process_without_redis_admits_exactly_what_fits() {
 async fn settling_replaces_the_reservation(counters: BudgetCounters) {
     let counter = unique("settle");
     let charges = [charge(&counter, 100, 10)];
-    let Reservation::Admitted(counted) = counters
-        .reserve(&charges, 60)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-    else {
+    let Reservation::Admitted(counted) = reserve(&counters, &charges, 60).await else {
         panic!("the first reservation fits");
     };
     assert_eq!(counters.read(&counter).await, Some((10, 60)));
     // Another 60 does not fit while the first is in flight...
     assert_eq!(
-        counters
-            .reserve(&charges, 60)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
+        reserve(&counters, &charges, 60).await,
         Reservation::Exhausted {
             index: 0,
             spent: 10,
@@ -106,10 +97,7 @@ async fn settling_replaces_the_reservation(counters: BudgetCounters) {
         .await;
     assert_eq!(counters.read(&counter).await, Some((30, 0)));
     assert!(matches!(
-        counters
-            .reserve(&charges, 60)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
+        reserve(&counters, &charges, 60).await,
         Reservation::Admitted(_)
     ));
 }
@@ -131,10 +119,7 @@ async fn a_request_is_charged_to_all_its_budgets_or_none() {
     let (roomy, tight) = (unique("roomy"), unique("tight"));
     let charges = [charge(&roomy, 1_000, 0), charge(&tight, 50, 0)];
     assert_eq!(
-        counters
-            .reserve(&charges, 60)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
+        reserve(&counters, &charges, 60).await,
         Reservation::Exhausted {
             index: 1,
             spent: 0,
@@ -149,10 +134,7 @@ async fn an_unreachable_redis_falls_back_or_refuses() {
     let local = BudgetCounters::new(Some(redis("redis://127.0.0.1:1")), OnRedisFailure::Local);
     let charges = [charge(&unique("down"), 100, 0)];
     assert_eq!(
-        local
-            .reserve(&charges, 10)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
+        reserve(&local, &charges, 10).await,
         Reservation::Admitted(Counted::Local)
     );
     let closed = BudgetCounters::new(Some(redis("redis://127.0.0.1:1")), OnRedisFailure::Reject);

@@ -33,6 +33,14 @@ pub async fn start_with(config: MockStripeConfig) -> MockStripe {
     MockStripe::start(config).await.expect("mock Stripe starts")
 }
 
+/// A fresh mock, a client of it, and the id of a customer with `email`.
+pub async fn start_with_customer(email: &str) -> (MockStripe, Stripe, String) {
+    let mock = start().await;
+    let stripe = Stripe::new(&mock);
+    let customer = stripe.customer(email).await;
+    (mock, stripe, customer)
+}
+
 /// An answer from the API.
 #[derive(Debug)]
 pub struct Reply {
@@ -162,6 +170,34 @@ impl Stripe {
             .as_str()
             .unwrap()
             .to_owned()
+    }
+
+    /// An open Checkout Session for `customer` in `mode` (`setup` or `payment`), with `params`
+    /// besides.
+    pub async fn checkout_session(
+        &self,
+        mode: &str,
+        customer: &str,
+        params: &[(&str, &str)],
+    ) -> Value {
+        let mut all = vec![("mode", mode), ("customer", customer)];
+        all.extend_from_slice(params);
+        self.post("/v1/checkout/sessions", &all).await.ok()
+    }
+
+    /// A Checkout Session as [`Stripe::checkout_session`] opens it, then completed with the
+    /// default test card as if in a browser.
+    pub async fn completed_checkout(
+        &self,
+        mock: &MockStripe,
+        mode: &str,
+        customer: &str,
+        params: &[(&str, &str)],
+    ) -> Value {
+        let session = self.checkout_session(mode, customer, params).await;
+        mock.complete_checkout(session["id"].as_str().unwrap())
+            .unwrap();
+        session
     }
 }
 
