@@ -3,7 +3,7 @@
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-use crate::{Gateway, PROVIDER_KEY, chat_status, scratch_dir, signup, write_config};
+use crate::{Gateway, PROVIDER_KEY, chat_status, graphql, scratch_dir, signup, write_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_serves_the_callers_organization() {
@@ -14,29 +14,24 @@ async fn graphql_serves_the_callers_organization() {
     let tenant = signup(&gateway.url, "admin-e2e@example.com").await;
     let client = reqwest::Client::new();
 
-    let res = client
-        .post(format!("{}/graphql", gateway.url))
-        .bearer_auth(&tenant.access_token)
-        .json(&serde_json::json!({"query": "{ viewer { email role } keys { id status } }"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.unwrap();
+    let body = graphql(
+        &gateway.url,
+        Some(&tenant.access_token),
+        "{ viewer { email role } keys { id status } }",
+    )
+    .await;
     assert_eq!(body["data"]["viewer"]["email"], "admin-e2e@example.com");
     assert_eq!(body["data"]["viewer"]["role"], "OWNER");
     assert_eq!(body["data"]["keys"][0]["id"], tenant.key_id.as_str());
     assert_eq!(body["data"]["keys"][0]["status"], "active");
 
     // the key a GraphQL mutation creates works at the gateway at once
-    let res = client
-        .post(format!("{}/graphql", gateway.url))
-        .bearer_auth(&tenant.access_token)
-        .json(&serde_json::json!({"query": "mutation { createKey(input: {name: \"from-graphql\"}) { secret } }"}))
-        .send()
-        .await
-        .unwrap();
-    let body: serde_json::Value = res.json().await.unwrap();
+    let body = graphql(
+        &gateway.url,
+        Some(&tenant.access_token),
+        r#"mutation { createKey(input: {name: "from-graphql"}) { secret } }"#,
+    )
+    .await;
     let secret = body["data"]["createKey"]["secret"]
         .as_str()
         .unwrap()
@@ -44,13 +39,7 @@ async fn graphql_serves_the_callers_organization() {
     assert_eq!(chat_status(&gateway.url, &secret).await, 200);
 
     // without a token: an error with its code, not an HTTP failure
-    let res = client
-        .post(format!("{}/graphql", gateway.url))
-        .json(&serde_json::json!({"query": "{ teams { id } }"}))
-        .send()
-        .await
-        .unwrap();
-    let body: serde_json::Value = res.json().await.unwrap();
+    let body = graphql(&gateway.url, None, "{ teams { id } }").await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
 
     // GraphiQL, and introspection without a token, only with `admin.graphiql: true`
@@ -60,13 +49,7 @@ async fn graphql_serves_the_callers_organization() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
-    let res = client
-        .post(format!("{}/graphql", gateway.url))
-        .json(&serde_json::json!({"query": "{ __schema { queryType { name } } }"}))
-        .send()
-        .await
-        .unwrap();
-    let body: serde_json::Value = res.json().await.unwrap();
+    let body = graphql(&gateway.url, None, "{ __schema { queryType { name } } }").await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
     drop(gateway);
     write_config(&dir, &mock, "\nadmin: { graphiql: true }\n");

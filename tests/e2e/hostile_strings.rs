@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-use crate::{Gateway, PROVIDER_KEY, fresh_postgres_database, scratch_dir, signup, write_config};
+use crate::{
+    Gateway, PROVIDER_KEY, fresh_postgres_database, graphql, scratch_dir, signup, write_config,
+};
 
 async fn post(url: &str, key: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut request = reqwest::Client::new()
@@ -145,16 +147,12 @@ async fn hostile_tenant_cannot_stop_anyone_elses_usage(database: &str, config: &
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log: Value = reqwest::Client::new()
-        .post(format!("{}/graphql", gateway.url))
-        .bearer_auth(&victim.access_token)
-        .json(&json!({"query": "{ requests { items { endUser requestedModel status } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log = graphql(
+        &gateway.url,
+        Some(&victim.access_token),
+        "{ requests { items { endUser requestedModel status } } }",
+    )
+    .await;
     let items = log["data"]["requests"]["items"].as_array().unwrap();
     assert!(items.iter().any(|i| i["endUser"] == "alice"), "{log}");
     // Nothing of the hostile tenant shows in the victim's log.

@@ -1,12 +1,8 @@
 //! End-to-end: the real `tollgate` binary, started as a process against mock providers, driven
 //! by real clients (the official OpenAI Python SDK, plain HTTP) and its own CLI.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -289,6 +285,23 @@ async fn wait_for_usage_rows(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A GraphQL request to the admin API, with an access token or as a stranger; the JSON answer
+/// (GraphQL answers 200 with `errors` for a refusal).
+async fn graphql(gateway: &str, token: Option<&str>, query: &str) -> serde_json::Value {
+    let request = reqwest::Client::new().post(format!("{gateway}/graphql"));
+    let request = match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    let res = request
+        .json(&serde_json::json!({"query": query}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
 }
 
 /// Gives the organization of `access_token` a monthly budget of `limit_usd`.

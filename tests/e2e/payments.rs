@@ -14,21 +14,9 @@ use tollgate_mock_provider::{MockConfig, MockServer};
 use tollgate_mock_stripe::{InvoiceSpec, MockStripe, MockStripeConfig};
 
 use crate::{
-    Gateway, REDIS_URL, TOLLGATE, fresh_postgres_database, scratch_dir, signup, write_billed_config,
+    Gateway, REDIS_URL, TOLLGATE, fresh_postgres_database, graphql, scratch_dir, signup,
+    write_billed_config,
 };
-
-async fn graphql(gateway: &str, token: &str, query: &str) -> Value {
-    reqwest::Client::new()
-        .post(format!("{gateway}/graphql"))
-        .bearer_auth(token)
-        .json(&json!({"query": query}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 async fn chat(gateway: &str, key: &str) -> (u16, Value) {
     chat_with(&reqwest::Client::new(), gateway, key).await
@@ -60,7 +48,7 @@ fn start_billed(config: &Path, data: &Path, stripe: &MockStripe) -> Gateway {
 /// Starts a Stripe Checkout with the GraphQL `mutation` and completes it at `stripe`, as the
 /// customer's browser would.
 async fn complete_checkout(gateway: &str, access_token: &str, stripe: &MockStripe, mutation: &str) {
-    let answer = graphql(gateway, access_token, mutation).await;
+    let answer = graphql(gateway, Some(access_token), mutation).await;
     let url = answer["data"]["startCheckout"]["url"]
         .as_str()
         .unwrap_or_else(|| panic!("{answer}"))
@@ -72,7 +60,7 @@ async fn complete_checkout(gateway: &str, access_token: &str, stripe: &MockStrip
 /// A decimal field of the billing page: `field` is its path in `query`'s answer under
 /// `billing`.
 async fn billing_usd(gateway: &str, access_token: &str, query: &str, field: &[&str]) -> Decimal {
-    let answer = graphql(gateway, access_token, query).await;
+    let answer = graphql(gateway, Some(access_token), query).await;
     let mut value = &answer["data"]["billing"];
     for name in field {
         value = &value[*name];
@@ -110,7 +98,7 @@ async fn requests_around_now(gateway: &str, access_token: &str) -> i64 {
         now - 86_400_000,
         now + 86_400_000
     );
-    let usage = graphql(gateway, access_token, &totals).await;
+    let usage = graphql(gateway, Some(access_token), &totals).await;
     usage["data"]["usageTotals"][0]["figures"]["requests"]
         .as_i64()
         .unwrap_or(0)
@@ -221,7 +209,7 @@ async fn card_usage_meter_failed_payment_and_payment_again() {
     eventually("the card on the billing page", async || {
         let billing = graphql(
             &gateway.url,
-            &owner.access_token,
+            Some(&owner.access_token),
             "{ billing { enabled standing paymentMethod { brand last4 } } }",
         )
         .await;
@@ -236,7 +224,7 @@ async fn card_usage_meter_failed_payment_and_payment_again() {
     eventually("the requests in the ledger", async || {
         let usage = graphql(
             &gateway.url,
-            &owner.access_token,
+            Some(&owner.access_token),
             "{ billing { currentPeriod { runningUsd } } }",
         )
         .await;
@@ -297,7 +285,7 @@ async fn card_usage_meter_failed_payment_and_payment_again() {
     .await;
     let billing = graphql(
         &gateway.url,
-        &owner.access_token,
+        Some(&owner.access_token),
         "{ billing { standing invoices { id status } } }",
     )
     .await;
@@ -309,7 +297,7 @@ async fn card_usage_meter_failed_payment_and_payment_again() {
     .await;
     let billing = graphql(
         &gateway.url,
-        &owner.access_token,
+        Some(&owner.access_token),
         "{ billing { standing invoices { id status } } }",
     )
     .await;
@@ -319,7 +307,7 @@ async fn card_usage_meter_failed_payment_and_payment_again() {
     // plans, by the operator: bring-your-own-key only where the deployment offers it
     let viewer = graphql(
         &gateway.url,
-        &owner.access_token,
+        Some(&owner.access_token),
         "{ viewer { organization { id } } }",
     )
     .await;
@@ -395,7 +383,7 @@ async fn concurrent_usage_never_overdraws_prepaid_credit() {
     eventually("the credit on the billing page", async || {
         let billing = graphql(
             &gateway.url,
-            &owner.access_token,
+            Some(&owner.access_token),
             "{ billing { creditUsd } }",
         )
         .await;
@@ -487,7 +475,7 @@ async fn concurrent_usage_on_two_replicas_never_overdraws_prepaid_credit() {
     eventually("the credit on the billing page", async || {
         let billing = graphql(
             &replicas[1].url,
-            &owner.access_token,
+            Some(&owner.access_token),
             "{ billing { creditUsd } }",
         )
         .await;
@@ -579,14 +567,14 @@ async fn own_provider_keys_are_used_and_billed_as_a_platform_fee() {
         format!("mutation {{ setProviderKey(provider: \"openai\", apiKey: \"{key}\") {{ hint }} }}")
     };
 
-    let answer = graphql(&gateway.url, &owner.access_token, &set_key(OWN_KEY)).await;
+    let answer = graphql(&gateway.url, Some(&owner.access_token), &set_key(OWN_KEY)).await;
     assert_eq!(
         answer["data"]["setProviderKey"]["hint"], "…5678",
         "{answer}"
     );
     let to_own_keys = "mutation { setBillingPlan(plan: BRING_YOUR_OWN_KEY) }";
     // the platform fee is charged to a card: none yet
-    let answer = graphql(&gateway.url, &owner.access_token, to_own_keys).await;
+    let answer = graphql(&gateway.url, Some(&owner.access_token), to_own_keys).await;
     assert_eq!(
         answer["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
         "{answer}"
@@ -599,7 +587,7 @@ async fn own_provider_keys_are_used_and_billed_as_a_platform_fee() {
     )
     .await;
     eventually("the card", async || {
-        let answer = graphql(&gateway.url, &owner.access_token, to_own_keys).await;
+        let answer = graphql(&gateway.url, Some(&owner.access_token), to_own_keys).await;
         answer["data"]["setBillingPlan"] == true
     })
     .await;
@@ -615,7 +603,7 @@ async fn own_provider_keys_are_used_and_billed_as_a_platform_fee() {
     // a key the provider refuses: the organization is told, the target stays usable
     graphql(
         &gateway.url,
-        &owner.access_token,
+        Some(&owner.access_token),
         &set_key("sk-org-wrong-0000"),
     )
     .await;
@@ -626,7 +614,7 @@ async fn own_provider_keys_are_used_and_billed_as_a_platform_fee() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(!message.contains("sk-org-wrong"), "{message}");
     }
-    graphql(&gateway.url, &owner.access_token, &set_key(OWN_KEY)).await;
+    graphql(&gateway.url, Some(&owner.access_token), &set_key(OWN_KEY)).await;
     let (status, body) = chat(&gateway.url, &owner.key).await;
     assert_eq!(
         status, 200,
@@ -637,7 +625,7 @@ async fn own_provider_keys_are_used_and_billed_as_a_platform_fee() {
     // no key for the provider: refused, the deployment's key is not used instead
     graphql(
         &gateway.url,
-        &owner.access_token,
+        Some(&owner.access_token),
         "mutation { deleteProviderKey(provider: \"openai\") }",
     )
     .await;
@@ -650,7 +638,7 @@ async fn own_provider_keys_are_used_and_billed_as_a_platform_fee() {
     eventually("the platform fee on the billing page", async || {
         let billing = graphql(
             &gateway.url,
-            &owner.access_token,
+            Some(&owner.access_token),
             "{ billing { plan currentPeriod { runningUsd providerCostUsd } } }",
         )
         .await;

@@ -297,13 +297,6 @@ fn rate_limited(per_minute: u32, wait: Duration) -> ServerError {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        reason = "test code: a failed unwrap is a failed test"
-    )]
-
     use super::*;
 
     fn shape(query: &str) -> ServerResult<()> {

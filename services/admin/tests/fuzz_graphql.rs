@@ -8,12 +8,8 @@
 //! `PROPTEST_CASES=10000` runs more. Inputs that once failed are replayed first from
 //! `tests/proptest-regressions/`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 // The server's future holds the app's start-up, whose resolvers nest deeper than the default
 // limit lets the compiler lay out.
 #![recursion_limit = "256"]

@@ -2,12 +2,8 @@
 //! mutation as the roles allowed and refused, another organization's ids always not found,
 //! error codes, depth and complexity limits, and the committed schema.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 // A scenario's future holds the app's start-up, whose resolvers nest deeper than the default
 // limit lets the compiler lay out.
 #![recursion_limit = "256"]

@@ -871,12 +871,6 @@ async fn method_not_allowed(req: HttpRequest) -> Reply {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        reason = "test code: a failed unwrap is a failed test"
-    )]
-
     use actix_web::FromRequest;
     use actix_web::dev::Payload;
     use actix_web::test::TestRequest;

@@ -379,6 +379,13 @@ mod tests {
         }
     }
 
+    impl MapSource {
+        /// Changes a stored record behind the cache's back, as another process would.
+        fn edit(&self, key_hash: &str, change: impl FnOnce(&mut KeyRecord)) {
+            change(self.records.lock().unwrap().get_mut(key_hash).unwrap());
+        }
+    }
+
     fn record(hash: &str) -> KeyRecord {
         KeyRecord {
             id: KeyId::generate(),
@@ -434,13 +441,7 @@ mod tests {
     async fn eviction_makes_changes_visible_at_once() {
         let (source, cache, secret, rec) = setup();
         cache.verify(&secret).await.unwrap();
-        source
-            .records
-            .lock()
-            .unwrap()
-            .get_mut(&rec.key_hash)
-            .unwrap()
-            .revoked_at = Some(1);
+        source.edit(&rec.key_hash, |key| key.revoked_at = Some(1));
         // still cached
         assert!(cache.verify(&secret).await.is_ok());
         cache.evict(&rec.key_hash);
@@ -450,13 +451,7 @@ mod tests {
     #[tokio::test]
     async fn expiry_is_checked_on_every_hit() {
         let (source, cache, secret, rec) = setup();
-        source
-            .records
-            .lock()
-            .unwrap()
-            .get_mut(&rec.key_hash)
-            .unwrap()
-            .expires_at = Some(now_ms() + 150);
+        source.edit(&rec.key_hash, |key| key.expires_at = Some(now_ms() + 150));
         assert!(cache.verify(&secret).await.is_ok());
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(cache.verify(&secret).await, Err(KeyRejection::Expired));

@@ -1,9 +1,5 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 //! Accounts and sessions under attack, through the REST API: bursts of password guesses,
 //! lockouts from elsewhere, forged client addresses, sessions that outlive their welcome,

@@ -1,9 +1,5 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 //! Where an organization may point its alert webhook, through `PUT /auth/alerts/webhook`:
 //! nowhere inside the network, however the address is spelled, unless the operator's

@@ -1,9 +1,5 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 //! The auth service's REST API under `/auth`, end to end through actix, on SQLite and on
 //! PostgreSQL: sessions, keys, tenant isolation, roles, hostile input and login throttling.

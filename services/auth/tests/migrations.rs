@@ -1,9 +1,5 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 //! The PostgreSQL and SQLite migrations build the same schema: the same tables, each with the
 //! same columns and the same named indexes. Every store query runs on both, so a column or an

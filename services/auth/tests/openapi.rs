@@ -1,12 +1,8 @@
 //! Every `/auth` route served is documented in api-schema/openapi.yaml, and nothing more.
 //! (The gateway's own routes are checked in services/gateway/src/server.rs.)
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 use actix_web::http::Method;
 use actix_web::{App, test};

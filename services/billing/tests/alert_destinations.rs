@@ -1,12 +1,8 @@
 //! Where budget alerts may be delivered: never inside the network unless the operator opened
 //! it, whatever webhook URL is stored, and never where a redirect points. On both databases.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 mod common;
 

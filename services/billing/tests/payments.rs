@@ -4,12 +4,8 @@
 //! reconciliation (once per run whatever the number of processes, read-only at Stripe), and
 //! webhooks (duplicates, out-of-order delivery, top-ups, cards).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 mod common;
 

@@ -10,12 +10,8 @@
 //!
 //! Persistence across a restart is embedded-only: the server keeps data by itself.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

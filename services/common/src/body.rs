@@ -276,13 +276,6 @@ impl MessageBody for UnreadBodyHeld {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        reason = "test code: a failed unwrap is a failed test"
-    )]
-
     use std::io::{Read, Write};
     use std::net::TcpStream;
     use std::time::Instant;

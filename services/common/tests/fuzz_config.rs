@@ -6,12 +6,8 @@
 //! Each property runs a bounded number of cases; `PROPTEST_CASES=10000` runs more.
 //! Inputs that once failed are replayed first from `tests/proptest-regressions/`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 use std::collections::BTreeMap;
 

@@ -180,27 +180,7 @@ enum OrgsCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create a virtual key and print it (shown only this once).
-    Create {
-        #[arg(long)]
-        org: String,
-        /// The organization's first team when absent.
-        #[arg(long)]
-        team: Option<String>,
-        #[arg(long)]
-        name: Option<String>,
-        /// Models the key may use: names or globs, comma-separated; all when absent.
-        #[arg(long, value_delimiter = ',')]
-        models: Vec<String>,
-        #[arg(long)]
-        rpm: Option<i64>,
-        #[arg(long)]
-        tpm: Option<i64>,
-        /// Budget in USD, e.g. 25.00.
-        #[arg(long)]
-        budget: Option<String>,
-        #[arg(long)]
-        expires_in_days: Option<u32>,
-    },
+    Create(operator::KeyOptions),
     /// List an organization's keys (never their secrets).
     List {
         #[arg(long)]
@@ -234,28 +214,7 @@ fn main() -> ExitCode {
         Command::Keys { config, command } => operate(config, move |c| {
             Box::pin(async move {
                 match command {
-                    KeysCommand::Create {
-                        org,
-                        team,
-                        name,
-                        models,
-                        rpm,
-                        tpm,
-                        budget,
-                        expires_in_days,
-                    } => {
-                        let options = operator::KeyOptions {
-                            org,
-                            team,
-                            name,
-                            models,
-                            rpm,
-                            tpm,
-                            budget,
-                            expires_in_days,
-                        };
-                        operator::create_key(&c, options).await
-                    }
+                    KeysCommand::Create(options) => operator::create_key(&c, options).await,
                     KeysCommand::List { org } => operator::list_keys(&c, &org).await,
                     KeysCommand::Revoke { org, key_id } => {
                         operator::revoke_key(&c, &org, &key_id).await
@@ -496,7 +455,7 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
         &tollgate_admin::http::AdminSettings::from_config(config),
     ));
     let routes = tollgate_auth::http::configure(http);
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(CloseUnreadBodies)
             .app_data(store.clone())
@@ -505,16 +464,11 @@ async fn serve_auth_only(config: &Config) -> anyhow::Result<ExitCode> {
             .configure(tollgate_admin::dashboard::configure)
             .configure(health_routes)
     })
-    .tcp_nodelay(true);
-    if let Some(workers) = config.server.workers {
-        server = server.workers(workers);
-    }
-    let server = server
-        .bind(config.server.listen)
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    tracing::info!(addr = %config.server.listen, "tollgate auth service listening");
-    server.run().await.context("server stopped with an error")?;
-    Ok(ExitCode::SUCCESS)
+    .tcp_nodelay(true)
+    .workers(workers(config))
+    .bind(config.server.listen)
+    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    run_until_stopped(server.run(), config, "auth").await
 }
 
 /// `serve --only billing`: the ledger's side of a split deployment (the usage stream consumer,
@@ -568,9 +522,7 @@ async fn serve_billing_only(config: &Config) -> anyhow::Result<ExitCode> {
     .tcp_nodelay(true)
     .bind(config.server.listen)
     .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    tracing::info!(addr = %config.server.listen, "tollgate billing service listening");
-    server.run().await.context("server stopped with an error")?;
-    Ok(ExitCode::SUCCESS)
+    run_until_stopped(server.run(), config, "billing").await
 }
 
 /// `telemetry.metrics_token`, for a process without the gateway's own `/metrics`.
@@ -612,7 +564,7 @@ async fn serve_cache_only(config: &Config) -> anyhow::Result<ExitCode> {
             .with_body_limits(BodyLimits::model_calls(&config.server)),
     );
     // The cache fails open (a broken store is a miss), so serving is being ready.
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .wrap(CloseUnreadBodies)
             .configure(routes.clone())
@@ -629,15 +581,29 @@ async fn serve_cache_only(config: &Config) -> anyhow::Result<ExitCode> {
                 }),
             )
     })
-    .tcp_nodelay(true);
-    if let Some(workers) = config.server.workers {
-        server = server.workers(workers);
-    }
-    let server = server
-        .bind(config.server.listen)
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    tracing::info!(addr = %config.server.listen, "tollgate cache service listening");
-    server.run().await.context("server stopped with an error")?;
+    .tcp_nodelay(true)
+    .workers(workers(config))
+    .bind(config.server.listen)
+    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    run_until_stopped(server.run(), config, "cache").await
+}
+
+/// The worker threads of a single-service process: `server.workers`, else one per core (as
+/// actix-web would choose).
+fn workers(config: &Config) -> usize {
+    config.server.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    })
+}
+
+/// Serves a single-service process until it is stopped.
+async fn run_until_stopped(
+    server: actix_web::dev::Server,
+    config: &Config,
+    service: &str,
+) -> anyhow::Result<ExitCode> {
+    tracing::info!(addr = %config.server.listen, "tollgate {service} service listening");
+    server.await.context("server stopped with an error")?;
     Ok(ExitCode::SUCCESS)
 }
 

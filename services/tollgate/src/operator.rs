@@ -111,14 +111,26 @@ pub async fn list_orgs(config: &Config) -> anyhow::Result<()> {
 }
 
 /// What `tollgate keys create` takes.
+#[derive(clap::Args)]
 pub struct KeyOptions {
+    #[arg(long)]
     pub org: String,
+    /// The organization's first team when absent.
+    #[arg(long)]
     pub team: Option<String>,
+    #[arg(long)]
     pub name: Option<String>,
+    /// Models the key may use: names or globs, comma-separated; all when absent.
+    #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    #[arg(long)]
     pub rpm: Option<i64>,
+    #[arg(long)]
     pub tpm: Option<i64>,
+    /// Budget in USD, e.g. 25.00.
+    #[arg(long)]
     pub budget: Option<String>,
+    #[arg(long)]
     pub expires_in_days: Option<u32>,
 }
 

@@ -1,9 +1,5 @@
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 //! The workspace keeps the shape ARCHITECTURE.md draws: `common` at the bottom; the services
 //! (`gateway`, `auth`, `cache`, `billing`) on it and never on each other; `admin` above them;

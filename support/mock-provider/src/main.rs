@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
+use tokio::signal::unix::{SignalKind, signal};
 use tollgate_mock_provider::{MockConfig, MockServer};
 
 /// Mock LLM provider speaking the OpenAI, Azure OpenAI, Anthropic and Gemini wire formats.
@@ -89,20 +90,11 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-#[cfg(unix)]
+/// Waits for SIGTERM (how a supervisor stops a process) or Ctrl-C.
 async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
     tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+        _ = terminate.recv() => Ok(()),
+        interrupted = tokio::signal::ctrl_c() => Ok(interrupted?),
     }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-async fn shutdown_signal() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await?;
-    Ok(())
 }

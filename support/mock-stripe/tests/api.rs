@@ -2,12 +2,8 @@
 //! idempotency, Checkout, the portal, meters and meter events, prices, subscriptions, invoices,
 //! payment methods, and failure injection.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 mod common;
 

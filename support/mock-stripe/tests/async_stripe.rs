@@ -2,12 +2,8 @@
 //! encoded as it encodes them, and its typed answers must parse strictly (every field its
 //! structs require present, with values its enums know).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
 
 mod common;
 

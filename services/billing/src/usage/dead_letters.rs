@@ -309,35 +309,13 @@ mod tests {
 
     use super::*;
 
+    /// A record whose free text is full of what the dead-letter table must clean.
     fn record() -> UsageRecord {
         UsageRecord {
-            event_id: "e".into(),
-            request_id: "r".into(),
-            time_ms: 0,
-            org_id: "o".into(),
-            team_id: None,
-            key_id: None,
-            user_id: None,
             end_user: Some(format!("u\u{0}{}", "é".repeat(300))),
             tags: BTreeMap::from([("a\u{1b}".to_owned(), "v\u{0}".to_owned())]),
-            endpoint: "chat".into(),
             requested_model: "m\u{0}".into(),
-            provider: None,
-            provider_model: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            cached_tokens: 0,
-            usage_estimated: false,
-            cost_pico: None,
-            reserved_pico: 0,
-            saved_pico: None,
-            latency_ms: 0,
-            ttft_ms: None,
-            status: 200,
-            error: None,
-            cache: "off".into(),
-            attempts: 1,
-            stream: false,
+            ..crate::usage::journal::tests::record(0)
         }
     }
 

@@ -499,7 +499,7 @@ fn read_position(dir: &Path) -> io::Result<Option<Position>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn record(n: u32) -> UsageRecord {

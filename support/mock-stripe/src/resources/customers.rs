@@ -8,7 +8,8 @@ use crate::form::Params;
 use crate::ids;
 use crate::state::Ctx;
 
-const FIELDS: &[&str] = &[
+/// What an update may change; a new customer may also name a `payment_method` to attach.
+const UPDATABLE: &[&str] = &[
     "address",
     "balance",
     "description",
@@ -17,7 +18,6 @@ const FIELDS: &[&str] = &[
     "invoice_settings",
     "metadata",
     "name",
-    "payment_method",
     "phone",
     "preferred_locales",
     "tax_exempt",
@@ -27,7 +27,12 @@ const ADDRESS: &[&str] = &["city", "country", "line1", "line2", "postal_code", "
 const INVOICE_SETTINGS: &[&str] = &["default_payment_method", "footer"];
 
 pub(crate) fn create(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
-    p.only(FIELDS)?;
+    let allowed: Vec<&str> = UPDATABLE
+        .iter()
+        .copied()
+        .chain(["payment_method"])
+        .collect();
+    p.only(&allowed)?;
     p.only_under(&["address"], ADDRESS)?;
     p.only_under(&["invoice_settings"], INVOICE_SETTINGS)?;
     let id = ids::of(ids::kind::CUSTOMER);
@@ -91,19 +96,7 @@ pub(crate) fn create(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
 }
 
 pub(crate) fn update(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, ApiError> {
-    p.only(&[
-        "address",
-        "balance",
-        "description",
-        "email",
-        "invoice_prefix",
-        "invoice_settings",
-        "metadata",
-        "name",
-        "phone",
-        "preferred_locales",
-        "tax_exempt",
-    ])?;
+    p.only(UPDATABLE)?;
     p.only_under(&["address"], ADDRESS)?;
     p.only_under(&["invoice_settings"], INVOICE_SETTINGS)?;
     let old = ctx.find(id, "customer", "customer", None)?;

@@ -125,21 +125,7 @@ pub(crate) fn create(ctx: &mut Ctx<'_>, p: &Params) -> Result<Value, ApiError> {
         .str(&["default_payment_method"])?
         .filter(|s| !s.is_empty())
     {
-        Some(pm) => {
-            let method = ctx.find(
-                pm,
-                "payment_method",
-                "PaymentMethod",
-                Some("default_payment_method"),
-            )?;
-            if method["customer"].as_str() != Some(customer.as_str()) {
-                return Err(ApiError::invalid(format!(
-                    "The payment method {pm} is not attached to customer {customer}."
-                ))
-                .param("default_payment_method"));
-            }
-            json!(pm)
-        }
+        Some(pm) => default_payment_method(ctx, pm, &customer)?,
         None => Value::Null,
     };
     let item_count = items.len();
@@ -307,23 +293,33 @@ pub(crate) fn update(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, A
         subscription["default_payment_method"] = if pm.is_empty() {
             Value::Null
         } else {
-            let method = ctx.find(
-                pm,
-                "payment_method",
-                "PaymentMethod",
-                Some("default_payment_method"),
-            )?;
-            if method["customer"] != subscription["customer"] {
-                return Err(ApiError::invalid(format!(
-                    "The payment method {pm} is not attached to this subscription's customer."
-                ))
-                .param("default_payment_method"));
-            }
-            json!(pm)
+            let customer = subscription["customer"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            default_payment_method(ctx, pm, &customer)?
         };
     }
     apply_metadata(&mut subscription, p)?;
     save_update(ctx, &old, subscription)
+}
+
+/// `default_payment_method`: a payment method of the subscription's customer, as Stripe
+/// requires.
+fn default_payment_method(ctx: &Ctx<'_>, pm: &str, customer: &str) -> Result<Value, ApiError> {
+    let method = ctx.find(
+        pm,
+        "payment_method",
+        "PaymentMethod",
+        Some("default_payment_method"),
+    )?;
+    if method["customer"].as_str() != Some(customer) {
+        return Err(ApiError::invalid(format!(
+            "The payment method {pm} is not attached to customer {customer}."
+        ))
+        .param("default_payment_method"));
+    }
+    Ok(json!(pm))
 }
 
 pub(crate) fn cancel(ctx: &mut Ctx<'_>, p: &Params, id: &str) -> Result<Value, ApiError> {

@@ -1,13 +1,9 @@
 //! A form-encoding client that talks to the mock as a Stripe client library would, and a tiny
 //! webhook receiver on a real socket that records what it gets and answers as scripted.
 
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    reason = "test harness: a failed unwrap is a failed test; each test file uses part of it"
-)]
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
+#![allow(dead_code, reason = "each test file uses part of the harness")]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
