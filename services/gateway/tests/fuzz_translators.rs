@@ -83,16 +83,16 @@ fn embeddings_request(encoding_format: Option<&str>) -> InboundBody {
 fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
     match kind {
         ProviderKind::Openai | ProviderKind::Azure => {
-            &[include_bytes!("fixtures/openai/chat_stream.sse")]
+            &[include_bytes!("../src/providers/openai/fixtures/chat_stream.sse")]
         }
         ProviderKind::Anthropic => &[
-            include_bytes!("fixtures/anthropic/messages_stream.sse"),
-            include_bytes!("fixtures/anthropic/messages_stream_tool_use.sse"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_stream.sse"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_stream_tool_use.sse"),
         ],
         ProviderKind::Gemini => &[
-            include_bytes!("fixtures/gemini/stream.sse"),
-            include_bytes!("fixtures/gemini/stream_function_call.sse"),
-            include_bytes!("fixtures/gemini/stream_function_call_signed.sse"),
+            include_bytes!("../src/providers/gemini/fixtures/stream.sse"),
+            include_bytes!("../src/providers/gemini/fixtures/stream_function_call.sse"),
+            include_bytes!("../src/providers/gemini/fixtures/stream_function_call_signed.sse"),
         ],
     }
 }
@@ -100,24 +100,24 @@ fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
 fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
     match kind {
         ProviderKind::Openai | ProviderKind::Azure => &[
-            include_bytes!("fixtures/openai/chat_completion.json"),
-            include_bytes!("fixtures/openai/embeddings.json"),
-            include_bytes!("fixtures/openai/error_400.json"),
+            include_bytes!("../src/providers/openai/fixtures/chat_completion.json"),
+            include_bytes!("../src/providers/openai/fixtures/embeddings.json"),
+            include_bytes!("../src/providers/openai/fixtures/error_400.json"),
         ],
         ProviderKind::Anthropic => &[
-            include_bytes!("fixtures/anthropic/messages_response.json"),
-            include_bytes!("fixtures/anthropic/messages_tool_use.json"),
-            include_bytes!("fixtures/anthropic/error_invalid_request.json"),
-            include_bytes!("fixtures/anthropic/error_overloaded.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_response.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_tool_use.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/error_invalid_request.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/error_overloaded.json"),
         ],
         ProviderKind::Gemini => &[
-            include_bytes!("fixtures/gemini/generate_response.json"),
-            include_bytes!("fixtures/gemini/generate_function_call.json"),
-            include_bytes!("fixtures/gemini/generate_function_call_signed.json"),
-            include_bytes!("fixtures/gemini/generate_blocked.json"),
-            include_bytes!("fixtures/gemini/batch_embed_response.json"),
-            include_bytes!("fixtures/gemini/error_400.json"),
-            include_bytes!("fixtures/gemini/error_429.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_response.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_function_call.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_function_call_signed.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_blocked.json"),
+            include_bytes!("../src/providers/gemini/fixtures/batch_embed_response.json"),
+            include_bytes!("../src/providers/gemini/fixtures/error_400.json"),
+            include_bytes!("../src/providers/gemini/fixtures/error_429.json"),
         ],
     }
 }

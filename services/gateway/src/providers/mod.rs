@@ -280,10 +280,10 @@ pub(crate) fn plain_error_text(status: u16, body: &[u8]) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests_support {
-    /// A provider response fixture: `tests/fixtures/<provider>/<name>` in this crate.
+    /// A provider response fixture: `src/providers/<provider>/fixtures/<name>` in this crate.
     pub(crate) fn fixture(provider: &str, name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/tests/fixtures/{provider}/{name}",
+            "{}/src/providers/{provider}/fixtures/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {path}: {e}"))
