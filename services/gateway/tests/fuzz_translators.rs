@@ -82,9 +82,9 @@ fn embeddings_request(encoding_format: Option<&str>) -> InboundBody {
 
 fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
     match kind {
-        ProviderKind::Openai | ProviderKind::Azure => {
-            &[include_bytes!("../src/providers/openai/fixtures/chat_stream.sse")]
-        }
+        ProviderKind::Openai | ProviderKind::Azure => &[include_bytes!(
+            "../src/providers/openai/fixtures/chat_stream.sse"
+        )],
         ProviderKind::Anthropic => &[
             include_bytes!("../src/providers/anthropic/fixtures/messages_stream.sse"),
             include_bytes!("../src/providers/anthropic/fixtures/messages_stream_tool_use.sse"),
