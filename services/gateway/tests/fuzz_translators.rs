@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
-use tollgate_common::config::{ProviderConfig, ProviderKind};
+use tollgate_common::config::{PROVIDERS, ProviderConfig, ProviderKind};
 use tollgate_common::{Secret, TokenUsage};
 use tollgate_gateway::openai::response::{completion_as_stream, stream_as_completion};
 use tollgate_gateway::openai::{Endpoint, InboundBody};
@@ -30,12 +30,9 @@ mod proptest_config;
 
 use proptest_config::config;
 
-const KINDS: [ProviderKind; 4] = [
-    ProviderKind::Openai,
-    ProviderKind::Azure,
-    ProviderKind::Anthropic,
-    ProviderKind::Gemini,
-];
+fn kinds() -> Vec<ProviderKind> {
+    PROVIDERS.iter().map(|p| p.kind).collect()
+}
 
 fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
     let (api_base, api_version) = match kind {
@@ -583,7 +580,7 @@ fn generated_stream(kind: ProviderKind) -> BoxedStrategy<Wire> {
 }
 
 fn any_kind() -> impl Strategy<Value = ProviderKind> {
-    proptest::sample::select(&KINDS[..])
+    proptest::sample::select(kinds())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1014,7 +1011,7 @@ fn content_block_indexes_far_past_any_real_answer_cost_nothing() {
 #[test]
 fn blank_upstream_error_messages_are_replaced_by_the_status() {
     let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":" "}}"#;
-    for kind in KINDS {
+    for kind in kinds() {
         let details = adapter(kind).error_details(400, body);
         assert_eq!(details.message, "upstream returned status 400", "{kind:?}");
     }

@@ -14,8 +14,8 @@
 //! - `stream.rs`: the provider's stream as OpenAI chunks (a [`StreamTranslator`]);
 //! - `fixtures/`: answers written from the provider's API reference, read by the tests.
 //!
-//! A new provider is a variant of `ProviderKind` with its row in the provider table
-//! (`tollgate_common::config::providers`), a folder here, and its arm in [`adapter_for`].
+//! A new provider is a variant of [`ProviderKind`] with its row in
+//! [`tollgate_common::config::PROVIDERS`], a folder here, and its arm in [`adapter_for`].
 
 pub mod anthropic;
 pub mod gemini;
