@@ -348,6 +348,42 @@ mod tests {
     }
 
     #[test]
+    fn api_version_problems_name_the_kinds_that_take_one() {
+        let spec = |kind, api_version: Option<&str>| ProviderSpec {
+            kind,
+            api_base: Some("https://x.example".into()),
+            api_key: Some(Secret("k".into())),
+            api_version: api_version.map(str::to_owned),
+            headers: BTreeMap::new(),
+        };
+        let mut problems = Vec::new();
+        validate_provider("g", spec(ProviderKind::Gemini, Some("v1")), &mut problems);
+        validate_provider("z", spec(ProviderKind::Azure, None), &mut problems);
+        validate_provider(
+            "a",
+            spec(ProviderKind::Anthropic, Some("2023-06-01")),
+            &mut problems,
+        );
+        let messages: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (
+                    "providers.g.api_version",
+                    "only `azure` and `anthropic` providers take an api_version, not `gemini`"
+                ),
+                (
+                    "providers.z.api_version",
+                    "required for kind `azure` (e.g. 2024-10-21)"
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn the_key_variables_read_as_a_sentence() {
         assert_eq!(
             api_key_variables(),
