@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn built_in_catalog_parses_and_covers_every_provider_family() {
         let catalog = PriceCatalog::built_in().unwrap();
-        for family in ["openai", "anthropic", "gemini"] {
+        for family in crate::config::PROVIDERS.iter().map(|p| p.catalog_family) {
             assert!(
                 catalog.entries().any(|p| p.family == family),
                 "no {family} prices"

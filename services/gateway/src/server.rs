@@ -234,7 +234,10 @@ async fn ready(gateway: web::Data<Gateway>) -> HttpResponse {
     if providers == 0 {
         return HttpResponse::ServiceUnavailable().json(json!({
             "status": "not_ready",
-            "reason": "no provider is configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY, or pass --config",
+            "reason": format!(
+                "no provider is configured: set {}, or pass --config",
+                tollgate_common::config::api_key_variables()
+            ),
         }));
     }
     HttpResponse::Ok().json(json!({"status": "ready", "providers": providers}))

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
-use tollgate_common::config::{ProviderConfig, ProviderKind};
+use tollgate_common::config::{PROVIDERS, ProviderConfig, ProviderKind};
 use tollgate_common::{Secret, TokenUsage};
 use tollgate_gateway::openai::response::{completion_as_stream, stream_as_completion};
 use tollgate_gateway::openai::{Endpoint, InboundBody};
@@ -26,12 +26,9 @@ mod proptest_config;
 
 use proptest_config::config;
 
-const KINDS: [ProviderKind; 4] = [
-    ProviderKind::Openai,
-    ProviderKind::Azure,
-    ProviderKind::Anthropic,
-    ProviderKind::Gemini,
-];
+fn kinds() -> Vec<ProviderKind> {
+    PROVIDERS.iter().map(|p| p.kind).collect()
+}
 
 fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
     let (api_base, api_version) = match kind {
@@ -78,17 +75,17 @@ fn embeddings_request(encoding_format: Option<&str>) -> InboundBody {
 
 fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
     match kind {
-        ProviderKind::Openai | ProviderKind::Azure => {
-            &[include_bytes!("fixtures/openai/chat_stream.sse")]
-        }
+        ProviderKind::Openai | ProviderKind::Azure => &[include_bytes!(
+            "../src/providers/openai/fixtures/chat_stream.sse"
+        )],
         ProviderKind::Anthropic => &[
-            include_bytes!("fixtures/anthropic/messages_stream.sse"),
-            include_bytes!("fixtures/anthropic/messages_stream_tool_use.sse"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_stream.sse"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_stream_tool_use.sse"),
         ],
         ProviderKind::Gemini => &[
-            include_bytes!("fixtures/gemini/stream.sse"),
-            include_bytes!("fixtures/gemini/stream_function_call.sse"),
-            include_bytes!("fixtures/gemini/stream_function_call_signed.sse"),
+            include_bytes!("../src/providers/gemini/fixtures/stream.sse"),
+            include_bytes!("../src/providers/gemini/fixtures/stream_function_call.sse"),
+            include_bytes!("../src/providers/gemini/fixtures/stream_function_call_signed.sse"),
         ],
     }
 }
@@ -96,24 +93,24 @@ fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
 fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
     match kind {
         ProviderKind::Openai | ProviderKind::Azure => &[
-            include_bytes!("fixtures/openai/chat_completion.json"),
-            include_bytes!("fixtures/openai/embeddings.json"),
-            include_bytes!("fixtures/openai/error_400.json"),
+            include_bytes!("../src/providers/openai/fixtures/chat_completion.json"),
+            include_bytes!("../src/providers/openai/fixtures/embeddings.json"),
+            include_bytes!("../src/providers/openai/fixtures/error_400.json"),
         ],
         ProviderKind::Anthropic => &[
-            include_bytes!("fixtures/anthropic/messages_response.json"),
-            include_bytes!("fixtures/anthropic/messages_tool_use.json"),
-            include_bytes!("fixtures/anthropic/error_invalid_request.json"),
-            include_bytes!("fixtures/anthropic/error_overloaded.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_response.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_tool_use.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/error_invalid_request.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/error_overloaded.json"),
         ],
         ProviderKind::Gemini => &[
-            include_bytes!("fixtures/gemini/generate_response.json"),
-            include_bytes!("fixtures/gemini/generate_function_call.json"),
-            include_bytes!("fixtures/gemini/generate_function_call_signed.json"),
-            include_bytes!("fixtures/gemini/generate_blocked.json"),
-            include_bytes!("fixtures/gemini/batch_embed_response.json"),
-            include_bytes!("fixtures/gemini/error_400.json"),
-            include_bytes!("fixtures/gemini/error_429.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_response.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_function_call.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_function_call_signed.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_blocked.json"),
+            include_bytes!("../src/providers/gemini/fixtures/batch_embed_response.json"),
+            include_bytes!("../src/providers/gemini/fixtures/error_400.json"),
+            include_bytes!("../src/providers/gemini/fixtures/error_429.json"),
         ],
     }
 }
@@ -579,7 +576,7 @@ fn generated_stream(kind: ProviderKind) -> BoxedStrategy<Wire> {
 }
 
 fn any_kind() -> impl Strategy<Value = ProviderKind> {
-    proptest::sample::select(&KINDS[..])
+    proptest::sample::select(kinds())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1010,7 +1007,7 @@ fn content_block_indexes_far_past_any_real_answer_cost_nothing() {
 #[test]
 fn blank_upstream_error_messages_are_replaced_by_the_status() {
     let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":" "}}"#;
-    for kind in KINDS {
+    for kind in kinds() {
         let details = adapter(kind).error_details(400, body);
         assert_eq!(details.message, "upstream returned status 400", "{kind:?}");
     }

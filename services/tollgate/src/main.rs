@@ -373,13 +373,12 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
                     config: config.billing.clone(),
                     stripe: payments.as_ref().map(|p| p.api.clone()),
                 };
-                let webhooks = payments
-                    .map(|p| {
-                        tollgate_billing::payments::http::configure(
-                            p.webhooks,
-                            BodyLimits::admin(&config.server),
-                        )
-                    });
+                let webhooks = payments.map(|p| {
+                    tollgate_billing::payments::http::configure(
+                        p.webhooks,
+                        BodyLimits::admin(&config.server),
+                    )
+                });
                 let admin = tollgate_admin::http::configure(tollgate_admin::http::AdminHttp::new(
                     http.service.clone(),
                     admin_catalog(&config)?,
@@ -401,7 +400,8 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
         };
         if config.providers.is_empty() {
             tracing::warn!(
-                "no provider configured: set OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY, or pass --config"
+                "no provider configured: set {}, or pass --config",
+                tollgate_common::config::api_key_variables()
             );
         }
         tracing::info!(
@@ -411,7 +411,10 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
             "tollgate listening on http://{}",
             running.addr
         );
-        running.server.await.context("server stopped with an error")?;
+        running
+            .server
+            .await
+            .context("server stopped with an error")?;
         tracing::info!("tollgate stopped");
         Ok(ExitCode::SUCCESS)
     })

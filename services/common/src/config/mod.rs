@@ -43,7 +43,10 @@ pub use cache::{CacheConfig, EmbedderConfig, QdrantConfig};
 pub use ceilings::{Ceiling, PlanCeilings};
 pub use limits::{LimitsConfig, RateLimitPair, RedisFailurePolicy};
 pub use outbound::OutboundConfig;
-pub use providers::{ProviderConfig, ProviderKind, ProviderSpec};
+pub use providers::{
+    ApiVersion, PROVIDERS, ProviderConfig, ProviderEnv, ProviderFacts, ProviderKind, ProviderSpec,
+    api_key_variables,
+};
 pub use redis::RedisConfig;
 pub use routing::{
     CircuitBreakerConfig, ModelGroup, RetryPolicy, RoutingDefaults, Strategy, TargetConfig,
@@ -229,57 +232,42 @@ impl Config {
     pub fn from_env(env: &dyn Env) -> Result<Config, ConfigError> {
         let mut config = Config::default();
         let mut provider_specs = BTreeMap::new();
-        let mut add = |name: &str, kind: ProviderKind, key_var: &str, base_var: &[&str]| {
-            if let Some(key) = env.var(key_var) {
-                let api_base = base_var
-                    .iter()
-                    .find_map(|v| env.var(v))
-                    .or_else(|| kind.default_api_base().map(str::to_owned));
-                provider_specs.insert(
-                    name.to_owned(),
-                    ProviderSpec {
-                        kind,
-                        api_base,
-                        api_key: Some(Secret(key)),
-                        api_version: env.var("AZURE_API_VERSION"),
-                        headers: BTreeMap::new(),
-                    },
-                );
-            }
-        };
-        add(
-            "openai",
-            ProviderKind::Openai,
-            "OPENAI_API_KEY",
-            &["OPENAI_BASE_URL", "OPENAI_API_BASE"],
-        );
-        add(
-            "anthropic",
-            ProviderKind::Anthropic,
-            "ANTHROPIC_API_KEY",
-            &["ANTHROPIC_BASE_URL"],
-        );
-        add(
-            "gemini",
-            ProviderKind::Gemini,
-            "GEMINI_API_KEY",
-            &["GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL"],
-        );
-        if env.var("AZURE_API_BASE").is_some() {
-            add(
-                "azure",
-                ProviderKind::Azure,
-                "AZURE_API_KEY",
-                &["AZURE_API_BASE"],
+        for facts in PROVIDERS {
+            let Some(key) = env.var(facts.env.api_key) else {
+                continue;
+            };
+            // A kind without a default base URL (Azure) is configured only where one is set.
+            let Some(api_base) = facts
+                .env
+                .api_base
+                .iter()
+                .find_map(|v| env.var(v))
+                .or_else(|| facts.default_api_base.map(str::to_owned))
+            else {
+                continue;
+            };
+            let api_version = match facts.api_version {
+                ApiVersion::Required { default } => Some(
+                    facts
+                        .env
+                        .api_version
+                        .and_then(|v| env.var(v))
+                        .unwrap_or_else(|| default.to_owned()),
+                ),
+                ApiVersion::Optional | ApiVersion::NotTaken => {
+                    facts.env.api_version.and_then(|v| env.var(v))
+                }
+            };
+            provider_specs.insert(
+                facts.name.to_owned(),
+                ProviderSpec {
+                    kind: facts.kind,
+                    api_base: Some(api_base),
+                    api_key: Some(Secret(key)),
+                    api_version,
+                    headers: BTreeMap::new(),
+                },
             );
-        }
-        // The Azure default version only applies to Azure.
-        for (name, spec) in provider_specs.iter_mut() {
-            if name != "azure" {
-                spec.api_version = None;
-            } else if spec.api_version.is_none() {
-                spec.api_version = Some("2024-10-21".into());
-            }
         }
         let mut problems = Vec::new();
         EnvOverrides::apply(&mut config, env, &mut problems);

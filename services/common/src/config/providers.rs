@@ -17,34 +17,161 @@ pub enum ProviderKind {
     Gemini,
 }
 
+/// Whether a provider kind takes an `api_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    NotTaken,
+    Optional,
+    /// Required in configuration; `default` applies when configured from the environment.
+    Required {
+        default: &'static str,
+    },
+}
+
+/// The environment variables that configure a provider without a configuration file.
+#[derive(Debug)]
+pub struct ProviderEnv {
+    /// Holds the API key: the provider is configured when it is set and a base URL is known.
+    pub api_key: &'static str,
+    /// Hold the base URL, the first one set winning over the kind's default.
+    pub api_base: &'static [&'static str],
+    /// Holds the `api_version`.
+    pub api_version: Option<&'static str>,
+}
+
+/// What the platform knows of a provider kind, apart from its wire format.
+#[derive(Debug)]
+pub struct ProviderFacts {
+    pub kind: ProviderKind,
+    /// Its name in configuration (`kind: azure`) and in messages, and the provider's name when
+    /// it is configured from the environment.
+    pub name: &'static str,
+    /// OpenTelemetry's `gen_ai.system` value.
+    pub otel_system: &'static str,
+    /// The base URL the provider's own SDK uses, when there is one.
+    pub default_api_base: Option<&'static str>,
+    pub api_version: ApiVersion,
+    /// The price catalog family of the models it serves.
+    pub catalog_family: &'static str,
+    /// Self-hosted servers speak it too (vLLM, Ollama): behind its own base URL such a provider
+    /// may need no key, and it serves its own models rather than the family's.
+    pub compatible_servers: bool,
+    pub env: ProviderEnv,
+}
+
+/// One row per [`ProviderKind`], in the order of its variants.
+pub const PROVIDERS: &[ProviderFacts] = &[
+    ProviderFacts {
+        kind: ProviderKind::Openai,
+        name: "openai",
+        otel_system: "openai",
+        default_api_base: Some("https://api.openai.com/v1"),
+        api_version: ApiVersion::NotTaken,
+        catalog_family: "openai",
+        compatible_servers: true,
+        env: ProviderEnv {
+            api_key: "OPENAI_API_KEY",
+            api_base: &["OPENAI_BASE_URL", "OPENAI_API_BASE"],
+            api_version: None,
+        },
+    },
+    ProviderFacts {
+        kind: ProviderKind::Azure,
+        name: "azure",
+        otel_system: "az.ai.openai",
+        default_api_base: None,
+        api_version: ApiVersion::Required {
+            default: "2024-10-21",
+        },
+        catalog_family: "openai",
+        compatible_servers: false,
+        env: ProviderEnv {
+            api_key: "AZURE_API_KEY",
+            api_base: &["AZURE_API_BASE"],
+            api_version: Some("AZURE_API_VERSION"),
+        },
+    },
+    ProviderFacts {
+        kind: ProviderKind::Anthropic,
+        name: "anthropic",
+        otel_system: "anthropic",
+        default_api_base: Some("https://api.anthropic.com"),
+        api_version: ApiVersion::Optional,
+        catalog_family: "anthropic",
+        compatible_servers: false,
+        env: ProviderEnv {
+            api_key: "ANTHROPIC_API_KEY",
+            api_base: &["ANTHROPIC_BASE_URL"],
+            api_version: None,
+        },
+    },
+    ProviderFacts {
+        kind: ProviderKind::Gemini,
+        name: "gemini",
+        otel_system: "gcp.gemini",
+        default_api_base: Some("https://generativelanguage.googleapis.com"),
+        api_version: ApiVersion::NotTaken,
+        catalog_family: "gemini",
+        compatible_servers: false,
+        env: ProviderEnv {
+            api_key: "GEMINI_API_KEY",
+            api_base: &["GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL"],
+            api_version: None,
+        },
+    },
+];
+
 impl ProviderKind {
+    /// This kind's row of [`PROVIDERS`].
+    pub fn facts(self) -> &'static ProviderFacts {
+        // The rows follow the variants' order, which a unit test holds to.
+        &PROVIDERS[self as usize]
+    }
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Openai => "openai",
-            ProviderKind::Azure => "azure",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gemini",
-        }
+        self.facts().name
     }
 
     /// OpenTelemetry's `gen_ai.system` value for this provider.
     pub fn otel_system(self) -> &'static str {
-        match self {
-            ProviderKind::Openai => "openai",
-            ProviderKind::Azure => "az.ai.openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::Gemini => "gcp.gemini",
-        }
+        self.facts().otel_system
     }
 
     /// The base URL the provider's own SDK uses, when there is one.
     pub fn default_api_base(self) -> Option<&'static str> {
-        match self {
-            ProviderKind::Openai => Some("https://api.openai.com/v1"),
-            ProviderKind::Anthropic => Some("https://api.anthropic.com"),
-            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com"),
-            ProviderKind::Azure => None,
+        self.facts().default_api_base
+    }
+
+    /// The kind whose own API serves a price catalog family's models.
+    pub fn of_catalog_family(family: &str) -> Option<ProviderKind> {
+        PROVIDERS
+            .iter()
+            .find(|p| p.catalog_family == family && p.default_api_base.is_some())
+            .map(|p| p.kind)
+    }
+}
+
+/// The variables that configure a provider from the environment alone, as a sentence's list:
+/// `OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY`. Kinds that also need a base URL
+/// (Azure) are left out.
+pub fn api_key_variables() -> String {
+    let vars: Vec<&str> = PROVIDERS
+        .iter()
+        .filter(|p| p.default_api_base.is_some())
+        .map(|p| p.env.api_key)
+        .collect();
+    listed(&vars, "or")
+}
+
+/// `a, b <conjunction> c`.
+fn listed<T: AsRef<str>>(items: &[T], conjunction: &str) -> String {
+    match items.split_last() {
+        Some((last, [])) => last.as_ref().to_owned(),
+        Some((last, rest)) => {
+            let rest: Vec<&str> = rest.iter().map(AsRef::as_ref).collect();
+            format!("{} {conjunction} {}", rest.join(", "), last.as_ref())
         }
+        None => String::new(),
     }
 }
 
@@ -81,6 +208,7 @@ pub(super) fn validate_provider(
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<ProviderConfig> {
     let path = format!("providers.{name}");
+    let facts = spec.kind.facts();
     let before = problems.len();
     if name.is_empty() || name.contains('/') {
         problems.push(problem(
@@ -109,27 +237,34 @@ pub(super) fn validate_provider(
     let is_custom_base = spec.api_base.is_some();
     if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty()) {
         // OpenAI-compatible local servers (vLLM, Ollama) need no key; hosted ones do.
-        if !(spec.kind == ProviderKind::Openai && is_custom_base) {
+        if !(facts.compatible_servers && is_custom_base) {
             problems.push(problem(
                 format!("{path}.api_key"),
                 format!("required for kind `{}`", spec.kind.as_str()),
             ));
         }
     }
-    match (spec.kind, &spec.api_version) {
-        (ProviderKind::Azure, None) => problems.push(problem(
+    match (facts.api_version, &spec.api_version) {
+        (ApiVersion::Required { default }, None) => problems.push(problem(
             format!("{path}.api_version"),
-            "required for kind `azure` (e.g. 2024-10-21)",
+            format!("required for kind `{}` (e.g. {default})", facts.name),
         )),
-        (ProviderKind::Azure, Some(_)) | (_, None) => {}
-        (ProviderKind::Anthropic, Some(_)) => {}
-        (_, Some(_)) => problems.push(problem(
-            format!("{path}.api_version"),
-            format!(
-                "only `azure` and `anthropic` providers take an api_version, not `{}`",
-                spec.kind.as_str()
-            ),
-        )),
+        (ApiVersion::NotTaken, Some(_)) => {
+            let versioned: Vec<String> = PROVIDERS
+                .iter()
+                .filter(|p| p.api_version != ApiVersion::NotTaken)
+                .map(|p| format!("`{}`", p.name))
+                .collect();
+            problems.push(problem(
+                format!("{path}.api_version"),
+                format!(
+                    "only {} providers take an api_version, not `{}`",
+                    listed(&versioned, "and"),
+                    facts.name
+                ),
+            ));
+        }
+        _ => {}
     }
     for header in spec.headers.keys() {
         if header.is_empty()
@@ -156,4 +291,107 @@ pub(super) fn validate_provider(
         api_version: spec.api_version,
         headers: spec.headers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// The variant after `kind`, in declaration order. A match, so that a new variant does not
+    /// compile until it is listed here too.
+    fn next(kind: ProviderKind) -> Option<ProviderKind> {
+        match kind {
+            ProviderKind::Openai => Some(ProviderKind::Azure),
+            ProviderKind::Azure => Some(ProviderKind::Anthropic),
+            ProviderKind::Anthropic => Some(ProviderKind::Gemini),
+            ProviderKind::Gemini => None,
+        }
+    }
+
+    #[test]
+    fn the_table_has_one_row_per_kind_in_order_with_unique_names() {
+        let variants: Vec<ProviderKind> =
+            std::iter::successors(Some(ProviderKind::Openai), |k| next(*k)).collect();
+        let rows: Vec<ProviderKind> = PROVIDERS.iter().map(|p| p.kind).collect();
+        assert_eq!(rows, variants);
+        for kind in variants {
+            assert_eq!(kind.facts().kind, kind);
+        }
+        let names: HashSet<&str> = PROVIDERS.iter().map(|p| p.name).collect();
+        assert_eq!(names.len(), PROVIDERS.len());
+        let env_keys: HashSet<&str> = PROVIDERS.iter().map(|p| p.env.api_key).collect();
+        assert_eq!(env_keys.len(), PROVIDERS.len());
+    }
+
+    #[test]
+    fn each_name_is_the_kind_configuration_spells() {
+        for facts in PROVIDERS {
+            let parsed: ProviderKind = serde_yaml::from_str(facts.name).unwrap();
+            assert_eq!(parsed, facts.kind, "{}", facts.name);
+        }
+    }
+
+    #[test]
+    fn each_catalog_family_has_one_kind_serving_it_first_hand() {
+        for facts in PROVIDERS {
+            let kind = ProviderKind::of_catalog_family(facts.catalog_family);
+            assert!(kind.is_some(), "{}", facts.catalog_family);
+            let first_hand = PROVIDERS
+                .iter()
+                .filter(|p| p.catalog_family == facts.catalog_family)
+                .filter(|p| p.default_api_base.is_some())
+                .count();
+            assert_eq!(first_hand, 1, "{}", facts.catalog_family);
+        }
+        assert_eq!(ProviderKind::of_catalog_family("mistral"), None);
+    }
+
+    #[test]
+    fn api_version_problems_name_the_kinds_that_take_one() {
+        let spec = |kind, api_version: Option<&str>| ProviderSpec {
+            kind,
+            api_base: Some("https://x.example".into()),
+            api_key: Some(Secret("k".into())),
+            api_version: api_version.map(str::to_owned),
+            headers: BTreeMap::new(),
+        };
+        let mut problems = Vec::new();
+        validate_provider("g", spec(ProviderKind::Gemini, Some("v1")), &mut problems);
+        validate_provider("z", spec(ProviderKind::Azure, None), &mut problems);
+        validate_provider(
+            "a",
+            spec(ProviderKind::Anthropic, Some("2023-06-01")),
+            &mut problems,
+        );
+        let messages: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (
+                    "providers.g.api_version",
+                    "only `azure` and `anthropic` providers take an api_version, not `gemini`"
+                ),
+                (
+                    "providers.z.api_version",
+                    "required for kind `azure` (e.g. 2024-10-21)"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_key_variables_read_as_a_sentence() {
+        assert_eq!(
+            api_key_variables(),
+            "OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY"
+        );
+        assert_eq!(listed(&["a"], "and"), "a");
+        assert_eq!(listed(&["a", "b"], "and"), "a and b");
+        let none: [&str; 0] = [];
+        assert_eq!(listed(&none, "or"), "");
+    }
 }

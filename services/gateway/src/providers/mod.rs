@@ -1,13 +1,23 @@
-//! Provider adapters: one file per wire format, all behind [`ProviderAdapter`].
+//! Provider adapters: one folder per wire format, all behind [`ProviderAdapter`].
 //!
 //! An adapter only translates: it builds the upstream request (URL, headers, body) from the
 //! client's OpenAI-shaped body, and turns the upstream's answer, whole or streamed, back into
 //! OpenAI's shape with the usage it reported. Sending, retrying and timing are the
-//! [`crate::upstream`] module's job, so adding a provider touches one file here plus its
-//! fixtures under `tests/fixtures/<provider>/`.
+//! [`crate::upstream`] module's job.
+//!
+//! Every dialect's folder has the same files, so that one reads like another:
+//! - `mod.rs`: the adapter, the type implementing [`ProviderAdapter`]: URLs, authentication
+//!   headers, defaults;
+//! - `request.rs`: the client's request as the provider's body;
+//! - `response.rs`: the provider's whole answer and its error bodies in OpenAI's terms, with the
+//!   usage it reported;
+//! - `stream.rs`: the provider's stream as OpenAI chunks (a [`StreamTranslator`]);
+//! - `fixtures/`: answers written from the provider's API reference, read by the tests.
+//!
+//! A new provider is a variant of [`ProviderKind`] with its row in
+//! [`tollgate_common::config::PROVIDERS`], a folder here, and its arm in [`adapter_for`].
 
 pub mod anthropic;
-pub mod azure;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
@@ -126,7 +136,7 @@ pub trait StreamTranslator: Send {
 pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, String> {
     Ok(match config.kind {
         ProviderKind::Openai => Box::new(openai::OpenAi::new(config)?),
-        ProviderKind::Azure => Box::new(azure::Azure::new(config)?),
+        ProviderKind::Azure => Box::new(openai::OpenAi::azure(config)?),
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config)?),
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
     })
@@ -193,47 +203,6 @@ pub(crate) fn secret_header(value: &str) -> Result<reqwest::header::HeaderValue,
     Ok(value)
 }
 
-/// Reads an OpenAI-shaped error body (`{"error":{"message",...}}`), used by OpenAI, Azure and
-/// many compatible servers; falls back to the raw text.
-pub(crate) fn openai_error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        error: ErrorObject,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorObject {
-        #[serde(default)]
-        message: Option<String>,
-        #[serde(default, rename = "type")]
-        kind: Option<String>,
-        #[serde(default)]
-        param: Option<String>,
-        #[serde(default)]
-        code: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Envelope>(body) {
-        Ok(envelope) => UpstreamErrorDetails {
-            // A blank message would reach the client as an error that says nothing.
-            message: envelope
-                .error
-                .message
-                .filter(|m| !m.trim().is_empty())
-                .unwrap_or_else(|| format!("upstream returned status {status}")),
-            kind: envelope.error.kind,
-            param: envelope.error.param,
-            code: envelope.error.code.and_then(|c| match c {
-                serde_json::Value::String(s) => Some(s),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            }),
-        },
-        Err(_) => UpstreamErrorDetails {
-            message: plain_error_text(status, body),
-            ..UpstreamErrorDetails::default()
-        },
-    }
-}
-
 /// `data:<mime>[;params];base64,<data>` split into its MIME type (maybe empty) and base64 data;
 /// `None` for anything else, including data URLs that are not base64.
 pub(crate) fn parse_data_url(url: &str) -> Option<(&str, &str)> {
@@ -280,10 +249,10 @@ pub(crate) fn plain_error_text(status: u16, body: &[u8]) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests_support {
-    /// A provider response fixture: `tests/fixtures/<provider>/<name>` in this crate.
+    /// A provider response fixture: `src/providers/<provider>/fixtures/<name>` in this crate.
     pub(crate) fn fixture(provider: &str, name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/tests/fixtures/{provider}/{name}",
+            "{}/src/providers/{provider}/fixtures/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {path}: {e}"))

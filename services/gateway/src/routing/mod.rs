@@ -325,12 +325,7 @@ impl Router {
             .ok_or_else(unknown)?
             .family
             .as_str();
-        let kind = match family {
-            "openai" => ProviderKind::Openai,
-            "anthropic" => ProviderKind::Anthropic,
-            "gemini" => ProviderKind::Gemini,
-            _ => return Err(unknown()),
-        };
+        let kind = ProviderKind::of_catalog_family(family).ok_or_else(unknown)?;
         if let Some(named) = self.providers.get(family).filter(|p| p.kind == kind) {
             return Ok((named.clone(), model));
         }
@@ -353,16 +348,13 @@ impl Router {
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         for provider in self.providers.values() {
-            let family = match provider.kind {
-                ProviderKind::Openai | ProviderKind::Azure => "openai",
-                ProviderKind::Anthropic => "anthropic",
-                ProviderKind::Gemini => "gemini",
-            };
+            let facts = provider.kind.facts();
+            let family = facts.catalog_family;
             // Azure serves deployments, not model names, and compatible servers serve their own
-            // models: list catalog models only where the provider is the family's own API.
-            let own_api = provider.kind.default_api_base().is_some()
-                && provider.kind != ProviderKind::Openai
-                || provider.name == "openai";
+            // models: list catalog models only where the provider is the family's own API, or
+            // is named after the family.
+            let own_api = (facts.default_api_base.is_some() && !facts.compatible_servers)
+                || provider.name == family;
             if !own_api {
                 continue;
             }

@@ -1,0 +1,262 @@
+//! OpenAI's wire format, as OpenAI itself and every OpenAI-compatible server (vLLM, Ollama,
+//! Groq, Mistral, Together, DeepSeek) serve it, and as Azure OpenAI serves it behind deployment
+//! URLs, an `api-version` query and an `api-key` header (the target's `model` is then the
+//! deployment name).
+//!
+//! The client already speaks this format, so requests go out as the client's bytes with `model`
+//! swapped, and answers come back untouched: the adapter only reads the usage out of them.
+//! <https://platform.openai.com/docs/api-reference/chat>,
+//! <https://learn.microsoft.com/azure/ai-services/openai/reference>
+
+mod request;
+mod response;
+mod stream;
+
+use reqwest::Url;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName};
+use tollgate_common::config::{ProviderConfig, ProviderKind};
+
+use super::{
+    ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest, UrlCache,
+    base_headers, encode_path_segment, parse_url, secret_header,
+};
+use crate::error::GatewayError;
+use crate::openai::InboundBody;
+
+/// The `api-version` Azure gets when the provider's `api_version` is not set.
+const AZURE_DEFAULT_VERSION: &str = "2024-10-21";
+
+/// An OpenAI-format endpoint.
+#[derive(Clone, Copy)]
+enum Operation {
+    Chat,
+    Embeddings,
+}
+
+impl Operation {
+    fn path(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat/completions",
+            Operation::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// Where the format is served, and how the key is passed: what Azure does differently.
+enum Flavour {
+    /// Fixed URLs under `api_base` and a bearer key.
+    OpenAi { chat_url: Url, embeddings_url: Url },
+    /// A URL per deployment with an `api-version` query, and an `api-key` header.
+    Azure {
+        api_base: String,
+        api_version: String,
+        urls: UrlCache,
+    },
+}
+
+impl Flavour {
+    fn url(&self, model: &str, operation: Operation) -> Result<Url, GatewayError> {
+        match self {
+            Flavour::OpenAi {
+                chat_url,
+                embeddings_url,
+            } => Ok(match operation {
+                Operation::Chat => chat_url.clone(),
+                Operation::Embeddings => embeddings_url.clone(),
+            }),
+            Flavour::Azure {
+                api_base,
+                api_version,
+                urls,
+            } => {
+                let operation = operation.path();
+                urls.get(&format!("{operation} {model}"), || {
+                    format!(
+                        "{api_base}/openai/deployments/{}/{operation}?api-version={api_version}",
+                        encode_path_segment(model),
+                    )
+                })
+            }
+        }
+    }
+
+    /// How this flavour takes an API key.
+    fn set_key(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+        match self {
+            Flavour::OpenAi { .. } => {
+                headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {api_key}"))?);
+            }
+            Flavour::Azure { .. } => {
+                headers.insert(HeaderName::from_static("api-key"), secret_header(api_key)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct OpenAi {
+    flavour: Flavour,
+    headers: HeaderMap,
+}
+
+impl OpenAi {
+    /// OpenAI or a compatible server.
+    pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+        Self::with_flavour(
+            config,
+            Flavour::OpenAi {
+                chat_url: parse_url(&format!("{}/chat/completions", config.api_base))?,
+                embeddings_url: parse_url(&format!("{}/embeddings", config.api_base))?,
+            },
+        )
+    }
+
+    /// Azure OpenAI.
+    pub fn azure(config: &ProviderConfig) -> Result<Self, String> {
+        Self::with_flavour(
+            config,
+            Flavour::Azure {
+                api_base: config.api_base.clone(),
+                api_version: config
+                    .api_version
+                    .clone()
+                    .unwrap_or_else(|| AZURE_DEFAULT_VERSION.into()),
+                urls: UrlCache::default(),
+            },
+        )
+    }
+
+    fn with_flavour(config: &ProviderConfig, flavour: Flavour) -> Result<Self, String> {
+        let mut headers = base_headers(config)?;
+        if let Some(key) = &config.api_key {
+            flavour.set_key(&mut headers, key.expose())?;
+        }
+        Ok(OpenAi { flavour, headers })
+    }
+
+    fn upstream_request(
+        &self,
+        model: &str,
+        operation: Operation,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        Ok(UpstreamRequest {
+            url: self.flavour.url(model, operation)?,
+            headers: self.headers.clone(),
+            own_credentials: false,
+            body: request::translate_request(model, body),
+        })
+    }
+}
+
+impl ProviderAdapter for OpenAi {
+    fn authenticate(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
+        self.flavour.set_key(headers, api_key)
+    }
+
+    fn kind(&self) -> ProviderKind {
+        match self.flavour {
+            Flavour::OpenAi { .. } => ProviderKind::Openai,
+            Flavour::Azure { .. } => ProviderKind::Azure,
+        }
+    }
+
+    fn chat_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        self.upstream_request(model, Operation::Chat, body)
+    }
+
+    fn chat_response(&self, _model: &str, body: &[u8]) -> Result<Translated, String> {
+        response::translate_response(body)
+    }
+
+    fn chat_stream(&self, _model: &str, body: &InboundBody) -> Box<dyn StreamTranslator> {
+        Box::new(stream::OpenAiStream::new(!body.client_wants_stream_usage))
+    }
+
+    fn embeddings_request(
+        &self,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        self.upstream_request(model, Operation::Embeddings, body)
+    }
+
+    fn embeddings_response(
+        &self,
+        _model: &str,
+        _request: &InboundBody,
+        body: &[u8],
+    ) -> Result<Translated, String> {
+        response::translate_response(body)
+    }
+
+    fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails {
+        response::error_details(status, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::Endpoint;
+    use bytes::Bytes;
+    use std::collections::BTreeMap;
+    use tollgate_common::Secret;
+
+    pub(super) fn adapter() -> OpenAi {
+        OpenAi::new(&ProviderConfig {
+            kind: ProviderKind::Openai,
+            api_base: "http://127.0.0.1:1/v1".into(),
+            api_key: Some(Secret::new("sk-test")),
+            api_version: None,
+            headers: BTreeMap::new(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn request_goes_to_chat_completions_with_bearer_key_and_the_target_model() {
+        let body = InboundBody::parse(
+            Endpoint::ChatCompletions,
+            Bytes::from_static(br#"{"model":"smart","messages":[{"role":"user","content":"hi"}]}"#),
+        )
+        .unwrap();
+        let request = adapter().chat_request("gpt-4o", &body).unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
+        assert_eq!(request.headers[AUTHORIZATION], "Bearer sk-test");
+        assert!(request.headers[AUTHORIZATION].is_sensitive());
+        let sent: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(sent["model"], "gpt-4o");
+    }
+
+    #[test]
+    fn deployment_url_api_version_and_api_key_header() {
+        let azure = OpenAi::azure(&ProviderConfig {
+            kind: ProviderKind::Azure,
+            api_base: "https://x.openai.azure.com".into(),
+            api_key: Some(Secret::new("az-key")),
+            api_version: Some("2024-10-21".into()),
+            headers: BTreeMap::new(),
+        })
+        .unwrap();
+        let body = InboundBody::parse(
+            Endpoint::ChatCompletions,
+            Bytes::from_static(br#"{"model":"smart","messages":[{"role":"user","content":"hi"}]}"#),
+        )
+        .unwrap();
+        let request = azure.chat_request("gpt4o prod", &body).unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "https://x.openai.azure.com/openai/deployments/gpt4o%20prod/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(request.headers["api-key"], "az-key");
+        assert!(request.headers.get("authorization").is_none());
+    }
+}

@@ -1,0 +1,136 @@
+//! OpenAI-format answers, handed on as they are, with their usage read out.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::openai::response::Usage;
+use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text};
+
+/// Reads the usage out of an OpenAI-shaped answer and hands the bytes on unchanged.
+pub(super) fn translate_response(body: &[u8]) -> Result<Translated, String> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        #[serde(default)]
+        usage: Option<Usage>,
+    }
+    let usage = match trailing_usage(body) {
+        Some(usage) => Some(usage),
+        None => {
+            let parsed: WithUsage = serde_json::from_slice(body).map_err(|e| {
+                format!("upstream answered with a body that is not a JSON object: {e}")
+            })?;
+            parsed.usage
+        }
+    };
+    Ok(Translated {
+        body: Bytes::copy_from_slice(body),
+        usage: usage.map(|u| u.tokens()),
+    })
+}
+
+/// The top-level `usage` object of an OpenAI answer, read without parsing the rest: OpenAI
+/// writes it last, so it is found from the end. Only a real object key qualifies (preceded by
+/// `{` or `,`; inside a string a quote is escaped), and only a complete usage object is
+/// accepted; anything else returns `None` and the caller parses the whole body.
+fn trailing_usage(body: &[u8]) -> Option<Usage> {
+    const KEY: &[u8] = b"\"usage\"";
+    let trimmed = body.trim_ascii();
+    if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
+        return None;
+    }
+    let at = memchr::memmem::rfind(body, KEY)?;
+    let before = body[..at].trim_ascii_end().last()?;
+    if !matches!(before, b',' | b'{') {
+        return None;
+    }
+    let rest = body[at + KEY.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut de = serde_json::Deserializer::from_slice(rest);
+    Option::<Usage>::deserialize(&mut de).ok().flatten()
+}
+
+/// Reads an OpenAI-shaped error body (`{"error":{"message",...}}`), as OpenAI, Azure and many
+/// compatible servers write it; falls back to the raw text.
+pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: ErrorObject,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorObject {
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+        #[serde(default)]
+        param: Option<String>,
+        #[serde(default)]
+        code: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(envelope) => UpstreamErrorDetails {
+            // A blank message would reach the client as an error that says nothing.
+            message: envelope
+                .error
+                .message
+                .filter(|m| !m.trim().is_empty())
+                .unwrap_or_else(|| format!("upstream returned status {status}")),
+            kind: envelope.error.kind,
+            param: envelope.error.param,
+            code: envelope.error.code.and_then(|c| match c {
+                serde_json::Value::String(s) => Some(s),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }),
+        },
+        Err(_) => UpstreamErrorDetails {
+            message: plain_error_text(status, body),
+            ..UpstreamErrorDetails::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::providers::ProviderAdapter;
+    use crate::providers::openai::tests::adapter;
+    use crate::providers::tests_support::fixture;
+
+    #[test]
+    fn response_passes_through_with_usage_read() {
+        let body = fixture("openai", "chat_completion.json");
+        let translated = adapter().chat_response("gpt-4o", &body).unwrap();
+        assert_eq!(&translated.body[..], &body[..]);
+        let usage = translated.usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (19, 10));
+    }
+
+    #[test]
+    fn usage_is_read_from_the_end_without_being_fooled_by_content() {
+        let tricky = br#"{"id":"x","choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9},"system_fingerprint":"fp"}"#;
+        let usage = adapter().chat_response("m", tricky).unwrap().usage.unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (7, 2));
+        // Only in content: no usage at all.
+        let none = br#"{"choices":[{"message":{"content":"\"usage\":{\"prompt_tokens\":5,\"total_tokens\":5}"}}]}"#;
+        assert!(adapter().chat_response("m", none).unwrap().usage.is_none());
+        // Null usage, and a body that is not JSON.
+        assert!(
+            adapter()
+                .chat_response("m", br#"{"usage":null}"#)
+                .unwrap()
+                .usage
+                .is_none()
+        );
+        assert!(adapter().chat_response("m", b"<html>").is_err());
+    }
+
+    #[test]
+    fn error_bodies_keep_the_providers_message() {
+        let body = fixture("openai", "error_400.json");
+        let details = adapter().error_details(400, &body);
+        assert!(details.message.contains("max_tokens"), "{details:?}");
+        assert_eq!(details.kind.as_deref(), Some("invalid_request_error"));
+        assert_eq!(details.param.as_deref(), Some("max_tokens"));
+    }
+}
