@@ -8,42 +8,26 @@
 // Marks the whole file as test code, helpers included, for clippy's test allowances.
 #![cfg(test)]
 
-use std::collections::BTreeMap;
-
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Value, json};
-use tollgate_common::config::{PROVIDERS, ProviderConfig, ProviderKind};
-use tollgate_common::{Secret, TokenUsage};
+use tollgate_common::TokenUsage;
+use tollgate_common::config::{PROVIDERS, ProviderKind};
 use tollgate_gateway::openai::response::{completion_as_stream, stream_as_completion};
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::sse::{SseDecoder, SseEvent};
-use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
+
+mod common;
 
 #[path = "../../common/tests/proptest_config/mod.rs"]
 mod proptest_config;
 
+use common::{adapter, chat_body};
 use proptest_config::config;
 
 fn kinds() -> Vec<ProviderKind> {
     PROVIDERS.iter().map(|p| p.kind).collect()
-}
-
-fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
-    let (api_base, api_version) = match kind {
-        ProviderKind::Openai => ("http://127.0.0.1:1/v1", None),
-        ProviderKind::Azure => ("https://x.openai.azure.com", Some("2024-10-21")),
-        ProviderKind::Anthropic | ProviderKind::Gemini => ("http://127.0.0.1:1", None),
-    };
-    adapter_for(&ProviderConfig {
-        kind,
-        api_base: api_base.into(),
-        api_key: Some(Secret::new("test-key")),
-        api_version: api_version.map(str::to_owned),
-        headers: BTreeMap::new(),
-    })
-    .unwrap()
 }
 
 /// A streaming chat request; `include_usage` is the client's own `stream_options` wish.
@@ -54,11 +38,7 @@ fn stream_request(include_usage: bool) -> InboundBody {
         "stream_options": {"include_usage": include_usage},
         "messages": [{"role": "user", "content": "hi"}],
     });
-    InboundBody::parse(
-        Endpoint::ChatCompletions,
-        Bytes::from(serde_json::to_vec(&body).unwrap()),
-    )
-    .unwrap()
+    chat_body(&body)
 }
 
 fn embeddings_request(encoding_format: Option<&str>) -> InboundBody {
@@ -75,9 +55,10 @@ fn embeddings_request(encoding_format: Option<&str>) -> InboundBody {
 
 fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
     match kind {
-        ProviderKind::Openai | ProviderKind::Azure => &[include_bytes!(
-            "../src/providers/openai/fixtures/chat_stream.sse"
-        )],
+        ProviderKind::Openai | ProviderKind::Azure => &[
+            include_bytes!("../src/providers/openai/fixtures/chat_stream.sse"),
+            include_bytes!("../src/providers/openai/fixtures/chat_stream_tool_calls.sse"),
+        ],
         ProviderKind::Anthropic => &[
             include_bytes!("../src/providers/anthropic/fixtures/messages_stream.sse"),
             include_bytes!("../src/providers/anthropic/fixtures/messages_stream_tool_use.sse"),
@@ -94,12 +75,20 @@ fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
     match kind {
         ProviderKind::Openai | ProviderKind::Azure => &[
             include_bytes!("../src/providers/openai/fixtures/chat_completion.json"),
+            include_bytes!("../src/providers/openai/fixtures/chat_completion_cached_prompt.json"),
+            include_bytes!("../src/providers/openai/fixtures/chat_completion_content_filter.json"),
+            include_bytes!("../src/providers/openai/fixtures/chat_completion_length.json"),
+            include_bytes!("../src/providers/openai/fixtures/chat_completion_tool_calls.json"),
             include_bytes!("../src/providers/openai/fixtures/embeddings.json"),
             include_bytes!("../src/providers/openai/fixtures/error_400.json"),
+            include_bytes!("../src/providers/openai/fixtures/error_429.json"),
         ],
         ProviderKind::Anthropic => &[
             include_bytes!("../src/providers/anthropic/fixtures/messages_response.json"),
             include_bytes!("../src/providers/anthropic/fixtures/messages_tool_use.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_max_tokens.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/messages_refusal.json"),
+            include_bytes!("../src/providers/anthropic/fixtures/error_rate_limit.json"),
             include_bytes!("../src/providers/anthropic/fixtures/error_invalid_request.json"),
             include_bytes!("../src/providers/anthropic/fixtures/error_overloaded.json"),
         ],
@@ -108,6 +97,8 @@ fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/gemini/fixtures/generate_function_call.json"),
             include_bytes!("../src/providers/gemini/fixtures/generate_function_call_signed.json"),
             include_bytes!("../src/providers/gemini/fixtures/generate_blocked.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_finish_safety.json"),
+            include_bytes!("../src/providers/gemini/fixtures/generate_max_tokens.json"),
             include_bytes!("../src/providers/gemini/fixtures/batch_embed_response.json"),
             include_bytes!("../src/providers/gemini/fixtures/error_400.json"),
             include_bytes!("../src/providers/gemini/fixtures/error_429.json"),

@@ -15,7 +15,9 @@
 //! - `fixtures/`: answers written from the provider's API reference, read by the tests.
 //!
 //! A new provider is a variant of [`ProviderKind`] with its row in
-//! [`tollgate_common::config::PROVIDERS`], a folder here, and its arm in [`adapter_for`].
+//! [`tollgate_common::config::PROVIDERS`], a folder here, its arm in [`adapter_for`], and its row
+//! in `tests/conformance.rs`: there every adapter passes the same checks (text, streaming, tools,
+//! images, stop reasons, usage, error bodies) on its own fixtures.
 
 pub mod anthropic;
 pub mod gemini;

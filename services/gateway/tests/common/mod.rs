@@ -8,7 +8,11 @@
 
 use std::collections::BTreeMap;
 
-use tollgate_common::config::Config;
+use bytes::Bytes;
+use tollgate_common::Secret;
+use tollgate_common::config::{Config, ProviderConfig, ProviderKind};
+use tollgate_gateway::openai::{Endpoint, InboundBody};
+use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
 use tollgate_gateway::{RunningServer, Stages};
 use tollgate_mock_provider::{MockConfig, MockServer};
 
@@ -123,4 +127,31 @@ pub fn events(body: &str) -> Vec<String> {
 
 pub fn hello(model: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]})
+}
+
+/// The adapter for `kind`, configured as a deployment would be but pointing nowhere: for
+/// driving translators directly, without a network.
+pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
+    let (api_base, api_version) = match kind {
+        ProviderKind::Openai => ("http://127.0.0.1:1/v1", None),
+        ProviderKind::Azure => ("https://x.openai.azure.com", Some("2024-10-21")),
+        ProviderKind::Anthropic | ProviderKind::Gemini => ("http://127.0.0.1:1", None),
+    };
+    adapter_for(&ProviderConfig {
+        kind,
+        api_base: api_base.into(),
+        api_key: Some(Secret::new("test-key")),
+        api_version: api_version.map(str::to_owned),
+        headers: BTreeMap::new(),
+    })
+    .unwrap()
+}
+
+/// A chat completion request as the gateway reads it from a client.
+pub fn chat_body(body: &serde_json::Value) -> InboundBody {
+    InboundBody::parse(
+        Endpoint::ChatCompletions,
+        Bytes::from(serde_json::to_vec(body).unwrap()),
+    )
+    .unwrap()
 }
