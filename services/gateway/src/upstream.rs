@@ -379,7 +379,8 @@ async fn attempt(
     };
     Outcome::Failed {
         status: Some(status.as_u16()),
-        retry_after,
+        // The header wins; some providers give the wait only in the error body.
+        retry_after: retry_after.or(details.retry_after),
         reason,
     }
 }

@@ -104,6 +104,9 @@ struct Case {
     invalid_request: ErrorCase,
     /// A 429 body.
     rate_limited: ErrorCase,
+    /// The wait the 429 body asks for, in milliseconds, where the provider puts it in the body
+    /// rather than in a `Retry-After` header.
+    retry_hint_ms: Option<u64>,
 }
 
 const OPENAI: Case = Case {
@@ -164,6 +167,7 @@ const OPENAI: Case = Case {
     // OpenAI names the limit that was hit (`tokens`, `requests`) as the type; being OpenAI's own
     // body, it reaches the client unchanged.
     rate_limited: error("error_429.json", "tokens", "Rate limit reached"),
+    retry_hint_ms: None,
 };
 
 /// Azure speaks OpenAI's dialect; only the URL and the key's header differ.
@@ -234,6 +238,7 @@ const ANTHROPIC: Case = Case {
         "rate_limit_error",
         "exceed the rate limit",
     ),
+    retry_hint_ms: None,
 };
 
 const GEMINI: Case = Case {
@@ -294,6 +299,8 @@ const GEMINI: Case = Case {
         "rate_limit_error",
         "You exceeded your current quota",
     ),
+    // `RetryInfo.retryDelay`.
+    retry_hint_ms: Some(27_000),
 };
 
 /// The model the target names, as it must reach the provider.
@@ -559,6 +566,13 @@ fn check_error_bodies(case: &Case) {
             expected.fixture
         );
     }
+    let rate_limited = fixture(case, case.rate_limited.fixture);
+    assert_eq!(
+        adapter(case.kind)
+            .error_details(429, &rate_limited)
+            .retry_after,
+        case.retry_hint_ms.map(std::time::Duration::from_millis)
+    );
 }
 
 /// Stamps one module of tests per row, each running every check on that row, and lists the

@@ -26,6 +26,7 @@ pub mod sse;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::Url;
@@ -64,6 +65,9 @@ pub struct UpstreamErrorDetails {
     pub kind: Option<String>,
     pub param: Option<String>,
     pub code: Option<String>,
+    /// How long the provider asked to wait before a retry, where it says so in the body rather
+    /// than in a `Retry-After` header (Google's `RetryInfo`).
+    pub retry_after: Option<Duration>,
 }
 
 /// Translates between OpenAI's wire format and one provider's.

@@ -188,8 +188,8 @@ pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
                 .filter(|m| !m.trim().is_empty())
                 .unwrap_or_else(|| format!("upstream returned status {status}")),
             kind: Some(openai_error_type(error.kind.as_deref(), status).to_owned()),
-            param: None,
             code: error.kind,
+            ..UpstreamErrorDetails::default()
         },
         Err(_) => UpstreamErrorDetails {
             message: plain_error_text(status, body),

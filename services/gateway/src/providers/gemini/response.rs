@@ -2,6 +2,8 @@
 //!
 //! Tool call ids are minted here, carrying the thought signature of the part they come from.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -391,6 +393,25 @@ pub(super) struct GoogleError {
     pub(super) message: Option<String>,
     #[serde(default)]
     status: Option<String>,
+    /// Typed detail objects (`@type`), among them `RetryInfo` on a 429.
+    #[serde(default)]
+    details: Vec<serde_json::Value>,
+}
+
+impl GoogleError {
+    /// `RetryInfo.retryDelay`, a protobuf duration in JSON: decimal seconds ending in `s`.
+    fn retry_delay(&self) -> Option<Duration> {
+        self.details
+            .iter()
+            .filter(|d| {
+                d["@type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+            })
+            .find_map(|d| d["retryDelay"].as_str()?.strip_suffix('s')?.parse().ok())
+            .filter(|seconds: &f64| seconds.is_finite() && *seconds >= 0.0)
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+    }
 }
 
 #[derive(Deserialize)]
@@ -437,6 +458,7 @@ pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
             _ => "server_error",
         },
     };
+    let retry_after = error.retry_delay();
     UpstreamErrorDetails {
         message: error
             .message
@@ -445,6 +467,7 @@ pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
         kind: Some(kind.to_owned()),
         param: None,
         code: error.status,
+        retry_after,
     }
 }
 
@@ -686,6 +709,32 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_delay_is_read_only_from_retry_info_and_only_when_sane() {
+        let delay = |details: Value| {
+            let body = json!({"error": {"code": 429, "message": "m",
+                "status": "RESOURCE_EXHAUSTED", "details": details}});
+            error_details(429, body.to_string().as_bytes()).retry_after
+        };
+        let info = "type.googleapis.com/google.rpc.RetryInfo";
+        assert_eq!(
+            delay(json!([{"@type": info, "retryDelay": "1.5s"}])),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            delay(json!([{"@type": "type.googleapis.com/google.rpc.Help", "retryDelay": "9s"}])),
+            None
+        );
+        for bad in ["-1s", "1e400s", "NaNs", "soon", "10"] {
+            assert_eq!(
+                delay(json!([{"@type": info, "retryDelay": bad}])),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(delay(json!("not a list")), None);
+    }
+
+    #[test]
     fn error_bodies_map_to_openai_kinds() {
         let gemini = adapter();
         let details = gemini.error_details(400, &fixture("gemini", "error_400.json"));
@@ -702,6 +751,7 @@ mod tests {
         );
         assert_eq!(details.kind.as_deref(), Some("rate_limit_error"));
         assert_eq!(details.code.as_deref(), Some("RESOURCE_EXHAUSTED"));
+        assert_eq!(details.retry_after, Some(Duration::from_secs(27)));
 
         for (status, kind) in [
             ("FAILED_PRECONDITION", "invalid_request_error"),

@@ -83,6 +83,7 @@ pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
                 serde_json::Value::Number(n) => Some(n.to_string()),
                 _ => None,
             }),
+            retry_after: None,
         },
         Err(_) => UpstreamErrorDetails {
             message: plain_error_text(status, body),
