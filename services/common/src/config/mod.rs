@@ -246,18 +246,11 @@ impl Config {
             else {
                 continue;
             };
-            let api_version = match facts.api_version {
-                ApiVersion::Required { default } => Some(
-                    facts
-                        .env
-                        .api_version
-                        .and_then(|v| env.var(v))
-                        .unwrap_or_else(|| default.to_owned()),
-                ),
-                ApiVersion::Optional | ApiVersion::NotTaken => {
-                    facts.env.api_version.and_then(|v| env.var(v))
-                }
-            };
+            let api_version = facts
+                .env
+                .api_version
+                .and_then(|v| env.var(v))
+                .or_else(|| facts.api_version.default_version().map(str::to_owned));
             provider_specs.insert(
                 facts.name.to_owned(),
                 ProviderSpec {

@@ -28,6 +28,16 @@ pub enum ApiVersion {
     },
 }
 
+impl ApiVersion {
+    /// The version used when none is configured, where the kind has one.
+    pub fn default_version(self) -> Option<&'static str> {
+        match self {
+            ApiVersion::Required { default } => Some(default),
+            ApiVersion::Optional | ApiVersion::NotTaken => None,
+        }
+    }
+}
+
 /// The environment variables that configure a provider without a configuration file.
 #[derive(Debug)]
 pub struct ProviderEnv {

@@ -23,9 +23,6 @@ use super::{
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
 
-/// The `api-version` Azure gets when the provider's `api_version` is not set.
-const AZURE_DEFAULT_VERSION: &str = "2024-10-21";
-
 /// An OpenAI-format endpoint.
 #[derive(Clone, Copy)]
 enum Operation {
@@ -117,10 +114,15 @@ impl OpenAi {
             config,
             Flavour::Azure {
                 api_base: config.api_base.clone(),
+                // Configuration requires it; the kind's default covers adapters built otherwise.
                 api_version: config
                     .api_version
                     .clone()
-                    .unwrap_or_else(|| AZURE_DEFAULT_VERSION.into()),
+                    .or_else(|| {
+                        let facts = ProviderKind::Azure.facts();
+                        facts.api_version.default_version().map(str::to_owned)
+                    })
+                    .unwrap_or_default(),
                 urls: UrlCache::default(),
             },
         )
