@@ -1,12 +1,13 @@
 //! Tollgate's gateway: one OpenAI-compatible API in front of every provider.
 //!
 //! How a request flows is written down in [`pipeline`]; the modules follow its stages:
-//! [`openai`] (the wire format clients speak), [`routing`] (model names to ordered targets),
+//! [`openai`] (the wire format the pipeline speaks), [`ingress`] (the other APIs clients call), [`routing`] (model names to ordered targets),
 //! [`upstream`] (sending, retries, fail-over), [`providers`] (one adapter per wire format),
 //! the SSE relay that is the respond stage of a stream, [`pipeline::metering`] (usage and
 //! cost), [`server`] (routes).
 
 pub mod error;
+pub mod ingress;
 pub mod metrics;
 pub mod openai;
 pub mod pipeline;

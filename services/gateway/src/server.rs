@@ -5,8 +5,9 @@
 //! `server.max_body_bytes` and `server.body_read_timeout_ms`. Every answer given before a
 //! request's body was read to its end closes the connection ([`CloseUnreadBodies`]).
 //!
-//! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
-//! `GET /health/live`, `GET /health/ready`, `GET /metrics`.
+//! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages`,
+//! `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /health/live`,
+//! `GET /health/ready`, `GET /metrics`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +21,8 @@ use tollgate_common::body::{BodyLimits, CloseUnreadBodies, read_payload};
 use tollgate_common::config::Config;
 
 use crate::error::GatewayError;
+use crate::ingress::{Ingress, messages};
 use crate::metrics::Metrics;
-use crate::openai::Endpoint;
 use crate::openai::response::unix_now;
 use crate::pipeline::{Gateway, Stages, Worker};
 use crate::routing::Router;
@@ -129,6 +130,11 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(chat_completions),
     ))
     .service(resource("/v1/embeddings", web::post().to(embeddings)))
+    .service(resource("/v1/messages", web::post().to(anthropic_messages)))
+    .service(resource(
+        "/v1/messages/count_tokens",
+        web::post().to(count_tokens),
+    ))
     .service(resource("/v1/models", web::get().to(models)))
     .service(resource("/health/live", web::get().to(live)))
     .service(resource("/health/ready", web::get().to(ready)))
@@ -143,15 +149,7 @@ async fn chat_completions(
     worker: web::Data<Worker>,
     limits: web::Data<BodyLimits>,
 ) -> HttpResponse {
-    model_call(
-        Endpoint::ChatCompletions,
-        req,
-        payload,
-        gateway,
-        worker,
-        limits,
-    )
-    .await
+    model_call(Ingress::OpenAiChat, req, payload, gateway, worker, limits).await
 }
 
 async fn embeddings(
@@ -161,11 +159,59 @@ async fn embeddings(
     worker: web::Data<Worker>,
     limits: web::Data<BodyLimits>,
 ) -> HttpResponse {
-    model_call(Endpoint::Embeddings, req, payload, gateway, worker, limits).await
+    model_call(
+        Ingress::OpenAiEmbeddings,
+        req,
+        payload,
+        gateway,
+        worker,
+        limits,
+    )
+    .await
+}
+
+async fn anthropic_messages(
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+    limits: web::Data<BodyLimits>,
+) -> HttpResponse {
+    model_call(
+        Ingress::AnthropicMessages,
+        req,
+        payload,
+        gateway,
+        worker,
+        limits,
+    )
+    .await
+}
+
+/// Anthropic's token count of a Messages body, as the gateway's own tokenizer counts it: no
+/// model is called and nothing is metered, but the key must open the model.
+async fn count_tokens(
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    limits: web::Data<BodyLimits>,
+) -> HttpResponse {
+    let ingress = Ingress::AnthropicMessages;
+    let request_id = request_id(&req);
+    let counted = async {
+        let key = gateway.authenticate(req.headers()).await?;
+        let raw = read_payload(&req, payload, **limits).await?;
+        gateway.count_tokens(&key, messages::request::to_counted_body(&raw)?)
+    }
+    .await;
+    match counted {
+        Ok(input_tokens) => HttpResponse::Ok().json(json!({ "input_tokens": input_tokens })),
+        Err(err) => ingress.error_response(&err, &request_id),
+    }
 }
 
 async fn model_call(
-    endpoint: Endpoint,
+    ingress: Ingress,
     req: HttpRequest,
     payload: web::Payload,
     gateway: web::Data<Gateway>,
@@ -176,15 +222,15 @@ async fn model_call(
     // The key first: a caller without one gets its 401 before a byte of its body is read.
     let key = match gateway.authenticate(req.headers()).await {
         Ok(key) => key,
-        Err(err) => return gateway.refuse(&worker, endpoint, request_id, None, err),
+        Err(err) => return gateway.refuse(&worker, ingress, request_id, None, err),
     };
     let body = match read_payload(&req, payload, **limits).await {
         Ok(body) => body,
-        Err(err) => return gateway.refuse(&worker, endpoint, request_id, Some(key), err.into()),
+        Err(err) => return gateway.refuse(&worker, ingress, request_id, Some(key), err.into()),
     };
     let gateway = gateway.into_inner();
     gateway
-        .handle(&worker, endpoint, req.headers(), key, body, request_id)
+        .handle(&worker, ingress, req.headers(), key, body, request_id)
         .await
 }
 

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 pub use tollgate_common::KeyContext;
 
+use crate::ingress::Ingress;
 use crate::openai::Endpoint;
 
 /// What one request carries from stage to stage.
@@ -19,6 +20,9 @@ pub struct RequestContext {
     pub event_id: String,
     pub received_at: SystemTime,
     pub started: Instant,
+    /// The API the client called, which decides the shape of its answer.
+    pub ingress: Ingress,
+    /// The pipeline's operation.
     pub endpoint: Endpoint,
     /// Who is calling; shared, since it comes from the key cache.
     pub key: Arc<KeyContext>,
@@ -60,13 +64,14 @@ impl RequestContext {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 
-    pub fn new(request_id: String, endpoint: Endpoint, key: Arc<KeyContext>) -> Self {
+    pub fn new(request_id: String, ingress: Ingress, key: Arc<KeyContext>) -> Self {
         RequestContext {
             request_id,
             event_id: uuid::Uuid::now_v7().to_string(),
             received_at: SystemTime::now(),
             started: Instant::now(),
-            endpoint,
+            ingress,
+            endpoint: ingress.endpoint(),
             key,
             route: None,
             requested_model: String::new(),

@@ -49,6 +49,7 @@ pub use stages::{
 };
 
 use crate::error::GatewayError;
+use crate::ingress::Ingress;
 use crate::metrics::Metrics;
 use crate::openai::response::completion_as_stream;
 use crate::openai::{Endpoint, InboundBody};
@@ -118,31 +119,32 @@ impl Gateway {
     pub fn refuse(
         &self,
         worker: &Worker,
-        endpoint: Endpoint,
+        ingress: Ingress,
         request_id: String,
         key: Option<Arc<KeyContext>>,
         error: GatewayError,
     ) -> HttpResponse {
-        let ctx = RequestContext::new(request_id, endpoint, key.unwrap_or_default());
-        let span = request_span(endpoint, &ctx.request_id);
-        span.record("otel.name", endpoint.operation());
+        let ctx = RequestContext::new(request_id, ingress, key.unwrap_or_default());
+        let span = request_span(ctx.endpoint, &ctx.request_id);
+        span.record("otel.name", ctx.endpoint.operation());
         respond_to_failure(worker, ctx, Failure::early(error), &span)
     }
 
-    /// Runs one `/v1/chat/completions` or `/v1/embeddings` request through every stage after
+    /// Runs one model call (a body sent to `ingress`) through every stage after
     /// authentication, as `key` (from [`Gateway::authenticate`]). `worker` is the calling
     /// worker's own client and recorder.
     pub async fn handle(
         self: &Arc<Self>,
         worker: &Worker,
-        endpoint: Endpoint,
+        ingress: Ingress,
         headers: &HeaderMap,
         key: Arc<KeyContext>,
         raw: Bytes,
         request_id: String,
     ) -> HttpResponse {
-        let mut ctx = RequestContext::new(request_id, endpoint, key);
-        let parsed = InboundBody::parse(endpoint, raw);
+        let mut ctx = RequestContext::new(request_id, ingress, key);
+        let endpoint = ctx.endpoint;
+        let parsed = ingress.parse(raw);
         let span = request_span(endpoint, &ctx.request_id);
         // Named before the span is first entered: OpenTelemetry fixes the name at start.
         if !span.is_disabled()
@@ -168,6 +170,19 @@ impl Gateway {
             }
             Err(failure) => respond_to_failure(worker, ctx, failure, &span),
         }
+    }
+
+    /// The prompt tokens of an OpenAI chat body, counted by the gateway's tokenizer (for
+    /// `/v1/messages/count_tokens`): the parse and route stages only, so an unknown model is
+    /// a 404 and one the key may not use a 403, and nothing is called or metered.
+    pub fn count_tokens(&self, key: &KeyContext, chat: Bytes) -> Result<u64, GatewayError> {
+        let body = InboundBody::parse(Endpoint::ChatCompletions, chat)?;
+        self.router.resolve(&body.model)?;
+        if !key.allows_model(&body.model) {
+            return Err(GatewayError::ModelNotAllowed(body.model.clone()));
+        }
+        let tools = body.field("tools").map_or(0, crate::tokens::json_estimate);
+        Ok(crate::tokens::chat_prompt(body.chat()?) + tools)
     }
 
     async fn run(
@@ -204,7 +219,7 @@ impl Gateway {
             .admit(ctx, &body)
             .await
             .map_err(Failure::early)?;
-        ctx.response_headers.clone_from(&reservation.headers);
+        ctx.response_headers = ctx.ingress.response_headers(&reservation.headers);
         let fail = |error: GatewayError| Failure {
             error,
             attempts: 0,
@@ -234,12 +249,17 @@ impl Gateway {
             worker.recorder.send_and_wait(completion).await;
             if body.stream {
                 // A cached answer replayed as the stream the client asked for.
-                let replay = completion_as_stream(&hit.body, body.client_wants_stream_usage)
+                let mut replay = completion_as_stream(&hit.body, body.client_wants_stream_usage)
                     .ok_or_else(|| {
                         Failure::early(GatewayError::Internal(
                             "a cached answer is not a chat completion".into(),
                         ))
                     })?;
+                if let Some(mut encoder) = ctx.ingress.stream_encoder() {
+                    let mut encoded = bytes::BytesMut::with_capacity(replay.len() * 2);
+                    encoder.encode(&replay, &mut encoded);
+                    replay = encoded.freeze();
+                }
                 let mut response = HttpResponse::Ok();
                 response
                     .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/event-stream")))
@@ -247,7 +267,8 @@ impl Gateway {
                 tag(&mut response, &ctx.request_id, None, 0);
                 return Ok(response.body(replay));
             }
-            return Ok(json_response(&ctx.request_id, hit.body, None, 0));
+            let answer = ctx.ingress.answer(hit.body).map_err(Failure::early)?;
+            return Ok(json_response(&ctx.request_id, answer, None, 0));
         }
 
         // provider, then respond
@@ -267,15 +288,19 @@ impl Gateway {
                 }
                 .instrument(tracing::Span::current()),
             );
-            match call.await {
-                Ok(answer) => Ok(json_response(
-                    &ctx.request_id,
-                    answer.body,
-                    Some(&answer.target),
-                    answer.attempts,
-                )),
-                Err(failure) => Err(failure),
-            }
+            let answer = call.await?;
+            // The answer is metered already: a failure to rewrite it is no reason to charge
+            // again, only to say what went wrong.
+            let body = ctx.ingress.answer(answer.body).map_err(|error| Failure {
+                metered: true,
+                ..Failure::early(error)
+            })?;
+            Ok(json_response(
+                &ctx.request_id,
+                body,
+                Some(&answer.target),
+                answer.attempts,
+            ))
         }
     }
 
@@ -427,6 +452,7 @@ impl Gateway {
                     worker.recorder.clone(),
                     tracing::Span::current(),
                 )
+                .encoding(ctx.ingress.stream_encoder())
                 .keeping(ctx.cache_state.is_some().then(|| {
                     StreamKeeper::new(self.stages.cache.clone(), ctx.clone(), body.clone())
                 }));
@@ -492,7 +518,7 @@ fn respond_to_failure(
     span.record("http.response.status_code", failure.error.status().as_u16());
     span.record("tollgate.attempts", failure.attempts);
     span.record("error.type", failure.error.label());
-    let mut response = failure.error.to_response(&ctx.request_id);
+    let mut response = ctx.ingress.error_response(&failure.error, &ctx.request_id);
     for (name, value) in &ctx.response_headers {
         response.headers_mut().insert(name.clone(), value.clone());
     }

@@ -18,6 +18,7 @@ use futures_util::stream::BoxStream;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
+use crate::ingress::StreamEncoder;
 use crate::openai::InboundBody;
 use crate::openai::response::{SSE_DONE, stream_as_completion};
 use crate::pipeline::metering::{CLIENT_CLOSED, Completion, UsageSender};
@@ -47,6 +48,8 @@ pub struct RelayBody {
     keeper: Option<StreamKeeper>,
     /// The stream ended as a complete answer (not interrupted, not withheld).
     complete: bool,
+    /// Rewrites the OpenAI events for a client of another API, as they leave.
+    encoder: Option<Box<dyn StreamEncoder>>,
 }
 
 /// Streamed answers longer than this are not kept in the cache.
@@ -117,7 +120,14 @@ impl RelayBody {
             span,
             keeper: None,
             complete: false,
+            encoder: None,
         }
+    }
+
+    /// Sends the stream in another API's events.
+    pub fn encoding(mut self, encoder: Option<Box<dyn StreamEncoder>>) -> Self {
+        self.encoder = encoder;
+        self
     }
 
     /// Keeps the answer in the cache once it is complete.
@@ -217,7 +227,16 @@ impl RelayBody {
         {
             self.keeper = None;
         }
-        Some(self.out.split().freeze())
+        let openai = self.out.split();
+        match &mut self.encoder {
+            Some(encoder) => {
+                let mut encoded = BytesMut::with_capacity(openai.len() * 2);
+                encoder.encode(&openai, &mut encoded);
+                // Everything in `openai` is whole events, so it all comes out now.
+                Some(encoded.freeze())
+            }
+            None => Some(openai.freeze()),
+        }
     }
 }
 

@@ -1,0 +1,161 @@
+//! The APIs clients call, and how each one's body is read and its answers written.
+//!
+//! The pipeline speaks OpenAI's chat format ([`crate::openai`]) throughout, so every stage
+//! (keys, limits, budgets, cache, metering) behaves the same whichever API a client used. A
+//! way in other than OpenAI's own is one folder here with the same files: `request.rs` (its
+//! body as an OpenAI chat body), `response.rs` (a whole OpenAI answer and errors in its
+//! shape) and `stream.rs` (OpenAI chunks as its stream events, a [`StreamEncoder`]).
+
+pub mod messages;
+
+use std::time::SystemTime;
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use bytes::{Bytes, BytesMut};
+
+use crate::error::GatewayError;
+use crate::openai::{Endpoint, InboundBody};
+
+/// The API a client called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// `POST /v1/chat/completions`.
+    OpenAiChat,
+    /// `POST /v1/embeddings`.
+    OpenAiEmbeddings,
+    /// `POST /v1/messages`, Anthropic's Messages API.
+    AnthropicMessages,
+}
+
+/// Turns the pipeline's OpenAI SSE events into another API's stream, as they are sent.
+pub trait StreamEncoder: Send {
+    /// Consumes OpenAI SSE bytes (whole events, or any split of them) and appends the
+    /// client's events to `out`.
+    fn encode(&mut self, openai: &[u8], out: &mut BytesMut);
+}
+
+impl Ingress {
+    /// The pipeline's operation for this API.
+    pub fn endpoint(self) -> Endpoint {
+        match self {
+            Ingress::OpenAiEmbeddings => Endpoint::Embeddings,
+            Ingress::OpenAiChat | Ingress::AnthropicMessages => Endpoint::ChatCompletions,
+        }
+    }
+
+    /// Reads a body sent to this API into the pipeline's request.
+    pub fn parse(self, raw: Bytes) -> Result<InboundBody, GatewayError> {
+        match self {
+            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => {
+                InboundBody::parse(self.endpoint(), raw)
+            }
+            Ingress::AnthropicMessages => InboundBody::parse(
+                Endpoint::ChatCompletions,
+                messages::request::to_chat_body(&raw)?,
+            ),
+        }
+    }
+
+    /// A whole OpenAI answer (chat completion or embeddings) in this API's shape.
+    pub fn answer(self, openai: Bytes) -> Result<Bytes, GatewayError> {
+        match self {
+            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => Ok(openai),
+            Ingress::AnthropicMessages => messages::response::to_message(&openai),
+        }
+    }
+
+    /// What turns the OpenAI stream into this API's, when it is not OpenAI's own.
+    pub fn stream_encoder(self) -> Option<Box<dyn StreamEncoder>> {
+        match self {
+            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => None,
+            Ingress::AnthropicMessages => Some(Box::new(messages::stream::MessagesEvents::new())),
+        }
+    }
+
+    /// The error answer in this API's shape, with the same status and headers.
+    pub fn error_response(self, error: &GatewayError, request_id: &str) -> HttpResponse {
+        let mut response = error.to_response(request_id);
+        match self {
+            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => response,
+            Ingress::AnthropicMessages => {
+                let body = messages::response::error_body(error, request_id);
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if let GatewayError::RateLimited { headers, .. } = error {
+                    for (name, value) in self.response_headers(headers) {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+                response.set_body(body.to_string()).map_into_boxed_body()
+            }
+        }
+    }
+
+    /// The headers admission set (OpenAI's rate-limit headers), with this API's own added.
+    pub fn response_headers(
+        self,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Vec<(HeaderName, HeaderValue)> {
+        match self {
+            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => headers.to_vec(),
+            Ingress::AnthropicMessages => {
+                let mut all = headers.to_vec();
+                all.extend(messages::response::rate_limit_headers(
+                    headers,
+                    SystemTime::now(),
+                ));
+                all
+            }
+        }
+    }
+}
+
+/// How an API names a field deep in a body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FieldPath {
+    /// Anthropic's `messages.0.content`.
+    Dotted,
+    /// OpenAI's `input[0].content`.
+    Indexed,
+}
+
+/// Reads a body into `T`; a problem is a 400 naming its field the way the API does.
+pub(crate) fn parse_typed<T: serde::de::DeserializeOwned>(
+    raw: &[u8],
+    style: FieldPath,
+) -> Result<T, GatewayError> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let mut path = err.path().to_string();
+        if let FieldPath::Dotted = style {
+            path = path.replace('[', ".").replace(']', "");
+        }
+        let inner = err.into_inner();
+        let mut message = inner.to_string();
+        if inner.is_syntax() || inner.is_eof() {
+            return GatewayError::MalformedJson(message);
+        }
+        // Where a value of the wrong shape sits is said by the path, not the position.
+        if let Some(at) = message.find(" at line ") {
+            message.truncate(at);
+        }
+        // serde names a missing field in its message, at the path of the object around it.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            path = if path.is_empty() || path == "." {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+            message = "Field required".to_owned();
+        }
+        if path.is_empty() || path == "." {
+            return GatewayError::MalformedJson("the body must be a JSON object".into());
+        }
+        GatewayError::invalid_field(path.clone(), format!("{path}: {message}"))
+    })
+}
