@@ -5,8 +5,8 @@
 //! `server.max_body_bytes` and `server.body_read_timeout_ms`. Every answer given before a
 //! request's body was read to its end closes the connection ([`CloseUnreadBodies`]).
 //!
-//! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages`,
-//! `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /health/live`,
+//! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/responses`,
+//! `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /health/live`,
 //! `GET /health/ready`, `GET /metrics`.
 
 use std::net::SocketAddr;
@@ -130,6 +130,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(chat_completions),
     ))
     .service(resource("/v1/embeddings", web::post().to(embeddings)))
+    .service(resource("/v1/responses", web::post().to(responses)))
     .service(resource("/v1/messages", web::post().to(anthropic_messages)))
     .service(resource(
         "/v1/messages/count_tokens",
@@ -161,6 +162,24 @@ async fn embeddings(
 ) -> HttpResponse {
     model_call(
         Ingress::OpenAiEmbeddings,
+        req,
+        payload,
+        gateway,
+        worker,
+        limits,
+    )
+    .await
+}
+
+async fn responses(
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+    limits: web::Data<BodyLimits>,
+) -> HttpResponse {
+    model_call(
+        Ingress::OpenAiResponses,
         req,
         payload,
         gateway,

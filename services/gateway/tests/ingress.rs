@@ -1,5 +1,5 @@
 //! Every way in against every way out: a client of each API the gateway serves (OpenAI chat,
-//! Anthropic Messages) reaches every kind of provider for text, streams and tools, and gets
+//! OpenAI Responses, Anthropic Messages) reaches every kind of provider for text, streams and tools, and gets
 //! its answers and errors in its own API's shape.
 
 // Marks the whole file as test code, helpers included, for clippy's test allowances.
@@ -22,10 +22,15 @@ const TARGETS: &[&str] = &[
 #[derive(Debug, Clone, Copy)]
 enum Ingress {
     OpenAiChat,
+    OpenAiResponses,
     AnthropicMessages,
 }
 
-const INGRESSES: &[Ingress] = &[Ingress::OpenAiChat, Ingress::AnthropicMessages];
+const INGRESSES: &[Ingress] = &[
+    Ingress::OpenAiChat,
+    Ingress::OpenAiResponses,
+    Ingress::AnthropicMessages,
+];
 
 const WEATHER_SCHEMA: &str =
     r#"{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}"#;
@@ -34,6 +39,7 @@ impl Ingress {
     fn path(self) -> &'static str {
         match self {
             Ingress::OpenAiChat => "/v1/chat/completions",
+            Ingress::OpenAiResponses => "/v1/responses",
             Ingress::AnthropicMessages => "/v1/messages",
         }
     }
@@ -50,6 +56,15 @@ impl Ingress {
                 if tools {
                     body["tools"] = json!([{"type": "function", "function":
                         {"name": "get_weather", "parameters": schema}}]);
+                }
+                body
+            }
+            Ingress::OpenAiResponses => {
+                let mut body = json!({"model": model, "input": text, "stream": stream,
+                                      "max_output_tokens": 200});
+                if tools {
+                    body["tools"] =
+                        json!([{"type": "function", "name": "get_weather", "parameters": schema}]);
                 }
                 body
             }
@@ -74,6 +89,15 @@ impl Ingress {
                     .to_owned(),
                 body["usage"]["completion_tokens"].as_u64().unwrap(),
             ),
+            Ingress::OpenAiResponses => {
+                assert_eq!(body["object"], "response", "{body}");
+                assert_eq!(body["status"], "completed", "{body}");
+                let message = response_item(body, "message");
+                (
+                    message["content"][0]["text"].as_str().unwrap().to_owned(),
+                    body["usage"]["output_tokens"].as_u64().unwrap(),
+                )
+            }
             Ingress::AnthropicMessages => {
                 assert_eq!(body["type"], "message", "{body}");
                 (
@@ -103,8 +127,21 @@ impl Ingress {
                     }
                 }
             }
+            Ingress::OpenAiResponses => {
+                let events = named_events(sse);
+                assert_eq!(events.first().unwrap().0, "response.created", "{sse}");
+                assert_eq!(events.last().unwrap().0, "response.completed", "{sse}");
+                for (name, data) in events {
+                    if name == "response.output_text.delta" {
+                        text.push_str(data["delta"].as_str().unwrap());
+                    }
+                    if name == "response.completed" {
+                        output = data["response"]["usage"]["output_tokens"].as_u64().unwrap();
+                    }
+                }
+            }
             Ingress::AnthropicMessages => {
-                let events = anthropic_events(sse);
+                let events = named_events(sse);
                 assert_eq!(events.first().unwrap().0, "message_start", "{sse}");
                 assert_eq!(events.last().unwrap().0, "message_stop", "{sse}");
                 for (name, data) in events {
@@ -131,6 +168,14 @@ impl Ingress {
                     serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap(),
                 )
             }
+            Ingress::OpenAiResponses => {
+                let call = response_item(body, "function_call");
+                assert!(!call["call_id"].as_str().unwrap().is_empty(), "{body}");
+                (
+                    call["name"].as_str().unwrap().to_owned(),
+                    serde_json::from_str(call["arguments"].as_str().unwrap()).unwrap(),
+                )
+            }
             Ingress::AnthropicMessages => {
                 assert_eq!(body["stop_reason"], "tool_use", "{body}");
                 let call = body["content"]
@@ -149,8 +194,18 @@ impl Ingress {
     }
 }
 
-/// `(event name, data)` of each event of an Anthropic stream.
-fn anthropic_events(sse: &str) -> Vec<(String, Value)> {
+/// The first output item of `kind` in a Responses answer.
+fn response_item<'a>(body: &'a Value, kind: &str) -> &'a Value {
+    body["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} item in {body}"))
+}
+
+/// `(event name, data)` of each event of a stream of typed events (Anthropic's, Responses').
+fn named_events(sse: &str) -> Vec<(String, Value)> {
     sse.split("\n\n")
         .filter(|e| !e.trim().is_empty())
         .map(|e| {
@@ -245,7 +300,7 @@ async fn an_anthropic_client_sends_tool_results_back_and_streams_tool_calls() {
         )
         .await;
         let sse = res.text().await.unwrap();
-        let events = anthropic_events(&sse);
+        let events = named_events(&sse);
         let start = events
             .iter()
             .find(|(n, d)| n == "content_block_start" && d["content_block"]["type"] == "tool_use")
@@ -360,7 +415,7 @@ async fn an_interrupted_stream_ends_in_an_anthropic_error_event() {
     )
     .await;
     let sse = res.text().await.unwrap();
-    let events = anthropic_events(&sse);
+    let events = named_events(&sse);
     let (name, data) = events.last().unwrap();
     assert_eq!(name, "error", "{sse}");
     assert_eq!(data["error"]["type"], "api_error");
@@ -392,4 +447,45 @@ async fn count_tokens_counts_without_calling_a_model() {
     assert_eq!(res.status(), 404);
     let error: Value = res.json().await.unwrap();
     assert_eq!(error["error"]["type"], "not_found_error");
+}
+
+#[actix_web::test]
+async fn a_responses_client_sends_function_outputs_back_and_cannot_lean_on_stored_state() {
+    let m = mock(MockConfig::default()).await;
+    let gw = TestGateway::with_every_kind(&m).await;
+    let schema: Value = serde_json::from_str(WEATHER_SCHEMA).unwrap();
+    let tools = json!([{"type": "function", "name": "get_weather", "parameters": schema}]);
+    for &model in TARGETS {
+        let first = post(
+            &gw,
+            "/v1/responses",
+            &json!({"model": model, "tools": tools,
+            "input": "Weather in Paris?"}),
+        )
+        .await;
+        let body: Value = first.json().await.unwrap();
+        let call = response_item(&body, "function_call").clone();
+        let res = post(&gw, "/v1/responses", &json!({"model": model, "tools": tools,
+            "input": [
+                {"role": "user", "content": "Weather in Paris?"},
+                call,
+                {"type": "function_call_output", "call_id": call["call_id"], "output": "{\"temp_c\": 21}"}
+            ]}))
+        .await;
+        assert_eq!(res.status(), 200, "{model}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "completed", "{model}: {body}");
+        assert!(response_item(&body, "message")["content"][0]["text"].is_string());
+    }
+    let res = post(
+        &gw,
+        "/v1/responses",
+        &json!({"model": "smart", "input": "x",
+        "previous_response_id": "resp_123"}),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+    let error: Value = res.json().await.unwrap();
+    assert_eq!(error["error"]["param"], "previous_response_id", "{error}");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
 }

@@ -7,6 +7,7 @@
 //! shape) and `stream.rs` (OpenAI chunks as its stream events, a [`StreamEncoder`]).
 
 pub mod messages;
+pub mod responses;
 
 use std::time::SystemTime;
 
@@ -26,6 +27,8 @@ pub enum Ingress {
     OpenAiEmbeddings,
     /// `POST /v1/messages`, Anthropic's Messages API.
     AnthropicMessages,
+    /// `POST /v1/responses`, OpenAI's Responses API.
+    OpenAiResponses,
 }
 
 /// Turns the pipeline's OpenAI SSE events into another API's stream, as they are sent.
@@ -40,7 +43,9 @@ impl Ingress {
     pub fn endpoint(self) -> Endpoint {
         match self {
             Ingress::OpenAiEmbeddings => Endpoint::Embeddings,
-            Ingress::OpenAiChat | Ingress::AnthropicMessages => Endpoint::ChatCompletions,
+            Ingress::OpenAiChat | Ingress::AnthropicMessages | Ingress::OpenAiResponses => {
+                Endpoint::ChatCompletions
+            }
         }
     }
 
@@ -54,6 +59,10 @@ impl Ingress {
                 Endpoint::ChatCompletions,
                 messages::request::to_chat_body(&raw)?,
             ),
+            Ingress::OpenAiResponses => InboundBody::parse(
+                Endpoint::ChatCompletions,
+                responses::request::to_chat_body(&raw)?,
+            ),
         }
     }
 
@@ -62,6 +71,7 @@ impl Ingress {
         match self {
             Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => Ok(openai),
             Ingress::AnthropicMessages => messages::response::to_message(&openai),
+            Ingress::OpenAiResponses => responses::response::to_response(&openai),
         }
     }
 
@@ -70,6 +80,7 @@ impl Ingress {
         match self {
             Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => None,
             Ingress::AnthropicMessages => Some(Box::new(messages::stream::MessagesEvents::new())),
+            Ingress::OpenAiResponses => Some(Box::new(responses::stream::ResponsesEvents::new())),
         }
     }
 
@@ -77,7 +88,7 @@ impl Ingress {
     pub fn error_response(self, error: &GatewayError, request_id: &str) -> HttpResponse {
         let mut response = error.to_response(request_id);
         match self {
-            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => response,
+            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings | Ingress::OpenAiResponses => response,
             Ingress::AnthropicMessages => {
                 let body = messages::response::error_body(error, request_id);
                 response
@@ -99,7 +110,9 @@ impl Ingress {
         headers: &[(HeaderName, HeaderValue)],
     ) -> Vec<(HeaderName, HeaderValue)> {
         match self {
-            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => headers.to_vec(),
+            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings | Ingress::OpenAiResponses => {
+                headers.to_vec()
+            }
             Ingress::AnthropicMessages => {
                 let mut all = headers.to_vec();
                 all.extend(messages::response::rate_limit_headers(

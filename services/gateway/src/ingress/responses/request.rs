@@ -494,7 +494,9 @@ fn response_format(format: Format) -> Result<Value, GatewayError> {
         }
         other => Err(GatewayError::invalid_field(
             "text.format.type",
-            format!("text.format.type: unknown format `{other}`; expected text, json_object or json_schema."),
+            format!(
+                "text.format.type: unknown format `{other}`; expected text, json_object or json_schema."
+            ),
         )),
     }
 }
@@ -509,8 +511,10 @@ mod tests {
 
     #[test]
     fn a_string_input_with_instructions() {
-        let out = chat(json!({"model": "m", "input": "Hi", "instructions": "Be brief.",
-                              "max_output_tokens": 50, "temperature": 0.2, "store": true}));
+        let out = chat(
+            json!({"model": "m", "input": "Hi", "instructions": "Be brief.",
+                              "max_output_tokens": 50, "temperature": 0.2, "store": true}),
+        );
         assert_eq!(
             out,
             json!({"model": "m", "messages": [
@@ -523,29 +527,38 @@ mod tests {
     #[test]
     fn items_with_function_calls_and_outputs_become_chat_turns() {
         let out = chat(json!({"model": "m", "stream": true,
-            "tools": [{"type": "function", "name": "weather", "strict": true,
-                       "parameters": {"type": "object", "properties": {}}}],
-            "tool_choice": {"type": "function", "name": "weather"},
-            "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
-            "input": [
-                {"role": "user", "content": [
-                    {"type": "input_text", "text": "Weather?"},
-                    {"type": "input_image", "image_url": "data:image/png;base64,AA", "detail": "low"}]},
-                {"type": "reasoning", "id": "rs_1", "summary": []},
-                {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": "{}"},
-                {"type": "function_call", "call_id": "call_2", "name": "weather", "arguments": "{\"x\":1}"},
-                {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
-                {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "rain"}]},
-                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Sunny."}]},
-            ]}));
+        "tools": [{"type": "function", "name": "weather", "strict": true,
+                   "parameters": {"type": "object", "properties": {}}}],
+        "tool_choice": {"type": "function", "name": "weather"},
+        "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+        "input": [
+            {"role": "user", "content": [
+                {"type": "input_text", "text": "Weather?"},
+                {"type": "input_image", "image_url": "data:image/png;base64,AA", "detail": "low"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "function_call", "call_id": "call_1", "name": "weather", "arguments": "{}"},
+            {"type": "function_call", "call_id": "call_2", "name": "weather", "arguments": "{\"x\":1}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "rain"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Sunny."}]},
+        ]}));
         let messages = out["messages"].as_array().unwrap();
         assert_eq!(messages.len(), 5, "{out}");
         assert_eq!(messages[0]["content"][1]["image_url"]["detail"], "low");
         assert_eq!(messages[1]["tool_calls"].as_array().unwrap().len(), 2);
-        assert_eq!(messages[1]["tool_calls"][1]["function"]["arguments"], "{\"x\":1}");
-        assert_eq!(messages[2], json!({"role": "tool", "tool_call_id": "call_1", "content": "sunny"}));
+        assert_eq!(
+            messages[1]["tool_calls"][1]["function"]["arguments"],
+            "{\"x\":1}"
+        );
+        assert_eq!(
+            messages[2],
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "sunny"})
+        );
         assert_eq!(messages[3]["content"], "rain");
-        assert_eq!(messages[4], json!({"role": "assistant", "content": "Sunny."}));
+        assert_eq!(
+            messages[4],
+            json!({"role": "assistant", "content": "Sunny."})
+        );
         assert_eq!(out["tools"][0]["function"]["strict"], true);
         assert_eq!(out["tool_choice"]["function"]["name"], "weather");
         assert_eq!(out["response_format"]["json_schema"]["name"], "w");
@@ -555,19 +568,40 @@ mod tests {
     #[test]
     fn what_needs_stored_state_or_built_in_tools_is_refused_naming_the_field() {
         let cases = [
-            (json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}), "previous_response_id"),
-            (json!({"model": "m", "input": "x", "background": true}), "background"),
-            (json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}), "input[0]"),
-            (json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}), "tools[0].type"),
-            (json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}), "input[0].content[0]"),
+            (
+                json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}),
+                "previous_response_id",
+            ),
+            (
+                json!({"model": "m", "input": "x", "background": true}),
+                "background",
+            ),
+            (
+                json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+                "input[0]",
+            ),
+            (
+                json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
+                "tools[0].type",
+            ),
+            (
+                json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}),
+                "input[0].content[0]",
+            ),
             (json!({"model": "m", "input": []}), "input"),
             (json!({"model": "m"}), "input"),
-            (json!({"model": "m", "input": "x", "tool_choice": "sometimes"}), "tool_choice"),
+            (
+                json!({"model": "m", "input": "x", "tool_choice": "sometimes"}),
+                "tool_choice",
+            ),
         ];
         for (body, field) in cases {
             match to_chat_body(body.to_string().as_bytes()) {
                 Err(GatewayError::InvalidField { param, message }) => {
-                    assert!(param.starts_with(field.split('[').next().unwrap()), "{body}: {param}");
+                    assert!(
+                        param.starts_with(field.split('[').next().unwrap()),
+                        "{body}: {param}"
+                    );
                     assert!(!message.is_empty());
                 }
                 other => panic!("{body}: {other:?}"),
