@@ -21,6 +21,7 @@ mod dashboard;
 mod deployment;
 mod hostile_bodies;
 mod hostile_strings;
+mod ingress;
 mod metering;
 mod outbound;
 mod payments;
@@ -541,7 +542,7 @@ fn fresh_postgres_database() -> String {
     format!("{base}/{name}")
 }
 
-/// Runs `tests/e2e/python/{script}` with `args`; fails the test if the OpenAI SDK is missing.
+/// Runs `tests/e2e/python/{script}` with `args`; fails the test if an SDK is missing.
 async fn run_python(script: &str, args: Vec<String>) -> std::process::Output {
     let script = repo_root().join("tests/e2e/python").join(script);
     let output = tokio::task::spawn_blocking(move || {
@@ -550,9 +551,10 @@ async fn run_python(script: &str, args: Vec<String>) -> std::process::Output {
     .await
     .unwrap()
     .expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !String::from_utf8_lossy(&output.stderr).contains("No module named 'openai'"),
-        "the OpenAI Python SDK is missing: pip install openai"
+        !stderr.contains("No module named 'openai'") && !stderr.contains("No module named 'anthropic'"),
+        "the OpenAI or Anthropic Python SDK is missing: pip install openai anthropic"
     );
     output
 }

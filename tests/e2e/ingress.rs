@@ -1,0 +1,83 @@
+//! The other ways in, driven by their official SDKs against the real binary: Anthropic's
+//! Python SDK on `/v1/messages` and the OpenAI SDK's `responses` on `/v1/responses`, each to
+//! an OpenAI, an Anthropic and a Gemini target, and metered like the chat route.
+
+use tollgate_mock_provider::{MockConfig, MockServer};
+
+use super::{Gateway, PROVIDER_KEY, run_python, scratch_dir, signup, wait_for_usage_rows, write_config};
+
+/// Model calls each SDK script makes per model (count_tokens and refusals not included).
+const ANTHROPIC_CALLS_PER_MODEL: usize = 7;
+const RESPONSES_CALLS_PER_MODEL: usize = 6;
+
+const MODELS: [&str; 3] = ["openai/gpt-4o", "smart", "flash"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_and_responses_sdks_through_every_provider() {
+    let mock = MockServer::start(MockConfig {
+        chunks: 8,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = scratch_dir("ingress");
+    let config = write_config(&dir, &mock, "");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let data_dir = data.display().to_string();
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY, ("TOLLGATE_DATA_DIR", &data_dir)]);
+    let tenant = signup(&gateway.url, "ingress@example.com").await;
+
+    for auth in ["--x-api-key", "--auth-header"] {
+        let mut args = vec![gateway.url.clone(), "--api-key".into(), tenant.key.clone()];
+        if auth == "--auth-header" {
+            args.push(auth.into());
+        }
+        args.extend(["--request-id".into(), format!("anthropic{auth}")]);
+        args.extend(MODELS.iter().map(|m| (*m).to_owned()));
+        let output = run_python("anthropic_sdk.py", args).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "Anthropic SDK checks failed ({auth}):\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("ok tools flash") && stdout.contains("ok errors"),
+            "{stdout}"
+        );
+    }
+
+    let mut args = vec![
+        format!("{}/v1", gateway.url),
+        "--api-key".into(),
+        tenant.key.clone(),
+        "--request-id".into(),
+        "responses".into(),
+    ];
+    args.extend(MODELS.iter().map(|m| (*m).to_owned()));
+    let output = run_python("responses_sdk.py", args).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "Responses SDK checks failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("ok errors"), "{stdout}");
+
+    // Every answer is in the ledger, as on the chat route.
+    let database = format!("sqlite://{}", data.join("tollgate.db").display());
+    let answered = ANTHROPIC_CALLS_PER_MODEL * MODELS.len();
+    for prefix in ["anthropic--x-api-key", "anthropic--auth-header"] {
+        let rows = wait_for_usage_rows(&database, prefix, answered).await;
+        let paid = rows.iter().filter(|(_, cost, _)| *cost > 0).count();
+        assert!(paid >= answered, "{prefix}: {paid} of {} rows paid", rows.len());
+    }
+    let answered = RESPONSES_CALLS_PER_MODEL * MODELS.len();
+    let rows = wait_for_usage_rows(&database, "responses", answered).await;
+    let paid = rows.iter().filter(|(_, cost, _)| *cost > 0).count();
+    assert!(paid >= answered, "responses: {paid} of {} rows paid", rows.len());
+
+    drop(gateway);
+    mock.stop().await;
+}
