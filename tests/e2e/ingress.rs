@@ -4,7 +4,9 @@
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-use super::{Gateway, PROVIDER_KEY, run_python, scratch_dir, signup, wait_for_usage_rows, write_config};
+use super::{
+    Gateway, PROVIDER_KEY, run_python, scratch_dir, signup, wait_for_usage_rows, write_config,
+};
 
 /// Model calls each SDK script makes per model (count_tokens and refusals not included).
 const ANTHROPIC_CALLS_PER_MODEL: usize = 7;
@@ -71,12 +73,20 @@ async fn anthropic_and_responses_sdks_through_every_provider() {
     for prefix in ["anthropic--x-api-key", "anthropic--auth-header"] {
         let rows = wait_for_usage_rows(&database, prefix, answered).await;
         let paid = rows.iter().filter(|(_, cost, _)| *cost > 0).count();
-        assert!(paid >= answered, "{prefix}: {paid} of {} rows paid", rows.len());
+        assert!(
+            paid >= answered,
+            "{prefix}: {paid} of {} rows paid",
+            rows.len()
+        );
     }
     let answered = RESPONSES_CALLS_PER_MODEL * MODELS.len();
     let rows = wait_for_usage_rows(&database, "responses", answered).await;
     let paid = rows.iter().filter(|(_, cost, _)| *cost > 0).count();
-    assert!(paid >= answered, "responses: {paid} of {} rows paid", rows.len());
+    assert!(
+        paid >= answered,
+        "responses: {paid} of {} rows paid",
+        rows.len()
+    );
 
     drop(gateway);
     mock.stop().await;

@@ -553,7 +553,8 @@ async fn run_python(script: &str, args: Vec<String>) -> std::process::Output {
     .expect("python3 runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !stderr.contains("No module named 'openai'") && !stderr.contains("No module named 'anthropic'"),
+        !stderr.contains("No module named 'openai'")
+            && !stderr.contains("No module named 'anthropic'"),
         "the OpenAI or Anthropic Python SDK is missing: pip install openai anthropic"
     );
     output

@@ -489,3 +489,86 @@ async fn a_responses_client_sends_function_outputs_back_and_cannot_lean_on_store
     assert_eq!(error["error"]["param"], "previous_response_id", "{error}");
     assert_eq!(error["error"]["type"], "invalid_request_error");
 }
+
+#[actix_web::test]
+async fn an_anthropic_client_to_an_anthropic_target_is_forwarded_not_translated() {
+    let m = mock(MockConfig::default()).await;
+    let gw = TestGateway::with_every_kind(&m).await;
+    // Fields only Anthropic knows, which the translation to OpenAI's format drops.
+    let request = json!({
+        "model": "smart", "max_tokens": 64, "top_k": 5,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "Hello there"}],
+    });
+    let res = post(&gw, "/v1/messages", &request).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let sent = m.stats().last_request.unwrap();
+    assert_eq!(sent["model"], "claude-sonnet-4-20250514");
+    assert_eq!(sent["top_k"], 5);
+    assert_eq!(sent["system"][0]["cache_control"]["type"], "ephemeral");
+    assert!(body["id"].as_str().unwrap().starts_with("msg_"), "{body}");
+    assert!(
+        body["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Hello there")
+    );
+    assert!(body["usage"]["output_tokens"].as_u64().unwrap() > 0);
+
+    let mut streamed = request.clone();
+    streamed["stream"] = json!(true);
+    let sse = post(&gw, "/v1/messages", &streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = named_events(&sse);
+    assert_eq!(events.last().unwrap().0, "message_stop", "{sse}");
+    assert_eq!(m.stats().last_request.unwrap()["top_k"], 5);
+    let text: String = events
+        .iter()
+        .filter(|(n, _)| n == "content_block_delta")
+        .map(|(_, d)| d["delta"]["text"].as_str().unwrap_or_default())
+        .collect();
+    assert!(text.contains("Hello there"), "{sse}");
+    // Both answers were metered from the usage Anthropic reported.
+    let output_tokens =
+        r#"tollgate_tokens_total{direction="output",target="anthropic/claude-sonnet-4-20250514"}"#;
+    let metrics = gw.metrics_once_containing(output_tokens).await;
+    assert!(metrics.contains(output_tokens), "{metrics}");
+
+    // Another kind of target gets the translation.
+    let mut to_openai = request.clone();
+    to_openai["model"] = json!("openai/gpt-4o");
+    post(&gw, "/v1/messages", &to_openai).await;
+    let sent = m.stats().last_request.unwrap();
+    assert!(sent.get("top_k").is_none(), "{sent}");
+    assert_eq!(sent["messages"][0]["role"], "system");
+}
+
+#[actix_web::test]
+async fn a_forwarded_stream_cut_short_ends_in_an_anthropic_error_event() {
+    let m = mock(MockConfig {
+        fail_mid_stream_after: Some(3),
+        ..MockConfig::default()
+    })
+    .await;
+    let gw = TestGateway::with_every_kind(&m).await;
+    let request = Ingress::AnthropicMessages.request(
+        "anthropic/claude-sonnet-4-20250514",
+        "Tell me a story",
+        true,
+        false,
+    );
+    let sse = post(&gw, "/v1/messages", &request)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = named_events(&sse);
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "error", "{sse}");
+    assert_eq!(data["type"], "error");
+    assert!(!events.iter().any(|(n, _)| n == "message_stop"), "{sse}");
+}

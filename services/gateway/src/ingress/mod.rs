@@ -16,7 +16,7 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use bytes::{Bytes, BytesMut};
 
 use crate::error::GatewayError;
-use crate::openai::{Endpoint, InboundBody};
+use crate::openai::{Endpoint, InboundBody, NativeBody};
 
 /// The API a client called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +55,11 @@ impl Ingress {
             Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => {
                 InboundBody::parse(self.endpoint(), raw)
             }
-            Ingress::AnthropicMessages => InboundBody::parse(
-                Endpoint::ChatCompletions,
-                messages::request::to_chat_body(&raw)?,
-            ),
+            Ingress::AnthropicMessages => {
+                let chat = messages::request::to_chat_body(&raw)?;
+                let native = NativeBody::parse(self, raw)?;
+                Ok(InboundBody::parse(Endpoint::ChatCompletions, chat)?.with_native(native))
+            }
             Ingress::OpenAiResponses => InboundBody::parse(
                 Endpoint::ChatCompletions,
                 responses::request::to_chat_body(&raw)?,
@@ -75,10 +76,15 @@ impl Ingress {
         }
     }
 
-    /// What turns the OpenAI stream into this API's, when it is not OpenAI's own.
-    pub fn stream_encoder(self) -> Option<Box<dyn StreamEncoder>> {
+    /// What turns the OpenAI stream into this API's, when it is not OpenAI's own. With
+    /// `native`, the stream is already in this API's format (a target of the same API) and
+    /// only the gateway's own error events are rewritten.
+    pub fn stream_encoder(self, native: bool) -> Option<Box<dyn StreamEncoder>> {
         match self {
             Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => None,
+            Ingress::AnthropicMessages if native => {
+                Some(Box::new(messages::stream::MessagesEvents::relaying()))
+            }
             Ingress::AnthropicMessages => Some(Box::new(messages::stream::MessagesEvents::new())),
             Ingress::OpenAiResponses => Some(Box::new(responses::stream::ResponsesEvents::new())),
         }

@@ -5,6 +5,10 @@
 //! checked here, so a wrong type gets a 400 naming the field. An OpenAI-shaped target receives
 //! the same bytes back with `model` swapped ([`InboundBody::to_openai_body`]); other targets ask
 //! for the fully typed request ([`InboundBody::chat`]), parsed at most once.
+//!
+//! A body that came in another API's format ([`crate::ingress`]) is parsed from its OpenAI
+//! translation, and keeps the client's own bytes beside it ([`InboundBody::native`]), so that a
+//! target speaking that same API gets them back untouched but for `model`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,6 +21,7 @@ use serde_json::value::RawValue;
 
 use super::request::{ChatRequest, EmbeddingsRequest};
 use crate::error::GatewayError;
+use crate::ingress::Ingress;
 
 /// Which OpenAI endpoint a body was sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +70,36 @@ pub struct InboundBody {
     pub user: Option<String>,
     chat: OnceLock<Result<ChatRequest, GatewayError>>,
     embeddings: OnceLock<Result<EmbeddingsRequest, GatewayError>>,
+    native: Option<NativeBody>,
+}
+
+/// The body as the client wrote it in another API's format, with its top-level fields.
+pub struct NativeBody {
+    /// The API it was written for.
+    pub ingress: Ingress,
+    raw: Bytes,
+    fields: Vec<Field>,
+}
+
+impl NativeBody {
+    /// Reads the top-level fields of a body the client sent in another API's format (already
+    /// checked by that API's own parser).
+    pub fn parse(ingress: Ingress, raw: Bytes) -> Result<NativeBody, GatewayError> {
+        let top: TopLevel<'_> =
+            serde_json::from_slice(&raw).map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+        let fields = field_ranges(&raw, &top);
+        drop(top);
+        Ok(NativeBody {
+            ingress,
+            raw,
+            fields,
+        })
+    }
+
+    /// The client's bytes with `model` set to the target's.
+    pub fn with_model(&self, model: &str) -> Bytes {
+        write_fields(&self.raw, &self.fields, model, false)
+    }
 }
 
 impl fmt::Debug for InboundBody {
@@ -90,6 +125,7 @@ impl InboundBody {
         })?;
         let base = raw.as_ptr() as usize;
         let mut body = InboundBody {
+            native: None,
             fields: Vec::with_capacity(top.0.len()),
             raw: Bytes::new(),
             endpoint,
@@ -203,9 +239,20 @@ impl InboundBody {
         Ok(body)
     }
 
-    /// The bytes the client sent.
+    /// The bytes the client sent (for a body from another API, their OpenAI translation).
     pub fn raw(&self) -> &Bytes {
         &self.raw
+    }
+
+    /// Keeps the client's own bytes beside this, their translation.
+    pub fn with_native(mut self, native: NativeBody) -> InboundBody {
+        self.native = Some(native);
+        self
+    }
+
+    /// The client's bytes, when it wrote them in another API's format.
+    pub fn native(&self) -> Option<&NativeBody> {
+        self.native.as_ref()
     }
 
     /// The JSON of the top-level member `key`, as the client sent it.
@@ -219,33 +266,7 @@ impl InboundBody {
     /// (the relay takes the extra usage chunk out again before it reaches the client).
     pub fn to_openai_body(&self, model: &str) -> Bytes {
         let force_usage = self.stream && !self.client_wants_stream_usage;
-        let mut out = BytesMut::with_capacity(self.raw.len() + model.len() + 48);
-        out.put_u8(b'{');
-        let mut wrote_options = false;
-        for (i, field) in self.fields.iter().enumerate() {
-            if i > 0 {
-                out.put_u8(b',');
-            }
-            write_json_str(&mut out, &field.key);
-            out.put_u8(b':');
-            let value = &self.raw[field.value.clone()];
-            if field.key == "model" {
-                write_json_str(&mut out, model);
-            } else if field.key == "stream_options" && force_usage {
-                write_stream_options(&mut out, value);
-                wrote_options = true;
-            } else {
-                out.extend_from_slice(value);
-            }
-        }
-        if force_usage && !wrote_options {
-            if !self.fields.is_empty() {
-                out.put_u8(b',');
-            }
-            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
-        }
-        out.put_u8(b'}');
-        out.freeze()
+        write_fields(&self.raw, &self.fields, model, force_usage)
     }
 
     /// The fully typed chat request, parsed on first use.
@@ -263,6 +284,53 @@ impl InboundBody {
             .as_ref()
             .map_err(Clone::clone)
     }
+}
+
+/// `fields` of `raw` written back as an object, `model` replaced; with `force_usage`,
+/// `stream_options.include_usage` switched on.
+fn write_fields(raw: &[u8], fields: &[Field], model: &str, force_usage: bool) -> Bytes {
+    let mut out = BytesMut::with_capacity(raw.len() + model.len() + 48);
+    out.put_u8(b'{');
+    let mut wrote_options = false;
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        write_json_str(&mut out, &field.key);
+        out.put_u8(b':');
+        let value = &raw[field.value.clone()];
+        if field.key == "model" {
+            write_json_str(&mut out, model);
+        } else if field.key == "stream_options" && force_usage {
+            write_stream_options(&mut out, value);
+            wrote_options = true;
+        } else {
+            out.extend_from_slice(value);
+        }
+    }
+    if force_usage && !wrote_options {
+        if !fields.is_empty() {
+            out.put_u8(b',');
+        }
+        out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+    }
+    out.put_u8(b'}');
+    out.freeze()
+}
+
+/// Where each top-level member's value sits in `raw`.
+fn field_ranges(raw: &[u8], top: &TopLevel<'_>) -> Vec<Field> {
+    let base = raw.as_ptr() as usize;
+    top.0
+        .iter()
+        .map(|(key, value)| {
+            let start = value.get().as_ptr() as usize - base;
+            Field {
+                key: key.clone().into_owned(),
+                value: start..start + value.get().len(),
+            }
+        })
+        .collect()
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, GatewayError> {

@@ -10,4 +10,4 @@ pub mod inbound;
 pub mod request;
 pub mod response;
 
-pub use inbound::{Endpoint, InboundBody};
+pub use inbound::{Endpoint, InboundBody, NativeBody};

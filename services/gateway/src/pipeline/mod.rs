@@ -78,6 +78,9 @@ struct Answer {
     body: Bytes,
     target: Arc<Target>,
     attempts: u32,
+    /// `body` is the target's own answer in the client's API (see
+    /// [`crate::providers::ProviderAdapter::forwards`]), not OpenAI's.
+    native: bool,
 }
 
 impl Gateway {
@@ -255,7 +258,7 @@ impl Gateway {
                             "a cached answer is not a chat completion".into(),
                         ))
                     })?;
-                if let Some(mut encoder) = ctx.ingress.stream_encoder() {
+                if let Some(mut encoder) = ctx.ingress.stream_encoder(false) {
                     let mut encoded = bytes::BytesMut::with_capacity(replay.len() * 2);
                     encoder.encode(&replay, &mut encoded);
                     replay = encoded.freeze();
@@ -289,12 +292,16 @@ impl Gateway {
                 .instrument(tracing::Span::current()),
             );
             let answer = call.await?;
-            // The answer is metered already: a failure to rewrite it is no reason to charge
-            // again, only to say what went wrong.
-            let body = ctx.ingress.answer(answer.body).map_err(|error| Failure {
-                metered: true,
-                ..Failure::early(error)
-            })?;
+            let body = if answer.native {
+                answer.body
+            } else {
+                // The answer is metered already: a failure to rewrite it is no reason to
+                // charge again, only to say what went wrong.
+                ctx.ingress.answer(answer.body).map_err(|error| Failure {
+                    metered: true,
+                    ..Failure::early(error)
+                })?
+            };
             Ok(json_response(
                 &ctx.request_id,
                 body,
@@ -348,10 +355,12 @@ impl Gateway {
                             .cache
                             .store(&completion.ctx, &body, &translated.body)
                             .await;
+                        let native = forwarded(&body, &target);
                         Ok(Answer {
-                            body: translated.body,
+                            body: if native { bytes } else { translated.body },
                             target,
                             attempts,
+                            native,
                         })
                     }
                     Err(reason) => Err(GatewayError::AllTargetsFailed {
@@ -438,6 +447,7 @@ impl Gateway {
                 attempts,
             }) => {
                 let translator = target.provider.adapter.chat_stream(&target.model, &body);
+                let native = forwarded(&body, &target);
                 record_answer(&target, None, attempts);
                 let mut completion = Completion::new(ctx.clone(), reservation);
                 completion.target = Some(target.clone());
@@ -452,8 +462,9 @@ impl Gateway {
                     worker.recorder.clone(),
                     tracing::Span::current(),
                 )
-                .encoding(ctx.ingress.stream_encoder())
-                .keeping(ctx.cache_state.is_some().then(|| {
+                .encoding(ctx.ingress.stream_encoder(native))
+                // The cache keeps answers in OpenAI's shape, which a forwarded stream is not.
+                .keeping((ctx.cache_state.is_some() && !native).then(|| {
                     StreamKeeper::new(self.stages.cache.clone(), ctx.clone(), body.clone())
                 }));
                 let mut response = HttpResponse::Ok();
@@ -485,6 +496,12 @@ impl Gateway {
             }),
         }
     }
+}
+
+/// Whether `target` was sent the client's own body (and so answered in the client's API).
+fn forwarded(body: &InboundBody, target: &Target) -> bool {
+    body.native()
+        .is_some_and(|native| target.provider.adapter.forwards(native.ingress))
 }
 
 /// The request's span. Field names follow OpenTelemetry's GenAI conventions; the span costs

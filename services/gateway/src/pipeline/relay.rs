@@ -48,6 +48,8 @@ pub struct RelayBody {
     keeper: Option<StreamKeeper>,
     /// The stream ended as a complete answer (not interrupted, not withheld).
     complete: bool,
+    /// Where in `out` the translator's closing output begins, once the upstream has ended.
+    closing_at: Option<usize>,
     /// Rewrites the OpenAI events for a client of another API, as they leave.
     encoder: Option<Box<dyn StreamEncoder>>,
 }
@@ -120,6 +122,7 @@ impl RelayBody {
             span,
             keeper: None,
             complete: false,
+            closing_at: None,
             encoder: None,
         }
     }
@@ -180,6 +183,9 @@ impl RelayBody {
     /// The usage event could not be recorded: the answer must not look complete.
     fn withhold_end(&mut self) {
         self.complete = false;
+        if let Some(at) = self.closing_at.filter(|at| *at <= self.out.len()) {
+            self.out.truncate(at);
+        }
         if self.out.ends_with(SSE_DONE) {
             self.out.truncate(self.out.len() - SSE_DONE.len());
         }
@@ -287,6 +293,7 @@ impl Stream for RelayBody {
                     this.fail(&format!("transport error: {}", err.without_url()));
                 }
                 Poll::Ready(None) => {
+                    this.closing_at = Some(this.out.len());
                     if let Err(reason) = this.translator.finish(&mut this.out) {
                         this.fail(&reason);
                     } else {

@@ -35,6 +35,7 @@ use tollgate_common::TokenUsage;
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use crate::error::GatewayError;
+use crate::ingress::Ingress;
 use crate::openai::InboundBody;
 
 /// A request ready to send upstream.
@@ -80,6 +81,15 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     /// was reserved for it.
     fn default_max_output(&self) -> Option<u32> {
         None
+    }
+
+    /// Whether a body a client wrote for `ingress` is sent to this provider as it is (`model`
+    /// aside), with the answer handed back as it came: the provider speaks that API itself,
+    /// and a client of it is not translated twice. [`ProviderAdapter::chat_request`] and
+    /// [`ProviderAdapter::chat_stream`] then work on the client's own bytes.
+    fn forwards(&self, ingress: Ingress) -> bool {
+        let _ = ingress;
+        false
     }
 
     /// The upstream request for a chat completion on `model` (streaming when `body.stream`).

@@ -53,10 +53,14 @@ pub fn to_message(openai: &[u8]) -> Result<Bytes, GatewayError> {
     Ok(Bytes::from(message.to_string()))
 }
 
-/// Anthropic's message ids start with `msg_`.
+/// Anthropic's message ids start with `msg_` (an Anthropic target's id has it already).
 pub(super) fn message_id(openai_id: &str) -> String {
     let bare = openai_id.strip_prefix("chatcmpl-").unwrap_or(openai_id);
-    format!("msg_{bare}")
+    if bare.starts_with("msg_") {
+        bare.to_owned()
+    } else {
+        format!("msg_{bare}")
+    }
 }
 
 /// OpenAI's `finish_reason` as Anthropic's `stop_reason`.

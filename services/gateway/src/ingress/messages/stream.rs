@@ -33,6 +33,9 @@ pub struct MessagesEvents {
     usage: Option<Usage>,
     /// Ended by `message_stop` or an error: nothing more is written.
     ended: bool,
+    /// The stream is Anthropic's own (a target of the same API): its events pass as they are,
+    /// and only the gateway's OpenAI-shaped error events are rewritten.
+    relaying: bool,
     id: String,
     model: String,
 }
@@ -40,6 +43,14 @@ pub struct MessagesEvents {
 impl MessagesEvents {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For a stream already in Anthropic's events.
+    pub fn relaying() -> Self {
+        MessagesEvents {
+            relaying: true,
+            ..Self::default()
+        }
     }
 
     fn chunk(&mut self, chunk: ChatCompletionChunk, out: &mut BytesMut) {
@@ -190,6 +201,11 @@ impl StreamEncoder for MessagesEvents {
         self.decoder.push(openai);
         while let Some(event) = self.decoder.next_event() {
             if self.ended {
+                continue;
+            }
+            // Anthropic's own events are named; the gateway's error events are not.
+            if self.relaying && event.event.is_some() {
+                out.extend_from_slice(&event.raw);
                 continue;
             }
             if event.data == "[DONE]" {

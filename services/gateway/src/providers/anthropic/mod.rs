@@ -20,7 +20,8 @@ use super::{
     base_headers, parse_url, secret_header,
 };
 use crate::error::GatewayError;
-use crate::openai::InboundBody;
+use crate::ingress::Ingress;
+use crate::openai::{InboundBody, NativeBody};
 
 /// The `anthropic-version` header sent when the provider's `api_version` is not set.
 const DEFAULT_VERSION: &str = "2023-06-01";
@@ -56,6 +57,12 @@ impl Anthropic {
     }
 }
 
+/// The client's own body, when it wrote it for Anthropic's API.
+fn native(body: &InboundBody) -> Option<&NativeBody> {
+    body.native()
+        .filter(|native| native.ingress == Ingress::AnthropicMessages)
+}
+
 /// How this provider takes an API key.
 fn set_key(headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
     headers.insert(
@@ -78,16 +85,24 @@ impl ProviderAdapter for Anthropic {
         Some(request::DEFAULT_MAX_TOKENS)
     }
 
+    fn forwards(&self, ingress: Ingress) -> bool {
+        ingress == Ingress::AnthropicMessages
+    }
+
     fn chat_request(
         &self,
         model: &str,
         body: &InboundBody,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let body = match native(body) {
+            Some(native) => native.with_model(model),
+            None => request::translate_request(model, body)?,
+        };
         Ok(UpstreamRequest {
             url: self.messages_url.clone(),
             headers: self.headers.clone(),
             own_credentials: false,
-            body: request::translate_request(model, body)?,
+            body,
         })
     }
 
@@ -96,6 +111,9 @@ impl ProviderAdapter for Anthropic {
     }
 
     fn chat_stream(&self, model: &str, body: &InboundBody) -> Box<dyn StreamTranslator> {
+        if native(body).is_some() {
+            return Box::new(stream::AnthropicRelay::new());
+        }
         Box::new(stream::AnthropicStream::new(
             model,
             body.client_wants_stream_usage,

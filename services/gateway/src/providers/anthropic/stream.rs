@@ -343,6 +343,104 @@ impl StreamTranslator for AnthropicStream {
     }
 }
 
+/// An Anthropic stream for a client of Anthropic's own API: every event is relayed as it came,
+/// and only read for the usage and the text. `message_stop` is held back to `finish`, so that
+/// the end of the answer goes out only after the upstream has ended and the usage is recorded.
+pub(super) struct AnthropicRelay {
+    decoder: SseDecoder,
+    started: bool,
+    held_stop: Option<bytes::Bytes>,
+    counts: TokenCounts,
+    output: String,
+}
+
+impl AnthropicRelay {
+    pub(super) fn new() -> Self {
+        AnthropicRelay {
+            decoder: SseDecoder::new(),
+            started: false,
+            held_stop: None,
+            counts: TokenCounts::default(),
+            output: String::new(),
+        }
+    }
+
+    fn relay(&mut self, event: SseEvent, out: &mut BytesMut) -> Result<(), String> {
+        if self.held_stop.is_some() {
+            return Ok(());
+        }
+        let parsed: StreamEvent = serde_json::from_str(&event.data)
+            .map_err(|e| format!("Anthropic sent an unreadable stream event: {e}"))?;
+        match parsed.kind.as_str() {
+            "error" => {
+                out.extend_from_slice(&event.raw);
+                let error = parsed.error.unwrap_or(WireError {
+                    kind: None,
+                    message: None,
+                });
+                return Err(error
+                    .message
+                    .or(error.kind)
+                    .unwrap_or_else(|| "Anthropic reported an error in the stream".to_owned()));
+            }
+            "message_start" => {
+                self.started = true;
+                if let Some(usage) = parsed.message.as_ref().and_then(|m| m.usage.as_ref()) {
+                    self.counts.update(usage);
+                }
+            }
+            "message_delta" => {
+                if let Some(usage) = &parsed.usage {
+                    self.counts.update(usage);
+                }
+            }
+            "content_block_delta" => {
+                if let Some(text) = parsed.delta.and_then(|d| d.text) {
+                    self.output.push_str(&text);
+                }
+            }
+            "message_stop" => {
+                self.held_stop = Some(event.raw);
+                return Ok(());
+            }
+            _ => {}
+        }
+        out.extend_from_slice(&event.raw);
+        Ok(())
+    }
+}
+
+impl StreamTranslator for AnthropicRelay {
+    fn feed(&mut self, chunk: &[u8], out: &mut BytesMut) -> Result<(), String> {
+        self.decoder.push(chunk);
+        while let Some(event) = self.decoder.next_event() {
+            self.relay(event, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), String> {
+        while let Some(event) = self.decoder.finish() {
+            self.relay(event, out)?;
+        }
+        match self.held_stop.take() {
+            Some(stop) => {
+                out.extend_from_slice(&stop);
+                Ok(())
+            }
+            None => Err("stream ended before message_stop".into()),
+        }
+    }
+
+    fn usage(&self) -> Option<TokenUsage> {
+        self.started.then(|| self.counts.usage().tokens())
+    }
+
+    fn output_text(&self) -> &str {
+        &self.output
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,5 +654,34 @@ mod tests {
         let mut translator = stream_translator(false);
         let err = run_stream(translator.as_mut(), stream.as_bytes(), || 11).unwrap_err();
         assert_eq!(err, "Overloaded");
+    }
+
+    #[test]
+    fn a_relayed_stream_is_passed_on_byte_for_byte_with_its_usage_read() {
+        let upstream = fixture("anthropic", "messages_stream.sse");
+        for split in [1, 7, 64, upstream.len()] {
+            let mut relay = AnthropicRelay::new();
+            let mut out = BytesMut::new();
+            for piece in upstream.chunks(split) {
+                relay.feed(piece, &mut out).unwrap();
+            }
+            let before_finish = out.len();
+            relay.finish(&mut out).unwrap();
+            assert_eq!(&out[..], &upstream[..], "split {split}");
+            // Only the closing `message_stop` waits for the end.
+            assert!(String::from_utf8_lossy(&out[before_finish..]).contains("message_stop"));
+            let usage = relay.usage().unwrap();
+            assert!(
+                usage.input_tokens > 0 && usage.output_tokens > 0,
+                "{usage:?}"
+            );
+            assert!(!relay.output_text().is_empty());
+        }
+        let mut relay = AnthropicRelay::new();
+        let mut out = BytesMut::new();
+        relay
+            .feed(&upstream[..upstream.len() / 2], &mut out)
+            .unwrap();
+        assert!(relay.finish(&mut out).is_err(), "a cut stream is an error");
     }
 }
