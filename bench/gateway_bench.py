@@ -7,6 +7,7 @@ throughput and streaming time to first byte, and prints a Markdown table (also w
 bench/results/<UTC timestamp>.md). Everything it starts is stopped on exit, Ctrl-C included.
 
     python3 bench/gateway_bench.py [--duration 10] [--runs 3] [--with-litellm] [--with-portkey] [--quick]
+    python3 bench/gateway_bench.py --api anthropic   # Anthropic's Messages API in and out
 
 Python 3.11 standard library only. Needs `oha` (cargo install oha --locked). See bench/README.md.
 """
@@ -44,6 +45,9 @@ PORTKEY_HONO_PACKAGE = PORTKEY_PREFIX / "node_modules" / "@hono" / "node-server"
 RESULTS = BENCH / "results"
 
 PROMPT = [{"role": "user", "content": "Hello"}]
+# What each API a target may be driven through is called at, and how its finished streams end.
+API_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
+STREAM_END = {"openai": "data: [DONE]", "anthropic": '{"type":"message_stop"}'}
 CONNECTIONS = 64
 # The name of the gateway core measured with every stage off (--with-core).
 CORE_NAME = "Tollgate, stages off"
@@ -214,9 +218,13 @@ class Target:
     stream_broken: str | None = None
     # another project's gateway: measured only at --competitor-rates
     competitor: bool = False
+    # the API it is driven through: "openai" (chat completions) or "anthropic" (messages)
+    api: str = "openai"
 
     def body(self, stream: bool = False) -> str:
         payload = {"model": self.stream_model if stream else self.model, "messages": PROMPT}
+        if self.api == "anthropic":
+            payload["max_tokens"] = 64
         if stream:
             payload["stream"] = True
         return json.dumps(payload, separators=(",", ":"))
@@ -271,7 +279,8 @@ def run_oha(oha: str, target: Target, *, connections: int, seconds: float, rate:
 
 
 def run_loadgen(loadgen: Path, target: Target, *, rate: int, seconds: float, warmup: float) -> dict:
-    argv = [str(loadgen), "--url", target.stream_url, "--body", target.body(stream=True), "--rate", str(rate),
+    argv = [str(loadgen), "--url", target.stream_url, "--body", target.body(stream=True), "--end", STREAM_END[target.api],
+            "--rate", str(rate),
             "--duration", f"{seconds}s", "--warmup", f"{warmup}s", "--connections", str(CONNECTIONS)]
     for name, value in target.stream_headers.items():
         argv += ["--header", f"{name}: {value}"]
@@ -426,8 +435,8 @@ def check_completion(target: Target, notes: list[str] | None = None) -> None:
             status, body = http("POST", url, json.loads(target.body(stream)), headers, timeout=30)
             if status != 200:
                 problem = f"test request answered {status}: {body[:300]!r}"
-            elif stream and b"[DONE]" not in body:
-                problem = f"test stream did not end with data: [DONE]: {body[-200:]!r}"
+            elif stream and STREAM_END[target.api].encode() not in body:
+                problem = f"test stream did not end with {STREAM_END[target.api]}: {body[-200:]!r}"
         except (OSError, urllib.error.URLError) as err:
             problem = f"test request failed: {err}"
         if problem is None:
@@ -510,6 +519,7 @@ def render(args, targets: list[Target], notes: list[str], started: dt.datetime, 
         "usage journal and SQLite ledger)"
         + ("; \"Tollgate, stages off\": the same gateway core with every stage a pass-through "
            "(`gateway_core` example)" if any(t.name == CORE_NAME for t in targets) else ""))
+    out(f"- API: {'Anthropic Messages (`/v1/messages`), in and out' if args.api == 'anthropic' else 'OpenAI chat completions, in and out'}")
     out(f"- Each measurement {args.duration:g} s, {args.runs} run(s), medians reported; "
         f"{CONNECTIONS} keep-alive connections unless noted")
     out("")
@@ -662,6 +672,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--competitor-rates", default="500",
                         help="the fixed rates competitors are also run at (default 500)")
     parser.add_argument("--stream-rate", type=int, default=200, help="streaming requests per second (default 200)")
+    parser.add_argument("--api", choices=sorted(API_PATHS), default="openai",
+                        help="the API clients and the provider speak (default openai); with anthropic, "
+                             "Tollgate forwards Anthropic's Messages API to an Anthropic target, and "
+                             "competitors are not run")
     parser.add_argument("--target-dir", type=Path,
                         default=Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target"),
                         help="Cargo target directory (default $CARGO_TARGET_DIR or ./target)")
@@ -741,6 +755,11 @@ def main() -> int:
             wait_until(services, name, proc,
                        lambda port=port: http("POST", f"http://127.0.0.1:{port}/v1/chat/completions",
                                               {"model": "gpt-4o-mini", "messages": PROMPT})[0] == 200, 30)
+        api_path = API_PATHS[args.api]
+        if args.api == "anthropic":
+            kind, api_base, model = "anthropic", "{url}", "claude-sonnet-4-20250514"
+        else:
+            kind, api_base, model = "openai", "{url}/v1", "gpt-4o-mini"
 
         # --- Tollgate
         gw_port = free_port()
@@ -748,13 +767,13 @@ def main() -> int:
         config.write_text(
             f'server: {{ listen: "127.0.0.1:{gw_port}", workers: {args.gateway_workers} }}\n'
             "providers:\n"
-            f'  mock: {{ kind: openai, api_base: "{mock_url}/v1", api_key: bench }}\n'
-            f'  mockstream: {{ kind: openai, api_base: "{stream_mock_url}/v1", api_key: bench }}\n'
+            f'  mock: {{ kind: {kind}, api_base: "{api_base.format(url=mock_url)}", api_key: bench }}\n'
+            f'  mockstream: {{ kind: {kind}, api_base: "{api_base.format(url=stream_mock_url)}", api_key: bench }}\n'
             "models:\n"
             "  - name: bench\n"
-            "    targets: [ { provider: mock, model: gpt-4o-mini } ]\n"
+            f"    targets: [ {{ provider: mock, model: {model} }} ]\n"
             "  - name: bench-stream\n"
-            "    targets: [ { provider: mockstream, model: gpt-4o-mini } ]\n"
+            f"    targets: [ {{ provider: mockstream, model: {model} }} ]\n"
             # Limits stay on (they are part of the measured path) but far above the load.
             "limits: { default: { rpm: 1000000000, tpm: 1000000000000 } }\n"
         )
@@ -778,11 +797,11 @@ def main() -> int:
             if status != 201:
                 raise BenchError(f"budget creation failed ({status}): {answer[:300]!r}")
 
-        direct = Target("direct (mock)", f"{mock_url}/v1/chat/completions", "gpt-4o-mini",
-                        f"{stream_mock_url}/v1/chat/completions", "gpt-4o-mini", version="")
-        tollgate = Target("Tollgate", f"{gw_base}/v1/chat/completions", "bench",
-                          f"{gw_base}/v1/chat/completions", "bench-stream", proc=gw_proc, version="",
-                          headers=gw_auth, stream_headers=gw_auth)
+        direct = Target("direct (mock)", f"{mock_url}{api_path}", model,
+                        f"{stream_mock_url}{api_path}", model, version="", api=args.api)
+        tollgate = Target("Tollgate", f"{gw_base}{api_path}", "bench",
+                          f"{gw_base}{api_path}", "bench-stream", proc=gw_proc, version="",
+                          headers=gw_auth, stream_headers=gw_auth, api=args.api)
         check_completion(tollgate)  # also the warm-up request before the idle RSS
         time.sleep(0.5)
         tollgate.idle_rss_mb = memory_mb(gw_proc.pid, "VmRSS")
@@ -797,14 +816,17 @@ def main() -> int:
             core_proc = services.start("gateway-core", [binaries["gateway_core"], core_config])
             core_base = f"http://127.0.0.1:{core_port}"
             wait_until(services, "gateway-core", core_proc, lambda: http("GET", f"{core_base}/health/ready")[0] == 200, 60)
-            core = Target(CORE_NAME, f"{core_base}/v1/chat/completions", "bench",
-                          f"{core_base}/v1/chat/completions", "bench-stream", proc=core_proc)
+            core = Target(CORE_NAME, f"{core_base}{api_path}", "bench",
+                          f"{core_base}{api_path}", "bench-stream", proc=core_proc, api=args.api)
             check_completion(core)
             time.sleep(0.5)
             core.idle_rss_mb = memory_mb(core_proc.pid, "VmRSS")
             targets.append(core)
 
         # --- competitors, against the same mocks
+        if args.api != "openai" and (args.with_litellm or args.with_portkey):
+            notes.append("competitors are measured on OpenAI's API only; run without --api for them")
+            args.with_litellm = args.with_portkey = False
         if args.with_litellm:
             target = start_litellm(services, args, mock_url, stream_mock_url, tmp, notes)
             if target:

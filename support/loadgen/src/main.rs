@@ -52,6 +52,10 @@ struct Args {
     /// Per-request timeout.
     #[arg(long, default_value = "30s", value_parser = stats::parse_duration)]
     timeout: Duration,
+    /// How a finished stream ends: OpenAI's `data: [DONE]`, or e.g. `{"type":"message_stop"}`
+    /// for Anthropic's Messages API. Streams that end otherwise are counted as incomplete.
+    #[arg(long, default_value = "data: [DONE]")]
+    end: String,
     /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -63,6 +67,8 @@ struct Shared {
     url: reqwest::Url,
     headers: HeaderMap,
     body: Bytes,
+    /// The bytes a finished stream ends with.
+    end: Vec<u8>,
     /// One permit per connection: bounds the requests in flight.
     slots: Semaphore,
 }
@@ -78,7 +84,7 @@ struct Sample {
 struct Timing {
     ttfb: Duration,
     total: Duration,
-    /// The body ended with `data: [DONE]` (an OpenAI-style stream that finished).
+    /// The body ended with the `--end` marker (a stream that finished).
     done: bool,
 }
 
@@ -135,6 +141,7 @@ async fn run(args: &Args) -> anyhow::Result<serde_json::Value> {
         url: reqwest::Url::parse(&args.url).with_context(|| format!("--url {}", args.url))?,
         headers: headers(args)?,
         body: Bytes::from(args.body.clone()),
+        end: args.end.clone().into_bytes(),
         slots: Semaphore::new(args.connections),
     });
 
@@ -252,7 +259,7 @@ async fn one_request(shared: &Shared, scheduled: Instant) -> Result<Timing, Stri
     let status = response.status();
     let mut body = response.bytes_stream();
     let mut ttfb = None;
-    // The last bytes seen, enough to check for the closing `data: [DONE]`.
+    // The last bytes seen, enough to check for the closing marker.
     let mut tail: Vec<u8> = Vec::with_capacity(64);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|err| format!("reading the body: {}", error_chain(&err)))?;
@@ -273,7 +280,7 @@ async fn one_request(shared: &Shared, scheduled: Instant) -> Result<Timing, Stri
     Ok(Timing {
         ttfb: ttfb.unwrap_or(total),
         total,
-        done: tail.trim_ascii_end().ends_with(b"data: [DONE]"),
+        done: tail.trim_ascii_end().ends_with(&shared.end),
     })
 }
 
