@@ -484,6 +484,9 @@ mod tests {
         let served = [
             "/v1/chat/completions",
             "/v1/embeddings",
+            "/v1/responses",
+            "/v1/messages",
+            "/v1/messages/count_tokens",
             "/v1/models",
             "/health/live",
             "/health/ready",

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use tollgate_common::Secret;
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 use tollgate_gateway::GatewayError;
+use tollgate_gateway::ingress::Ingress;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
 
@@ -1026,6 +1027,232 @@ proptest! {
             r#"{{"model":"m","messages":[{{"role":"user","content":{nested}}}]}}"#
         );
         check(Endpoint::ChatCompletions, in_content.as_bytes())?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The other ways in: Anthropic's Messages API and OpenAI's Responses API
+// ---------------------------------------------------------------------------------------------
+
+/// A way-in body is read into the pipeline's request, which every adapter then takes or refuses
+/// as the client's fault, or the body itself is refused as the client's fault.
+fn check_ingress(ingress: Ingress, raw: &[u8]) -> Result<(), TestCaseError> {
+    match ingress.parse(Bytes::copy_from_slice(raw)) {
+        Ok(body) => check_adapters(Endpoint::ChatCompletions, &body),
+        Err(error) => {
+            prop_assert!(
+                is_client_error(&error),
+                "{error:?} is a {} for {:?}",
+                error.status(),
+                String::from_utf8_lossy(raw)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn one_of_or_any(words: &'static [&'static str]) -> impl Strategy<Value = Json> {
+    prop_oneof![
+        4 => proptest::sample::select(words).prop_map(Json::str),
+        1 => any_json(),
+    ]
+}
+
+fn anthropic_source() -> impl Strategy<Value = Json> {
+    (
+        one_of_or_any(&["base64", "url", "text", "file"]),
+        text_or_any(),
+        text_or_any(),
+    )
+        .prop_map(|(kind, data, media)| {
+            Json::object(vec![
+                ("type", kind),
+                ("data", data.clone()),
+                ("url", data),
+                ("media_type", media),
+            ])
+        })
+}
+
+fn anthropic_block() -> impl Strategy<Value = Json> {
+    prop_oneof![
+        3 => text_or_any().prop_map(|t| Json::object(vec![("type", Json::str("text")), ("text", t)])),
+        1 => anthropic_source().prop_map(|s| Json::object(vec![("type", Json::str("image")), ("source", s)])),
+        1 => anthropic_source().prop_map(|s| Json::object(vec![("type", Json::str("document")), ("source", s)])),
+        2 => (text_or_any(), text_or_any(), any_json()).prop_map(|(id, name, input)| Json::object(vec![
+            ("type", Json::str("tool_use")), ("id", id), ("name", name), ("input", input),
+        ])),
+        2 => (text_or_any(), any_json()).prop_map(|(id, content)| Json::object(vec![
+            ("type", Json::str("tool_result")), ("tool_use_id", id), ("content", content),
+        ])),
+        1 => one_of_or_any(&["thinking", "redacted_thinking", "server_tool_use", "search_result"])
+            .prop_map(|kind| Json::object(vec![("type", kind)])),
+    ]
+}
+
+fn anthropic_message() -> impl Strategy<Value = Json> {
+    (
+        one_of_or_any(&["user", "assistant"]),
+        prop_oneof![
+            2 => typed_text(),
+            3 => proptest::collection::vec(anthropic_block(), 0..4).prop_map(Json::Array),
+        ],
+    )
+        .prop_map(|(role, content)| Json::object(vec![("role", role), ("content", content)]))
+}
+
+/// A Messages body with a model and messages, and any of the members the translation reads.
+fn plausible_anthropic() -> impl Strategy<Value = Json> {
+    (
+        "[a-z0-9./-]{1,40}",
+        number_or_any(),
+        proptest::collection::vec(anthropic_message(), 0..4),
+        proptest::collection::vec(
+            prop_oneof![
+                text_or_any().prop_map(|v| ("system".to_owned(), v)),
+                any_json().prop_map(|v| ("stop_sequences".to_owned(), v)),
+                any_json().prop_map(|v| ("stream".to_owned(), v)),
+                number_or_any().prop_map(|v| ("temperature".to_owned(), v)),
+                any_json().prop_map(|v| ("metadata".to_owned(), v)),
+                (
+                    text_or_any(),
+                    any_json(),
+                    proptest::option::of(one_of_or_any(&["custom", "bash_20250124"]))
+                )
+                    .prop_map(|(name, schema, kind)| {
+                        let mut tool = vec![("name", name), ("input_schema", schema)];
+                        if let Some(kind) = kind {
+                            tool.push(("type", kind));
+                        }
+                        ("tools".to_owned(), Json::Array(vec![Json::object(tool)]))
+                    }),
+                (
+                    one_of_or_any(&["auto", "any", "tool", "none"]),
+                    text_or_any()
+                )
+                    .prop_map(|(kind, name)| {
+                        (
+                            "tool_choice".to_owned(),
+                            Json::object(vec![("type", kind), ("name", name)]),
+                        )
+                    }),
+                (any_key(), any_json()),
+            ],
+            0..6,
+        ),
+    )
+        .prop_map(|(model, max_tokens, messages, extra)| {
+            let mut members = extra;
+            members.push(("model".to_owned(), Json::Str(model)));
+            members.push(("max_tokens".to_owned(), max_tokens));
+            members.push(("messages".to_owned(), Json::Array(messages)));
+            Json::Object(members)
+        })
+}
+
+fn responses_item() -> impl Strategy<Value = Json> {
+    let part = prop_oneof![
+        3 => text_or_any().prop_map(|t| Json::object(vec![("type", Json::str("input_text")), ("text", t)])),
+        1 => text_or_any().prop_map(|t| Json::object(vec![("type", Json::str("output_text")), ("text", t)])),
+        1 => text_or_any().prop_map(|u| Json::object(vec![("type", Json::str("input_image")), ("image_url", u)])),
+        1 => any_json(),
+    ];
+    prop_oneof![
+        3 => (one_of_or_any(&["user", "assistant", "system", "developer"]),
+              prop_oneof![typed_text(), proptest::collection::vec(part, 0..3).prop_map(Json::Array)])
+            .prop_map(|(role, content)| Json::object(vec![("role", role), ("content", content)])),
+        2 => (text_or_any(), text_or_any(), one_of_or_any(&ARGUMENTS_FOR_ITEMS)).prop_map(|(id, name, args)| {
+            Json::object(vec![("type", Json::str("function_call")), ("call_id", id), ("name", name), ("arguments", args)])
+        }),
+        2 => (text_or_any(), any_json()).prop_map(|(id, output)| {
+            Json::object(vec![("type", Json::str("function_call_output")), ("call_id", id), ("output", output)])
+        }),
+        1 => one_of_or_any(&["reasoning", "item_reference", "web_search_call"])
+            .prop_map(|kind| Json::object(vec![("type", kind)])),
+    ]
+}
+
+const ARGUMENTS_FOR_ITEMS: [&str; 3] = ["{}", "{\"a\":1}", "not json"];
+
+/// A Responses body with a model and input, and any of the members the translation reads.
+fn plausible_responses() -> impl Strategy<Value = Json> {
+    (
+        "[a-z0-9./-]{1,40}",
+        prop_oneof![
+            1 => typed_text(),
+            3 => proptest::collection::vec(responses_item(), 0..5).prop_map(Json::Array),
+        ],
+        proptest::collection::vec(
+            prop_oneof![
+                text_or_any().prop_map(|v| ("instructions".to_owned(), v)),
+                number_or_any().prop_map(|v| ("max_output_tokens".to_owned(), v)),
+                any_json().prop_map(|v| ("stream".to_owned(), v)),
+                (
+                    one_of_or_any(&["function", "web_search"]),
+                    text_or_any(),
+                    any_json()
+                )
+                    .prop_map(|(kind, name, parameters)| (
+                        "tools".to_owned(),
+                        Json::Array(vec![Json::object(vec![
+                            ("type", kind),
+                            ("name", name),
+                            ("parameters", parameters),
+                        ])])
+                    )),
+                tool_choice().prop_map(|v| ("tool_choice".to_owned(), v)),
+                (
+                    one_of_or_any(&["text", "json_object", "json_schema"]),
+                    any_json()
+                )
+                    .prop_map(|(kind, schema)| {
+                        (
+                            "text".to_owned(),
+                            Json::object(vec![(
+                                "format",
+                                Json::object(vec![
+                                    ("type", kind),
+                                    ("name", Json::str("f")),
+                                    ("schema", schema),
+                                ]),
+                            )]),
+                        )
+                    }),
+                (any_key(), any_json()),
+            ],
+            0..6,
+        ),
+    )
+        .prop_map(|(model, input, extra)| {
+            let mut members = extra;
+            members.push(("model".to_owned(), Json::Str(model)));
+            members.push(("input".to_owned(), input));
+            Json::Object(members)
+        })
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn any_json_to_another_way_in_is_read_or_refused_as_the_clients_fault(value in any_json()) {
+        let text = value.text();
+        check_ingress(Ingress::AnthropicMessages, text.as_bytes())?;
+        check_ingress(Ingress::OpenAiResponses, text.as_bytes())?;
+    }
+
+    #[test]
+    fn plausible_messages_bodies_reach_every_adapter_without_a_server_error(
+        value in plausible_anthropic(),
+    ) {
+        check_ingress(Ingress::AnthropicMessages, value.text().as_bytes())?;
+    }
+
+    #[test]
+    fn plausible_responses_bodies_reach_every_adapter_without_a_server_error(
+        value in plausible_responses(),
+    ) {
+        check_ingress(Ingress::OpenAiResponses, value.text().as_bytes())?;
     }
 }
 

@@ -131,6 +131,16 @@ impl Ingress {
     }
 }
 
+/// A JSON value kept as the client wrote it (a schema), as a tree to build a body with. Text
+/// that is well-formed but cannot be a string (a lone surrogate escape) is the client's error.
+pub(crate) fn json_value(
+    field: &str,
+    raw: &serde_json::value::RawValue,
+) -> Result<serde_json::Value, GatewayError> {
+    serde_json::from_str(raw.get())
+        .map_err(|e| GatewayError::invalid_field(field, format!("{field}: {e}")))
+}
+
 /// How an API names a field deep in a body.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum FieldPath {

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::error::GatewayError;
-use crate::ingress::{FieldPath, parse_typed};
+use crate::ingress::{FieldPath, json_value, parse_typed};
 
 /// `POST /v1/messages`, as far as the translation reads it.
 #[derive(Debug, Deserialize)]
@@ -38,6 +38,12 @@ struct MessagesRequest {
     tools: Option<Vec<Tool>>,
     #[serde(default)]
     tool_choice: Option<ToolChoice>,
+    /// Remote MCP servers and code-execution containers are run by Anthropic on the caller's
+    /// behalf, out of the gateway's sight and metering: refused, whatever the target.
+    #[serde(default)]
+    mcp_servers: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    container: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +216,20 @@ fn translate(raw: &[u8], answered: bool) -> Result<Bytes, GatewayError> {
             "max_tokens",
             "max_tokens: Field required",
         ));
+    }
+    for (field, present) in [
+        ("mcp_servers", request.mcp_servers.is_some()),
+        ("container", request.container.is_some()),
+    ] {
+        if present {
+            return Err(GatewayError::invalid_field(
+                field,
+                format!(
+                    "{field}: not supported through Tollgate: Anthropic would run it out of the \
+                     gateway's sight, unmetered"
+                ),
+            ));
+        }
     }
     if request.messages.is_empty() {
         return Err(GatewayError::invalid_field(
@@ -444,7 +464,8 @@ fn function_tool(i: usize, tool: Tool) -> Result<Value, GatewayError> {
             format!("tools.{i}.input_schema: Field required"),
         ));
     };
-    let mut function = json!({"name": tool.name, "parameters": schema});
+    let parameters = json_value(&format!("tools.{i}.input_schema"), &schema)?;
+    let mut function = json!({"name": tool.name, "parameters": parameters});
     if let Some(description) = tool.description {
         function["description"] = Value::String(description);
     }
@@ -597,6 +618,11 @@ mod tests {
                 "messages.0.content.0.type",
             ),
             (json!({"temperature": "hot"}), "temperature"),
+            (
+                json!({"mcp_servers": [{"type": "url", "url": "https://x", "name": "x"}]}),
+                "mcp_servers",
+            ),
+            (json!({"container": "c_1"}), "container"),
         ];
         for (extra, field) in cases {
             let body = base(extra.clone());

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::error::GatewayError;
-use crate::ingress::{FieldPath, parse_typed};
+use crate::ingress::{FieldPath, json_value, parse_typed};
 
 #[derive(Debug, Deserialize)]
 struct ResponsesRequest {
@@ -445,7 +445,7 @@ fn function_tool(i: usize, tool: Tool) -> Result<Value, GatewayError> {
         function["description"] = Value::String(description);
     }
     if let Some(parameters) = tool.parameters {
-        function["parameters"] = serde_json::to_value(&parameters).unwrap_or(Value::Null);
+        function["parameters"] = json_value(&format!("tools[{i}].parameters"), &parameters)?;
     }
     if let Some(strict) = tool.strict {
         function["strict"] = Value::Bool(strict);
@@ -485,7 +485,7 @@ fn response_format(format: Format) -> Result<Value, GatewayError> {
                 schema["description"] = Value::String(description);
             }
             if let Some(body) = format.schema {
-                schema["schema"] = serde_json::to_value(&body).unwrap_or(Value::Null);
+                schema["schema"] = json_value("text.format.schema", &body)?;
             }
             if let Some(strict) = format.strict {
                 schema["strict"] = Value::Bool(strict);
