@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{ConfigProblem, Secret, is_http_url, problem};
+use super::{ConfigProblem, Env, Secret, is_http_url, problem};
 
 /// The wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -15,6 +15,8 @@ pub enum ProviderKind {
     Azure,
     Anthropic,
     Gemini,
+    /// AWS Bedrock's Converse API, signed with SigV4.
+    Bedrock,
 }
 
 /// Whether a provider kind takes an `api_version`.
@@ -36,6 +38,31 @@ impl ApiVersion {
             ApiVersion::Optional | ApiVersion::NotTaken => None,
         }
     }
+}
+
+/// How a provider kind's requests prove who sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// An API key (`api_key`), sent in a header.
+    ApiKey,
+    /// AWS credentials (`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`)
+    /// signing each request with SigV4 for a `region`; the base URL follows from the region
+    /// (`regional_api_base`, `{region}` replaced) unless `api_base` is set.
+    AwsSigV4 {
+        /// The service name signatures are scoped to.
+        signing_name: &'static str,
+        regional_api_base: &'static str,
+    },
+}
+
+/// The standard AWS environment variables, read where a SigV4 provider's configuration leaves
+/// its credentials or region out (as the AWS SDKs and CLI do).
+pub mod aws_env {
+    pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+    pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+    pub const SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+    /// The region, the first one set winning.
+    pub const REGION: [&str; 2] = ["AWS_REGION", "AWS_DEFAULT_REGION"];
 }
 
 /// The environment variables that configure a provider without a configuration file.
@@ -63,6 +90,7 @@ pub struct ProviderFacts {
     pub api_version: ApiVersion,
     /// The price catalog family of the models it serves.
     pub catalog_family: &'static str,
+    pub credentials: Credentials,
     /// Self-hosted servers speak it too (vLLM, Ollama): behind its own base URL such a provider
     /// may need no key, and it serves its own models rather than the family's.
     pub compatible_servers: bool,
@@ -78,6 +106,7 @@ pub const PROVIDERS: &[ProviderFacts] = &[
         default_api_base: Some("https://api.openai.com/v1"),
         api_version: ApiVersion::NotTaken,
         catalog_family: "openai",
+        credentials: Credentials::ApiKey,
         compatible_servers: true,
         env: ProviderEnv {
             api_key: "OPENAI_API_KEY",
@@ -94,6 +123,7 @@ pub const PROVIDERS: &[ProviderFacts] = &[
             default: "2024-10-21",
         },
         catalog_family: "openai",
+        credentials: Credentials::ApiKey,
         compatible_servers: false,
         env: ProviderEnv {
             api_key: "AZURE_API_KEY",
@@ -108,6 +138,7 @@ pub const PROVIDERS: &[ProviderFacts] = &[
         default_api_base: Some("https://api.anthropic.com"),
         api_version: ApiVersion::Optional,
         catalog_family: "anthropic",
+        credentials: Credentials::ApiKey,
         compatible_servers: false,
         env: ProviderEnv {
             api_key: "ANTHROPIC_API_KEY",
@@ -122,10 +153,37 @@ pub const PROVIDERS: &[ProviderFacts] = &[
         default_api_base: Some("https://generativelanguage.googleapis.com"),
         api_version: ApiVersion::NotTaken,
         catalog_family: "gemini",
+        credentials: Credentials::ApiKey,
         compatible_servers: false,
         env: ProviderEnv {
             api_key: "GEMINI_API_KEY",
             api_base: &["GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL"],
+            api_version: None,
+        },
+    },
+    ProviderFacts {
+        kind: ProviderKind::Bedrock,
+        name: "bedrock",
+        otel_system: "aws.bedrock",
+        // Per region: built from `region` through `regional_api_base`.
+        default_api_base: None,
+        api_version: ApiVersion::NotTaken,
+        // Bedrock's model ids (`anthropic.claude-sonnet-4-5-20250929-v1:0`,
+        // `us.amazon.nova-pro-v1:0`) and its regional prices are not the publishers' own, so
+        // they have a family of their own, with no built-in prices: deployments price the
+        // models they use under `prices:` (see `catalog::UNPRICED_FAMILIES`).
+        catalog_family: "bedrock",
+        credentials: Credentials::AwsSigV4 {
+            signing_name: "bedrock",
+            regional_api_base: "https://bedrock-runtime.{region}.amazonaws.com",
+        },
+        compatible_servers: false,
+        env: ProviderEnv {
+            // With a region (`AWS_REGION`), like the AWS CLI; the secret and session token are
+            // read from their own variables (see [`aws_env`]).
+            api_key: aws_env::ACCESS_KEY_ID,
+            // The AWS SDKs' service-specific endpoint variable.
+            api_base: &["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"],
             api_version: None,
         },
     },
@@ -156,8 +214,16 @@ impl ProviderKind {
     pub fn of_catalog_family(family: &str) -> Option<ProviderKind> {
         PROVIDERS
             .iter()
-            .find(|p| p.catalog_family == family && p.default_api_base.is_some())
+            .find(|p| p.catalog_family == family && p.serves_its_family_first_hand())
             .map(|p| p.kind)
+    }
+}
+
+impl ProviderFacts {
+    /// Whether the kind is its catalog family's own API, at a URL known without configuration
+    /// (a fixed base URL, or one per region), rather than a host of another's models (Azure).
+    pub fn serves_its_family_first_hand(&self) -> bool {
+        self.default_api_base.is_some() || matches!(self.credentials, Credentials::AwsSigV4 { .. })
     }
 }
 
@@ -199,6 +265,34 @@ pub struct ProviderSpec {
     /// Extra headers sent with every upstream request (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// SigV4 kinds (Bedrock) only: the AWS region, and the credentials signing requests. Left
+    /// out, they come from the standard AWS environment variables ([`aws_env`]); the key id,
+    /// secret and session token come as one set, all from here or all from the environment.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub aws_session_token: Option<Secret>,
+}
+
+impl ProviderSpec {
+    /// A provider of `kind` with nothing else set.
+    pub fn of_kind(kind: ProviderKind) -> ProviderSpec {
+        ProviderSpec {
+            kind,
+            api_base: None,
+            api_key: None,
+            api_version: None,
+            headers: BTreeMap::new(),
+            region: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_session_token: None,
+        }
+    }
 }
 
 /// A provider after validation: its base URL is known and has no trailing slash.
@@ -209,12 +303,26 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// The region and credentials of a SigV4 kind; `None` for the others.
+    pub aws: Option<AwsCredentials>,
 }
 
-/// Turns a provider as written into a validated one.
+/// What signs a SigV4 provider's requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    /// Present with temporary credentials (STS), sent as `x-amz-security-token`.
+    pub session_token: Option<Secret>,
+}
+
+/// Turns a provider as written into a validated one; `env` supplies what a SigV4 kind leaves
+/// to the standard AWS variables.
 pub(super) fn validate_provider(
     name: &str,
     spec: ProviderSpec,
+    env: &dyn Env,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<ProviderConfig> {
     let path = format!("providers.{name}");
@@ -226,11 +334,29 @@ pub(super) fn validate_provider(
             "provider names must be non-empty and must not contain `/`",
         ));
     }
+    let aws = match facts.credentials {
+        Credentials::ApiKey => {
+            refuse_aws_fields(&path, &spec, facts.name, problems);
+            None
+        }
+        Credentials::AwsSigV4 { .. } => aws_credentials(&path, &spec, env, problems),
+    };
     let api_base = spec
         .api_base
         .clone()
-        .or_else(|| spec.kind.default_api_base().map(str::to_owned));
+        .or_else(|| spec.kind.default_api_base().map(str::to_owned))
+        .or_else(|| match (facts.credentials, &aws) {
+            (
+                Credentials::AwsSigV4 {
+                    regional_api_base, ..
+                },
+                Some(aws),
+            ) => Some(regional_api_base.replace("{region}", &aws.region)),
+            _ => None,
+        });
     match &api_base {
+        // A SigV4 kind without a region has had that reported: its base URL follows from it.
+        None if matches!(facts.credentials, Credentials::AwsSigV4 { .. }) => {}
         None => problems.push(problem(
             format!("{path}.api_base"),
             format!(
@@ -245,14 +371,25 @@ pub(super) fn validate_provider(
         Some(_) => {}
     }
     let is_custom_base = spec.api_base.is_some();
-    if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty()) {
-        // OpenAI-compatible local servers (vLLM, Ollama) need no key; hosted ones do.
-        if !(facts.compatible_servers && is_custom_base) {
-            problems.push(problem(
-                format!("{path}.api_key"),
-                format!("required for kind `{}`", spec.kind.as_str()),
-            ));
+    match facts.credentials {
+        Credentials::ApiKey if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty()) => {
+            // OpenAI-compatible local servers (vLLM, Ollama) need no key; hosted ones do.
+            if !(facts.compatible_servers && is_custom_base) {
+                problems.push(problem(
+                    format!("{path}.api_key"),
+                    format!("required for kind `{}`", spec.kind.as_str()),
+                ));
+            }
         }
+        Credentials::AwsSigV4 { .. } if spec.api_key.is_some() => problems.push(problem(
+            format!("{path}.api_key"),
+            format!(
+                "kind `{}` signs requests with AWS credentials: set aws_access_key_id and \
+                 aws_secret_access_key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) instead",
+                facts.name
+            ),
+        )),
+        _ => {}
     }
     match (facts.api_version, &spec.api_version) {
         (ApiVersion::Required { default }, None) => problems.push(problem(
@@ -300,6 +437,145 @@ pub(super) fn validate_provider(
         api_key: spec.api_key,
         api_version: spec.api_version,
         headers: spec.headers,
+        aws,
+    })
+}
+
+/// The kinds that sign with AWS credentials, as a sentence's list: `` `bedrock` ``.
+fn sigv4_kinds() -> String {
+    let kinds: Vec<String> = PROVIDERS
+        .iter()
+        .filter(|p| matches!(p.credentials, Credentials::AwsSigV4 { .. }))
+        .map(|p| format!("`{}`", p.name))
+        .collect();
+    listed(&kinds, "and")
+}
+
+/// An API-key kind given AWS settings: a sign of a wrong `kind`, worth saying so.
+fn refuse_aws_fields(
+    path: &str,
+    spec: &ProviderSpec,
+    kind: &str,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let given = [
+        ("region", spec.region.is_some()),
+        ("aws_access_key_id", spec.aws_access_key_id.is_some()),
+        (
+            "aws_secret_access_key",
+            spec.aws_secret_access_key.is_some(),
+        ),
+        ("aws_session_token", spec.aws_session_token.is_some()),
+    ];
+    for (field, _) in given.into_iter().filter(|(_, set)| *set) {
+        problems.push(problem(
+            format!("{path}.{field}"),
+            format!(
+                "only {} providers take {field}, not `{kind}`",
+                sigv4_kinds()
+            ),
+        ));
+    }
+}
+
+/// The region and credentials of a SigV4 provider, from its configuration or else from the
+/// standard AWS environment variables.
+fn aws_credentials(
+    path: &str,
+    spec: &ProviderSpec,
+    env: &dyn Env,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<AwsCredentials> {
+    let region = spec
+        .region
+        .clone()
+        .or_else(|| aws_env::REGION.iter().find_map(|v| env.var(v)));
+    let region = match region {
+        None => {
+            problems.push(problem(
+                format!("{path}.region"),
+                format!(
+                    "required for kind `{}` (e.g. us-east-1), or set {}",
+                    spec.kind.as_str(),
+                    listed(&aws_env::REGION, "or")
+                ),
+            ));
+            None
+        }
+        // It becomes part of a host name and of every signature's scope.
+        Some(region)
+            if region.is_empty()
+                || !region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            problems.push(problem(
+                format!("{path}.region"),
+                format!("`{region}` is not an AWS region such as us-east-1"),
+            ));
+            None
+        }
+        Some(region) => Some(region),
+    };
+    // One set, from one place: a key id from the file with a session token from the
+    // environment would sign with credentials that do not belong together.
+    let (access_key_id, secret_access_key, session_token, from_env) = match &spec.aws_access_key_id
+    {
+        Some(id) => (
+            Some(id.clone()),
+            spec.aws_secret_access_key.clone(),
+            spec.aws_session_token.clone(),
+            false,
+        ),
+        None => {
+            if spec.aws_secret_access_key.is_some() || spec.aws_session_token.is_some() {
+                problems.push(problem(
+                    format!("{path}.aws_access_key_id"),
+                    "required with aws_secret_access_key or aws_session_token",
+                ));
+            }
+            (
+                env.var(aws_env::ACCESS_KEY_ID),
+                env.var(aws_env::SECRET_ACCESS_KEY).map(Secret),
+                env.var(aws_env::SESSION_TOKEN).map(Secret),
+                true,
+            )
+        }
+    };
+    let or_env = |var: &str| {
+        if from_env {
+            format!(", or set {var}")
+        } else {
+            String::new()
+        }
+    };
+    let access_key_id = access_key_id.filter(|id| !id.is_empty());
+    if access_key_id.is_none() {
+        problems.push(problem(
+            format!("{path}.aws_access_key_id"),
+            format!(
+                "required for kind `{}`{}",
+                spec.kind.as_str(),
+                or_env(aws_env::ACCESS_KEY_ID)
+            ),
+        ));
+    }
+    let secret_access_key = secret_access_key.filter(|s| !s.0.is_empty());
+    if secret_access_key.is_none() {
+        problems.push(problem(
+            format!("{path}.aws_secret_access_key"),
+            format!(
+                "required for kind `{}`{}",
+                spec.kind.as_str(),
+                or_env(aws_env::SECRET_ACCESS_KEY)
+            ),
+        ));
+    }
+    Some(AwsCredentials {
+        region: region?,
+        access_key_id: access_key_id?,
+        secret_access_key: secret_access_key?,
+        session_token: session_token.filter(|t| !t.0.is_empty()),
     })
 }
 
@@ -315,7 +591,8 @@ mod tests {
             ProviderKind::Openai => Some(ProviderKind::Azure),
             ProviderKind::Azure => Some(ProviderKind::Anthropic),
             ProviderKind::Anthropic => Some(ProviderKind::Gemini),
-            ProviderKind::Gemini => None,
+            ProviderKind::Gemini => Some(ProviderKind::Bedrock),
+            ProviderKind::Bedrock => None,
         }
     }
 
@@ -350,28 +627,43 @@ mod tests {
             let first_hand = PROVIDERS
                 .iter()
                 .filter(|p| p.catalog_family == facts.catalog_family)
-                .filter(|p| p.default_api_base.is_some())
+                .filter(|p| p.serves_its_family_first_hand())
                 .count();
             assert_eq!(first_hand, 1, "{}", facts.catalog_family);
         }
         assert_eq!(ProviderKind::of_catalog_family("mistral"), None);
+        // Azure hosts OpenAI's models; Bedrock is the only API of its own family.
+        assert_eq!(
+            ProviderKind::of_catalog_family("openai"),
+            Some(ProviderKind::Openai)
+        );
+        assert_eq!(
+            ProviderKind::of_catalog_family("bedrock"),
+            Some(ProviderKind::Bedrock)
+        );
     }
 
     #[test]
     fn api_version_problems_name_the_kinds_that_take_one() {
         let spec = |kind, api_version: Option<&str>| ProviderSpec {
-            kind,
             api_base: Some("https://x.example".into()),
             api_key: Some(Secret("k".into())),
             api_version: api_version.map(str::to_owned),
-            headers: BTreeMap::new(),
+            ..bare(kind)
         };
         let mut problems = Vec::new();
-        validate_provider("g", spec(ProviderKind::Gemini, Some("v1")), &mut problems);
-        validate_provider("z", spec(ProviderKind::Azure, None), &mut problems);
+        let env = no_env();
+        validate_provider(
+            "g",
+            spec(ProviderKind::Gemini, Some("v1")),
+            &env,
+            &mut problems,
+        );
+        validate_provider("z", spec(ProviderKind::Azure, None), &env, &mut problems);
         validate_provider(
             "a",
             spec(ProviderKind::Anthropic, Some("2023-06-01")),
+            &env,
             &mut problems,
         );
         let messages: Vec<(&str, &str)> = problems
@@ -390,6 +682,195 @@ mod tests {
                     "required for kind `azure` (e.g. 2024-10-21)"
                 ),
             ]
+        );
+    }
+
+    fn bare(kind: ProviderKind) -> ProviderSpec {
+        ProviderSpec::of_kind(kind)
+    }
+
+    fn no_env() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Validates one spec: the config, or the problems' paths and messages.
+    fn check(
+        spec: ProviderSpec,
+        env: &BTreeMap<String, String>,
+    ) -> Result<ProviderConfig, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        validate_provider("b", spec, env, &mut problems)
+            .ok_or_else(|| problems.into_iter().map(|p| (p.path, p.message)).collect())
+    }
+
+    #[test]
+    fn bedrock_takes_its_region_and_credentials_from_the_config() {
+        let config = check(
+            ProviderSpec {
+                region: Some("eu-west-3".into()),
+                aws_access_key_id: Some("AKIDEXAMPLE".into()),
+                aws_secret_access_key: Some(Secret(
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+                )),
+                ..bare(ProviderKind::Bedrock)
+            },
+            // Ignored: the configuration gives the key id, so the set comes from it alone.
+            &env(&[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_SESSION_TOKEN", "from-env"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.api_base,
+            "https://bedrock-runtime.eu-west-3.amazonaws.com"
+        );
+        let aws = config.aws.unwrap();
+        assert_eq!(aws.region, "eu-west-3");
+        assert_eq!(aws.access_key_id, "AKIDEXAMPLE");
+        assert_eq!(
+            aws.secret_access_key.expose(),
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+        );
+        assert_eq!(aws.session_token, None);
+        assert!(!format!("{aws:?}").contains("EXAMPLEKEY"));
+
+        let custom = check(
+            ProviderSpec {
+                api_base: Some("http://127.0.0.1:9/".into()),
+                region: Some("us-west-2".into()),
+                aws_access_key_id: Some("AKID".into()),
+                aws_secret_access_key: Some(Secret("s".into())),
+                aws_session_token: Some(Secret("t".into())),
+                ..bare(ProviderKind::Bedrock)
+            },
+            &no_env(),
+        )
+        .unwrap();
+        assert_eq!(custom.api_base, "http://127.0.0.1:9");
+        assert_eq!(custom.aws.unwrap().session_token, Some(Secret("t".into())));
+    }
+
+    #[test]
+    fn bedrock_falls_back_to_the_standard_aws_variables() {
+        let config = check(
+            bare(ProviderKind::Bedrock),
+            &env(&[
+                ("AWS_DEFAULT_REGION", "ap-south-1"),
+                ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+                ("AWS_SECRET_ACCESS_KEY", "secret"),
+                ("AWS_SESSION_TOKEN", "token"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.api_base,
+            "https://bedrock-runtime.ap-south-1.amazonaws.com"
+        );
+        let aws = config.aws.unwrap();
+        assert_eq!(
+            (aws.access_key_id.as_str(), aws.secret_access_key.expose()),
+            ("AKIDENV", "secret")
+        );
+        assert_eq!(aws.session_token, Some(Secret("token".into())));
+
+        // AWS_REGION wins over AWS_DEFAULT_REGION, and the configured region over both.
+        let both = env(&[
+            ("AWS_REGION", "us-east-2"),
+            ("AWS_DEFAULT_REGION", "ap-south-1"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ]);
+        assert_eq!(
+            check(bare(ProviderKind::Bedrock), &both)
+                .unwrap()
+                .aws
+                .unwrap()
+                .region,
+            "us-east-2"
+        );
+    }
+
+    #[test]
+    fn bedrock_problems_name_the_missing_field() {
+        let problems = check(bare(ProviderKind::Bedrock), &no_env()).unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                (
+                    "providers.b.region".to_owned(),
+                    "required for kind `bedrock` (e.g. us-east-1), or set AWS_REGION or AWS_DEFAULT_REGION".to_owned()
+                ),
+                (
+                    "providers.b.aws_access_key_id".to_owned(),
+                    "required for kind `bedrock`, or set AWS_ACCESS_KEY_ID".to_owned()
+                ),
+                (
+                    "providers.b.aws_secret_access_key".to_owned(),
+                    "required for kind `bedrock`, or set AWS_SECRET_ACCESS_KEY".to_owned()
+                ),
+            ]
+        );
+
+        let problems = check(
+            ProviderSpec {
+                region: Some("US East".into()),
+                api_key: Some(Secret("k".into())),
+                aws_access_key_id: Some("AKID".into()),
+                ..bare(ProviderKind::Bedrock)
+            },
+            &no_env(),
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "providers.b.region",
+                "providers.b.aws_secret_access_key",
+                "providers.b.api_key"
+            ]
+        );
+        assert!(
+            problems[0].1.contains("`US East` is not an AWS region"),
+            "{problems:?}"
+        );
+
+        // A secret without its key id is not completed from the environment.
+        let problems = check(
+            ProviderSpec {
+                region: Some("us-east-1".into()),
+                aws_secret_access_key: Some(Secret("s".into())),
+                ..bare(ProviderKind::Bedrock)
+            },
+            &env(&[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")]),
+        )
+        .unwrap_err();
+        assert_eq!(problems[0].0, "providers.b.aws_access_key_id");
+
+        // AWS settings on another kind are a mistake worth naming.
+        let problems = check(
+            ProviderSpec {
+                api_key: Some(Secret("k".into())),
+                region: Some("us-east-1".into()),
+                ..bare(ProviderKind::Anthropic)
+            },
+            &no_env(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [(
+                "providers.b.region".to_owned(),
+                "only `bedrock` providers take region, not `anthropic`".to_owned()
+            )]
         );
     }
 

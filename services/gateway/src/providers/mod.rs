@@ -20,6 +20,8 @@
 //! images, stop reasons, usage, error bodies) on its own fixtures.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod eventstream;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
@@ -145,6 +147,7 @@ pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, 
         ProviderKind::Azure => Box::new(openai::OpenAi::azure(config)?),
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config)?),
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
+        ProviderKind::Bedrock => Box::new(bedrock::Bedrock::new(config)?),
     })
 }
 

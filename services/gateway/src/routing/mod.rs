@@ -353,7 +353,7 @@ impl Router {
             // Azure serves deployments, not model names, and compatible servers serve their own
             // models: list catalog models only where the provider is the family's own API, or
             // is named after the family.
-            let own_api = (facts.default_api_base.is_some() && !facts.compatible_servers)
+            let own_api = (facts.serves_its_family_first_hand() && !facts.compatible_servers)
                 || provider.name == family;
             if !own_api {
                 continue;
