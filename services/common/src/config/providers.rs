@@ -372,14 +372,15 @@ pub(super) fn validate_provider(
     }
     let is_custom_base = spec.api_base.is_some();
     match facts.credentials {
-        Credentials::ApiKey if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty()) => {
-            // OpenAI-compatible local servers (vLLM, Ollama) need no key; hosted ones do.
-            if !(facts.compatible_servers && is_custom_base) {
-                problems.push(problem(
-                    format!("{path}.api_key"),
-                    format!("required for kind `{}`", spec.kind.as_str()),
-                ));
-            }
+        // OpenAI-compatible local servers (vLLM, Ollama) need no key; hosted ones do.
+        Credentials::ApiKey
+            if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty())
+                && !(facts.compatible_servers && is_custom_base) =>
+        {
+            problems.push(problem(
+                format!("{path}.api_key"),
+                format!("required for kind `{}`", spec.kind.as_str()),
+            ));
         }
         Credentials::AwsSigV4 { .. } if spec.api_key.is_some() => problems.push(problem(
             format!("{path}.api_key"),
