@@ -1059,7 +1059,7 @@ fn well_typed_chat_requests_mostly_reach_the_translating_adapters() {
             }
         }
     }
-    for kind in ["Openai", "Azure", "Anthropic", "Gemini"] {
+    for kind in ["Openai", "Azure", "Anthropic", "Gemini", "Bedrock"] {
         let count = translated.get(kind).copied().unwrap_or(0);
         assert!(
             count >= 20,

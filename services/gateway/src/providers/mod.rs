@@ -14,6 +14,11 @@
 //! - `stream.rs`: the provider's stream as OpenAI chunks (a [`StreamTranslator`]);
 //! - `fixtures/`: answers written from the provider's API reference, read by the tests.
 //!
+//! Streams arrive as server-sent events ([`sse`]), or, from Bedrock, as AWS event stream
+//! messages ([`eventstream`]); both decoders take whatever byte splits the network delivers.
+//! Bedrock is also the one provider whose requests are signed (SigV4) rather than carrying a
+//! key, so its adapter signs each request as it builds it (see [`bedrock`]).
+//!
 //! A new provider is a variant of [`ProviderKind`] with its row in
 //! [`tollgate_common::config::PROVIDERS`], a folder here, its arm in [`adapter_for`], and its row
 //! in `tests/conformance.rs`: there every adapter passes the same checks (text, streaming, tools,

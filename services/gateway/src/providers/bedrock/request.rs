@@ -5,6 +5,12 @@
 //! become `toolResult` blocks of a user turn, tool calls `toolUse` blocks, and sampling options
 //! go into `inferenceConfig`. The model is named in the URL, not the body.
 //! <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html>
+//!
+//! What Converse cannot express is refused (400) when it would change the answer: `n > 1`,
+//! `response_format` other than `text`, `tool_choice: none` once tool calls are in the
+//! conversation, audio and file parts, images by URL. Hints it has no field for are dropped, as
+//! the other adapters drop them: `seed`, `presence_penalty`, `frequency_penalty`, `user`, and
+//! `parallel_tool_calls` (the model may still answer with several calls).
 
 use std::borrow::Cow;
 
