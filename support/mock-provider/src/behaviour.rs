@@ -31,7 +31,8 @@ pub struct MockConfig {
     pub omit_usage: bool,
     /// Streams break off (connection dropped, no terminator) after this many content chunks.
     pub fail_mid_stream_after: Option<usize>,
-    /// When set, requests must present this key the provider's way, else 401.
+    /// When set, requests must present this key the provider's way, else 401. (Bedrock has no
+    /// key: its requests are checked against the `aws_*` key pair below instead.)
     pub require_key: Option<String>,
     /// When set, non-streaming answers report using every output token they were allowed,
     /// as a provider at its most expensive would: the request's output limit

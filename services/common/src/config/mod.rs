@@ -19,6 +19,7 @@ use crate::catalog::ModelPrice;
 
 mod admin;
 mod auth;
+mod aws;
 mod billing;
 mod cache;
 mod ceilings;
@@ -38,14 +39,15 @@ pub use auth::{
     AuthConfig, LoginThrottleConfig, MailerConfig, SigningKeyConfig, SignupConfig,
     SignupThrottleConfig,
 };
+pub use aws::{AwsCredentials, aws_env};
 pub use billing::{BillingConfig, ByokFees, FreeTier, PayAsYouGo, SellPrice, StripeConfig};
 pub use cache::{CacheConfig, EmbedderConfig, QdrantConfig};
 pub use ceilings::{Ceiling, PlanCeilings};
 pub use limits::{LimitsConfig, RateLimitPair, RedisFailurePolicy};
 pub use outbound::OutboundConfig;
 pub use providers::{
-    ApiVersion, AwsCredentials, Credentials, PROVIDERS, ProviderConfig, ProviderEnv, ProviderFacts,
-    ProviderKind, ProviderSpec, api_key_variables, aws_env,
+    ApiVersion, Credentials, PROVIDERS, ProviderConfig, ProviderEnv, ProviderFacts, ProviderKind,
+    ProviderSpec, api_key_variables,
 };
 pub use redis::RedisConfig;
 pub use routing::{

@@ -132,7 +132,7 @@ impl Bedrock {
             .into_parts();
         let (signing_headers, _query) = instructions.into_parts();
         for header in signing_headers {
-            let name = HeaderName::from_static(header.name());
+            let name = HeaderName::from_bytes(header.name().as_bytes()).map_err(|e| failed(&e))?;
             let mut value = HeaderValue::from_str(header.value()).map_err(|e| failed(&e))?;
             // The signature is good for minutes and the token for hours: neither is printed.
             if header.sensitive() || name == reqwest::header::AUTHORIZATION {
