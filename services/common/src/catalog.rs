@@ -10,6 +10,12 @@ use serde::Deserialize;
 /// The catalog that ships with Tollgate (see `data/prices.yaml`).
 const BUILT_IN: &str = include_str!("../data/prices.yaml");
 
+/// Catalog families with no built-in prices: Bedrock's model ids and regional prices are not
+/// the publishers' own, so a deployment prices the Bedrock models it uses under `prices:`
+/// (`family: bedrock`, `model:` the Bedrock model id); unpriced, their usage is metered
+/// without a cost.
+pub const UNPRICED_FAMILIES: &[&str] = &["bedrock"];
+
 const PER_MILLION: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 
 /// Prices of one model, in USD per 1M tokens.
@@ -134,9 +140,11 @@ mod tests {
     fn built_in_catalog_parses_and_covers_every_provider_family() {
         let catalog = PriceCatalog::built_in().unwrap();
         for family in crate::config::PROVIDERS.iter().map(|p| p.catalog_family) {
-            assert!(
-                catalog.entries().any(|p| p.family == family),
-                "no {family} prices"
+            let priced = catalog.entries().any(|p| p.family == family);
+            assert_eq!(
+                priced,
+                !UNPRICED_FAMILIES.contains(&family),
+                "{family}: priced {priced}"
             );
         }
     }

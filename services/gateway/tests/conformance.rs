@@ -303,6 +303,75 @@ const GEMINI: Case = Case {
     retry_hint_ms: Some(27_000),
 };
 
+const BEDROCK: Case = Case {
+    kind: ProviderKind::Bedrock,
+    folder: "bedrock",
+    model_at: None,
+    system_at: "/system/0/text",
+    user_text_at: "/messages/0/content/0/text",
+    text_response: "converse_response.json",
+    text: "The capital of France is Paris.",
+    usage_response: "converse_response.json",
+    // Like Anthropic's, Bedrock's input count leaves out the prompt cache's reads and writes.
+    usage: tokens(12 + 1024 + 100, 8, 1024),
+    // Event stream binaries, encoded from the `.json` descriptions beside them.
+    stream: "converse_stream.bin",
+    stream_text: "Bonjour ! Comment ça va ?",
+    stream_usage: tokens(9, 7, 0),
+    tools_at: &[
+        ("/toolConfig/tools/0/toolSpec/name", r#""get_weather""#),
+        (
+            "/messages/1",
+            r#"{"role": "assistant", "content": [
+                {"toolUse": {"toolUseId": "call_abc", "name": "get_weather", "input": {"location": "Paris"}}}]}"#,
+        ),
+        (
+            "/messages/2",
+            r#"{"role": "user", "content": [
+                {"toolResult": {"toolUseId": "call_abc", "content": [{"text": "18°C"}]}}]}"#,
+        ),
+    ],
+    tool_calls_response: "converse_tool_use.json",
+    tool_calls: &[call(
+        Some("tooluse_kZJMlvQmRJ6eAyJE5GIl7Q"),
+        "get_weather",
+        r#"{"location": "Paris, France", "unit": "celsius"}"#,
+    )],
+    tool_calls_stream: "converse_stream_tool_use.bin",
+    stream_tool_calls: &[
+        call(
+            Some("tooluse_Qp7tKxTqRL2vZ9J3cNdMbw"),
+            "get_weather",
+            r#"{"location": "Paris, France"}"#,
+        ),
+        call(
+            Some("tooluse_8f2cKs1LQm2xWbA0eJ5vYg"),
+            "get_time",
+            r#"{"timezone": "Europe/Paris"}"#,
+        ),
+    ],
+    image_at: &[(
+        "/messages/0/content/1",
+        r#"{"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}}"#,
+    )],
+    length_responses: &["converse_max_tokens.json"],
+    content_filter_responses: &[
+        "converse_guardrail_intervened.json",
+        "converse_content_filtered.json",
+    ],
+    invalid_request: error(
+        "error_validation.json",
+        "invalid_request_error",
+        "exceeds the model limit",
+    ),
+    rate_limited: error(
+        "error_throttling.json",
+        "rate_limit_error",
+        "Too many requests",
+    ),
+    retry_hint_ms: None,
+};
+
 /// The model the target names, as it must reach the provider.
 const MODEL: &str = "target-model";
 
@@ -628,6 +697,7 @@ conformance! {
     azure => AZURE,
     anthropic => ANTHROPIC,
     gemini => GEMINI,
+    bedrock => BEDROCK,
 }
 
 #[test]

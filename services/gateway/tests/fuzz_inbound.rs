@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use tollgate_common::Secret;
-use tollgate_common::config::{ProviderConfig, ProviderKind};
+use tollgate_common::config::{AwsCredentials, ProviderConfig, ProviderKind};
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::ingress::Ingress;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
@@ -833,15 +833,23 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
         ),
         (ProviderKind::Anthropic, "http://127.0.0.1:1", None),
         (ProviderKind::Gemini, "http://127.0.0.1:1", None),
+        (ProviderKind::Bedrock, "http://127.0.0.1:1", None),
     ]
     .into_iter()
     .map(|(kind, api_base, api_version)| {
+        let signs = kind == ProviderKind::Bedrock;
         let config = ProviderConfig {
             kind,
             api_base: api_base.into(),
-            api_key: Some(Secret::new("test-key")),
+            api_key: (!signs).then(|| Secret::new("test-key")),
             api_version: api_version.map(str::to_owned),
             headers: BTreeMap::new(),
+            aws: signs.then(|| AwsCredentials {
+                region: "us-east-1".into(),
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+                session_token: None,
+            }),
         };
         (kind, adapter_for(&config).unwrap())
     })
@@ -1278,7 +1286,7 @@ fn well_typed_chat_requests_mostly_reach_the_translating_adapters() {
             }
         }
     }
-    for kind in ["Openai", "Azure", "Anthropic", "Gemini"] {
+    for kind in ["Openai", "Azure", "Anthropic", "Gemini", "Bedrock"] {
         let count = translated.get(kind).copied().unwrap_or(0);
         assert!(
             count >= 20,

@@ -16,6 +16,7 @@ use tollgate_common::TokenUsage;
 use tollgate_common::config::{PROVIDERS, ProviderKind};
 use tollgate_gateway::openai::response::{completion_as_stream, stream_as_completion};
 use tollgate_gateway::openai::{Endpoint, InboundBody};
+use tollgate_gateway::providers::eventstream::EventStreamDecoder;
 use tollgate_gateway::providers::sse::{SseDecoder, SseEvent};
 
 mod common;
@@ -28,6 +29,14 @@ use proptest_config::config;
 
 fn kinds() -> Vec<ProviderKind> {
     PROVIDERS.iter().map(|p| p.kind).collect()
+}
+
+/// The kinds whose streams are server-sent events (Bedrock's is an AWS event stream).
+fn sse_kinds() -> Vec<ProviderKind> {
+    kinds()
+        .into_iter()
+        .filter(|k| *k != ProviderKind::Bedrock)
+        .collect()
 }
 
 /// A streaming chat request; `include_usage` is the client's own `stream_options` wish.
@@ -68,6 +77,10 @@ fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/gemini/fixtures/stream_function_call.sse"),
             include_bytes!("../src/providers/gemini/fixtures/stream_function_call_signed.sse"),
         ],
+        ProviderKind::Bedrock => &[
+            include_bytes!("../src/providers/bedrock/fixtures/converse_stream.bin"),
+            include_bytes!("../src/providers/bedrock/fixtures/converse_stream_tool_use.bin"),
+        ],
     }
 }
 
@@ -102,6 +115,15 @@ fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/gemini/fixtures/batch_embed_response.json"),
             include_bytes!("../src/providers/gemini/fixtures/error_400.json"),
             include_bytes!("../src/providers/gemini/fixtures/error_429.json"),
+        ],
+        ProviderKind::Bedrock => &[
+            include_bytes!("../src/providers/bedrock/fixtures/converse_response.json"),
+            include_bytes!("../src/providers/bedrock/fixtures/converse_tool_use.json"),
+            include_bytes!("../src/providers/bedrock/fixtures/converse_max_tokens.json"),
+            include_bytes!("../src/providers/bedrock/fixtures/converse_guardrail_intervened.json"),
+            include_bytes!("../src/providers/bedrock/fixtures/converse_content_filtered.json"),
+            include_bytes!("../src/providers/bedrock/fixtures/error_validation.json"),
+            include_bytes!("../src/providers/bedrock/fixtures/error_throttling.json"),
         ],
     }
 }
@@ -517,6 +539,86 @@ fn gemini_event() -> impl Strategy<Value = String> {
     ]
 }
 
+fn bedrock_usage() -> impl Strategy<Value = Value> {
+    usage_object(&[
+        "inputTokens",
+        "outputTokens",
+        "totalTokens",
+        "cacheReadInputTokens",
+        "cacheWriteInputTokens",
+    ])
+}
+
+/// One ConverseStream event: its `:event-type` and JSON payload.
+fn bedrock_event() -> impl Strategy<Value = (String, Value)> {
+    let event = |name: &'static str| Just(name.to_owned());
+    prop_oneof![
+        1 => event("messageStart").prop_map(|e| (e, json!({"role": "assistant"}))),
+        2 => (position(), text(), text()).prop_map(|(index, id, name)| (
+            "contentBlockStart".to_owned(),
+            json!({"contentBlockIndex": index, "start": {"toolUse": {"toolUseId": id, "name": name}}}),
+        )),
+        4 => (position(), text()).prop_map(|(index, text)| (
+            "contentBlockDelta".to_owned(),
+            json!({"contentBlockIndex": index, "delta": {"text": text}}),
+        )),
+        3 => (position(), text()).prop_map(|(index, input)| (
+            "contentBlockDelta".to_owned(),
+            json!({"contentBlockIndex": index, "delta": {"toolUse": {"input": input}}}),
+        )),
+        1 => position().prop_map(|index| (
+            "contentBlockStop".to_owned(), json!({"contentBlockIndex": index}),
+        )),
+        1 => text().prop_map(|reason| ("messageStop".to_owned(), json!({"stopReason": reason}))),
+        1 => bedrock_usage().prop_map(|usage| ("metadata".to_owned(), json!({"usage": usage}))),
+        1 => ("[a-zA-Z]{1,12}", any_value()).prop_map(|(name, payload)| (name, payload)),
+    ]
+}
+
+/// An AWS event stream message with string headers and valid checksums.
+fn eventstream_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for (name, value) in headers {
+        encoded.push(u8::try_from(name.len()).unwrap());
+        encoded.extend_from_slice(name.as_bytes());
+        encoded.push(7);
+        encoded.extend_from_slice(&u16::try_from(value.len()).unwrap().to_be_bytes());
+        encoded.extend_from_slice(value.as_bytes());
+    }
+    let total = 16 + encoded.len() + payload.len();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&u32::try_from(total).unwrap().to_be_bytes());
+    out.extend_from_slice(&u32::try_from(encoded.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&out).to_be_bytes());
+    out.extend_from_slice(&encoded);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&crc32fast::hash(&out).to_be_bytes());
+    out
+}
+
+/// Events framed as AWS event stream messages, now and then an exception instead.
+fn bedrock_framed(events: Vec<((String, Value), u8)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ((kind, payload), style) in events {
+        let payload = payload.to_string();
+        if style % 16 == 0 {
+            out.extend(eventstream_message(
+                &[
+                    (":message-type", "exception"),
+                    (":exception-type", "throttlingException"),
+                ],
+                payload.as_bytes(),
+            ));
+        } else {
+            out.extend(eventstream_message(
+                &[(":event-type", &kind), (":message-type", "event")],
+                payload.as_bytes(),
+            ));
+        }
+    }
+    out
+}
+
 /// Events framed as SSE, with the odd separator, comment or stray line.
 fn framed(events: Vec<(String, u8)>, named: bool) -> Vec<u8> {
     let mut out = Vec::new();
@@ -563,6 +665,9 @@ fn generated_stream(kind: ProviderKind) -> BoxedStrategy<Wire> {
         ProviderKind::Gemini => proptest::collection::vec((gemini_event(), style), 0..10)
             .prop_map(|events| Wire(framed(events, false)))
             .boxed(),
+        ProviderKind::Bedrock => proptest::collection::vec((bedrock_event(), style), 0..16)
+            .prop_map(|events| Wire(bedrock_framed(events)))
+            .boxed(),
     }
 }
 
@@ -587,6 +692,23 @@ fn decode(pieces: &[&[u8]]) -> Vec<SseEvent> {
         events.push(event);
     }
     events
+}
+
+/// The messages of an event stream, then the error that ended it or whether bytes were left.
+fn decode_eventstream(pieces: &[&[u8]]) -> (Vec<String>, String) {
+    let mut decoder = EventStreamDecoder::default();
+    let mut messages = Vec::new();
+    for piece in pieces {
+        decoder.push(piece);
+        loop {
+            match decoder.next_message() {
+                Ok(Some(message)) => messages.push(format!("{message:?}")),
+                Ok(None) => break,
+                Err(error) => return (messages, error.to_string()),
+            }
+        }
+    }
+    (messages, format!("pending: {}", decoder.has_pending()))
 }
 
 /// SSE-like bytes: field names, separators and line ends in any order.
@@ -644,8 +766,25 @@ proptest! {
     }
 
     #[test]
+    fn eventstream_messages_do_not_depend_on_how_the_bytes_are_split(
+        bytes in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..256).prop_map(Wire),
+            generated_stream(ProviderKind::Bedrock),
+            (generated_stream(ProviderKind::Bedrock), proptest::collection::vec(mutation(), 1..4))
+                .prop_map(|(stream, mutations)| Wire(mutate(stream.0, &mutations))),
+        ],
+        cuts in proptest::collection::vec(any::<Index>(), 0..16),
+    ) {
+        let bytes = bytes.0;
+        let whole = decode_eventstream(&[&bytes]);
+        prop_assert_eq!(decode_eventstream(&split(&bytes, &cuts)), whole.clone());
+        let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
+        prop_assert_eq!(decode_eventstream(&bytewise), whole);
+    }
+
+    #[test]
     fn fixture_streams_decode_the_same_however_split(
-        kind in any_kind(),
+        kind in proptest::sample::select(sse_kinds()),
         which in any::<Index>(),
         cuts in proptest::collection::vec(any::<Index>(), 0..24),
     ) {
@@ -788,6 +927,29 @@ fn generated_answer(kind: ProviderKind) -> BoxedStrategy<Wire> {
             .prop_map(|v| v.to_string().into_bytes())
             .prop_map(Wire)
             .boxed(),
+        ProviderKind::Bedrock => {
+            let block = prop_oneof![
+                text().prop_map(|text| json!({"text": text})),
+                (text(), text(), any_value()).prop_map(|(id, name, input)| json!({
+                    "toolUse": {"toolUseId": id, "name": name, "input": input},
+                })),
+                Just(json!({"reasoningContent": {"reasoningText": {"text": "hmm"}}})),
+                any_value(),
+            ];
+            (
+                proptest::collection::vec(block, 0..4),
+                text(),
+                proptest::option::of(bedrock_usage()),
+            )
+                .prop_map(|(content, stop, usage)| {
+                    json!({"output": {"message": {"role": "assistant", "content": content}},
+                           "stopReason": stop, "usage": usage})
+                    .to_string()
+                    .into_bytes()
+                })
+                .prop_map(Wire)
+                .boxed()
+        }
     }
 }
 
@@ -849,6 +1011,10 @@ fn generated_error(kind: ProviderKind) -> BoxedStrategy<Wire> {
         .prop_map(|v| v.to_string().into_bytes())
         .prop_map(Wire)
         .boxed(),
+        ProviderKind::Bedrock => (text(), text())
+            .prop_map(|(message, kind)| json!({"message": message, "__type": kind}))
+            .prop_map(|v| Wire(v.to_string().into_bytes()))
+            .boxed(),
         _ => error
             .prop_map(|e| {
                 json!({"type": "error", "error": e})
@@ -886,7 +1052,7 @@ fn kind_and_body(
 fn check_translated_body(kind: ProviderKind, sent: &[u8], got: &[u8]) -> Result<(), TestCaseError> {
     match kind {
         ProviderKind::Openai | ProviderKind::Azure => prop_assert_eq!(got, sent),
-        ProviderKind::Anthropic | ProviderKind::Gemini => {
+        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => {
             let answer: Result<Value, _> = serde_json::from_slice(got);
             prop_assert!(answer.is_ok(), "{:?}", String::from_utf8_lossy(got));
         }

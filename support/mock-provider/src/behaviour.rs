@@ -31,14 +31,26 @@ pub struct MockConfig {
     pub omit_usage: bool,
     /// Streams break off (connection dropped, no terminator) after this many content chunks.
     pub fail_mid_stream_after: Option<usize>,
-    /// When set, requests must present this key the provider's way, else 401.
+    /// When set, requests must present this key the provider's way, else 401. (Bedrock has no
+    /// key: its requests are checked against the `aws_*` key pair below instead.)
     pub require_key: Option<String>,
     /// When set, non-streaming answers report using every output token they were allowed,
     /// as a provider at its most expensive would: the request's output limit
     /// (`max_completion_tokens`, `max_tokens`), or this many without one, for each of its `n`
     /// choices.
     pub exhaust_output: Option<u64>,
+    /// The AWS key pair Bedrock requests must be signed with (SigV4, checked on every
+    /// request); by default the example pair of AWS's documentation.
+    pub aws_access_key_id: String,
+    pub aws_secret_access_key: String,
+    /// When set, Bedrock requests must also carry this session token, signed.
+    pub aws_session_token: Option<String>,
 }
+
+/// The access key id of AWS's documentation examples, accepted by default.
+pub const EXAMPLE_AWS_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+/// Its secret.
+pub const EXAMPLE_AWS_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
 impl Default for MockConfig {
     fn default() -> Self {
@@ -54,6 +66,9 @@ impl Default for MockConfig {
             fail_mid_stream_after: None,
             require_key: None,
             exhaust_output: None,
+            aws_access_key_id: EXAMPLE_AWS_ACCESS_KEY_ID.to_owned(),
+            aws_secret_access_key: EXAMPLE_AWS_SECRET_ACCESS_KEY.to_owned(),
+            aws_session_token: None,
         }
     }
 }

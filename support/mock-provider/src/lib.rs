@@ -1,13 +1,15 @@
-//! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini) that speaks
-//! their real wire formats, for tests and latency benchmarks.
+//! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini, AWS Bedrock)
+//! that speaks their real wire formats, for tests and latency benchmarks.
 
 mod answer;
 mod anthropic;
 mod azure;
+mod bedrock;
 mod behaviour;
 mod gemini;
 mod http;
 mod openai;
+mod sigv4;
 mod stats;
 mod stream;
 
@@ -22,8 +24,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context as _;
 use tokio::sync::oneshot;
 
-pub use behaviour::MockConfig;
 use behaviour::State;
+pub use behaviour::{EXAMPLE_AWS_ACCESS_KEY_ID, EXAMPLE_AWS_SECRET_ACCESS_KEY, MockConfig};
 pub use stats::StatsSnapshot;
 
 /// Request bodies up to this size are accepted; benchmarks send long prompts.
@@ -159,6 +161,11 @@ fn build_server(
             .route("/v1/messages", web::post().to(anthropic::messages))
             .route("/v1beta/models/{tail}", web::post().to(gemini::dispatch))
             .route("/v1/models/{tail}", web::post().to(gemini::dispatch))
+            .route("/model/{model}/converse", web::post().to(bedrock::converse))
+            .route(
+                "/model/{model}/converse-stream",
+                web::post().to(bedrock::converse_stream),
+            )
             .route("/_mock/stats", web::get().to(control_stats))
             .route("/_mock/config", web::get().to(control_get_config))
             .route("/_mock/config", web::post().to(control_set_config))

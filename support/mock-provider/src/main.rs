@@ -6,7 +6,7 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-/// Mock LLM provider speaking the OpenAI, Azure OpenAI, Anthropic and Gemini wire formats.
+/// Mock LLM provider speaking the OpenAI, Azure OpenAI, Anthropic, Gemini and AWS Bedrock wire formats.
 #[derive(Parser, Debug)]
 #[command(name = "tollgate-mock-provider", version, about)]
 struct Args {
@@ -70,6 +70,7 @@ impl Args {
             fail_mid_stream_after: self.fail_mid_stream_after,
             require_key: self.require_key.clone(),
             exhaust_output: self.exhaust_output,
+            ..MockConfig::default()
         })
     }
 }

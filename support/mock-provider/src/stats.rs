@@ -44,10 +44,12 @@ pub(crate) enum Route {
     GeminiGenerate,
     GeminiStream,
     GeminiEmbed,
+    BedrockConverse,
+    BedrockConverseStream,
 }
 
 impl Route {
-    const ALL: [Route; 9] = [
+    const ALL: [Route; 11] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -57,6 +59,8 @@ impl Route {
         Route::GeminiGenerate,
         Route::GeminiStream,
         Route::GeminiEmbed,
+        Route::BedrockConverse,
+        Route::BedrockConverseStream,
     ];
 
     fn key(self) -> &'static str {
@@ -70,6 +74,8 @@ impl Route {
             Route::GeminiGenerate => "gemini.generate",
             Route::GeminiStream => "gemini.stream",
             Route::GeminiEmbed => "gemini.embed",
+            Route::BedrockConverse => "bedrock.converse",
+            Route::BedrockConverseStream => "bedrock.converse_stream",
         }
     }
 }

@@ -849,3 +849,84 @@ async fn require_key_is_checked_the_providers_way() {
     assert_eq!(res.status, 200);
     mock.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bedrock_refuses_unsigned_and_badly_signed_requests_the_aws_way() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let body = json!({"messages": [{"role": "user", "content": [{"text": "hi"}]}]});
+    let path = "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
+
+    let res = post_json(mock.addr(), path, &[], &body).await;
+    assert_eq!(res.status, 403);
+    assert!(
+        res.header("x-amzn-errortype")
+            .unwrap()
+            .starts_with("MissingAuthenticationTokenException:"),
+        "{:?}",
+        res.headers
+    );
+    assert_eq!(
+        res.json(),
+        json!({"message": "Missing Authentication Token"})
+    );
+
+    // Signed with a made-up signature by the right key id, at the right time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (days, secs) = (now / 86_400, now % 86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let date = format!("{year:04}{month:02}{day:02}");
+    let amz_date = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        secs / 3_600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/{date}/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+        "0".repeat(64)
+    );
+    let headers = [
+        ("x-amz-date", amz_date.as_str()),
+        ("authorization", authorization.as_str()),
+    ];
+    let res = post_json(mock.addr(), path, &headers, &body).await;
+    assert_eq!(res.status, 403, "{}", String::from_utf8_lossy(&res.body));
+    assert!(
+        res.header("x-amzn-errortype")
+            .unwrap()
+            .starts_with("InvalidSignatureException:")
+    );
+    assert!(
+        res.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The request signature we calculated does not match")
+    );
+
+    let unknown = authorization.replace("AKIDEXAMPLE", "AKIDUNKNOWN");
+    let headers = [
+        ("x-amz-date", amz_date.as_str()),
+        ("authorization", unknown.as_str()),
+    ];
+    let res = post_json(mock.addr(), path, &headers, &body).await;
+    assert_eq!(res.status, 403);
+    assert!(
+        res.header("x-amzn-errortype")
+            .unwrap()
+            .starts_with("UnrecognizedClientException:")
+    );
+    assert_eq!(mock.stats().by_route["bedrock.converse"], 3);
+    mock.stop().await;
+}

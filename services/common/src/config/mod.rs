@@ -19,6 +19,7 @@ use crate::catalog::ModelPrice;
 
 mod admin;
 mod auth;
+mod aws;
 mod billing;
 mod cache;
 mod ceilings;
@@ -38,14 +39,15 @@ pub use auth::{
     AuthConfig, LoginThrottleConfig, MailerConfig, SigningKeyConfig, SignupConfig,
     SignupThrottleConfig,
 };
+pub use aws::{AwsCredentials, aws_env};
 pub use billing::{BillingConfig, ByokFees, FreeTier, PayAsYouGo, SellPrice, StripeConfig};
 pub use cache::{CacheConfig, EmbedderConfig, QdrantConfig};
 pub use ceilings::{Ceiling, PlanCeilings};
 pub use limits::{LimitsConfig, RateLimitPair, RedisFailurePolicy};
 pub use outbound::OutboundConfig;
 pub use providers::{
-    ApiVersion, PROVIDERS, ProviderConfig, ProviderEnv, ProviderFacts, ProviderKind, ProviderSpec,
-    api_key_variables,
+    ApiVersion, Credentials, PROVIDERS, ProviderConfig, ProviderEnv, ProviderFacts, ProviderKind,
+    ProviderSpec, api_key_variables,
 };
 pub use redis::RedisConfig;
 pub use routing::{
@@ -236,35 +238,46 @@ impl Config {
             let Some(key) = env.var(facts.env.api_key) else {
                 continue;
             };
-            // A kind without a default base URL (Azure) is configured only where one is set.
-            let Some(api_base) = facts
-                .env
-                .api_base
-                .iter()
-                .find_map(|v| env.var(v))
-                .or_else(|| facts.default_api_base.map(str::to_owned))
-            else {
-                continue;
+            let api_base = facts.env.api_base.iter().find_map(|v| env.var(v));
+            let spec = match facts.credentials {
+                Credentials::ApiKey => {
+                    // A kind without a default base URL (Azure) is configured only where one
+                    // is set.
+                    let Some(api_base) =
+                        api_base.or_else(|| facts.default_api_base.map(str::to_owned))
+                    else {
+                        continue;
+                    };
+                    let api_version = facts
+                        .env
+                        .api_version
+                        .and_then(|v| env.var(v))
+                        .or_else(|| facts.api_version.default_version().map(str::to_owned));
+                    ProviderSpec {
+                        api_base: Some(api_base),
+                        api_key: Some(Secret(key)),
+                        api_version,
+                        ..ProviderSpec::of_kind(facts.kind)
+                    }
+                }
+                // AWS credentials are often in the environment for other tools; they configure
+                // Bedrock only together with a region, the way the AWS CLI needs one. The
+                // secret and session token are read from their variables by validation.
+                Credentials::AwsSigV4 { .. } => {
+                    if !aws_env::REGION.iter().any(|v| env.var(v).is_some()) {
+                        continue;
+                    }
+                    ProviderSpec {
+                        api_base,
+                        ..ProviderSpec::of_kind(facts.kind)
+                    }
+                }
             };
-            let api_version = facts
-                .env
-                .api_version
-                .and_then(|v| env.var(v))
-                .or_else(|| facts.api_version.default_version().map(str::to_owned));
-            provider_specs.insert(
-                facts.name.to_owned(),
-                ProviderSpec {
-                    kind: facts.kind,
-                    api_base: Some(api_base),
-                    api_key: Some(Secret(key)),
-                    api_version,
-                    headers: BTreeMap::new(),
-                },
-            );
+            provider_specs.insert(facts.name.to_owned(), spec);
         }
         let mut problems = Vec::new();
         EnvOverrides::apply(&mut config, env, &mut problems);
-        config.finish(provider_specs, Vec::new(), problems)
+        config.finish(provider_specs, Vec::new(), env, problems)
     }
 
     /// Parses and validates YAML text.
@@ -341,7 +354,7 @@ impl Config {
             }
         }
         EnvOverrides::apply(&mut config, env, &mut problems);
-        config.finish(provider_specs, model_specs, problems)
+        config.finish(provider_specs, model_specs, env, problems)
     }
 
     /// Validates each section and the cross-references, and fills each model group's
@@ -350,6 +363,7 @@ impl Config {
         mut self,
         provider_specs: BTreeMap<String, ProviderSpec>,
         model_specs: Vec<(usize, ModelGroupSpec)>,
+        env: &dyn Env,
         mut problems: Vec<ConfigProblem>,
     ) -> Result<Config, ConfigError> {
         server::validate_server(&self.server, &mut problems);
@@ -365,7 +379,7 @@ impl Config {
         cache::validate_cache(&self.cache, &mut problems);
         let provider_names: Vec<String> = provider_specs.keys().cloned().collect();
         for (name, spec) in provider_specs {
-            if let Some(provider) = providers::validate_provider(&name, spec, &mut problems) {
+            if let Some(provider) = providers::validate_provider(&name, spec, env, &mut problems) {
                 self.providers.insert(name, provider);
             }
         }
@@ -631,6 +645,48 @@ extra: true
         assert!(!config.providers.contains_key("anthropic"));
         assert!(config.providers["openai"].api_version.is_none());
         assert!(config.models.is_empty());
+    }
+
+    #[test]
+    fn aws_variables_configure_bedrock_only_with_a_region() {
+        let aws = [
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            ),
+        ];
+        let config = Config::from_env(&env(&aws)).unwrap();
+        assert!(config.providers.is_empty(), "no region, no Bedrock");
+
+        let mut with_region = aws.to_vec();
+        with_region.push(("AWS_REGION", "us-west-2"));
+        let config = Config::from_env(&env(&with_region)).unwrap();
+        let bedrock = &config.providers["bedrock"];
+        assert_eq!(bedrock.kind, ProviderKind::Bedrock);
+        assert_eq!(
+            bedrock.api_base,
+            "https://bedrock-runtime.us-west-2.amazonaws.com"
+        );
+        assert_eq!(bedrock.aws.as_ref().unwrap().access_key_id, "AKIDEXAMPLE");
+
+        with_region.push(("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "http://127.0.0.1:4566"));
+        let config = Config::from_env(&env(&with_region)).unwrap();
+        assert_eq!(
+            config.providers["bedrock"].api_base,
+            "http://127.0.0.1:4566"
+        );
+
+        // A key id without its secret is a mistake, and said so.
+        let err = Config::from_env(&env(&[
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_REGION", "us-west-2"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err.problems()[0].path,
+            "providers.bedrock.aws_secret_access_key"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{ConfigProblem, Secret, is_http_url, problem};
+use super::aws::{AwsCredentials, aws_credentials, aws_env, refuse_aws_fields};
+use super::{ConfigProblem, Env, Secret, is_http_url, problem};
 
 /// The wire format a provider speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -15,6 +16,8 @@ pub enum ProviderKind {
     Azure,
     Anthropic,
     Gemini,
+    /// AWS Bedrock's Converse API, signed with SigV4.
+    Bedrock,
 }
 
 /// Whether a provider kind takes an `api_version`.
@@ -36,6 +39,23 @@ impl ApiVersion {
             ApiVersion::Optional | ApiVersion::NotTaken => None,
         }
     }
+}
+
+/// How a provider kind's requests prove who sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// An API key (`api_key`), sent in a header.
+    ApiKey,
+    /// AWS credentials (`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`)
+    /// signing each request with SigV4 for a `region`; the base URL follows from the region
+    /// (`regional_api_base`, `{region}` replaced) unless `api_base` is set.
+    AwsSigV4 {
+        /// The service name signatures are scoped to.
+        signing_name: &'static str,
+        /// The commercial regions' URL; regions in China (`cn-*`, under `amazonaws.com.cn`)
+        /// and private endpoints need `api_base` set.
+        regional_api_base: &'static str,
+    },
 }
 
 /// The environment variables that configure a provider without a configuration file.
@@ -63,6 +83,7 @@ pub struct ProviderFacts {
     pub api_version: ApiVersion,
     /// The price catalog family of the models it serves.
     pub catalog_family: &'static str,
+    pub credentials: Credentials,
     /// Self-hosted servers speak it too (vLLM, Ollama): behind its own base URL such a provider
     /// may need no key, and it serves its own models rather than the family's.
     pub compatible_servers: bool,
@@ -78,6 +99,7 @@ pub const PROVIDERS: &[ProviderFacts] = &[
         default_api_base: Some("https://api.openai.com/v1"),
         api_version: ApiVersion::NotTaken,
         catalog_family: "openai",
+        credentials: Credentials::ApiKey,
         compatible_servers: true,
         env: ProviderEnv {
             api_key: "OPENAI_API_KEY",
@@ -94,6 +116,7 @@ pub const PROVIDERS: &[ProviderFacts] = &[
             default: "2024-10-21",
         },
         catalog_family: "openai",
+        credentials: Credentials::ApiKey,
         compatible_servers: false,
         env: ProviderEnv {
             api_key: "AZURE_API_KEY",
@@ -108,6 +131,7 @@ pub const PROVIDERS: &[ProviderFacts] = &[
         default_api_base: Some("https://api.anthropic.com"),
         api_version: ApiVersion::Optional,
         catalog_family: "anthropic",
+        credentials: Credentials::ApiKey,
         compatible_servers: false,
         env: ProviderEnv {
             api_key: "ANTHROPIC_API_KEY",
@@ -122,10 +146,37 @@ pub const PROVIDERS: &[ProviderFacts] = &[
         default_api_base: Some("https://generativelanguage.googleapis.com"),
         api_version: ApiVersion::NotTaken,
         catalog_family: "gemini",
+        credentials: Credentials::ApiKey,
         compatible_servers: false,
         env: ProviderEnv {
             api_key: "GEMINI_API_KEY",
             api_base: &["GEMINI_API_BASE", "GOOGLE_GEMINI_BASE_URL"],
+            api_version: None,
+        },
+    },
+    ProviderFacts {
+        kind: ProviderKind::Bedrock,
+        name: "bedrock",
+        otel_system: "aws.bedrock",
+        // Per region: built from `region` through `regional_api_base`.
+        default_api_base: None,
+        api_version: ApiVersion::NotTaken,
+        // Bedrock's model ids (`anthropic.claude-sonnet-4-5-20250929-v1:0`,
+        // `us.amazon.nova-pro-v1:0`) and its regional prices are not the publishers' own, so
+        // they have a family of their own, with no built-in prices: deployments price the
+        // models they use under `prices:` (see `catalog::UNPRICED_FAMILIES`).
+        catalog_family: "bedrock",
+        credentials: Credentials::AwsSigV4 {
+            signing_name: "bedrock",
+            regional_api_base: "https://bedrock-runtime.{region}.amazonaws.com",
+        },
+        compatible_servers: false,
+        env: ProviderEnv {
+            // With a region (`AWS_REGION`), like the AWS CLI; the secret and session token are
+            // read from their own variables (see [`aws_env`]).
+            api_key: aws_env::ACCESS_KEY_ID,
+            // The AWS SDKs' service-specific endpoint variable.
+            api_base: &["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"],
             api_version: None,
         },
     },
@@ -156,8 +207,16 @@ impl ProviderKind {
     pub fn of_catalog_family(family: &str) -> Option<ProviderKind> {
         PROVIDERS
             .iter()
-            .find(|p| p.catalog_family == family && p.default_api_base.is_some())
+            .find(|p| p.catalog_family == family && p.serves_its_family_first_hand())
             .map(|p| p.kind)
+    }
+}
+
+impl ProviderFacts {
+    /// Whether the kind is its catalog family's own API, at a URL known without configuration
+    /// (a fixed base URL, or one per region), rather than a host of another's models (Azure).
+    pub fn serves_its_family_first_hand(&self) -> bool {
+        self.default_api_base.is_some() || matches!(self.credentials, Credentials::AwsSigV4 { .. })
     }
 }
 
@@ -174,7 +233,7 @@ pub fn api_key_variables() -> String {
 }
 
 /// `a, b <conjunction> c`.
-fn listed<T: AsRef<str>>(items: &[T], conjunction: &str) -> String {
+pub(super) fn listed<T: AsRef<str>>(items: &[T], conjunction: &str) -> String {
     match items.split_last() {
         Some((last, [])) => last.as_ref().to_owned(),
         Some((last, rest)) => {
@@ -199,6 +258,34 @@ pub struct ProviderSpec {
     /// Extra headers sent with every upstream request (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// SigV4 kinds (Bedrock) only: the AWS region, and the credentials signing requests. Left
+    /// out, they come from the standard AWS environment variables ([`aws_env`]); the key id,
+    /// secret and session token come as one set, all from here or all from the environment.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub aws_access_key_id: Option<String>,
+    #[serde(default)]
+    pub aws_secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub aws_session_token: Option<Secret>,
+}
+
+impl ProviderSpec {
+    /// A provider of `kind` with nothing else set.
+    pub fn of_kind(kind: ProviderKind) -> ProviderSpec {
+        ProviderSpec {
+            kind,
+            api_base: None,
+            api_key: None,
+            api_version: None,
+            headers: BTreeMap::new(),
+            region: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_session_token: None,
+        }
+    }
 }
 
 /// A provider after validation: its base URL is known and has no trailing slash.
@@ -209,12 +296,16 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// The region and credentials of a SigV4 kind; `None` for the others.
+    pub aws: Option<AwsCredentials>,
 }
 
-/// Turns a provider as written into a validated one.
+/// Turns a provider as written into a validated one; `env` supplies what a SigV4 kind leaves
+/// to the standard AWS variables.
 pub(super) fn validate_provider(
     name: &str,
     spec: ProviderSpec,
+    env: &dyn Env,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<ProviderConfig> {
     let path = format!("providers.{name}");
@@ -226,11 +317,29 @@ pub(super) fn validate_provider(
             "provider names must be non-empty and must not contain `/`",
         ));
     }
+    let aws = match facts.credentials {
+        Credentials::ApiKey => {
+            refuse_aws_fields(&path, &spec, facts.name, problems);
+            None
+        }
+        Credentials::AwsSigV4 { .. } => aws_credentials(&path, &spec, env, problems),
+    };
     let api_base = spec
         .api_base
         .clone()
-        .or_else(|| spec.kind.default_api_base().map(str::to_owned));
+        .or_else(|| spec.kind.default_api_base().map(str::to_owned))
+        .or_else(|| match (facts.credentials, &aws) {
+            (
+                Credentials::AwsSigV4 {
+                    regional_api_base, ..
+                },
+                Some(aws),
+            ) => Some(regional_api_base.replace("{region}", &aws.region)),
+            _ => None,
+        });
     match &api_base {
+        // A SigV4 kind without a region has had that reported: its base URL follows from it.
+        None if matches!(facts.credentials, Credentials::AwsSigV4 { .. }) => {}
         None => problems.push(problem(
             format!("{path}.api_base"),
             format!(
@@ -245,14 +354,26 @@ pub(super) fn validate_provider(
         Some(_) => {}
     }
     let is_custom_base = spec.api_base.is_some();
-    if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty()) {
+    match facts.credentials {
         // OpenAI-compatible local servers (vLLM, Ollama) need no key; hosted ones do.
-        if !(facts.compatible_servers && is_custom_base) {
+        Credentials::ApiKey
+            if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty())
+                && !(facts.compatible_servers && is_custom_base) =>
+        {
             problems.push(problem(
                 format!("{path}.api_key"),
                 format!("required for kind `{}`", spec.kind.as_str()),
             ));
         }
+        Credentials::AwsSigV4 { .. } if spec.api_key.is_some() => problems.push(problem(
+            format!("{path}.api_key"),
+            format!(
+                "kind `{}` signs requests with AWS credentials: set aws_access_key_id and \
+                 aws_secret_access_key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) instead",
+                facts.name
+            ),
+        )),
+        _ => {}
     }
     match (facts.api_version, &spec.api_version) {
         (ApiVersion::Required { default }, None) => problems.push(problem(
@@ -300,6 +421,7 @@ pub(super) fn validate_provider(
         api_key: spec.api_key,
         api_version: spec.api_version,
         headers: spec.headers,
+        aws,
     })
 }
 
@@ -315,7 +437,8 @@ mod tests {
             ProviderKind::Openai => Some(ProviderKind::Azure),
             ProviderKind::Azure => Some(ProviderKind::Anthropic),
             ProviderKind::Anthropic => Some(ProviderKind::Gemini),
-            ProviderKind::Gemini => None,
+            ProviderKind::Gemini => Some(ProviderKind::Bedrock),
+            ProviderKind::Bedrock => None,
         }
     }
 
@@ -350,28 +473,43 @@ mod tests {
             let first_hand = PROVIDERS
                 .iter()
                 .filter(|p| p.catalog_family == facts.catalog_family)
-                .filter(|p| p.default_api_base.is_some())
+                .filter(|p| p.serves_its_family_first_hand())
                 .count();
             assert_eq!(first_hand, 1, "{}", facts.catalog_family);
         }
         assert_eq!(ProviderKind::of_catalog_family("mistral"), None);
+        // Azure hosts OpenAI's models; Bedrock is the only API of its own family.
+        assert_eq!(
+            ProviderKind::of_catalog_family("openai"),
+            Some(ProviderKind::Openai)
+        );
+        assert_eq!(
+            ProviderKind::of_catalog_family("bedrock"),
+            Some(ProviderKind::Bedrock)
+        );
     }
 
     #[test]
     fn api_version_problems_name_the_kinds_that_take_one() {
         let spec = |kind, api_version: Option<&str>| ProviderSpec {
-            kind,
             api_base: Some("https://x.example".into()),
             api_key: Some(Secret("k".into())),
             api_version: api_version.map(str::to_owned),
-            headers: BTreeMap::new(),
+            ..ProviderSpec::of_kind(kind)
         };
         let mut problems = Vec::new();
-        validate_provider("g", spec(ProviderKind::Gemini, Some("v1")), &mut problems);
-        validate_provider("z", spec(ProviderKind::Azure, None), &mut problems);
+        let env = BTreeMap::<String, String>::new();
+        validate_provider(
+            "g",
+            spec(ProviderKind::Gemini, Some("v1")),
+            &env,
+            &mut problems,
+        );
+        validate_provider("z", spec(ProviderKind::Azure, None), &env, &mut problems);
         validate_provider(
             "a",
             spec(ProviderKind::Anthropic, Some("2023-06-01")),
+            &env,
             &mut problems,
         );
         let messages: Vec<(&str, &str)> = problems

@@ -14,12 +14,19 @@
 //! - `stream.rs`: the provider's stream as OpenAI chunks (a [`StreamTranslator`]);
 //! - `fixtures/`: answers written from the provider's API reference, read by the tests.
 //!
+//! Streams arrive as server-sent events ([`sse`]), or, from Bedrock, as AWS event stream
+//! messages ([`eventstream`]); both decoders take whatever byte splits the network delivers.
+//! Bedrock is also the one provider whose requests are signed (SigV4) rather than carrying a
+//! key, so its adapter signs each request as it builds it (see [`bedrock`]).
+//!
 //! A new provider is a variant of [`ProviderKind`] with its row in
 //! [`tollgate_common::config::PROVIDERS`], a folder here, its arm in [`adapter_for`], and its row
 //! in `tests/conformance.rs`: there every adapter passes the same checks (text, streaming, tools,
 //! images, stop reasons, usage, error bodies) on its own fixtures.
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod eventstream;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
@@ -155,6 +162,7 @@ pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, 
         ProviderKind::Azure => Box::new(openai::OpenAi::azure(config)?),
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config)?),
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
+        ProviderKind::Bedrock => Box::new(bedrock::Bedrock::new(config)?),
     })
 }
 

@@ -353,7 +353,7 @@ impl Router {
             // Azure serves deployments, not model names, and compatible servers serve their own
             // models: list catalog models only where the provider is the family's own API, or
             // is named after the family.
-            let own_api = (facts.default_api_base.is_some() && !facts.compatible_servers)
+            let own_api = (facts.serves_its_family_first_hand() && !facts.compatible_servers)
                 || provider.name == family;
             if !own_api {
                 continue;
@@ -478,5 +478,28 @@ models:
         assert!(ids.contains(&"smart".to_owned()));
         assert!(ids.contains(&"openai/gpt-4o".to_owned()));
         assert!(ids.iter().any(|id| id.starts_with("anthropic/claude")));
+    }
+
+    #[test]
+    fn bedrock_models_priced_by_the_deployment_are_listed_and_reachable_by_name() {
+        let yaml = r#"
+providers:
+  aws: { kind: bedrock, region: us-east-1, aws_access_key_id: AKID, aws_secret_access_key: s }
+prices:
+  - { family: bedrock, model: "amazon.nova-lite-v1:0", input: "0.06", output: "0.24", as_of: 2026-01-01 }
+"#;
+        let env: Map<String, String> = Map::new();
+        let config = Config::parse(yaml, &env).unwrap();
+        let catalog = PriceCatalog::with_overrides(&config.prices).unwrap();
+        let r = Router::new(&config, Arc::new(catalog)).unwrap();
+        let ids: Vec<String> = r.listings().into_iter().map(|l| l.id).collect();
+        assert_eq!(ids, ["aws/amazon.nova-lite-v1:0"]);
+        let bare = r.resolve("amazon.nova-lite-v1:0").unwrap();
+        assert_eq!(bare.targets[0].provider.name, "aws");
+        assert_eq!(bare.targets[0].provider.kind, ProviderKind::Bedrock);
+        // Unpriced Bedrock models are reached as provider/model.
+        let direct = r.resolve("aws/meta.llama3-70b-instruct-v1:0").unwrap();
+        assert_eq!(direct.targets[0].model, "meta.llama3-70b-instruct-v1:0");
+        assert!(direct.targets[0].price.is_none());
     }
 }

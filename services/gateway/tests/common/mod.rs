@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use tollgate_common::Secret;
-use tollgate_common::config::{Config, ProviderConfig, ProviderKind};
+use tollgate_common::config::{AwsCredentials, Config, ProviderConfig, ProviderKind};
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
 use tollgate_gateway::{RunningServer, Stages};
@@ -135,16 +135,34 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
     let (api_base, api_version) = match kind {
         ProviderKind::Openai => ("http://127.0.0.1:1/v1", None),
         ProviderKind::Azure => ("https://x.openai.azure.com", Some("2024-10-21")),
-        ProviderKind::Anthropic | ProviderKind::Gemini => ("http://127.0.0.1:1", None),
+        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => {
+            ("http://127.0.0.1:1", None)
+        }
     };
+    let signs = kind == ProviderKind::Bedrock;
     adapter_for(&ProviderConfig {
         kind,
         api_base: api_base.into(),
-        api_key: Some(Secret::new("test-key")),
+        api_key: (!signs).then(|| Secret::new("test-key")),
         api_version: api_version.map(str::to_owned),
         headers: BTreeMap::new(),
+        aws: signs.then(test_aws_credentials),
     })
     .unwrap()
+}
+
+/// The AWS documentation's example key pair, which the mock's Bedrock accepts by default.
+pub const AWS_ACCESS_KEY_ID: &str = "AKIDEXAMPLE";
+pub const AWS_SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+/// Credentials for a Bedrock adapter in `us-east-1`, with the documentation's example keys.
+pub fn test_aws_credentials() -> AwsCredentials {
+    AwsCredentials {
+        region: "us-east-1".into(),
+        access_key_id: AWS_ACCESS_KEY_ID.into(),
+        secret_access_key: Secret::new(AWS_SECRET_ACCESS_KEY),
+        session_token: None,
+    }
 }
 
 /// A chat completion request as the gateway reads it from a client.

@@ -161,6 +161,7 @@ mod tests {
             api_key: Some(Secret::new("sk-ant-test")),
             api_version: api_version.map(str::to_owned),
             headers: BTreeMap::new(),
+            aws: None,
         }
     }
 

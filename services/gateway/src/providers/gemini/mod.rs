@@ -158,6 +158,7 @@ mod tests {
             api_key: Some(Secret::new("AIza-test-key")),
             api_version: None,
             headers: BTreeMap::new(),
+            aws: None,
         })
         .unwrap()
     }
