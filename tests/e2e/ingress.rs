@@ -1,18 +1,39 @@
 //! The other ways in, driven by their official SDKs against the real binary: Anthropic's
 //! Python SDK on `/v1/messages` and the OpenAI SDK's `responses` on `/v1/responses`, each to
-//! an OpenAI, an Anthropic and a Gemini target, and metered like the chat route.
+//! an OpenAI, an Anthropic, a Gemini and a Bedrock target, and metered like the chat route.
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
 use super::{
-    Gateway, PROVIDER_KEY, run_python, scratch_dir, signup, wait_for_usage_rows, write_config,
+    Gateway, PROVIDER_KEY, config_for, run_python, scratch_dir, signup, wait_for_usage_rows,
 };
 
 /// Model calls each SDK script makes per model (count_tokens and refusals not included).
 const ANTHROPIC_CALLS_PER_MODEL: usize = 7;
 const RESPONSES_CALLS_PER_MODEL: usize = 6;
 
-const MODELS: [&str; 3] = ["openai/gpt-4o", "smart", "flash"];
+/// OpenAI, Anthropic (first in `smart`), Gemini and Bedrock targets.
+const MODELS: [&str; 4] = ["openai/gpt-4o", "smart", "flash", "rock"];
+
+/// The usual providers of [`config_for`], and Bedrock signing with the key the mock checks,
+/// its model priced (Bedrock has no catalog prices).
+fn config_with_bedrock(mock: &MockServer) -> String {
+    let bedrock = format!(
+        r#"  bedrock: {{ kind: bedrock, api_base: "{url}", region: us-east-1, aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }}
+models:
+  - name: rock
+    targets: [ {{ provider: bedrock, model: "anthropic.claude-3-haiku-20240307-v1:0" }} ]
+"#,
+        url = mock.url()
+    );
+    let prices = r#"prices:
+  - { family: bedrock, model: "anthropic.claude-3-haiku-20240307-v1:0", input: "0.25", output: "1.25", as_of: 2026-01-01 }
+"#;
+    format!(
+        "{}{prices}",
+        config_for(mock).replacen("models:\n", &bedrock, 1)
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_and_responses_sdks_through_every_provider() {
@@ -23,7 +44,8 @@ async fn anthropic_and_responses_sdks_through_every_provider() {
     .await
     .unwrap();
     let dir = scratch_dir("ingress");
-    let config = write_config(&dir, &mock, "");
+    let config = dir.join("tollgate.yaml");
+    std::fs::write(&config, config_with_bedrock(&mock)).unwrap();
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let data_dir = data.display().to_string();
@@ -45,7 +67,7 @@ async fn anthropic_and_responses_sdks_through_every_provider() {
             "Anthropic SDK checks failed ({auth}):\n{stdout}\n{stderr}"
         );
         assert!(
-            stdout.contains("ok tools flash") && stdout.contains("ok errors"),
+            stdout.contains("ok tools rock") && stdout.contains("ok errors"),
             "{stdout}"
         );
     }

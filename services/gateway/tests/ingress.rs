@@ -7,17 +7,34 @@
 
 mod common;
 
-use common::{TestGateway, mock};
+use common::{AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, TestGateway, mock};
 use serde_json::{Value, json};
 use tollgate_mock_provider::MockConfig;
+use tollgate_mock_provider::MockServer;
 
-/// A model of every provider kind in [`common::ALL_KINDS`].
+/// A model of every provider kind in [`common::ALL_KINDS`], and Bedrock's group.
 const TARGETS: &[&str] = &[
     "openai/gpt-4o",
     "azure/prod-gpt4o",
     "anthropic/claude-sonnet-4-20250514",
     "gemini/gemini-2.5-flash",
+    "on-bedrock",
 ];
+
+/// A gateway with every kind of provider on `m`: [`common::ALL_KINDS`] and a Bedrock provider
+/// (whose models are named through a group, as Bedrock has no catalog prices).
+async fn every_kind(m: &MockServer) -> TestGateway {
+    let yaml = common::ALL_KINDS.replace(
+        "models:\n",
+        &format!(
+            "  bedrock: {{ kind: bedrock, api_base: \"{{mock:m}}\", region: us-east-1, \
+             aws_access_key_id: {AWS_ACCESS_KEY_ID}, aws_secret_access_key: \"{AWS_SECRET_ACCESS_KEY}\" }}\n\
+             models:\n  - name: on-bedrock\n    \
+             targets: [ {{ provider: bedrock, model: anthropic.claude-3-haiku-20240307-v1:0 }} ]\n"
+        ),
+    );
+    TestGateway::start(&yaml, &[("m", m)]).await
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Ingress {
@@ -236,7 +253,7 @@ async fn post(gw: &TestGateway, path: &str, body: &Value) -> reqwest::Response {
 #[actix_web::test]
 async fn every_ingress_reaches_every_provider_for_text_streams_and_tools() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::with_every_kind(&m).await;
+    let gw = every_kind(&m).await;
     for &ingress in INGRESSES {
         for &model in TARGETS {
             let case = format!("{ingress:?} → {model}");
@@ -287,7 +304,7 @@ async fn every_ingress_reaches_every_provider_for_text_streams_and_tools() {
 #[actix_web::test]
 async fn an_anthropic_client_sends_tool_results_back_and_streams_tool_calls() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::with_every_kind(&m).await;
+    let gw = every_kind(&m).await;
     let schema: Value = serde_json::from_str(WEATHER_SCHEMA).unwrap();
     for &model in TARGETS {
         let tools =
@@ -338,7 +355,7 @@ async fn an_anthropic_client_sends_tool_results_back_and_streams_tool_calls() {
 #[actix_web::test]
 async fn anthropic_clients_get_anthropic_errors() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::with_every_kind(&m).await;
+    let gw = every_kind(&m).await;
     let cases = [
         (
             json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
@@ -407,7 +424,7 @@ async fn an_interrupted_stream_ends_in_an_anthropic_error_event() {
         ..MockConfig::default()
     })
     .await;
-    let gw = TestGateway::with_every_kind(&m).await;
+    let gw = every_kind(&m).await;
     let res = post(
         &gw,
         "/v1/messages",
@@ -425,7 +442,7 @@ async fn an_interrupted_stream_ends_in_an_anthropic_error_event() {
 #[actix_web::test]
 async fn count_tokens_counts_without_calling_a_model() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::with_every_kind(&m).await;
+    let gw = every_kind(&m).await;
     let short = json!({"model": "smart", "messages": [{"role": "user", "content": "Hi"}]});
     let long = json!({"model": "smart", "system": "You are a careful assistant.",
         "messages": [{"role": "user", "content": "Hi there, how are you doing today?"}]});
@@ -452,7 +469,7 @@ async fn count_tokens_counts_without_calling_a_model() {
 #[actix_web::test]
 async fn a_responses_client_sends_function_outputs_back_and_cannot_lean_on_stored_state() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::with_every_kind(&m).await;
+    let gw = every_kind(&m).await;
     let schema: Value = serde_json::from_str(WEATHER_SCHEMA).unwrap();
     let tools = json!([{"type": "function", "name": "get_weather", "parameters": schema}]);
     for &model in TARGETS {
@@ -493,7 +510,7 @@ async fn a_responses_client_sends_function_outputs_back_and_cannot_lean_on_store
 #[actix_web::test]
 async fn an_anthropic_client_to_an_anthropic_target_is_forwarded_not_translated() {
     let m = mock(MockConfig::default()).await;
-    let gw = TestGateway::with_every_kind(&m).await;
+    let gw = every_kind(&m).await;
     // Fields only Anthropic knows, which the translation to OpenAI's format drops.
     let request = json!({
         "model": "smart", "max_tokens": 64, "top_k": 5,
@@ -554,7 +571,7 @@ async fn a_forwarded_stream_cut_short_ends_in_an_anthropic_error_event() {
         ..MockConfig::default()
     })
     .await;
-    let gw = TestGateway::with_every_kind(&m).await;
+    let gw = every_kind(&m).await;
     let request = Ingress::AnthropicMessages.request(
         "anthropic/claude-sonnet-4-20250514",
         "Tell me a story",
