@@ -5,7 +5,8 @@
 //! `server.max_body_bytes` and `server.body_read_timeout_ms`. Every answer given before a
 //! request's body was read to its end closes the connection ([`CloseUnreadBodies`]).
 //!
-//! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/responses`,
+//! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/completions`,
+//! `POST /v1/moderations`, `POST /v1/responses`,
 //! `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /health/live`,
 //! `GET /health/ready`, `GET /metrics`.
 
@@ -23,6 +24,7 @@ use tollgate_common::config::Config;
 use crate::error::GatewayError;
 use crate::ingress::{Ingress, messages};
 use crate::metrics::Metrics;
+use crate::openai::Endpoint;
 use crate::openai::response::unix_now;
 use crate::pipeline::{Gateway, Stages, Worker};
 use crate::routing::Router;
@@ -130,6 +132,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         web::post().to(chat_completions),
     ))
     .service(resource("/v1/embeddings", web::post().to(embeddings)))
+    .service(resource("/v1/completions", web::post().to(completions)))
+    .service(resource("/v1/moderations", web::post().to(moderations)))
     .service(resource("/v1/responses", web::post().to(responses)))
     .service(resource("/v1/messages", web::post().to(anthropic_messages)))
     .service(resource(
@@ -150,7 +154,15 @@ async fn chat_completions(
     worker: web::Data<Worker>,
     limits: web::Data<BodyLimits>,
 ) -> HttpResponse {
-    model_call(Ingress::OpenAiChat, req, payload, gateway, worker, limits).await
+    model_call(
+        Ingress::OpenAi(Endpoint::ChatCompletions),
+        req,
+        payload,
+        gateway,
+        worker,
+        limits,
+    )
+    .await
 }
 
 async fn embeddings(
@@ -161,7 +173,7 @@ async fn embeddings(
     limits: web::Data<BodyLimits>,
 ) -> HttpResponse {
     model_call(
-        Ingress::OpenAiEmbeddings,
+        Ingress::OpenAi(Endpoint::Embeddings),
         req,
         payload,
         gateway,
@@ -169,6 +181,28 @@ async fn embeddings(
         limits,
     )
     .await
+}
+
+async fn completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+    limits: web::Data<BodyLimits>,
+) -> HttpResponse {
+    let ingress = Ingress::OpenAi(Endpoint::Completions);
+    model_call(ingress, req, payload, gateway, worker, limits).await
+}
+
+async fn moderations(
+    req: HttpRequest,
+    payload: web::Payload,
+    gateway: web::Data<Gateway>,
+    worker: web::Data<Worker>,
+    limits: web::Data<BodyLimits>,
+) -> HttpResponse {
+    let ingress = Ingress::OpenAi(Endpoint::Moderations);
+    model_call(ingress, req, payload, gateway, worker, limits).await
 }
 
 async fn responses(
@@ -484,6 +518,8 @@ mod tests {
         let served = [
             "/v1/chat/completions",
             "/v1/embeddings",
+            "/v1/completions",
+            "/v1/moderations",
             "/v1/responses",
             "/v1/messages",
             "/v1/messages/count_tokens",

@@ -937,6 +937,9 @@ fn check_adapters(endpoint: Endpoint, body: &InboundBody) -> Result<(), TestCase
             let request = match endpoint {
                 Endpoint::ChatCompletions => adapter.chat_request(model, body),
                 Endpoint::Embeddings => adapter.embeddings_request(model, body),
+                Endpoint::Completions | Endpoint::Moderations => {
+                    adapter.passthrough_request(endpoint, model, body)
+                }
             };
             match request {
                 Ok(request) => {
@@ -977,6 +980,8 @@ proptest! {
         let text = value.text();
         check(Endpoint::ChatCompletions, text.as_bytes())?;
         check(Endpoint::Embeddings, text.as_bytes())?;
+        check(Endpoint::Completions, text.as_bytes())?;
+        check(Endpoint::Moderations, text.as_bytes())?;
     }
 
     #[test]
@@ -984,6 +989,7 @@ proptest! {
         let text = value.text();
         check(Endpoint::ChatCompletions, text.as_bytes())?;
         check(Endpoint::Embeddings, text.as_bytes())?;
+        check(Endpoint::Completions, text.as_bytes())?;
     }
 
     #[test]

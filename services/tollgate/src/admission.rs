@@ -54,10 +54,12 @@ fn estimate_tokens(ctx: &RequestContext, body: &InboundBody, default_max_tokens:
             .embeddings()
             .ok()
             .map(tokens::embeddings_input_estimate),
+        Endpoint::Completions => body.field("prompt").map(tokens::json_estimate),
+        Endpoint::Moderations => body.field("input").map(tokens::json_estimate),
     }
     // A body the estimates cannot read is refused later anyway; a byte estimate will do.
     .unwrap_or_else(|| (body.raw().len() as u64).div_ceil(4));
-    if body.endpoint == Endpoint::Embeddings {
+    if !body.endpoint.generates() {
         return Estimate {
             prompt,
             limited_output: 0,

@@ -6,6 +6,7 @@ mod anthropic;
 mod azure;
 mod bedrock;
 mod behaviour;
+mod completions;
 mod gemini;
 mod http;
 mod openai;
@@ -149,6 +150,8 @@ fn build_server(
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .route("/v1/chat/completions", web::post().to(openai::chat))
             .route("/v1/embeddings", web::post().to(openai::embeddings))
+            .route("/v1/completions", web::post().to(completions::completions))
+            .route("/v1/moderations", web::post().to(completions::moderations))
             .route("/v1/models", web::get().to(openai::models))
             .route(
                 "/openai/deployments/{deployment}/chat/completions",

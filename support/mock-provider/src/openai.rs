@@ -129,7 +129,7 @@ fn error_body(message: &str, kind: &str, param: Option<&str>, code: Option<&str>
 }
 
 /// An injected failure with the type and code OpenAI uses for that status.
-fn injected(code: u16, retry_after: Option<u64>) -> HttpResponse {
+pub(crate) fn injected(code: u16, retry_after: Option<u64>) -> HttpResponse {
     let (kind, error_code) = match code {
         400 => ("invalid_request_error", None),
         401 => ("invalid_request_error", Some("invalid_api_key")),
@@ -154,7 +154,7 @@ fn invalid_body(err: &serde_json::Error) -> HttpResponse {
 }
 
 /// A request body that names a model (`""` when the field is absent).
-trait NamesModel {
+pub(crate) trait NamesModel {
     fn model(&self) -> &str;
 }
 
@@ -173,7 +173,7 @@ impl NamesModel for EmbeddingsRequest<'_> {
 /// What chat and embeddings share before their own checks, in the real APIs' order: the
 /// configured pause, the key and Azure's api-version, a readable body, then a model. Returns
 /// the parsed body, the behaviour in force, and the model (for Azure, the deployment).
-async fn admit<'b, T: Deserialize<'b> + NamesModel>(
+pub(crate) async fn admit<'b, T: Deserialize<'b> + NamesModel>(
     state: &State,
     req: &HttpRequest,
     body: &'b Bytes,

@@ -21,10 +21,9 @@ use crate::openai::{Endpoint, InboundBody, NativeBody};
 /// The API a client called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingress {
-    /// `POST /v1/chat/completions`.
-    OpenAiChat,
-    /// `POST /v1/embeddings`.
-    OpenAiEmbeddings,
+    /// One of OpenAI's endpoints (`POST /v1/chat/completions`, `/v1/embeddings`, ...), in
+    /// OpenAI's own format: the pipeline's.
+    OpenAi(Endpoint),
     /// `POST /v1/messages`, Anthropic's Messages API.
     AnthropicMessages,
     /// `POST /v1/responses`, OpenAI's Responses API.
@@ -42,19 +41,15 @@ impl Ingress {
     /// The pipeline's operation for this API.
     pub fn endpoint(self) -> Endpoint {
         match self {
-            Ingress::OpenAiEmbeddings => Endpoint::Embeddings,
-            Ingress::OpenAiChat | Ingress::AnthropicMessages | Ingress::OpenAiResponses => {
-                Endpoint::ChatCompletions
-            }
+            Ingress::OpenAi(endpoint) => endpoint,
+            Ingress::AnthropicMessages | Ingress::OpenAiResponses => Endpoint::ChatCompletions,
         }
     }
 
     /// Reads a body sent to this API into the pipeline's request.
     pub fn parse(self, raw: Bytes) -> Result<InboundBody, GatewayError> {
         match self {
-            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => {
-                InboundBody::parse(self.endpoint(), raw)
-            }
+            Ingress::OpenAi(endpoint) => InboundBody::parse(endpoint, raw),
             Ingress::AnthropicMessages => {
                 let chat = messages::request::to_chat_body(&raw)?;
                 let native = NativeBody::parse(self, raw)?;
@@ -67,10 +62,10 @@ impl Ingress {
         }
     }
 
-    /// A whole OpenAI answer (chat completion or embeddings) in this API's shape.
+    /// A whole OpenAI answer in this API's shape.
     pub fn answer(self, openai: Bytes) -> Result<Bytes, GatewayError> {
         match self {
-            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => Ok(openai),
+            Ingress::OpenAi(_) => Ok(openai),
             Ingress::AnthropicMessages => messages::response::to_message(&openai),
             Ingress::OpenAiResponses => responses::response::to_response(&openai),
         }
@@ -81,7 +76,7 @@ impl Ingress {
     /// only the gateway's own error events are rewritten.
     pub fn stream_encoder(self, native: bool) -> Option<Box<dyn StreamEncoder>> {
         match self {
-            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings => None,
+            Ingress::OpenAi(_) => None,
             Ingress::AnthropicMessages if native => {
                 Some(Box::new(messages::stream::MessagesEvents::relaying()))
             }
@@ -94,7 +89,7 @@ impl Ingress {
     pub fn error_response(self, error: &GatewayError, request_id: &str) -> HttpResponse {
         let mut response = error.to_response(request_id);
         match self {
-            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings | Ingress::OpenAiResponses => response,
+            Ingress::OpenAi(_) | Ingress::OpenAiResponses => response,
             Ingress::AnthropicMessages => {
                 let body = messages::response::error_body(error, request_id);
                 response
@@ -116,9 +111,7 @@ impl Ingress {
         headers: &[(HeaderName, HeaderValue)],
     ) -> Vec<(HeaderName, HeaderValue)> {
         match self {
-            Ingress::OpenAiChat | Ingress::OpenAiEmbeddings | Ingress::OpenAiResponses => {
-                headers.to_vec()
-            }
+            Ingress::OpenAi(_) | Ingress::OpenAiResponses => headers.to_vec(),
             Ingress::AnthropicMessages => {
                 let mut all = headers.to_vec();
                 all.extend(messages::response::rate_limit_headers(

@@ -28,6 +28,10 @@ use crate::ingress::Ingress;
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// The legacy `/v1/completions`, forwarded to OpenAI-format providers only.
+    Completions,
+    /// `/v1/moderations`, forwarded to OpenAI-format providers only.
+    Moderations,
 }
 
 impl Endpoint {
@@ -35,6 +39,8 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "chat_completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Completions => "completions",
+            Endpoint::Moderations => "moderations",
         }
     }
 
@@ -43,6 +49,32 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "chat",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Completions => "text_completion",
+            Endpoint::Moderations => "moderations",
+        }
+    }
+
+    /// Its path under `/v1/`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat/completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Completions => "completions",
+            Endpoint::Moderations => "moderations",
+        }
+    }
+
+    /// Whether the endpoint generates text, and so reads `stream`, `max_tokens` and `n`.
+    pub fn generates(self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
+    }
+
+    /// The member a body must have besides `model`.
+    fn required(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "messages",
+            Endpoint::Completions => "prompt",
+            Endpoint::Embeddings | Endpoint::Moderations => "input",
         }
     }
 }
@@ -142,6 +174,8 @@ impl InboundBody {
         let mut seen_required = false;
         let mut max_tokens = None;
         let mut max_completion_tokens = None;
+        let mut best_of = None;
+        let generates = endpoint.generates();
         for (key, value) in &top.0 {
             let text = value.get();
             let start = text.as_ptr() as usize - base;
@@ -176,40 +210,26 @@ impl InboundBody {
                     }
                     seen_required = true;
                 }
-                (Endpoint::ChatCompletions, "stream") => {
+                (Endpoint::Completions, "prompt") => seen_required = true,
+                (_, "stream") if generates => {
                     body.stream = typed::<Option<bool>>(key, text, "a boolean")?.unwrap_or(false);
                 }
-                (Endpoint::ChatCompletions, "max_tokens") => {
+                (_, "max_tokens") if generates => {
                     max_tokens = typed::<Option<u32>>(key, text, "a non-negative integer")?;
                 }
                 (Endpoint::ChatCompletions, "max_completion_tokens") => {
                     max_completion_tokens =
                         typed::<Option<u32>>(key, text, "a non-negative integer")?;
                 }
-                (Endpoint::ChatCompletions, "n") => {
-                    let n = typed::<Option<u32>>(key, text, "a positive integer")?;
-                    match n {
-                        Some(0) => {
-                            return Err(GatewayError::invalid_field(
-                                "n",
-                                "`n` must be at least 1.",
-                            ));
-                        }
-                        Some(n) if n > MAX_CHOICES => {
-                            return Err(GatewayError::invalid_field(
-                                "n",
-                                format!("`n` must be at most {MAX_CHOICES}."),
-                            ));
-                        }
-                        _ => body.choices = n.unwrap_or(1),
-                    }
-                }
-                (Endpoint::ChatCompletions, "stream_options") => {
+                (_, "n") if generates => body.choices = choices(key, text)?,
+                // The legacy completions' `best_of` answers are all generated, and paid for.
+                (Endpoint::Completions, "best_of") => best_of = Some(choices(key, text)?),
+                (_, "stream_options") if generates => {
                     let options = typed::<Option<StreamOptions>>(key, text, "an object")?;
                     body.client_wants_stream_usage =
                         options.and_then(|o| o.include_usage).unwrap_or(false);
                 }
-                (Endpoint::Embeddings, "input") => seen_required = true,
+                (Endpoint::Embeddings | Endpoint::Moderations, "input") => seen_required = true,
                 _ => {}
             }
             body.fields.push(Field {
@@ -224,16 +244,16 @@ impl InboundBody {
             ));
         }
         if !seen_required {
-            let field = match endpoint {
-                Endpoint::ChatCompletions => "messages",
-                Endpoint::Embeddings => "input",
-            };
+            let field = endpoint.required();
             return Err(GatewayError::invalid_field(
                 field,
                 format!("you must provide a `{field}` parameter."),
             ));
         }
         body.max_output_tokens = max_completion_tokens.or(max_tokens);
+        if let Some(best_of) = best_of {
+            body.choices = body.choices.max(best_of);
+        }
         drop(top);
         body.raw = raw;
         Ok(body)
@@ -348,6 +368,21 @@ fn parse_typed<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, GatewayE
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
+}
+
+/// `n` or `best_of`: how many answers are generated, each paid for.
+fn choices(key: &str, text: &str) -> Result<u32, GatewayError> {
+    match typed::<Option<u32>>(key, text, "a positive integer")? {
+        Some(0) => Err(GatewayError::invalid_field(
+            key,
+            format!("`{key}` must be at least 1."),
+        )),
+        Some(n) if n > MAX_CHOICES => Err(GatewayError::invalid_field(
+            key,
+            format!("`{key}` must be at most {MAX_CHOICES}."),
+        )),
+        n => Ok(n.unwrap_or(1)),
+    }
 }
 
 fn typed<'a, T: Deserialize<'a>>(
@@ -603,6 +638,22 @@ mod tests {
             assert_eq!(body.error.param, param, "{input}: {err}");
             assert_eq!(err.status().as_u16(), 400);
         }
+    }
+
+    #[test]
+    fn every_answer_a_legacy_completion_generates_is_counted() {
+        let body = InboundBody::parse(
+            Endpoint::Completions,
+            Bytes::from_static(br#"{"model":"m","prompt":"x","n":2,"best_of":5,"max_tokens":9}"#),
+        )
+        .unwrap();
+        assert_eq!((body.choices, body.max_output_tokens), (5, Some(9)));
+        let err = InboundBody::parse(
+            Endpoint::Completions,
+            Bytes::from_static(br#"{"model":"m","prompt":"x","best_of":100000}"#),
+        )
+        .unwrap_err();
+        assert!(matches!(err, GatewayError::InvalidField { param, .. } if param == "best_of"));
     }
 
     #[test]

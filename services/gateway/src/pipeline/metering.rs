@@ -203,6 +203,9 @@ fn estimate(request: Option<&InboundBody>, output: &str) -> TokenUsage {
         Some(body) => match body.endpoint {
             Endpoint::ChatCompletions => body.chat().map(tokens::chat_prompt).unwrap_or(0),
             Endpoint::Embeddings => body.embeddings().map(tokens::embeddings_input).unwrap_or(0),
+            Endpoint::Completions => body.field("prompt").map_or(0, tokens::json_estimate),
+            // Moderations are free, and their answers report no usage.
+            Endpoint::Moderations => 0,
         },
         None => 0,
     };

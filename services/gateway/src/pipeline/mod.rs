@@ -322,11 +322,7 @@ impl Gateway {
     ) -> Result<Answer, Failure> {
         let endpoint = ctx.endpoint;
         let sent = upstream::send(&worker.client, &group, false, ctx.key.org_id, |target| {
-            let adapter = &target.provider.adapter;
-            let request = match endpoint {
-                Endpoint::ChatCompletions => adapter.chat_request(&target.model, &body),
-                Endpoint::Embeddings => adapter.embeddings_request(&target.model, &body),
-            }?;
+            let request = upstream_request(endpoint, target, &body)?;
             upstream::own_key(&ctx.key, target, request)
         })
         .await;
@@ -345,6 +341,9 @@ impl Gateway {
                     Endpoint::ChatCompletions => adapter.chat_response(&target.model, &bytes),
                     Endpoint::Embeddings => {
                         adapter.embeddings_response(&target.model, &body, &bytes)
+                    }
+                    Endpoint::Completions | Endpoint::Moderations => {
+                        adapter.passthrough_response(&bytes)
                     }
                 };
                 match translated {
@@ -429,14 +428,15 @@ impl Gateway {
         group: Arc<crate::routing::RouteGroup>,
         reservation: Reservation,
     ) -> Result<HttpResponse, Failure> {
-        if ctx.endpoint != Endpoint::ChatCompletions {
+        if !ctx.endpoint.generates() {
             return Err(Failure::early(GatewayError::invalid_field(
                 "stream",
-                "Streaming is only available for chat completions.",
+                "Streaming is only available for chat completions and completions.",
             )));
         }
+        let endpoint = ctx.endpoint;
         let sent = upstream::send(&worker.client, &group, true, ctx.key.org_id, |target| {
-            let request = target.provider.adapter.chat_request(&target.model, &body)?;
+            let request = upstream_request(endpoint, target, &body)?;
             upstream::own_key(&ctx.key, target, request)
         })
         .await;
@@ -494,6 +494,22 @@ impl Gateway {
                 reservation,
                 metered: false,
             }),
+        }
+    }
+}
+
+/// The request for `endpoint` that `target`'s adapter builds from the client's body.
+fn upstream_request(
+    endpoint: Endpoint,
+    target: &Target,
+    body: &InboundBody,
+) -> Result<crate::providers::UpstreamRequest, GatewayError> {
+    let adapter = &target.provider.adapter;
+    match endpoint {
+        Endpoint::ChatCompletions => adapter.chat_request(&target.model, body),
+        Endpoint::Embeddings => adapter.embeddings_request(&target.model, body),
+        Endpoint::Completions | Endpoint::Moderations => {
+            adapter.passthrough_request(endpoint, &target.model, body)
         }
     }
 }

@@ -43,7 +43,7 @@ use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use crate::error::GatewayError;
 use crate::ingress::Ingress;
-use crate::openai::InboundBody;
+use crate::openai::{Endpoint, InboundBody};
 
 /// A request ready to send upstream.
 #[derive(Debug)]
@@ -130,6 +130,32 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         request: &InboundBody,
         body: &[u8],
     ) -> Result<Translated, String>;
+
+    /// The upstream request for an OpenAI endpoint that only OpenAI-format providers serve
+    /// (the legacy `/v1/completions`, `/v1/moderations`): the client's body, `model` swapped.
+    /// Others answer [`GatewayError::Unsupported`].
+    fn passthrough_request(
+        &self,
+        endpoint: Endpoint,
+        _model: &str,
+        _body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        Err(GatewayError::Unsupported(format!(
+            "`/v1/{}` is served only by OpenAI-format providers (OpenAI, Azure OpenAI and \
+             compatible servers), not by {}; route the model to one of those",
+            endpoint.path(),
+            self.kind().as_str()
+        )))
+    }
+
+    /// Reads the usage out of an answer to [`ProviderAdapter::passthrough_request`], which
+    /// goes to the client as it came.
+    fn passthrough_response(&self, _body: &[u8]) -> Result<Translated, String> {
+        Err(format!(
+            "{} does not serve OpenAI's other endpoints",
+            self.kind().as_str()
+        ))
+    }
 
     /// Reads the upstream's error body (any status) into OpenAI's terms.
     fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails;

@@ -21,28 +21,48 @@ use super::{
     base_headers, encode_path_segment, parse_url, secret_header,
 };
 use crate::error::GatewayError;
-use crate::openai::InboundBody;
+use crate::openai::{Endpoint, InboundBody};
 
 /// An OpenAI-format endpoint.
 #[derive(Clone, Copy)]
 enum Operation {
     Chat,
     Embeddings,
+    Completions,
+    Moderations,
 }
 
 impl Operation {
+    const ALL: [Operation; 4] = [
+        Operation::Chat,
+        Operation::Embeddings,
+        Operation::Completions,
+        Operation::Moderations,
+    ];
+
     fn path(self) -> &'static str {
         match self {
             Operation::Chat => "chat/completions",
             Operation::Embeddings => "embeddings",
+            Operation::Completions => "completions",
+            Operation::Moderations => "moderations",
+        }
+    }
+
+    fn of(endpoint: Endpoint) -> Operation {
+        match endpoint {
+            Endpoint::ChatCompletions => Operation::Chat,
+            Endpoint::Embeddings => Operation::Embeddings,
+            Endpoint::Completions => Operation::Completions,
+            Endpoint::Moderations => Operation::Moderations,
         }
     }
 }
 
 /// Where the format is served, and how the key is passed: what Azure does differently.
 enum Flavour {
-    /// Fixed URLs under `api_base` and a bearer key.
-    OpenAi { chat_url: Url, embeddings_url: Url },
+    /// Fixed URLs under `api_base`, one per [`Operation`] in its order, and a bearer key.
+    OpenAi { urls: [Url; 4] },
     /// A URL per deployment with an `api-version` query, and an `api-key` header.
     Azure {
         api_base: String,
@@ -54,13 +74,7 @@ enum Flavour {
 impl Flavour {
     fn url(&self, model: &str, operation: Operation) -> Result<Url, GatewayError> {
         match self {
-            Flavour::OpenAi {
-                chat_url,
-                embeddings_url,
-            } => Ok(match operation {
-                Operation::Chat => chat_url.clone(),
-                Operation::Embeddings => embeddings_url.clone(),
-            }),
+            Flavour::OpenAi { urls } => Ok(urls[operation as usize].clone()),
             Flavour::Azure {
                 api_base,
                 api_version,
@@ -99,11 +113,13 @@ pub struct OpenAi {
 impl OpenAi {
     /// OpenAI or a compatible server.
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
+        let url =
+            |operation: Operation| parse_url(&format!("{}/{}", config.api_base, operation.path()));
+        let [chat, embeddings, completions, moderations] = Operation::ALL.map(url);
         Self::with_flavour(
             config,
             Flavour::OpenAi {
-                chat_url: parse_url(&format!("{}/chat/completions", config.api_base))?,
-                embeddings_url: parse_url(&format!("{}/embeddings", config.api_base))?,
+                urls: [chat?, embeddings?, completions?, moderations?],
             },
         )
     }
@@ -196,6 +212,19 @@ impl ProviderAdapter for OpenAi {
         response::translate_response(body)
     }
 
+    fn passthrough_request(
+        &self,
+        endpoint: Endpoint,
+        model: &str,
+        body: &InboundBody,
+    ) -> Result<UpstreamRequest, GatewayError> {
+        self.upstream_request(model, Operation::of(endpoint), body)
+    }
+
+    fn passthrough_response(&self, body: &[u8]) -> Result<Translated, String> {
+        response::translate_response(body)
+    }
+
     fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails {
         response::error_details(status, body)
     }
@@ -204,7 +233,6 @@ impl ProviderAdapter for OpenAi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openai::Endpoint;
     use bytes::Bytes;
     use std::collections::BTreeMap;
     use tollgate_common::Secret;

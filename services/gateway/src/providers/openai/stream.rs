@@ -43,6 +43,9 @@ impl OpenAiStream {
         struct ChoiceView<'a> {
             #[serde(default, borrow)]
             delta: Option<DeltaView<'a>>,
+            /// A legacy completion's chunk has its text here.
+            #[serde(default, borrow)]
+            text: Option<Cow<'a, str>>,
         }
         #[derive(Deserialize)]
         struct DeltaView<'a> {
@@ -67,7 +70,8 @@ impl OpenAiStream {
             return Err(message.to_owned());
         }
         for choice in &chunk.choices {
-            if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
+            let delta = choice.delta.as_ref().and_then(|d| d.content.as_deref());
+            if let Some(text) = delta.or(choice.text.as_deref()) {
                 self.output.push_str(text);
             }
         }
