@@ -62,7 +62,7 @@ impl Operation {
 /// Where the format is served, and how the key is passed: what Azure does differently.
 enum Flavour {
     /// Fixed URLs under `api_base`, one per [`Operation`] in its order, and a bearer key.
-    OpenAi { urls: [Url; 4] },
+    OpenAi { urls: Box<[Url; 4]> },
     /// A URL per deployment with an `api-version` query, and an `api-key` header.
     Azure {
         api_base: String,
@@ -119,7 +119,7 @@ impl OpenAi {
         Self::with_flavour(
             config,
             Flavour::OpenAi {
-                urls: [chat?, embeddings?, completions?, moderations?],
+                urls: Box::new([chat?, embeddings?, completions?, moderations?]),
             },
         )
     }
