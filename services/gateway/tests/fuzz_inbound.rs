@@ -841,6 +841,7 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
             api_key: Some(Secret::new("test-key")),
             api_version: api_version.map(str::to_owned),
             headers: BTreeMap::new(),
+            vertex: None,
         };
         (kind, adapter_for(&config).unwrap())
     })

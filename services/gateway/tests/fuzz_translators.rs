@@ -68,6 +68,8 @@ fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/gemini/fixtures/stream_function_call.sse"),
             include_bytes!("../src/providers/gemini/fixtures/stream_function_call_signed.sse"),
         ],
+        // Vertex AI serves `model-x`, not a Claude model, in Gemini's format.
+        ProviderKind::Vertex => fixture_streams(ProviderKind::Gemini),
     }
 }
 
@@ -103,6 +105,7 @@ fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/gemini/fixtures/error_400.json"),
             include_bytes!("../src/providers/gemini/fixtures/error_429.json"),
         ],
+        ProviderKind::Vertex => fixture_bodies(ProviderKind::Gemini),
     }
 }
 
@@ -563,6 +566,7 @@ fn generated_stream(kind: ProviderKind) -> BoxedStrategy<Wire> {
         ProviderKind::Gemini => proptest::collection::vec((gemini_event(), style), 0..10)
             .prop_map(|events| Wire(framed(events, false)))
             .boxed(),
+        ProviderKind::Vertex => generated_stream(ProviderKind::Gemini),
     }
 }
 
@@ -788,6 +792,7 @@ fn generated_answer(kind: ProviderKind) -> BoxedStrategy<Wire> {
             .prop_map(|v| v.to_string().into_bytes())
             .prop_map(Wire)
             .boxed(),
+        ProviderKind::Vertex => generated_answer(ProviderKind::Gemini),
     }
 }
 
@@ -886,7 +891,7 @@ fn kind_and_body(
 fn check_translated_body(kind: ProviderKind, sent: &[u8], got: &[u8]) -> Result<(), TestCaseError> {
     match kind {
         ProviderKind::Openai | ProviderKind::Azure => prop_assert_eq!(got, sent),
-        ProviderKind::Anthropic | ProviderKind::Gemini => {
+        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Vertex => {
             let answer: Result<Value, _> = serde_json::from_slice(got);
             prop_assert!(answer.is_ok(), "{:?}", String::from_utf8_lossy(got));
         }

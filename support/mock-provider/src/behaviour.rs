@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::stats::Stats;
+use crate::vertex::IssuedTokens;
 
 /// How the mock behaves; replaceable at runtime through `MockServer::set_config` or `POST /_mock/config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +39,8 @@ pub struct MockConfig {
     /// (`max_completion_tokens`, `max_tokens`), or this many without one, for each of its `n`
     /// choices.
     pub exhaust_output: Option<u64>,
+    /// The lifetime, in seconds, of the access tokens the Vertex AI token endpoint issues.
+    pub token_expires_in_secs: u64,
 }
 
 impl Default for MockConfig {
@@ -54,6 +57,7 @@ impl Default for MockConfig {
             fail_mid_stream_after: None,
             require_key: None,
             exhaust_output: None,
+            token_expires_in_secs: 3600,
         }
     }
 }
@@ -69,6 +73,8 @@ pub(crate) struct Active {
 pub(crate) struct State {
     active: RwLock<Arc<Active>>,
     pub stats: Arc<Stats>,
+    /// The Vertex AI access tokens issued so far.
+    pub vertex_tokens: IssuedTokens,
 }
 
 impl State {
@@ -76,6 +82,7 @@ impl State {
         State {
             active: RwLock::new(Arc::new(Active::new(config))),
             stats: Arc::new(Stats::default()),
+            vertex_tokens: IssuedTokens::default(),
         }
     }
 

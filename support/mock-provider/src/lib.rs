@@ -1,5 +1,5 @@
-//! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini) that speaks
-//! their real wire formats, for tests and latency benchmarks.
+//! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini, Vertex AI) that
+//! speaks their real wire formats, for tests and latency benchmarks.
 
 mod answer;
 mod anthropic;
@@ -10,6 +10,7 @@ mod http;
 mod openai;
 mod stats;
 mod stream;
+mod vertex;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,6 +160,11 @@ fn build_server(
             .route("/v1/messages", web::post().to(anthropic::messages))
             .route("/v1beta/models/{tail}", web::post().to(gemini::dispatch))
             .route("/v1/models/{tail}", web::post().to(gemini::dispatch))
+            .route("/token", web::post().to(vertex::token))
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{tail}",
+                web::post().to(vertex::dispatch),
+            )
             .route("/_mock/stats", web::get().to(control_stats))
             .route("/_mock/config", web::get().to(control_get_config))
             .route("/_mock/config", web::post().to(control_set_config))

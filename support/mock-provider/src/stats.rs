@@ -44,10 +44,12 @@ pub(crate) enum Route {
     GeminiGenerate,
     GeminiStream,
     GeminiEmbed,
+    VertexToken,
+    VertexEmbed,
 }
 
 impl Route {
-    const ALL: [Route; 9] = [
+    const ALL: [Route; 11] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -57,6 +59,8 @@ impl Route {
         Route::GeminiGenerate,
         Route::GeminiStream,
         Route::GeminiEmbed,
+        Route::VertexToken,
+        Route::VertexEmbed,
     ];
 
     fn key(self) -> &'static str {
@@ -70,6 +74,8 @@ impl Route {
             Route::GeminiGenerate => "gemini.generate",
             Route::GeminiStream => "gemini.stream",
             Route::GeminiEmbed => "gemini.embed",
+            Route::VertexToken => "vertex.token",
+            Route::VertexEmbed => "vertex.embed",
         }
     }
 }

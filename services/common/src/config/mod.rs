@@ -31,6 +31,7 @@ mod server;
 mod storage;
 mod telemetry;
 mod usage;
+mod vertex;
 
 pub use crate::network::IpNetwork;
 pub use admin::AdminConfig;
@@ -55,6 +56,7 @@ pub use server::ServerConfig;
 pub use storage::StorageConfig;
 pub use telemetry::TelemetryConfig;
 pub use usage::{RetentionConfig, UsageConfig};
+pub use vertex::{DEFAULT_TOKEN_URL, ServiceAccountKey, VertexConfig, parse_service_account_key};
 
 use routing::ModelGroupSpec;
 
@@ -233,6 +235,13 @@ impl Config {
         let mut config = Config::default();
         let mut provider_specs = BTreeMap::new();
         for facts in PROVIDERS {
+            // Vertex takes a key file, a project and a location rather than an API key.
+            if facts.kind == ProviderKind::Vertex {
+                if let Some(spec) = vertex::from_env(env) {
+                    provider_specs.insert(facts.name.to_owned(), spec);
+                }
+                continue;
+            }
             let Some(key) = env.var(facts.env.api_key) else {
                 continue;
             };
@@ -254,11 +263,10 @@ impl Config {
             provider_specs.insert(
                 facts.name.to_owned(),
                 ProviderSpec {
-                    kind: facts.kind,
                     api_base: Some(api_base),
                     api_key: Some(Secret(key)),
                     api_version,
-                    headers: BTreeMap::new(),
+                    ..ProviderSpec::new(facts.kind)
                 },
             );
         }

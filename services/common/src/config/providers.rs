@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::vertex::{self, VertexConfig};
 use super::{ConfigProblem, Secret, is_http_url, problem};
 
 /// The wire format a provider speaks.
@@ -15,6 +16,9 @@ pub enum ProviderKind {
     Azure,
     Anthropic,
     Gemini,
+    /// Google Cloud's Vertex AI: Gemini and Anthropic's Claude models behind one Google Cloud
+    /// project, with OAuth access tokens rather than API keys.
+    Vertex,
 }
 
 /// Whether a provider kind takes an `api_version`.
@@ -42,6 +46,7 @@ impl ApiVersion {
 #[derive(Debug)]
 pub struct ProviderEnv {
     /// Holds the API key: the provider is configured when it is set and a base URL is known.
+    /// For `vertex`, the path of a service-account key file (see [`vertex::from_env`]).
     pub api_key: &'static str,
     /// Hold the base URL, the first one set winning over the kind's default.
     pub api_base: &'static [&'static str],
@@ -129,6 +134,26 @@ pub const PROVIDERS: &[ProviderFacts] = &[
             api_version: None,
         },
     },
+    ProviderFacts {
+        kind: ProviderKind::Vertex,
+        name: "vertex",
+        otel_system: "gcp.vertex_ai",
+        // Regional: `https://{location}-aiplatform.googleapis.com`, derived from `location`.
+        default_api_base: None,
+        api_version: ApiVersion::NotTaken,
+        // Vertex serves Gemini and Claude. The family only says which catalog models a
+        // provider lists and which kind serves a bare model name first-hand (always a kind with
+        // a default base URL, so never this one). Costs and budgets look prices up by the
+        // target's model name, so `claude-sonnet-4@20250514` on Vertex is priced from its
+        // `anthropic` entry and `gemini-2.5-flash` from its `gemini` one, whatever this says.
+        catalog_family: "gemini",
+        compatible_servers: false,
+        env: ProviderEnv {
+            api_key: "GOOGLE_APPLICATION_CREDENTIALS",
+            api_base: &[],
+            api_version: None,
+        },
+    },
 ];
 
 impl ProviderKind {
@@ -199,6 +224,39 @@ pub struct ProviderSpec {
     /// Extra headers sent with every upstream request (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Vertex AI: the Google Cloud project.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Vertex AI: the region (`us-central1`, ...) or `global`.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Vertex AI: the path of a service-account key file (JSON).
+    #[serde(default)]
+    pub credentials_file: Option<String>,
+    /// Vertex AI: a service-account key's JSON text.
+    #[serde(default)]
+    pub credentials_json: Option<Secret>,
+    /// Vertex AI: where access tokens are requested, instead of the key's `token_uri`.
+    #[serde(default)]
+    pub token_url: Option<String>,
+}
+
+impl ProviderSpec {
+    /// A provider of `kind` with nothing else set.
+    pub fn new(kind: ProviderKind) -> Self {
+        ProviderSpec {
+            kind,
+            api_base: None,
+            api_key: None,
+            api_version: None,
+            headers: BTreeMap::new(),
+            project: None,
+            location: None,
+            credentials_file: None,
+            credentials_json: None,
+            token_url: None,
+        }
+    }
 }
 
 /// A provider after validation: its base URL is known and has no trailing slash.
@@ -209,6 +267,8 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// Set for kind `vertex` only.
+    pub vertex: Option<VertexConfig>,
 }
 
 /// Turns a provider as written into a validated one.
@@ -226,11 +286,15 @@ pub(super) fn validate_provider(
             "provider names must be non-empty and must not contain `/`",
         ));
     }
+    let vertex = vertex::validate(&path, &spec, problems);
     let api_base = spec
         .api_base
         .clone()
-        .or_else(|| spec.kind.default_api_base().map(str::to_owned));
+        .or_else(|| spec.kind.default_api_base().map(str::to_owned))
+        .or_else(|| vertex.as_ref().map(VertexConfig::default_api_base));
     match &api_base {
+        // Vertex derives its base URL from `location`, whose problem is reported already.
+        None if spec.kind == ProviderKind::Vertex => {}
         None => problems.push(problem(
             format!("{path}.api_base"),
             format!(
@@ -245,7 +309,8 @@ pub(super) fn validate_provider(
         Some(_) => {}
     }
     let is_custom_base = spec.api_base.is_some();
-    if spec.api_key.as_ref().is_none_or(|k| k.0.is_empty()) {
+    // Vertex may take a service-account key instead: `vertex::validate` checks its credentials.
+    if spec.kind != ProviderKind::Vertex && spec.api_key.as_ref().is_none_or(|k| k.0.is_empty()) {
         // OpenAI-compatible local servers (vLLM, Ollama) need no key; hosted ones do.
         if !(facts.compatible_servers && is_custom_base) {
             problems.push(problem(
@@ -300,6 +365,7 @@ pub(super) fn validate_provider(
         api_key: spec.api_key,
         api_version: spec.api_version,
         headers: spec.headers,
+        vertex,
     })
 }
 
@@ -315,7 +381,8 @@ mod tests {
             ProviderKind::Openai => Some(ProviderKind::Azure),
             ProviderKind::Azure => Some(ProviderKind::Anthropic),
             ProviderKind::Anthropic => Some(ProviderKind::Gemini),
-            ProviderKind::Gemini => None,
+            ProviderKind::Gemini => Some(ProviderKind::Vertex),
+            ProviderKind::Vertex => None,
         }
     }
 
@@ -360,11 +427,10 @@ mod tests {
     #[test]
     fn api_version_problems_name_the_kinds_that_take_one() {
         let spec = |kind, api_version: Option<&str>| ProviderSpec {
-            kind,
             api_base: Some("https://x.example".into()),
             api_key: Some(Secret("k".into())),
             api_version: api_version.map(str::to_owned),
-            headers: BTreeMap::new(),
+            ..ProviderSpec::new(kind)
         };
         let mut problems = Vec::new();
         validate_provider("g", spec(ProviderKind::Gemini, Some("v1")), &mut problems);

@@ -23,12 +23,14 @@ pub mod anthropic;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
+pub mod vertex;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
 use reqwest::Url;
 use reqwest::header::HeaderMap;
 use tollgate_common::TokenUsage;
@@ -79,6 +81,15 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     /// Budgets reserve exactly this, so a request can never be answered at more length than
     /// was reserved for it.
     fn default_max_output(&self) -> Option<u32> {
+        None
+    }
+
+    /// What must happen before this adapter can build a request, where that takes I/O: Vertex
+    /// AI fetching an OAuth access token. `None` (the default, and Vertex's while its cached
+    /// token is good) means nothing; [`crate::upstream::send`] awaits a future before building
+    /// the target's request, and an error there is the target's failure. Request building stays
+    /// synchronous and every other adapter pays nothing for this.
+    fn credentials_ready(&self) -> Option<BoxFuture<'static, Result<(), String>>> {
         None
     }
 
@@ -145,6 +156,7 @@ pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, 
         ProviderKind::Azure => Box::new(openai::OpenAi::azure(config)?),
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config)?),
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
+        ProviderKind::Vertex => Box::new(vertex::Vertex::new(config)?),
     })
 }
 

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use tollgate_common::Secret;
-use tollgate_common::config::{Config, ProviderConfig, ProviderKind};
+use tollgate_common::config::{
+    Config, DEFAULT_TOKEN_URL, ProviderConfig, ProviderKind, VertexConfig,
+};
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
 use tollgate_gateway::{RunningServer, Stages};
@@ -136,6 +138,7 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
         ProviderKind::Openai => ("http://127.0.0.1:1/v1", None),
         ProviderKind::Azure => ("https://x.openai.azure.com", Some("2024-10-21")),
         ProviderKind::Anthropic | ProviderKind::Gemini => ("http://127.0.0.1:1", None),
+        ProviderKind::Vertex => ("http://127.0.0.1:1", None),
     };
     adapter_for(&ProviderConfig {
         kind,
@@ -143,8 +146,19 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
         api_key: Some(Secret::new("test-key")),
         api_version: api_version.map(str::to_owned),
         headers: BTreeMap::new(),
+        vertex: vertex_settings(kind),
     })
     .unwrap()
+}
+
+/// A Vertex AI project for [`adapter`], with the static token `test-key`.
+fn vertex_settings(kind: ProviderKind) -> Option<VertexConfig> {
+    (kind == ProviderKind::Vertex).then(|| VertexConfig {
+        project: "test-project".into(),
+        location: "us-central1".into(),
+        service_account: None,
+        token_url: DEFAULT_TOKEN_URL.into(),
+    })
 }
 
 /// A chat completion request as the gateway reads it from a client.

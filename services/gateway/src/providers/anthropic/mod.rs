@@ -7,9 +7,10 @@
 //! whole or streamed, are turned back into `chat.completion` and `chat.completion.chunk`.
 //! <https://docs.anthropic.com/en/api/messages>
 
-mod request;
-mod response;
-mod stream;
+// Vertex AI serves Claude through this dialect too (`super::vertex`).
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod stream;
 
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -87,7 +88,7 @@ impl ProviderAdapter for Anthropic {
             url: self.messages_url.clone(),
             headers: self.headers.clone(),
             own_credentials: false,
-            body: request::translate_request(model, body)?,
+            body: request::translate_request(request::Destination::Anthropic { model }, body)?,
         })
     }
 
@@ -143,6 +144,7 @@ mod tests {
             api_key: Some(Secret::new("sk-ant-test")),
             api_version: api_version.map(str::to_owned),
             headers: BTreeMap::new(),
+            vertex: None,
         }
     }
 

@@ -216,6 +216,7 @@ mod tests {
             api_key: Some(Secret::new("sk-test")),
             api_version: None,
             headers: BTreeMap::new(),
+            vertex: None,
         })
         .unwrap()
     }
@@ -246,6 +247,7 @@ mod tests {
             api_key: Some(Secret::new("az-key")),
             api_version: Some("2024-10-21".into()),
             headers: BTreeMap::new(),
+            vertex: None,
         })
         .unwrap();
         let body = InboundBody::parse(
