@@ -84,11 +84,17 @@ async fn gemini_and_claude_answer_with_one_token_exchange() {
     assert_eq!(body["object"], "chat.completion", "{body}");
     let text = body["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.contains("Name a colour"), "{body}");
-    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{body}");
+    assert!(
+        body["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+        "{body}"
+    );
     let stats = m.stats();
     assert_eq!(
         stats.last_path_and_query.as_deref(),
-        Some(format!("{location}/publishers/google/models/gemini-2.5-flash:generateContent").as_str())
+        Some(
+            format!("{location}/publishers/google/models/gemini-2.5-flash:generateContent")
+                .as_str()
+        )
     );
     assert!(
         stats.last_headers["authorization"].starts_with("Bearer ya29.mock-"),
@@ -154,7 +160,10 @@ async fn gemini_and_claude_answer_with_one_token_exchange() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), 2, "{body}");
     assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 8);
-    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{body}");
+    assert!(
+        body["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+        "{body}"
+    );
 
     // Six model calls, one token.
     assert_eq!(token_exchanges(&m), 1);
