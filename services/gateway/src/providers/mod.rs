@@ -14,6 +14,10 @@
 //! - `stream.rs`: the provider's stream as OpenAI chunks (a [`StreamTranslator`]);
 //! - `fixtures/`: answers written from the provider's API reference, read by the tests.
 //!
+//! Vertex AI (`vertex/`) has no dialect of its own: it serves Gemini models in Gemini's format
+//! and Claude models in Anthropic's, so its folder holds the adapter, its OAuth token source
+//! (`token.rs`) and its embeddings, and calls into `gemini/` and `anthropic/` for the rest.
+//!
 //! A new provider is a variant of [`ProviderKind`] with its row in
 //! [`tollgate_common::config::PROVIDERS`], a folder here, its arm in [`adapter_for`], and its row
 //! in `tests/conformance.rs`: there every adapter passes the same checks (text, streaming, tools,

@@ -111,8 +111,11 @@ impl TokenSource {
     pub(crate) fn new(key: &ServiceAccountKey, token_url: &str) -> Result<Self, String> {
         let signing_key = EncodingKey::from_rsa_pem(key.private_key.expose().as_bytes())
             .map_err(|e| TokenError::Key(e.to_string()).to_string())?;
+        // Exchanges are hourly and may run on any server worker's runtime: no pooled
+        // connection is kept to be driven by a runtime other than the one that opened it.
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
+            .pool_max_idle_per_host(0)
             .timeout(EXCHANGE_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the token endpoint's HTTP client: {e}"))?;
