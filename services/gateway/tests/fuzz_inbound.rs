@@ -16,7 +16,7 @@ use proptest::prelude::*;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use tollgate_common::Secret;
-use tollgate_common::config::{ProviderConfig, ProviderKind};
+use tollgate_common::config::{DEFAULT_TOKEN_URL, ProviderConfig, ProviderKind, VertexConfig};
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
@@ -832,6 +832,7 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
         ),
         (ProviderKind::Anthropic, "http://127.0.0.1:1", None),
         (ProviderKind::Gemini, "http://127.0.0.1:1", None),
+        (ProviderKind::Vertex, "http://127.0.0.1:1", None),
     ]
     .into_iter()
     .map(|(kind, api_base, api_version)| {
@@ -841,7 +842,13 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
             api_key: Some(Secret::new("test-key")),
             api_version: api_version.map(str::to_owned),
             headers: BTreeMap::new(),
-            vertex: None,
+            // A static token: no token endpoint to reach.
+            vertex: (kind == ProviderKind::Vertex).then(|| VertexConfig {
+                project: "test-project".into(),
+                location: "us-central1".into(),
+                service_account: None,
+                token_url: DEFAULT_TOKEN_URL.into(),
+            }),
         };
         (kind, adapter_for(&config).unwrap())
     })

@@ -117,7 +117,7 @@ async fn gemini_and_claude_answer_with_one_token_exchange() {
     assert_eq!(
         stats.last_path_and_query.as_deref(),
         Some(
-            format!("{location}/publishers/anthropic/models/claude-sonnet-4%4020250514:rawPredict")
+            format!("{location}/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict")
                 .as_str()
         )
     );
@@ -133,7 +133,7 @@ async fn gemini_and_claude_answer_with_one_token_exchange() {
         ),
         (
             "vertex/claude-sonnet-4@20250514",
-            "publishers/anthropic/models/claude-sonnet-4%4020250514:streamRawPredict",
+            "publishers/anthropic/models/claude-sonnet-4@20250514:streamRawPredict",
         ),
     ] {
         let res = gw.chat(request(model, true)).send().await.unwrap();

@@ -111,14 +111,16 @@ impl Vertex {
         })
     }
 
-    /// `{location_url}/publishers/{publisher}/models/{model}:{method}`, the model percent-encoded.
+    /// `{location_url}/publishers/{publisher}/models/{model}:{method}`, the model percent-encoded
+    /// but for the `@` before a version (`claude-sonnet-4@20250514`): RFC 3986 allows it in a
+    /// path segment, and it is how Google's documentation and every Vertex client send it.
     fn url(&self, model: &str, method: &str) -> Result<Url, GatewayError> {
         self.urls.get(&format!("{method} {model}"), || {
             format!(
                 "{}/publishers/{}/models/{}:{method}",
                 self.location_url,
                 Publisher::of(model).path_name(),
-                encode_path_segment(gemini::bare_model(model))
+                encode_path_segment(gemini::bare_model(model)).replace("%40", "@")
             )
         })
     }
@@ -349,7 +351,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             request.url.as_str(),
-            "https://us-central1-aiplatform.googleapis.com/v1/projects/my-project/locations/us-central1/publishers/anthropic/models/claude-sonnet-4%4020250514:rawPredict"
+            "https://us-central1-aiplatform.googleapis.com/v1/projects/my-project/locations/us-central1/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict"
         );
         let body = sent(&request);
         assert!(body.get("model").is_none(), "{body}");
@@ -381,11 +383,11 @@ mod tests {
         ))
         .unwrap();
         let request = vertex
-            .chat_request("tuned model/v1?x#y", &chat(false))
+            .chat_request("tuned model/v1?x#y@2", &chat(false))
             .unwrap();
         assert_eq!(
             request.url.as_str(),
-            "https://aiplatform.googleapis.com/v1/projects/my%20proj%2Fx/locations/global/publishers/google/models/tuned%20model%2Fv1%3Fx%23y:generateContent"
+            "https://aiplatform.googleapis.com/v1/projects/my%20proj%2Fx/locations/global/publishers/google/models/tuned%20model%2Fv1%3Fx%23y@2:generateContent"
         );
         assert_eq!(request.url.query(), None);
     }
