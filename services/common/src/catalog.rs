@@ -83,13 +83,14 @@ impl PriceCatalog {
     }
 
     /// The price of `model`: an exact entry, else the longest entry that prefixes the name at a
-    /// `-` boundary (so `gpt-4o-2024-08-06` is priced as `gpt-4o`, never as `gpt-4`).
+    /// `-` boundary (so `gpt-4o-2024-08-06` is priced as `gpt-4o`, never as `gpt-4`), or at an
+    /// `@`, which Vertex AI puts before a version (`claude-sonnet-4@20250514`).
     pub fn price(&self, model: &str) -> Option<&ModelPrice> {
         if let Some(price) = self.by_model.get(model) {
             return Some(price);
         }
         let mut end = model.len();
-        while let Some(dash) = model[..end].rfind('-') {
+        while let Some(dash) = model[..end].rfind(['-', '@']) {
             if let Some(price) = self.by_model.get(&model[..dash]) {
                 return Some(price);
             }
@@ -160,6 +161,14 @@ mod tests {
         assert_eq!(
             catalog.price("claude-sonnet-4-20250514").unwrap().model,
             "claude-sonnet-4"
+        );
+        assert_eq!(
+            catalog.price("claude-sonnet-4@20250514").unwrap().model,
+            "claude-sonnet-4"
+        );
+        assert_eq!(
+            catalog.price("gemini-2.5-flash@001").unwrap().model,
+            "gemini-2.5-flash"
         );
         assert!(catalog.price("gpt-4oo").is_none());
         assert!(catalog.price("unknown-model").is_none());

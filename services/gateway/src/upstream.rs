@@ -95,6 +95,16 @@ pub async fn send(
     let mut skipped_open = 0;
 
     for target in group.plan() {
+        // A Vertex AI target without a usable access token fetches one first (see
+        // `ProviderAdapter::credentials_ready`); failing that, the target failed.
+        if let Some(ready) = target.provider.adapter.credentials_ready()
+            && let Err(reason) = ready.await
+        {
+            tracing::debug!(target = %target.label(), %reason, "upstream credentials unavailable");
+            last_failure = Some((None, format!("{}: {reason}", target.label())));
+            last_target = Some(target.clone());
+            continue;
+        }
         let request = match build(&target) {
             Ok(request) => request,
             Err(err) => {

@@ -67,6 +67,8 @@ const fn tokens(input_tokens: u64, output_tokens: u64, cached_input_tokens: u64)
 /// One provider adapter and what its fixtures hold.
 struct Case {
     kind: ProviderKind,
+    /// The model the target names, as it must reach the provider.
+    model: &'static str,
     /// The folder under `src/providers/` holding the fixtures.
     folder: &'static str,
     /// Where the body names the model; `None` where the model is part of the URL instead.
@@ -111,6 +113,7 @@ struct Case {
 
 const OPENAI: Case = Case {
     kind: ProviderKind::Openai,
+    model: MODEL,
     folder: "openai",
     model_at: Some("/model"),
     system_at: "/messages/0/content",
@@ -178,6 +181,7 @@ const AZURE: Case = Case {
 
 const ANTHROPIC: Case = Case {
     kind: ProviderKind::Anthropic,
+    model: MODEL,
     folder: "anthropic",
     model_at: Some("/model"),
     system_at: "/system",
@@ -243,6 +247,7 @@ const ANTHROPIC: Case = Case {
 
 const GEMINI: Case = Case {
     kind: ProviderKind::Gemini,
+    model: MODEL,
     folder: "gemini",
     model_at: None,
     system_at: "/systemInstruction/parts/0/text",
@@ -305,6 +310,7 @@ const GEMINI: Case = Case {
 
 const BEDROCK: Case = Case {
     kind: ProviderKind::Bedrock,
+    model: MODEL,
     folder: "bedrock",
     model_at: None,
     system_at: "/system/0/text",
@@ -372,6 +378,21 @@ const BEDROCK: Case = Case {
     retry_hint_ms: None,
 };
 
+/// Vertex AI serves Gemini models in Gemini's format, with the model in the URL.
+const VERTEX_GEMINI: Case = Case {
+    kind: ProviderKind::Vertex,
+    ..GEMINI
+};
+
+/// Vertex AI serves Claude models in Anthropic's format, but the URL names the model (the body
+/// must not) and the body carries the API version.
+const VERTEX_ANTHROPIC: Case = Case {
+    kind: ProviderKind::Vertex,
+    model: "claude-target-model@20250514",
+    model_at: None,
+    ..ANTHROPIC
+};
+
 /// The model the target names, as it must reach the provider.
 const MODEL: &str = "target-model";
 
@@ -426,12 +447,15 @@ fn fixture(case: &Case, name: &str) -> Vec<u8> {
 /// The provider body `case`'s adapter builds for `request`, after checking it names the model.
 fn provider_body(case: &Case, request: &Value) -> Value {
     let upstream = adapter(case.kind)
-        .chat_request(MODEL, &chat_body(request))
+        .chat_request(case.model, &chat_body(request))
         .unwrap();
     let body: Value = serde_json::from_slice(&upstream.body).unwrap();
     match case.model_at {
-        Some(pointer) => assert_eq!(body.pointer(pointer), Some(&json!(MODEL)), "{body}"),
-        None => assert!(upstream.url.path().contains(MODEL), "{}", upstream.url),
+        Some(pointer) => assert_eq!(body.pointer(pointer), Some(&json!(case.model)), "{body}"),
+        None => {
+            assert!(upstream.url.path().contains(case.model), "{}", upstream.url);
+            assert!(body.get("model").is_none(), "{body}");
+        }
     }
     body
 }
@@ -451,7 +475,7 @@ fn assert_at(case: &Case, request: &Value, expected: &[Expect]) {
 /// `case`'s fixture `name` as an OpenAI `chat.completion`, with the usage read from it.
 fn completion(case: &Case, name: &str) -> (Value, Option<TokenUsage>) {
     let translated = adapter(case.kind)
-        .chat_response(MODEL, &fixture(case, name))
+        .chat_response(case.model, &fixture(case, name))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let body: Value = serde_json::from_slice(&translated.body).unwrap();
     assert_eq!(body["object"], "chat.completion", "{name}: {body}");
@@ -491,7 +515,7 @@ fn stream_chunks(case: &Case, name: &str) -> (Vec<Value>, Option<TokenUsage>) {
     let mut request = text_request();
     request["stream"] = json!(true);
     request["stream_options"] = json!({"include_usage": true});
-    let mut translator = adapter(case.kind).chat_stream(MODEL, &chat_body(&request));
+    let mut translator = adapter(case.kind).chat_stream(case.model, &chat_body(&request));
     let mut out = BytesMut::new();
     translator
         .feed(&fixture(case, name), &mut out)
@@ -698,6 +722,8 @@ conformance! {
     anthropic => ANTHROPIC,
     gemini => GEMINI,
     bedrock => BEDROCK,
+    vertex_gemini => VERTEX_GEMINI,
+    vertex_anthropic => VERTEX_ANTHROPIC,
 }
 
 #[test]

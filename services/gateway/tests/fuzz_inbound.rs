@@ -16,7 +16,9 @@ use proptest::prelude::*;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use tollgate_common::Secret;
-use tollgate_common::config::{AwsCredentials, ProviderConfig, ProviderKind};
+use tollgate_common::config::{
+    AwsCredentials, DEFAULT_TOKEN_URL, ProviderConfig, ProviderKind, VertexConfig,
+};
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::ingress::Ingress;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
@@ -834,6 +836,7 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
         (ProviderKind::Anthropic, "http://127.0.0.1:1", None),
         (ProviderKind::Gemini, "http://127.0.0.1:1", None),
         (ProviderKind::Bedrock, "http://127.0.0.1:1", None),
+        (ProviderKind::Vertex, "http://127.0.0.1:1", None),
     ]
     .into_iter()
     .map(|(kind, api_base, api_version)| {
@@ -849,6 +852,13 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
                 access_key_id: "AKIDEXAMPLE".into(),
                 secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
                 session_token: None,
+            }),
+            // A static token: no token endpoint to reach.
+            vertex: (kind == ProviderKind::Vertex).then(|| VertexConfig {
+                project: "test-project".into(),
+                location: "us-central1".into(),
+                service_account: None,
+                token_url: DEFAULT_TOKEN_URL.into(),
             }),
         };
         (kind, adapter_for(&config).unwrap())

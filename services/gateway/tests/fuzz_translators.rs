@@ -81,6 +81,8 @@ fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/bedrock/fixtures/converse_stream.bin"),
             include_bytes!("../src/providers/bedrock/fixtures/converse_stream_tool_use.bin"),
         ],
+        // Vertex AI serves `model-x`, not a Claude model, in Gemini's format.
+        ProviderKind::Vertex => fixture_streams(ProviderKind::Gemini),
     }
 }
 
@@ -125,6 +127,7 @@ fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/bedrock/fixtures/error_validation.json"),
             include_bytes!("../src/providers/bedrock/fixtures/error_throttling.json"),
         ],
+        ProviderKind::Vertex => fixture_bodies(ProviderKind::Gemini),
     }
 }
 
@@ -668,6 +671,7 @@ fn generated_stream(kind: ProviderKind) -> BoxedStrategy<Wire> {
         ProviderKind::Bedrock => proptest::collection::vec((bedrock_event(), style), 0..16)
             .prop_map(|events| Wire(bedrock_framed(events)))
             .boxed(),
+        ProviderKind::Vertex => generated_stream(ProviderKind::Gemini),
     }
 }
 
@@ -950,6 +954,7 @@ fn generated_answer(kind: ProviderKind) -> BoxedStrategy<Wire> {
                 .prop_map(Wire)
                 .boxed()
         }
+        ProviderKind::Vertex => generated_answer(ProviderKind::Gemini),
     }
 }
 
@@ -1052,7 +1057,10 @@ fn kind_and_body(
 fn check_translated_body(kind: ProviderKind, sent: &[u8], got: &[u8]) -> Result<(), TestCaseError> {
     match kind {
         ProviderKind::Openai | ProviderKind::Azure => prop_assert_eq!(got, sent),
-        ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => {
+        ProviderKind::Anthropic
+        | ProviderKind::Gemini
+        | ProviderKind::Bedrock
+        | ProviderKind::Vertex => {
             let answer: Result<Value, _> = serde_json::from_slice(got);
             prop_assert!(answer.is_ok(), "{:?}", String::from_utf8_lossy(got));
         }

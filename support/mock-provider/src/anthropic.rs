@@ -74,7 +74,13 @@ struct MessagesRequest<'a> {
     tools: Option<Vec<Tool>>,
     #[serde(default)]
     tool_choice: Option<Value>,
+    /// Vertex AI's stand-in for the `anthropic-version` header.
+    #[serde(default, borrow)]
+    anthropic_version: Option<Cow<'a, str>>,
 }
+
+/// The only version Vertex AI serves Claude at.
+const VERTEX_VERSION: &str = "vertex-2023-10-16";
 
 #[derive(Deserialize)]
 struct Message<'a> {
@@ -112,29 +118,52 @@ impl MessagesRequest<'_> {
     }
 }
 
+/// Where a Messages request came in, which decides where its model and version are.
+#[derive(Clone, Copy)]
+pub(crate) enum Dialect<'a> {
+    /// Anthropic's API: the model in the body, the version and the key in headers.
+    Anthropic,
+    /// Vertex AI's `rawPredict`: the model in the URL, the version in the body, the caller
+    /// already checked.
+    Vertex { model: &'a str },
+}
+
 /// `POST /v1/messages`.
 pub(crate) async fn messages(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    state.stats.record(Route::AnthropicMessages, &req, &body);
+    serve(&req, body, &state, Dialect::Anthropic).await
+}
+
+/// A Messages request answered Anthropic's way.
+pub(crate) async fn serve(
+    req: &HttpRequest,
+    body: web::Bytes,
+    state: &State,
+    dialect: Dialect<'_>,
+) -> HttpResponse {
+    state.stats.record(Route::AnthropicMessages, req, &body);
     let active = state.active();
     let parsed = serde_json::from_slice::<MessagesRequest>(&body);
-    let model: &str = match &parsed {
-        Ok(r) => r.model.as_deref().unwrap_or(""),
-        Err(_) => "",
+    let model: &str = match (dialect, &parsed) {
+        (Dialect::Vertex { model }, _) => model,
+        (Dialect::Anthropic, Ok(r)) => r.model.as_deref().unwrap_or(""),
+        (Dialect::Anthropic, Err(_)) => "",
     };
     active.pause(model).await;
-    if !active.key_ok(http::header(&req, "x-api-key")) {
-        let message = match http::header(&req, "x-api-key") {
-            None => "x-api-key header is required",
-            Some(_) => "invalid x-api-key",
-        };
-        return error(401, message);
-    }
-    if http::header(&req, "anthropic-version").is_none() {
-        return error(400, "anthropic-version: header is required");
+    if let Dialect::Anthropic = dialect {
+        if !active.key_ok(http::header(req, "x-api-key")) {
+            let message = match http::header(req, "x-api-key") {
+                None => "x-api-key header is required",
+                Some(_) => "invalid x-api-key",
+            };
+            return error(401, message);
+        }
+        if http::header(req, "anthropic-version").is_none() {
+            return error(400, "anthropic-version: header is required");
+        }
     }
     let request = match &parsed {
         Ok(r) => r,
@@ -143,8 +172,20 @@ pub(crate) async fn messages(
     let Some(messages) = request.messages.as_deref() else {
         return error(400, "messages: Field required");
     };
-    if request.model.is_none() {
-        return error(400, "model: Field required");
+    match dialect {
+        Dialect::Anthropic if request.model.is_none() => {
+            return error(400, "model: Field required");
+        }
+        Dialect::Vertex { .. } if request.model.is_some() => {
+            return error(400, "model: Extra inputs are not permitted");
+        }
+        Dialect::Vertex { .. } if request.anthropic_version.as_deref() != Some(VERTEX_VERSION) => {
+            return error(
+                400,
+                "anthropic_version: Input should be 'vertex-2023-10-16'",
+            );
+        }
+        _ => {}
     }
     if request.max_tokens.is_none() {
         return error(400, "max_tokens: Field required");

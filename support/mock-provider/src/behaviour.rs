@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::stats::Stats;
+use crate::vertex::IssuedTokens;
 
 /// How the mock behaves; replaceable at runtime through `MockServer::set_config` or `POST /_mock/config`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +46,8 @@ pub struct MockConfig {
     pub aws_secret_access_key: String,
     /// When set, Bedrock requests must also carry this session token, signed.
     pub aws_session_token: Option<String>,
+    /// The lifetime, in seconds, of the access tokens the Vertex AI token endpoint issues.
+    pub token_expires_in_secs: u64,
 }
 
 /// The access key id of AWS's documentation examples, accepted by default.
@@ -69,6 +72,7 @@ impl Default for MockConfig {
             aws_access_key_id: EXAMPLE_AWS_ACCESS_KEY_ID.to_owned(),
             aws_secret_access_key: EXAMPLE_AWS_SECRET_ACCESS_KEY.to_owned(),
             aws_session_token: None,
+            token_expires_in_secs: 3600,
         }
     }
 }
@@ -84,6 +88,8 @@ pub(crate) struct Active {
 pub(crate) struct State {
     active: RwLock<Arc<Active>>,
     pub stats: Arc<Stats>,
+    /// The Vertex AI access tokens issued so far.
+    pub vertex_tokens: IssuedTokens,
 }
 
 impl State {
@@ -91,6 +97,7 @@ impl State {
         State {
             active: RwLock::new(Arc::new(Active::new(config))),
             stats: Arc::new(Stats::default()),
+            vertex_tokens: IssuedTokens::default(),
         }
     }
 

@@ -70,6 +70,14 @@ enum Action {
     BatchEmbed,
 }
 
+/// Who checked the caller: the Gemini API's key check here, or Vertex AI's bearer token check
+/// before the request came here.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    ApiKey,
+    Checked,
+}
+
 /// `POST /v1beta/models/{model}:{action}`; actix cannot split a segment at ':' itself.
 pub(crate) async fn dispatch(
     req: HttpRequest,
@@ -77,6 +85,17 @@ pub(crate) async fn dispatch(
     state: web::Data<State>,
 ) -> HttpResponse {
     let tail = req.match_info().get("tail").unwrap_or_default();
+    serve(&req, body, &state, tail, Auth::ApiKey).await
+}
+
+/// `{model}:{action}` answered the Gemini API's way.
+pub(crate) async fn serve(
+    req: &HttpRequest,
+    body: web::Bytes,
+    state: &State,
+    tail: &str,
+    auth: Auth,
+) -> HttpResponse {
     let split = tail
         .rsplit_once(':')
         .or_else(|| tail.rsplit_once("%3A"))
@@ -96,11 +115,11 @@ pub(crate) async fn dispatch(
         Action::Stream => Route::GeminiStream,
         Action::Embed | Action::BatchEmbed => Route::GeminiEmbed,
     };
-    state.stats.record(route, &req, &body);
+    state.stats.record(route, req, &body);
     let active = state.active();
     active.pause(model).await;
-    let key = http::header(&req, "x-goog-api-key").or_else(|| http::query_param(&req, "key"));
-    if !active.key_ok(key) {
+    let key = http::header(req, "x-goog-api-key").or_else(|| http::query_param(req, "key"));
+    if auth == Auth::ApiKey && !active.key_ok(key) {
         return error(401, "API key not valid. Please pass a valid API key.");
     }
     match action {
@@ -123,8 +142,8 @@ pub(crate) async fn dispatch(
                 );
             }
             generate(
-                &state,
-                &req,
+                state,
+                req,
                 &request,
                 contents,
                 model,

@@ -1,5 +1,5 @@
-//! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini, AWS Bedrock)
-//! that speaks their real wire formats, for tests and latency benchmarks.
+//! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini, AWS Bedrock,
+//! Vertex AI) that speaks their real wire formats, for tests and latency benchmarks.
 
 mod answer;
 mod anthropic;
@@ -13,6 +13,7 @@ mod openai;
 mod sigv4;
 mod stats;
 mod stream;
+mod vertex;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -168,6 +169,11 @@ fn build_server(
             .route(
                 "/model/{model}/converse-stream",
                 web::post().to(bedrock::converse_stream),
+            )
+            .route("/token", web::post().to(vertex::token))
+            .route(
+                "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{tail}",
+                web::post().to(vertex::dispatch),
             )
             .route("/_mock/stats", web::get().to(control_stats))
             .route("/_mock/config", web::get().to(control_get_config))

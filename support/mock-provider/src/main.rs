@@ -6,7 +6,8 @@ use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tollgate_mock_provider::{MockConfig, MockServer};
 
-/// Mock LLM provider speaking the OpenAI, Azure OpenAI, Anthropic, Gemini and AWS Bedrock wire formats.
+/// Mock LLM provider speaking the OpenAI, Azure OpenAI, Anthropic, Gemini, AWS Bedrock and
+/// Vertex AI wire formats.
 #[derive(Parser, Debug)]
 #[command(name = "tollgate-mock-provider", version, about)]
 struct Args {
@@ -50,6 +51,9 @@ struct Args {
     /// times `n`, or this many per choice without a limit.
     #[arg(long)]
     exhaust_output: Option<u64>,
+    /// Lifetime in seconds of the Vertex AI access tokens issued at /token.
+    #[arg(long, default_value_t = 3600)]
+    token_expires_in_secs: u64,
 }
 
 impl Args {
@@ -70,6 +74,7 @@ impl Args {
             fail_mid_stream_after: self.fail_mid_stream_after,
             require_key: self.require_key.clone(),
             exhaust_output: self.exhaust_output,
+            token_expires_in_secs: self.token_expires_in_secs,
             ..MockConfig::default()
         })
     }

@@ -48,10 +48,12 @@ pub(crate) enum Route {
     BedrockConverseStream,
     OpenAiCompletions,
     OpenAiModerations,
+    VertexToken,
+    VertexEmbed,
 }
 
 impl Route {
-    const ALL: [Route; 13] = [
+    const ALL: [Route; 15] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -65,6 +67,8 @@ impl Route {
         Route::BedrockConverseStream,
         Route::OpenAiCompletions,
         Route::OpenAiModerations,
+        Route::VertexToken,
+        Route::VertexEmbed,
     ];
 
     fn key(self) -> &'static str {
@@ -82,6 +86,8 @@ impl Route {
             Route::BedrockConverseStream => "bedrock.converse_stream",
             Route::OpenAiCompletions => "openai.completions",
             Route::OpenAiModerations => "openai.moderations",
+            Route::VertexToken => "vertex.token",
+            Route::VertexEmbed => "vertex.embed",
         }
     }
 }

@@ -32,6 +32,7 @@ mod server;
 mod storage;
 mod telemetry;
 mod usage;
+mod vertex;
 
 pub use crate::network::IpNetwork;
 pub use admin::AdminConfig;
@@ -57,6 +58,7 @@ pub use server::ServerConfig;
 pub use storage::StorageConfig;
 pub use telemetry::TelemetryConfig;
 pub use usage::{RetentionConfig, UsageConfig};
+pub use vertex::{DEFAULT_TOKEN_URL, ServiceAccountKey, VertexConfig, parse_service_account_key};
 
 use routing::ModelGroupSpec;
 
@@ -235,6 +237,13 @@ impl Config {
         let mut config = Config::default();
         let mut provider_specs = BTreeMap::new();
         for facts in PROVIDERS {
+            // Vertex takes a key file, a project and a location rather than an API key.
+            if facts.kind == ProviderKind::Vertex {
+                if let Some(spec) = vertex::from_env(env) {
+                    provider_specs.insert(facts.name.to_owned(), spec);
+                }
+                continue;
+            }
             let Some(key) = env.var(facts.env.api_key) else {
                 continue;
             };
@@ -263,6 +272,8 @@ impl Config {
                 // AWS credentials are often in the environment for other tools; they configure
                 // Bedrock only together with a region, the way the AWS CLI needs one. The
                 // secret and session token are read from their variables by validation.
+                // Read by `vertex::from_env` above.
+                Credentials::GoogleServiceAccount => continue,
                 Credentials::AwsSigV4 { .. } => {
                     if !aws_env::REGION.iter().any(|v| env.var(v).is_some()) {
                         continue;

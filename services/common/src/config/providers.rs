@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::aws::{AwsCredentials, aws_credentials, aws_env, refuse_aws_fields};
+use super::vertex::{self, VertexConfig};
 use super::{ConfigProblem, Env, Secret, is_http_url, problem};
 
 /// The wire format a provider speaks.
@@ -18,6 +19,9 @@ pub enum ProviderKind {
     Gemini,
     /// AWS Bedrock's Converse API, signed with SigV4.
     Bedrock,
+    /// Google Cloud's Vertex AI: Gemini and Anthropic's Claude models behind one Google Cloud
+    /// project, with OAuth access tokens rather than API keys.
+    Vertex,
 }
 
 /// Whether a provider kind takes an `api_version`.
@@ -56,12 +60,17 @@ pub enum Credentials {
         /// and private endpoints need `api_base` set.
         regional_api_base: &'static str,
     },
+    /// Google Cloud OAuth access tokens, minted from a service-account key
+    /// (`credentials_file`, `credentials_json`) and refreshed, or one static token in
+    /// `api_key`; which of them is given is checked with the kind's other settings.
+    GoogleServiceAccount,
 }
 
 /// The environment variables that configure a provider without a configuration file.
 #[derive(Debug)]
 pub struct ProviderEnv {
     /// Holds the API key: the provider is configured when it is set and a base URL is known.
+    /// For `vertex`, the path of a service-account key file (see [`vertex::from_env`]).
     pub api_key: &'static str,
     /// Hold the base URL, the first one set winning over the kind's default.
     pub api_base: &'static [&'static str],
@@ -180,6 +189,27 @@ pub const PROVIDERS: &[ProviderFacts] = &[
             api_version: None,
         },
     },
+    ProviderFacts {
+        kind: ProviderKind::Vertex,
+        name: "vertex",
+        otel_system: "gcp.vertex_ai",
+        // Regional: `https://{location}-aiplatform.googleapis.com`, derived from `location`.
+        default_api_base: None,
+        api_version: ApiVersion::NotTaken,
+        // Vertex serves Gemini and Claude. The family only says which catalog models a
+        // provider lists and which kind serves a bare model name first-hand (always a kind with
+        // a default base URL, so never this one). Costs and budgets look prices up by the
+        // target's model name, so `claude-sonnet-4@20250514` on Vertex is priced from its
+        // `anthropic` entry and `gemini-2.5-flash` from its `gemini` one, whatever this says.
+        catalog_family: "gemini",
+        credentials: Credentials::GoogleServiceAccount,
+        compatible_servers: false,
+        env: ProviderEnv {
+            api_key: "GOOGLE_APPLICATION_CREDENTIALS",
+            api_base: &[],
+            api_version: None,
+        },
+    },
 ];
 
 impl ProviderKind {
@@ -269,6 +299,21 @@ pub struct ProviderSpec {
     pub aws_secret_access_key: Option<Secret>,
     #[serde(default)]
     pub aws_session_token: Option<Secret>,
+    /// Vertex AI: the Google Cloud project.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Vertex AI: the region (`us-central1`, ...) or `global`.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Vertex AI: the path of a service-account key file (JSON).
+    #[serde(default)]
+    pub credentials_file: Option<String>,
+    /// Vertex AI: a service-account key's JSON text.
+    #[serde(default)]
+    pub credentials_json: Option<Secret>,
+    /// Vertex AI: where access tokens are requested, instead of the key's `token_uri`.
+    #[serde(default)]
+    pub token_url: Option<String>,
 }
 
 impl ProviderSpec {
@@ -284,6 +329,11 @@ impl ProviderSpec {
             aws_access_key_id: None,
             aws_secret_access_key: None,
             aws_session_token: None,
+            project: None,
+            location: None,
+            credentials_file: None,
+            credentials_json: None,
+            token_url: None,
         }
     }
 }
@@ -298,6 +348,8 @@ pub struct ProviderConfig {
     pub headers: BTreeMap<String, String>,
     /// The region and credentials of a SigV4 kind; `None` for the others.
     pub aws: Option<AwsCredentials>,
+    /// Set for kind `vertex` only.
+    pub vertex: Option<VertexConfig>,
 }
 
 /// Turns a provider as written into a validated one; `env` supplies what a SigV4 kind leaves
@@ -318,12 +370,13 @@ pub(super) fn validate_provider(
         ));
     }
     let aws = match facts.credentials {
-        Credentials::ApiKey => {
+        Credentials::ApiKey | Credentials::GoogleServiceAccount => {
             refuse_aws_fields(&path, &spec, facts.name, problems);
             None
         }
         Credentials::AwsSigV4 { .. } => aws_credentials(&path, &spec, env, problems),
     };
+    let vertex = vertex::validate(&path, &spec, problems);
     let api_base = spec
         .api_base
         .clone()
@@ -336,10 +389,13 @@ pub(super) fn validate_provider(
                 Some(aws),
             ) => Some(regional_api_base.replace("{region}", &aws.region)),
             _ => None,
-        });
+        })
+        .or_else(|| vertex.as_ref().map(VertexConfig::default_api_base));
     match &api_base {
         // A SigV4 kind without a region has had that reported: its base URL follows from it.
         None if matches!(facts.credentials, Credentials::AwsSigV4 { .. }) => {}
+        // Vertex derives its base URL from `location`, whose problem is reported already.
+        None if spec.kind == ProviderKind::Vertex => {}
         None => problems.push(problem(
             format!("{path}.api_base"),
             format!(
@@ -422,6 +478,7 @@ pub(super) fn validate_provider(
         api_version: spec.api_version,
         headers: spec.headers,
         aws,
+        vertex,
     })
 }
 
@@ -438,7 +495,8 @@ mod tests {
             ProviderKind::Azure => Some(ProviderKind::Anthropic),
             ProviderKind::Anthropic => Some(ProviderKind::Gemini),
             ProviderKind::Gemini => Some(ProviderKind::Bedrock),
-            ProviderKind::Bedrock => None,
+            ProviderKind::Bedrock => Some(ProviderKind::Vertex),
+            ProviderKind::Vertex => None,
         }
     }
 

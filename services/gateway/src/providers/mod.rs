@@ -18,6 +18,9 @@
 //! messages ([`eventstream`]); both decoders take whatever byte splits the network delivers.
 //! Bedrock is also the one provider whose requests are signed (SigV4) rather than carrying a
 //! key, so its adapter signs each request as it builds it (see [`bedrock`]).
+//! Vertex AI (`vertex/`) has no dialect of its own: it serves Gemini models in Gemini's format
+//! and Claude models in Anthropic's, so its folder holds the adapter, its OAuth token source
+//! (`token.rs`) and its embeddings, and calls into `gemini/` and `anthropic/` for the rest.
 //!
 //! A new provider is a variant of [`ProviderKind`] with its row in
 //! [`tollgate_common::config::PROVIDERS`], a folder here, its arm in [`adapter_for`], and its row
@@ -30,12 +33,14 @@ pub mod eventstream;
 pub mod gemini;
 pub mod openai;
 pub mod sse;
+pub mod vertex;
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
 use reqwest::Url;
 use reqwest::header::HeaderMap;
 use tollgate_common::TokenUsage;
@@ -97,6 +102,15 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     fn forwards(&self, ingress: Ingress) -> bool {
         let _ = ingress;
         false
+    }
+
+    /// What must happen before this adapter can build a request, where that takes I/O: Vertex
+    /// AI fetching an OAuth access token. `None` (the default, and Vertex's while its cached
+    /// token is good) means nothing; [`crate::upstream::send`] awaits a future before building
+    /// the target's request, and an error there is the target's failure. Request building stays
+    /// synchronous and every other adapter pays nothing for this.
+    fn credentials_ready(&self) -> Option<BoxFuture<'static, Result<(), String>>> {
+        None
     }
 
     /// The upstream request for a chat completion on `model` (streaming when `body.stream`).
@@ -189,6 +203,7 @@ pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, 
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config)?),
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
         ProviderKind::Bedrock => Box::new(bedrock::Bedrock::new(config)?),
+        ProviderKind::Vertex => Box::new(vertex::Vertex::new(config)?),
     })
 }
 

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use tollgate_common::Secret;
-use tollgate_common::config::{AwsCredentials, Config, ProviderConfig, ProviderKind};
+use tollgate_common::config::{
+    AwsCredentials, Config, DEFAULT_TOKEN_URL, ProviderConfig, ProviderKind, VertexConfig,
+};
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
 use tollgate_gateway::{RunningServer, Stages};
@@ -138,6 +140,7 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
         ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => {
             ("http://127.0.0.1:1", None)
         }
+        ProviderKind::Vertex => ("http://127.0.0.1:1", None),
     };
     let signs = kind == ProviderKind::Bedrock;
     adapter_for(&ProviderConfig {
@@ -147,6 +150,7 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
         api_version: api_version.map(str::to_owned),
         headers: BTreeMap::new(),
         aws: signs.then(test_aws_credentials),
+        vertex: vertex_settings(kind),
     })
     .unwrap()
 }
@@ -163,6 +167,16 @@ pub fn test_aws_credentials() -> AwsCredentials {
         secret_access_key: Secret::new(AWS_SECRET_ACCESS_KEY),
         session_token: None,
     }
+}
+
+/// A Vertex AI project for [`adapter`], with the static token `test-key`.
+fn vertex_settings(kind: ProviderKind) -> Option<VertexConfig> {
+    (kind == ProviderKind::Vertex).then(|| VertexConfig {
+        project: "test-project".into(),
+        location: "us-central1".into(),
+        service_account: None,
+        token_url: DEFAULT_TOKEN_URL.into(),
+    })
 }
 
 /// A chat completion request as the gateway reads it from a client.

@@ -7,9 +7,10 @@
 //! whole or streamed, are turned back into `chat.completion` and `chat.completion.chunk`.
 //! <https://docs.anthropic.com/en/api/messages>
 
-mod request;
-mod response;
-mod stream;
+// Vertex AI serves Claude through this dialect too (`super::vertex`).
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod stream;
 
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -96,7 +97,7 @@ impl ProviderAdapter for Anthropic {
     ) -> Result<UpstreamRequest, GatewayError> {
         let body = match native(body) {
             Some(native) => native.with_model(model),
-            None => request::translate_request(model, body)?,
+            None => request::translate_request(request::Destination::Anthropic { model }, body)?,
         };
         Ok(UpstreamRequest {
             url: self.messages_url.clone(),
@@ -162,6 +163,7 @@ mod tests {
             api_version: api_version.map(str::to_owned),
             headers: BTreeMap::new(),
             aws: None,
+            vertex: None,
         }
     }
 

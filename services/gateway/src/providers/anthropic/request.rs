@@ -21,7 +21,7 @@ use crate::providers::{is_http_url, parse_data_url};
 
 /// Anthropic requires `max_tokens`; used when the client set no limit (and reserved for
 /// budgets as such: [`crate::providers::ProviderAdapter::default_max_output`]).
-pub(super) const DEFAULT_MAX_TOKENS: u32 = 4096;
+pub(crate) const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// Names the tool that stands in for `response_format`: its input is the answer's content.
 pub(super) const JSON_OUTPUT_TOOL_PREFIX: &str = "tollgate_json_output__";
 /// Anthropic's limit on tool name length.
@@ -31,7 +31,12 @@ const ANY_OBJECT_SCHEMA: &str = r#"{"type":"object"}"#;
 
 #[derive(Serialize)]
 struct MessagesRequest<'a> {
-    model: &'a str,
+    /// Absent on Vertex AI, where the URL names the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    /// Vertex AI's stand-in for the `anthropic-version` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anthropic_version: Option<&'static str>,
     max_tokens: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<String>,
@@ -138,12 +143,30 @@ enum ClientChoice<'a> {
     Named(&'a str),
 }
 
-pub(super) fn translate_request(model: &str, body: &InboundBody) -> Result<Bytes, GatewayError> {
-    request_body(model, body.chat()?, body.stream, body.max_output_tokens)
+/// Where a Messages request goes, which decides where the model and the API version travel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Destination<'a> {
+    /// Anthropic's own API: the model in the body, the version in a header.
+    Anthropic { model: &'a str },
+    /// Vertex AI's `rawPredict`: the model in the URL, the version in the body.
+    /// <https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/use-claude>
+    Vertex { anthropic_version: &'static str },
+}
+
+pub(crate) fn translate_request(
+    destination: Destination<'_>,
+    body: &InboundBody,
+) -> Result<Bytes, GatewayError> {
+    request_body(
+        destination,
+        body.chat()?,
+        body.stream,
+        body.max_output_tokens,
+    )
 }
 
 fn request_body(
-    model: &str,
+    destination: Destination<'_>,
     chat: &ChatRequest,
     stream: bool,
     max_output_tokens: Option<u32>,
@@ -247,8 +270,13 @@ fn request_body(
         },
     };
 
+    let (model, anthropic_version) = match destination {
+        Destination::Anthropic { model } => (Some(model), None),
+        Destination::Vertex { anthropic_version } => (None, Some(anthropic_version)),
+    };
     let request = MessagesRequest {
         model,
+        anthropic_version,
         max_tokens: max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         system,
         messages,
@@ -829,9 +857,18 @@ mod tests {
                 strict: Some(true),
             },
         });
-        let body: Value =
-            serde_json::from_slice(&request_body("claude-sonnet-4-5", &chat, false, None).unwrap())
-                .unwrap();
+        let body: Value = serde_json::from_slice(
+            &request_body(
+                Destination::Anthropic {
+                    model: "claude-sonnet-4-5",
+                },
+                &chat,
+                false,
+                None,
+            )
+            .unwrap(),
+        )
+        .unwrap();
         let tools = body["tools"].as_array().unwrap();
         assert_eq!(tools.len(), 1);
         assert_eq!(tools[0]["name"], "tollgate_json_output__answer");

@@ -99,7 +99,7 @@ pub(super) fn finish_reason(stop_reason: Option<&str>, real_tool_calls: bool) ->
     }
 }
 
-pub(super) fn translate_response(model: &str, body: &[u8]) -> Result<Translated, String> {
+pub(crate) fn translate_response(model: &str, body: &[u8]) -> Result<Translated, String> {
     let message: MessageResponse = serde_json::from_slice(body)
         .map_err(|e| format!("Anthropic answered with a body that is not a message: {e}"))?;
     let mut text: Option<String> = None;
@@ -175,7 +175,7 @@ pub(super) struct WireError {
     pub(super) message: Option<String>,
 }
 
-pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
+pub(crate) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
     #[derive(Deserialize)]
     struct Envelope {
         error: WireError,

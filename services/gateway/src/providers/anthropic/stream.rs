@@ -78,7 +78,7 @@ enum BlockKind {
     JsonOutput,
 }
 
-pub(super) struct AnthropicStream {
+pub(crate) struct AnthropicStream {
     decoder: SseDecoder,
     include_usage: bool,
     id: String,
@@ -96,7 +96,7 @@ pub(super) struct AnthropicStream {
 }
 
 impl AnthropicStream {
-    pub(super) fn new(model: &str, include_usage: bool) -> Self {
+    pub(crate) fn new(model: &str, include_usage: bool) -> Self {
         AnthropicStream {
             decoder: SseDecoder::new(),
             include_usage,

@@ -247,6 +247,7 @@ mod tests {
                 secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
                 session_token: session_token.map(Secret::new),
             }),
+            vertex: None,
         }
     }
 

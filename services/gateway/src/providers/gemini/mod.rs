@@ -14,9 +14,10 @@
 //! (see [`response::tool_call_id`]).
 //! <https://ai.google.dev/gemini-api/docs/thought-signatures>
 
-mod request;
-mod response;
-mod stream;
+// Vertex AI serves Gemini through this dialect too (`super::vertex`).
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod stream;
 
 use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName};
@@ -159,6 +160,7 @@ mod tests {
             api_version: None,
             headers: BTreeMap::new(),
             aws: None,
+            vertex: None,
         })
         .unwrap()
     }

@@ -21,7 +21,7 @@ use crate::openai::request::{
 };
 use crate::providers::{is_http_url, parse_data_url};
 
-pub(super) fn translate_request(body: &InboundBody) -> Result<Bytes, GatewayError> {
+pub(crate) fn translate_request(body: &InboundBody) -> Result<Bytes, GatewayError> {
     let request = build_generate_request(body.chat()?, body.max_output_tokens)?;
     let bytes = serde_json::to_vec(&request)
         .map_err(|e| GatewayError::Internal(format!("cannot encode the Gemini request: {e}")))?;

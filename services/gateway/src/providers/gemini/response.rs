@@ -17,7 +17,7 @@ use crate::openai::response::{
 };
 use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text};
 
-pub(super) fn translate_response(model: &str, body: &[u8]) -> Result<Translated, String> {
+pub(crate) fn translate_response(model: &str, body: &[u8]) -> Result<Translated, String> {
     let response: GenerateContentResponse = serde_json::from_slice(body)
         .map_err(|e| format!("Gemini answered with a body we cannot read: {e}"))?;
     let completion = completion_from(model, response)?;
@@ -428,7 +428,7 @@ enum GoogleErrorBody {
     One(GoogleErrorEnvelope),
 }
 
-pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
+pub(crate) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
     let error = match serde_json::from_slice::<GoogleErrorBody>(body) {
         Ok(GoogleErrorBody::Many(list)) => list.into_iter().next().map(|e| e.error),
         Ok(GoogleErrorBody::One(envelope)) => Some(envelope.error),

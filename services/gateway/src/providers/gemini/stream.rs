@@ -50,7 +50,7 @@ impl ChunkHeader {
     }
 }
 
-pub(super) struct GeminiStream {
+pub(crate) struct GeminiStream {
     decoder: SseDecoder,
     requested_model: String,
     include_usage: bool,
@@ -68,7 +68,7 @@ pub(super) struct GeminiStream {
 }
 
 impl GeminiStream {
-    pub(super) fn new(model: &str, include_usage: bool) -> Self {
+    pub(crate) fn new(model: &str, include_usage: bool) -> Self {
         GeminiStream {
             decoder: SseDecoder::new(),
             requested_model: bare_model(model).to_owned(),

@@ -245,6 +245,7 @@ mod tests {
             api_version: None,
             headers: BTreeMap::new(),
             aws: None,
+            vertex: None,
         })
         .unwrap()
     }
@@ -276,6 +277,7 @@ mod tests {
             api_version: Some("2024-10-21".into()),
             headers: BTreeMap::new(),
             aws: None,
+            vertex: None,
         })
         .unwrap();
         let body = InboundBody::parse(
