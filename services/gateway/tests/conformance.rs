@@ -372,6 +372,76 @@ const BEDROCK: Case = Case {
     retry_hint_ms: None,
 };
 
+/// Mistral's body is OpenAI's in outline; the differences are checked here: the foreign
+/// `call_abc` becomes a 9-character id (the same one in the call and in its result), and the
+/// tool result names its function.
+const MISTRAL: Case = Case {
+    kind: ProviderKind::Mistral,
+    folder: "mistral",
+    model_at: Some("/model"),
+    system_at: "/messages/0/content",
+    user_text_at: "/messages/1/content",
+    text_response: "chat_completion.json",
+    text: "Bonjour ! Je suis là pour vous aider. Que puis-je faire pour vous ?",
+    usage_response: "chat_completion.json",
+    usage: tokens(16, 34, 0),
+    stream: "chat_stream.sse",
+    stream_text: "Hello! How can I help?",
+    stream_usage: tokens(10, 7, 0),
+    tools_at: &[
+        ("/tools/0/function/name", r#""get_weather""#),
+        (
+            "/messages/1/tool_calls/0",
+            r#"{"id": "eTihXaFDH", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}}"#,
+        ),
+        (
+            "/messages/2",
+            r#"{"role": "tool", "tool_call_id": "eTihXaFDH", "name": "get_weather", "content": "18°C"}"#,
+        ),
+    ],
+    tool_calls_response: "chat_completion_tool_calls.json",
+    tool_calls: &[call(
+        Some("D681PevKs"),
+        "get_weather",
+        r#"{"location": "Paris, France"}"#,
+    )],
+    tool_calls_stream: "chat_stream_tool_calls.sse",
+    stream_tool_calls: &[
+        call(
+            Some("Q8bXk2mZp"),
+            "get_weather",
+            r#"{"location": "Paris, France"}"#,
+        ),
+        call(
+            Some("r3TnW7vLc"),
+            "get_time",
+            r#"{"timezone": "Europe/Paris"}"#,
+        ),
+    ],
+    image_at: &[(
+        "/messages/0/content/1",
+        r#"{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}"#,
+    )],
+    length_responses: &[
+        "chat_completion_length.json",
+        "chat_completion_model_length.json",
+    ],
+    // Mistral has no content filter finish: `safe_prompt` steers the model instead.
+    content_filter_responses: &[],
+    invalid_request: error(
+        "error_400.json",
+        "invalid_request_error",
+        "Expected last role User or Tool",
+    ),
+    rate_limited: error(
+        "error_429.json",
+        "rate_limit_error",
+        "Requests rate limit exceeded",
+    ),
+    retry_hint_ms: None,
+};
+
 /// The model the target names, as it must reach the provider.
 const MODEL: &str = "target-model";
 
@@ -698,6 +768,7 @@ conformance! {
     anthropic => ANTHROPIC,
     gemini => GEMINI,
     bedrock => BEDROCK,
+    mistral => MISTRAL,
 }
 
 #[test]

@@ -81,6 +81,10 @@ fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/bedrock/fixtures/converse_stream.bin"),
             include_bytes!("../src/providers/bedrock/fixtures/converse_stream_tool_use.bin"),
         ],
+        ProviderKind::Mistral => &[
+            include_bytes!("../src/providers/mistral/fixtures/chat_stream.sse"),
+            include_bytes!("../src/providers/mistral/fixtures/chat_stream_tool_calls.sse"),
+        ],
     }
 }
 
@@ -124,6 +128,16 @@ fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/bedrock/fixtures/converse_content_filtered.json"),
             include_bytes!("../src/providers/bedrock/fixtures/error_validation.json"),
             include_bytes!("../src/providers/bedrock/fixtures/error_throttling.json"),
+        ],
+        ProviderKind::Mistral => &[
+            include_bytes!("../src/providers/mistral/fixtures/chat_completion.json"),
+            include_bytes!("../src/providers/mistral/fixtures/chat_completion_thinking.json"),
+            include_bytes!("../src/providers/mistral/fixtures/chat_completion_tool_calls.json"),
+            include_bytes!("../src/providers/mistral/fixtures/chat_completion_length.json"),
+            include_bytes!("../src/providers/mistral/fixtures/embeddings.json"),
+            include_bytes!("../src/providers/mistral/fixtures/error_400.json"),
+            include_bytes!("../src/providers/mistral/fixtures/error_422.json"),
+            include_bytes!("../src/providers/mistral/fixtures/error_429.json"),
         ],
     }
 }
@@ -668,6 +682,8 @@ fn generated_stream(kind: ProviderKind) -> BoxedStrategy<Wire> {
         ProviderKind::Bedrock => proptest::collection::vec((bedrock_event(), style), 0..16)
             .prop_map(|events| Wire(bedrock_framed(events)))
             .boxed(),
+        // Mistral's chunks are OpenAI's in shape.
+        ProviderKind::Mistral => generated_stream(ProviderKind::Openai),
     }
 }
 
@@ -950,6 +966,8 @@ fn generated_answer(kind: ProviderKind) -> BoxedStrategy<Wire> {
                 .prop_map(Wire)
                 .boxed()
         }
+        // Mistral's answers are OpenAI's in shape.
+        ProviderKind::Mistral => generated_answer(ProviderKind::Openai),
     }
 }
 
@@ -1053,6 +1071,10 @@ fn check_translated_body(kind: ProviderKind, sent: &[u8], got: &[u8]) -> Result<
     match kind {
         ProviderKind::Openai | ProviderKind::Azure => prop_assert_eq!(got, sent),
         ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => {
+            let answer: Result<Value, _> = serde_json::from_slice(got);
+            prop_assert!(answer.is_ok(), "{:?}", String::from_utf8_lossy(got));
+        }
+        ProviderKind::Mistral => {
             let answer: Result<Value, _> = serde_json::from_slice(got);
             prop_assert!(answer.is_ok(), "{:?}", String::from_utf8_lossy(got));
         }

@@ -1,5 +1,5 @@
-//! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini, AWS Bedrock)
-//! that speaks their real wire formats, for tests and latency benchmarks.
+//! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini, AWS Bedrock,
+//! Mistral) that speaks their real wire formats, for tests and latency benchmarks.
 
 mod answer;
 mod anthropic;
@@ -8,6 +8,7 @@ mod bedrock;
 mod behaviour;
 mod gemini;
 mod http;
+mod mistral;
 mod openai;
 mod sigv4;
 mod stats;
@@ -165,6 +166,14 @@ fn build_server(
             .route(
                 "/model/{model}/converse-stream",
                 web::post().to(bedrock::converse_stream),
+            )
+            .route(
+                "/mistral/v1/chat/completions",
+                web::post().to(mistral::chat),
+            )
+            .route(
+                "/mistral/v1/embeddings",
+                web::post().to(mistral::embeddings),
             )
             .route("/_mock/stats", web::get().to(control_stats))
             .route("/_mock/config", web::get().to(control_get_config))

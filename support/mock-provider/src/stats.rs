@@ -46,10 +46,12 @@ pub(crate) enum Route {
     GeminiEmbed,
     BedrockConverse,
     BedrockConverseStream,
+    MistralChat,
+    MistralEmbeddings,
 }
 
 impl Route {
-    const ALL: [Route; 11] = [
+    const ALL: [Route; 13] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -61,6 +63,8 @@ impl Route {
         Route::GeminiEmbed,
         Route::BedrockConverse,
         Route::BedrockConverseStream,
+        Route::MistralChat,
+        Route::MistralEmbeddings,
     ];
 
     fn key(self) -> &'static str {
@@ -76,6 +80,8 @@ impl Route {
             Route::GeminiEmbed => "gemini.embed",
             Route::BedrockConverse => "bedrock.converse",
             Route::BedrockConverseStream => "bedrock.converse_stream",
+            Route::MistralChat => "mistral.chat",
+            Route::MistralEmbeddings => "mistral.embeddings",
         }
     }
 }

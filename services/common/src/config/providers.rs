@@ -18,6 +18,8 @@ pub enum ProviderKind {
     Gemini,
     /// AWS Bedrock's Converse API, signed with SigV4.
     Bedrock,
+    /// Mistral's own API (La Plateforme): close to OpenAI's, translated where it differs.
+    Mistral,
 }
 
 /// Whether a provider kind takes an `api_version`.
@@ -177,6 +179,23 @@ pub const PROVIDERS: &[ProviderFacts] = &[
             api_key: aws_env::ACCESS_KEY_ID,
             // The AWS SDKs' service-specific endpoint variable.
             api_base: &["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"],
+            api_version: None,
+        },
+    },
+    ProviderFacts {
+        kind: ProviderKind::Mistral,
+        name: "mistral",
+        // OpenTelemetry's well-known value for Mistral AI.
+        otel_system: "mistral_ai",
+        default_api_base: Some("https://api.mistral.ai"),
+        api_version: ApiVersion::NotTaken,
+        catalog_family: "mistral",
+        credentials: Credentials::ApiKey,
+        // Servers that speak Mistral's format are OpenAI-compatible ones: kind `openai`.
+        compatible_servers: false,
+        env: ProviderEnv {
+            api_key: "MISTRAL_API_KEY",
+            api_base: &["MISTRAL_API_BASE"],
             api_version: None,
         },
     },
@@ -438,7 +457,8 @@ mod tests {
             ProviderKind::Azure => Some(ProviderKind::Anthropic),
             ProviderKind::Anthropic => Some(ProviderKind::Gemini),
             ProviderKind::Gemini => Some(ProviderKind::Bedrock),
-            ProviderKind::Bedrock => None,
+            ProviderKind::Bedrock => Some(ProviderKind::Mistral),
+            ProviderKind::Mistral => None,
         }
     }
 
@@ -477,7 +497,11 @@ mod tests {
                 .count();
             assert_eq!(first_hand, 1, "{}", facts.catalog_family);
         }
-        assert_eq!(ProviderKind::of_catalog_family("mistral"), None);
+        assert_eq!(ProviderKind::of_catalog_family("deepseek"), None);
+        assert_eq!(
+            ProviderKind::of_catalog_family("mistral"),
+            Some(ProviderKind::Mistral)
+        );
         // Azure hosts OpenAI's models; Bedrock is the only API of its own family.
         assert_eq!(
             ProviderKind::of_catalog_family("openai"),
@@ -535,7 +559,7 @@ mod tests {
     fn the_key_variables_read_as_a_sentence() {
         assert_eq!(
             api_key_variables(),
-            "OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY"
+            "OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY or MISTRAL_API_KEY"
         );
         assert_eq!(listed(&["a"], "and"), "a");
         assert_eq!(listed(&["a", "b"], "and"), "a and b");

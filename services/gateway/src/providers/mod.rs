@@ -28,6 +28,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod eventstream;
 pub mod gemini;
+pub mod mistral;
 pub mod openai;
 pub mod sse;
 
@@ -163,6 +164,7 @@ pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, 
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config)?),
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
         ProviderKind::Bedrock => Box::new(bedrock::Bedrock::new(config)?),
+        ProviderKind::Mistral => Box::new(mistral::Mistral::new(config)?),
     })
 }
 

@@ -138,6 +138,7 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
         ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock => {
             ("http://127.0.0.1:1", None)
         }
+        ProviderKind::Mistral => ("http://127.0.0.1:1", None),
     };
     let signs = kind == ProviderKind::Bedrock;
     adapter_for(&ProviderConfig {
