@@ -835,6 +835,7 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
         (ProviderKind::Gemini, "http://127.0.0.1:1", None),
         (ProviderKind::Bedrock, "http://127.0.0.1:1", None),
         (ProviderKind::Mistral, "http://127.0.0.1:1", None),
+        (ProviderKind::Cohere, "http://127.0.0.1:1", None),
     ]
     .into_iter()
     .map(|(kind, api_base, api_version)| {

@@ -1,11 +1,12 @@
 //! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini, AWS Bedrock,
-//! Mistral) that speaks their real wire formats, for tests and latency benchmarks.
+//! Mistral, Cohere) that speaks their real wire formats, for tests and latency benchmarks.
 
 mod answer;
 mod anthropic;
 mod azure;
 mod bedrock;
 mod behaviour;
+mod cohere;
 mod gemini;
 mod http;
 mod mistral;
@@ -175,6 +176,8 @@ fn build_server(
                 "/mistral/v1/embeddings",
                 web::post().to(mistral::embeddings),
             )
+            .route("/v2/chat", web::post().to(cohere::chat))
+            .route("/v2/embed", web::post().to(cohere::embed))
             .route("/_mock/stats", web::get().to(control_stats))
             .route("/_mock/config", web::get().to(control_get_config))
             .route("/_mock/config", web::post().to(control_set_config))

@@ -48,10 +48,12 @@ pub(crate) enum Route {
     BedrockConverseStream,
     MistralChat,
     MistralEmbeddings,
+    CohereChat,
+    CohereEmbed,
 }
 
 impl Route {
-    const ALL: [Route; 13] = [
+    const ALL: [Route; 15] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -65,6 +67,8 @@ impl Route {
         Route::BedrockConverseStream,
         Route::MistralChat,
         Route::MistralEmbeddings,
+        Route::CohereChat,
+        Route::CohereEmbed,
     ];
 
     fn key(self) -> &'static str {
@@ -82,6 +86,8 @@ impl Route {
             Route::BedrockConverseStream => "bedrock.converse_stream",
             Route::MistralChat => "mistral.chat",
             Route::MistralEmbeddings => "mistral.embeddings",
+            Route::CohereChat => "cohere.chat",
+            Route::CohereEmbed => "cohere.embed",
         }
     }
 }

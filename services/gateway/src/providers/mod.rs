@@ -26,6 +26,7 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod cohere;
 pub mod eventstream;
 pub mod gemini;
 pub mod mistral;
@@ -165,6 +166,7 @@ pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, 
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
         ProviderKind::Bedrock => Box::new(bedrock::Bedrock::new(config)?),
         ProviderKind::Mistral => Box::new(mistral::Mistral::new(config)?),
+        ProviderKind::Cohere => Box::new(cohere::Cohere::new(config)?),
     })
 }
 

@@ -476,7 +476,7 @@ impl ToolCallIds {
 
 /// FNV-1a (64 bits) of `salt` and `id`, written as 9 base-62 digits. Not a secret, only a
 /// stable spread: the same id must give the same answer in every gateway process and version.
-fn hashed_id(id: &str, salt: u32) -> String {
+pub(super) fn hashed_id(id: &str, salt: u32) -> String {
     const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in salt.to_le_bytes().iter().chain(id.as_bytes()) {

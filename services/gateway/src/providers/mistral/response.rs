@@ -10,7 +10,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
+#[cfg(test)]
 use super::request::ToolCallIds;
+use super::request::hashed_id;
 use crate::openai::InboundBody;
 use crate::openai::request::{FunctionCall, ToolCall};
 use crate::openai::response::{
@@ -146,17 +148,19 @@ pub(super) fn finish_reason(reason: Option<&str>) -> Result<&'static str, String
     }
 }
 
-/// A fresh id in Mistral's form, for a call that came without one.
-pub(super) fn minted_call_id() -> String {
-    let hex = uuid::Uuid::now_v7().simple().to_string();
-    // The random tail: the leading digits of a v7 uuid are the clock.
-    hex[hex.len() - ToolCallIds::LEN..].to_owned()
+/// An id in Mistral's form for the `n`th call of the answer `answer_id`, for a call that came
+/// without one. Derived, not random, so that the same answer always reads the same, however
+/// its stream was split.
+pub(super) fn minted_call_id(answer_id: &str, n: usize) -> String {
+    hashed_id(&format!("{answer_id}#{n}"), 0)
 }
 
 pub(super) fn translate_response(model: &str, body: &[u8]) -> Result<Translated, String> {
     let completion: MistralCompletion = serde_json::from_slice(body)
         .map_err(|e| format!("Mistral answered with a body we cannot read: {e}"))?;
+    let answer_id = completion.id.clone().unwrap_or_default();
     let mut choices = Vec::with_capacity(completion.choices.len());
+    let mut minted = 0;
     for (choice, position) in completion.choices.into_iter().zip(0u32..) {
         let calls: Vec<ToolCall> = choice
             .message
@@ -164,7 +168,10 @@ pub(super) fn translate_response(model: &str, body: &[u8]) -> Result<Translated,
             .unwrap_or_default()
             .into_iter()
             .map(|call| ToolCall {
-                id: call.id.unwrap_or_else(minted_call_id),
+                id: call.id.unwrap_or_else(|| {
+                    minted += 1;
+                    minted_call_id(&answer_id, minted)
+                }),
                 kind: "function".into(),
                 function: FunctionCall {
                     name: call.function.name.unwrap_or_default(),

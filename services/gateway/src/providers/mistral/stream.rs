@@ -75,6 +75,10 @@ pub(super) struct MistralStream {
     header: Option<Header>,
     /// Tool calls begun so far, per choice index: a delta with an id starts the next one.
     calls: HashMap<u32, u32>,
+    /// The upstream's own answer id (empty if it sent none), for ids of calls sent without.
+    upstream_id: String,
+    /// Calls that came without an id so far.
+    minted: usize,
     finished: bool,
     usage: Option<Usage>,
     output: String,
@@ -88,6 +92,8 @@ impl MistralStream {
             include_usage,
             header: None,
             calls: HashMap::new(),
+            upstream_id: String::new(),
+            minted: 0,
             finished: false,
             usage: None,
             output: String::new(),
@@ -110,6 +116,9 @@ impl MistralStream {
             return Err(format!(
                 "Mistral reported an error in the stream: {message}"
             ));
+        }
+        if self.header.is_none() {
+            self.upstream_id = chunk.id.clone().unwrap_or_default();
         }
         let requested_model = &self.requested_model;
         let header = self.header.get_or_insert_with(|| Header {
@@ -140,12 +149,17 @@ impl MistralStream {
                 let calls = upstream.tool_calls.unwrap_or_default();
                 if !calls.is_empty() {
                     let begun = self.calls.entry(index).or_insert(0);
-                    delta.tool_calls = Some(
-                        calls
-                            .into_iter()
-                            .map(|call| tool_call_delta(call, begun))
-                            .collect(),
-                    );
+                    let mut deltas = Vec::with_capacity(calls.len());
+                    for mut call in calls {
+                        let starts =
+                            call.id.is_some() || call.function.name.is_some() || *begun == 0;
+                        if starts && call.id.is_none() {
+                            self.minted += 1;
+                            call.id = Some(minted_call_id(&self.upstream_id, self.minted));
+                        }
+                        deltas.push(tool_call_delta(call, starts, begun));
+                    }
+                    delta.tool_calls = Some(deltas);
                 }
             }
             let finish = match choice.finish_reason.as_deref() {
@@ -168,16 +182,16 @@ impl MistralStream {
     }
 }
 
-/// One tool call delta. Mistral sends each call whole, with its id, and a later delta without
-/// an id continues the last call; Mistral's own `index`, when there, is not relied on.
-fn tool_call_delta(call: MistralToolCall, begun: &mut u32) -> ToolCallDelta {
-    let starts = call.id.is_some() || call.function.name.is_some() || *begun == 0;
+/// One tool call delta. Mistral sends each call whole, with its id and name, so a delta with
+/// either `starts` the next call, and one without continues the last; Mistral's own `index`,
+/// when there, is not relied on.
+fn tool_call_delta(call: MistralToolCall, starts: bool, begun: &mut u32) -> ToolCallDelta {
     if starts {
         *begun += 1;
     }
     ToolCallDelta {
         index: begun.saturating_sub(1),
-        id: starts.then(|| call.id.unwrap_or_else(minted_call_id)),
+        id: if starts { call.id } else { None },
         kind: starts.then(|| "function".to_owned()),
         function: FunctionCallDelta {
             name: call.function.name,
