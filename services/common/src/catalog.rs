@@ -14,7 +14,12 @@ const BUILT_IN: &str = include_str!("../data/prices.yaml");
 /// the publishers' own, so a deployment prices the Bedrock models it uses under `prices:`
 /// (`family: bedrock`, `model:` the Bedrock model id); unpriced, their usage is metered
 /// without a cost.
-pub const UNPRICED_FAMILIES: &[&str] = &["bedrock"];
+///
+/// Cohere has none yet either: its list prices could not be read from its own pricing page
+/// when the kind was added (only third-party copies), and a wrong built-in price is worse than
+/// none. Deployments price the Cohere models they use under `prices:` (`family: cohere`) until
+/// entries with an `as_of` date are added to `data/prices.yaml`.
+pub const UNPRICED_FAMILIES: &[&str] = &["bedrock", "cohere"];
 
 const PER_MILLION: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
 

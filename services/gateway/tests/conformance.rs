@@ -393,6 +393,145 @@ const VERTEX_ANTHROPIC: Case = Case {
     ..ANTHROPIC
 };
 
+/// Mistral's body is OpenAI's in outline; the differences are checked here: the foreign
+/// `call_abc` becomes a 9-character id (the same one in the call and in its result), and the
+/// tool result names its function.
+const MISTRAL: Case = Case {
+    kind: ProviderKind::Mistral,
+    model: MODEL,
+    folder: "mistral",
+    model_at: Some("/model"),
+    system_at: "/messages/0/content",
+    user_text_at: "/messages/1/content",
+    text_response: "chat_completion.json",
+    text: "Bonjour ! Je suis là pour vous aider. Que puis-je faire pour vous ?",
+    usage_response: "chat_completion.json",
+    usage: tokens(16, 34, 0),
+    stream: "chat_stream.sse",
+    stream_text: "Hello! How can I help?",
+    stream_usage: tokens(10, 7, 0),
+    tools_at: &[
+        ("/tools/0/function/name", r#""get_weather""#),
+        (
+            "/messages/1/tool_calls/0",
+            r#"{"id": "eTihXaFDH", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}}"#,
+        ),
+        (
+            "/messages/2",
+            r#"{"role": "tool", "tool_call_id": "eTihXaFDH", "name": "get_weather", "content": "18°C"}"#,
+        ),
+    ],
+    tool_calls_response: "chat_completion_tool_calls.json",
+    tool_calls: &[call(
+        Some("D681PevKs"),
+        "get_weather",
+        r#"{"location": "Paris, France"}"#,
+    )],
+    tool_calls_stream: "chat_stream_tool_calls.sse",
+    stream_tool_calls: &[
+        call(
+            Some("Q8bXk2mZp"),
+            "get_weather",
+            r#"{"location": "Paris, France"}"#,
+        ),
+        call(
+            Some("r3TnW7vLc"),
+            "get_time",
+            r#"{"timezone": "Europe/Paris"}"#,
+        ),
+    ],
+    image_at: &[(
+        "/messages/0/content/1",
+        r#"{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}"#,
+    )],
+    length_responses: &[
+        "chat_completion_length.json",
+        "chat_completion_model_length.json",
+    ],
+    // Mistral has no content filter finish: `safe_prompt` steers the model instead.
+    content_filter_responses: &[],
+    invalid_request: error(
+        "error_400.json",
+        "invalid_request_error",
+        "Expected last role User or Tool",
+    ),
+    rate_limited: error(
+        "error_429.json",
+        "rate_limit_error",
+        "Requests rate limit exceeded",
+    ),
+    retry_hint_ms: None,
+};
+
+/// Cohere's v2 chat: roles as OpenAI's, tool calls keep their ids, answers are content items
+/// with a tool plan, and the usage is what Cohere bills.
+const COHERE: Case = Case {
+    kind: ProviderKind::Cohere,
+    model: MODEL,
+    folder: "cohere",
+    model_at: Some("/model"),
+    system_at: "/messages/0/content",
+    user_text_at: "/messages/1/content",
+    text_response: "chat_response.json",
+    text: "LLMs stand for Large Language Models, a type of neural network trained on vast amounts of text.",
+    usage_response: "chat_response.json",
+    // `billed_units`, not `tokens` (71 with the prompt template Cohere adds).
+    usage: tokens(5, 12, 0),
+    stream: "chat_stream.sse",
+    stream_text: "Hello! How can I help you?",
+    stream_usage: tokens(3, 8, 0),
+    tools_at: &[
+        ("/tools/0/function/name", r#""get_weather""#),
+        (
+            "/messages/1",
+            r#"{"role": "assistant", "tool_calls": [{"id": "call_abc", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"location\":\"Paris\"}"}}]}"#,
+        ),
+        (
+            "/messages/2",
+            r#"{"role": "tool", "tool_call_id": "call_abc", "content": "18°C"}"#,
+        ),
+    ],
+    tool_calls_response: "chat_tool_calls.json",
+    tool_calls: &[call(
+        Some("get_weather_k88p0m8504w5"),
+        "get_weather",
+        r#"{"location": "Paris, France"}"#,
+    )],
+    tool_calls_stream: "chat_stream_tool_calls.sse",
+    stream_tool_calls: &[
+        call(
+            Some("get_weather_nsz5zm3w56q3"),
+            "get_weather",
+            r#"{"location": "Paris, France"}"#,
+        ),
+        call(
+            Some("get_time_7wbc4e8hyv4p"),
+            "get_time",
+            r#"{"timezone": "Europe/Paris"}"#,
+        ),
+    ],
+    image_at: &[(
+        "/messages/0/content/1",
+        r#"{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}"#,
+    )],
+    length_responses: &["chat_max_tokens.json"],
+    // Cohere's v2 finish reasons have no content filter (`safety_mode` steers the model).
+    content_filter_responses: &[],
+    invalid_request: error(
+        "error_400.json",
+        "invalid_request_error",
+        "max_tokens must be greater than 0",
+    ),
+    rate_limited: error(
+        "error_429.json",
+        "rate_limit_error",
+        "limited to 10 API calls / minute",
+    ),
+    retry_hint_ms: None,
+};
+
 /// The model the target names, as it must reach the provider.
 const MODEL: &str = "target-model";
 
@@ -724,6 +863,8 @@ conformance! {
     bedrock => BEDROCK,
     vertex_gemini => VERTEX_GEMINI,
     vertex_anthropic => VERTEX_ANTHROPIC,
+    mistral => MISTRAL,
+    cohere => COHERE,
 }
 
 #[test]

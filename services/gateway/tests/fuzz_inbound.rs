@@ -837,6 +837,8 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
         (ProviderKind::Gemini, "http://127.0.0.1:1", None),
         (ProviderKind::Bedrock, "http://127.0.0.1:1", None),
         (ProviderKind::Vertex, "http://127.0.0.1:1", None),
+        (ProviderKind::Mistral, "http://127.0.0.1:1", None),
+        (ProviderKind::Cohere, "http://127.0.0.1:1", None),
     ]
     .into_iter()
     .map(|(kind, api_base, api_version)| {
@@ -1302,7 +1304,14 @@ fn well_typed_chat_requests_mostly_reach_the_translating_adapters() {
             }
         }
     }
-    for kind in ["Openai", "Azure", "Anthropic", "Gemini", "Bedrock"] {
+    for kind in [
+        "Openai",
+        "Azure",
+        "Anthropic",
+        "Gemini",
+        "Bedrock",
+        "Mistral",
+    ] {
         let count = translated.get(kind).copied().unwrap_or(0);
         assert!(
             count >= 20,

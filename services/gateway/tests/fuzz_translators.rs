@@ -83,6 +83,14 @@ fn fixture_streams(kind: ProviderKind) -> &'static [&'static [u8]] {
         ],
         // Vertex AI serves `model-x`, not a Claude model, in Gemini's format.
         ProviderKind::Vertex => fixture_streams(ProviderKind::Gemini),
+        ProviderKind::Mistral => &[
+            include_bytes!("../src/providers/mistral/fixtures/chat_stream.sse"),
+            include_bytes!("../src/providers/mistral/fixtures/chat_stream_tool_calls.sse"),
+        ],
+        ProviderKind::Cohere => &[
+            include_bytes!("../src/providers/cohere/fixtures/chat_stream.sse"),
+            include_bytes!("../src/providers/cohere/fixtures/chat_stream_tool_calls.sse"),
+        ],
     }
 }
 
@@ -128,6 +136,24 @@ fn fixture_bodies(kind: ProviderKind) -> &'static [&'static [u8]] {
             include_bytes!("../src/providers/bedrock/fixtures/error_throttling.json"),
         ],
         ProviderKind::Vertex => fixture_bodies(ProviderKind::Gemini),
+        ProviderKind::Mistral => &[
+            include_bytes!("../src/providers/mistral/fixtures/chat_completion.json"),
+            include_bytes!("../src/providers/mistral/fixtures/chat_completion_thinking.json"),
+            include_bytes!("../src/providers/mistral/fixtures/chat_completion_tool_calls.json"),
+            include_bytes!("../src/providers/mistral/fixtures/chat_completion_length.json"),
+            include_bytes!("../src/providers/mistral/fixtures/embeddings.json"),
+            include_bytes!("../src/providers/mistral/fixtures/error_400.json"),
+            include_bytes!("../src/providers/mistral/fixtures/error_422.json"),
+            include_bytes!("../src/providers/mistral/fixtures/error_429.json"),
+        ],
+        ProviderKind::Cohere => &[
+            include_bytes!("../src/providers/cohere/fixtures/chat_response.json"),
+            include_bytes!("../src/providers/cohere/fixtures/chat_tool_calls.json"),
+            include_bytes!("../src/providers/cohere/fixtures/chat_max_tokens.json"),
+            include_bytes!("../src/providers/cohere/fixtures/embed_response.json"),
+            include_bytes!("../src/providers/cohere/fixtures/error_400.json"),
+            include_bytes!("../src/providers/cohere/fixtures/error_429.json"),
+        ],
     }
 }
 
@@ -672,6 +698,11 @@ fn generated_stream(kind: ProviderKind) -> BoxedStrategy<Wire> {
             .prop_map(|events| Wire(bedrock_framed(events)))
             .boxed(),
         ProviderKind::Vertex => generated_stream(ProviderKind::Gemini),
+        // Mistral's chunks are OpenAI's in shape.
+        ProviderKind::Mistral => generated_stream(ProviderKind::Openai),
+        ProviderKind::Cohere => proptest::collection::vec((cohere_event(), style), 0..16)
+            .prop_map(|events| Wire(framed(events, true)))
+            .boxed(),
     }
 }
 
@@ -955,7 +986,75 @@ fn generated_answer(kind: ProviderKind) -> BoxedStrategy<Wire> {
                 .boxed()
         }
         ProviderKind::Vertex => generated_answer(ProviderKind::Gemini),
+        // Mistral's answers are OpenAI's in shape.
+        ProviderKind::Mistral => generated_answer(ProviderKind::Openai),
+        ProviderKind::Cohere => {
+            let item = prop_oneof![
+                text().prop_map(|text| json!({"type": "text", "text": text})),
+                Just(json!({"type": "thinking", "thinking": "hmm"})),
+                any_value(),
+            ];
+            let call = (text(), text(), text()).prop_map(|(id, name, arguments)| {
+                json!({"id": id, "type": "function",
+                       "function": {"name": name, "arguments": arguments}})
+            });
+            (
+                proptest::collection::vec(item, 0..4),
+                proptest::collection::vec(call, 0..3),
+                proptest::option::of(text()),
+                text(),
+                proptest::option::of(cohere_usage()),
+            )
+                .prop_map(|(content, calls, plan, reason, usage)| {
+                    json!({"id": "x", "finish_reason": reason,
+                           "message": {"role": "assistant", "content": content,
+                                       "tool_calls": calls, "tool_plan": plan},
+                           "usage": usage})
+                    .to_string()
+                    .into_bytes()
+                })
+                .prop_map(Wire)
+                .boxed()
+        }
     }
+}
+
+/// Cohere's usage: billed units and tokens, as numbers of any size or sign.
+fn cohere_usage() -> impl Strategy<Value = Value> {
+    let units = || {
+        (any_value(), any_value()).prop_map(|(i, o)| json!({"input_tokens": i, "output_tokens": o}))
+    };
+    let count = || prop_oneof![token_count(), Just(json!(-1)), Just(json!(1e300))];
+    (units(), count(), count()).prop_map(|(tokens, input, output)| {
+        json!({"billed_units": {"input_tokens": input, "output_tokens": output}, "tokens": tokens})
+    })
+}
+
+/// One Cohere stream event's data.
+fn cohere_event() -> impl Strategy<Value = String> {
+    let message = |m: Value| json!({"message": m});
+    prop_oneof![
+        1 => text().prop_map(|id| json!({"id": id, "type": "message-start",
+            "delta": {"message": {"role": "assistant", "content": []}}}).to_string()),
+        4 => (position(), text()).prop_map(move |(index, text)| json!({"type": "content-delta",
+            "index": index, "delta": message(json!({"content": {"text": text}}))}).to_string()),
+        2 => text().prop_map(move |plan| json!({"type": "tool-plan-delta",
+            "delta": message(json!({"tool_plan": plan}))}).to_string()),
+        2 => (position(), text(), text()).prop_map(move |(index, id, name)| json!({
+            "type": "tool-call-start", "index": index,
+            "delta": message(json!({"tool_calls": {"id": id, "type": "function",
+                                                   "function": {"name": name, "arguments": ""}}}))
+        }).to_string()),
+        3 => (position(), text()).prop_map(move |(index, arguments)| json!({
+            "type": "tool-call-delta", "index": index,
+            "delta": message(json!({"tool_calls": {"function": {"arguments": arguments}}}))
+        }).to_string()),
+        1 => (text(), proptest::option::of(cohere_usage())).prop_map(|(reason, usage)| json!({
+            "type": "message-end", "delta": {"finish_reason": reason, "usage": usage}
+        }).to_string()),
+        1 => text().prop_map(|message| json!({"type": "error", "message": message}).to_string()),
+        1 => any_value().prop_map(|v| v.to_string()),
+    ]
 }
 
 fn generated_embeddings(kind: ProviderKind) -> BoxedStrategy<Wire> {
@@ -1061,6 +1160,14 @@ fn check_translated_body(kind: ProviderKind, sent: &[u8], got: &[u8]) -> Result<
         | ProviderKind::Gemini
         | ProviderKind::Bedrock
         | ProviderKind::Vertex => {
+            let answer: Result<Value, _> = serde_json::from_slice(got);
+            prop_assert!(answer.is_ok(), "{:?}", String::from_utf8_lossy(got));
+        }
+        ProviderKind::Mistral => {
+            let answer: Result<Value, _> = serde_json::from_slice(got);
+            prop_assert!(answer.is_ok(), "{:?}", String::from_utf8_lossy(got));
+        }
+        ProviderKind::Cohere => {
             let answer: Result<Value, _> = serde_json::from_slice(got);
             prop_assert!(answer.is_ok(), "{:?}", String::from_utf8_lossy(got));
         }

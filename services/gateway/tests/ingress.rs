@@ -12,27 +12,36 @@ use serde_json::{Value, json};
 use tollgate_mock_provider::MockConfig;
 use tollgate_mock_provider::MockServer;
 
-/// A model of every provider kind in [`common::ALL_KINDS`], and Bedrock's group.
+/// A model of every provider kind but Vertex AI (whose Gemini and Claude models are the Gemini and
+/// Anthropic adapters' own translations, run by `tests/vertex.rs`).
 const TARGETS: &[&str] = &[
     "openai/gpt-4o",
     "azure/prod-gpt4o",
     "anthropic/claude-sonnet-4-20250514",
     "gemini/gemini-2.5-flash",
     "on-bedrock",
+    "on-mistral",
+    "on-cohere",
 ];
 
-/// A gateway with every kind of provider on `m`: [`common::ALL_KINDS`] and a Bedrock provider
-/// (whose models are named through a group, as Bedrock has no catalog prices).
+/// A gateway with every kind of provider on `m`: [`common::ALL_KINDS`], and Bedrock, Mistral and
+/// Cohere providers, whose models are named through groups.
 async fn every_kind(m: &MockServer) -> TestGateway {
-    let yaml = common::ALL_KINDS.replace(
-        "models:\n",
-        &format!(
-            "  bedrock: {{ kind: bedrock, api_base: \"{{mock:m}}\", region: us-east-1, \
-             aws_access_key_id: {AWS_ACCESS_KEY_ID}, aws_secret_access_key: \"{AWS_SECRET_ACCESS_KEY}\" }}\n\
-             models:\n  - name: on-bedrock\n    \
-             targets: [ {{ provider: bedrock, model: anthropic.claude-3-haiku-20240307-v1:0 }} ]\n"
-        ),
+    let more = format!(
+        r#"  mistral: {{ kind: mistral, api_base: "{{mock:m}}/mistral", api_key: k }}
+  cohere:  {{ kind: cohere,  api_base: "{{mock:m}}", api_key: k }}
+  bedrock: {{ kind: bedrock, api_base: "{{mock:m}}", region: us-east-1,
+             aws_access_key_id: {AWS_ACCESS_KEY_ID}, aws_secret_access_key: "{AWS_SECRET_ACCESS_KEY}" }}
+models:
+  - name: on-bedrock
+    targets: [ {{ provider: bedrock, model: "anthropic.claude-3-haiku-20240307-v1:0" }} ]
+  - name: on-mistral
+    targets: [ {{ provider: mistral, model: mistral-large-latest }} ]
+  - name: on-cohere
+    targets: [ {{ provider: cohere, model: command-a-03-2025 }} ]
+"#
     );
+    let yaml = common::ALL_KINDS.replace("models:\n", &more);
     TestGateway::start(&yaml, &[("m", m)]).await
 }
 

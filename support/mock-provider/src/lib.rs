@@ -1,14 +1,16 @@
 //! A local stand-in for LLM providers (OpenAI, Azure OpenAI, Anthropic, Gemini, AWS Bedrock,
-//! Vertex AI) that speaks their real wire formats, for tests and latency benchmarks.
+//! Vertex AI, Mistral, Cohere) that speaks their real wire formats, for tests and latency benchmarks.
 
 mod answer;
 mod anthropic;
 mod azure;
 mod bedrock;
 mod behaviour;
+mod cohere;
 mod completions;
 mod gemini;
 mod http;
+mod mistral;
 mod openai;
 mod sigv4;
 mod stats;
@@ -175,6 +177,16 @@ fn build_server(
                 "/v1/projects/{project}/locations/{location}/publishers/{publisher}/models/{tail}",
                 web::post().to(vertex::dispatch),
             )
+            .route(
+                "/mistral/v1/chat/completions",
+                web::post().to(mistral::chat),
+            )
+            .route(
+                "/mistral/v1/embeddings",
+                web::post().to(mistral::embeddings),
+            )
+            .route("/v2/chat", web::post().to(cohere::chat))
+            .route("/v2/embed", web::post().to(cohere::embed))
             .route("/_mock/stats", web::get().to(control_stats))
             .route("/_mock/config", web::get().to(control_get_config))
             .route("/_mock/config", web::post().to(control_set_config))

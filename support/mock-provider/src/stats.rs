@@ -50,10 +50,14 @@ pub(crate) enum Route {
     OpenAiModerations,
     VertexToken,
     VertexEmbed,
+    MistralChat,
+    MistralEmbeddings,
+    CohereChat,
+    CohereEmbed,
 }
 
 impl Route {
-    const ALL: [Route; 15] = [
+    const ALL: [Route; 19] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -69,6 +73,10 @@ impl Route {
         Route::OpenAiModerations,
         Route::VertexToken,
         Route::VertexEmbed,
+        Route::MistralChat,
+        Route::MistralEmbeddings,
+        Route::CohereChat,
+        Route::CohereEmbed,
     ];
 
     fn key(self) -> &'static str {
@@ -88,6 +96,10 @@ impl Route {
             Route::OpenAiModerations => "openai.moderations",
             Route::VertexToken => "vertex.token",
             Route::VertexEmbed => "vertex.embed",
+            Route::MistralChat => "mistral.chat",
+            Route::MistralEmbeddings => "mistral.embeddings",
+            Route::CohereChat => "cohere.chat",
+            Route::CohereEmbed => "cohere.embed",
         }
     }
 }

@@ -145,3 +145,37 @@ impl<S: Source> Drop for BodyStream<S> {
         }
     }
 }
+
+/// A stream whose events are written up front, each marked content or not: for wire formats
+/// whose events are few and irregular (Mistral's, Cohere's), where rendering them step by step
+/// would buy nothing.
+pub(crate) struct Prepared {
+    events: Vec<(bool, Vec<u8>)>,
+}
+
+impl Prepared {
+    pub fn new() -> Prepared {
+        Prepared { events: Vec::new() }
+    }
+
+    /// Appends one event; `content` events are paced and counted like content deltas.
+    pub fn push(&mut self, content: bool, event: Vec<u8>) {
+        self.events.push((content, event));
+    }
+}
+
+impl Source for Prepared {
+    fn steps(&self) -> usize {
+        self.events.len()
+    }
+
+    fn is_content(&self, step: usize) -> bool {
+        self.events.get(step).is_some_and(|(content, _)| *content)
+    }
+
+    fn render(&mut self, step: usize, out: &mut BytesMut) {
+        if let Some((_, event)) = self.events.get(step) {
+            out.extend_from_slice(event);
+        }
+    }
+}

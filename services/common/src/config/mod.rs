@@ -244,7 +244,7 @@ impl Config {
                 }
                 continue;
             }
-            let Some(key) = env.var(facts.env.api_key) else {
+            let Some(key) = facts.api_key_from(env) else {
                 continue;
             };
             let api_base = facts.env.api_base.iter().find_map(|v| env.var(v));
@@ -592,7 +592,7 @@ server: { listen: "127.0.0.1:8080", max_body_bytez: 10 }
 providers:
   openai: { kind: openai, api_key: "${MISSING_KEY}" }
   azure:  { kind: azure, api_key: k }
-  weird:  { kind: cohere }
+  weird:  { kind: watsonx }
 models:
   - name: smart
     strategy: random

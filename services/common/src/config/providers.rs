@@ -22,6 +22,10 @@ pub enum ProviderKind {
     /// Google Cloud's Vertex AI: Gemini and Anthropic's Claude models behind one Google Cloud
     /// project, with OAuth access tokens rather than API keys.
     Vertex,
+    /// Mistral's own API (La Plateforme): close to OpenAI's, translated where it differs.
+    Mistral,
+    /// Cohere's v2 API (`/v2/chat`, `/v2/embed`).
+    Cohere,
 }
 
 /// Whether a provider kind takes an `api_version`.
@@ -210,6 +214,41 @@ pub const PROVIDERS: &[ProviderFacts] = &[
             api_version: None,
         },
     },
+    ProviderFacts {
+        kind: ProviderKind::Mistral,
+        name: "mistral",
+        // OpenTelemetry's well-known value for Mistral AI.
+        otel_system: "mistral_ai",
+        default_api_base: Some("https://api.mistral.ai"),
+        api_version: ApiVersion::NotTaken,
+        catalog_family: "mistral",
+        credentials: Credentials::ApiKey,
+        // Servers that speak Mistral's format are OpenAI-compatible ones: kind `openai`.
+        compatible_servers: false,
+        env: ProviderEnv {
+            api_key: "MISTRAL_API_KEY",
+            api_base: &["MISTRAL_API_BASE"],
+            api_version: None,
+        },
+    },
+    ProviderFacts {
+        kind: ProviderKind::Cohere,
+        name: "cohere",
+        otel_system: "cohere",
+        default_api_base: Some("https://api.cohere.com"),
+        api_version: ApiVersion::NotTaken,
+        // No built-in prices yet (see `catalog::UNPRICED_FAMILIES`).
+        catalog_family: "cohere",
+        credentials: Credentials::ApiKey,
+        compatible_servers: false,
+        env: ProviderEnv {
+            // The variables Cohere's own SDKs read; `COHERE_API_KEY`, which most guides and
+            // frameworks use, is taken as well (see [`ProviderFacts::api_key_from`]).
+            api_key: "CO_API_KEY",
+            api_base: &["CO_API_URL"],
+            api_version: None,
+        },
+    },
 ];
 
 impl ProviderKind {
@@ -243,6 +282,19 @@ impl ProviderKind {
 }
 
 impl ProviderFacts {
+    /// The API key from the environment: [`ProviderEnv::api_key`], else another name the
+    /// provider's users commonly set instead (Cohere's SDKs read `CO_API_KEY`, most guides say
+    /// `COHERE_API_KEY`).
+    pub fn api_key_from(&self, env: &dyn Env) -> Option<String> {
+        let also: &[&str] = match self.kind {
+            ProviderKind::Cohere => &["COHERE_API_KEY"],
+            _ => &[],
+        };
+        std::iter::once(self.env.api_key)
+            .chain(also.iter().copied())
+            .find_map(|name| env.var(name))
+    }
+
     /// Whether the kind is its catalog family's own API, at a URL known without configuration
     /// (a fixed base URL, or one per region), rather than a host of another's models (Azure).
     pub fn serves_its_family_first_hand(&self) -> bool {
@@ -496,7 +548,9 @@ mod tests {
             ProviderKind::Anthropic => Some(ProviderKind::Gemini),
             ProviderKind::Gemini => Some(ProviderKind::Bedrock),
             ProviderKind::Bedrock => Some(ProviderKind::Vertex),
-            ProviderKind::Vertex => None,
+            ProviderKind::Vertex => Some(ProviderKind::Mistral),
+            ProviderKind::Mistral => Some(ProviderKind::Cohere),
+            ProviderKind::Cohere => None,
         }
     }
 
@@ -535,7 +589,11 @@ mod tests {
                 .count();
             assert_eq!(first_hand, 1, "{}", facts.catalog_family);
         }
-        assert_eq!(ProviderKind::of_catalog_family("mistral"), None);
+        assert_eq!(ProviderKind::of_catalog_family("deepseek"), None);
+        assert_eq!(
+            ProviderKind::of_catalog_family("mistral"),
+            Some(ProviderKind::Mistral)
+        );
         // Azure hosts OpenAI's models; Bedrock is the only API of its own family.
         assert_eq!(
             ProviderKind::of_catalog_family("openai"),
@@ -590,10 +648,23 @@ mod tests {
     }
 
     #[test]
+    fn cohere_takes_its_key_from_either_variable_its_sdks_first() {
+        let facts = ProviderKind::Cohere.facts();
+        let mut env = BTreeMap::<String, String>::new();
+        assert_eq!(facts.api_key_from(&env), None);
+        env.insert("COHERE_API_KEY".into(), "b".into());
+        assert_eq!(facts.api_key_from(&env).as_deref(), Some("b"));
+        env.insert("CO_API_KEY".into(), "a".into());
+        assert_eq!(facts.api_key_from(&env).as_deref(), Some("a"));
+        // Only Cohere reads a second name.
+        assert_eq!(ProviderKind::Mistral.facts().api_key_from(&env), None);
+    }
+
+    #[test]
     fn the_key_variables_read_as_a_sentence() {
         assert_eq!(
             api_key_variables(),
-            "OPENAI_API_KEY, ANTHROPIC_API_KEY or GEMINI_API_KEY"
+            "OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, MISTRAL_API_KEY or CO_API_KEY"
         );
         assert_eq!(listed(&["a"], "and"), "a");
         assert_eq!(listed(&["a", "b"], "and"), "a and b");

@@ -29,8 +29,10 @@
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod cohere;
 pub mod eventstream;
 pub mod gemini;
+pub mod mistral;
 pub mod openai;
 pub mod sse;
 pub mod vertex;
@@ -204,6 +206,8 @@ pub fn adapter_for(config: &ProviderConfig) -> Result<Box<dyn ProviderAdapter>, 
         ProviderKind::Gemini => Box::new(gemini::Gemini::new(config)?),
         ProviderKind::Bedrock => Box::new(bedrock::Bedrock::new(config)?),
         ProviderKind::Vertex => Box::new(vertex::Vertex::new(config)?),
+        ProviderKind::Mistral => Box::new(mistral::Mistral::new(config)?),
+        ProviderKind::Cohere => Box::new(cohere::Cohere::new(config)?),
     })
 }
 

@@ -141,6 +141,8 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
             ("http://127.0.0.1:1", None)
         }
         ProviderKind::Vertex => ("http://127.0.0.1:1", None),
+        ProviderKind::Mistral => ("http://127.0.0.1:1", None),
+        ProviderKind::Cohere => ("http://127.0.0.1:1", None),
     };
     let signs = kind == ProviderKind::Bedrock;
     adapter_for(&ProviderConfig {
