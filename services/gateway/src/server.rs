@@ -127,15 +127,34 @@ fn routes(cfg: &mut web::ServiceConfig) {
             .route(route)
             .default_service(web::to(method_not_allowed))
     }
+    /// A model call's route: the body is read as `ingress`'s.
+    fn model_route(ingress: Ingress) -> actix_web::Route {
+        web::post().to(
+            move |req: HttpRequest,
+                  payload: web::Payload,
+                  gateway: web::Data<Gateway>,
+                  worker: web::Data<Worker>,
+                  limits: web::Data<BodyLimits>| {
+                model_call(ingress, req, payload, gateway, worker, limits)
+            },
+        )
+    }
+    let openai = |endpoint| model_route(Ingress::OpenAi(endpoint));
     cfg.service(resource(
         "/v1/chat/completions",
-        web::post().to(chat_completions),
+        openai(Endpoint::ChatCompletions),
     ))
-    .service(resource("/v1/embeddings", web::post().to(embeddings)))
-    .service(resource("/v1/completions", web::post().to(completions)))
-    .service(resource("/v1/moderations", web::post().to(moderations)))
-    .service(resource("/v1/responses", web::post().to(responses)))
-    .service(resource("/v1/messages", web::post().to(anthropic_messages)))
+    .service(resource("/v1/embeddings", openai(Endpoint::Embeddings)))
+    .service(resource("/v1/completions", openai(Endpoint::Completions)))
+    .service(resource("/v1/moderations", openai(Endpoint::Moderations)))
+    .service(resource(
+        "/v1/responses",
+        model_route(Ingress::OpenAiResponses),
+    ))
+    .service(resource(
+        "/v1/messages",
+        model_route(Ingress::AnthropicMessages),
+    ))
     .service(resource(
         "/v1/messages/count_tokens",
         web::post().to(count_tokens),
@@ -145,100 +164,6 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/health/ready", web::get().to(ready)))
     .service(resource("/metrics", web::get().to(metrics)))
     .default_service(web::to(not_found));
-}
-
-async fn chat_completions(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-    limits: web::Data<BodyLimits>,
-) -> HttpResponse {
-    model_call(
-        Ingress::OpenAi(Endpoint::ChatCompletions),
-        req,
-        payload,
-        gateway,
-        worker,
-        limits,
-    )
-    .await
-}
-
-async fn embeddings(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-    limits: web::Data<BodyLimits>,
-) -> HttpResponse {
-    model_call(
-        Ingress::OpenAi(Endpoint::Embeddings),
-        req,
-        payload,
-        gateway,
-        worker,
-        limits,
-    )
-    .await
-}
-
-async fn completions(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-    limits: web::Data<BodyLimits>,
-) -> HttpResponse {
-    let ingress = Ingress::OpenAi(Endpoint::Completions);
-    model_call(ingress, req, payload, gateway, worker, limits).await
-}
-
-async fn moderations(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-    limits: web::Data<BodyLimits>,
-) -> HttpResponse {
-    let ingress = Ingress::OpenAi(Endpoint::Moderations);
-    model_call(ingress, req, payload, gateway, worker, limits).await
-}
-
-async fn responses(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-    limits: web::Data<BodyLimits>,
-) -> HttpResponse {
-    model_call(
-        Ingress::OpenAiResponses,
-        req,
-        payload,
-        gateway,
-        worker,
-        limits,
-    )
-    .await
-}
-
-async fn anthropic_messages(
-    req: HttpRequest,
-    payload: web::Payload,
-    gateway: web::Data<Gateway>,
-    worker: web::Data<Worker>,
-    limits: web::Data<BodyLimits>,
-) -> HttpResponse {
-    model_call(
-        Ingress::AnthropicMessages,
-        req,
-        payload,
-        gateway,
-        worker,
-        limits,
-    )
-    .await
 }
 
 /// Anthropic's token count of a Messages body, as the gateway's own tokenizer counts it: no
