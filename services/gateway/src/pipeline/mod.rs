@@ -73,6 +73,9 @@ pub struct Worker {
     pub recorder: UsageSender,
 }
 
+/// Token counts of bodies up to this size use the tokenizer; larger ones are estimated.
+const TOKENIZED_BYTES: usize = 256 * 1024;
+
 /// A whole answer, ready to send.
 struct Answer {
     body: Bytes,
@@ -175,9 +178,11 @@ impl Gateway {
         }
     }
 
-    /// The prompt tokens of an OpenAI chat body, counted by the gateway's tokenizer (for
-    /// `/v1/messages/count_tokens`): the parse and route stages only, so an unknown model is
-    /// a 404 and one the key may not use a 403, and nothing is called or metered.
+    /// The prompt tokens of an OpenAI chat body (for `/v1/messages/count_tokens`): the parse
+    /// and route stages only, so an unknown model is a 404 and one the key may not use a 403,
+    /// and nothing is called or metered. Counted by the tokenizer up to [`TOKENIZED_BYTES`],
+    /// estimated beyond: the endpoint is not rate-limited, and tokenizing costs CPU in
+    /// proportion to the body.
     pub fn count_tokens(&self, key: &KeyContext, chat: Bytes) -> Result<u64, GatewayError> {
         let body = InboundBody::parse(Endpoint::ChatCompletions, chat)?;
         self.router.resolve(&body.model)?;
@@ -185,7 +190,14 @@ impl Gateway {
             return Err(GatewayError::ModelNotAllowed(body.model.clone()));
         }
         let tools = body.field("tools").map_or(0, crate::tokens::json_estimate);
-        Ok(crate::tokens::chat_prompt(body.chat()?) + tools)
+        let messages = if body.raw().len() <= TOKENIZED_BYTES {
+            crate::tokens::chat_prompt(body.chat()?)
+        } else {
+            body.field("messages")
+                .and_then(crate::tokens::chat_prompt_estimate)
+                .unwrap_or_else(|| (body.raw().len() as u64).div_ceil(4))
+        };
+        Ok(messages + tools)
     }
 
     async fn run(
