@@ -87,12 +87,14 @@ fn rust_files(dir: &Path, into: &mut Vec<PathBuf>) {
 }
 
 /// The workspace crates a source file refers to as a path (`tollgate_billing::Charge`,
-/// `use tollgate_auth;`), outside comments; a collection named `tollgate_cache` in a string is
-/// not a use.
+/// `use tollgate_auth;`), outside comments and its unit tests (the `#[cfg(test)]` module that
+/// ends a file: tests may use anything, as dev dependencies say); a collection named
+/// `tollgate_cache` in a string is not a use.
 fn source_references(source: &str) -> Vec<&'static str> {
     let code: Vec<&str> = source
         .lines()
         .map(str::trim_start)
+        .take_while(|line| *line != "#[cfg(test)]")
         .filter(|line| !line.starts_with("//"))
         .collect();
     CRATES
