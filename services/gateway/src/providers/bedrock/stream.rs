@@ -330,8 +330,30 @@ mod tests {
                 (":content-type", "application/json"),
                 (":message-type", "event"),
             ],
-            payload.to_string().as_bytes(),
+            canonical(payload).as_bytes(),
         )
+    }
+
+    /// `value` as JSON with every object's keys sorted, whatever order serde_json's maps keep
+    /// (another crate in the same build may switch on its `preserve_order`), so that a payload
+    /// encodes to the same bytes in every build.
+    fn canonical(value: &Value) -> String {
+        match value {
+            Value::Object(map) => {
+                let sorted: std::collections::BTreeMap<&String, String> =
+                    map.iter().map(|(k, v)| (k, canonical(v))).collect();
+                let members: Vec<String> = sorted
+                    .iter()
+                    .map(|(k, v)| format!("{}:{v}", Value::String((*k).clone())))
+                    .collect();
+                format!("{{{}}}", members.join(","))
+            }
+            Value::Array(items) => {
+                let items: Vec<String> = items.iter().map(canonical).collect();
+                format!("[{}]", items.join(","))
+            }
+            other => other.to_string(),
+        }
     }
 
     /// The binary stream fixtures are their JSON descriptions, encoded; with
