@@ -217,22 +217,34 @@ async fn card_usage_meter_failed_payment_and_payment_again() {
     })
     .await;
 
-    // usage through the gateway, in the ledger
+    // usage through the gateway, all of it in the ledger before the hour is reported (usage
+    // is shipped off the request path; a report taken before the last row lands would leave
+    // it for the next one)
     for _ in 0..3 {
         assert_eq!(chat(&gateway.url, &owner.key).await.0, 200);
     }
     eventually("the requests in the ledger", async || {
-        let usage = graphql(
+        let log = graphql(
             &gateway.url,
             Some(&owner.access_token),
-            "{ billing { currentPeriod { runningUsd } } }",
+            "{ requests(first: 10) { items { eventId } } }",
         )
         .await;
-        usage["data"]["billing"]["currentPeriod"]["runningUsd"]
-            .as_str()
-            .is_some_and(|usd| usd != "0")
+        log["data"]["requests"]["items"]
+            .as_array()
+            .is_some_and(|items| items.len() == 3)
     })
     .await;
+    let usage = graphql(
+        &gateway.url,
+        Some(&owner.access_token),
+        "{ billing { currentPeriod { runningUsd } } }",
+    )
+    .await;
+    assert_ne!(
+        usage["data"]["billing"]["currentPeriod"]["runningUsd"], "0",
+        "{usage}"
+    );
 
     // the hour reported to Stripe's meter, with its stable identifier, once
     let later = two_hours_ahead();
