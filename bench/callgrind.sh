@@ -3,27 +3,50 @@
 # not move with machine load, for catching regressions (wall-clock benchmarks on 2 shared cores
 # cannot see a 5% change; this can).
 #
-#   bench/callgrind.sh [N] [--no-build] [--annotate]
+#   bench/callgrind.sh [N] [--no-build] [--annotate] [--api anthropic]
 #
 # Runs the release `tollgate` under `valgrind --tool=callgrind` twice against the mock provider
 # (which runs natively): once serving N (default 2000) sequential chat completions from
 # `oha -n N -c 1`, once serving none. Prints (Ir of the loaded run - Ir of the idle run) / N.
 # Both runs do the same start-up, readiness check and shutdown, so those cancel out.
-# --annotate also prints the functions that cost the most in the loaded run.
+# --annotate also prints the functions that cost the most in the loaded run. --api anthropic
+# sends Anthropic Messages requests to an Anthropic target instead (forwarded as the client wrote
+# them), to set that route beside the OpenAI one.
 set -euo pipefail
 
 N=2000
 BUILD=1
 ANNOTATE=0
+API=openai
+NEXT_IS_API=0
 for arg in "$@"; do
+    if (( NEXT_IS_API )); then
+        API=$arg
+        NEXT_IS_API=0
+        continue
+    fi
     case "$arg" in
         --no-build) BUILD=0 ;;
         --annotate) ANNOTATE=1 ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *[!0-9]*|'') echo "usage: $0 [N] [--no-build] [--annotate]" >&2; exit 2 ;;
+        --api) NEXT_IS_API=1 ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *[!0-9]*|'') echo "usage: $0 [N] [--no-build] [--annotate] [--api openai|anthropic]" >&2; exit 2 ;;
         *) N=$arg ;;
     esac
 done
+case "$API" in
+    openai)
+        BODY='{"model":"bench","messages":[{"role":"user","content":"Hello"}]}'
+        ROUTE=/v1/chat/completions
+        KIND=openai BASE_PATH=/v1
+        MODEL=gpt-4o-mini ;;
+    anthropic)
+        BODY='{"model":"bench","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}'
+        ROUTE=/v1/messages
+        KIND=anthropic BASE_PATH=
+        MODEL=claude-sonnet-4-20250514 ;;
+    *) echo "--api must be openai or anthropic" >&2; exit 2 ;;
+esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -79,8 +102,6 @@ MOCK_PORT=$(free_port)
 PIDS+=($!)
 wait_port "$MOCK_PORT" "$!" 30
 
-BODY='{"model":"bench","messages":[{"role":"user","content":"Hello"}]}'
-
 # A virtual key made beforehand (natively, outside valgrind), so that both runs start from the
 # same database and every measured request is authenticated like in production. The key has a
 # budget far above the load, so every request also reserves and settles its worst-case cost;
@@ -97,10 +118,10 @@ run_gateway() {
     cat >"$config" <<EOF
 server: { listen: "127.0.0.1:$port", workers: 1 }
 providers:
-  mock: { kind: openai, api_base: "http://127.0.0.1:$MOCK_PORT/v1", api_key: bench }
+  mock: { kind: $KIND, api_base: "http://127.0.0.1:$MOCK_PORT$BASE_PATH", api_key: bench }
 models:
   - name: bench
-    targets: [ { provider: mock, model: gpt-4o-mini } ]
+    targets: [ { provider: mock, model: $MODEL } ]
 limits: { default: { rpm: 1000000000, tpm: 1000000000000 } }
 EOF
     valgrind --tool=callgrind --callgrind-out-file="$out" \
@@ -114,7 +135,7 @@ EOF
     if (( requests > 0 )); then
         "$OHA" --no-tui --output-format json -n "$requests" -c 1 -m POST -T application/json -d "$BODY" \
             -H "Authorization: Bearer $KEY" \
-            "http://127.0.0.1:$port/v1/chat/completions" >"$WORK/oha.json"
+            "http://127.0.0.1:$port$ROUTE" >"$WORK/oha.json"
         python3 - "$WORK/oha.json" "$requests" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
