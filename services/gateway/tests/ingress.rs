@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use tollgate_mock_provider::MockConfig;
 use tollgate_mock_provider::MockServer;
 
-/// A model of every provider kind but Vertex AI (whose Gemini and Claude models are the Gemini and
-/// Anthropic adapters' own translations, run by `tests/vertex.rs`).
+/// A model of every provider kind, and both of Vertex AI's formats.
 const TARGETS: &[&str] = &[
     "openai/gpt-4o",
     "azure/prod-gpt4o",
@@ -22,14 +21,22 @@ const TARGETS: &[&str] = &[
     "on-bedrock",
     "on-mistral",
     "on-cohere",
+    "vertex/gemini-2.5-flash",
+    "vertex/claude-sonnet-4@20250514",
 ];
 
-/// A gateway with every kind of provider on `m`: [`common::ALL_KINDS`], and Bedrock, Mistral and
-/// Cohere providers, whose models are named through groups.
+/// A gateway with every kind of provider on `m`: [`common::ALL_KINDS`], and Bedrock, Mistral,
+/// Cohere (their models named through groups) and Vertex AI (its token from the mock).
 async fn every_kind(m: &MockServer) -> TestGateway {
+    let key_file = format!(
+        "{}/src/providers/vertex/fixtures/test-only-service-account.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let more = format!(
         r#"  mistral: {{ kind: mistral, api_base: "{{mock:m}}/mistral", api_key: k }}
   cohere:  {{ kind: cohere,  api_base: "{{mock:m}}", api_key: k }}
+  vertex:  {{ kind: vertex, project: test-project, location: us-central1, api_base: "{{mock:m}}",
+             token_url: "{{mock:m}}/token", credentials_file: "{key_file}" }}
   bedrock: {{ kind: bedrock, api_base: "{{mock:m}}", region: us-east-1,
              aws_access_key_id: {AWS_ACCESS_KEY_ID}, aws_secret_access_key: "{AWS_SECRET_ACCESS_KEY}" }}
 models:
