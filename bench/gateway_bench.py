@@ -797,8 +797,12 @@ def main() -> int:
             if status != 201:
                 raise BenchError(f"budget creation failed ({status}): {answer[:300]!r}")
 
+        # Anthropic's API wants its key and version headers, from a client as from Tollgate.
+        direct_headers = ({"x-api-key": "bench", "anthropic-version": "2023-06-01"}
+                          if args.api == "anthropic" else {})
         direct = Target("direct (mock)", f"{mock_url}{api_path}", model,
-                        f"{stream_mock_url}{api_path}", model, version="", api=args.api)
+                        f"{stream_mock_url}{api_path}", model, version="", api=args.api,
+                        headers=direct_headers, stream_headers=direct_headers)
         tollgate = Target("Tollgate", f"{gw_base}{api_path}", "bench",
                           f"{gw_base}{api_path}", "bench-stream", proc=gw_proc, version="",
                           headers=gw_auth, stream_headers=gw_auth, api=args.api)
