@@ -272,6 +272,16 @@ pub(crate) fn secret_header(value: &str) -> Result<reqwest::header::HeaderValue,
     Ok(value)
 }
 
+/// Puts `token` in `headers` as `Authorization: Bearer`, marked sensitive: how OpenAI, Mistral,
+/// Cohere and Google's access tokens are sent.
+pub(crate) fn set_bearer(headers: &mut HeaderMap, token: &str) -> Result<(), String> {
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        secret_header(&format!("Bearer {token}"))?,
+    );
+    Ok(())
+}
+
 /// `data:<mime>[;params];base64,<data>` split into its MIME type (maybe empty) and base64 data;
 /// `None` for anything else, including data URLs that are not base64.
 pub(crate) fn parse_data_url(url: &str) -> Option<(&str, &str)> {

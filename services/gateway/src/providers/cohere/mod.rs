@@ -11,12 +11,12 @@ mod response;
 mod stream;
 
 use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, HeaderMap};
+use reqwest::header::HeaderMap;
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use super::{
     ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
-    base_headers, parse_url, secret_header,
+    base_headers, parse_url, set_bearer,
 };
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
@@ -31,7 +31,7 @@ impl Cohere {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let mut headers = base_headers(config)?;
         if let Some(key) = &config.api_key {
-            set_key(&mut headers, key.expose())?;
+            set_bearer(&mut headers, key.expose())?;
         }
         // `CO_API_URL` and Cohere's SDKs name the bare host; a `/v2` suffix is forgiven.
         let base = config.api_base.trim_end_matches('/');
@@ -44,14 +44,9 @@ impl Cohere {
     }
 }
 
-fn set_key(headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
-    headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {api_key}"))?);
-    Ok(())
-}
-
 impl ProviderAdapter for Cohere {
     fn authenticate(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
-        set_key(headers, api_key)
+        set_bearer(headers, api_key)
     }
 
     fn kind(&self) -> ProviderKind {
@@ -164,8 +159,8 @@ pub(super) mod tests {
                 .chat_request("command-a-03-2025", &body)
                 .unwrap();
             assert_eq!(request.url.as_str(), "https://api.cohere.com/v2/chat");
-            assert_eq!(request.headers[AUTHORIZATION], "Bearer co-test-key");
-            assert!(request.headers[AUTHORIZATION].is_sensitive());
+            assert_eq!(request.headers["authorization"], "Bearer co-test-key");
+            assert!(request.headers["authorization"].is_sensitive());
         }
         let body = embeddings(json!({"model": "m", "input": "a"}));
         let request = adapter().embeddings_request("embed-v4.0", &body).unwrap();

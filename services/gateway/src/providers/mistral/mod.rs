@@ -16,12 +16,12 @@ mod response;
 mod stream;
 
 use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, HeaderMap};
+use reqwest::header::HeaderMap;
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use super::{
     ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest,
-    base_headers, parse_url, secret_header,
+    base_headers, parse_url, set_bearer,
 };
 use crate::error::GatewayError;
 use crate::openai::InboundBody;
@@ -36,7 +36,7 @@ impl Mistral {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let mut headers = base_headers(config)?;
         if let Some(key) = &config.api_key {
-            set_key(&mut headers, key.expose())?;
+            set_bearer(&mut headers, key.expose())?;
         }
         let base = config.api_base.trim_end_matches('/');
         let base = base.strip_suffix("/v1").unwrap_or(base);
@@ -48,14 +48,9 @@ impl Mistral {
     }
 }
 
-fn set_key(headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
-    headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {api_key}"))?);
-    Ok(())
-}
-
 impl ProviderAdapter for Mistral {
     fn authenticate(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
-        set_key(headers, api_key)
+        set_bearer(headers, api_key)
     }
 
     fn kind(&self) -> ProviderKind {
@@ -172,8 +167,8 @@ pub(super) mod tests {
                 request.url.as_str(),
                 "https://api.mistral.ai/v1/chat/completions"
             );
-            assert_eq!(request.headers[AUTHORIZATION], "Bearer mistral-test-key");
-            assert!(request.headers[AUTHORIZATION].is_sensitive());
+            assert_eq!(request.headers["authorization"], "Bearer mistral-test-key");
+            assert!(request.headers["authorization"].is_sensitive());
         }
         let body = embeddings(serde_json::json!({"model": "m", "input": "a"}));
         let request = adapter()

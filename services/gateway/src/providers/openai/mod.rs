@@ -13,12 +13,12 @@ mod response;
 mod stream;
 
 use reqwest::Url;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName};
+use reqwest::header::{HeaderMap, HeaderName};
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use super::{
     ProviderAdapter, StreamTranslator, Translated, UpstreamErrorDetails, UpstreamRequest, UrlCache,
-    base_headers, encode_path_segment, parse_url, secret_header,
+    base_headers, encode_path_segment, parse_url, secret_header, set_bearer,
 };
 use crate::error::GatewayError;
 use crate::openai::{Endpoint, InboundBody};
@@ -95,7 +95,7 @@ impl Flavour {
     fn set_key(&self, headers: &mut HeaderMap, api_key: &str) -> Result<(), String> {
         match self {
             Flavour::OpenAi { .. } => {
-                headers.insert(AUTHORIZATION, secret_header(&format!("Bearer {api_key}"))?);
+                set_bearer(headers, api_key)?;
             }
             Flavour::Azure { .. } => {
                 headers.insert(HeaderName::from_static("api-key"), secret_header(api_key)?);
@@ -262,8 +262,8 @@ mod tests {
             request.url.as_str(),
             "http://127.0.0.1:1/v1/chat/completions"
         );
-        assert_eq!(request.headers[AUTHORIZATION], "Bearer sk-test");
-        assert!(request.headers[AUTHORIZATION].is_sensitive());
+        assert_eq!(request.headers["authorization"], "Bearer sk-test");
+        assert!(request.headers["authorization"].is_sensitive());
         let sent: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
         assert_eq!(sent["model"], "gpt-4o");
     }
