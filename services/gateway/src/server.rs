@@ -167,7 +167,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Anthropic's token count of a Messages body, as the gateway's own tokenizer counts it: no
-/// model is called and nothing is metered, but the key must open the model.
+/// model is called and nothing is metered, but the key must open the model, and each call
+/// counts against the key's request limits.
 async fn count_tokens(
     req: HttpRequest,
     payload: web::Payload,
@@ -179,11 +180,18 @@ async fn count_tokens(
     let counted = async {
         let key = gateway.authenticate(req.headers()).await?;
         let raw = read_payload(&req, payload, **limits).await?;
-        gateway.count_tokens(&key, messages::request::to_counted_body(&raw)?)
+        let chat = messages::request::to_counted_body(&raw)?;
+        gateway.count_tokens(key, chat, request_id.clone()).await
     }
     .await;
     match counted {
-        Ok(input_tokens) => HttpResponse::Ok().json(json!({ "input_tokens": input_tokens })),
+        Ok((input_tokens, headers)) => {
+            let mut response = HttpResponse::Ok();
+            for header in headers {
+                response.insert_header(header);
+            }
+            response.json(json!({ "input_tokens": input_tokens }))
+        }
         Err(err) => ingress.error_response(&err, &request_id),
     }
 }

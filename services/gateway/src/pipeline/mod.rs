@@ -178,17 +178,27 @@ impl Gateway {
         }
     }
 
-    /// The prompt tokens of an OpenAI chat body (for `/v1/messages/count_tokens`): the parse
-    /// and route stages only, so an unknown model is a 404 and one the key may not use a 403,
-    /// and nothing is called or metered. Counted by the tokenizer up to [`TOKENIZED_BYTES`],
-    /// estimated beyond: the endpoint is not rate-limited, and tokenizing costs CPU in
+    /// The prompt tokens of an OpenAI chat body (for `/v1/messages/count_tokens`), with the
+    /// headers its answer carries: the parse and route stages, so an unknown model is a 404
+    /// and one the key may not use a 403, then admission as a request that reserves nothing
+    /// ([`Admit::admit_uncharged`]); no model is called and nothing is metered. Counted by the
+    /// tokenizer up to [`TOKENIZED_BYTES`], estimated beyond: tokenizing costs CPU in
     /// proportion to the body.
-    pub fn count_tokens(&self, key: &KeyContext, chat: Bytes) -> Result<u64, GatewayError> {
+    pub async fn count_tokens(
+        &self,
+        key: Arc<KeyContext>,
+        chat: Bytes,
+        request_id: String,
+    ) -> Result<(u64, Vec<(HeaderName, HeaderValue)>), GatewayError> {
         let body = InboundBody::parse(Endpoint::ChatCompletions, chat)?;
-        self.router.resolve(&body.model)?;
+        let route = self.router.resolve(&body.model)?;
         if !key.allows_model(&body.model) {
             return Err(GatewayError::ModelNotAllowed(body.model.clone()));
         }
+        let mut ctx = RequestContext::new(request_id, Ingress::AnthropicMessages, key);
+        ctx.requested_model.clone_from(&body.model);
+        ctx.route = Some(route);
+        let headers = self.stages.admit.admit_uncharged(&ctx).await?;
         let tools = body.field("tools").map_or(0, crate::tokens::json_estimate);
         let messages = if body.raw().len() <= TOKENIZED_BYTES {
             crate::tokens::chat_prompt(body.chat()?)
@@ -197,7 +207,7 @@ impl Gateway {
                 .and_then(crate::tokens::chat_prompt_estimate)
                 .unwrap_or_else(|| (body.raw().len() as u64).div_ceil(4))
         };
-        Ok(messages + tools)
+        Ok((messages + tools, ctx.ingress.response_headers(&headers)))
     }
 
     async fn run(
@@ -349,7 +359,15 @@ impl Gateway {
                 completion.target = Some(target.clone());
                 completion.attempts = attempts;
                 let adapter = &target.provider.adapter;
+                let native = forwarded(&body, &target);
                 let translated = match endpoint {
+                    // The client gets a forwarded answer as it came; the cache, if it keeps
+                    // this one, wants it as a chat completion.
+                    Endpoint::ChatCompletions if native => adapter.forwarded_response(
+                        &target.model,
+                        &bytes,
+                        completion.ctx.cache_state.is_some(),
+                    ),
                     Endpoint::ChatCompletions => adapter.chat_response(&target.model, &bytes),
                     Endpoint::Embeddings => {
                         adapter.embeddings_response(&target.model, &body, &bytes)
@@ -366,7 +384,6 @@ impl Gateway {
                             .cache
                             .store(&completion.ctx, &body, &translated.body)
                             .await;
-                        let native = forwarded(&body, &target);
                         Ok(Answer {
                             body: if native { bytes } else { translated.body },
                             target,

@@ -32,6 +32,17 @@ pub trait Admit: Send + Sync {
 
     /// Replaces the reservation with the actual usage (or releases it on failure).
     fn settle(&self, reservation: Reservation, event: &UsageEvent);
+
+    /// Admission of a call that reaches no model (counting a body's tokens): one request
+    /// against the key's request limits, so that such calls cannot be made without bound, and
+    /// nothing reserved against tokens or budgets. Returns the headers its answer carries.
+    async fn admit_uncharged(
+        &self,
+        ctx: &RequestContext,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
+        let _ = ctx;
+        Ok(Vec::new())
+    }
 }
 
 /// What admission set aside for one request.

@@ -106,6 +106,20 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         false
     }
 
+    /// Reads an answer to a forwarded request (see [`ProviderAdapter::forwards`]), which goes to
+    /// the client as it came: the usage it reported and, when `as_chat`, the same answer as an
+    /// OpenAI chat completion, for the response cache to keep. Without `as_chat` only the usage
+    /// is read, and the body returned is empty: nothing else needs the translation.
+    fn forwarded_response(
+        &self,
+        model: &str,
+        body: &[u8],
+        as_chat: bool,
+    ) -> Result<Translated, String> {
+        let _ = as_chat;
+        self.chat_response(model, body)
+    }
+
     /// What must happen before this adapter can build a request, where that takes I/O: Vertex
     /// AI fetching an OAuth access token. `None` (the default, and Vertex's while its cached
     /// token is good) means nothing; [`crate::upstream::send`] awaits a future before building

@@ -111,6 +111,21 @@ impl ProviderAdapter for Anthropic {
         response::translate_response(model, body)
     }
 
+    fn forwarded_response(
+        &self,
+        model: &str,
+        body: &[u8],
+        as_chat: bool,
+    ) -> Result<Translated, String> {
+        if as_chat {
+            return response::translate_response(model, body);
+        }
+        Ok(Translated {
+            body: bytes::Bytes::new(),
+            usage: response::message_usage(body)?,
+        })
+    }
+
     fn chat_stream(&self, model: &str, body: &InboundBody) -> Box<dyn StreamTranslator> {
         if native(body).is_some() {
             return Box::new(stream::AnthropicRelay::new());

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tollgate_common::TokenUsage;
 
 use super::request::JSON_OUTPUT_TOOL_PREFIX;
 use crate::openai::request::{FunctionCall, ToolCall};
@@ -165,6 +166,22 @@ pub(crate) fn translate_response(model: &str, body: &[u8]) -> Result<Translated,
         body: Bytes::from(body),
         usage: usage.map(|u| u.tokens()),
     })
+}
+
+/// Only the usage of a message, for an answer that goes to the client as it came.
+pub(super) fn message_usage(body: &[u8]) -> Result<Option<TokenUsage>, String> {
+    #[derive(Deserialize)]
+    struct UsageOnly {
+        #[serde(default)]
+        usage: Option<WireUsage>,
+    }
+    let message: UsageOnly = serde_json::from_slice(body)
+        .map_err(|e| format!("Anthropic answered with a body that is not a message: {e}"))?;
+    Ok(message.usage.map(|usage| {
+        let mut counts = TokenCounts::default();
+        counts.update(&usage);
+        counts.usage().tokens()
+    }))
 }
 
 #[derive(Deserialize)]
