@@ -6,6 +6,7 @@ use tollgate_mock_provider::{MockConfig, MockServer};
 
 use super::{
     Gateway, PROVIDER_KEY, config_for, run_python, scratch_dir, signup, wait_for_usage_rows,
+    write_config,
 };
 
 /// Model calls each SDK script makes per model (count_tokens and refusals not included).
@@ -110,6 +111,77 @@ async fn anthropic_and_responses_sdks_through_every_provider() {
         rows.len()
     );
 
+    drop(gateway);
+    mock.stop().await;
+}
+
+/// Counting tokens calls no model, but each count is a request against the key's limits: a
+/// key cannot count without bound, and what it counted is not taken from its tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counting_tokens_counts_against_the_request_limit() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let config = write_config(
+        &scratch_dir("count-limits"),
+        &mock,
+        "limits:\n  default: { rpm: 2, tpm: 1000000 }\n",
+    );
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
+    let tenant = signup(&gateway.url, "count-limits@example.com").await;
+    let client = reqwest::Client::new();
+    let count = || {
+        client
+            .post(format!("{}/v1/messages/count_tokens", gateway.url))
+            .header("x-api-key", &tenant.key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&serde_json::json!({
+                "model": "smart",
+                "messages": [{"role": "user", "content": "How many tokens is this?"}],
+            }))
+            .send()
+    };
+    for remaining in ["1", "0"] {
+        let res = count().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            header("anthropic-ratelimit-requests-remaining").as_deref(),
+            Some(remaining)
+        );
+        assert_eq!(
+            header("anthropic-ratelimit-requests-limit").as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            header("anthropic-ratelimit-tokens-remaining").as_deref(),
+            Some("1000000"),
+            "counting takes nothing from the token limit"
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(body["input_tokens"].as_u64().unwrap() > 0, "{body}");
+    }
+    let res = count().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "rate_limit_error", "{body}");
+    // The same limit holds for model calls.
+    let res = client
+        .post(format!("{}/v1/messages", gateway.url))
+        .header("x-api-key", &tenant.key)
+        .json(&serde_json::json!({
+            "model": "smart",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "hi"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
     drop(gateway);
     mock.stop().await;
 }
