@@ -13,7 +13,7 @@ pub(crate) async fn chat(
     state: web::Data<State>,
 ) -> HttpResponse {
     let deployment = req.match_info().get("deployment").unwrap_or_default();
-    openai::serve_chat(&state, &req, body, Dialect::Azure { deployment }).await
+    openai::serve_chat(&state, &req, body, Dialect::Azure { deployment }, None).await
 }
 
 /// `POST /openai/deployments/{deployment}/embeddings`.

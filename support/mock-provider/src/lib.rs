@@ -7,6 +7,7 @@ mod azure;
 mod bedrock;
 mod behaviour;
 mod cohere;
+mod compatible;
 mod completions;
 mod gemini;
 mod http;
@@ -156,6 +157,10 @@ fn build_server(
             .route("/v1/completions", web::post().to(completions::completions))
             .route("/v1/moderations", web::post().to(completions::moderations))
             .route("/v1/models", web::get().to(openai::models))
+            .route(
+                "/{service}/v1/chat/completions",
+                web::post().to(compatible::chat),
+            )
             .route(
                 "/openai/deployments/{deployment}/chat/completions",
                 web::post().to(azure::chat),

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::answer::{self, Answer, Text, push_json_str, push_u64};
 use crate::behaviour::{Active, State, failure_message};
+use crate::compatible::Quirk;
 use crate::http;
 use crate::stats::Route;
 use crate::stream::{BodyStream, Source};
@@ -294,7 +295,7 @@ pub(crate) async fn chat(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    serve_chat(&state, &req, body, Dialect::OpenAi).await
+    serve_chat(&state, &req, body, Dialect::OpenAi, None).await
 }
 
 /// `POST /v1/embeddings`.
@@ -333,12 +334,13 @@ pub(crate) async fn models(req: HttpRequest, state: web::Data<State>) -> HttpRes
     )
 }
 
-/// Chat completions for OpenAI and Azure.
+/// Chat completions for OpenAI, Azure and the OpenAI-compatible services with a `quirk`.
 pub(crate) async fn serve_chat(
     state: &State,
     req: &HttpRequest,
     body: Bytes,
     dialect: Dialect<'_>,
+    quirk: Option<Quirk>,
 ) -> HttpResponse {
     let route = match dialect {
         Dialect::OpenAi => Route::OpenAiChat,
@@ -359,6 +361,15 @@ pub(crate) async fn serve_chat(
             Some("missing_required_parameter"),
         );
     };
+    if quirk == Some(Quirk::NoStreamOptions) && request.stream_options.is_some() {
+        return error(
+            400,
+            "Unrecognized request argument supplied: stream_options",
+            "invalid_request_error",
+            None,
+            None,
+        );
+    }
     if let Some(code) = active.injected_failure(model, &state.stats) {
         return injected(code, active.config.retry_after_secs);
     }
@@ -410,14 +421,19 @@ pub(crate) async fn serve_chat(
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        let source = ChatStream::new(
+        let with_finish = quirk.is_some_and(Quirk::usage_with_finish);
+        let mut source = ChatStream::new(
             &id,
             created,
             model,
             reply,
-            usage.filter(|_| include_usage),
-            include_usage,
+            usage.filter(|_| include_usage && !with_finish),
+            include_usage && !with_finish,
         );
+        source.quirk = quirk;
+        if let Some(quirk) = quirk {
+            quirk.finish_members(usage.as_ref(), &mut source.finish_members);
+        }
         let stream = BodyStream::new(source, config, state.stats.clone());
         return http::streamed("text/event-stream; charset=utf-8", stream);
     }
@@ -458,7 +474,15 @@ pub(crate) async fn serve_chat(
             logprobs: (),
             finish_reason: reply.finish_reason(),
         }],
-        usage,
+        usage: usage.map(|usage| match quirk {
+            Some(quirk) => UsageBody::Service(
+                serde_json::value::RawValue::from_string(
+                    String::from_utf8(quirk.usage_json(&usage)).unwrap_or_default(),
+                )
+                .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
+            ),
+            None => UsageBody::OpenAi(usage),
+        }),
         service_tier: "default",
         system_fingerprint: FINGERPRINT,
     };
@@ -499,7 +523,7 @@ struct Completion<'a> {
     model: &'a str,
     choices: [Choice<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Usage>,
+    usage: Option<UsageBody>,
     service_tier: &'static str,
     system_fingerprint: &'static str,
 }
@@ -536,11 +560,19 @@ struct FunctionCall<'a> {
     arguments: &'a str,
 }
 
+/// An answer's usage: OpenAI's, or as a compatible service writes it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum UsageBody {
+    OpenAi(Usage),
+    Service(Box<serde_json::value::RawValue>),
+}
+
 #[derive(Serialize, Clone, Copy)]
-struct Usage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
+pub(crate) struct Usage {
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    pub(crate) total_tokens: u64,
     prompt_tokens_details: PromptDetails,
     completion_tokens_details: CompletionDetails,
 }
@@ -579,6 +611,10 @@ struct ChatStream {
     usage: Option<Usage>,
     /// With `include_usage` OpenAI adds `"usage":null` to every chunk but the last.
     usage_null: bool,
+    /// A compatible service's departures from OpenAI's stream.
+    quirk: Option<Quirk>,
+    /// Members the finish chunk carries besides OpenAI's (a service's usage).
+    finish_members: BytesMut,
 }
 
 impl ChatStream {
@@ -605,6 +641,8 @@ impl ChatStream {
             reply,
             usage,
             usage_null,
+            quirk: None,
+            finish_members: BytesMut::new(),
         }
     }
 
@@ -625,6 +663,9 @@ impl ChatStream {
             None => out.put_slice(b"null"),
         }
         out.put_slice(b"}]");
+        if finish.is_some() {
+            out.put_slice(&self.finish_members);
+        }
         if self.usage_null {
             out.put_slice(b",\"usage\":null");
         }
@@ -693,7 +734,10 @@ impl Source for ChatStream {
         } else if let (true, Some(usage)) = (step == deltas + 2, &self.usage) {
             out.put_slice(&self.prefix);
             out.put_slice(b"],\"usage\":");
-            out.put_slice(&http::to_json(usage));
+            match self.quirk {
+                Some(quirk) => out.put_slice(&quirk.usage_json(usage)),
+                None => out.put_slice(&http::to_json(usage)),
+            }
             out.put_slice(b"}\n\n");
         } else {
             out.put_slice(b"data: [DONE]\n\n");

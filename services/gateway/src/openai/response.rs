@@ -43,9 +43,14 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default)]
     pub total_tokens: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// DeepSeek's count of prompt tokens its context cache served, in place of
+    /// `prompt_tokens_details.cached_tokens`: read, never written.
+    #[serde(default, skip_serializing)]
+    pub prompt_cache_hit_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +70,7 @@ impl Usage {
             prompt_tokens_details: (cached > 0).then_some(PromptTokensDetails {
                 cached_tokens: cached,
             }),
+            prompt_cache_hit_tokens: None,
         }
     }
 
@@ -72,7 +78,11 @@ impl Usage {
         TokenUsage {
             input_tokens: self.prompt_tokens,
             output_tokens: self.completion_tokens,
-            cached_input_tokens: self.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+            cached_input_tokens: self
+                .prompt_tokens_details
+                .map(|d| d.cached_tokens)
+                .or(self.prompt_cache_hit_tokens)
+                .unwrap_or(0),
         }
     }
 }

@@ -36,8 +36,16 @@ impl OpenAiStream {
             choices: Vec<ChoiceView<'a>>,
             #[serde(default)]
             usage: Option<Usage>,
+            /// Groq's extras, where its streams carry their usage.
+            #[serde(default)]
+            x_groq: Option<GroqExtras>,
             #[serde(default)]
             error: Option<serde_json::Value>,
+        }
+        #[derive(Deserialize)]
+        struct GroqExtras {
+            #[serde(default)]
+            usage: Option<Usage>,
         }
         #[derive(Deserialize)]
         struct ChoiceView<'a> {
@@ -75,7 +83,7 @@ impl OpenAiStream {
                 self.output.push_str(text);
             }
         }
-        if let Some(usage) = chunk.usage {
+        if let Some(usage) = chunk.usage.or(chunk.x_groq.and_then(|x| x.usage)) {
             self.usage = Some(usage.tokens());
             if self.strip_usage_chunk && chunk.choices.is_empty() {
                 return Ok(());
