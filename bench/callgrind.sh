@@ -6,8 +6,9 @@
 #   bench/callgrind.sh [N] [--no-build] [--annotate] [--api anthropic]
 #
 # Runs the release `tollgate` under `valgrind --tool=callgrind` twice against the mock provider
-# (which runs natively): once serving N (default 2000) sequential chat completions from
-# `oha -n N -c 1`, once serving none. Prints (Ir of the loaded run - Ir of the idle run) / N.
+# (which runs natively): once serving N (default 2000) sequential chat completions on one
+# connection (`oha -n N -c 1`, or Python when oha is not installed), once serving none.
+# Prints (Ir of the loaded run - Ir of the idle run) / N.
 # Both runs do the same start-up, readiness check and shutdown, so those cancel out.
 # --annotate also prints the functions that cost the most in the loaded run. --api anthropic
 # sends Anthropic Messages requests to an Anthropic target instead (forwarded as the client wrote
@@ -29,7 +30,7 @@ for arg in "$@"; do
         --no-build) BUILD=0 ;;
         --annotate) ANNOTATE=1 ;;
         --api) NEXT_IS_API=1 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *[!0-9]*|'') echo "usage: $0 [N] [--no-build] [--annotate] [--api openai|anthropic]" >&2; exit 2 ;;
         *) N=$arg ;;
     esac
@@ -52,12 +53,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RELEASE=$TARGET_DIR/release
 
+# The client only has to send the same requests in every run: callgrind counts the gateway's
+# instructions, not the client's. oha when installed; otherwise a Python client on one
+# keep-alive connection, sending the same headers.
 OHA=$(command -v oha || true)
 [[ -z "$OHA" && -x "$HOME/.cargo/bin/oha" ]] && OHA=$HOME/.cargo/bin/oha
-if [[ -z "$OHA" ]]; then
-    echo "oha not found: install it with \`cargo install oha --locked\`" >&2
-    exit 2
-fi
 if ! command -v valgrind >/dev/null; then
     echo "valgrind not found: install it (apt-get install valgrind)" >&2
     exit 2
@@ -132,7 +132,21 @@ EOF
     local status
     status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health/ready")
     [[ "$status" == 200 ]] || { echo "/health/ready answered $status" >&2; return 1; }
-    if (( requests > 0 )); then
+    if (( requests > 0 )) && [[ -z "$OHA" ]]; then
+        python3 - "127.0.0.1" "$port" "$ROUTE" "$BODY" "$KEY" "$requests" <<'PY'
+import http.client, sys
+host, port, route, body, key, n = sys.argv[1:7]
+conn = http.client.HTTPConnection(host, int(port))
+headers = {"content-type": "application/json", "authorization": f"Bearer {key}",
+           "user-agent": "oha/1.14.0", "accept": "*/*"}
+for i in range(int(n)):
+    conn.request("POST", route, body=body.encode(), headers=headers)
+    response = conn.getresponse()
+    answer = response.read()
+    if response.status != 200:
+        sys.exit(f"request {i}: status {response.status}: {answer[:300]!r}")
+PY
+    elif (( requests > 0 )); then
         "$OHA" --no-tui --output-format json -n "$requests" -c 1 -m POST -T application/json -d "$BODY" \
             -H "Authorization: Bearer $KEY" \
             "http://127.0.0.1:$port$ROUTE" >"$WORK/oha.json"
