@@ -44,7 +44,8 @@ impl Recorded {
     }
 }
 
-/// A gateway whose model `m` is `gpt-4o-mini` at the mock's `service` route, with `options`
+/// A gateway whose model `m` is `gpt-4o-mini` at the mock's `service` route (OpenAI's own for
+/// `""`), with `options`
 /// added to the provider, recording usage into the returned meter.
 async fn gateway(mock: &MockServer, service: &str, options: &str) -> (TestGateway, Arc<Recorded>) {
     let recorded = Arc::new(Recorded::default());
@@ -52,10 +53,15 @@ async fn gateway(mock: &MockServer, service: &str, options: &str) -> (TestGatewa
         meter: recorded.clone(),
         ..Stages::default()
     };
+    let base = if service.is_empty() {
+        "{mock:m}/v1".to_owned()
+    } else {
+        format!("{{mock:m}}/{service}/v1")
+    };
     let yaml = format!(
         r#"
 providers:
-  compatible: {{ kind: openai, api_base: "{{mock:m}}/{service}/v1", api_key: k{options} }}
+  compatible: {{ kind: openai, api_base: "{base}", api_key: k{options} }}
 models:
   - name: m
     retry: {{ attempts: 1 }}
@@ -178,6 +184,50 @@ async fn usage_in_the_finish_chunk_is_metered_and_left_to_the_client() {
         event.usage.output_tokens,
         finish["usage"]["completion_tokens"].as_u64().unwrap()
     );
+    gw.stop().await;
+    m.stop().await;
+}
+
+/// A server that reports no usage at all: the tokenizer counts the prompt and the answer, whole
+/// or streamed, so that no answer goes out unmetered.
+#[actix_web::test]
+async fn answers_without_usage_are_counted_by_the_tokenizer() {
+    let m = mock(MockConfig {
+        omit_usage: true,
+        ..MockConfig::default()
+    })
+    .await;
+    let (gw, recorded) = gateway(&m, "", "").await;
+    for (n, stream) in [false, true].into_iter().enumerate() {
+        let res = gw.chat(chat(stream, false)).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap();
+        let event = recorded.event(n).await;
+        assert!(event.usage_estimated, "stream {stream}");
+        assert!(
+            event.usage.input_tokens > 300,
+            "stream {stream}: {:?}",
+            event.usage
+        );
+        assert!(
+            event.usage.output_tokens > 0,
+            "stream {stream}: {:?}",
+            event.usage
+        );
+    }
+    // A tool call's arguments are output too.
+    let body = json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "weather?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+    });
+    let answer: Value = gw.chat(body).send().await.unwrap().json().await.unwrap();
+    assert!(
+        answer["choices"][0]["message"]["tool_calls"].is_array(),
+        "{answer}"
+    );
+    let event = recorded.event(2).await;
+    assert!(event.usage.output_tokens > 0, "{:?}", event.usage);
     gw.stop().await;
     m.stop().await;
 }

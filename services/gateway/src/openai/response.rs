@@ -93,6 +93,41 @@ impl From<TokenUsage> for Usage {
     }
 }
 
+/// The text an answer generated (every choice's content, refusal and tool-call arguments, or a
+/// legacy completion's `text`), for the tokenizer to count when the upstream reported no usage.
+/// Empty for a body that is neither.
+pub fn answer_text(body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        choices: Vec<AnswerChoice>,
+    }
+    #[derive(Deserialize)]
+    struct AnswerChoice {
+        #[serde(default)]
+        message: Option<AssistantMessage>,
+        #[serde(default)]
+        text: Option<String>,
+    }
+    let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    for choice in answer.choices {
+        text.extend(choice.text);
+        let Some(message) = choice.message else {
+            continue;
+        };
+        text.extend(message.content);
+        text.extend(message.refusal);
+        for call in message.tool_calls.into_iter().flatten() {
+            text.push_str(&call.function.name);
+            text.push_str(&call.function.arguments);
+        }
+    }
+    text
+}
+
 /// One `data:` event of a streamed chat completion.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChatCompletionChunk {

@@ -379,6 +379,18 @@ impl Gateway {
                 match translated {
                     Ok(translated) => {
                         completion.usage = translated.usage;
+                        if translated.usage.is_none() {
+                            // Metering counts the answer's text with the tokenizer instead.
+                            let answer = if translated.body.is_empty() {
+                                adapter
+                                    .forwarded_response(&target.model, &bytes, true)
+                                    .map(|chat| chat.body)
+                                    .unwrap_or_default()
+                            } else {
+                                translated.body.clone()
+                            };
+                            completion.output_text = crate::openai::response::answer_text(&answer);
+                        }
                         record_answer(&target, translated.usage, attempts);
                         self.stages
                             .cache
