@@ -231,3 +231,37 @@ async fn answers_without_usage_are_counted_by_the_tokenizer() {
     gw.stop().await;
     m.stop().await;
 }
+
+/// A server that refuses `stream_options`: by default the gateway's request for the usage
+/// chunk is refused; with `stream_usage: false` the stream is served and counted by the
+/// tokenizer.
+#[actix_web::test]
+async fn servers_that_refuse_stream_options_are_served_with_stream_usage_off() {
+    let m = mock_server().await;
+    let (gw, _) = gateway(&m, "no-stream-options", "").await;
+    let res = gw.chat(chat(true, false)).send().await.unwrap();
+    assert_eq!(res.status(), 400, "the server refuses the argument");
+    let error: Value = res.json().await.unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("stream_options"), "{message}");
+    gw.stop().await;
+
+    let (gw, recorded) = gateway(&m, "no-stream-options", ", stream_usage: false").await;
+    let res = gw.chat(chat(true, false)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let chunks = chunks(&res.text().await.unwrap());
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "{chunks:?}"
+    );
+    let event = recorded.event(0).await;
+    assert!(event.usage_estimated);
+    assert!(event.usage.output_tokens > 0, "{:?}", event.usage);
+    // Non-streaming requests never carried the argument.
+    let res = gw.chat(chat(false, false)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let event = recorded.event(1).await;
+    assert!(!event.usage_estimated);
+    gw.stop().await;
+    m.stop().await;
+}

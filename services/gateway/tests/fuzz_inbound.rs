@@ -849,6 +849,7 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
             api_key: (!signs).then(|| Secret::new("test-key")),
             api_version: api_version.map(str::to_owned),
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: signs.then(|| AwsCredentials {
                 region: "us-east-1".into(),
                 access_key_id: "AKIDEXAMPLE".into(),
@@ -901,7 +902,7 @@ fn check(endpoint: Endpoint, raw: &[u8]) -> Result<(), TestCaseError> {
 fn check_openai_body(body: &InboundBody, raw: &[u8]) -> Result<(), TestCaseError> {
     let sent = members(raw);
     for model in TARGET_MODELS {
-        let out = body.to_openai_body(model);
+        let out = body.to_openai_body(model, true);
         let got = members(&out);
         let force_usage = body.stream && !body.client_wants_stream_usage;
         let model_json = serde_json::to_string(model).unwrap();

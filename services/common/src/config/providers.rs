@@ -340,6 +340,11 @@ pub struct ProviderSpec {
     /// Extra headers sent with every upstream request (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// OpenAI-format kinds only: whether a stream is sent with
+    /// `stream_options.include_usage` so that it reports its usage (default true). False for
+    /// servers that refuse the argument; their streams are then counted by the tokenizer.
+    #[serde(default)]
+    pub stream_usage: Option<bool>,
     /// SigV4 kinds (Bedrock) only: the AWS region, and the credentials signing requests. Left
     /// out, they come from the standard AWS environment variables ([`aws_env`]); the key id,
     /// secret and session token come as one set, all from here or all from the environment.
@@ -377,6 +382,7 @@ impl ProviderSpec {
             api_key: None,
             api_version: None,
             headers: BTreeMap::new(),
+            stream_usage: None,
             region: None,
             aws_access_key_id: None,
             aws_secret_access_key: None,
@@ -398,6 +404,9 @@ pub struct ProviderConfig {
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// Whether streams ask for their usage (`stream_options.include_usage`); OpenAI-format
+    /// kinds only, true for the others.
+    pub stream_usage: bool,
     /// The region and credentials of a SigV4 kind; `None` for the others.
     pub aws: Option<AwsCredentials>,
     /// Set for kind `vertex` only.
@@ -517,6 +526,18 @@ pub(super) fn validate_provider(
             ));
         }
     }
+    if spec.stream_usage.is_some()
+        && !matches!(spec.kind, ProviderKind::Openai | ProviderKind::Azure)
+    {
+        problems.push(problem(
+            format!("{path}.stream_usage"),
+            format!(
+                "only `openai` and `azure` providers take stream_usage (OpenAI's \
+                 `stream_options`), not `{}`",
+                facts.name
+            ),
+        ));
+    }
     if problems.len() > before {
         return None;
     }
@@ -529,6 +550,7 @@ pub(super) fn validate_provider(
         api_key: spec.api_key,
         api_version: spec.api_version,
         headers: spec.headers,
+        stream_usage: spec.stream_usage.unwrap_or(true),
         aws,
         vertex,
     })
@@ -644,6 +666,43 @@ mod tests {
                     "required for kind `azure` (e.g. 2024-10-21)"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn stream_usage_is_an_openai_format_option_on_by_default() {
+        let spec = |kind, stream_usage| ProviderSpec {
+            api_base: Some("https://x.example".into()),
+            api_key: Some(Secret("k".into())),
+            api_version: (kind == ProviderKind::Azure).then(|| "2024-10-21".into()),
+            stream_usage,
+            ..ProviderSpec::of_kind(kind)
+        };
+        let env = BTreeMap::<String, String>::new();
+        let mut problems = Vec::new();
+        let on = validate_provider("o", spec(ProviderKind::Openai, None), &env, &mut problems);
+        assert!(on.unwrap().stream_usage);
+        let off = validate_provider(
+            "z",
+            spec(ProviderKind::Azure, Some(false)),
+            &env,
+            &mut problems,
+        );
+        assert!(!off.unwrap().stream_usage);
+        assert!(problems.is_empty());
+        let refused = validate_provider(
+            "a",
+            spec(ProviderKind::Anthropic, Some(false)),
+            &env,
+            &mut problems,
+        );
+        assert!(refused.is_none());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "providers.a.stream_usage");
+        assert!(
+            problems[0].message.contains("not `anthropic`"),
+            "{}",
+            problems[0].message
         );
     }
 

@@ -281,11 +281,12 @@ impl InboundBody {
         Some(&self.raw[field.value.clone()])
     }
 
-    /// The body for an OpenAI-shaped upstream: the client's bytes with `model` replaced and, for
-    /// a stream whose client did not ask for usage, `stream_options.include_usage` switched on
-    /// (the relay takes the extra usage chunk out again before it reaches the client).
-    pub fn to_openai_body(&self, model: &str) -> Bytes {
-        let force_usage = self.stream && !self.client_wants_stream_usage;
+    /// The body for an OpenAI-shaped upstream: the client's bytes with `model` replaced and,
+    /// with `ask_usage`, for a stream whose client did not ask for usage,
+    /// `stream_options.include_usage` switched on (the relay takes the extra usage chunk out
+    /// again before it reaches the client).
+    pub fn to_openai_body(&self, model: &str, ask_usage: bool) -> Bytes {
+        let force_usage = ask_usage && self.stream && !self.client_wants_stream_usage;
         write_fields(&self.raw, &self.fields, model, force_usage)
     }
 
@@ -515,7 +516,7 @@ mod tests {
         assert_eq!(body.model, "smart");
         assert!(!body.stream);
         assert_eq!(body.max_output_tokens, Some(12));
-        let out = body.to_openai_body("gpt-4o");
+        let out = body.to_openai_body("gpt-4o", true);
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["model"], "gpt-4o");
         assert_eq!(value["seed"], 7);
@@ -565,17 +566,19 @@ mod tests {
             chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#)
                 .unwrap();
         assert!(body.stream && !body.client_wants_stream_usage);
-        let value: serde_json::Value = serde_json::from_slice(&body.to_openai_body("x")).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_slice(&body.to_openai_body("x", true)).unwrap();
         assert_eq!(value["stream_options"]["include_usage"], true);
 
         let body = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_obfuscation":false}}"#).unwrap();
-        let value: serde_json::Value = serde_json::from_slice(&body.to_openai_body("x")).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_slice(&body.to_openai_body("x", true)).unwrap();
         assert_eq!(value["stream_options"]["include_usage"], true);
         assert_eq!(value["stream_options"]["include_obfuscation"], false);
 
         let body = chat(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
         assert!(body.client_wants_stream_usage);
-        assert_eq!(&body.to_openai_body("m")[..], body.raw().as_ref());
+        assert_eq!(&body.to_openai_body("m", true)[..], body.raw().as_ref());
     }
 
     #[test]
@@ -584,7 +587,7 @@ mod tests {
             chat(r#"{"mod\u0065l":"m","messages":[{"role":"user","content":"\u00e9"}]}"#).unwrap();
         assert_eq!(body.model, "m");
         let value: serde_json::Value =
-            serde_json::from_slice(&body.to_openai_body("modèle \"x\"")).unwrap();
+            serde_json::from_slice(&body.to_openai_body("modèle \"x\"", true)).unwrap();
         assert_eq!(value["model"], "modèle \"x\"");
         assert_eq!(value["messages"][0]["content"], "é");
     }

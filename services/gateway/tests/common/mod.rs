@@ -151,6 +151,7 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
         api_key: (!signs).then(|| Secret::new("test-key")),
         api_version: api_version.map(str::to_owned),
         headers: BTreeMap::new(),
+        stream_usage: true,
         aws: signs.then(test_aws_credentials),
         vertex: vertex_settings(kind),
     })

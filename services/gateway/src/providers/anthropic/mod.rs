@@ -177,6 +177,7 @@ mod tests {
             api_key: Some(Secret::new("sk-ant-test")),
             api_version: api_version.map(str::to_owned),
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: None,
             vertex: None,
         }

@@ -241,6 +241,7 @@ mod tests {
             api_key: None,
             api_version: None,
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: Some(AwsCredentials {
                 region: "us-east-1".into(),
                 access_key_id: "AKIDEXAMPLE".into(),

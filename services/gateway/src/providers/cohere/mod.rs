@@ -120,6 +120,7 @@ pub(super) mod tests {
             api_key: Some(Secret::new("co-test-key")),
             api_version: None,
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: None,
             vertex: None,
         })

@@ -159,6 +159,7 @@ mod tests {
             api_key: Some(Secret::new("AIza-test-key")),
             api_version: None,
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: None,
             vertex: None,
         })

@@ -124,6 +124,7 @@ pub(super) mod tests {
             api_key: Some(Secret::new("mistral-test-key")),
             api_version: None,
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: None,
             vertex: None,
         })

@@ -108,6 +108,8 @@ impl Flavour {
 pub struct OpenAi {
     flavour: Flavour,
     headers: HeaderMap,
+    /// Streams ask for their usage (`stream_options`), which some servers refuse.
+    stream_usage: bool,
 }
 
 impl OpenAi {
@@ -149,7 +151,11 @@ impl OpenAi {
         if let Some(key) = &config.api_key {
             flavour.set_key(&mut headers, key.expose())?;
         }
-        Ok(OpenAi { flavour, headers })
+        Ok(OpenAi {
+            flavour,
+            headers,
+            stream_usage: config.stream_usage,
+        })
     }
 
     fn upstream_request(
@@ -162,7 +168,7 @@ impl OpenAi {
             url: self.flavour.url(model, operation)?,
             headers: self.headers.clone(),
             own_credentials: false,
-            body: request::translate_request(model, body),
+            body: request::translate_request(model, body, self.stream_usage),
         })
     }
 }
@@ -244,6 +250,7 @@ mod tests {
             api_key: Some(Secret::new("sk-test")),
             api_version: None,
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: None,
             vertex: None,
         })
@@ -276,6 +283,7 @@ mod tests {
             api_key: Some(Secret::new("az-key")),
             api_version: Some("2024-10-21".into()),
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: None,
             vertex: None,
         })

@@ -286,6 +286,7 @@ mod tests {
             api_key: Some(Secret::new("ya29.static-token")),
             api_version: None,
             headers: BTreeMap::new(),
+            stream_usage: true,
             aws: None,
             vertex: Some(VertexConfig {
                 project: project.into(),
