@@ -848,6 +848,7 @@ fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
             api_base: api_base.into(),
             api_key: (!signs).then(|| Secret::new("test-key")),
             api_version: api_version.map(str::to_owned),
+            responses_api: false,
             headers: BTreeMap::new(),
             aws: signs.then(|| AwsCredentials {
                 region: "us-east-1".into(),
