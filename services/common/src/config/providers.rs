@@ -688,7 +688,10 @@ mod tests {
         let mut problems = Vec::new();
         assert_eq!(validated(openai(None, None), &mut problems), Some(true));
         assert_eq!(
-            validated(openai(Some("https://api.openai.com/v1/"), None), &mut problems),
+            validated(
+                openai(Some("https://api.openai.com/v1/"), None),
+                &mut problems
+            ),
             Some(true)
         );
         assert_eq!(
@@ -696,10 +699,16 @@ mod tests {
             Some(false)
         );
         assert_eq!(
-            validated(openai(Some("http://vllm:8000/v1"), Some(true)), &mut problems),
+            validated(
+                openai(Some("http://vllm:8000/v1"), Some(true)),
+                &mut problems
+            ),
             Some(true)
         );
-        assert_eq!(validated(openai(None, Some(false)), &mut problems), Some(false));
+        assert_eq!(
+            validated(openai(None, Some(false)), &mut problems),
+            Some(false)
+        );
         assert!(problems.is_empty(), "{problems:?}");
 
         let anthropic = ProviderSpec {
