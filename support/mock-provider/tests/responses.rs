@@ -49,7 +49,10 @@ async fn a_response_object_and_its_stream_of_typed_events() {
     assert_eq!(message["role"], "assistant");
     assert!(message["id"].as_str().unwrap().starts_with("msg_"));
     let text = message["content"][0]["text"].as_str().unwrap();
-    assert!(text.starts_with("Mock OpenAI answer to: Hello there"), "{v}");
+    assert!(
+        text.starts_with("Mock OpenAI answer to: Hello there"),
+        "{v}"
+    );
     assert_eq!(v["usage"]["output_tokens"], 3);
     assert_eq!(
         v["usage"]["total_tokens"],
@@ -90,13 +93,13 @@ async fn a_response_object_and_its_stream_of_typed_events() {
     assert_eq!(events[0].1["response"]["status"], "in_progress");
     let completed = &events[10].1["response"];
     assert_eq!(completed["status"], "completed");
-    assert_eq!(completed["output"][0]["content"][0]["text"], deltas.as_str());
+    assert_eq!(
+        completed["output"][0]["content"][0]["text"],
+        deltas.as_str()
+    );
     assert_eq!(completed["usage"]["output_tokens"], 3);
     assert_eq!(mock.stats().by_route["openai.responses"], 2);
-    assert_eq!(
-        mock.stats().last_path_and_query.as_deref(),
-        Some(RESPONSES)
-    );
+    assert_eq!(mock.stats().last_path_and_query.as_deref(), Some(RESPONSES));
     mock.stop().await;
 }
 
@@ -105,7 +108,9 @@ async fn offered_functions_are_called_until_their_output_comes_back() {
     let mock = keyed().await;
     let request = json!({"model": "gpt-4.1", "tools": weather_tool(),
                          "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]}]});
-    let v = post_json(mock.addr(), RESPONSES, KEY, &request).await.json();
+    let v = post_json(mock.addr(), RESPONSES, KEY, &request)
+        .await
+        .json();
     let call = &v["output"][0];
     assert_eq!(call["type"], "function_call", "{v}");
     assert_eq!(call["name"], "get_weather");
@@ -133,11 +138,15 @@ async fn offered_functions_are_called_until_their_output_comes_back() {
         call,
         {"type": "function_call_output", "call_id": call["call_id"], "output": "21C"},
     ]});
-    let v = post_json(mock.addr(), RESPONSES, KEY, &answered).await.json();
+    let v = post_json(mock.addr(), RESPONSES, KEY, &answered)
+        .await
+        .json();
     assert_eq!(v["output"][0]["type"], "message", "{v}");
     let declined = json!({"model": "gpt-4.1", "tools": weather_tool(), "tool_choice": "none",
                           "input": "Weather?"});
-    let v = post_json(mock.addr(), RESPONSES, KEY, &declined).await.json();
+    let v = post_json(mock.addr(), RESPONSES, KEY, &declined)
+        .await
+        .json();
     assert_eq!(v["output"][0]["type"], "message", "{v}");
     mock.stop().await;
 }
