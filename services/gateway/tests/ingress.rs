@@ -684,6 +684,43 @@ async fn a_responses_client_to_an_openai_target_serving_responses_is_forwarded_n
 }
 
 #[actix_web::test]
+async fn a_body_bound_for_a_forwarding_target_is_checked_like_any_other() {
+    let m = mock(MockConfig::default()).await;
+    let gw = every_kind(&m).await;
+    let model = "openai-responses/gpt-4.1";
+    for (body, param) in [
+        (
+            json!({"model": model, "input": "x", "previous_response_id": "resp_1"}),
+            "previous_response_id",
+        ),
+        (
+            json!({"model": model, "input": "x", "tools": [{"type": "web_search"}]}),
+            "tools[0]",
+        ),
+        (json!({"model": model, "input": 7}), "input"),
+    ] {
+        let res = post(&gw, "/v1/responses", &body).await;
+        assert_eq!(res.status(), 400, "{body}");
+        let error: Value = res.json().await.unwrap();
+        let named = error["error"]["param"].as_str().unwrap_or_default();
+        assert!(named.starts_with(param), "{body}: {error}");
+    }
+    // A second `model` key cannot pick the upstream model: the body is refused first.
+    let res = gw
+        .client
+        .post(format!("{}/v1/responses", gw.url))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"model":"{model}","input":"x","model":"gpt-4.1-pro"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(m.stats().requests, 0, "nothing reached the provider");
+}
+
+#[actix_web::test]
 async fn a_forwarded_responses_client_gets_the_upstreams_function_calls() {
     let m = mock(MockConfig::default()).await;
     let gw = every_kind(&m).await;
