@@ -1,6 +1,7 @@
 //! The other ways in, driven by their official SDKs against the real binary: Anthropic's
 //! Python SDK on `/v1/messages` and the OpenAI SDK's `responses` on `/v1/responses`, each to
-//! an OpenAI, an Anthropic, a Gemini and a Bedrock target, and metered like the chat route.
+//! an OpenAI, an Anthropic, a Gemini and a Bedrock target, and to an OpenAI target serving the
+//! Responses API (where Responses clients are forwarded), and metered like the chat route.
 
 use tollgate_mock_provider::{MockConfig, MockServer};
 
@@ -13,14 +14,23 @@ use super::{
 const ANTHROPIC_CALLS_PER_MODEL: usize = 7;
 const RESPONSES_CALLS_PER_MODEL: usize = 6;
 
-/// OpenAI, Anthropic (first in `smart`), Gemini and Bedrock targets.
-const MODELS: [&str; 4] = ["openai/gpt-4o", "smart", "flash", "rock"];
+/// OpenAI (translated for Responses clients), Anthropic (first in `smart`), Gemini, Bedrock
+/// and OpenAI serving the Responses API (forwarded) targets.
+const MODELS: [&str; 5] = [
+    "openai/gpt-4o",
+    "smart",
+    "flash",
+    "rock",
+    "openai-responses/gpt-4o",
+];
 
-/// The usual providers of [`config_for`], and Bedrock signing with the key the mock checks,
-/// its model priced (Bedrock has no catalog prices).
+/// The usual providers of [`config_for`], Bedrock signing with the key the mock checks, its
+/// model priced (Bedrock has no catalog prices), and an OpenAI provider serving the Responses
+/// API.
 fn config_with_bedrock(mock: &MockServer) -> String {
     let bedrock = format!(
-        r#"  bedrock: {{ kind: bedrock, api_base: "{url}", region: us-east-1, aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }}
+        r#"  openai-responses: {{ kind: openai, api_base: "{url}/v1", api_key: "${{E2E_OPENAI_KEY}}", responses_api: true }}
+  bedrock: {{ kind: bedrock, api_base: "{url}", region: us-east-1, aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }}
 models:
   - name: rock
     targets: [ {{ provider: bedrock, model: "anthropic.claude-3-haiku-20240307-v1:0" }} ]
@@ -89,6 +99,12 @@ async fn anthropic_and_responses_sdks_through_every_provider() {
         "Responses SDK checks failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("ok errors"), "{stdout}");
+    // The Responses target was sent the SDK's own calls; the others' were translated.
+    assert_eq!(
+        mock.stats().by_route["openai.responses"],
+        RESPONSES_CALLS_PER_MODEL as u64,
+        "{stdout}"
+    );
 
     // Every answer is in the ledger, as on the chat route.
     let database = format!("sqlite://{}", data.join("tollgate.db").display());

@@ -825,29 +825,34 @@ fn is_client_error(error: &GatewayError) -> bool {
     error.status().is_client_error()
 }
 
+/// One adapter of every kind, and OpenAI's again serving the Responses API (its clients'
+/// bodies forwarded).
 fn adapters() -> Vec<(ProviderKind, Box<dyn ProviderAdapter>)> {
     [
-        (ProviderKind::Openai, "http://127.0.0.1:1/v1", None),
+        (ProviderKind::Openai, "http://127.0.0.1:1/v1", None, false),
+        (ProviderKind::Openai, "http://127.0.0.1:1/v1", None, true),
         (
             ProviderKind::Azure,
             "https://x.openai.azure.com",
             Some("2024-10-21"),
+            false,
         ),
-        (ProviderKind::Anthropic, "http://127.0.0.1:1", None),
-        (ProviderKind::Gemini, "http://127.0.0.1:1", None),
-        (ProviderKind::Bedrock, "http://127.0.0.1:1", None),
-        (ProviderKind::Vertex, "http://127.0.0.1:1", None),
-        (ProviderKind::Mistral, "http://127.0.0.1:1", None),
-        (ProviderKind::Cohere, "http://127.0.0.1:1", None),
+        (ProviderKind::Anthropic, "http://127.0.0.1:1", None, false),
+        (ProviderKind::Gemini, "http://127.0.0.1:1", None, false),
+        (ProviderKind::Bedrock, "http://127.0.0.1:1", None, false),
+        (ProviderKind::Vertex, "http://127.0.0.1:1", None, false),
+        (ProviderKind::Mistral, "http://127.0.0.1:1", None, false),
+        (ProviderKind::Cohere, "http://127.0.0.1:1", None, false),
     ]
     .into_iter()
-    .map(|(kind, api_base, api_version)| {
+    .map(|(kind, api_base, api_version, responses_api)| {
         let signs = kind == ProviderKind::Bedrock;
         let config = ProviderConfig {
             kind,
             api_base: api_base.into(),
             api_key: (!signs).then(|| Secret::new("test-key")),
             api_version: api_version.map(str::to_owned),
+            responses_api,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: signs.then(|| AwsCredentials {

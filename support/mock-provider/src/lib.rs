@@ -13,6 +13,7 @@ mod gemini;
 mod http;
 mod mistral;
 mod openai;
+mod responses;
 mod sigv4;
 mod stats;
 mod stream;
@@ -156,6 +157,7 @@ fn build_server(
             .route("/v1/embeddings", web::post().to(openai::embeddings))
             .route("/v1/completions", web::post().to(completions::completions))
             .route("/v1/moderations", web::post().to(completions::moderations))
+            .route("/v1/responses", web::post().to(responses::responses))
             .route("/v1/models", web::get().to(openai::models))
             .route(
                 "/{service}/v1/chat/completions",

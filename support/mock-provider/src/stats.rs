@@ -54,10 +54,11 @@ pub(crate) enum Route {
     MistralEmbeddings,
     CohereChat,
     CohereEmbed,
+    OpenAiResponses,
 }
 
 impl Route {
-    const ALL: [Route; 19] = [
+    const ALL: [Route; 20] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -77,6 +78,7 @@ impl Route {
         Route::MistralEmbeddings,
         Route::CohereChat,
         Route::CohereEmbed,
+        Route::OpenAiResponses,
     ];
 
     fn key(self) -> &'static str {
@@ -100,6 +102,7 @@ impl Route {
             Route::MistralEmbeddings => "mistral.embeddings",
             Route::CohereChat => "cohere.chat",
             Route::CohereEmbed => "cohere.embed",
+            Route::OpenAiResponses => "openai.responses",
         }
     }
 }

@@ -337,6 +337,11 @@ pub struct ProviderSpec {
     pub api_key: Option<Secret>,
     #[serde(default)]
     pub api_version: Option<String>,
+    /// `openai` only: whether the server serves OpenAI's Responses API (`/v1/responses`), so
+    /// that a client of that API is forwarded to it rather than translated to chat and back.
+    /// Left out, true for OpenAI's own base URL only: most compatible servers lack the API.
+    #[serde(default)]
+    pub responses_api: Option<bool>,
     /// Extra headers sent with every upstream request (e.g. `OpenAI-Organization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -381,6 +386,7 @@ impl ProviderSpec {
             api_base: None,
             api_key: None,
             api_version: None,
+            responses_api: None,
             headers: BTreeMap::new(),
             stream_usage: None,
             region: None,
@@ -403,6 +409,9 @@ pub struct ProviderConfig {
     pub api_base: String,
     pub api_key: Option<Secret>,
     pub api_version: Option<String>,
+    /// Whether a Responses API client is forwarded to this provider's `/responses` (kind
+    /// `openai` only; see [`ProviderSpec::responses_api`]).
+    pub responses_api: bool,
     pub headers: BTreeMap<String, String>,
     /// Whether streams ask for their usage (`stream_options.include_usage`); OpenAI-format
     /// kinds only, true for the others.
@@ -514,6 +523,15 @@ pub(super) fn validate_provider(
         }
         _ => {}
     }
+    if spec.responses_api.is_some() && spec.kind != ProviderKind::Openai {
+        problems.push(problem(
+            format!("{path}.responses_api"),
+            format!(
+                "only `openai` providers take responses_api, not `{}`",
+                facts.name
+            ),
+        ));
+    }
     for header in spec.headers.keys() {
         if header.is_empty()
             || !header
@@ -541,14 +559,22 @@ pub(super) fn validate_provider(
     if problems.len() > before {
         return None;
     }
+    let api_base = api_base
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
+    // OpenAI serves the Responses API; the compatible servers behind other base URLs mostly
+    // do not, and a request forwarded there would fail rather than be translated.
+    let responses_api = spec.kind == ProviderKind::Openai
+        && spec
+            .responses_api
+            .unwrap_or_else(|| Some(api_base.as_str()) == spec.kind.default_api_base());
     Some(ProviderConfig {
         kind: spec.kind,
-        api_base: api_base
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_owned(),
+        api_base,
         api_key: spec.api_key,
         api_version: spec.api_version,
+        responses_api,
         headers: spec.headers,
         stream_usage: spec.stream_usage.unwrap_or(true),
         aws,
@@ -703,6 +729,63 @@ mod tests {
             problems[0].message.contains("not `anthropic`"),
             "{}",
             problems[0].message
+        );
+    }
+
+    #[test]
+    fn responses_api_defaults_to_openais_own_base_and_is_taken_by_openai_only() {
+        let env = BTreeMap::<String, String>::new();
+        let validated = |spec: ProviderSpec, problems: &mut Vec<ConfigProblem>| {
+            validate_provider("p", spec, &env, problems).map(|p| p.responses_api)
+        };
+        let openai = |api_base: Option<&str>, responses_api| ProviderSpec {
+            api_base: api_base.map(str::to_owned),
+            api_key: Some(Secret("k".into())),
+            responses_api,
+            ..ProviderSpec::of_kind(ProviderKind::Openai)
+        };
+        let mut problems = Vec::new();
+        assert_eq!(validated(openai(None, None), &mut problems), Some(true));
+        assert_eq!(
+            validated(
+                openai(Some("https://api.openai.com/v1/"), None),
+                &mut problems
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            validated(openai(Some("http://vllm:8000/v1"), None), &mut problems),
+            Some(false)
+        );
+        assert_eq!(
+            validated(
+                openai(Some("http://vllm:8000/v1"), Some(true)),
+                &mut problems
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            validated(openai(None, Some(false)), &mut problems),
+            Some(false)
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+
+        let anthropic = ProviderSpec {
+            api_key: Some(Secret("k".into())),
+            responses_api: Some(false),
+            ..ProviderSpec::of_kind(ProviderKind::Anthropic)
+        };
+        assert_eq!(validated(anthropic, &mut problems), None);
+        let messages: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [(
+                "providers.p.responses_api",
+                "only `openai` providers take responses_api, not `anthropic`"
+            )]
         );
     }
 

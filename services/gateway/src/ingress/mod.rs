@@ -50,15 +50,18 @@ impl Ingress {
     pub fn parse(self, raw: Bytes) -> Result<InboundBody, GatewayError> {
         match self {
             Ingress::OpenAi(endpoint) => InboundBody::parse(endpoint, raw),
+            // The API's own parser checks the whole body first, so that one forwarded as the
+            // client wrote it has passed the same checks as one translated.
             Ingress::AnthropicMessages => {
                 let chat = messages::request::to_chat_body(&raw)?;
                 let native = NativeBody::parse(self, raw)?;
                 Ok(InboundBody::parse(Endpoint::ChatCompletions, chat)?.with_native(native))
             }
-            Ingress::OpenAiResponses => InboundBody::parse(
-                Endpoint::ChatCompletions,
-                responses::request::to_chat_body(&raw)?,
-            ),
+            Ingress::OpenAiResponses => {
+                let chat = responses::request::to_chat_body(&raw)?;
+                let native = NativeBody::parse(self, raw)?;
+                Ok(InboundBody::parse(Endpoint::ChatCompletions, chat)?.with_native(native))
+            }
         }
     }
 
@@ -81,6 +84,9 @@ impl Ingress {
                 Some(Box::new(messages::stream::MessagesEvents::relaying()))
             }
             Ingress::AnthropicMessages => Some(Box::new(messages::stream::MessagesEvents::new())),
+            Ingress::OpenAiResponses if native => {
+                Some(Box::new(responses::stream::ResponsesEvents::relaying()))
+            }
             Ingress::OpenAiResponses => Some(Box::new(responses::stream::ResponsesEvents::new())),
         }
     }

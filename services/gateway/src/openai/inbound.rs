@@ -511,6 +511,20 @@ mod tests {
     }
 
     #[test]
+    fn a_native_body_names_only_the_target_model_whatever_its_keys_say() {
+        // Duplicate and escaped `model` keys: every one is rewritten, so that whichever a
+        // server reads (the first, the last) it names the target, never the client's choice.
+        let raw = r#"{"model":"smart","input":"hi","m\u006fdel":"gpt-pro","model":"gpt-pro"}"#;
+        let native = NativeBody::parse(Ingress::OpenAiResponses, Bytes::from(raw)).unwrap();
+        assert_eq!(
+            &native.with_model("gpt-4.1")[..],
+            br#"{"model":"gpt-4.1","input":"hi","model":"gpt-4.1","model":"gpt-4.1"}"#
+        );
+        // Not a JSON object: nothing to forward.
+        assert!(NativeBody::parse(Ingress::OpenAiResponses, Bytes::from_static(b"[]")).is_err());
+    }
+
+    #[test]
     fn reads_routing_fields_and_keeps_the_rest_verbatim() {
         let body = chat(r#"{"model":"smart","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"seed":7,"max_tokens":12}"#).unwrap();
         assert_eq!(body.model, "smart");

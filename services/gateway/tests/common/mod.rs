@@ -150,6 +150,7 @@ pub fn adapter(kind: ProviderKind) -> Box<dyn ProviderAdapter> {
         api_base: api_base.into(),
         api_key: (!signs).then(|| Secret::new("test-key")),
         api_version: api_version.map(str::to_owned),
+        responses_api: false,
         headers: BTreeMap::new(),
         stream_usage: true,
         aws: signs.then(test_aws_credentials),

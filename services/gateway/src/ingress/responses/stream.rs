@@ -8,6 +8,10 @@
 //! last `response.completed` (or `response.incomplete` when the output limit cut it) with the
 //! whole response and its usage. A failed stream ends in `response.failed`. Every event carries
 //! its `sequence_number`.
+//!
+//! A stream forwarded from a target serving the Responses API is already in these events: they
+//! pass as they are ([`ResponsesEvents::relaying`]), and only the gateway's own error event, for
+//! an upstream that broke off, becomes `response.failed` in the same response and numbering.
 
 use bytes::BytesMut;
 use serde_json::{Value, json};
@@ -52,11 +56,57 @@ pub struct ResponsesEvents {
     usage: Option<Usage>,
     /// Ended by `response.completed` or a failure: nothing more is written.
     ended: bool,
+    /// The stream is the Responses API's own (a target serving it): its events pass as they
+    /// are, and only the gateway's OpenAI-shaped error events are rewritten.
+    relaying: bool,
 }
 
 impl ResponsesEvents {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For a stream already in the Responses API's events.
+    pub fn relaying() -> Self {
+        ResponsesEvents {
+            relaying: true,
+            ..Self::default()
+        }
+    }
+
+    /// Passes on one of the upstream's own events, noting what a failure written after it
+    /// needs: the response it belongs to and the next sequence number.
+    fn relay(&mut self, name: &str, data: &str, raw: &[u8], out: &mut BytesMut) {
+        #[derive(serde::Deserialize)]
+        struct Created {
+            response: CreatedResponse,
+        }
+        #[derive(serde::Deserialize)]
+        struct CreatedResponse {
+            #[serde(default)]
+            id: String,
+            #[serde(default)]
+            model: String,
+            #[serde(default)]
+            created_at: u64,
+        }
+        out.extend_from_slice(raw);
+        // The upstream numbers its events from 0, one by one.
+        self.sequence += 1;
+        match name {
+            "response.created" => {
+                if let Ok(Created { response }) = serde_json::from_str::<Created>(data) {
+                    self.id = response.id;
+                    self.model = response.model;
+                    self.created_at = response.created_at;
+                }
+                self.started = true;
+            }
+            // The upstream ended the stream itself; the gateway's error event that follows
+            // would be a second ending.
+            "response.failed" | "error" => self.ended = true,
+            _ => {}
+        }
     }
 
     fn emit(&mut self, out: &mut BytesMut, kind: &str, mut data: Value) {
@@ -280,6 +330,13 @@ impl StreamEncoder for ResponsesEvents {
             if self.ended {
                 continue;
             }
+            // The upstream's own events are named; the gateway's error events are not.
+            if self.relaying
+                && let Some(name) = &event.event
+            {
+                self.relay(name, &event.data, &event.raw, out);
+                continue;
+            }
             if event.data == "[DONE]" {
                 self.done(out);
                 continue;
@@ -417,5 +474,77 @@ mod tests {
             last["response"]["incomplete_details"]["reason"],
             "max_output_tokens"
         );
+    }
+
+    fn relayed(stream: &str) -> String {
+        let mut encoder = ResponsesEvents::relaying();
+        let mut out = BytesMut::new();
+        for piece in stream.as_bytes().chunks(5) {
+            encoder.encode(piece, &mut out);
+        }
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    fn upstream_event(kind: &str, sequence: u64, mut data: Value) -> String {
+        data["type"] = json!(kind);
+        data["sequence_number"] = json!(sequence);
+        format!("event: {kind}\ndata: {data}\n\n")
+    }
+
+    #[test]
+    fn a_relayed_stream_passes_as_it_came() {
+        let response = json!({"id": "resp_up", "object": "response", "created_at": 9,
+            "status": "in_progress", "model": "gpt-4.1", "output": []});
+        let stream = [
+            upstream_event("response.created", 0, json!({"response": response})),
+            upstream_event(
+                "response.output_text.delta",
+                1,
+                json!({"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": "Hi"}),
+            ),
+            upstream_event("response.completed", 2, json!({"response": response})),
+        ]
+        .concat();
+        assert_eq!(relayed(&stream), stream);
+    }
+
+    #[test]
+    fn a_relayed_stream_broken_off_ends_in_response_failed_of_the_same_response() {
+        let response = json!({"id": "resp_up", "object": "response", "created_at": 9,
+            "status": "in_progress", "model": "gpt-4.1", "output": []});
+        let upstream = [
+            upstream_event("response.created", 0, json!({"response": response})),
+            upstream_event("response.in_progress", 1, json!({"response": response})),
+        ]
+        .concat();
+        let gateway_error = format!(
+            "data: {}\n\n",
+            json!({"error": {"message": "The upstream stream was interrupted: cut", "type": "upstream_error",
+                             "param": null, "code": "stream_interrupted"}})
+        );
+        let out = relayed(&format!("{upstream}{gateway_error}"));
+        let failed = out.strip_prefix(upstream.as_str()).unwrap();
+        let (name, data) = failed.trim_end().split_once('\n').unwrap();
+        assert_eq!(name, "event: response.failed");
+        let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["type"], "response.failed");
+        assert_eq!(data["sequence_number"], 2);
+        assert_eq!(data["response"]["id"], "resp_up");
+        assert_eq!(data["response"]["model"], "gpt-4.1");
+        assert_eq!(data["response"]["status"], "failed");
+        assert_eq!(
+            data["response"]["error"]["message"],
+            "The upstream stream was interrupted: cut"
+        );
+
+        // An upstream that reported its own failure is not given a second one.
+        let own_failure = upstream_event(
+            "response.failed",
+            2,
+            json!({"response": {"id": "resp_up", "status": "failed",
+                                "error": {"code": "server_error", "message": "crashed"}}}),
+        );
+        let stream = format!("{upstream}{own_failure}");
+        assert_eq!(relayed(&format!("{stream}{gateway_error}")), stream);
     }
 }

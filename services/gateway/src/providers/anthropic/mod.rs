@@ -176,6 +176,7 @@ mod tests {
             api_base: "https://api.anthropic.com".into(),
             api_key: Some(Secret::new("sk-ant-test")),
             api_version: api_version.map(str::to_owned),
+            responses_api: false,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: None,

@@ -240,6 +240,7 @@ mod tests {
             api_base: "https://bedrock-runtime.us-east-1.amazonaws.com".into(),
             api_key: None,
             api_version: None,
+            responses_api: false,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: Some(AwsCredentials {

@@ -119,6 +119,7 @@ pub(super) mod tests {
             api_base: api_base.into(),
             api_key: Some(Secret::new("co-test-key")),
             api_version: None,
+            responses_api: false,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: None,

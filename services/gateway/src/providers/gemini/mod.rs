@@ -158,6 +158,7 @@ mod tests {
             api_base: "https://generativelanguage.googleapis.com".into(),
             api_key: Some(Secret::new("AIza-test-key")),
             api_version: None,
+            responses_api: false,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: None,

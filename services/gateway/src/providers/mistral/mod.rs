@@ -123,6 +123,7 @@ pub(super) mod tests {
             api_base: api_base.into(),
             api_key: Some(Secret::new("mistral-test-key")),
             api_version: None,
+            responses_api: false,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: None,

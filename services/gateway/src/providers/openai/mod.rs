@@ -5,7 +5,10 @@
 //!
 //! The client already speaks this format, so requests go out as the client's bytes with `model`
 //! swapped, and answers come back untouched: the adapter only reads the usage out of them.
+//! A client of OpenAI's Responses API is forwarded the same way to a provider serving that API
+//! (`responses_api`, OpenAI's own by default) rather than translated to chat and back.
 //! <https://platform.openai.com/docs/api-reference/chat>,
+//! <https://platform.openai.com/docs/api-reference/responses>,
 //! <https://learn.microsoft.com/azure/ai-services/openai/reference>
 
 mod request;
@@ -21,7 +24,8 @@ use super::{
     base_headers, encode_path_segment, parse_url, secret_header, set_bearer,
 };
 use crate::error::GatewayError;
-use crate::openai::{Endpoint, InboundBody};
+use crate::ingress::Ingress;
+use crate::openai::{Endpoint, InboundBody, NativeBody};
 
 /// An OpenAI-format endpoint.
 #[derive(Clone, Copy)]
@@ -30,14 +34,17 @@ enum Operation {
     Embeddings,
     Completions,
     Moderations,
+    /// The Responses API, for its clients' forwarded bodies.
+    Responses,
 }
 
 impl Operation {
-    const ALL: [Operation; 4] = [
+    const ALL: [Operation; 5] = [
         Operation::Chat,
         Operation::Embeddings,
         Operation::Completions,
         Operation::Moderations,
+        Operation::Responses,
     ];
 
     fn path(self) -> &'static str {
@@ -46,6 +53,7 @@ impl Operation {
             Operation::Embeddings => "embeddings",
             Operation::Completions => "completions",
             Operation::Moderations => "moderations",
+            Operation::Responses => "responses",
         }
     }
 
@@ -61,8 +69,12 @@ impl Operation {
 
 /// Where the format is served, and how the key is passed: what Azure does differently.
 enum Flavour {
-    /// Fixed URLs under `api_base`, one per [`Operation`] in its order, and a bearer key.
-    OpenAi { urls: Box<[Url; 4]> },
+    /// Fixed URLs under `api_base`, one per [`Operation`] in its order, and a bearer key;
+    /// `responses_api` when the server serves the Responses API.
+    OpenAi {
+        urls: Box<[Url; 5]>,
+        responses_api: bool,
+    },
     /// A URL per deployment with an `api-version` query, and an `api-key` header.
     Azure {
         api_base: String,
@@ -74,7 +86,7 @@ enum Flavour {
 impl Flavour {
     fn url(&self, model: &str, operation: Operation) -> Result<Url, GatewayError> {
         match self {
-            Flavour::OpenAi { urls } => Ok(urls[operation as usize].clone()),
+            Flavour::OpenAi { urls, .. } => Ok(urls[operation as usize].clone()),
             Flavour::Azure {
                 api_base,
                 api_version,
@@ -117,11 +129,12 @@ impl OpenAi {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let url =
             |operation: Operation| parse_url(&format!("{}/{}", config.api_base, operation.path()));
-        let [chat, embeddings, completions, moderations] = Operation::ALL.map(url);
+        let [chat, embeddings, completions, moderations, responses] = Operation::ALL.map(url);
         Self::with_flavour(
             config,
             Flavour::OpenAi {
-                urls: Box::new([chat?, embeddings?, completions?, moderations?]),
+                urls: Box::new([chat?, embeddings?, completions?, moderations?, responses?]),
+                responses_api: config.responses_api,
             },
         )
     }
@@ -158,6 +171,12 @@ impl OpenAi {
         })
     }
 
+    /// The client's own body, when it wrote it for the Responses API and this provider serves
+    /// that API.
+    fn forwarded<'a>(&self, body: &'a InboundBody) -> Option<&'a NativeBody> {
+        body.native().filter(|native| self.forwards(native.ingress))
+    }
+
     fn upstream_request(
         &self,
         model: &str,
@@ -185,19 +204,56 @@ impl ProviderAdapter for OpenAi {
         }
     }
 
+    fn forwards(&self, ingress: Ingress) -> bool {
+        ingress == Ingress::OpenAiResponses
+            && matches!(
+                self.flavour,
+                Flavour::OpenAi {
+                    responses_api: true,
+                    ..
+                }
+            )
+    }
+
     fn chat_request(
         &self,
         model: &str,
         body: &InboundBody,
     ) -> Result<UpstreamRequest, GatewayError> {
-        self.upstream_request(model, Operation::Chat, body)
+        match self.forwarded(body) {
+            Some(native) => Ok(UpstreamRequest {
+                url: self.flavour.url(model, Operation::Responses)?,
+                headers: self.headers.clone(),
+                own_credentials: false,
+                body: native.with_model(model),
+            }),
+            None => self.upstream_request(model, Operation::Chat, body),
+        }
     }
 
     fn chat_response(&self, _model: &str, body: &[u8]) -> Result<Translated, String> {
         response::translate_response(body)
     }
 
+    fn forwarded_response(
+        &self,
+        _model: &str,
+        body: &[u8],
+        as_chat: bool,
+    ) -> Result<Translated, String> {
+        if as_chat {
+            return response::responses_as_chat(body);
+        }
+        Ok(Translated {
+            body: bytes::Bytes::new(),
+            usage: response::responses_usage(body)?,
+        })
+    }
+
     fn chat_stream(&self, _model: &str, body: &InboundBody) -> Box<dyn StreamTranslator> {
+        if self.forwarded(body).is_some() {
+            return Box::new(stream::ResponsesRelay::new());
+        }
         Box::new(stream::OpenAiStream::new(!body.client_wants_stream_usage))
     }
 
@@ -244,11 +300,16 @@ mod tests {
     use tollgate_common::Secret;
 
     pub(super) fn adapter() -> OpenAi {
+        adapter_serving_responses(false)
+    }
+
+    fn adapter_serving_responses(responses_api: bool) -> OpenAi {
         OpenAi::new(&ProviderConfig {
             kind: ProviderKind::Openai,
             api_base: "http://127.0.0.1:1/v1".into(),
             api_key: Some(Secret::new("sk-test")),
             api_version: None,
+            responses_api,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: None,
@@ -282,6 +343,7 @@ mod tests {
             api_base: "https://x.openai.azure.com".into(),
             api_key: Some(Secret::new("az-key")),
             api_version: Some("2024-10-21".into()),
+            responses_api: false,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: None,
@@ -300,5 +362,104 @@ mod tests {
         );
         assert_eq!(request.headers["api-key"], "az-key");
         assert!(request.headers.get("authorization").is_none());
+    }
+
+    fn responses_body(raw: &'static str) -> InboundBody {
+        crate::ingress::Ingress::OpenAiResponses
+            .parse(Bytes::from_static(raw.as_bytes()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_responses_client_is_forwarded_to_responses_where_the_server_serves_it() {
+        let raw = r#"{"model":"smart","input":"hi","store":false,"reasoning":{"effort":"low"}}"#;
+        let body = responses_body(raw);
+        let serving = adapter_serving_responses(true);
+        assert!(serving.forwards(Ingress::OpenAiResponses));
+        assert!(!serving.forwards(Ingress::AnthropicMessages));
+        assert!(!serving.forwards(Ingress::OpenAi(Endpoint::ChatCompletions)));
+        let request = serving.chat_request("gpt-4.1", &body).unwrap();
+        assert_eq!(request.url.as_str(), "http://127.0.0.1:1/v1/responses");
+        assert_eq!(request.headers["authorization"], "Bearer sk-test");
+        assert_eq!(
+            &request.body[..],
+            br#"{"model":"gpt-4.1","input":"hi","store":false,"reasoning":{"effort":"low"}}"#
+        );
+
+        // A server without the API gets the chat translation.
+        let plain = adapter();
+        assert!(!plain.forwards(Ingress::OpenAiResponses));
+        let request = plain.chat_request("gpt-4.1", &body).unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "http://127.0.0.1:1/v1/chat/completions"
+        );
+        let sent: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(sent["model"], "gpt-4.1");
+        assert_eq!(sent["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn a_body_with_a_second_model_is_refused_before_it_could_be_forwarded() {
+        for raw in [
+            r#"{"model":"smart","input":"hi","model":"gpt-4.1-pro"}"#,
+            r#"{"model":"smart","input":"hi","m\u006fdel":"gpt-4.1-pro"}"#,
+        ] {
+            let refused = Ingress::OpenAiResponses.parse(Bytes::from_static(raw.as_bytes()));
+            assert!(refused.is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn azure_never_forwards_a_responses_client() {
+        let azure = OpenAi::azure(&ProviderConfig {
+            kind: ProviderKind::Azure,
+            api_base: "https://x.openai.azure.com".into(),
+            api_key: Some(Secret::new("az-key")),
+            api_version: Some("2024-10-21".into()),
+            responses_api: true,
+            headers: BTreeMap::new(),
+            stream_usage: true,
+            aws: None,
+            vertex: None,
+        })
+        .unwrap();
+        assert!(!azure.forwards(Ingress::OpenAiResponses));
+        let request = azure
+            .chat_request("prod", &responses_body(r#"{"model":"smart","input":"hi"}"#))
+            .unwrap();
+        assert!(request.url.path().ends_with("/chat/completions"));
+    }
+
+    #[test]
+    fn a_forwarded_answer_kept_for_the_cache_is_served_again_as_a_response() {
+        let upstream =
+            crate::providers::tests_support::fixture("openai", "responses_function_call.json");
+        let serving = adapter_serving_responses(true);
+        let usage_only = serving
+            .forwarded_response("gpt-4.1", &upstream, false)
+            .unwrap();
+        assert!(usage_only.body.is_empty());
+        assert_eq!(usage_only.usage.unwrap().input_tokens, 291);
+
+        let kept = serving
+            .forwarded_response("gpt-4.1", &upstream, true)
+            .unwrap();
+        assert_eq!(kept.usage, usage_only.usage);
+        let served = Ingress::OpenAiResponses.answer(kept.body).unwrap();
+        let served: serde_json::Value = serde_json::from_slice(&served).unwrap();
+        assert_eq!(served["object"], "response");
+        assert_eq!(served["status"], "completed");
+        assert_eq!(
+            served["id"],
+            "resp_67ca09c5efe0819096d0511c92b8c890096610f474011cc0"
+        );
+        let call = &served["output"][0];
+        assert_eq!(call["type"], "function_call");
+        assert_eq!(call["call_id"], "call_12345xyz");
+        assert_eq!(call["name"], "get_weather");
+        assert_eq!(call["arguments"], "{\"location\":\"Paris, France\"}");
+        assert_eq!(served["usage"]["input_tokens"], 291);
+        assert_eq!(served["usage"]["output_tokens"], 18);
     }
 }

@@ -1,9 +1,14 @@
-//! OpenAI-format answers, handed on as they are, with their usage read out.
+//! OpenAI-format answers, handed on as they are, with their usage read out; and Responses API
+//! objects, forwarded to a client of that API, read for their usage or, for the response cache,
+//! turned into a chat completion.
+//! <https://platform.openai.com/docs/api-reference/responses/object>
 
 use bytes::Bytes;
 use serde::Deserialize;
+use tollgate_common::TokenUsage;
 
-use crate::openai::response::Usage;
+use crate::openai::request::{FunctionCall, ToolCall};
+use crate::openai::response::{AssistantMessage, ChatCompletion, Choice, Usage};
 use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text};
 
 /// Reads the usage out of an OpenAI-shaped answer and hands the bytes on unchanged.
@@ -50,6 +55,167 @@ fn trailing_usage(body: &[u8]) -> Option<Usage> {
     Option::<Usage>::deserialize(&mut de).ok().flatten()
 }
 
+/// A Responses API object's `usage`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(super) struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<InputTokensDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct InputTokensDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+impl ResponsesUsage {
+    pub(super) fn tokens(&self) -> TokenUsage {
+        TokenUsage {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cached_input_tokens: self.input_tokens_details.map_or(0, |d| d.cached_tokens),
+        }
+    }
+}
+
+/// The usage a Responses API object reports.
+pub(super) fn responses_usage(body: &[u8]) -> Result<Option<TokenUsage>, String> {
+    #[derive(Deserialize)]
+    struct UsageOnly {
+        #[serde(default)]
+        usage: Option<ResponsesUsage>,
+    }
+    let response: UsageOnly = serde_json::from_slice(body)
+        .map_err(|e| format!("upstream answered with a body that is not a response object: {e}"))?;
+    Ok(response.usage.map(|usage| usage.tokens()))
+}
+
+/// A Responses API object as the chat completion the response cache keeps, with its usage.
+pub(super) fn responses_as_chat(body: &[u8]) -> Result<Translated, String> {
+    #[derive(Deserialize)]
+    struct Response {
+        #[serde(default)]
+        id: String,
+        #[serde(default)]
+        created_at: u64,
+        #[serde(default)]
+        model: String,
+        #[serde(default)]
+        status: Option<String>,
+        #[serde(default)]
+        incomplete_details: Option<IncompleteDetails>,
+        #[serde(default)]
+        output: Vec<OutputItem>,
+        #[serde(default)]
+        usage: Option<ResponsesUsage>,
+    }
+    #[derive(Deserialize)]
+    struct IncompleteDetails {
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    #[derive(Deserialize)]
+    #[serde(tag = "type")]
+    enum OutputItem {
+        #[serde(rename = "message")]
+        Message {
+            #[serde(default)]
+            content: Vec<ContentPart>,
+        },
+        #[serde(rename = "function_call")]
+        FunctionCall {
+            call_id: String,
+            name: String,
+            #[serde(default)]
+            arguments: String,
+        },
+        /// Reasoning, web searches and the other items a chat completion has no place for.
+        #[serde(other)]
+        Other,
+    }
+    #[derive(Deserialize)]
+    #[serde(tag = "type")]
+    enum ContentPart {
+        #[serde(rename = "output_text")]
+        Text { text: String },
+        #[serde(rename = "refusal")]
+        Refusal { refusal: String },
+        #[serde(other)]
+        Other,
+    }
+    let response: Response = serde_json::from_slice(body)
+        .map_err(|e| format!("upstream answered with a body that is not a response object: {e}"))?;
+    let mut text: Option<String> = None;
+    let mut refusal: Option<String> = None;
+    let mut tool_calls = Vec::new();
+    for item in response.output {
+        match item {
+            OutputItem::Message { content } => {
+                for part in content {
+                    let (into, piece) = match part {
+                        ContentPart::Text { text: piece } => (&mut text, piece),
+                        ContentPart::Refusal { refusal: piece } => (&mut refusal, piece),
+                        ContentPart::Other => continue,
+                    };
+                    into.get_or_insert_with(String::new).push_str(&piece);
+                }
+            }
+            OutputItem::FunctionCall {
+                call_id,
+                name,
+                arguments,
+            } => tool_calls.push(ToolCall {
+                id: call_id,
+                kind: "function".to_owned(),
+                function: FunctionCall { name, arguments },
+            }),
+            OutputItem::Other => {}
+        }
+    }
+    let incomplete_reason = response
+        .incomplete_details
+        .and_then(|details| details.reason)
+        .filter(|_| response.status.as_deref() == Some("incomplete"));
+    let finish_reason = match incomplete_reason.as_deref() {
+        Some("max_output_tokens") => "length",
+        Some("content_filter") => "content_filter",
+        _ if !tool_calls.is_empty() => "tool_calls",
+        _ => "stop",
+    };
+    let usage = response.usage.map(|usage| usage.tokens());
+    let completion = ChatCompletion {
+        id: format!(
+            "chatcmpl-{}",
+            response.id.strip_prefix("resp_").unwrap_or(&response.id)
+        ),
+        object: "chat.completion".to_owned(),
+        created: response.created_at,
+        model: response.model,
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant".to_owned(),
+                content: text,
+                tool_calls: (!tool_calls.is_empty()).then_some(tool_calls),
+                refusal,
+            },
+            finish_reason: Some(finish_reason.to_owned()),
+            logprobs: None,
+        }],
+        usage: usage.map(Usage::from),
+    };
+    let body = serde_json::to_vec(&completion)
+        .map_err(|e| format!("a response could not be written as a chat completion: {e}"))?;
+    Ok(Translated {
+        body: Bytes::from(body),
+        usage,
+    })
+}
+
 /// Reads an OpenAI-shaped error body (`{"error":{"message",...}}`), as OpenAI, Azure and many
 /// compatible servers write it; falls back to the raw text.
 pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
@@ -94,9 +260,11 @@ pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::providers::ProviderAdapter;
     use crate::providers::openai::tests::adapter;
     use crate::providers::tests_support::fixture;
+    use serde_json::{Value, json};
 
     #[test]
     fn response_passes_through_with_usage_read() {
@@ -124,6 +292,101 @@ mod tests {
                 .is_none()
         );
         assert!(adapter().chat_response("m", b"<html>").is_err());
+    }
+
+    fn chat_of(fixture_name: &str) -> (Value, Option<TokenUsage>) {
+        let translated = responses_as_chat(&fixture("openai", fixture_name)).unwrap();
+        (
+            serde_json::from_slice(&translated.body).unwrap(),
+            translated.usage,
+        )
+    }
+
+    #[test]
+    fn a_responses_object_is_read_for_its_usage_and_as_a_chat_completion() {
+        let body = fixture("openai", "responses.json");
+        let usage = responses_usage(&body).unwrap().unwrap();
+        assert_eq!(
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_input_tokens
+            ),
+            (1290, 52, 1024)
+        );
+        let (chat, chat_usage) = chat_of("responses.json");
+        assert_eq!(chat_usage, Some(usage));
+        assert_eq!(chat["object"], "chat.completion");
+        assert_eq!(
+            chat["id"],
+            "chatcmpl-67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b"
+        );
+        assert_eq!(chat["created"], 1741476542);
+        assert_eq!(chat["model"], "gpt-4.1-2025-04-14");
+        let choice = &chat["choices"][0];
+        assert_eq!(choice["finish_reason"], "stop");
+        assert_eq!(choice["message"]["role"], "assistant");
+        assert!(
+            choice["message"]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("In a peaceful grove"),
+            "{chat}"
+        );
+        assert!(choice["message"].get("tool_calls").is_none());
+        assert_eq!(chat["usage"]["prompt_tokens"], 1290);
+        assert_eq!(chat["usage"]["completion_tokens"], 52);
+        assert_eq!(
+            chat["usage"]["prompt_tokens_details"]["cached_tokens"],
+            1024
+        );
+        // What the cache keeps reads back as a chat completion.
+        serde_json::from_value::<ChatCompletion>(chat).unwrap();
+    }
+
+    #[test]
+    fn function_calls_become_tool_calls_with_the_call_id() {
+        let (chat, usage) = chat_of("responses_function_call.json");
+        let choice = &chat["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(choice["message"]["content"], Value::Null);
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["id"], "call_12345xyz");
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert_eq!(
+            call["function"]["arguments"],
+            "{\"location\":\"Paris, France\"}"
+        );
+        assert_eq!(usage.unwrap().output_tokens, 18);
+    }
+
+    #[test]
+    fn an_incomplete_response_says_why_it_stopped() {
+        let (chat, _) = chat_of("responses_incomplete.json");
+        assert_eq!(chat["choices"][0]["finish_reason"], "length");
+        assert_eq!(chat["choices"][0]["message"]["content"], "The story begins");
+
+        let refused = json!({"id": "resp_1", "object": "response", "created_at": 1,
+            "status": "incomplete", "model": "m",
+            "incomplete_details": {"reason": "content_filter"},
+            "output": [{"type": "message", "id": "msg_1", "status": "incomplete", "role": "assistant",
+                        "content": [{"type": "refusal", "refusal": "I can't help with that."}]}]});
+        let translated = responses_as_chat(refused.to_string().as_bytes()).unwrap();
+        let chat: Value = serde_json::from_slice(&translated.body).unwrap();
+        assert_eq!(chat["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(
+            chat["choices"][0]["message"]["refusal"],
+            "I can't help with that."
+        );
+        assert!(translated.usage.is_none());
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_response_is_the_targets_failure() {
+        assert!(responses_usage(b"<html>").is_err());
+        assert!(responses_as_chat(b"[1]").is_err());
+        assert!(responses_usage(br#"{"usage":null}"#).unwrap().is_none());
     }
 
     #[test]

@@ -285,6 +285,7 @@ mod tests {
             api_base: api_base.into(),
             api_key: Some(Secret::new("ya29.static-token")),
             api_version: None,
+            responses_api: false,
             headers: BTreeMap::new(),
             stream_usage: true,
             aws: None,
