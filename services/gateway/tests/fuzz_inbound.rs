@@ -1063,7 +1063,7 @@ proptest! {
 /// A way-in body is read into the pipeline's request, which every adapter then takes or refuses
 /// as the client's fault, or the body itself is refused as the client's fault.
 fn check_ingress(ingress: Ingress, raw: &[u8]) -> Result<(), TestCaseError> {
-    match ingress.parse(Bytes::copy_from_slice(raw)) {
+    match ingress.parse(None, Bytes::copy_from_slice(raw)) {
         Ok(body) => check_adapters(Endpoint::ChatCompletions, &body),
         Err(error) => {
             prop_assert!(

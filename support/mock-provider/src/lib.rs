@@ -10,6 +10,7 @@ mod cohere;
 mod completions;
 mod gemini;
 mod http;
+mod media;
 mod mistral;
 mod openai;
 mod sigv4;
@@ -155,6 +156,19 @@ fn build_server(
             .route("/v1/embeddings", web::post().to(openai::embeddings))
             .route("/v1/completions", web::post().to(completions::completions))
             .route("/v1/moderations", web::post().to(completions::moderations))
+            .route("/v1/images/generations", web::post().to(media::images))
+            .route(
+                "/v1/audio/transcriptions",
+                web::post().to(media::transcriptions),
+            )
+            .route(
+                "/openai/deployments/{deployment}/images/generations",
+                web::post().to(media::azure_images),
+            )
+            .route(
+                "/openai/deployments/{deployment}/audio/transcriptions",
+                web::post().to(media::azure_transcriptions),
+            )
             .route("/v1/models", web::get().to(openai::models))
             .route(
                 "/openai/deployments/{deployment}/chat/completions",

@@ -36,7 +36,7 @@ impl Dialect<'_> {
         }
     }
 
-    fn key(self, req: &HttpRequest) -> Option<&str> {
+    pub(crate) fn key(self, req: &HttpRequest) -> Option<&str> {
         match self {
             Dialect::OpenAi => http::header(req, "authorization").and_then(|v| {
                 v.strip_prefix("Bearer ")
@@ -47,7 +47,7 @@ impl Dialect<'_> {
     }
 
     /// Rejections that come before the body is looked at: the key, then Azure's api-version.
-    fn gatekeep(self, req: &HttpRequest, key_ok: bool) -> Option<HttpResponse> {
+    pub(crate) fn gatekeep(self, req: &HttpRequest, key_ok: bool) -> Option<HttpResponse> {
         if !key_ok {
             let message = match self {
                 Dialect::OpenAi => match self.key(req) {

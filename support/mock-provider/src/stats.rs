@@ -24,7 +24,8 @@ pub struct StatsSnapshot {
     pub streams_completed: u64,
     /// Streams dropped before their end because the client went away.
     pub streams_cancelled: u64,
-    /// JSON body of the most recent provider request.
+    /// JSON body of the most recent provider request; for a `multipart/form-data` one (audio
+    /// transcriptions), JSON naming its parts, its `model` and its file's name and size.
     pub last_request: Option<serde_json::Value>,
     /// Headers of the most recent provider request, lower-case names.
     pub last_headers: BTreeMap<String, String>,
@@ -54,10 +55,14 @@ pub(crate) enum Route {
     MistralEmbeddings,
     CohereChat,
     CohereEmbed,
+    OpenAiImages,
+    OpenAiTranscriptions,
+    AzureImages,
+    AzureTranscriptions,
 }
 
 impl Route {
-    const ALL: [Route; 19] = [
+    const ALL: [Route; 23] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -77,6 +82,10 @@ impl Route {
         Route::MistralEmbeddings,
         Route::CohereChat,
         Route::CohereEmbed,
+        Route::OpenAiImages,
+        Route::OpenAiTranscriptions,
+        Route::AzureImages,
+        Route::AzureTranscriptions,
     ];
 
     fn key(self) -> &'static str {
@@ -100,6 +109,10 @@ impl Route {
             Route::MistralEmbeddings => "mistral.embeddings",
             Route::CohereChat => "cohere.chat",
             Route::CohereEmbed => "cohere.embed",
+            Route::OpenAiImages => "openai.images",
+            Route::OpenAiTranscriptions => "openai.transcriptions",
+            Route::AzureImages => "azure.images",
+            Route::AzureTranscriptions => "azure.transcriptions",
         }
     }
 }

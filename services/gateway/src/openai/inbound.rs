@@ -19,6 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::form::FormBody;
 use super::request::{ChatRequest, EmbeddingsRequest};
 use crate::error::GatewayError;
 use crate::ingress::Ingress;
@@ -32,6 +33,11 @@ pub enum Endpoint {
     Completions,
     /// `/v1/moderations`, forwarded to OpenAI-format providers only.
     Moderations,
+    /// `/v1/images/generations`, forwarded to OpenAI-format providers only.
+    ImageGenerations,
+    /// `/v1/audio/transcriptions`, a `multipart/form-data` body ([`super::form`]), forwarded to
+    /// OpenAI-format providers only.
+    AudioTranscriptions,
 }
 
 impl Endpoint {
@@ -41,16 +47,21 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Completions => "completions",
             Endpoint::Moderations => "moderations",
+            Endpoint::ImageGenerations => "image_generations",
+            Endpoint::AudioTranscriptions => "audio_transcriptions",
         }
     }
 
-    /// OpenTelemetry's `gen_ai.operation.name`.
+    /// OpenTelemetry's `gen_ai.operation.name`. Its conventions name no operation for
+    /// moderations, image generation or transcription; those use the endpoint's own name.
     pub fn operation(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "chat",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Completions => "text_completion",
             Endpoint::Moderations => "moderations",
+            Endpoint::ImageGenerations => "image_generations",
+            Endpoint::AudioTranscriptions => "audio_transcriptions",
         }
     }
 
@@ -61,6 +72,8 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Completions => "completions",
             Endpoint::Moderations => "moderations",
+            Endpoint::ImageGenerations => "images/generations",
+            Endpoint::AudioTranscriptions => "audio/transcriptions",
         }
     }
 
@@ -69,12 +82,19 @@ impl Endpoint {
         matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
     }
 
+    /// Whether only OpenAI-format targets serve the endpoint, which get the client's body
+    /// with `model` swapped and whose answers go back as they came.
+    pub fn passes_through(self) -> bool {
+        !matches!(self, Endpoint::ChatCompletions | Endpoint::Embeddings)
+    }
+
     /// The member a body must have besides `model`.
     fn required(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "messages",
-            Endpoint::Completions => "prompt",
+            Endpoint::Completions | Endpoint::ImageGenerations => "prompt",
             Endpoint::Embeddings | Endpoint::Moderations => "input",
+            Endpoint::AudioTranscriptions => "file",
         }
     }
 }
@@ -103,6 +123,8 @@ pub struct InboundBody {
     chat: OnceLock<Result<ChatRequest, GatewayError>>,
     embeddings: OnceLock<Result<EmbeddingsRequest, GatewayError>>,
     native: Option<NativeBody>,
+    /// The parts of a `multipart/form-data` body; `raw` is then empty.
+    form: Option<FormBody>,
 }
 
 /// The body as the client wrote it in another API's format, with its top-level fields.
@@ -158,6 +180,7 @@ impl InboundBody {
         let base = raw.as_ptr() as usize;
         let mut body = InboundBody {
             native: None,
+            form: None,
             fields: Vec::with_capacity(top.0.len()),
             raw: Bytes::new(),
             endpoint,
@@ -211,6 +234,18 @@ impl InboundBody {
                     seen_required = true;
                 }
                 (Endpoint::Completions, "prompt") => seen_required = true,
+                (Endpoint::ImageGenerations, "prompt") => {
+                    if !text.starts_with('"') {
+                        return Err(type_error(key, "a string"));
+                    }
+                    seen_required = true;
+                }
+                (Endpoint::ImageGenerations, "n") => body.choices = image_count(text)?,
+                (Endpoint::ImageGenerations, "stream") => {
+                    if typed::<Option<bool>>(key, text, "a boolean")? == Some(true) {
+                        return Err(stream_not_offered());
+                    }
+                }
                 (_, "stream") if generates => {
                     body.stream = typed::<Option<bool>>(key, text, "a boolean")?.unwrap_or(false);
                 }
@@ -259,6 +294,91 @@ impl InboundBody {
         Ok(body)
     }
 
+    /// Parses and checks a `multipart/form-data` body sent to `endpoint` (audio
+    /// transcriptions) with the request header `content_type`: `model` and `file` are
+    /// required, and `stream=true` is refused. Of several `model` parts the last counts, and
+    /// it is the only one sent upstream ([`FormBody::with_model`]).
+    pub fn parse_form(
+        endpoint: Endpoint,
+        content_type: Option<&str>,
+        raw: Bytes,
+    ) -> Result<InboundBody, GatewayError> {
+        let form = FormBody::read(content_type, raw)?;
+        let model = match form.text("model")? {
+            None => {
+                return Err(GatewayError::invalid_field(
+                    "model",
+                    "you must provide a `model` parameter.",
+                ));
+            }
+            Some("") => {
+                return Err(GatewayError::invalid_field(
+                    "model",
+                    "`model` must not be empty.",
+                ));
+            }
+            Some(model) => model.to_owned(),
+        };
+        storable("model", &model)?;
+        let required = endpoint.required();
+        if !form.has(required) {
+            return Err(GatewayError::invalid_field(
+                required,
+                format!("you must provide a `{required}` parameter."),
+            ));
+        }
+        match form.text("stream")?.map(str::trim) {
+            None => {}
+            Some(value) if value.eq_ignore_ascii_case("false") => {}
+            Some(value) if value.eq_ignore_ascii_case("true") => {
+                return Err(stream_not_offered());
+            }
+            Some(_) => return Err(type_error("stream", "`true` or `false`")),
+        }
+        Ok(InboundBody {
+            raw: Bytes::new(),
+            fields: Vec::new(),
+            endpoint,
+            model,
+            stream: false,
+            max_output_tokens: None,
+            choices: 1,
+            client_wants_stream_usage: false,
+            user: None,
+            chat: OnceLock::new(),
+            embeddings: OnceLock::new(),
+            native: None,
+            form: Some(form),
+        })
+    }
+
+    /// The parts of a `multipart/form-data` body.
+    pub fn form(&self) -> Option<&FormBody> {
+        self.form.as_ref()
+    }
+
+    /// The `Content-Type` of the body [`InboundBody::to_openai_body`] writes, where it is not
+    /// JSON.
+    pub fn upstream_content_type(&self) -> Option<String> {
+        self.form.as_ref().map(FormBody::content_type)
+    }
+
+    /// The media type of the answer a provider gives this request: a transcription asked for
+    /// as `text`, `srt` or `vtt` is plain text, everything else JSON.
+    pub fn answer_content_type(&self) -> &'static str {
+        let text_format = self.form.as_ref().is_some_and(|form| {
+            matches!(
+                form.text("response_format").ok().flatten().map(str::trim),
+                Some("text" | "srt" | "vtt")
+            )
+        });
+        if text_format {
+            "text/plain; charset=utf-8"
+        } else {
+            "application/json"
+        }
+    }
+
     /// The bytes the client sent (for a body from another API, their OpenAI translation).
     pub fn raw(&self) -> &Bytes {
         &self.raw
@@ -285,6 +405,9 @@ impl InboundBody {
     /// a stream whose client did not ask for usage, `stream_options.include_usage` switched on
     /// (the relay takes the extra usage chunk out again before it reaches the client).
     pub fn to_openai_body(&self, model: &str) -> Bytes {
+        if let Some(form) = &self.form {
+            return form.with_model(model);
+        }
         let force_usage = self.stream && !self.client_wants_stream_usage;
         write_fields(&self.raw, &self.fields, model, force_usage)
     }
@@ -368,6 +491,32 @@ fn parse_typed<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, GatewayE
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
+}
+
+/// The refusal of `stream: true` where the gateway offers no stream.
+fn stream_not_offered() -> GatewayError {
+    GatewayError::invalid_field(
+        "stream",
+        "Streaming is not offered on this endpoint (no partial images or transcript deltas); \
+         leave `stream` unset or false.",
+    )
+}
+
+/// The most images one request may ask for: OpenAI's own limit for `n`.
+const MAX_IMAGES: u32 = 10;
+
+/// An image request's `n`: each image is generated and paid for, and budgets reserve for
+/// every one.
+fn image_count(text: &str) -> Result<u32, GatewayError> {
+    let expected = format!("an integer from 1 to {MAX_IMAGES}");
+    match typed::<Option<u32>>("n", text, &expected)? {
+        None => Ok(1),
+        Some(n) if (1..=MAX_IMAGES).contains(&n) => Ok(n),
+        Some(_) => Err(GatewayError::invalid_field(
+            "n",
+            format!("`n` must be {expected}."),
+        )),
+    }
 }
 
 /// `n` or `best_of`: how many answers are generated, each paid for.

@@ -13,7 +13,8 @@ mod response;
 mod stream;
 
 use reqwest::Url;
-use reqwest::header::{HeaderMap, HeaderName};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tollgate_common::TokenUsage;
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use super::{
@@ -30,14 +31,18 @@ enum Operation {
     Embeddings,
     Completions,
     Moderations,
+    ImageGenerations,
+    AudioTranscriptions,
 }
 
 impl Operation {
-    const ALL: [Operation; 4] = [
+    const ALL: [Operation; 6] = [
         Operation::Chat,
         Operation::Embeddings,
         Operation::Completions,
         Operation::Moderations,
+        Operation::ImageGenerations,
+        Operation::AudioTranscriptions,
     ];
 
     fn path(self) -> &'static str {
@@ -46,6 +51,8 @@ impl Operation {
             Operation::Embeddings => "embeddings",
             Operation::Completions => "completions",
             Operation::Moderations => "moderations",
+            Operation::ImageGenerations => "images/generations",
+            Operation::AudioTranscriptions => "audio/transcriptions",
         }
     }
 
@@ -55,6 +62,8 @@ impl Operation {
             Endpoint::Embeddings => Operation::Embeddings,
             Endpoint::Completions => Operation::Completions,
             Endpoint::Moderations => Operation::Moderations,
+            Endpoint::ImageGenerations => Operation::ImageGenerations,
+            Endpoint::AudioTranscriptions => Operation::AudioTranscriptions,
         }
     }
 }
@@ -62,7 +71,9 @@ impl Operation {
 /// Where the format is served, and how the key is passed: what Azure does differently.
 enum Flavour {
     /// Fixed URLs under `api_base`, one per [`Operation`] in its order, and a bearer key.
-    OpenAi { urls: Box<[Url; 4]> },
+    OpenAi {
+        urls: Box<[Url; Operation::ALL.len()]>,
+    },
     /// A URL per deployment with an `api-version` query, and an `api-key` header.
     Azure {
         api_base: String,
@@ -115,11 +126,25 @@ impl OpenAi {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let url =
             |operation: Operation| parse_url(&format!("{}/{}", config.api_base, operation.path()));
-        let [chat, embeddings, completions, moderations] = Operation::ALL.map(url);
+        let [
+            chat,
+            embeddings,
+            completions,
+            moderations,
+            images,
+            transcriptions,
+        ] = Operation::ALL.map(url);
         Self::with_flavour(
             config,
             Flavour::OpenAi {
-                urls: Box::new([chat?, embeddings?, completions?, moderations?]),
+                urls: Box::new([
+                    chat?,
+                    embeddings?,
+                    completions?,
+                    moderations?,
+                    images?,
+                    transcriptions?,
+                ]),
             },
         )
     }
@@ -158,9 +183,17 @@ impl OpenAi {
         operation: Operation,
         body: &InboundBody,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let mut headers = self.headers.clone();
+        if let Some(content_type) = body.upstream_content_type() {
+            // A form's boundary was checked when it was read; this cannot fail in practice.
+            let value = HeaderValue::from_str(&content_type).map_err(|_| {
+                GatewayError::MalformedForm("the boundary cannot be sent on".into())
+            })?;
+            headers.insert(CONTENT_TYPE, value);
+        }
         Ok(UpstreamRequest {
             url: self.flavour.url(model, operation)?,
-            headers: self.headers.clone(),
+            headers,
             own_credentials: false,
             body: request::translate_request(model, body),
         })
@@ -221,8 +254,12 @@ impl ProviderAdapter for OpenAi {
         self.upstream_request(model, Operation::of(endpoint), body)
     }
 
-    fn passthrough_response(&self, body: &[u8]) -> Result<Translated, String> {
-        response::translate_response(body)
+    fn passthrough_usage(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+    ) -> Result<Option<TokenUsage>, String> {
+        response::passthrough_usage(endpoint, body)
     }
 
     fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails {

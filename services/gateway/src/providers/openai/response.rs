@@ -2,37 +2,93 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tollgate_common::TokenUsage;
 
+use crate::openai::Endpoint;
 use crate::openai::response::Usage;
 use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text};
 
 /// Reads the usage out of an OpenAI-shaped answer and hands the bytes on unchanged.
 pub(super) fn translate_response(body: &[u8]) -> Result<Translated, String> {
-    #[derive(Deserialize)]
-    struct WithUsage {
-        #[serde(default)]
-        usage: Option<Usage>,
-    }
-    let usage = match trailing_usage(body) {
-        Some(usage) => Some(usage),
-        None => {
-            let parsed: WithUsage = serde_json::from_slice(body).map_err(|e| {
-                format!("upstream answered with a body that is not a JSON object: {e}")
-            })?;
-            parsed.usage
-        }
-    };
     Ok(Translated {
         body: Bytes::copy_from_slice(body),
-        usage: usage.map(|u| u.tokens()),
+        usage: read_usage::<Usage>(body)?.map(|u| u.tokens()),
     })
+}
+
+/// The usage of an answer that goes to the client as it came, read without copying it.
+/// Completions and moderations report chat-style usage (moderations none); image and
+/// transcription answers report theirs in the Responses API's terms, when in tokens at all.
+pub(super) fn passthrough_usage(
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Option<TokenUsage>, String> {
+    match endpoint {
+        Endpoint::AudioTranscriptions if body.trim_ascii_start().first() != Some(&b'{') => {
+            // `response_format` text, srt or vtt: the transcript alone, no usage.
+            Ok(None)
+        }
+        Endpoint::ImageGenerations | Endpoint::AudioTranscriptions => {
+            Ok(read_usage::<MediaUsage>(body)?.and_then(MediaUsage::tokens))
+        }
+        _ => Ok(read_usage::<Usage>(body)?.map(|u| u.tokens())),
+    }
+}
+
+/// The `usage` of gpt-image-* answers (`input_tokens`, `output_tokens`, with text and image
+/// input tokens detailed) and of gpt-4o-transcribe-style ones (`type: "tokens"`, the same
+/// counts, audio and text input detailed); whisper-1's is `type: "duration"` with `seconds`,
+/// which is no token usage. The details only split the input count, which is metered whole.
+#[derive(Deserialize)]
+struct MediaUsage {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+impl MediaUsage {
+    fn tokens(self) -> Option<TokenUsage> {
+        if self.kind.as_deref().is_some_and(|kind| kind != "tokens") {
+            return None;
+        }
+        let input_tokens = self.input_tokens?;
+        Some(TokenUsage {
+            input_tokens,
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cached_input_tokens: 0,
+        })
+    }
+}
+
+/// The top-level `usage` of a JSON answer: found from the end when it is there, else from a
+/// parse of the whole answer that keeps nothing else.
+fn read_usage<U: DeserializeOwned>(body: &[u8]) -> Result<Option<U>, String> {
+    #[derive(Deserialize)]
+    #[serde(bound = "U: DeserializeOwned")]
+    struct WithUsage<U> {
+        #[serde(default = "none")]
+        usage: Option<U>,
+    }
+    fn none<U>() -> Option<U> {
+        None
+    }
+    if let Some(usage) = trailing_usage(body) {
+        return Ok(Some(usage));
+    }
+    let parsed: WithUsage<U> = serde_json::from_slice(body)
+        .map_err(|e| format!("upstream answered with a body that is not a JSON object: {e}"))?;
+    Ok(parsed.usage)
 }
 
 /// The top-level `usage` object of an OpenAI answer, read without parsing the rest: OpenAI
 /// writes it last, so it is found from the end. Only a real object key qualifies (preceded by
 /// `{` or `,`; inside a string a quote is escaped), and only a complete usage object is
 /// accepted; anything else returns `None` and the caller parses the whole body.
-fn trailing_usage(body: &[u8]) -> Option<Usage> {
+fn trailing_usage<U: DeserializeOwned>(body: &[u8]) -> Option<U> {
     const KEY: &[u8] = b"\"usage\"";
     let trimmed = body.trim_ascii();
     if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
@@ -47,7 +103,7 @@ fn trailing_usage(body: &[u8]) -> Option<Usage> {
         .trim_ascii_start()
         .strip_prefix(b":")?;
     let mut de = serde_json::Deserializer::from_slice(rest);
-    Option::<Usage>::deserialize(&mut de).ok().flatten()
+    Option::<U>::deserialize(&mut de).ok().flatten()
 }
 
 /// Reads an OpenAI-shaped error body (`{"error":{"message",...}}`), as OpenAI, Azure and many
