@@ -218,3 +218,50 @@ impl Admit for BillingAdmission {
         self.admission.settle(&held, used, event.cost);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tollgate_gateway::ingress::Ingress;
+
+    fn estimate(endpoint: Endpoint, body: InboundBody) -> Estimate {
+        let ctx = RequestContext::new("r".into(), Ingress::OpenAi(endpoint), Arc::default());
+        estimate_tokens(&ctx, &body, 4_096)
+    }
+
+    #[test]
+    fn every_image_asked_for_reserves_the_most_one_image_can_cost() {
+        let body = InboundBody::parse(
+            Endpoint::ImageGenerations,
+            Bytes::from_static(br#"{"model":"m","prompt":"a red fox in the snow","n":3}"#),
+        )
+        .unwrap();
+        let estimate = estimate(Endpoint::ImageGenerations, body);
+        assert_eq!(estimate.worst_output, 3 * MAX_IMAGE_OUTPUT_TOKENS);
+        assert_eq!(estimate.limited_output, 3 * MAX_IMAGE_OUTPUT_TOKENS);
+        assert!((4..=10).contains(&estimate.prompt), "{}", estimate.prompt);
+    }
+
+    #[test]
+    fn a_transcription_reserves_by_its_files_size_and_the_default_output() {
+        let audio = vec![b'a'; 24_000];
+        let mut raw = b"--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n\
+                        --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\n"
+            .to_vec();
+        raw.extend_from_slice(&audio);
+        raw.extend_from_slice(b"\r\n--B--\r\n");
+        let body = InboundBody::parse_form(
+            Endpoint::AudioTranscriptions,
+            Some("multipart/form-data; boundary=B"),
+            Bytes::from(raw),
+        )
+        .unwrap();
+        let estimate = estimate(Endpoint::AudioTranscriptions, body);
+        assert_eq!(estimate.prompt, 1_000);
+        assert_eq!(
+            (estimate.limited_output, estimate.worst_output),
+            (4_096, 4_096)
+        );
+    }
+}

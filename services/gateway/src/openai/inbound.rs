@@ -242,7 +242,8 @@ impl InboundBody {
                 }
                 (Endpoint::ImageGenerations, "n") => body.choices = image_count(text)?,
                 (Endpoint::ImageGenerations, "stream") => {
-                    if typed::<Option<bool>>(key, text, "a boolean")? == Some(true) {
+                    let stream = typed::<Option<bool>>(key, text, "a boolean")?;
+                    if stream == Some(true) {
                         return Err(stream_not_offered());
                     }
                 }
@@ -803,6 +804,99 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, GatewayError::InvalidField { param, .. } if param == "best_of"));
+    }
+
+    #[test]
+    fn image_requests_read_their_count_and_refuse_streams() {
+        let image = |body: &'static str| {
+            InboundBody::parse(
+                Endpoint::ImageGenerations,
+                Bytes::from_static(body.as_bytes()),
+            )
+        };
+        let body = image(r#"{"model":"m","prompt":"a fox","n":3,"size":"1024x1024"}"#).unwrap();
+        assert_eq!((body.choices, body.stream), (3, false));
+        let sent: serde_json::Value =
+            serde_json::from_slice(&body.to_openai_body("gpt-image-1")).unwrap();
+        assert_eq!(sent["model"], "gpt-image-1");
+        assert_eq!(sent["size"], "1024x1024");
+        assert_eq!(
+            image(r#"{"model":"m","prompt":"x","n":null}"#)
+                .unwrap()
+                .choices,
+            1
+        );
+        assert!(image(r#"{"model":"m","prompt":"x","stream":false}"#).is_ok());
+        for (input, param) in [
+            (r#"{"model":"m"}"#, "prompt"),
+            (r#"{"model":"m","prompt":7}"#, "prompt"),
+            (r#"{"model":"m","prompt":"x","n":0}"#, "n"),
+            (r#"{"model":"m","prompt":"x","n":11}"#, "n"),
+            (r#"{"model":"m","prompt":"x","n":2.5}"#, "n"),
+            (r#"{"model":"m","prompt":"x","stream":true}"#, "stream"),
+        ] {
+            let err = image(input).unwrap_err();
+            assert!(
+                matches!(&err, GatewayError::InvalidField { param: p, .. } if p == param),
+                "{input}: {err:?}"
+            );
+        }
+    }
+
+    fn transcription(parts: &[(&str, &str)]) -> Result<InboundBody, GatewayError> {
+        let mut raw = String::new();
+        for (name, value) in parts {
+            raw.push_str(&format!(
+                "--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        raw.push_str("--B--\r\n");
+        InboundBody::parse_form(
+            Endpoint::AudioTranscriptions,
+            Some("multipart/form-data; boundary=B"),
+            Bytes::from(raw),
+        )
+    }
+
+    #[test]
+    fn transcription_forms_need_a_model_and_a_file_and_take_no_stream() {
+        let body = transcription(&[
+            ("model", "a"),
+            ("file", "RIFF"),
+            ("stream", "False"),
+            ("response_format", "srt"),
+            ("model", "b"),
+        ])
+        .unwrap();
+        assert_eq!(body.model, "b");
+        assert_eq!(body.answer_content_type(), "text/plain; charset=utf-8");
+        let content_type = body.upstream_content_type().unwrap();
+        assert_eq!(content_type, "multipart/form-data; boundary=B");
+        let sent = FormBody::read(Some(&content_type), body.to_openai_body("whisper-1")).unwrap();
+        assert_eq!(sent.text("model").unwrap(), Some("whisper-1"));
+        assert_eq!(sent.bytes_of("model"), 9);
+        let json = transcription(&[("model", "a"), ("file", "x")]).unwrap();
+        assert_eq!(json.answer_content_type(), "application/json");
+        for (parts, param) in [
+            (&[("file", "x")][..], "model"),
+            (&[("model", "a")][..], "file"),
+            (&[("model", ""), ("file", "x")][..], "model"),
+            (&[("model", "a\u{7}"), ("file", "x")][..], "model"),
+            (
+                &[("model", "a"), ("file", "x"), ("stream", "TRUE")][..],
+                "stream",
+            ),
+            (
+                &[("model", "a"), ("file", "x"), ("stream", "1")][..],
+                "stream",
+            ),
+        ] {
+            let err = transcription(parts).err();
+            assert!(
+                matches!(&err, Some(GatewayError::InvalidField { param: p, .. }) if p == param),
+                "{parts:?}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -274,8 +274,8 @@ mod tests {
     use std::collections::BTreeMap;
     use tollgate_common::Secret;
 
-    pub(super) fn adapter() -> OpenAi {
-        OpenAi::new(&ProviderConfig {
+    fn test_config() -> ProviderConfig {
+        ProviderConfig {
             kind: ProviderKind::Openai,
             api_base: "http://127.0.0.1:1/v1".into(),
             api_key: Some(Secret::new("sk-test")),
@@ -283,8 +283,11 @@ mod tests {
             headers: BTreeMap::new(),
             aws: None,
             vertex: None,
-        })
-        .unwrap()
+        }
+    }
+
+    pub(super) fn adapter() -> OpenAi {
+        OpenAi::new(&test_config()).unwrap()
     }
 
     #[test]
@@ -329,5 +332,70 @@ mod tests {
         );
         assert_eq!(request.headers["api-key"], "az-key");
         assert!(request.headers.get("authorization").is_none());
+
+        let image = InboundBody::parse(
+            Endpoint::ImageGenerations,
+            Bytes::from_static(br#"{"model":"draw","prompt":"a fox"}"#),
+        )
+        .unwrap();
+        let request = azure
+            .passthrough_request(Endpoint::ImageGenerations, "img", &image)
+            .unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "https://x.openai.azure.com/openai/deployments/img/images/generations?api-version=2024-10-21"
+        );
+        let form = InboundBody::parse_form(
+            Endpoint::AudioTranscriptions,
+            Some("multipart/form-data; boundary=B"),
+            Bytes::from_static(
+                b"--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n\
+                  --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--B--\r\n",
+            ),
+        )
+        .unwrap();
+        let request = azure
+            .passthrough_request(Endpoint::AudioTranscriptions, "stt", &form)
+            .unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "https://x.openai.azure.com/openai/deployments/stt/audio/transcriptions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            request.headers["content-type"],
+            "multipart/form-data; boundary=B"
+        );
+    }
+
+    #[test]
+    fn images_and_transcriptions_have_their_own_urls() {
+        let image = InboundBody::parse(
+            Endpoint::ImageGenerations,
+            Bytes::from_static(br#"{"model":"draw","prompt":"a fox"}"#),
+        )
+        .unwrap();
+        let request = adapter()
+            .passthrough_request(Endpoint::ImageGenerations, "gpt-image-1", &image)
+            .unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "http://127.0.0.1:1/v1/images/generations"
+        );
+        assert_eq!(request.headers["content-type"], "application/json");
+        let url = |endpoint| {
+            let operation = Operation::of(endpoint);
+            format!(
+                "{}",
+                OpenAi::new(&test_config())
+                    .unwrap()
+                    .flavour
+                    .url("m", operation)
+                    .unwrap()
+            )
+        };
+        assert_eq!(
+            url(Endpoint::AudioTranscriptions),
+            "http://127.0.0.1:1/v1/audio/transcriptions"
+        );
     }
 }

@@ -150,6 +150,7 @@ pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
 
 #[cfg(test)]
 mod tests {
+    use crate::openai::Endpoint;
     use crate::providers::ProviderAdapter;
     use crate::providers::openai::tests::adapter;
     use crate::providers::tests_support::fixture;
@@ -180,6 +181,39 @@ mod tests {
                 .is_none()
         );
         assert!(adapter().chat_response("m", b"<html>").is_err());
+    }
+
+    #[test]
+    fn image_and_transcription_usage_is_read_when_in_tokens() {
+        let usage = |endpoint, body: &[u8]| adapter().passthrough_usage(endpoint, body);
+        let image = br#"{"created":1,"data":[{"b64_json":"iVBORw0KGgo="}],"usage":{"input_tokens":50,"input_tokens_details":{"image_tokens":40,"text_tokens":10},"output_tokens":4160,"total_tokens":4210}}"#;
+        let tokens = usage(Endpoint::ImageGenerations, image).unwrap().unwrap();
+        assert_eq!((tokens.input_tokens, tokens.output_tokens), (50, 4160));
+        // dall-e: no usage at all.
+        let dall_e = br#"{"created":1,"data":[{"url":"https://x/y.png","revised_prompt":"say \"usage\": {}"}]}"#;
+        assert_eq!(usage(Endpoint::ImageGenerations, dall_e).unwrap(), None);
+        assert!(usage(Endpoint::ImageGenerations, b"<html>").is_err());
+
+        let transcribe = br#"{"text":"hi","usage":{"type":"tokens","input_tokens":14,"input_token_details":{"text_tokens":0,"audio_tokens":14},"output_tokens":45,"total_tokens":59}}"#;
+        let tokens = usage(Endpoint::AudioTranscriptions, transcribe)
+            .unwrap()
+            .unwrap();
+        assert_eq!((tokens.input_tokens, tokens.output_tokens), (14, 45));
+        for unmetered in [
+            &br#"{"text":"hi","usage":{"type":"duration","seconds":3}}"#[..],
+            br#"{"task":"transcribe","duration":3.2,"text":"hi","segments":[],"usage":{"type":"duration","seconds":4}}"#,
+            b"hello there\n",
+            b"1\n00:00:00,000 --> 00:00:01,000\nhello\n\n",
+            b"WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nhello\n",
+            b"",
+        ] {
+            assert_eq!(
+                usage(Endpoint::AudioTranscriptions, unmetered).unwrap(),
+                None,
+                "{}",
+                String::from_utf8_lossy(unmetered)
+            );
+        }
     }
 
     #[test]
