@@ -9,8 +9,13 @@
 
 mod common;
 
-use common::{TestGateway, events, mock};
+use std::sync::Arc;
+
+use common::{ALL_KINDS, TestGateway, events, mock};
 use serde_json::{Value, json};
+use tollgate_common::{KeyContext, ModelAllowList};
+use tollgate_gateway::pipeline::Authenticate;
+use tollgate_gateway::{GatewayError, Stages};
 use tollgate_mock_provider::MockConfig;
 
 async fn post(gw: &TestGateway, path: &str, body: Value) -> reqwest::Response {
@@ -431,6 +436,56 @@ async fn the_last_model_part_is_the_one_routed_and_the_only_one_sent() {
     let res = post_form(&gw, &content_type, body).await;
     assert_served_only_by_openai_format(res, "/v1/audio/transcriptions").await;
     assert_eq!(m.stats().requests, 1);
+}
+
+/// Every caller holds a key that opens `openai/whisper-1` only.
+struct WhisperOnlyKey;
+
+#[async_trait::async_trait]
+impl Authenticate for WhisperOnlyKey {
+    async fn authenticate(
+        &self,
+        _headers: &actix_web::http::header::HeaderMap,
+    ) -> Result<Arc<KeyContext>, GatewayError> {
+        Ok(Arc::new(KeyContext {
+            models: ModelAllowList::new(vec!["openai/whisper-1".into()]),
+            ..KeyContext::default()
+        }))
+    }
+}
+
+#[actix_web::test]
+async fn the_model_part_the_key_is_checked_against_is_the_one_sent() {
+    let m = mock(MockConfig::default()).await;
+    let stages = Stages {
+        authenticate: Arc::new(WhisperOnlyKey),
+        ..Stages::default()
+    };
+    let gw = TestGateway::start_with(ALL_KINDS, &[("m", &m)], stages).await;
+    // An allowed model first cannot carry a forbidden one after it.
+    let (content_type, body) = form(&[
+        ("model", None, b"openai/whisper-1"),
+        ("file", Some("a.wav"), AUDIO),
+        ("model", None, b"openai/gpt-4o-transcribe"),
+    ]);
+    let (status, param, code) = refusal(post_form(&gw, &content_type, body).await).await;
+    assert_eq!(
+        (status, param.as_str(), code.as_str()),
+        (403, Some("model"), Some("model_not_allowed"))
+    );
+    assert_eq!(m.stats().requests, 0);
+    // Nor a forbidden one before it: the allowed one is checked and is all that is sent.
+    let (content_type, body) = form(&[
+        ("model", None, b"openai/gpt-4o-transcribe"),
+        ("file", Some("a.wav"), AUDIO),
+        ("model", None, b"openai/whisper-1"),
+    ]);
+    let res = post_form(&gw, &content_type, body).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        m.stats().last_request.unwrap()["models"],
+        json!(["whisper-1"])
+    );
 }
 
 #[actix_web::test]

@@ -8,6 +8,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 
+use super::inbound::{storable, stream_not_offered, type_error};
 use crate::error::GatewayError;
 
 /// The most parts a body may have. OpenAI's transcription form has about a dozen fields
@@ -90,6 +91,54 @@ impl FormBody {
             ))
         })?;
         Ok(FormBody { boundary, parts })
+    }
+
+    /// Reads a request's form: `model` (the last `model` part, which must be a name the ledger
+    /// can store) and `required` must be there, and `stream` may only be false. Returns the
+    /// form and its model.
+    pub(super) fn read_request(
+        required: &str,
+        content_type: Option<&str>,
+        raw: Bytes,
+    ) -> Result<(FormBody, String), GatewayError> {
+        let form = FormBody::read(content_type, raw)?;
+        let model = match form.text("model")? {
+            None => {
+                return Err(GatewayError::invalid_field(
+                    "model",
+                    "you must provide a `model` parameter.",
+                ));
+            }
+            Some("") => {
+                return Err(GatewayError::invalid_field(
+                    "model",
+                    "`model` must not be empty.",
+                ));
+            }
+            Some(model) => model.to_owned(),
+        };
+        storable("model", &model)?;
+        if !form.has(required) {
+            return Err(GatewayError::invalid_field(
+                required,
+                format!("you must provide a `{required}` parameter."),
+            ));
+        }
+        match form.text("stream")?.map(str::trim) {
+            None => {}
+            Some(value) if value.eq_ignore_ascii_case("false") => {}
+            Some(value) if value.eq_ignore_ascii_case("true") => return Err(stream_not_offered()),
+            Some(_) => return Err(type_error("stream", "`true` or `false`")),
+        }
+        Ok((form, model))
+    }
+
+    /// Whether the answer is plain text: a transcript asked for as `text`, `srt` or `vtt`.
+    pub fn answers_in_text(&self) -> bool {
+        matches!(
+            self.text("response_format").ok().flatten().map(str::trim),
+            Some("text" | "srt" | "vtt")
+        )
     }
 
     /// The value of the last part called `name`, as text; a value that is not UTF-8 is a 400
@@ -194,6 +243,7 @@ fn form_error(error: multer::Error) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai::{Endpoint, InboundBody};
 
     const CONTENT_TYPE: &str = "multipart/form-data; boundary=XyZ";
 
@@ -284,6 +334,62 @@ mod tests {
         let many = vec![("x", ""); MAX_PARTS + 1];
         let err = FormBody::read(Some(CONTENT_TYPE), body(&many)).err();
         assert!(matches!(err, Some(GatewayError::MalformedForm(_))));
+    }
+
+    fn transcription(parts: &[(&str, &str)]) -> Result<InboundBody, GatewayError> {
+        let mut raw = String::new();
+        for (name, value) in parts {
+            raw.push_str(&format!(
+                "--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            ));
+        }
+        raw.push_str("--B--\r\n");
+        InboundBody::parse_form(
+            Endpoint::AudioTranscriptions,
+            Some("multipart/form-data; boundary=B"),
+            Bytes::from(raw),
+        )
+    }
+
+    #[test]
+    fn transcription_forms_need_a_model_and_a_file_and_take_no_stream() {
+        let body = transcription(&[
+            ("model", "a"),
+            ("file", "RIFF"),
+            ("stream", "False"),
+            ("response_format", "srt"),
+            ("model", "b"),
+        ])
+        .unwrap();
+        assert_eq!(body.model, "b");
+        assert_eq!(body.answer_content_type(), "text/plain; charset=utf-8");
+        let content_type = body.upstream_content_type().unwrap();
+        assert_eq!(content_type, "multipart/form-data; boundary=B");
+        let sent = FormBody::read(Some(&content_type), body.to_openai_body("whisper-1")).unwrap();
+        assert_eq!(sent.text("model").unwrap(), Some("whisper-1"));
+        assert_eq!(sent.bytes_of("model"), 9);
+        let json = transcription(&[("model", "a"), ("file", "x")]).unwrap();
+        assert_eq!(json.answer_content_type(), "application/json");
+        for (parts, param) in [
+            (&[("file", "x")][..], "model"),
+            (&[("model", "a")][..], "file"),
+            (&[("model", ""), ("file", "x")][..], "model"),
+            (&[("model", "a\u{7}"), ("file", "x")][..], "model"),
+            (
+                &[("model", "a"), ("file", "x"), ("stream", "TRUE")][..],
+                "stream",
+            ),
+            (
+                &[("model", "a"), ("file", "x"), ("stream", "1")][..],
+                "stream",
+            ),
+        ] {
+            let err = transcription(parts).err();
+            assert!(
+                matches!(&err, Some(GatewayError::InvalidField { param: p, .. }) if p == param),
+                "{parts:?}: {err:?}"
+            );
+        }
     }
 
     #[test]

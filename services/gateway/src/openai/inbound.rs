@@ -89,7 +89,7 @@ impl Endpoint {
     }
 
     /// The member a body must have besides `model`.
-    fn required(self) -> &'static str {
+    pub(super) fn required(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "messages",
             Endpoint::Completions | Endpoint::ImageGenerations => "prompt",
@@ -304,38 +304,7 @@ impl InboundBody {
         content_type: Option<&str>,
         raw: Bytes,
     ) -> Result<InboundBody, GatewayError> {
-        let form = FormBody::read(content_type, raw)?;
-        let model = match form.text("model")? {
-            None => {
-                return Err(GatewayError::invalid_field(
-                    "model",
-                    "you must provide a `model` parameter.",
-                ));
-            }
-            Some("") => {
-                return Err(GatewayError::invalid_field(
-                    "model",
-                    "`model` must not be empty.",
-                ));
-            }
-            Some(model) => model.to_owned(),
-        };
-        storable("model", &model)?;
-        let required = endpoint.required();
-        if !form.has(required) {
-            return Err(GatewayError::invalid_field(
-                required,
-                format!("you must provide a `{required}` parameter."),
-            ));
-        }
-        match form.text("stream")?.map(str::trim) {
-            None => {}
-            Some(value) if value.eq_ignore_ascii_case("false") => {}
-            Some(value) if value.eq_ignore_ascii_case("true") => {
-                return Err(stream_not_offered());
-            }
-            Some(_) => return Err(type_error("stream", "`true` or `false`")),
-        }
+        let (form, model) = FormBody::read_request(endpoint.required(), content_type, raw)?;
         Ok(InboundBody {
             raw: Bytes::new(),
             fields: Vec::new(),
@@ -367,12 +336,7 @@ impl InboundBody {
     /// The media type of the answer a provider gives this request: a transcription asked for
     /// as `text`, `srt` or `vtt` is plain text, everything else JSON.
     pub fn answer_content_type(&self) -> &'static str {
-        let text_format = self.form.as_ref().is_some_and(|form| {
-            matches!(
-                form.text("response_format").ok().flatten().map(str::trim),
-                Some("text" | "srt" | "vtt")
-            )
-        });
+        let text_format = self.form.as_ref().is_some_and(FormBody::answers_in_text);
         if text_format {
             "text/plain; charset=utf-8"
         } else {
@@ -495,7 +459,7 @@ struct StreamOptions {
 }
 
 /// The refusal of `stream: true` where the gateway offers no stream.
-fn stream_not_offered() -> GatewayError {
+pub(super) fn stream_not_offered() -> GatewayError {
     GatewayError::invalid_field(
         "stream",
         "Streaming is not offered on this endpoint (no partial images or transcript deltas); \
@@ -556,7 +520,7 @@ const MAX_STORED_FIELD_BYTES: usize = 256;
 /// characters (PostgreSQL refuses NUL in text outright, and the others only garble logs and
 /// the dashboard). Refusing it here, with a 400 naming the field, keeps one request's text
 /// from reaching the shared usage pipeline at all.
-fn storable(field: &str, value: &str) -> Result<(), GatewayError> {
+pub(super) fn storable(field: &str, value: &str) -> Result<(), GatewayError> {
     if value.len() > MAX_STORED_FIELD_BYTES {
         return Err(GatewayError::invalid_field(
             field,
@@ -572,7 +536,7 @@ fn storable(field: &str, value: &str) -> Result<(), GatewayError> {
     Ok(())
 }
 
-fn type_error(key: &str, expected: &str) -> GatewayError {
+pub(super) fn type_error(key: &str, expected: &str) -> GatewayError {
     GatewayError::invalid_field(
         key,
         format!("Invalid type for '{key}': expected {expected}."),
@@ -839,62 +803,6 @@ mod tests {
             assert!(
                 matches!(&err, GatewayError::InvalidField { param: p, .. } if p == param),
                 "{input}: {err:?}"
-            );
-        }
-    }
-
-    fn transcription(parts: &[(&str, &str)]) -> Result<InboundBody, GatewayError> {
-        let mut raw = String::new();
-        for (name, value) in parts {
-            raw.push_str(&format!(
-                "--B\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
-            ));
-        }
-        raw.push_str("--B--\r\n");
-        InboundBody::parse_form(
-            Endpoint::AudioTranscriptions,
-            Some("multipart/form-data; boundary=B"),
-            Bytes::from(raw),
-        )
-    }
-
-    #[test]
-    fn transcription_forms_need_a_model_and_a_file_and_take_no_stream() {
-        let body = transcription(&[
-            ("model", "a"),
-            ("file", "RIFF"),
-            ("stream", "False"),
-            ("response_format", "srt"),
-            ("model", "b"),
-        ])
-        .unwrap();
-        assert_eq!(body.model, "b");
-        assert_eq!(body.answer_content_type(), "text/plain; charset=utf-8");
-        let content_type = body.upstream_content_type().unwrap();
-        assert_eq!(content_type, "multipart/form-data; boundary=B");
-        let sent = FormBody::read(Some(&content_type), body.to_openai_body("whisper-1")).unwrap();
-        assert_eq!(sent.text("model").unwrap(), Some("whisper-1"));
-        assert_eq!(sent.bytes_of("model"), 9);
-        let json = transcription(&[("model", "a"), ("file", "x")]).unwrap();
-        assert_eq!(json.answer_content_type(), "application/json");
-        for (parts, param) in [
-            (&[("file", "x")][..], "model"),
-            (&[("model", "a")][..], "file"),
-            (&[("model", ""), ("file", "x")][..], "model"),
-            (&[("model", "a\u{7}"), ("file", "x")][..], "model"),
-            (
-                &[("model", "a"), ("file", "x"), ("stream", "TRUE")][..],
-                "stream",
-            ),
-            (
-                &[("model", "a"), ("file", "x"), ("stream", "1")][..],
-                "stream",
-            ),
-        ] {
-            let err = transcription(parts).err();
-            assert!(
-                matches!(&err, Some(GatewayError::InvalidField { param: p, .. }) if p == param),
-                "{parts:?}: {err:?}"
             );
         }
     }
