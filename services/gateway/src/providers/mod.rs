@@ -184,10 +184,9 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     /// in tokens.
     fn passthrough_usage(
         &self,
-        endpoint: Endpoint,
+        _endpoint: Endpoint,
         _body: &[u8],
     ) -> Result<Option<TokenUsage>, String> {
-        let _ = endpoint;
         Err(format!(
             "{} does not serve OpenAI's other endpoints",
             self.kind().as_str()
