@@ -6,6 +6,9 @@
 //! the same bytes back with `model` swapped ([`InboundBody::to_openai_body`]); other targets ask
 //! for the fully typed request ([`InboundBody::chat`]), parsed at most once.
 //!
+//! A `multipart/form-data` body (audio transcriptions) is read into its parts instead
+//! ([`super::form`]), and sent on as the same parts with `model` replaced.
+//!
 //! A body that came in another API's format ([`crate::ingress`]) is parsed from its OpenAI
 //! translation, and keeps the client's own bytes beside it ([`InboundBody::native`]), so that a
 //! target speaking that same API gets them back untouched but for `model`.
