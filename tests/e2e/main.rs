@@ -22,6 +22,7 @@ mod deployment;
 mod hostile_bodies;
 mod hostile_strings;
 mod ingress;
+mod media;
 mod metering;
 mod outbound;
 mod payments;

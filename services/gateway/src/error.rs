@@ -12,6 +12,10 @@ use tollgate_common::body::BodyError;
 pub enum GatewayError {
     #[error("We could not parse the JSON body of your request: {0}")]
     MalformedJson(String),
+    /// A body that should be `multipart/form-data` (audio transcriptions) and is not, or is
+    /// cut short or malformed.
+    #[error("We could not parse the multipart/form-data body of your request: {0}")]
+    MalformedForm(String),
     #[error("{message}")]
     InvalidField { param: String, message: String },
     #[error("The request body is larger than the limit of {limit} bytes.")]
@@ -133,6 +137,7 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::MalformedJson(_)
+            | GatewayError::MalformedForm(_)
             | GatewayError::InvalidField { .. }
             | GatewayError::Unsupported(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -168,6 +173,7 @@ impl GatewayError {
     pub fn label(&self) -> &'static str {
         match self {
             GatewayError::MalformedJson(_) => "malformed_json",
+            GatewayError::MalformedForm(_) => "malformed_form",
             GatewayError::InvalidField { .. } => "invalid_field",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::BodyTimeout { .. } => "body_timeout",
@@ -194,6 +200,7 @@ impl GatewayError {
     fn kind(&self) -> ErrorKind {
         match self {
             GatewayError::MalformedJson(_)
+            | GatewayError::MalformedForm(_)
             | GatewayError::InvalidField { .. }
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyTimeout { .. }
@@ -223,6 +230,9 @@ impl GatewayError {
     pub fn body(&self) -> ErrorBody<'_> {
         let (kind, param, code): (&str, Option<&str>, Option<&str>) = match self {
             GatewayError::MalformedJson(_) => (self.kind().as_str(), None, Some("invalid_json")),
+            GatewayError::MalformedForm(_) => {
+                (self.kind().as_str(), None, Some("invalid_multipart"))
+            }
             GatewayError::InvalidField { param, .. } => {
                 (self.kind().as_str(), Some(param), Some("invalid_value"))
             }

@@ -6,7 +6,8 @@
 //! request's body was read to its end closes the connection ([`CloseUnreadBodies`]).
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/completions`,
-//! `POST /v1/moderations`, `POST /v1/responses`,
+//! `POST /v1/moderations`, `POST /v1/images/generations`, `POST /v1/audio/transcriptions`,
+//! `POST /v1/responses`,
 //! `POST /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /health/live`,
 //! `GET /health/ready`, `GET /metrics`.
 
@@ -147,6 +148,14 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/v1/embeddings", openai(Endpoint::Embeddings)))
     .service(resource("/v1/completions", openai(Endpoint::Completions)))
     .service(resource("/v1/moderations", openai(Endpoint::Moderations)))
+    .service(resource(
+        "/v1/images/generations",
+        openai(Endpoint::ImageGenerations),
+    ))
+    .service(resource(
+        "/v1/audio/transcriptions",
+        openai(Endpoint::AudioTranscriptions),
+    ))
     .service(resource(
         "/v1/responses",
         model_route(Ingress::OpenAiResponses),
@@ -453,6 +462,8 @@ mod tests {
             "/v1/embeddings",
             "/v1/completions",
             "/v1/moderations",
+            "/v1/images/generations",
+            "/v1/audio/transcriptions",
             "/v1/responses",
             "/v1/messages",
             "/v1/messages/count_tokens",

@@ -21,6 +21,7 @@ use tollgate_common::config::{
 };
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::ingress::Ingress;
+use tollgate_gateway::openai::form::FormBody;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
 use tollgate_gateway::providers::{ProviderAdapter, adapter_for};
 
@@ -955,11 +956,30 @@ fn check_adapters(endpoint: Endpoint, body: &InboundBody) -> Result<(), TestCase
             let request = match endpoint {
                 Endpoint::ChatCompletions => adapter.chat_request(model, body),
                 Endpoint::Embeddings => adapter.embeddings_request(model, body),
-                Endpoint::Completions | Endpoint::Moderations => {
+                Endpoint::Completions
+                | Endpoint::Moderations
+                | Endpoint::ImageGenerations
+                | Endpoint::AudioTranscriptions => {
                     adapter.passthrough_request(endpoint, model, body)
                 }
             };
             match request {
+                Ok(request) if endpoint == Endpoint::AudioTranscriptions => {
+                    // The form sent on reads back with the target's model, once.
+                    let content_type = request
+                        .headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok());
+                    match FormBody::read(content_type, request.body.clone()) {
+                        Ok(form) => {
+                            prop_assert_eq!(form.text("model").unwrap(), Some(*model));
+                            prop_assert_eq!(form.bytes_of("model"), model.len() as u64);
+                            let original = body.form().unwrap();
+                            prop_assert_eq!(form.bytes_of("file"), original.bytes_of("file"));
+                        }
+                        Err(e) => prop_assert!(false, "{kind:?} sent a form it cannot read: {e}"),
+                    }
+                }
                 Ok(request) => {
                     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&request.body) {
                         prop_assert!(false, "{kind:?} sent a body that is not JSON ({e})");
@@ -1000,6 +1020,7 @@ proptest! {
         check(Endpoint::Embeddings, text.as_bytes())?;
         check(Endpoint::Completions, text.as_bytes())?;
         check(Endpoint::Moderations, text.as_bytes())?;
+        check(Endpoint::ImageGenerations, text.as_bytes())?;
     }
 
     #[test]
@@ -1063,13 +1084,126 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
+// multipart/form-data bodies (audio transcriptions)
+// ---------------------------------------------------------------------------------------------
+
+/// A form body is read (and then sent on by every adapter that serves it, with the target's
+/// model in one `model` part) or refused as the client's fault.
+fn check_form(content_type: Option<&str>, raw: &[u8]) -> Result<(), TestCaseError> {
+    let parsed = InboundBody::parse_form(
+        Endpoint::AudioTranscriptions,
+        content_type,
+        Bytes::copy_from_slice(raw),
+    );
+    match parsed {
+        Ok(body) => check_adapters(Endpoint::AudioTranscriptions, &body),
+        Err(error) => {
+            prop_assert!(
+                is_client_error(&error),
+                "{error:?} is a {} for {:?}",
+                error.status(),
+                String::from_utf8_lossy(raw)
+            );
+            Ok(())
+        }
+    }
+}
+
+const FORM_BOUNDARY: &str = "b0undary";
+
+/// Names a transcription form uses, and some it does not.
+fn part_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("model".to_owned()),
+        Just("file".to_owned()),
+        Just("stream".to_owned()),
+        Just("prompt".to_owned()),
+        Just("response_format".to_owned()),
+        Just("include[]".to_owned()),
+        "[a-z\\[\\]\"; =]{0,12}",
+        "n{200,300}",
+    ]
+}
+
+/// Values: model names, booleans, and any bytes (the boundary and CRLFs among them).
+fn part_value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"openai/whisper-1".to_vec()),
+        Just(b"true".to_vec()),
+        Just(b"false".to_vec()),
+        Just(Vec::new()),
+        Just(format!("\r\n--{FORM_BOUNDARY}").into_bytes()),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    ]
+}
+
+/// A form of `parts`, written as a client would; `cut` bytes are then taken off its end.
+fn form_text(parts: &[(String, bool, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, file, value) in parts {
+        out.extend_from_slice(format!("--{FORM_BOUNDARY}\r\n").as_bytes());
+        let filename = if *file { "; filename=\"a.wav\"" } else { "" };
+        out.extend_from_slice(
+            format!("Content-Disposition: form-data; name=\"{name}\"{filename}\r\n\r\n").as_bytes(),
+        );
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{FORM_BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn arbitrary_bytes_as_a_form_are_refused_as_the_clients_fault(
+        raw in proptest::collection::vec(any::<u8>(), 0..256),
+        content_type in prop_oneof![
+            Just(None),
+            Just(Some(format!("multipart/form-data; boundary={FORM_BOUNDARY}"))),
+            "[ -~]{0,40}".prop_map(Some),
+        ],
+    ) {
+        check_form(content_type.as_deref(), &raw)?;
+    }
+
+    #[test]
+    fn forms_of_any_parts_are_read_or_refused_and_sent_with_one_model(
+        parts in proptest::collection::vec((part_name(), any::<bool>(), part_value()), 0..8),
+        cut in 0_usize..4,
+        flip in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+    ) {
+        let mut raw = form_text(&parts);
+        raw.truncate(raw.len().saturating_sub(cut * 7));
+        if let Some((at, byte)) = flip && !raw.is_empty() {
+            let at = at.index(raw.len());
+            raw[at] = byte;
+        }
+        let content_type = format!("multipart/form-data; boundary={FORM_BOUNDARY}");
+        check_form(Some(&content_type), &raw)?;
+        // Whole and unaltered, the last `model` part is the request's model.
+        if cut == 0 && flip.is_none()
+            && let Ok(body) = InboundBody::parse_form(
+                Endpoint::AudioTranscriptions,
+                Some(&content_type),
+                Bytes::from(raw),
+            )
+        {
+            let last = parts.iter().rev().find(|(name, _, _)| name == "model").unwrap();
+            prop_assert_eq!(body.model.as_bytes(), &last.2[..]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The other ways in: Anthropic's Messages API and OpenAI's Responses API
 // ---------------------------------------------------------------------------------------------
 
 /// A way-in body is read into the pipeline's request, which every adapter then takes or refuses
 /// as the client's fault, or the body itself is refused as the client's fault.
 fn check_ingress(ingress: Ingress, raw: &[u8]) -> Result<(), TestCaseError> {
-    match ingress.parse(Bytes::copy_from_slice(raw)) {
+    match ingress.parse(None, Bytes::copy_from_slice(raw)) {
         Ok(body) => check_adapters(Endpoint::ChatCompletions, &body),
         Err(error) => {
             prop_assert!(

@@ -35,6 +35,18 @@ impl BillingAdmission {
 /// messages: tool and function definitions and a structured-output schema.
 const PROMPT_MEMBERS: [&str; 3] = ["tools", "functions", "response_format"];
 
+/// The most output tokens OpenAI lists for one gpt-image-1 image: high quality at its largest
+/// size (1536×1024 and 1024×1536).
+const MAX_IMAGE_OUTPUT_TOKENS: u64 = 6_240;
+
+/// Audio bytes per input token assumed for a transcription's file, which cannot be decoded
+/// here. OpenAI's transcription models bill about 1,000 audio tokens a minute
+/// (gpt-4o-transcribe: some $0.006 a minute at $6 per million audio tokens), about 17 a
+/// second; speech compressed as far as common codecs go (Opus or MP3 near 4 kbit/s, 500 bytes
+/// a second) is then some 30 bytes a token. 24 stays above that for files denser still,
+/// so that reservations err high; they are settled with the usage reported.
+const AUDIO_BYTES_PER_TOKEN: u64 = 24;
+
 /// The prompt is estimated (about four bytes a token of ASCII, a token a character of other
 /// scripts, a fixed amount an image) rather than counted with the tokenizer, whose tables cost
 /// some 50 MB of memory and whose count costs more than the rest of admission; reservations
@@ -58,9 +70,43 @@ fn estimate_tokens(ctx: &RequestContext, body: &InboundBody, default_max_tokens:
             .map(tokens::embeddings_input_estimate),
         Endpoint::Completions => body.field("prompt").map(tokens::json_estimate),
         Endpoint::Moderations => body.field("input").map(tokens::json_estimate),
+        Endpoint::ImageGenerations => body.field("prompt").map(tokens::json_estimate),
+        Endpoint::AudioTranscriptions => body.form().map(|form| {
+            let prompt = form
+                .text("prompt")
+                .ok()
+                .flatten()
+                .map_or(0, |prompt| tokens::json_estimate(prompt.as_bytes()));
+            form.bytes_of("file").div_ceil(AUDIO_BYTES_PER_TOKEN) + prompt
+        }),
     }
     // A body the estimates cannot read is refused later anyway; a byte estimate will do.
     .unwrap_or_else(|| (body.raw().len() as u64).div_ceil(4));
+    match body.endpoint {
+        Endpoint::ImageGenerations => {
+            // Every image at the most it can cost: gpt-image answers are billed in output
+            // tokens by quality and size, and dall-e's per image, neither known before the
+            // answer; budgets must hold the worst case, so each image reserves the most.
+            let worst = u64::from(body.choices) * MAX_IMAGE_OUTPUT_TOKENS;
+            return Estimate {
+                prompt,
+                limited_output: worst,
+                worst_output: worst,
+            };
+        }
+        Endpoint::AudioTranscriptions => {
+            // A transcript has no output limit of its own: the route's default bounds it.
+            let worst = ctx.route.as_ref().map_or(default_max_tokens, |route| {
+                route.worst_case_output(None, default_max_tokens)
+            });
+            return Estimate {
+                prompt,
+                limited_output: default_max_tokens,
+                worst_output: worst,
+            };
+        }
+        _ => {}
+    }
     if !body.endpoint.generates() {
         return Estimate {
             prompt,
@@ -170,5 +216,52 @@ impl Admit for BillingAdmission {
         };
         let used = event.usage.input_tokens + event.usage.output_tokens;
         self.admission.settle(&held, used, event.cost);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tollgate_gateway::ingress::Ingress;
+
+    fn estimate(endpoint: Endpoint, body: InboundBody) -> Estimate {
+        let ctx = RequestContext::new("r".into(), Ingress::OpenAi(endpoint), Arc::default());
+        estimate_tokens(&ctx, &body, 4_096)
+    }
+
+    #[test]
+    fn every_image_asked_for_reserves_the_most_one_image_can_cost() {
+        let body = InboundBody::parse(
+            Endpoint::ImageGenerations,
+            Bytes::from_static(br#"{"model":"m","prompt":"a red fox in the snow","n":3}"#),
+        )
+        .unwrap();
+        let estimate = estimate(Endpoint::ImageGenerations, body);
+        assert_eq!(estimate.worst_output, 3 * MAX_IMAGE_OUTPUT_TOKENS);
+        assert_eq!(estimate.limited_output, 3 * MAX_IMAGE_OUTPUT_TOKENS);
+        assert!((4..=10).contains(&estimate.prompt), "{}", estimate.prompt);
+    }
+
+    #[test]
+    fn a_transcription_reserves_by_its_files_size_and_the_default_output() {
+        let audio = vec![b'a'; 24_000];
+        let mut raw = b"--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n\
+                        --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\n"
+            .to_vec();
+        raw.extend_from_slice(&audio);
+        raw.extend_from_slice(b"\r\n--B--\r\n");
+        let body = InboundBody::parse_form(
+            Endpoint::AudioTranscriptions,
+            Some("multipart/form-data; boundary=B"),
+            Bytes::from(raw),
+        )
+        .unwrap();
+        let estimate = estimate(Endpoint::AudioTranscriptions, body);
+        assert_eq!(estimate.prompt, 1_000);
+        assert_eq!(
+            (estimate.limited_output, estimate.worst_output),
+            (4_096, 4_096)
+        );
     }
 }

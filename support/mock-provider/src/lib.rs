@@ -11,6 +11,7 @@ mod compatible;
 mod completions;
 mod gemini;
 mod http;
+mod media;
 mod mistral;
 mod openai;
 mod responses;
@@ -158,6 +159,19 @@ fn build_server(
             .route("/v1/completions", web::post().to(completions::completions))
             .route("/v1/moderations", web::post().to(completions::moderations))
             .route("/v1/responses", web::post().to(responses::responses))
+            .route("/v1/images/generations", web::post().to(media::images))
+            .route(
+                "/v1/audio/transcriptions",
+                web::post().to(media::transcriptions),
+            )
+            .route(
+                "/openai/deployments/{deployment}/images/generations",
+                web::post().to(media::azure_images),
+            )
+            .route(
+                "/openai/deployments/{deployment}/audio/transcriptions",
+                web::post().to(media::azure_transcriptions),
+            )
             .route("/v1/models", web::get().to(openai::models))
             .route(
                 "/{service}/v1/chat/completions",

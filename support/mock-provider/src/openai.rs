@@ -37,7 +37,7 @@ impl Dialect<'_> {
         }
     }
 
-    fn key(self, req: &HttpRequest) -> Option<&str> {
+    pub(crate) fn key(self, req: &HttpRequest) -> Option<&str> {
         match self {
             Dialect::OpenAi => http::header(req, "authorization").and_then(|v| {
                 v.strip_prefix("Bearer ")
@@ -48,7 +48,7 @@ impl Dialect<'_> {
     }
 
     /// Rejections that come before the body is looked at: the key, then Azure's api-version.
-    fn gatekeep(self, req: &HttpRequest, key_ok: bool) -> Option<HttpResponse> {
+    pub(crate) fn gatekeep(self, req: &HttpRequest, key_ok: bool) -> Option<HttpResponse> {
         if !key_ok {
             let message = match self {
                 Dialect::OpenAi => match self.key(req) {

@@ -24,7 +24,8 @@ pub struct StatsSnapshot {
     pub streams_completed: u64,
     /// Streams dropped before their end because the client went away.
     pub streams_cancelled: u64,
-    /// JSON body of the most recent provider request.
+    /// JSON body of the most recent provider request; for a `multipart/form-data` one (audio
+    /// transcriptions), JSON naming its parts, its `model` and its file's name and size.
     pub last_request: Option<serde_json::Value>,
     /// Headers of the most recent provider request, lower-case names.
     pub last_headers: BTreeMap<String, String>,
@@ -55,10 +56,15 @@ pub(crate) enum Route {
     CohereChat,
     CohereEmbed,
     OpenAiResponses,
+
+    OpenAiImages,
+    OpenAiTranscriptions,
+    AzureImages,
+    AzureTranscriptions,
 }
 
 impl Route {
-    const ALL: [Route; 20] = [
+    const ALL: [Route; 24] = [
         Route::OpenAiChat,
         Route::OpenAiEmbeddings,
         Route::OpenAiModels,
@@ -79,6 +85,10 @@ impl Route {
         Route::CohereChat,
         Route::CohereEmbed,
         Route::OpenAiResponses,
+        Route::OpenAiImages,
+        Route::OpenAiTranscriptions,
+        Route::AzureImages,
+        Route::AzureTranscriptions,
     ];
 
     fn key(self) -> &'static str {
@@ -103,6 +113,10 @@ impl Route {
             Route::CohereChat => "cohere.chat",
             Route::CohereEmbed => "cohere.embed",
             Route::OpenAiResponses => "openai.responses",
+            Route::OpenAiImages => "openai.images",
+            Route::OpenAiTranscriptions => "openai.transcriptions",
+            Route::AzureImages => "azure.images",
+            Route::AzureTranscriptions => "azure.transcriptions",
         }
     }
 }

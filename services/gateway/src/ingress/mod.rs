@@ -46,9 +46,17 @@ impl Ingress {
         }
     }
 
-    /// Reads a body sent to this API into the pipeline's request.
-    pub fn parse(self, raw: Bytes) -> Result<InboundBody, GatewayError> {
+    /// Reads a body sent to this API, with the request header `content_type`, into the
+    /// pipeline's request.
+    pub fn parse(
+        self,
+        content_type: Option<&str>,
+        raw: Bytes,
+    ) -> Result<InboundBody, GatewayError> {
         match self {
+            Ingress::OpenAi(endpoint @ Endpoint::AudioTranscriptions) => {
+                InboundBody::parse_form(endpoint, content_type, raw)
+            }
             Ingress::OpenAi(endpoint) => InboundBody::parse(endpoint, raw),
             // The API's own parser checks the whole body first, so that one forwarded as the
             // client wrote it has passed the same checks as one translated.

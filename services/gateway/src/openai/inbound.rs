@@ -6,6 +6,9 @@
 //! the same bytes back with `model` swapped ([`InboundBody::to_openai_body`]); other targets ask
 //! for the fully typed request ([`InboundBody::chat`]), parsed at most once.
 //!
+//! A `multipart/form-data` body (audio transcriptions) is read into its parts instead
+//! ([`super::form`]), and sent on as the same parts with `model` replaced.
+//!
 //! A body that came in another API's format ([`crate::ingress`]) is parsed from its OpenAI
 //! translation, and keeps the client's own bytes beside it ([`InboundBody::native`]), so that a
 //! target speaking that same API gets them back untouched but for `model`.
@@ -19,6 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::form::FormBody;
 use super::request::{ChatRequest, EmbeddingsRequest};
 use crate::error::GatewayError;
 use crate::ingress::Ingress;
@@ -32,6 +36,11 @@ pub enum Endpoint {
     Completions,
     /// `/v1/moderations`, forwarded to OpenAI-format providers only.
     Moderations,
+    /// `/v1/images/generations`, forwarded to OpenAI-format providers only.
+    ImageGenerations,
+    /// `/v1/audio/transcriptions`, a `multipart/form-data` body ([`super::form`]), forwarded to
+    /// OpenAI-format providers only.
+    AudioTranscriptions,
 }
 
 impl Endpoint {
@@ -41,16 +50,21 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Completions => "completions",
             Endpoint::Moderations => "moderations",
+            Endpoint::ImageGenerations => "image_generations",
+            Endpoint::AudioTranscriptions => "audio_transcriptions",
         }
     }
 
-    /// OpenTelemetry's `gen_ai.operation.name`.
+    /// OpenTelemetry's `gen_ai.operation.name`. Its conventions name no operation for
+    /// moderations, image generation or transcription; those use the endpoint's own name.
     pub fn operation(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "chat",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Completions => "text_completion",
             Endpoint::Moderations => "moderations",
+            Endpoint::ImageGenerations => "image_generations",
+            Endpoint::AudioTranscriptions => "audio_transcriptions",
         }
     }
 
@@ -61,6 +75,8 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Completions => "completions",
             Endpoint::Moderations => "moderations",
+            Endpoint::ImageGenerations => "images/generations",
+            Endpoint::AudioTranscriptions => "audio/transcriptions",
         }
     }
 
@@ -69,12 +85,19 @@ impl Endpoint {
         matches!(self, Endpoint::ChatCompletions | Endpoint::Completions)
     }
 
+    /// Whether only OpenAI-format targets serve the endpoint, which get the client's body
+    /// with `model` swapped and whose answers go back as they came.
+    pub fn passes_through(self) -> bool {
+        !matches!(self, Endpoint::ChatCompletions | Endpoint::Embeddings)
+    }
+
     /// The member a body must have besides `model`.
-    fn required(self) -> &'static str {
+    pub(super) fn required(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "messages",
-            Endpoint::Completions => "prompt",
+            Endpoint::Completions | Endpoint::ImageGenerations => "prompt",
             Endpoint::Embeddings | Endpoint::Moderations => "input",
+            Endpoint::AudioTranscriptions => "file",
         }
     }
 }
@@ -103,6 +126,8 @@ pub struct InboundBody {
     chat: OnceLock<Result<ChatRequest, GatewayError>>,
     embeddings: OnceLock<Result<EmbeddingsRequest, GatewayError>>,
     native: Option<NativeBody>,
+    /// The parts of a `multipart/form-data` body; `raw` is then empty.
+    form: Option<FormBody>,
 }
 
 /// The body as the client wrote it in another API's format, with its top-level fields.
@@ -158,6 +183,7 @@ impl InboundBody {
         let base = raw.as_ptr() as usize;
         let mut body = InboundBody {
             native: None,
+            form: None,
             fields: Vec::with_capacity(top.0.len()),
             raw: Bytes::new(),
             endpoint,
@@ -211,6 +237,19 @@ impl InboundBody {
                     seen_required = true;
                 }
                 (Endpoint::Completions, "prompt") => seen_required = true,
+                (Endpoint::ImageGenerations, "prompt") => {
+                    if !text.starts_with('"') {
+                        return Err(type_error(key, "a string"));
+                    }
+                    seen_required = true;
+                }
+                (Endpoint::ImageGenerations, "n") => body.choices = image_count(text)?,
+                (Endpoint::ImageGenerations, "stream") => {
+                    let stream = typed::<Option<bool>>(key, text, "a boolean")?;
+                    if stream == Some(true) {
+                        return Err(stream_not_offered());
+                    }
+                }
                 (_, "stream") if generates => {
                     body.stream = typed::<Option<bool>>(key, text, "a boolean")?.unwrap_or(false);
                 }
@@ -259,6 +298,55 @@ impl InboundBody {
         Ok(body)
     }
 
+    /// Parses and checks a `multipart/form-data` body sent to `endpoint` (audio
+    /// transcriptions) with the request header `content_type`: `model` and `file` are
+    /// required, and `stream=true` is refused. Of several `model` parts the last counts, and
+    /// it is the only one sent upstream ([`FormBody::with_model`]).
+    pub fn parse_form(
+        endpoint: Endpoint,
+        content_type: Option<&str>,
+        raw: Bytes,
+    ) -> Result<InboundBody, GatewayError> {
+        let (form, model) = FormBody::read_request(endpoint.required(), content_type, raw)?;
+        Ok(InboundBody {
+            raw: Bytes::new(),
+            fields: Vec::new(),
+            endpoint,
+            model,
+            stream: false,
+            max_output_tokens: None,
+            choices: 1,
+            client_wants_stream_usage: false,
+            user: None,
+            chat: OnceLock::new(),
+            embeddings: OnceLock::new(),
+            native: None,
+            form: Some(form),
+        })
+    }
+
+    /// The parts of a `multipart/form-data` body.
+    pub fn form(&self) -> Option<&FormBody> {
+        self.form.as_ref()
+    }
+
+    /// The `Content-Type` of the body [`InboundBody::to_openai_body`] writes, where it is not
+    /// JSON.
+    pub fn upstream_content_type(&self) -> Option<String> {
+        self.form.as_ref().map(FormBody::content_type)
+    }
+
+    /// The media type of the answer a provider gives this request: a transcription asked for
+    /// as `text`, `srt` or `vtt` is plain text, everything else JSON.
+    pub fn answer_content_type(&self) -> &'static str {
+        let text_format = self.form.as_ref().is_some_and(FormBody::answers_in_text);
+        if text_format {
+            "text/plain; charset=utf-8"
+        } else {
+            "application/json"
+        }
+    }
+
     /// The bytes the client sent (for a body from another API, their OpenAI translation).
     pub fn raw(&self) -> &Bytes {
         &self.raw
@@ -286,6 +374,9 @@ impl InboundBody {
     /// `stream_options.include_usage` switched on (the relay takes the extra usage chunk out
     /// again before it reaches the client).
     pub fn to_openai_body(&self, model: &str, ask_usage: bool) -> Bytes {
+        if let Some(form) = &self.form {
+            return form.with_model(model);
+        }
         let force_usage = ask_usage && self.stream && !self.client_wants_stream_usage;
         write_fields(&self.raw, &self.fields, model, force_usage)
     }
@@ -371,6 +462,32 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
+/// The refusal of `stream: true` where the gateway offers no stream.
+pub(super) fn stream_not_offered() -> GatewayError {
+    GatewayError::invalid_field(
+        "stream",
+        "Streaming is not offered on this endpoint (no partial images or transcript deltas); \
+         leave `stream` unset or false.",
+    )
+}
+
+/// The most images one request may ask for: OpenAI's own limit for `n`.
+const MAX_IMAGES: u32 = 10;
+
+/// An image request's `n`: each image is generated and paid for, and budgets reserve for
+/// every one.
+fn image_count(text: &str) -> Result<u32, GatewayError> {
+    let expected = format!("an integer from 1 to {MAX_IMAGES}");
+    match typed::<Option<u32>>("n", text, &expected)? {
+        None => Ok(1),
+        Some(n) if (1..=MAX_IMAGES).contains(&n) => Ok(n),
+        Some(_) => Err(GatewayError::invalid_field(
+            "n",
+            format!("`n` must be {expected}."),
+        )),
+    }
+}
+
 /// `n` or `best_of`: how many answers are generated, each paid for.
 fn choices(key: &str, text: &str) -> Result<u32, GatewayError> {
     match typed::<Option<u32>>(key, text, "a positive integer")? {
@@ -407,7 +524,7 @@ const MAX_STORED_FIELD_BYTES: usize = 256;
 /// characters (PostgreSQL refuses NUL in text outright, and the others only garble logs and
 /// the dashboard). Refusing it here, with a 400 naming the field, keeps one request's text
 /// from reaching the shared usage pipeline at all.
-fn storable(field: &str, value: &str) -> Result<(), GatewayError> {
+pub(super) fn storable(field: &str, value: &str) -> Result<(), GatewayError> {
     if value.len() > MAX_STORED_FIELD_BYTES {
         return Err(GatewayError::invalid_field(
             field,
@@ -423,7 +540,7 @@ fn storable(field: &str, value: &str) -> Result<(), GatewayError> {
     Ok(())
 }
 
-fn type_error(key: &str, expected: &str) -> GatewayError {
+pub(super) fn type_error(key: &str, expected: &str) -> GatewayError {
     GatewayError::invalid_field(
         key,
         format!("Invalid type for '{key}': expected {expected}."),
@@ -671,6 +788,43 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, GatewayError::InvalidField { param, .. } if param == "best_of"));
+    }
+
+    #[test]
+    fn image_requests_read_their_count_and_refuse_streams() {
+        let image = |body: &'static str| {
+            InboundBody::parse(
+                Endpoint::ImageGenerations,
+                Bytes::from_static(body.as_bytes()),
+            )
+        };
+        let body = image(r#"{"model":"m","prompt":"a fox","n":3,"size":"1024x1024"}"#).unwrap();
+        assert_eq!((body.choices, body.stream), (3, false));
+        let sent: serde_json::Value =
+            serde_json::from_slice(&body.to_openai_body("gpt-image-1", true)).unwrap();
+        assert_eq!(sent["model"], "gpt-image-1");
+        assert_eq!(sent["size"], "1024x1024");
+        assert_eq!(
+            image(r#"{"model":"m","prompt":"x","n":null}"#)
+                .unwrap()
+                .choices,
+            1
+        );
+        assert!(image(r#"{"model":"m","prompt":"x","stream":false}"#).is_ok());
+        for (input, param) in [
+            (r#"{"model":"m"}"#, "prompt"),
+            (r#"{"model":"m","prompt":7}"#, "prompt"),
+            (r#"{"model":"m","prompt":"x","n":0}"#, "n"),
+            (r#"{"model":"m","prompt":"x","n":11}"#, "n"),
+            (r#"{"model":"m","prompt":"x","n":2.5}"#, "n"),
+            (r#"{"model":"m","prompt":"x","stream":true}"#, "stream"),
+        ] {
+            let err = image(input).unwrap_err();
+            assert!(
+                matches!(&err, GatewayError::InvalidField { param: p, .. } if p == param),
+                "{input}: {err:?}"
+            );
+        }
     }
 
     #[test]

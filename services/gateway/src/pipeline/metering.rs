@@ -204,8 +204,10 @@ fn estimate(request: Option<&InboundBody>, output: &str) -> TokenUsage {
             Endpoint::ChatCompletions => body.chat().map(tokens::chat_prompt).unwrap_or(0),
             Endpoint::Embeddings => body.embeddings().map(tokens::embeddings_input).unwrap_or(0),
             Endpoint::Completions => body.field("prompt").map_or(0, tokens::json_estimate),
-            // Moderations are free, and their answers report no usage.
-            Endpoint::Moderations => 0,
+            // Moderations are free, and their answers report no usage; an image or audio
+            // answer without usage (dall-e, whisper-1) is priced per image or minute, which
+            // tokens would misstate.
+            Endpoint::Moderations | Endpoint::ImageGenerations | Endpoint::AudioTranscriptions => 0,
         },
         None => 0,
     };

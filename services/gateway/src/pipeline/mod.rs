@@ -53,6 +53,7 @@ use crate::ingress::Ingress;
 use crate::metrics::Metrics;
 use crate::openai::response::completion_as_stream;
 use crate::openai::{Endpoint, InboundBody};
+use crate::providers::Translated;
 use crate::routing::{Router, Target};
 use crate::upstream::{self, UpstreamBody, UpstreamFailure, UpstreamSuccess};
 use relay::{RelayBody, StreamKeeper};
@@ -150,7 +151,8 @@ impl Gateway {
     ) -> HttpResponse {
         let mut ctx = RequestContext::new(request_id, ingress, key);
         let endpoint = ctx.endpoint;
-        let parsed = ingress.parse(raw);
+        let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let parsed = ingress.parse(content_type, raw);
         let span = request_span(endpoint, &ctx.request_id);
         // Named before the span is first entered: OpenTelemetry fixes the name at start.
         if !span.is_disabled()
@@ -293,7 +295,13 @@ impl Gateway {
                 return Ok(response.body(replay));
             }
             let answer = ctx.ingress.answer(hit.body).map_err(Failure::early)?;
-            return Ok(json_response(&ctx.request_id, answer, None, 0));
+            return Ok(whole_response(
+                &ctx.request_id,
+                "application/json",
+                answer,
+                None,
+                0,
+            ));
         }
 
         // provider, then respond
@@ -305,6 +313,7 @@ impl Gateway {
             let gateway = self.clone();
             let worker = worker.clone();
             let task_ctx = ctx.clone();
+            let content_type = body.answer_content_type();
             let call = detach::FinishDetached::new(
                 async move {
                     gateway
@@ -324,8 +333,9 @@ impl Gateway {
                     ..Failure::early(error)
                 })?
             };
-            Ok(json_response(
+            Ok(whole_response(
                 &ctx.request_id,
+                content_type,
                 body,
                 Some(&answer.target),
                 answer.attempts,
@@ -372,22 +382,34 @@ impl Gateway {
                     Endpoint::Embeddings => {
                         adapter.embeddings_response(&target.model, &body, &bytes)
                     }
-                    Endpoint::Completions | Endpoint::Moderations => {
-                        adapter.passthrough_response(&bytes)
-                    }
+                    Endpoint::Completions
+                    | Endpoint::Moderations
+                    | Endpoint::ImageGenerations
+                    | Endpoint::AudioTranscriptions => adapter
+                        .passthrough_usage(endpoint, &bytes)
+                        .map(|usage| Translated {
+                            body: Bytes::new(),
+                            usage,
+                        }),
                 };
+                // Answers of the endpoints only OpenAI-format targets serve go to the client as
+                // they came: only their usage was read (images run to megabytes).
+                let as_it_came = native || endpoint.passes_through();
                 match translated {
                     Ok(translated) => {
                         completion.usage = translated.usage;
                         if translated.usage.is_none() {
                             // Metering counts the answer's text with the tokenizer instead.
-                            let answer = if translated.body.is_empty() {
-                                adapter
+                            let answer = match endpoint {
+                                Endpoint::ChatCompletions if native => adapter
                                     .forwarded_response(&target.model, &bytes, true)
                                     .map(|chat| chat.body)
-                                    .unwrap_or_default()
-                            } else {
-                                translated.body.clone()
+                                    .unwrap_or_default(),
+                                Endpoint::ChatCompletions => translated.body.clone(),
+                                Endpoint::Completions => bytes.clone(),
+                                // Embeddings, moderations, images and audio generate no text
+                                // that is priced by the token.
+                                _ => Bytes::new(),
                             };
                             completion.output_text = crate::openai::response::answer_text(&answer);
                         }
@@ -397,7 +419,7 @@ impl Gateway {
                             .store(&completion.ctx, &body, &translated.body)
                             .await;
                         Ok(Answer {
-                            body: if native { bytes } else { translated.body },
+                            body: if as_it_came { bytes } else { translated.body },
                             target,
                             attempts,
                             native,
@@ -549,7 +571,10 @@ fn upstream_request(
     match endpoint {
         Endpoint::ChatCompletions => adapter.chat_request(&target.model, body),
         Endpoint::Embeddings => adapter.embeddings_request(&target.model, body),
-        Endpoint::Completions | Endpoint::Moderations => {
+        Endpoint::Completions
+        | Endpoint::Moderations
+        | Endpoint::ImageGenerations
+        | Endpoint::AudioTranscriptions => {
             adapter.passthrough_request(endpoint, &target.model, body)
         }
     }
@@ -661,14 +686,16 @@ fn record_answer(target: &Target, usage: Option<tollgate_common::TokenUsage>, at
     }
 }
 
-fn json_response(
+/// A whole answer of `content_type`.
+fn whole_response(
     request_id: &str,
+    content_type: &'static str,
     body: Bytes,
     target: Option<&Arc<Target>>,
     attempts: u32,
 ) -> HttpResponse {
     let mut response = HttpResponse::Ok();
-    response.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+    response.insert_header((CONTENT_TYPE, HeaderValue::from_static(content_type)));
     tag(&mut response, request_id, target, attempts);
     response.body(body)
 }

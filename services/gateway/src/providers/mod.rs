@@ -162,8 +162,9 @@ pub trait ProviderAdapter: Send + Sync + 'static {
     ) -> Result<Translated, String>;
 
     /// The upstream request for an OpenAI endpoint that only OpenAI-format providers serve
-    /// (the legacy `/v1/completions`, `/v1/moderations`): the client's body, `model` swapped.
-    /// Others answer [`GatewayError::Unsupported`].
+    /// (the legacy `/v1/completions`, `/v1/moderations`, `/v1/images/generations`,
+    /// `/v1/audio/transcriptions`): the client's body, `model` swapped. Others answer
+    /// [`GatewayError::Unsupported`].
     fn passthrough_request(
         &self,
         endpoint: Endpoint,
@@ -178,9 +179,14 @@ pub trait ProviderAdapter: Send + Sync + 'static {
         )))
     }
 
-    /// Reads the usage out of an answer to [`ProviderAdapter::passthrough_request`], which
-    /// goes to the client as it came.
-    fn passthrough_response(&self, _body: &[u8]) -> Result<Translated, String> {
+    /// Reads the usage out of an answer to [`ProviderAdapter::passthrough_request`] for
+    /// `endpoint`, which goes to the client as it came: `None` where the answer reports none
+    /// in tokens.
+    fn passthrough_usage(
+        &self,
+        _endpoint: Endpoint,
+        _body: &[u8],
+    ) -> Result<Option<TokenUsage>, String> {
         Err(format!(
             "{} does not serve OpenAI's other endpoints",
             self.kind().as_str()

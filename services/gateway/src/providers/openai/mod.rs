@@ -16,7 +16,8 @@ mod response;
 mod stream;
 
 use reqwest::Url;
-use reqwest::header::{HeaderMap, HeaderName};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tollgate_common::TokenUsage;
 use tollgate_common::config::{ProviderConfig, ProviderKind};
 
 use super::{
@@ -34,16 +35,20 @@ enum Operation {
     Embeddings,
     Completions,
     Moderations,
+    ImageGenerations,
+    AudioTranscriptions,
     /// The Responses API, for its clients' forwarded bodies.
     Responses,
 }
 
 impl Operation {
-    const ALL: [Operation; 5] = [
+    const ALL: [Operation; 7] = [
         Operation::Chat,
         Operation::Embeddings,
         Operation::Completions,
         Operation::Moderations,
+        Operation::ImageGenerations,
+        Operation::AudioTranscriptions,
         Operation::Responses,
     ];
 
@@ -53,6 +58,8 @@ impl Operation {
             Operation::Embeddings => "embeddings",
             Operation::Completions => "completions",
             Operation::Moderations => "moderations",
+            Operation::ImageGenerations => "images/generations",
+            Operation::AudioTranscriptions => "audio/transcriptions",
             Operation::Responses => "responses",
         }
     }
@@ -63,6 +70,8 @@ impl Operation {
             Endpoint::Embeddings => Operation::Embeddings,
             Endpoint::Completions => Operation::Completions,
             Endpoint::Moderations => Operation::Moderations,
+            Endpoint::ImageGenerations => Operation::ImageGenerations,
+            Endpoint::AudioTranscriptions => Operation::AudioTranscriptions,
         }
     }
 }
@@ -72,7 +81,7 @@ enum Flavour {
     /// Fixed URLs under `api_base`, one per [`Operation`] in its order, and a bearer key;
     /// `responses_api` when the server serves the Responses API.
     OpenAi {
-        urls: Box<[Url; 5]>,
+        urls: Box<[Url; Operation::ALL.len()]>,
         responses_api: bool,
     },
     /// A URL per deployment with an `api-version` query, and an `api-key` header.
@@ -129,11 +138,27 @@ impl OpenAi {
     pub fn new(config: &ProviderConfig) -> Result<Self, String> {
         let url =
             |operation: Operation| parse_url(&format!("{}/{}", config.api_base, operation.path()));
-        let [chat, embeddings, completions, moderations, responses] = Operation::ALL.map(url);
+        let [
+            chat,
+            embeddings,
+            completions,
+            moderations,
+            images,
+            transcriptions,
+            responses,
+        ] = Operation::ALL.map(url);
         Self::with_flavour(
             config,
             Flavour::OpenAi {
-                urls: Box::new([chat?, embeddings?, completions?, moderations?, responses?]),
+                urls: Box::new([
+                    chat?,
+                    embeddings?,
+                    completions?,
+                    moderations?,
+                    images?,
+                    transcriptions?,
+                    responses?,
+                ]),
                 responses_api: config.responses_api,
             },
         )
@@ -183,9 +208,17 @@ impl OpenAi {
         operation: Operation,
         body: &InboundBody,
     ) -> Result<UpstreamRequest, GatewayError> {
+        let mut headers = self.headers.clone();
+        if let Some(content_type) = body.upstream_content_type() {
+            // A form's boundary was checked when it was read; this cannot fail in practice.
+            let value = HeaderValue::from_str(&content_type).map_err(|_| {
+                GatewayError::MalformedForm("the boundary cannot be sent on".into())
+            })?;
+            headers.insert(CONTENT_TYPE, value);
+        }
         Ok(UpstreamRequest {
             url: self.flavour.url(model, operation)?,
-            headers: self.headers.clone(),
+            headers,
             own_credentials: false,
             body: request::translate_request(model, body, self.stream_usage),
         })
@@ -283,8 +316,12 @@ impl ProviderAdapter for OpenAi {
         self.upstream_request(model, Operation::of(endpoint), body)
     }
 
-    fn passthrough_response(&self, body: &[u8]) -> Result<Translated, String> {
-        response::translate_response(body)
+    fn passthrough_usage(
+        &self,
+        endpoint: Endpoint,
+        body: &[u8],
+    ) -> Result<Option<TokenUsage>, String> {
+        response::passthrough_usage(endpoint, body)
     }
 
     fn error_details(&self, status: u16, body: &[u8]) -> UpstreamErrorDetails {
@@ -299,12 +336,8 @@ mod tests {
     use std::collections::BTreeMap;
     use tollgate_common::Secret;
 
-    pub(super) fn adapter() -> OpenAi {
-        adapter_serving_responses(false)
-    }
-
-    fn adapter_serving_responses(responses_api: bool) -> OpenAi {
-        OpenAi::new(&ProviderConfig {
+    fn test_config(responses_api: bool) -> ProviderConfig {
+        ProviderConfig {
             kind: ProviderKind::Openai,
             api_base: "http://127.0.0.1:1/v1".into(),
             api_key: Some(Secret::new("sk-test")),
@@ -314,8 +347,15 @@ mod tests {
             stream_usage: true,
             aws: None,
             vertex: None,
-        })
-        .unwrap()
+        }
+    }
+
+    pub(super) fn adapter() -> OpenAi {
+        adapter_serving_responses(false)
+    }
+
+    fn adapter_serving_responses(responses_api: bool) -> OpenAi {
+        OpenAi::new(&test_config(responses_api)).unwrap()
     }
 
     #[test]
@@ -362,11 +402,76 @@ mod tests {
         );
         assert_eq!(request.headers["api-key"], "az-key");
         assert!(request.headers.get("authorization").is_none());
+
+        let image = InboundBody::parse(
+            Endpoint::ImageGenerations,
+            Bytes::from_static(br#"{"model":"draw","prompt":"a fox"}"#),
+        )
+        .unwrap();
+        let request = azure
+            .passthrough_request(Endpoint::ImageGenerations, "img", &image)
+            .unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "https://x.openai.azure.com/openai/deployments/img/images/generations?api-version=2024-10-21"
+        );
+        let form = InboundBody::parse_form(
+            Endpoint::AudioTranscriptions,
+            Some("multipart/form-data; boundary=B"),
+            Bytes::from_static(
+                b"--B\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n\
+                  --B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--B--\r\n",
+            ),
+        )
+        .unwrap();
+        let request = azure
+            .passthrough_request(Endpoint::AudioTranscriptions, "stt", &form)
+            .unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "https://x.openai.azure.com/openai/deployments/stt/audio/transcriptions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            request.headers["content-type"],
+            "multipart/form-data; boundary=B"
+        );
+    }
+
+    #[test]
+    fn images_and_transcriptions_have_their_own_urls() {
+        let image = InboundBody::parse(
+            Endpoint::ImageGenerations,
+            Bytes::from_static(br#"{"model":"draw","prompt":"a fox"}"#),
+        )
+        .unwrap();
+        let request = adapter()
+            .passthrough_request(Endpoint::ImageGenerations, "gpt-image-1", &image)
+            .unwrap();
+        assert_eq!(
+            request.url.as_str(),
+            "http://127.0.0.1:1/v1/images/generations"
+        );
+        assert_eq!(request.headers["content-type"], "application/json");
+        let url = |endpoint| {
+            let operation = Operation::of(endpoint);
+            format!(
+                "{}",
+                OpenAi::new(&test_config(false))
+                    .unwrap()
+                    .flavour
+                    .url("m", operation)
+                    .unwrap()
+            )
+        };
+        assert_eq!(
+            url(Endpoint::AudioTranscriptions),
+            "http://127.0.0.1:1/v1/audio/transcriptions"
+        );
     }
 
     fn responses_body(raw: &'static str) -> InboundBody {
         crate::ingress::Ingress::OpenAiResponses
-            .parse(Bytes::from_static(raw.as_bytes()))
+            .parse(None, Bytes::from_static(raw.as_bytes()))
             .unwrap()
     }
 
@@ -405,7 +510,7 @@ mod tests {
             r#"{"model":"smart","input":"hi","model":"gpt-4.1-pro"}"#,
             r#"{"model":"smart","input":"hi","m\u006fdel":"gpt-4.1-pro"}"#,
         ] {
-            let refused = Ingress::OpenAiResponses.parse(Bytes::from_static(raw.as_bytes()));
+            let refused = Ingress::OpenAiResponses.parse(None, Bytes::from_static(raw.as_bytes()));
             assert!(refused.is_err(), "{raw}");
         }
     }

@@ -5,39 +5,94 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tollgate_common::TokenUsage;
 
+use crate::openai::Endpoint;
 use crate::openai::request::{FunctionCall, ToolCall};
 use crate::openai::response::{AssistantMessage, ChatCompletion, Choice, Usage};
 use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text};
 
 /// Reads the usage out of an OpenAI-shaped answer and hands the bytes on unchanged.
 pub(super) fn translate_response(body: &[u8]) -> Result<Translated, String> {
-    #[derive(Deserialize)]
-    struct WithUsage {
-        #[serde(default)]
-        usage: Option<Usage>,
-    }
-    let usage = match trailing_usage(body) {
-        Some(usage) => Some(usage),
-        None => {
-            let parsed: WithUsage = serde_json::from_slice(body).map_err(|e| {
-                format!("upstream answered with a body that is not a JSON object: {e}")
-            })?;
-            parsed.usage
-        }
-    };
     Ok(Translated {
         body: Bytes::copy_from_slice(body),
-        usage: usage.map(|u| u.tokens()),
+        usage: read_usage::<Usage>(body)?.map(|u| u.tokens()),
     })
+}
+
+/// The usage of an answer that goes to the client as it came, read without copying it.
+/// Completions and moderations report chat-style usage (moderations none); image and
+/// transcription answers report theirs in the Responses API's terms, when in tokens at all.
+pub(super) fn passthrough_usage(
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Option<TokenUsage>, String> {
+    match endpoint {
+        Endpoint::AudioTranscriptions if body.trim_ascii_start().first() != Some(&b'{') => {
+            // `response_format` text, srt or vtt: the transcript alone, no usage.
+            Ok(None)
+        }
+        Endpoint::ImageGenerations | Endpoint::AudioTranscriptions => {
+            Ok(read_usage::<MediaUsage>(body)?.and_then(MediaUsage::tokens))
+        }
+        _ => Ok(read_usage::<Usage>(body)?.map(|u| u.tokens())),
+    }
+}
+
+/// The `usage` of gpt-image-* answers (`input_tokens`, `output_tokens`, with text and image
+/// input tokens detailed) and of gpt-4o-transcribe-style ones (`type: "tokens"`, the same
+/// counts, audio and text input detailed); whisper-1's is `type: "duration"` with `seconds`,
+/// which is no token usage. The details only split the input count, which is metered whole.
+#[derive(Deserialize)]
+struct MediaUsage {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+}
+
+impl MediaUsage {
+    fn tokens(self) -> Option<TokenUsage> {
+        if self.kind.as_deref().is_some_and(|kind| kind != "tokens") {
+            return None;
+        }
+        let input_tokens = self.input_tokens?;
+        Some(TokenUsage {
+            input_tokens,
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cached_input_tokens: 0,
+        })
+    }
+}
+
+/// The top-level `usage` of a JSON answer: found from the end when it is there, else from a
+/// parse of the whole answer that keeps nothing else.
+fn read_usage<U: DeserializeOwned>(body: &[u8]) -> Result<Option<U>, String> {
+    #[derive(Deserialize)]
+    #[serde(bound = "U: DeserializeOwned")]
+    struct WithUsage<U> {
+        #[serde(default = "none")]
+        usage: Option<U>,
+    }
+    fn none<U>() -> Option<U> {
+        None
+    }
+    if let Some(usage) = trailing_usage(body) {
+        return Ok(Some(usage));
+    }
+    let parsed: WithUsage<U> = serde_json::from_slice(body)
+        .map_err(|e| format!("upstream answered with a body that is not a JSON object: {e}"))?;
+    Ok(parsed.usage)
 }
 
 /// The top-level `usage` object of an OpenAI answer, read without parsing the rest: OpenAI
 /// writes it last, so it is found from the end. Only a real object key qualifies (preceded by
 /// `{` or `,`; inside a string a quote is escaped), and only a complete usage object is
 /// accepted; anything else returns `None` and the caller parses the whole body.
-fn trailing_usage(body: &[u8]) -> Option<Usage> {
+fn trailing_usage<U: DeserializeOwned>(body: &[u8]) -> Option<U> {
     const KEY: &[u8] = b"\"usage\"";
     let trimmed = body.trim_ascii();
     if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
@@ -52,7 +107,7 @@ fn trailing_usage(body: &[u8]) -> Option<Usage> {
         .trim_ascii_start()
         .strip_prefix(b":")?;
     let mut de = serde_json::Deserializer::from_slice(rest);
-    Option::<Usage>::deserialize(&mut de).ok().flatten()
+    Option::<U>::deserialize(&mut de).ok().flatten()
 }
 
 /// A Responses API object's `usage`.
@@ -261,6 +316,7 @@ pub(super) fn error_details(status: u16, body: &[u8]) -> UpstreamErrorDetails {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai::Endpoint;
     use crate::providers::ProviderAdapter;
     use crate::providers::openai::tests::adapter;
     use crate::providers::tests_support::fixture;
@@ -387,6 +443,39 @@ mod tests {
         assert!(responses_usage(b"<html>").is_err());
         assert!(responses_as_chat(b"[1]").is_err());
         assert!(responses_usage(br#"{"usage":null}"#).unwrap().is_none());
+    }
+
+    #[test]
+    fn image_and_transcription_usage_is_read_when_in_tokens() {
+        let usage = |endpoint, body: &[u8]| adapter().passthrough_usage(endpoint, body);
+        let image = br#"{"created":1,"data":[{"b64_json":"iVBORw0KGgo="}],"usage":{"input_tokens":50,"input_tokens_details":{"image_tokens":40,"text_tokens":10},"output_tokens":4160,"total_tokens":4210}}"#;
+        let tokens = usage(Endpoint::ImageGenerations, image).unwrap().unwrap();
+        assert_eq!((tokens.input_tokens, tokens.output_tokens), (50, 4160));
+        // dall-e: no usage at all.
+        let dall_e = br#"{"created":1,"data":[{"url":"https://x/y.png","revised_prompt":"say \"usage\": {}"}]}"#;
+        assert_eq!(usage(Endpoint::ImageGenerations, dall_e).unwrap(), None);
+        assert!(usage(Endpoint::ImageGenerations, b"<html>").is_err());
+
+        let transcribe = br#"{"text":"hi","usage":{"type":"tokens","input_tokens":14,"input_token_details":{"text_tokens":0,"audio_tokens":14},"output_tokens":45,"total_tokens":59}}"#;
+        let tokens = usage(Endpoint::AudioTranscriptions, transcribe)
+            .unwrap()
+            .unwrap();
+        assert_eq!((tokens.input_tokens, tokens.output_tokens), (14, 45));
+        for unmetered in [
+            &br#"{"text":"hi","usage":{"type":"duration","seconds":3}}"#[..],
+            br#"{"task":"transcribe","duration":3.2,"text":"hi","segments":[],"usage":{"type":"duration","seconds":4}}"#,
+            b"hello there\n",
+            b"1\n00:00:00,000 --> 00:00:01,000\nhello\n\n",
+            b"WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nhello\n",
+            b"",
+        ] {
+            assert_eq!(
+                usage(Endpoint::AudioTranscriptions, unmetered).unwrap(),
+                None,
+                "{}",
+                String::from_utf8_lossy(unmetered)
+            );
+        }
     }
 
     #[test]
