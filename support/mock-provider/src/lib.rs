@@ -174,10 +174,6 @@ fn build_server(
             )
             .route("/v1/models", web::get().to(openai::models))
             .route(
-                "/{service}/v1/chat/completions",
-                web::post().to(compatible::chat),
-            )
-            .route(
                 "/openai/deployments/{deployment}/chat/completions",
                 web::post().to(azure::chat),
             )
@@ -208,6 +204,11 @@ fn build_server(
             )
             .route("/v2/chat", web::post().to(cohere::chat))
             .route("/v2/embed", web::post().to(cohere::embed))
+            // After every fixed route: `/mistral/v1/...` is Mistral's own API.
+            .route(
+                "/{service}/v1/chat/completions",
+                web::post().to(compatible::chat),
+            )
             .route("/_mock/stats", web::get().to(control_stats))
             .route("/_mock/config", web::get().to(control_get_config))
             .route("/_mock/config", web::post().to(control_set_config))
