@@ -162,6 +162,11 @@ pub(crate) fn parse_typed<T: serde::de::DeserializeOwned>(
     raw: &[u8],
     style: FieldPath,
 ) -> Result<T, GatewayError> {
+    // Tracking the path costs on every field; only a body that fails needs it, so it is read
+    // again for its error.
+    if let Ok(parsed) = serde_json::from_slice(raw) {
+        return Ok(parsed);
+    }
     let mut de = serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let mut path = err.path().to_string();

@@ -446,6 +446,10 @@ fn field_ranges(raw: &[u8], top: &TopLevel<'_>) -> Vec<Field> {
 }
 
 fn parse_typed<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, GatewayError> {
+    // The path is tracked only to name what failed: a good body is read without it.
+    if let Ok(parsed) = serde_json::from_slice(raw) {
+        return Ok(parsed);
+    }
     let mut de = serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();

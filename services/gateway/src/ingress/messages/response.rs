@@ -123,7 +123,8 @@ pub fn error_body(error: &GatewayError, request_id: &str) -> Value {
 }
 
 /// The `anthropic-ratelimit-*` headers for the `x-ratelimit-*` ones admission set (OpenAI's
-/// names and a duration until reset, where Anthropic gives an RFC 3339 time).
+/// names and a duration until reset, where Anthropic gives an RFC 3339 time). Every answer of a
+/// limited key carries them, so the names are static and the times written by hand.
 pub fn rate_limit_headers(
     headers: &[(HeaderName, HeaderValue)],
     now: SystemTime,
@@ -133,28 +134,39 @@ pub fn rate_limit_headers(
         let Some(rest) = name.as_str().strip_prefix("x-ratelimit-") else {
             continue;
         };
-        let Some((what, unit)) = rest.split_once('-') else {
+        let Some(anthropic) = anthropic_name(rest) else {
             continue;
         };
-        let value = if what == "reset" {
+        let value = if rest.starts_with("reset-") {
             let Some(reset) = value.to_str().ok().and_then(parse_duration) else {
                 continue;
             };
             let Some(text) = rfc3339(now + reset) else {
                 continue;
             };
-            match HeaderValue::from_str(&text) {
+            match HeaderValue::from_bytes(&text) {
                 Ok(value) => value,
                 Err(_) => continue,
             }
         } else {
             value.clone()
         };
-        if let Ok(name) = HeaderName::try_from(format!("anthropic-ratelimit-{unit}-{what}")) {
-            out.push((name, value));
-        }
+        out.push((anthropic, value));
     }
     out
+}
+
+/// Anthropic's name for OpenAI's `x-ratelimit-{what}-{unit}` (given without its prefix).
+fn anthropic_name(openai: &str) -> Option<HeaderName> {
+    Some(HeaderName::from_static(match openai {
+        "limit-requests" => "anthropic-ratelimit-requests-limit",
+        "remaining-requests" => "anthropic-ratelimit-requests-remaining",
+        "reset-requests" => "anthropic-ratelimit-requests-reset",
+        "limit-tokens" => "anthropic-ratelimit-tokens-limit",
+        "remaining-tokens" => "anthropic-ratelimit-tokens-remaining",
+        "reset-tokens" => "anthropic-ratelimit-tokens-reset",
+        _ => return None,
+    }))
 }
 
 /// `250ms`, `7s` or `6m0s`, as admission writes the time until a limit resets.
@@ -170,11 +182,25 @@ fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(minutes * 60 + seconds))
 }
 
-fn rfc3339(at: SystemTime) -> Option<String> {
+/// `at` as `2023-11-14T22:13:20Z`, in whole seconds (UTC), as Anthropic writes its resets.
+fn rfc3339(at: SystemTime) -> Option<[u8; 20]> {
     let secs = at.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
     let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).ok()?).ok()?;
-    at.format(&time::format_description::well_known::Rfc3339)
-        .ok()
+    let year = u16::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
+    let mut text = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, digits: usize, mut n: u16| {
+        for i in (at..at + digits).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, u16::from(u8::from(at.month())));
+    put(8, 2, u16::from(at.day()));
+    put(11, 2, u16::from(at.hour()));
+    put(14, 2, u16::from(at.minute()));
+    put(17, 2, u16::from(at.second()));
+    Some(text)
 }
 
 #[cfg(test)]
@@ -269,6 +295,10 @@ mod tests {
             get("anthropic-ratelimit-requests-reset").as_deref(),
             Some("2023-11-14T22:14:50Z")
         );
+        // Single-digit fields are padded.
+        let early = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let out = rate_limit_headers(&headers[2..3], early);
+        assert_eq!(out[0].1, "2001-09-09T01:48:10Z");
         assert_eq!(
             get("anthropic-ratelimit-tokens-reset").as_deref(),
             Some("2023-11-14T22:13:20Z")
