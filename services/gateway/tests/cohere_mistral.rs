@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{TestGateway, events, mock};
+use common::{TestGateway, chunks, mock};
 use serde_json::{Value, json};
 use tollgate_mock_provider::{MockConfig, MockServer};
 
@@ -47,20 +47,6 @@ models:
 "#
     );
     TestGateway::start(&yaml, &[("m", m)]).await
-}
-
-/// The non-empty chunks of an SSE body, after checking that it ends in `[DONE]`.
-fn chunks(body: &str) -> Vec<Value> {
-    let payloads = events(body);
-    assert_eq!(
-        payloads.last().map(String::as_str),
-        Some("[DONE]"),
-        "{body}"
-    );
-    payloads[..payloads.len() - 1]
-        .iter()
-        .map(|e| serde_json::from_str(e).unwrap())
-        .collect()
 }
 
 /// Posts `body` to the mock's `path` as a client would without the gateway.

@@ -10,7 +10,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestGateway, events, mock};
+use common::{TestGateway, chunks, mock};
 use serde_json::{Value, json};
 use tollgate_gateway::Stages;
 use tollgate_gateway::pipeline::Meter;
@@ -89,20 +89,6 @@ fn chat(stream: bool, wants_usage: bool) -> Value {
         body["stream_options"] = json!({"include_usage": true});
     }
     body
-}
-
-/// The JSON chunks of a stream, after checking it ends in `[DONE]`.
-fn chunks(body: &str) -> Vec<Value> {
-    let payloads = events(body);
-    assert_eq!(
-        payloads.last().map(String::as_str),
-        Some("[DONE]"),
-        "{body}"
-    );
-    payloads[..payloads.len() - 1]
-        .iter()
-        .map(|p| serde_json::from_str(p).unwrap())
-        .collect()
 }
 
 async fn mock_server() -> MockServer {

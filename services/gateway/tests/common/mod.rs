@@ -127,6 +127,20 @@ pub fn events(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// The JSON chunks of an SSE body, after checking that it ends in `[DONE]`.
+pub fn chunks(body: &str) -> Vec<serde_json::Value> {
+    let payloads = events(body);
+    assert_eq!(
+        payloads.last().map(String::as_str),
+        Some("[DONE]"),
+        "{body}"
+    );
+    payloads[..payloads.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
 pub fn hello(model: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Hello there"}]})
 }
