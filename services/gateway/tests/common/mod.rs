@@ -6,6 +6,8 @@
     reason = "each test file uses a different part of the harness"
 )]
 
+pub mod ingress;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
