@@ -156,17 +156,28 @@ pub fn rate_limit_headers(
     out
 }
 
-/// Anthropic's name for OpenAI's `x-ratelimit-{what}-{unit}` (given without its prefix).
+/// Anthropic's name for OpenAI's `x-ratelimit-{what}-{unit}` (given without its prefix). The
+/// names are constants, checked once at compile time rather than on every answer.
 fn anthropic_name(openai: &str) -> Option<HeaderName> {
-    Some(HeaderName::from_static(match openai {
-        "limit-requests" => "anthropic-ratelimit-requests-limit",
-        "remaining-requests" => "anthropic-ratelimit-requests-remaining",
-        "reset-requests" => "anthropic-ratelimit-requests-reset",
-        "limit-tokens" => "anthropic-ratelimit-tokens-limit",
-        "remaining-tokens" => "anthropic-ratelimit-tokens-remaining",
-        "reset-tokens" => "anthropic-ratelimit-tokens-reset",
+    const REQUESTS_LIMIT: HeaderName =
+        HeaderName::from_static("anthropic-ratelimit-requests-limit");
+    const REQUESTS_REMAINING: HeaderName =
+        HeaderName::from_static("anthropic-ratelimit-requests-remaining");
+    const REQUESTS_RESET: HeaderName =
+        HeaderName::from_static("anthropic-ratelimit-requests-reset");
+    const TOKENS_LIMIT: HeaderName = HeaderName::from_static("anthropic-ratelimit-tokens-limit");
+    const TOKENS_REMAINING: HeaderName =
+        HeaderName::from_static("anthropic-ratelimit-tokens-remaining");
+    const TOKENS_RESET: HeaderName = HeaderName::from_static("anthropic-ratelimit-tokens-reset");
+    Some(match openai {
+        "limit-requests" => REQUESTS_LIMIT,
+        "remaining-requests" => REQUESTS_REMAINING,
+        "reset-requests" => REQUESTS_RESET,
+        "limit-tokens" => TOKENS_LIMIT,
+        "remaining-tokens" => TOKENS_REMAINING,
+        "reset-tokens" => TOKENS_RESET,
         _ => return None,
-    }))
+    })
 }
 
 /// `250ms`, `7s` or `6m0s`, as admission writes the time until a limit resets.
