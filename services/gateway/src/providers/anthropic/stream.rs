@@ -1,5 +1,6 @@
 //! An Anthropic event stream as OpenAI `chat.completion.chunk` events.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::BytesMut;
@@ -366,12 +367,37 @@ impl AnthropicRelay {
     }
 
     fn relay(&mut self, event: SseEvent, out: &mut BytesMut) -> Result<(), String> {
+        /// What the relay reads of an event: its type, usage and text, borrowed where the
+        /// JSON allows (the event itself goes out as it came).
+        #[derive(Deserialize)]
+        struct RelayedEvent<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Cow<'a, str>,
+            #[serde(default)]
+            message: Option<RelayedMessage>,
+            #[serde(default, borrow)]
+            delta: Option<RelayedDelta<'a>>,
+            #[serde(default)]
+            usage: Option<WireUsage>,
+            #[serde(default)]
+            error: Option<WireError>,
+        }
+        #[derive(Deserialize)]
+        struct RelayedMessage {
+            #[serde(default)]
+            usage: Option<WireUsage>,
+        }
+        #[derive(Deserialize)]
+        struct RelayedDelta<'a> {
+            #[serde(default, borrow)]
+            text: Option<Cow<'a, str>>,
+        }
         if self.held_stop.is_some() {
             return Ok(());
         }
-        let parsed: StreamEvent = serde_json::from_str(&event.data)
+        let parsed: RelayedEvent<'_> = serde_json::from_str(&event.data)
             .map_err(|e| format!("Anthropic sent an unreadable stream event: {e}"))?;
-        match parsed.kind.as_str() {
+        match parsed.kind.as_ref() {
             "error" => {
                 out.extend_from_slice(&event.raw);
                 let error = parsed.error.unwrap_or(WireError {
