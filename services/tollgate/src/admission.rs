@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use async_trait::async_trait;
-use rust_decimal::Decimal;
 use tollgate_billing::{Admission, Estimate, Held, PolicyInput, Refusal};
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::openai::{Endpoint, InboundBody};
@@ -179,30 +178,10 @@ impl Admit for BillingAdmission {
         &self,
         ctx: &RequestContext,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
-        if ctx.key.key_id.is_none() {
-            return Ok(Vec::new());
-        }
-        let admitted = self
-            .admission
-            .admit(PolicyInput {
-                key: &ctx.key,
-                end_user: None,
-                model: &ctx.requested_model,
-                now_ms: ctx.received_at_ms(),
-                estimate: Estimate {
-                    prompt: 0,
-                    limited_output: 0,
-                    worst_output: 0,
-                },
-                worst_case_price: None,
-            })
+        self.admission
+            .admit_uncharged(&ctx.key, &ctx.requested_model, ctx.received_at_ms())
             .await
-            .map_err(refused)?;
-        // Nothing was used: the request counted stays counted, the rest is released at once.
-        if let Some(held) = &admitted.held {
-            self.admission.settle(held, 0, Some(Decimal::ZERO));
-        }
-        Ok(admitted.headers)
+            .map_err(refused)
     }
 
     /// Corrects the reservations to what the request really used (nothing, if it failed

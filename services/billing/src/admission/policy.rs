@@ -212,6 +212,37 @@ impl Admission {
         })
     }
 
+    /// Admits a call that reaches no model (counting a body's tokens): one request against
+    /// the key's request limits, so that such calls cannot be made without bound, and nothing
+    /// held against tokens or budgets (a budget already overspent still refuses it, as it
+    /// refuses any request). Returns the limits' headers.
+    pub async fn admit_uncharged(
+        &self,
+        key: &KeyContext,
+        model: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, Refusal> {
+        let admitted = self
+            .admit(PolicyInput {
+                key,
+                end_user: None,
+                model,
+                now_ms,
+                estimate: Estimate {
+                    prompt: 0,
+                    limited_output: 0,
+                    worst_output: 0,
+                },
+                worst_case_price: None,
+            })
+            .await?;
+        // The request counted stays counted; the rest is released at once.
+        if let Some(held) = &admitted.held {
+            self.settle(held, 0, Some(Decimal::ZERO));
+        }
+        Ok(admitted.headers)
+    }
+
     /// Corrects a finished request's reservations to what it really used: `tokens` against
     /// its token limits, `cost` (USD, `None` for none) against its budgets. Off the caller's
     /// path.
@@ -672,6 +703,43 @@ mod tests {
         assert!(headers.iter().any(|(name, value)| {
             name.as_str() == "x-ratelimit-remaining-requests" && value == "0"
         }));
+    }
+
+    #[tokio::test]
+    async fn an_uncharged_call_takes_a_request_and_no_tokens() {
+        let mut key = key();
+        key.rpm_limit = Some(2);
+        key.tpm_limit = Some(100);
+        let admission = admission(LimitsConfig::default());
+        let headers = admission
+            .admit_uncharged(&key, "smart", 1_700_000_000_000)
+            .await
+            .unwrap();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            header("x-ratelimit-remaining-requests").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            header("x-ratelimit-remaining-tokens").as_deref(),
+            Some("100")
+        );
+        // The request it took is gone for model calls too.
+        admission
+            .admit(input(&key, estimate(10, 10)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            admission
+                .admit_uncharged(&key, "smart", 1_700_000_000_000)
+                .await,
+            Err(Refusal::RateLimited { .. })
+        ));
     }
 
     #[tokio::test]

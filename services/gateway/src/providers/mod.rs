@@ -335,6 +335,34 @@ pub(crate) fn encode_path_segment(segment: &str) -> String {
     out
 }
 
+/// The top-level `usage` object of an answer, read without parsing the rest: OpenAI and
+/// Anthropic write it last, so it is found from the end. Only a real member of the top-level
+/// object qualifies: its key preceded by `{` or `,` (inside a string a quote is escaped) and its
+/// value followed by nothing but the body's closing `}`, so that a `usage` nested in
+/// model-written JSON (a tool's input) never passes for the answer's. Anything else returns
+/// `None`, and the caller parses the whole body.
+pub(crate) fn trailing_usage<U: serde::de::DeserializeOwned>(body: &[u8]) -> Option<U> {
+    const KEY: &[u8] = b"\"usage\"";
+    let trimmed = body.trim_ascii();
+    if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
+        return None;
+    }
+    let at = memchr::memmem::rfind(body, KEY)?;
+    let before = body[..at].trim_ascii_end().last()?;
+    if !matches!(before, b',' | b'{') {
+        return None;
+    }
+    let rest = body[at + KEY.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<Option<U>>();
+    let usage = values.next()?.ok()?;
+    if rest[values.byte_offset()..].trim_ascii() != b"}" {
+        return None;
+    }
+    usage
+}
+
 /// An error body we cannot parse, shortened to something fit for a message.
 pub(crate) fn plain_error_text(status: u16, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);

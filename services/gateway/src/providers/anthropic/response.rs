@@ -8,7 +8,7 @@ use tollgate_common::TokenUsage;
 use super::request::JSON_OUTPUT_TOOL_PREFIX;
 use crate::openai::request::{FunctionCall, ToolCall};
 use crate::openai::response::{AssistantMessage, ChatCompletion, Choice, Usage, unix_now};
-use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text};
+use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text, trailing_usage};
 
 #[derive(Deserialize)]
 struct MessageResponse {
@@ -168,16 +168,24 @@ pub(crate) fn translate_response(model: &str, body: &[u8]) -> Result<Translated,
     })
 }
 
-/// Only the usage of a message, for an answer that goes to the client as it came.
+/// Only the usage of a message, for an answer that goes to the client as it came: found at the
+/// end of the body, where Anthropic writes it, or else by reading the whole message.
 pub(super) fn message_usage(body: &[u8]) -> Result<Option<TokenUsage>, String> {
     #[derive(Deserialize)]
     struct UsageOnly {
         #[serde(default)]
         usage: Option<WireUsage>,
     }
-    let message: UsageOnly = serde_json::from_slice(body)
-        .map_err(|e| format!("Anthropic answered with a body that is not a message: {e}"))?;
-    Ok(message.usage.map(|usage| {
+    let usage = match trailing_usage::<WireUsage>(body) {
+        Some(usage) => Some(usage),
+        None => {
+            let message: UsageOnly = serde_json::from_slice(body).map_err(|e| {
+                format!("Anthropic answered with a body that is not a message: {e}")
+            })?;
+            message.usage
+        }
+    };
+    Ok(usage.map(|usage| {
         let mut counts = TokenCounts::default();
         counts.update(&usage);
         counts.usage().tokens()
@@ -232,11 +240,28 @@ fn openai_error_type(kind: Option<&str>, status: u16) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use super::{message_usage, translate_response};
     use crate::providers::ProviderAdapter;
     use crate::providers::anthropic::tests::*;
     use crate::providers::tests_support::fixture;
     use serde_json::{Value, json};
     use tollgate_common::TokenUsage;
+
+    #[test]
+    fn a_forwarded_messages_usage_is_read_from_its_end_and_never_from_a_tools_input() {
+        let message = fixture("anthropic", "messages_response.json");
+        let whole = translate_response("m", &message).unwrap().usage.unwrap();
+        assert_eq!(message_usage(&message).unwrap(), Some(whole));
+        // A model-written tool input that holds a `usage` member, last in a message whose
+        // own usage is missing: not the message's usage.
+        let nested = br#"{"id":"msg_1","type":"message","content":[{"type":"tool_use","id":"t","name":"f","input":{"usage":{"input_tokens":0,"output_tokens":0}}}]}"#;
+        assert_eq!(message_usage(nested).unwrap(), None);
+        // Usage written before other members is found by reading the whole message.
+        let early = br#"{"usage":{"input_tokens":4,"output_tokens":2},"id":"msg_1","content":[]}"#;
+        let usage = message_usage(early).unwrap().unwrap();
+        assert_eq!((usage.input_tokens, usage.output_tokens), (4, 2));
+        assert!(message_usage(b"<html>").is_err());
+    }
 
     #[test]
     fn text_response_with_cached_usage() {

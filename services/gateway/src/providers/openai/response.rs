@@ -11,7 +11,7 @@ use tollgate_common::TokenUsage;
 use crate::openai::Endpoint;
 use crate::openai::request::{FunctionCall, ToolCall};
 use crate::openai::response::{AssistantMessage, ChatCompletion, Choice, Usage};
-use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text};
+use crate::providers::{Translated, UpstreamErrorDetails, plain_error_text, trailing_usage};
 
 /// Reads the usage out of an OpenAI-shaped answer and hands the bytes on unchanged.
 pub(super) fn translate_response(body: &[u8]) -> Result<Translated, String> {
@@ -86,28 +86,6 @@ fn read_usage<U: DeserializeOwned>(body: &[u8]) -> Result<Option<U>, String> {
     let parsed: WithUsage<U> = serde_json::from_slice(body)
         .map_err(|e| format!("upstream answered with a body that is not a JSON object: {e}"))?;
     Ok(parsed.usage)
-}
-
-/// The top-level `usage` object of an OpenAI answer, read without parsing the rest: OpenAI
-/// writes it last, so it is found from the end. Only a real object key qualifies (preceded by
-/// `{` or `,`; inside a string a quote is escaped), and only a complete usage object is
-/// accepted; anything else returns `None` and the caller parses the whole body.
-fn trailing_usage<U: DeserializeOwned>(body: &[u8]) -> Option<U> {
-    const KEY: &[u8] = b"\"usage\"";
-    let trimmed = body.trim_ascii();
-    if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
-        return None;
-    }
-    let at = memchr::memmem::rfind(body, KEY)?;
-    let before = body[..at].trim_ascii_end().last()?;
-    if !matches!(before, b',' | b'{') {
-        return None;
-    }
-    let rest = body[at + KEY.len()..]
-        .trim_ascii_start()
-        .strip_prefix(b":")?;
-    let mut de = serde_json::Deserializer::from_slice(rest);
-    Option::<U>::deserialize(&mut de).ok().flatten()
 }
 
 /// A Responses API object's `usage`.
@@ -336,6 +314,15 @@ mod tests {
         let tricky = br#"{"id":"x","choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9},"system_fingerprint":"fp"}"#;
         let usage = adapter().chat_response("m", tricky).unwrap().usage.unwrap();
         assert_eq!((usage.input_tokens, usage.output_tokens), (7, 2));
+        // A `usage` nested in the last member is not the answer's.
+        let nested = br#"{"choices":[],"extra":{"usage":{"prompt_tokens":1,"completion_tokens":0,"total_tokens":1}}}"#;
+        assert!(
+            adapter()
+                .chat_response("m", nested)
+                .unwrap()
+                .usage
+                .is_none()
+        );
         // Only in content: no usage at all.
         let none = br#"{"choices":[{"message":{"content":"\"usage\":{\"prompt_tokens\":5,\"total_tokens\":5}"}}]}"#;
         assert!(adapter().chat_response("m", none).unwrap().usage.is_none());
