@@ -178,6 +178,7 @@ pub fn key_context(verified: &VerifiedKey, seal: Option<&ProviderKeySeal>) -> Ke
         expires_at: record.expires_at,
         billing: verified.billing,
         provider_keys,
+        guardrails: Default::default(),
     }
 }
 

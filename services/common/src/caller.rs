@@ -40,6 +40,8 @@ pub struct KeyContext {
     /// The organization's own provider keys by provider name, used instead of the
     /// deployment's when `billing.own_provider_keys`.
     pub provider_keys: BTreeMap<String, crate::Secret>,
+    /// The guardrail policies stored for the key's organization, team and key itself.
+    pub guardrails: std::sync::Arc<crate::GuardrailLevels>,
 }
 
 /// What the gateway needs to know of an organization's payments to serve it or ask for

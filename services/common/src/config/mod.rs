@@ -23,6 +23,7 @@ mod aws;
 mod billing;
 mod cache;
 mod ceilings;
+mod guardrails;
 mod limits;
 mod outbound;
 mod providers;
@@ -44,6 +45,7 @@ pub use aws::{AwsCredentials, aws_env};
 pub use billing::{BillingConfig, ByokFees, FreeTier, PayAsYouGo, SellPrice, StripeConfig};
 pub use cache::{CacheConfig, EmbedderConfig, QdrantConfig};
 pub use ceilings::{Ceiling, PlanCeilings};
+pub use guardrails::{ConfiguredPolicy, GuardrailsConfig};
 pub use limits::{LimitsConfig, RateLimitPair, RedisFailurePolicy};
 pub use outbound::OutboundConfig;
 pub use providers::{
@@ -106,6 +108,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub usage: UsageConfig,
     pub cache: CacheConfig,
+    pub guardrails: GuardrailsConfig,
     pub billing: BillingConfig,
     pub outbound: OutboundConfig,
     pub admin: AdminConfig,
@@ -329,6 +332,9 @@ impl Config {
                 "limits" => read_into(value, section, &mut config.limits, &mut problems),
                 "usage" => read_into(value, section, &mut config.usage, &mut problems),
                 "cache" => read_into(value, section, &mut config.cache, &mut problems),
+                "guardrails" => {
+                    read_into(value, section, &mut config.guardrails, &mut problems)
+                }
                 "billing" => read_into(value, section, &mut config.billing, &mut problems),
                 "admin" => read_into(value, section, &mut config.admin, &mut problems),
                 "outbound" => read_into(value, section, &mut config.outbound, &mut problems),
@@ -360,7 +366,7 @@ impl Config {
                 },
                 other => problems.push(problem(
                     other,
-                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage, cache, billing, outbound, admin",
+                    "unknown section; expected one of server, providers, models, routing, prices, telemetry, storage, redis, auth, limits, usage, cache, guardrails, billing, outbound, admin",
                 )),
             }
         }
@@ -388,6 +394,7 @@ impl Config {
         limits::validate_limits(&self.limits, &mut problems);
         usage::validate_usage(&self.usage, &mut problems);
         cache::validate_cache(&self.cache, &mut problems);
+        guardrails::validate_guardrails(&self.guardrails, &mut problems);
         let provider_names: Vec<String> = provider_specs.keys().cloned().collect();
         for (name, spec) in provider_specs {
             if let Some(provider) = providers::validate_provider(&name, spec, env, &mut problems) {
