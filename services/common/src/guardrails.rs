@@ -374,6 +374,54 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
         })
 }
 
+/// One thing a guardrail did to a request or its answer, as usage events and request logs
+/// record it: which policy and rule, which entity types, never the values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardrailAction {
+    /// The policy's name (`default-pii`, `organization`, `team`, `key`).
+    pub policy: String,
+    /// The rule within it (`input.pii`, `input.deny_regex[0]`, `output.max_chars`, ...).
+    pub rule: String,
+    pub taken: Taken,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entities: Vec<EntityKind>,
+}
+
+/// What a guardrail did, from the most to the least severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Taken {
+    /// Refused the request or the answer.
+    Blocked,
+    /// Changed by an organization's webhook.
+    Modified,
+    /// Personal data replaced by placeholders.
+    Redacted,
+    /// Cut at the policy's length.
+    Truncated,
+    /// A rule matched and was only recorded; or a webhook failed open.
+    Flagged,
+    /// Redacted values put back into the answer.
+    Restored,
+    /// Personal data found and left as it was.
+    Logged,
+}
+
+impl Taken {
+    /// The name records and analytics use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Taken::Blocked => "blocked",
+            Taken::Modified => "modified",
+            Taken::Redacted => "redacted",
+            Taken::Truncated => "truncated",
+            Taken::Flagged => "flagged",
+            Taken::Restored => "restored",
+            Taken::Logged => "logged",
+        }
+    }
+}
+
 /// A policy with the name its records use: the configuration's `name`, or the level it is
 /// set on (`organization`, `team`, `key`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,7 +21,9 @@ pub use cache_policy::{CachePolicy, CachePolicyMode, CacheShare};
 pub use caller::{BillingFacts, KeyContext, ModelAllowList, RateLimits};
 pub use catalog::{ModelPrice, PriceCatalog, TokenUsage};
 pub use config::{Config, ConfigError, ConfigProblem, ProviderKind, Secret};
-pub use guardrails::{EntityKind, GuardrailLevels, GuardrailPolicy, NamedPolicy, PiiAction};
+pub use guardrails::{
+    EntityKind, GuardrailAction, GuardrailLevels, GuardrailPolicy, NamedPolicy, PiiAction, Taken,
+};
 pub use ids::{KeyId, OrgId, TeamId, UserId};
 pub use latency::LatencyHistogram;
 pub use money::Picodollars;

@@ -1,0 +1,359 @@
+//! A model's answer checked before the client sees it: personal data and denied patterns
+//! (the output rules), the prompt's redacted values put back, the length cut, and the
+//! citation required. Whole answers are OpenAI chat completions (or legacy completions);
+//! a stream is checked as its text arrives, holding back only the tail an entity or a
+//! placeholder that has begun could still be completing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tollgate_common::Taken;
+use tollgate_common::guardrails::RuleAction;
+
+use crate::policy::{Policy, RuleName};
+use crate::request::Refused;
+use crate::text::{self, Actions, Blocked, Placeholders};
+
+/// How much answered text a denied expression or citation is looked for across, when a
+/// stream delivers it in pieces.
+const PATTERN_WINDOW: usize = 512;
+
+/// The answer checks of one request.
+pub struct AnswerRules {
+    policy: Arc<Policy>,
+    placeholders: Placeholders,
+}
+
+impl AnswerRules {
+    pub fn new(policy: Arc<Policy>, placeholders: Placeholders) -> AnswerRules {
+        AnswerRules {
+            policy,
+            placeholders,
+        }
+    }
+
+    /// A whole answer (an OpenAI chat completion or completion): the body the client gets
+    /// instead, when anything changed, and what was done.
+    pub fn check_completion(&self, body: &[u8]) -> Result<(Option<Vec<u8>>, Actions), Refused> {
+        let mut actions = Actions::default();
+        let Ok(mut answer) = serde_json::from_slice::<Value>(body) else {
+            return Ok((None, actions));
+        };
+        let mut changed = false;
+        // Values the answer itself gives away are numbered after the prompt's.
+        let mut placeholders = self.placeholders.clone();
+        let choices = answer
+            .get_mut("choices")
+            .and_then(Value::as_array_mut)
+            .map(|c| c.as_mut_slice())
+            .unwrap_or_default();
+        for choice in choices {
+            let mut finish_length = false;
+            let result = {
+                let (text, tool_calls) = match choice.get_mut("message") {
+                    Some(message) => {
+                        let message = message.as_object_mut();
+                        match message {
+                            Some(m) => {
+                                let mut content = None;
+                                let mut calls = None;
+                                for (key, value) in m.iter_mut() {
+                                    match key.as_str() {
+                                        "content" => content = Some(value),
+                                        "tool_calls" => calls = Some(value),
+                                        _ => {}
+                                    }
+                                }
+                                (content, calls)
+                            }
+                            None => (None, None),
+                        }
+                    }
+                    None => (choice.get_mut("text"), None),
+                };
+                let mut outcome = Ok(());
+                if let Some(Value::String(content)) = text {
+                    match self.check_text(content, &mut placeholders, &mut actions) {
+                        Ok(Some((new, cut))) => {
+                            *content = new;
+                            finish_length = cut;
+                            changed = true;
+                        }
+                        Ok(None) => {}
+                        Err(blocked) => outcome = Err(blocked),
+                    }
+                }
+                if outcome.is_ok()
+                    && let Some(calls) = tool_calls
+                {
+                    let side = &self.policy.output;
+                    let restore = self.policy.restore.is_some();
+                    let placeholders = &mut placeholders;
+                    let actions = &mut actions;
+                    let rewritten = crate::body::rewrite(calls, &mut |text| {
+                        let mut out = text::check(side, text, placeholders, actions)?;
+                        if restore
+                            && let Some(restored) =
+                                placeholders.restore(out.as_deref().unwrap_or(text))
+                        {
+                            out = Some(restored);
+                        }
+                        Ok::<_, Blocked>(out)
+                    });
+                    match rewritten {
+                        Ok(rewrote) => changed |= rewrote,
+                        Err(blocked) => outcome = Err(blocked),
+                    }
+                }
+                outcome
+            };
+            if let Err(blocked) = result {
+                return Err(Refused::new(blocked, actions));
+            }
+            if finish_length {
+                choice["finish_reason"] = Value::from("length");
+            }
+        }
+        let body = changed.then(|| serde_json::to_vec(&answer).ok()).flatten();
+        Ok((body, actions))
+    }
+
+    /// One choice's whole text: `Some((new text, cut))` when it changed.
+    fn check_text(
+        &self,
+        content: &str,
+        placeholders: &mut Placeholders,
+        actions: &mut Actions,
+    ) -> Result<Option<(String, bool)>, Blocked> {
+        let policy = &self.policy;
+        let mut text = text::check(&policy.output, content, placeholders, actions)?;
+        if let Some(rule) = &policy.restore
+            && let Some(restored) = self
+                .placeholders
+                .restore(text.as_deref().unwrap_or(content))
+        {
+            actions.add(rule, Taken::Restored, None);
+            text = Some(restored);
+        }
+        let mut cut = false;
+        if let Some((max, rule)) = &policy.max_chars {
+            let current = text.as_deref().unwrap_or(content);
+            if let Some((end, _)) = current
+                .char_indices()
+                .nth(usize::try_from(*max).unwrap_or(usize::MAX))
+            {
+                text = Some(current[..end].to_owned());
+                actions.add(rule, Taken::Truncated, None);
+                cut = true;
+            }
+        }
+        if let Some((citation, rule)) = &policy.citation
+            && !citation
+                .pattern
+                .is_match(text.as_deref().unwrap_or(content))
+        {
+            missing_citation(citation.action, rule, actions)?;
+        }
+        Ok(text.map(|text| (text, cut)))
+    }
+
+    /// The checks of a streamed answer, fed its text as it arrives.
+    pub fn stream(&self) -> StreamRules {
+        let policy = &self.policy;
+        let mut hold = policy.output.detectors.as_ref().map_or(0, |d| d.max_len());
+        if policy.restore.is_some() {
+            hold = hold.max(self.placeholders.longest());
+        }
+        StreamRules {
+            policy: policy.clone(),
+            placeholders: self.placeholders.clone(),
+            given: self.placeholders.clone(),
+            hold,
+            choices: HashMap::new(),
+            actions: Actions::default(),
+        }
+    }
+}
+
+fn missing_citation(
+    action: RuleAction,
+    rule: &RuleName,
+    actions: &mut Actions,
+) -> Result<(), Blocked> {
+    match action {
+        RuleAction::Block => Err(Blocked {
+            rule: rule.clone(),
+            reason: "the answer cites no source".into(),
+        }),
+        RuleAction::Flag => {
+            actions.add(rule, Taken::Flagged, None);
+            Ok(())
+        }
+    }
+}
+
+/// What a stream's text check lets through now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// This text goes to the client (possibly empty: all of it is held back for now).
+    Send(String),
+    /// This text goes, and the choice ends here (`finish_reason: length`); its further text
+    /// is dropped.
+    Cut(String),
+}
+
+/// The checks of one streamed answer.
+pub struct StreamRules {
+    policy: Arc<Policy>,
+    placeholders: Placeholders,
+    /// The prompt's placeholders and those given to values the answer gives away.
+    given: Placeholders,
+    /// Bytes held back at the end of the text received.
+    hold: usize,
+    choices: HashMap<u32, Pending>,
+    actions: Actions,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Received, not yet sent.
+    held: String,
+    /// The end of what was sent, for expressions and citations that span pieces.
+    recent: String,
+    sent_chars: u64,
+    cut: bool,
+    cited: bool,
+}
+
+impl StreamRules {
+    /// Text of choice `index` arrived.
+    pub fn push(&mut self, index: u32, delta: &str) -> Result<Flow, Refused> {
+        let pending = self.choices.entry(index).or_default();
+        if pending.cut {
+            return Ok(Flow::Send(String::new()));
+        }
+        pending.held.push_str(delta);
+        let safe = safe_end(&pending.held, self.hold, &self.policy, &self.placeholders);
+        if safe == 0 {
+            return Ok(Flow::Send(String::new()));
+        }
+        let segment: String = pending.held.drain(..safe).collect();
+        self.release(index, segment)
+    }
+
+    /// Choice `index` finished (or the stream ended): what was held back, checked, and the
+    /// citation rule applied to the whole answer.
+    pub fn finish(&mut self, index: u32) -> Result<Flow, Refused> {
+        let pending = self.choices.entry(index).or_default();
+        if pending.cut {
+            return Ok(Flow::Send(String::new()));
+        }
+        let segment = std::mem::take(&mut pending.held);
+        let flow = self.release(index, segment)?;
+        let pending = self.choices.entry(index).or_default();
+        if let Some((citation, rule)) = &self.policy.citation
+            && !pending.cited
+            && let Err(blocked) = missing_citation(citation.action, rule, &mut self.actions)
+        {
+            return Err(Refused::new(blocked, std::mem::take(&mut self.actions)));
+        }
+        Ok(flow)
+    }
+
+    /// What was done so far.
+    pub fn actions(&self) -> &Actions {
+        &self.actions
+    }
+
+    fn release(&mut self, index: u32, segment: String) -> Result<Flow, Refused> {
+        let policy = &self.policy;
+        let pending = self.choices.entry(index).or_default();
+        let window = format!("{}{}", pending.recent, segment);
+        if let Err(blocked) = text::check_patterns(&policy.output, &window) {
+            return Err(Refused::new(blocked, std::mem::take(&mut self.actions)));
+        }
+        let mut out =
+            match text::redact(&policy.output, &segment, &mut self.given, &mut self.actions) {
+                Ok(redacted) => redacted.unwrap_or(segment),
+                Err(blocked) => {
+                    return Err(Refused::new(blocked, std::mem::take(&mut self.actions)));
+                }
+            };
+        if let Some(rule) = &policy.restore
+            && let Some(restored) = self.placeholders.restore(&out)
+        {
+            self.actions.add(rule, Taken::Restored, None);
+            out = restored;
+        }
+        if let Some((citation, _)) = &policy.citation {
+            pending.cited |= citation.pattern.is_match(&window);
+        }
+        let mut flow_cut = false;
+        if let Some((max, rule)) = &policy.max_chars {
+            let room = max.saturating_sub(pending.sent_chars);
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            if let Some((end, _)) = out.char_indices().nth(room) {
+                out.truncate(end);
+                self.actions.add(rule, Taken::Truncated, None);
+                pending.cut = true;
+                flow_cut = true;
+            }
+            pending.sent_chars += out.chars().count() as u64;
+        }
+        pending.recent = tail(&window, PATTERN_WINDOW).to_owned();
+        Ok(if flow_cut {
+            Flow::Cut(out)
+        } else {
+            Flow::Send(out)
+        })
+    }
+}
+
+/// Where the text that can be sent now ends: everything but the last `hold` bytes, moved
+/// forward past an entity or placeholder that straddles that point (it cannot grow: it began
+/// more than the longest entity's length before the end) and back before a placeholder that
+/// has begun but not closed.
+fn safe_end(held: &str, hold: usize, policy: &Policy, placeholders: &Placeholders) -> usize {
+    if held.len() <= hold {
+        return 0;
+    }
+    let mut safe = floor_boundary(held, held.len() - hold);
+    if let Some(detectors) = &policy.output.detectors {
+        for found in detectors.find(held) {
+            if found.start < safe && safe < found.end {
+                safe = found.end;
+            }
+        }
+    }
+    if policy.restore.is_some() && !placeholders.is_empty() {
+        let from = floor_boundary(held, safe.saturating_sub(placeholders.longest()));
+        if let Some(open) = held[from..safe].rfind('<') {
+            let open = from + open;
+            match held[open..].find('>') {
+                Some(close) if open + close >= safe => safe = open + close + 1,
+                Some(_) => {}
+                None => safe = open,
+            }
+        }
+    }
+    safe
+}
+
+fn floor_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn tail(text: &str, bytes: usize) -> &str {
+    if text.len() <= bytes {
+        return text;
+    }
+    let mut start = text.len() - bytes;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
