@@ -50,6 +50,10 @@ pub enum GatewayError {
     /// The key is valid but may not use this model.
     #[error("This API key is not allowed to use the model `{0}`.")]
     ModelNotAllowed(String),
+    /// A guardrail policy refused the request or its answer: `rule` names it
+    /// (`policy/rule`), `reason` says why without repeating what matched.
+    #[error("Refused by a guardrail: {reason} (rule `{rule}`).")]
+    GuardrailViolation { rule: String, reason: String },
     /// A rate limit is used up; `headers` are the rate-limit headers of the answer.
     #[error("{message}")]
     RateLimited {
@@ -139,6 +143,7 @@ impl GatewayError {
             GatewayError::MalformedJson(_)
             | GatewayError::MalformedForm(_)
             | GatewayError::InvalidField { .. }
+            | GatewayError::GuardrailViolation { .. }
             | GatewayError::Unsupported(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -186,6 +191,7 @@ impl GatewayError {
             GatewayError::Unauthenticated { .. } => "unauthenticated",
             GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::ModelNotAllowed(_) => "model_not_allowed",
+            GatewayError::GuardrailViolation { .. } => "guardrail_violation",
             GatewayError::AuthUnavailable => "auth_unavailable",
             GatewayError::LimitsUnavailable => "limits_unavailable",
             GatewayError::BudgetExceeded(_) => "budget_exceeded",
@@ -206,6 +212,7 @@ impl GatewayError {
             | GatewayError::BodyTimeout { .. }
             | GatewayError::Unsupported(_)
             | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::GuardrailViolation { .. }
             | GatewayError::UnknownModel(_) => ErrorKind::InvalidRequest,
             GatewayError::NotFound { .. } => ErrorKind::NotFound,
             GatewayError::UpstreamRejected { .. } => ErrorKind::InvalidRequest,
@@ -262,6 +269,9 @@ impl GatewayError {
                 Some("model"),
                 Some("model_not_allowed"),
             ),
+            GatewayError::GuardrailViolation { rule, .. } => {
+                ("guardrail_violation", None, Some(rule.as_str()))
+            }
             GatewayError::AuthUnavailable => (self.kind().as_str(), None, Some("auth_unavailable")),
             GatewayError::RateLimited { .. } => {
                 (self.kind().as_str(), None, Some("rate_limit_exceeded"))
@@ -358,6 +368,10 @@ mod tests {
                 code: "invalid_api_key",
             },
             GatewayError::ModelNotAllowed("gpt-4o".into()),
+            GatewayError::GuardrailViolation {
+                rule: "default-pii/input.pii".into(),
+                reason: "the text contains an e-mail address".into(),
+            },
         ];
         for error in cases {
             assert!(error.status().is_client_error(), "{error:?}");

@@ -357,3 +357,146 @@ fn tail(text: &str, bytes: usize) -> &str {
     }
     &text[start..]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::Actions;
+    use tollgate_common::{EntityKind, GuardrailPolicy, NamedPolicy};
+
+    fn rules(json: &str, placeholders: Placeholders) -> AnswerRules {
+        let policy: GuardrailPolicy = serde_json::from_str(json).unwrap();
+        let policy = Policy::compile([&NamedPolicy {
+            name: "p".into(),
+            policy,
+        }]);
+        AnswerRules::new(Arc::new(policy), placeholders)
+    }
+
+    /// The prompt's placeholders, as the input check would have given them.
+    fn given(values: &[(EntityKind, &str)]) -> Placeholders {
+        let mut placeholders = Placeholders::default();
+        for (kind, value) in values {
+            placeholders.give(*kind, value);
+        }
+        placeholders
+    }
+
+    /// Streams `text` in pieces cut at `cuts`, returning what the client gets.
+    fn streamed(
+        rules: &AnswerRules,
+        text: &str,
+        cuts: &[usize],
+    ) -> Result<(String, bool), Refused> {
+        let mut stream = rules.stream();
+        let mut out = String::new();
+        let mut from = 0;
+        let mut cut = false;
+        for &to in cuts.iter().chain([text.len()].iter()) {
+            match stream.push(0, &text[from..to])? {
+                Flow::Send(sent) => out.push_str(&sent),
+                Flow::Cut(sent) => {
+                    out.push_str(&sent);
+                    cut = true;
+                }
+            }
+            from = to;
+        }
+        match stream.finish(0)? {
+            Flow::Send(rest) | Flow::Cut(rest) => out.push_str(&rest),
+        }
+        Ok((out, cut))
+    }
+
+    fn completion(text: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "id": "c", "object": "chat.completion", "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]
+        }))
+        .unwrap()
+    }
+
+    fn content(body: &[u8]) -> String {
+        let value: Value = serde_json::from_slice(body).unwrap();
+        value["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn placeholders_are_restored_however_the_stream_splits_them() {
+        let rules = rules(
+            r#"{"restore_in_answer": true}"#,
+            given(&[(EntityKind::Email, "ada@example.com")]),
+        );
+        let text = "Write to <EMAIL_1> today; <EMAIL_9> is not ours.";
+        let whole = rules
+            .check_completion(&completion(text))
+            .unwrap()
+            .0
+            .unwrap();
+        let expected = "Write to ada@example.com today; <EMAIL_9> is not ours.";
+        assert_eq!(content(&whole), expected);
+        for a in 0..text.len() {
+            for b in a..text.len() {
+                let (out, _) = streamed(&rules, text, &[a, b]).unwrap();
+                assert_eq!(out, expected, "cut at {a} and {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_is_cut_at_the_maximum_length() {
+        let rules = rules(r#"{"output": {"max_chars": 10}}"#, Placeholders::default());
+        let (out, cut) = streamed(&rules, "héllo wörld and more", &[3, 8, 15]).unwrap();
+        assert_eq!(out, "héllo wörl");
+        assert!(cut);
+        let (body, actions) = rules
+            .check_completion(&completion("héllo wörld and more"))
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        assert_eq!(body["choices"][0]["message"]["content"], "héllo wörl");
+        assert_eq!(body["choices"][0]["finish_reason"], "length");
+        assert_eq!(actions.as_slice()[0].taken, Taken::Truncated);
+    }
+
+    #[test]
+    fn denied_expressions_are_found_across_pieces() {
+        let rules = rules(
+            r#"{"output": {"deny_regex": ["launch code \\d{4}"]}}"#,
+            Placeholders::default(),
+        );
+        let text = "the launch code 1234 is secret";
+        let refused = streamed(&rules, text, &[8, 14, 17]).unwrap_err();
+        assert_eq!(refused.blocked.rule.label(), "p/output.deny_regex[0]");
+        assert!(rules.check_completion(&completion(text)).is_err());
+    }
+
+    #[test]
+    fn a_missing_citation_blocks_or_is_flagged() {
+        let block = rules(
+            r#"{"output": {"require_citation": {"format": "url"}}}"#,
+            Placeholders::default(),
+        );
+        assert!(block.check_completion(&completion("trust me")).is_err());
+        assert!(
+            block
+                .check_completion(&completion("see https://example.com/doc"))
+                .unwrap()
+                .0
+                .is_none()
+        );
+        assert!(streamed(&block, "trust me", &[3]).is_err());
+        assert!(streamed(&block, "see https://example.com/doc", &[8, 12]).is_ok());
+        let flag = rules(
+            r#"{"output": {"require_citation": {"format": "bracket", "action": "flag"}}}"#,
+            Placeholders::default(),
+        );
+        let (_, actions) = flag.check_completion(&completion("trust me")).unwrap();
+        assert_eq!(actions.as_slice()[0].taken, Taken::Flagged);
+        let mut actions = Actions::default();
+        actions.extend(flag.stream().actions().clone());
+        assert!(actions.is_empty());
+    }
+}

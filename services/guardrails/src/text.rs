@@ -84,7 +84,8 @@ pub struct Placeholders {
 }
 
 impl Placeholders {
-    fn placeholder(&mut self, kind: EntityKind, value: &str) -> &str {
+    /// The placeholder of `value`, given now if it has none yet.
+    pub fn give(&mut self, kind: EntityKind, value: &str) -> &str {
         let key = (kind, value.to_owned());
         if !self.by_value.contains_key(&key) {
             let count = self.counts.entry(kind).or_insert(0);
@@ -199,9 +200,7 @@ pub fn redact(
                     out.reserve(text.len());
                 }
                 out.push_str(&text[copied..entity.start]);
-                out.push_str(
-                    placeholders.placeholder(entity.kind, &text[entity.start..entity.end]),
-                );
+                out.push_str(placeholders.give(entity.kind, &text[entity.start..entity.end]));
                 copied = entity.end;
                 actions.add(&rule, Taken::Redacted, Some(entity.kind));
             }
@@ -236,13 +235,13 @@ mod tests {
     fn the_same_value_gets_the_same_placeholder_and_is_restored() {
         let mut placeholders = Placeholders::default();
         let first = placeholders
-            .placeholder(EntityKind::Email, "a@example.com")
+            .give(EntityKind::Email, "a@example.com")
             .to_owned();
         let second = placeholders
-            .placeholder(EntityKind::Email, "b@example.com")
+            .give(EntityKind::Email, "b@example.com")
             .to_owned();
         let again = placeholders
-            .placeholder(EntityKind::Email, "a@example.com")
+            .give(EntityKind::Email, "a@example.com")
             .to_owned();
         assert_eq!(
             (first.as_str(), second.as_str()),

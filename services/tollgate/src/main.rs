@@ -14,6 +14,7 @@ mod admission;
 mod authentication;
 mod caching;
 mod embedding;
+mod guardrails;
 mod metering;
 mod operator;
 mod payments;
@@ -352,6 +353,7 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
                 config.limits.default_max_tokens,
             )),
             meter: usage.meter,
+            guardrails: Arc::new(guardrails::PolicyGuardrails::new(&config.guardrails)),
             ..Stages::default()
         };
         if let Some(cache) = caching::start(&config, auth.redis.clone())? {

@@ -42,6 +42,8 @@ pub struct RequestContext {
     pub cache_state: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Headers admission wants on the answer, whatever it is (the rate-limit headers).
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// What guardrails did to the request and its answer.
+    pub guardrails: Vec<tollgate_common::GuardrailAction>,
 }
 
 impl std::fmt::Debug for RequestContext {
@@ -81,6 +83,7 @@ impl RequestContext {
             cache: "off",
             cache_state: None,
             response_headers: Vec::new(),
+            guardrails: Vec::new(),
         }
     }
 }

@@ -45,7 +45,8 @@ use tracing::field::Empty;
 pub use context::{KeyContext, RequestContext};
 use metering::{Completion, UsageSender};
 pub use stages::{
-    Admit, Authenticate, CachedAnswer, Guardrails, Meter, Reservation, ResponseCache, Stages,
+    Admit, AnswerGuard, Authenticate, CachedAnswer, GuardedText, Guardrails, InputChecked, Meter,
+    Reservation, ResponseCache, Stages, StreamGuard,
 };
 
 use crate::error::GatewayError;
@@ -256,11 +257,22 @@ impl Gateway {
         };
 
         // guardrails
-        self.stages
+        let checked = self
+            .stages
             .guardrails
             .check_input(ctx, &body)
             .await
             .map_err(fail)?;
+        let guard = checked.answer;
+        let body = match checked.body {
+            Some(redacted) => Arc::new(InboundBody::parse(ctx.endpoint, redacted).map_err(fail)?),
+            // An answer the guardrails read must come in OpenAI's shape: the body is not
+            // forwarded in the client's own format, even to a target that speaks it.
+            None if guard.is_some() && body.native().is_some() => {
+                Arc::new(InboundBody::parse(ctx.endpoint, body.raw().clone()).map_err(fail)?)
+            }
+            None => body,
+        };
 
         // cache (the stage decides what a streaming request gets)
         if let Some(hit) = self
@@ -271,12 +283,21 @@ impl Gateway {
             .map_err(fail)?
         {
             ctx.cache = "hit";
+            let cached = replayed_usage(&hit.body);
+            // A cached answer goes through the answer checks as a provider's would.
+            let answer = match &guard {
+                Some(guard) => match guard.check(&hit.body, &mut ctx.guardrails) {
+                    Ok(checked) => checked.unwrap_or(hit.body),
+                    Err(error) => return Err(fail(error)),
+                },
+                None => hit.body,
+            };
             let mut completion = Completion::new(ctx.clone(), reservation);
-            completion.cached = replayed_usage(&hit.body);
+            completion.cached = cached;
             worker.recorder.send_and_wait(completion).await;
             if body.stream {
                 // A cached answer replayed as the stream the client asked for.
-                let mut replay = completion_as_stream(&hit.body, body.client_wants_stream_usage)
+                let mut replay = completion_as_stream(&answer, body.client_wants_stream_usage)
                     .ok_or_else(|| {
                         Failure::early(GatewayError::Internal(
                             "a cached answer is not a chat completion".into(),
@@ -294,7 +315,7 @@ impl Gateway {
                 tag(&mut response, &ctx.request_id, None, 0);
                 return Ok(response.body(replay));
             }
-            let answer = ctx.ingress.answer(hit.body).map_err(Failure::early)?;
+            let answer = ctx.ingress.answer(answer).map_err(Failure::early)?;
             return Ok(whole_response(
                 &ctx.request_id,
                 "application/json",
@@ -306,7 +327,8 @@ impl Gateway {
 
         // provider, then respond
         if body.stream {
-            self.stream(worker, ctx, body, group, reservation).await
+            self.stream(worker, ctx, body, group, reservation, guard)
+                .await
         } else {
             // The provider call and its metering finish even if the client disconnects and
             // this future is dropped.
@@ -317,7 +339,7 @@ impl Gateway {
             let call = detach::FinishDetached::new(
                 async move {
                     gateway
-                        .complete(&worker, task_ctx, body, group, reservation)
+                        .complete(&worker, task_ctx, body, group, reservation, guard)
                         .await
                 }
                 .instrument(tracing::Span::current()),
@@ -351,6 +373,7 @@ impl Gateway {
         body: Arc<InboundBody>,
         group: Arc<crate::routing::RouteGroup>,
         reservation: Reservation,
+        guard: Option<Arc<dyn AnswerGuard>>,
     ) -> Result<Answer, Failure> {
         let endpoint = ctx.endpoint;
         let sent = upstream::send(&worker.client, &group, false, ctx.key.org_id, |target| {
@@ -418,8 +441,17 @@ impl Gateway {
                             .cache
                             .store(&completion.ctx, &body, &translated.body)
                             .await;
-                        Ok(Answer {
-                            body: if as_it_came { bytes } else { translated.body },
+                        let answer = if as_it_came { bytes } else { translated.body };
+                        // The answer checks run on what the cache keeps (the provider's
+                        // answer), so that a hit is checked for its own request.
+                        let checked = match &guard {
+                            Some(guard) if endpoint.generates() => {
+                                guard.check(&answer, &mut completion.ctx.guardrails)
+                            }
+                            _ => Ok(None),
+                        };
+                        checked.map(|checked| Answer {
+                            body: checked.unwrap_or(answer),
                             target,
                             attempts,
                             native,
@@ -490,6 +522,7 @@ impl Gateway {
         body: Arc<InboundBody>,
         group: Arc<crate::routing::RouteGroup>,
         reservation: Reservation,
+        guard: Option<Arc<dyn AnswerGuard>>,
     ) -> Result<HttpResponse, Failure> {
         if !ctx.endpoint.generates() {
             return Err(Failure::early(GatewayError::invalid_field(
@@ -526,6 +559,7 @@ impl Gateway {
                     tracing::Span::current(),
                 )
                 .encoding(ctx.ingress.stream_encoder(native))
+                .guarding(guard.map(|guard| guard.stream()))
                 // The cache keeps answers in OpenAI's shape, which a forwarded stream is not.
                 .keeping((ctx.cache_state.is_some() && !native).then(|| {
                     StreamKeeper::new(self.stages.cache.clone(), ctx.clone(), body.clone())

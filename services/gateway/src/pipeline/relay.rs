@@ -18,12 +18,13 @@ use futures_util::stream::BoxStream;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
+use crate::error::GatewayError;
 use crate::ingress::StreamEncoder;
 use crate::openai::InboundBody;
 use crate::openai::response::{SSE_DONE, stream_as_completion};
 use crate::pipeline::metering::{CLIENT_CLOSED, Completion, UsageSender};
 use crate::pipeline::usage::Written;
-use crate::pipeline::{RequestContext, ResponseCache};
+use crate::pipeline::{GuardedText, RequestContext, ResponseCache, StreamGuard};
 use crate::providers::StreamTranslator;
 
 /// The body of a streaming answer.
@@ -52,6 +53,8 @@ pub struct RelayBody {
     closing_at: Option<usize>,
     /// Rewrites the OpenAI events for a client of another API, as they leave.
     encoder: Option<Box<dyn StreamEncoder>>,
+    /// The answer checks guardrails apply to the text, as it is translated.
+    guard: Option<GuardedStream>,
 }
 
 /// Streamed answers longer than this are not kept in the cache.
@@ -124,6 +127,7 @@ impl RelayBody {
             complete: false,
             closing_at: None,
             encoder: None,
+            guard: None,
         }
     }
 
@@ -139,9 +143,40 @@ impl RelayBody {
         self
     }
 
+    /// Runs the answer's text through guardrails before it leaves.
+    pub fn guarding(mut self, guard: Option<Box<dyn StreamGuard>>) -> Self {
+        self.guard = guard.map(GuardedStream::new);
+        self
+    }
+
     fn feed(&mut self, chunk: &[u8]) {
-        if let Err(reason) = self.translator.feed(chunk, &mut self.out) {
-            self.fail(&reason);
+        let from = self.out.len();
+        match self.translator.feed(chunk, &mut self.out) {
+            Ok(()) => self.translated(from),
+            Err(reason) => self.fail(&reason),
+        }
+    }
+
+    /// The translator wrote whole events from `from` on: the cache keeps them as the provider
+    /// answered, and the client gets them as guardrails leave them.
+    fn translated(&mut self, from: usize) {
+        if let Some(keeper) = &mut self.keeper
+            && !keeper.collect(&self.out[from..])
+        {
+            self.keeper = None;
+        }
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        let events = self.out.split_off(from);
+        if let Err(error) = guard.rewrite(&events, &mut self.out) {
+            self.push_error_event(
+                &error.to_string(),
+                "guardrail_violation",
+                &guard_code(&error),
+            );
+            self.keeper = None;
+            self.finish(error.status().as_u16(), Some(error.label()));
         }
     }
 
@@ -206,6 +241,9 @@ impl RelayBody {
                 completion.output_text = self.translator.output_text().to_owned();
             }
             completion.finished = Instant::now();
+            if let Some(guard) = &self.guard {
+                completion.ctx.guardrails.extend(guard.actions());
+            }
             if let Some(usage) = completion.usage {
                 self.span
                     .record("gen_ai.usage.input_tokens", usage.input_tokens);
@@ -227,11 +265,6 @@ impl RelayBody {
             && completion.time_to_first_token.is_none()
         {
             completion.time_to_first_token = Some(completion.ctx.started.elapsed());
-        }
-        if let Some(keeper) = &mut self.keeper
-            && !keeper.collect(&self.out)
-        {
-            self.keeper = None;
         }
         let openai = self.out.split();
         match &mut self.encoder {
@@ -293,11 +326,15 @@ impl Stream for RelayBody {
                     this.fail(&format!("transport error: {}", err.without_url()));
                 }
                 Poll::Ready(None) => {
-                    this.closing_at = Some(this.out.len());
+                    let closing_at = this.out.len();
+                    this.closing_at = Some(closing_at);
                     if let Err(reason) = this.translator.finish(&mut this.out) {
                         this.fail(&reason);
                     } else {
-                        this.finish(200, None);
+                        this.translated(closing_at);
+                        if !this.done {
+                            this.finish(200, None);
+                        }
                     }
                 }
                 Poll::Pending => {
@@ -329,5 +366,151 @@ impl Drop for RelayBody {
     fn drop(&mut self) {
         // Dropped before the end: the client went away. Meter what was generated so far.
         self.report(CLIENT_CLOSED, Some("client_closed"), None);
+    }
+}
+
+fn guard_code(error: &GatewayError) -> String {
+    match error {
+        GatewayError::GuardrailViolation { rule, .. } => rule.clone(),
+        other => other.label().to_owned(),
+    }
+}
+
+/// A stream's guard, applied to OpenAI chunks: each choice's text (`delta.content`, or a
+/// legacy completion's `text`) goes through it, and a choice's finish brings out what it held
+/// back. A choice cut at the policy's length ends there (`finish_reason: length`) and its
+/// later text is dropped.
+struct GuardedStream {
+    guard: Box<dyn StreamGuard>,
+    cut: Vec<u32>,
+}
+
+impl GuardedStream {
+    fn new(guard: Box<dyn StreamGuard>) -> Self {
+        GuardedStream {
+            guard,
+            cut: Vec::new(),
+        }
+    }
+
+    fn actions(&self) -> Vec<tollgate_common::GuardrailAction> {
+        self.guard.actions()
+    }
+
+    /// Appends `events` (whole SSE events) to `out` with their text checked.
+    fn rewrite(&mut self, events: &[u8], out: &mut BytesMut) -> Result<(), GatewayError> {
+        for event in events.split_inclusive(|&b| b == b'\n') {
+            let Some(json) = event
+                .strip_prefix(b"data: ")
+                .filter(|rest| rest.first() == Some(&b'{'))
+            else {
+                out.extend_from_slice(event);
+                continue;
+            };
+            let Ok(mut chunk) = serde_json::from_slice::<serde_json::Value>(json) else {
+                out.extend_from_slice(event);
+                continue;
+            };
+            if self.rewrite_chunk(&mut chunk)? {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(chunk.to_string().as_bytes());
+                out.extend_from_slice(b"\n");
+            } else {
+                out.extend_from_slice(event);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the chunk changed.
+    fn rewrite_chunk(&mut self, chunk: &mut serde_json::Value) -> Result<bool, GatewayError> {
+        use serde_json::Value;
+        let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else {
+            return Ok(false);
+        };
+        let mut changed = false;
+        for choice in choices {
+            let index = choice
+                .get("index")
+                .and_then(Value::as_u64)
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(0);
+            let finished = choice
+                .get("finish_reason")
+                .is_some_and(|reason| !reason.is_null());
+            if self.cut.contains(&index) {
+                // Already ended for the client: nothing more of this choice goes out.
+                if let Some(text) = text_of(choice) {
+                    text.clear();
+                    changed = true;
+                }
+                if finished {
+                    choice["finish_reason"] = Value::Null;
+                    changed = true;
+                }
+                continue;
+            }
+            let mut text = String::new();
+            let mut cut = false;
+            if let Some(delta) = text_of(choice) {
+                match self.guard.push(index, delta)? {
+                    GuardedText::Send(sent) => text = sent,
+                    GuardedText::Cut(sent) => {
+                        text = sent;
+                        cut = true;
+                    }
+                }
+                changed |= text != *delta;
+            }
+            if finished && !cut {
+                let rest = match self.guard.finish(index)? {
+                    GuardedText::Send(rest) => rest,
+                    GuardedText::Cut(rest) => {
+                        cut = true;
+                        rest
+                    }
+                };
+                if !rest.is_empty() {
+                    text.push_str(&rest);
+                    changed = true;
+                }
+            }
+            if changed {
+                set_text(choice, text);
+            }
+            if cut {
+                self.cut.push(index);
+                choice["finish_reason"] = Value::from("length");
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// A chunk choice's text: `delta.content`, or a legacy completion's `text`.
+fn text_of(choice: &mut serde_json::Value) -> Option<&mut String> {
+    use serde_json::Value;
+    if choice.get("delta").is_some() {
+        match choice.get_mut("delta")?.get_mut("content")? {
+            Value::String(text) => Some(text),
+            _ => None,
+        }
+    } else {
+        match choice.get_mut("text")? {
+            Value::String(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+fn set_text(choice: &mut serde_json::Value, text: String) {
+    use serde_json::Value;
+    match choice.get_mut("delta") {
+        Some(Value::Object(delta)) => {
+            delta.insert("content".into(), Value::from(text));
+        }
+        Some(_) => {}
+        None => choice["text"] = Value::from(text),
     }
 }

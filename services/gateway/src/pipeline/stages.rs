@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use async_trait::async_trait;
 use bytes::Bytes;
+use tollgate_common::GuardrailAction;
 
 use super::context::{KeyContext, RequestContext};
 use super::usage::{UsageEvent, Written};
@@ -65,14 +66,58 @@ impl std::fmt::Debug for Reservation {
     }
 }
 
-/// Input checks before a request leaves for a provider.
+/// The checks policies set on what a request sends and what it is answered.
 #[async_trait]
 pub trait Guardrails: Send + Sync {
+    /// Checks a request before it leaves (and before the cache is asked). What was done is
+    /// added to `ctx.guardrails`, refused requests included; a refusal is a
+    /// [`GatewayError::GuardrailViolation`].
     async fn check_input(
         &self,
-        ctx: &RequestContext,
+        ctx: &mut RequestContext,
         body: &InboundBody,
-    ) -> Result<(), GatewayError>;
+    ) -> Result<InputChecked, GatewayError>;
+}
+
+/// A request the guardrails let through.
+#[derive(Default)]
+pub struct InputChecked {
+    /// The OpenAI-shaped body to send instead of the client's (personal data redacted).
+    pub body: Option<Bytes>,
+    /// The checks its answer goes through before the client sees it, if the policy has any.
+    pub answer: Option<Arc<dyn AnswerGuard>>,
+}
+
+/// The checks of one request's answer.
+pub trait AnswerGuard: Send + Sync {
+    /// A whole OpenAI chat completion (or legacy completion): the body the client gets
+    /// instead, when it changed, or a refusal. What was done is added to `actions`.
+    fn check(
+        &self,
+        answer: &[u8],
+        actions: &mut Vec<GuardrailAction>,
+    ) -> Result<Option<Bytes>, GatewayError>;
+
+    /// The checks of a streamed answer, fed its text as it arrives.
+    fn stream(&self) -> Box<dyn StreamGuard>;
+}
+
+/// The checks of one streamed answer.
+pub trait StreamGuard: Send {
+    /// Text of choice `index` arrived: what may be sent now.
+    fn push(&mut self, index: u32, text: &str) -> Result<GuardedText, GatewayError>;
+    /// Choice `index` finished: what was held back.
+    fn finish(&mut self, index: u32) -> Result<GuardedText, GatewayError>;
+    /// What was done so far.
+    fn actions(&self) -> Vec<GuardrailAction>;
+}
+
+/// Text a stream's guard lets through.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GuardedText {
+    Send(String),
+    /// The text, after which the choice ends (`finish_reason: length`).
+    Cut(String),
 }
 
 /// A complete answer kept by the cache.
@@ -164,10 +209,10 @@ pub struct NoGuardrails;
 impl Guardrails for NoGuardrails {
     async fn check_input(
         &self,
-        _ctx: &RequestContext,
+        _ctx: &mut RequestContext,
         _body: &InboundBody,
-    ) -> Result<(), GatewayError> {
-        Ok(())
+    ) -> Result<InputChecked, GatewayError> {
+        Ok(InputChecked::default())
     }
 }
 

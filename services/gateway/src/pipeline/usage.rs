@@ -46,4 +46,6 @@ pub struct UsageEvent {
     pub budget_reserved: Decimal,
     /// For a cache hit: what the answer cost when it was made, i.e. what the hit saved.
     pub saved: Option<Decimal>,
+    /// What guardrails did (rules and entity types, never values).
+    pub guardrails: Vec<tollgate_common::GuardrailAction>,
 }
