@@ -343,7 +343,10 @@ impl GuardrailPolicy {
         if let Some(webhook) = &self.webhook {
             let url = webhook.url.trim();
             if !url.starts_with("https://") && !url.starts_with("http://") {
-                return Some(("webhook.url".into(), "must be an https:// URL".into()));
+                return Some((
+                    "webhook.url".into(),
+                    "must be an https:// (or http://) URL".into(),
+                ));
             }
             if url.len() > 2048 {
                 return Some(("webhook.url".into(), "at most 2048 characters".into()));

@@ -11,9 +11,11 @@ use serde_json::Value;
 use tollgate_common::Taken;
 use tollgate_common::guardrails::RuleAction;
 
+use crate::Guardrails;
 use crate::policy::{Policy, RuleName};
 use crate::request::Refused;
 use crate::text::{self, Actions, Blocked, Placeholders};
+use crate::webhook::{self, Call, Stage, Verdict};
 
 /// How much answered text a denied expression or citation is looked for across, when a
 /// stream delivers it in pieces.
@@ -23,6 +25,9 @@ const PATTERN_WINDOW: usize = 512;
 pub struct AnswerRules {
     policy: Arc<Policy>,
     placeholders: Placeholders,
+    /// For the checks that call out (the webhook, denied topics), with the request they are
+    /// about.
+    outside: Option<(Arc<Guardrails>, Call)>,
 }
 
 impl AnswerRules {
@@ -30,6 +35,76 @@ impl AnswerRules {
         AnswerRules {
             policy,
             placeholders,
+            outside: None,
+        }
+    }
+
+    /// Lets the answer's checks call the organization's webhook and the topic embedder.
+    pub fn calling_out(mut self, engine: Arc<Guardrails>, call: Call) -> AnswerRules {
+        self.outside = Some((engine, call));
+        self
+    }
+
+    /// A whole answer: the organization's webhook first (on the model's answer, before the
+    /// prompt's values are put back), the denied topics, then [`AnswerRules::check_completion`].
+    pub async fn check(&self, body: &[u8]) -> Result<(Option<Vec<u8>>, Actions), Refused> {
+        let Some((engine, call)) = &self.outside else {
+            return self.check_completion(body);
+        };
+        let policy = &self.policy;
+        let mut actions = Actions::default();
+        let mut modified = None;
+        if let Some((hook, rule)) = &policy.webhook
+            && hook.output
+            && let Ok(mut answer) = serde_json::from_slice::<Value>(body)
+        {
+            match webhook::ask(engine.client(), hook, rule, Stage::Output, call, &answer).await {
+                Verdict::Allow => {}
+                Verdict::Block(blocked) => return Err(Refused::new(blocked, actions)),
+                Verdict::FailedOpen(failure) => {
+                    tracing::warn!(policy = %rule.label(), %failure, "guardrail webhook failed open");
+                    actions.add(rule, Taken::Flagged, None);
+                }
+                Verdict::Modify(new) => {
+                    // Only the choices' text may change.
+                    let new = Value::Object(new);
+                    for (i, choice) in choices(&mut answer).iter_mut().enumerate() {
+                        let text = new["choices"][i]["message"]["content"]
+                            .as_str()
+                            .or(new["choices"][i]["text"].as_str());
+                        if let (Some(text), Some(current)) = (text, text_of(choice)) {
+                            *current = text.to_owned();
+                        }
+                    }
+                    modified = serde_json::to_vec(&answer).ok();
+                    actions.add(rule, Taken::Modified, None);
+                }
+            }
+        }
+        let current = modified.as_deref().unwrap_or(body);
+        if !policy.output.topics.is_empty()
+            && let Ok(mut answer) = serde_json::from_slice::<Value>(current)
+        {
+            let text: Vec<String> = choices(&mut answer)
+                .iter_mut()
+                .filter_map(|choice| text_of(choice).map(|t| t.clone()))
+                .collect();
+            if let Err(blocked) = engine.check_topics(&policy.output, &text.join("\n")).await {
+                return Err(Refused::new(blocked, actions));
+            }
+        }
+        match self.check_completion(current) {
+            Ok((rewritten, more)) => {
+                actions.extend(more);
+                Ok((rewritten.or(modified), actions))
+            }
+            Err(refused) => {
+                actions.extend(refused.actions);
+                Err(Refused {
+                    blocked: refused.blocked,
+                    actions,
+                })
+            }
         }
     }
 
@@ -173,6 +248,27 @@ impl AnswerRules {
             choices: HashMap::new(),
             actions: Actions::default(),
         }
+    }
+}
+
+/// An answer's choices.
+fn choices(answer: &mut Value) -> &mut [Value] {
+    answer
+        .get_mut("choices")
+        .and_then(Value::as_array_mut)
+        .map(|c| c.as_mut_slice())
+        .unwrap_or_default()
+}
+
+/// A choice's text: its message's `content`, or a legacy completion's `text`.
+fn text_of(choice: &mut Value) -> Option<&mut String> {
+    let text = match choice.get("message") {
+        Some(_) => choice.get_mut("message")?.get_mut("content")?,
+        None => choice.get_mut("text")?,
+    };
+    match text {
+        Value::String(text) => Some(text),
+        _ => None,
     }
 }
 

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 /// Top-level members of a request whose strings are prompt text.
-const REQUEST_TEXT: &[&str] = &["messages", "prompt", "input", "instructions"];
+pub const REQUEST_TEXT: &[&str] = &["messages", "prompt", "input", "instructions"];
 
 /// Members whose strings are not text a person wrote: names, ids, kinds, links and media.
 const NOT_TEXT: &[&str] = &[

@@ -5,6 +5,8 @@
 //! - [`text`]: one text against one side of a policy; placeholders and their restoration.
 //! - [`body`]: where the text is in OpenAI-shaped requests and answers.
 //! - [`request`]: the input check; [`answer`]: whole answers and streams.
+//! - [`topics`] and [`webhook`]: the checks that call out (an embedder, the organization's
+//!   endpoint), applied by [`Guardrails::check_request`] and [`answer::AnswerRules::check`].
 //!
 //! The gateway's guardrails stage (wired by the binary) asks [`Guardrails::policy`] for the
 //! caller's policy, runs [`request::check`] on the body, and hands the answer checks
@@ -16,29 +18,55 @@ pub mod detect;
 pub mod policy;
 pub mod request;
 pub mod text;
+pub mod topics;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::{Map, Value};
 use tollgate_common::config::GuardrailsConfig;
-use tollgate_common::{GuardrailAction, GuardrailPolicy, KeyContext, NamedPolicy, OrgId};
+use tollgate_common::guardrails::bounds;
+use tollgate_common::outbound::{OutboundClient, OutboundPolicy};
+use tollgate_common::{GuardrailAction, GuardrailPolicy, KeyContext, NamedPolicy, OrgId, Taken};
 
 pub use policy::Policy;
+use request::{Checked, Refused, Request};
+use text::Blocked;
+use topics::TopicEmbedder;
+use webhook::{Call, Stage, Verdict};
 
-/// The deployment's policies, and the way to each caller's merged policy.
-#[derive(Default)]
+/// The deployment's policies, the way to each caller's merged policy, and what the checks
+/// that call out use.
 pub struct Guardrails {
     everyone: Vec<NamedPolicy>,
     by_org: HashMap<OrgId, Vec<NamedPolicy>>,
+    /// For webhooks: URLs tenants chose, checked as they connect.
+    client: OutboundClient,
+    /// For denied topics; without one, a policy with topics refuses (it cannot be checked).
+    embedder: Option<Arc<dyn TopicEmbedder>>,
 }
 
 /// What a key context keeps once its policy is compiled.
 struct Prepared(Option<Arc<Policy>>);
 
 impl Guardrails {
-    pub fn new(config: &GuardrailsConfig) -> Guardrails {
-        let mut guardrails = Guardrails::default();
+    pub fn new(
+        config: &GuardrailsConfig,
+        outbound: &OutboundPolicy,
+        embedder: Option<Arc<dyn TopicEmbedder>>,
+    ) -> Result<Guardrails, String> {
+        let timeout = Duration::from_millis(bounds::WEBHOOK_TIMEOUT_MS);
+        let client = OutboundClient::new(outbound, timeout)
+            .map_err(|error| format!("the webhook client: {error}"))?;
+        let mut guardrails = Guardrails {
+            everyone: Vec::new(),
+            by_org: HashMap::new(),
+            client,
+            embedder,
+        };
         for configured in &config.policies {
             match configured.organization() {
                 None => guardrails.everyone.push(configured.named()),
@@ -49,7 +77,7 @@ impl Guardrails {
                     .push(configured.named()),
             }
         }
-        guardrails
+        Ok(guardrails)
     }
 
     /// The policy `key`'s requests are checked against, `None` when none applies. Compiled on
@@ -66,6 +94,89 @@ impl Guardrails {
             Arc::new(Prepared((!policy.is_empty()).then(|| Arc::new(policy))))
         });
         prepared.downcast_ref::<Prepared>()?.0.clone()
+    }
+
+    /// The input check ([`request::check`]), then the denied topics and the organization's
+    /// webhook, which see the prompt as it would be sent.
+    pub async fn check_request(
+        &self,
+        policy: &Policy,
+        request: &Request<'_>,
+        call: &Call,
+        prompt_tokens: impl FnOnce() -> u64,
+    ) -> Result<Checked, Refused> {
+        let wants_text = !policy.input.topics.is_empty();
+        let mut checked = request::check(policy, request, prompt_tokens, wants_text)?;
+        if let Some(text) = checked.text.take()
+            && let Err(blocked) = self.check_topics(&policy.input, &text).await
+        {
+            return Err(Refused::new(blocked, checked.actions));
+        }
+        let Some((hook, rule)) = &policy.webhook else {
+            return Ok(checked);
+        };
+        let sent = checked.body.as_deref().unwrap_or(request.body);
+        let Ok(mut members) = serde_json::from_slice::<Map<String, Value>>(sent) else {
+            return Ok(checked);
+        };
+        let verdict = webhook::ask(
+            &self.client,
+            hook,
+            rule,
+            Stage::Input,
+            call,
+            &Value::Object(members.clone()),
+        )
+        .await;
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::Block(blocked) => return Err(Refused::new(blocked, checked.actions)),
+            Verdict::FailedOpen(failure) => {
+                tracing::warn!(policy = %rule.label(), %failure, "guardrail webhook failed open");
+                checked.actions.add(rule, Taken::Flagged, None);
+            }
+            Verdict::Modify(new) => {
+                // Only the prompt's text may change: not the model, limits or anything
+                // admission and budgets were decided on.
+                for member in body::REQUEST_TEXT {
+                    if let Some(value) = new.get(*member) {
+                        members.insert((*member).to_owned(), value.clone());
+                    }
+                }
+                checked.body = serde_json::to_vec(&members).ok();
+                checked.actions.add(rule, Taken::Modified, None);
+            }
+        }
+        Ok(checked)
+    }
+
+    pub(crate) fn client(&self) -> &OutboundClient {
+        &self.client
+    }
+
+    /// Whether `text` is on one of `side`'s denied topics. Without an embedder, or with one
+    /// that fails, the rule cannot be checked and refuses.
+    pub(crate) async fn check_topics(
+        &self,
+        side: &policy::Side,
+        text: &str,
+    ) -> Result<(), Blocked> {
+        let Some(rule) = side.topics.first().map(|(_, rule)| rule) else {
+            return Ok(());
+        };
+        let unavailable = |failure: String| {
+            tracing::warn!(policy = %rule.label(), %failure, "denied topics could not be checked");
+            Blocked {
+                rule: rule.clone(),
+                reason: "denied topics could not be checked".into(),
+            }
+        };
+        let Some(embedder) = &self.embedder else {
+            return Err(unavailable("no embedder".into()));
+        };
+        topics::check(side, embedder.as_ref(), text)
+            .await
+            .map_err(unavailable)?
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Side {
     /// Denied topics' descriptions, with their rule names.
     pub topics: Vec<(String, RuleName)>,
     pub topic_threshold: f32,
+    /// The topics' vectors, once embedded.
+    pub topic_vectors: crate::topics::TopicVectors,
 }
 
 impl Side {

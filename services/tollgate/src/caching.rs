@@ -113,7 +113,7 @@ pub fn answer_cache(
 }
 
 /// The embedder `cache.embedder` names.
-fn embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
+pub fn embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
     let settings = &config.cache.embedder;
     Ok(match settings.kind.as_str() {
         "sentence" => {

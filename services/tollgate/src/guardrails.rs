@@ -6,26 +6,69 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::sync::OnceCell;
+use tollgate_cache::embedder::Embedder;
 use tollgate_common::GuardrailAction;
-use tollgate_common::config::GuardrailsConfig;
+use tollgate_common::config::Config;
+use tollgate_common::outbound::OutboundPolicy;
 use tollgate_gateway::GatewayError;
 use tollgate_gateway::openai::InboundBody;
 use tollgate_gateway::pipeline::{
     AnswerGuard, GuardedText, Guardrails, InputChecked, RequestContext, StreamGuard,
 };
 use tollgate_guardrails::answer::{AnswerRules, Flow, StreamRules};
-use tollgate_guardrails::request::{self, Refused, Request};
+use tollgate_guardrails::request::{Refused, Request};
+use tollgate_guardrails::topics::TopicEmbedder;
+use tollgate_guardrails::webhook::Call;
 
 /// Policies applied to every request of the keys they are set for.
 pub struct PolicyGuardrails {
-    engine: tollgate_guardrails::Guardrails,
+    engine: Arc<tollgate_guardrails::Guardrails>,
 }
 
 impl PolicyGuardrails {
-    pub fn new(config: &GuardrailsConfig) -> Self {
-        PolicyGuardrails {
-            engine: tollgate_guardrails::Guardrails::new(config),
-        }
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let embedder = Arc::new(TopicEmbedding {
+            config: config.clone(),
+            embedder: OnceCell::new(),
+        });
+        let engine = tollgate_guardrails::Guardrails::new(
+            &config.guardrails,
+            &OutboundPolicy::new(&config.outbound),
+            Some(embedder),
+        )
+        .map_err(|error| anyhow::anyhow!(error))?;
+        Ok(PolicyGuardrails {
+            engine: Arc::new(engine),
+        })
+    }
+}
+
+/// Denied topics are measured with the semantic cache's embedder (`cache.embedder`), made on
+/// first use: most deployments never need it, and a sentence model takes memory and time to
+/// load.
+struct TopicEmbedding {
+    config: Config,
+    embedder: OnceCell<Arc<dyn Embedder>>,
+}
+
+#[async_trait]
+impl TopicEmbedder for TopicEmbedding {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        let embedder = self
+            .embedder
+            .get_or_try_init(|| async {
+                let config = self.config.clone();
+                tokio::task::spawn_blocking(move || crate::caching::embedder(&config))
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .map_err(|error| format!("{error:#}"))
+            })
+            .await?;
+        embedder
+            .embed(texts)
+            .await
+            .map_err(|error| error.to_string())
     }
 }
 
@@ -45,12 +88,22 @@ impl Guardrails for PolicyGuardrails {
             generates: body.endpoint.generates(),
             max_output_tokens: body.max_output_tokens,
         };
+        let call = Call {
+            request_id: ctx.request_id.clone(),
+            organization_id: ctx.key.org_id.map(|org| org.to_string()),
+            model: body.model.clone(),
+        };
         let prompt_tokens = || prompt_tokens(body);
-        match request::check(&policy, &request, prompt_tokens, false) {
+        let checked = self
+            .engine
+            .check_request(&policy, &request, &call, prompt_tokens)
+            .await;
+        match checked {
             Ok(checked) => {
                 ctx.guardrails.extend(checked.actions.into_vec());
                 let answer = policy.checks_answers().then(|| {
-                    let rules = AnswerRules::new(policy.clone(), checked.placeholders);
+                    let rules = AnswerRules::new(policy.clone(), checked.placeholders)
+                        .calling_out(self.engine.clone(), call);
                     Arc::new(AnswerChecks(rules)) as Arc<dyn AnswerGuard>
                 });
                 Ok(InputChecked {
@@ -82,13 +135,14 @@ fn refusal(refused: Refused, actions: &mut Vec<GuardrailAction>) -> GatewayError
 
 struct AnswerChecks(AnswerRules);
 
+#[async_trait]
 impl AnswerGuard for AnswerChecks {
-    fn check(
+    async fn check(
         &self,
         answer: &[u8],
         actions: &mut Vec<GuardrailAction>,
     ) -> Result<Option<Bytes>, GatewayError> {
-        match self.0.check_completion(answer) {
+        match self.0.check(answer).await {
             Ok((body, done)) => {
                 actions.extend(done.into_vec());
                 Ok(body.map(Bytes::from))

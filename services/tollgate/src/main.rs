@@ -353,7 +353,7 @@ fn serve(config_path: Option<PathBuf>, only: Option<Service>) -> anyhow::Result<
                 config.limits.default_max_tokens,
             )),
             meter: usage.meter,
-            guardrails: Arc::new(guardrails::PolicyGuardrails::new(&config.guardrails)),
+            guardrails: Arc::new(guardrails::PolicyGuardrails::new(&config)?),
             ..Stages::default()
         };
         if let Some(cache) = caching::start(&config, auth.redis.clone())? {

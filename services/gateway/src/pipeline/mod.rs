@@ -286,7 +286,7 @@ impl Gateway {
             let cached = replayed_usage(&hit.body);
             // A cached answer goes through the answer checks as a provider's would.
             let answer = match &guard {
-                Some(guard) => match guard.check(&hit.body, &mut ctx.guardrails) {
+                Some(guard) => match guard.check(&hit.body, &mut ctx.guardrails).await {
                     Ok(checked) => checked.unwrap_or(hit.body),
                     Err(error) => return Err(fail(error)),
                 },
@@ -446,7 +446,7 @@ impl Gateway {
                         // answer), so that a hit is checked for its own request.
                         let checked = match &guard {
                             Some(guard) if endpoint.generates() => {
-                                guard.check(&answer, &mut completion.ctx.guardrails)
+                                guard.check(&answer, &mut completion.ctx.guardrails).await
                             }
                             _ => Ok(None),
                         };

@@ -89,10 +89,11 @@ pub struct InputChecked {
 }
 
 /// The checks of one request's answer.
+#[async_trait]
 pub trait AnswerGuard: Send + Sync {
     /// A whole OpenAI chat completion (or legacy completion): the body the client gets
     /// instead, when it changed, or a refusal. What was done is added to `actions`.
-    fn check(
+    async fn check(
         &self,
         answer: &[u8],
         actions: &mut Vec<GuardrailAction>,

@@ -1,0 +1,262 @@
+//! Guardrails on the real binary: what the mock provider received (personal data redacted),
+//! what the client got back (its own values restored, the answer's checked, whole, streamed
+//! and from the cache), refusals in each API's error shape, and their usage records.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tollgate_mock_provider::{MockConfig, MockServer};
+
+use super::{Gateway, PROVIDER_KEY, scratch_dir, signup, write_config};
+
+/// Applies to every organization: e-mails redacted and put back in answers, phones only logged
+/// on the way in but redacted on the way out, cards and secrets refused, and one expression.
+const POLICIES: &str = r#"
+cache:
+  mode: exact
+guardrails:
+  policies:
+    - name: default-pii
+      applies_to: all
+      input:
+        pii: { email: redact, phone: log, credit_card: block, secret: block }
+        deny_regex: ["(?i)internal use only"]
+      output:
+        pii: { phone: redact }
+      restore_in_answer: true
+"#;
+
+struct Setup {
+    mock: MockServer,
+    gateway: Gateway,
+    key: String,
+    database: String,
+}
+
+async fn setup(name: &str) -> Setup {
+    let mock = MockServer::start(MockConfig {
+        chunks: 12,
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = scratch_dir(name);
+    let config = write_config(&dir, &mock, POLICIES);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let data_dir = data.display().to_string();
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY, ("TOLLGATE_DATA_DIR", &data_dir)]);
+    let tenant = signup(&gateway.url, &format!("{name}@example.com")).await;
+    Setup {
+        mock,
+        gateway,
+        key: tenant.key,
+        database: format!("sqlite://{data_dir}/tollgate.db"),
+    }
+}
+
+async fn chat(setup: &Setup, request_id: &str, prompt: &str) -> (u16, Value, String) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", setup.gateway.url))
+        .bearer_auth(&setup.key)
+        .header("x-request-id", request_id)
+        .json(&json!({"model": "openai/gpt-4o", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": prompt}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let cache = res
+        .headers()
+        .get("x-tollgate-cache")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, res.json().await.unwrap(), cache)
+}
+
+fn last_sent(mock: &MockServer) -> String {
+    mock.stats().last_request.unwrap().to_string()
+}
+
+/// The ledger's status, error and cost of one request, once shipped.
+async fn usage_row(database: &str, request_id: &str) -> (i64, Option<String>, i64) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database).await.unwrap();
+    for _ in 0..200 {
+        let row = sqlx::query(
+            "SELECT status, error, COALESCE(cost_pico, 0) AS cost FROM usage_events \
+             WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if let Some(row) = row {
+            use sqlx::Row;
+            return (
+                row.try_get("status").unwrap(),
+                row.try_get("error").unwrap(),
+                row.try_get("cost").unwrap(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no usage row for {request_id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_data_is_redacted_before_the_provider_and_restored_for_the_client() {
+    let setup = setup("guardrails-redact").await;
+
+    let (status, answer, cache) =
+        chat(&setup, "redact-1", "Please mail ada@example.com the report").await;
+    assert_eq!((status, cache.as_str()), (200, "miss"), "{answer}");
+    let sent = last_sent(&setup.mock);
+    assert!(sent.contains("<EMAIL_1>"), "{sent}");
+    assert!(!sent.contains("ada@example.com"), "{sent}");
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains("ada@example.com"), "{text}");
+    assert!(!text.contains("<EMAIL_1>"), "{text}");
+
+    // Another user's prompt redacts to the same body: a cache hit, whose answer is restored
+    // with this request's own value, never the first user's.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = setup.mock.stats().requests;
+    let (status, answer, cache) =
+        chat(&setup, "redact-2", "Please mail bob@example.org the report").await;
+    assert_eq!((status, cache.as_str()), (200, "hit-exact"), "{answer}");
+    assert_eq!(setup.mock.stats().requests, before);
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(text.contains("bob@example.org"), "{text}");
+    assert!(!text.contains("ada@example.com"), "{text}");
+
+    // The Anthropic Messages API: the same policy, the same restoration.
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/messages", setup.gateway.url))
+        .header("x-api-key", &setup.key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "smart", "max_tokens": 64, "messages": [
+            {"role": "user", "content": "Forward it to carol@example.net soon"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.unwrap();
+    let sent = last_sent(&setup.mock);
+    assert!(
+        sent.contains("<EMAIL_1>") && !sent.contains("carol@"),
+        "{sent}"
+    );
+    let text = answer["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("carol@example.net"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_gets_400_in_its_api_shape_and_costs_nothing() {
+    let setup = setup("guardrails-block").await;
+    let before = setup.mock.stats().requests;
+
+    let (status, body, _) = chat(&setup, "block-card", "My card is 4111 1111 1111 1111").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["type"], "guardrail_violation");
+    assert_eq!(body["error"]["code"], "default-pii/input.pii");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("payment card"), "{message}");
+    assert!(
+        !message.contains("4111"),
+        "the refusal must not repeat the value"
+    );
+
+    let (status, body, _) = chat(&setup, "block-regex", "INTERNAL USE ONLY: roadmap").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "default-pii/input.deny_regex[0]");
+
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/messages", setup.gateway.url))
+        .header("x-api-key", &setup.key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "smart", "max_tokens": 64, "messages": [
+            {"role": "user", "content": "key: sk-proj-abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("default-pii/input.pii"),
+        "{body}"
+    );
+
+    assert_eq!(
+        setup.mock.stats().requests,
+        before,
+        "nothing reached the provider"
+    );
+    let (status, error, cost) = usage_row(&setup.database, "block-card").await;
+    assert_eq!(
+        (status, error.as_deref(), cost),
+        (400, Some("guardrail_violation"), 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_checked_whole_and_streamed_across_chunks() {
+    let setup = setup("guardrails-answers").await;
+    // The prompt's phone is only logged, so the provider echoes it back, one word per chunk;
+    // the output rule redacts it from the answer however it was split.
+    let prompt = "Call +44 20 7946 0958 tomorrow";
+
+    let (status, answer, _) = chat(&setup, "answer-whole", prompt).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(last_sent(&setup.mock).contains("7946 0958"));
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        text.contains("<PHONE_1>") && !text.contains("7946"),
+        "{text}"
+    );
+
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", setup.gateway.url))
+        .bearer_auth(&setup.key)
+        .json(
+            &json!({"model": "openai/gpt-4o", "stream": true, "messages": [
+                {"role": "user", "content": format!("{prompt} please")}
+            ]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.unwrap();
+    let mut text = String::new();
+    let mut pieces = 0;
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(data).unwrap();
+        if let Some(delta) = chunk["choices"][0]["delta"]["content"].as_str() {
+            pieces += usize::from(!delta.is_empty());
+            text.push_str(delta);
+        }
+    }
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert!(pieces > 1, "the answer still streams: {body}");
+    assert!(
+        text.contains("<PHONE_1>") && !text.contains("7946"),
+        "{text}"
+    );
+    assert!(text.contains("tomorrow please"), "{text}");
+}
