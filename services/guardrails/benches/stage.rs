@@ -34,7 +34,9 @@ fn chat_body(kb: usize, with_entities: bool) -> Vec<u8> {
         text.push_str(PROSE);
     }
     if with_entities {
-        text.push_str("Contact ada@example.com or +44 20 7946 0958, IBAN GB82 WEST 1234 5698 7654 32.");
+        text.push_str(
+            "Contact ada@example.com or +44 20 7946 0958, IBAN GB82 WEST 1234 5698 7654 32.",
+        );
     }
     serde_json::to_vec(&json!({"model": "gpt-4o", "messages": [
         {"role": "system", "content": "You are a helpful analyst."},

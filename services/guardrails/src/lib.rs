@@ -49,6 +49,9 @@ pub struct Guardrails {
     embedder: Option<Arc<dyn TopicEmbedder>>,
 }
 
+/// Bodies larger than this are scanned on a blocking thread.
+const OFFLOAD_BYTES: usize = 64 * 1024;
+
 /// What a key context keeps once its policy is compiled.
 struct Prepared(Option<Arc<Policy>>);
 
@@ -100,13 +103,43 @@ impl Guardrails {
     /// webhook, which see the prompt as it would be sent.
     pub async fn check_request(
         &self,
-        policy: &Policy,
+        policy: &Arc<Policy>,
         request: &Request<'_>,
         call: &Call,
         prompt_tokens: impl FnOnce() -> u64,
     ) -> Result<Checked, Refused> {
         let wants_text = !policy.input.topics.is_empty();
-        let mut checked = request::check(policy, request, prompt_tokens, wants_text)?;
+        let tokens = policy.max_input_tokens.as_ref().map(|_| prompt_tokens());
+        let mut checked = if request.body.len() > OFFLOAD_BYTES {
+            // A large body is scanned off the async worker, which other requests share.
+            let policy = policy.clone();
+            let (model, body) = (request.model.to_owned(), request.body.to_vec());
+            let (generates, max_output_tokens) = (request.generates, request.max_output_tokens);
+            let scan = move || {
+                let request = Request {
+                    model: &model,
+                    body: &body,
+                    generates,
+                    max_output_tokens,
+                };
+                request::check(&policy, &request, || tokens.unwrap_or(0), wants_text)
+            };
+            match tokio::task::spawn_blocking(scan).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    let blocked = Blocked {
+                        rule: policy::RuleName {
+                            policy: "guardrails".into(),
+                            rule: "input".into(),
+                        },
+                        reason: "the prompt could not be checked".into(),
+                    };
+                    return Err(Refused::new(blocked, text::Actions::default()));
+                }
+            }
+        } else {
+            request::check(policy, request, || tokens.unwrap_or(0), wants_text)?
+        };
         if let Some(text) = checked.text.take()
             && let Err(blocked) = self.check_topics(&policy.input, &text).await
         {
