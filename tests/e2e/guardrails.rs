@@ -260,3 +260,17 @@ async fn answers_are_checked_whole_and_streamed_across_chunks() {
     );
     assert!(text.contains("tomorrow please"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_and_anthropic_sdks_see_guardrails_in_their_own_terms() {
+    let setup = setup("guardrails-sdk").await;
+    let output = super::run_python(
+        "guardrails_sdk.py",
+        vec![setup.gateway.url.clone(), "--api-key".into(), setup.key.clone()],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ok openai") && stdout.contains("ok anthropic"), "{stdout}");
+}
