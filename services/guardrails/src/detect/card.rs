@@ -87,7 +87,7 @@ pub(super) fn luhn_valid(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether a number of this length starting with these digits is issued by a major network.
