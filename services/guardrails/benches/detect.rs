@@ -40,6 +40,17 @@ fn detect(c: &mut Criterion) {
         group.bench_function(name, |b| b.iter(|| detectors.find(black_box(text))));
     }
     group.finish();
+
+    // Where the time goes: each kind alone on the prose with a few entities.
+    let mut group = c.benchmark_group("find_one_kind");
+    group.throughput(Throughput::Bytes(WITH_ENTITIES.len() as u64));
+    for kind in EntityKind::ALL {
+        let detectors = Detectors::new(&[kind]);
+        group.bench_function(kind.name(), |b| {
+            b.iter(|| detectors.find(black_box(WITH_ENTITIES)))
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, detect);

@@ -5,7 +5,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Sink, constant_regex, glued_before};
+use std::ops::Range;
+
+use super::{Sink, constant_regex, glued_before, matches_within};
 
 const MAX_DIGITS: usize = 19;
 /// A number in at most seven groups (the expression's limit), so six separators.
@@ -17,8 +19,8 @@ static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
     constant_regex(r"(?-u:\b)(?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{2,6}){2,6})(?-u:\b)")
 });
 
-pub(super) fn find(text: &str, sink: &mut Sink<'_>) {
-    for m in CANDIDATE.find_iter(text) {
+pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
+    for m in matches_within(&CANDIDATE, text, windows) {
         let candidate = m.as_str().as_bytes();
         let separator = candidate.iter().copied().find(|b| !b.is_ascii_digit());
         if let Some(separator) = separator {

@@ -5,6 +5,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use std::ops::Range;
+
 use super::{Sink, constant_regex};
 
 /// The longest IBAN (34 characters) in groups of four: eight spaces.
@@ -15,9 +17,16 @@ pub(super) const MAX_LEN: usize = 34 + 8;
 static CANDIDATE: LazyLock<Regex> =
     LazyLock::new(|| constant_regex(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}"));
 
-pub(super) fn find(text: &str, sink: &mut Sink<'_>) {
-    let mut from = 0;
-    while let Some(m) = CANDIDATE.find_at(text, from) {
+pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
+    for window in windows {
+        find_within(text, window, sink);
+    }
+}
+
+fn find_within(text: &str, window: &Range<usize>, sink: &mut Sink<'_>) {
+    let haystack = text.get(..window.end).unwrap_or_default();
+    let mut from = window.start;
+    while let Some(m) = CANDIDATE.find_at(haystack, from) {
         match iban_end(m.as_str().as_bytes()) {
             Some(len) => {
                 sink.push(m.start(), m.start() + len, true);

@@ -6,7 +6,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Sink, before, constant_regex, is_word};
+use std::ops::Range;
+
+use super::{Sink, before, constant_regex, is_word, matches_within};
 
 /// `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`, the longest textual IPv6 address.
 pub(super) const MAX_LEN: usize = 45;
@@ -19,13 +21,17 @@ static DOTTED: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"[0-9]+(?:\.[0
 static COLONED: LazyLock<Regex> =
     LazyLock::new(|| constant_regex(r"(?-u:\b)[0-9A-Fa-f]{1,4}:[0-9A-Fa-f:.]*|::[0-9A-Fa-f:.]*"));
 
-pub(super) fn find(text: &str, sink: &mut Sink<'_>) {
-    for m in DOTTED.find_iter(text) {
+pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
+    for m in matches_within(&DOTTED, text, windows) {
         let continues_word = before(text, m.start()).is_some_and(|b| is_word(b) || b == b'.')
             || text.as_bytes().get(m.end()).is_some_and(|&b| is_word(b));
         if !continues_word && is_ipv4(m.as_str()) && !after_version_word(text, m.start()) {
             sink.push(m.start(), m.end(), false);
         }
+    }
+    // Colons are rare in prose: most texts need no search for IPv6 addresses at all.
+    if memchr::memchr(b':', text.as_bytes()).is_none() {
+        return;
     }
     for m in COLONED.find_iter(text) {
         // A sentence's full stop is not part of the address.

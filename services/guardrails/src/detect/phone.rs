@@ -11,7 +11,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Sink, before, constant_regex, glued_after, glued_before, is_word};
+use std::ops::Range;
+
+use super::{Sink, before, constant_regex, glued_after, glued_before, is_word, matches_within};
 
 /// `+` and at most 15 digits (E.164), a `(0)`, and separators and brackets between groups.
 pub(super) const MAX_LEN: usize = 32;
@@ -28,8 +30,8 @@ static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
     ))
 });
 
-pub(super) fn find(text: &str, sink: &mut Sink<'_>) {
-    for m in CANDIDATE.find_iter(text) {
+pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
+    for m in matches_within(&CANDIDATE, text, windows) {
         let candidate = m.as_str().as_bytes();
         // Digits just before or after, even across a space, make this a piece of a longer
         // number (`1Z 999 AA1 01 2345 6784`, an IBAN's `3704 0044 0532`); only a `+`

@@ -5,7 +5,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::{Sink, constant_regex, glued_after, glued_before};
+use std::ops::Range;
+
+use super::{Sink, constant_regex, glued_after, glued_before, matches_within};
 
 pub(super) const MAX_LEN: usize = 11;
 
@@ -18,8 +20,8 @@ static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
 /// How far before a bare nine-digit number its label may be (`SSN on file: 123456789`).
 const LABEL_WINDOW: usize = 40;
 
-pub(super) fn find(text: &str, sink: &mut Sink<'_>) {
-    for m in CANDIDATE.find_iter(text) {
+pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
+    for m in matches_within(&CANDIDATE, text, windows) {
         let candidate = m.as_str().as_bytes();
         let bare = candidate.len() == 9;
         let separator = if bare { None } else { Some(candidate[3]) };
