@@ -92,6 +92,9 @@ fn domain_end(bytes: &[u8], from: usize) -> Option<usize> {
             return None;
         }
         labels += 1;
+        if end - from > MAX_LEN {
+            return None;
+        }
         // Another label only if a dot is followed by one; a dot after the last one ends the
         // sentence.
         let next_label =

@@ -99,31 +99,43 @@ pub(super) fn find(text: &str, sink: &mut Sink<'_>) {
     }
 
     let mut resume = 0;
+    // The next END line, looked for again only once passed, so that many BEGIN lines cost
+    // one pass over the text.
+    let mut next_end_line: Option<usize> = None;
     for begin in PRIVATE_KEY_BEGIN.find_iter(text) {
         if begin.start() < resume {
             continue;
         }
-        let end = private_key_end(text, begin.start(), begin.end());
+        if next_end_line.is_none_or(|at| at < begin.end()) {
+            next_end_line = text
+                .get(begin.end()..)
+                .and_then(|rest| rest.find(END_LINE))
+                .map_or(Some(text.len()), |at| Some(begin.end() + at));
+        }
+        let end = private_key_end(text, begin.start(), begin.end(), next_end_line);
         sink.push(begin.start(), end, false);
         resume = end;
     }
 }
 
+const END_LINE: &str = "-----END ";
+
 /// Where the private-key block whose BEGIN line spans `start..header_end` ends: after its
-/// END line, or, when none comes within the longest block, after the base64 lines that
-/// follow the BEGIN line (a pasted key is often cut short).
-fn private_key_end(text: &str, start: usize, header_end: usize) -> usize {
+/// END line (the first at or after `end_line`), or, when none comes within the longest
+/// block, after the base64 lines that follow the BEGIN line (a pasted key is often cut
+/// short).
+fn private_key_end(text: &str, start: usize, header_end: usize, end_line: Option<usize>) -> usize {
     let mut limit = (start + PRIVATE_KEY_MAX_LEN).min(text.len());
     while !text.is_char_boundary(limit) {
         limit -= 1;
     }
-    let rest = text.get(header_end..limit).unwrap_or_default();
-    if let Some(end_line) = rest.find("-----END ") {
-        let label = end_line + "-----END ".len();
-        if let Some(close) = rest.get(label..).and_then(|after| after.find("-----")) {
-            return header_end + label + close + "-----".len();
+    if let Some(end_line) = end_line.filter(|&at| at < limit) {
+        let label = end_line + END_LINE.len();
+        if let Some(close) = text.get(label..limit).and_then(|after| after.find("-----")) {
+            return label + close + "-----".len();
         }
     }
+    let rest = text.get(header_end..limit).unwrap_or_default();
     let bytes = rest.as_bytes();
     let mut end = 0;
     let mut at = 0;
