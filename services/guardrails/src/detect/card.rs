@@ -5,10 +5,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use std::ops::Range;
+use super::{Sink, Window, constant_regex, glued_before, matches_within};
 
-use super::{Sink, constant_regex, glued_before, matches_within};
-
+const MIN_DIGITS: usize = 13;
 const MAX_DIGITS: usize = 19;
 /// A number in at most seven groups (the expression's limit), so six separators.
 pub(super) const MAX_LEN: usize = MAX_DIGITS + 6;
@@ -19,8 +18,8 @@ static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
     constant_regex(r"(?-u:\b)(?:[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{2,6}){2,6})(?-u:\b)")
 });
 
-pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
-    for m in matches_within(&CANDIDATE, text, windows) {
+pub(super) fn find(text: &str, windows: &[Window], sink: &mut Sink<'_>) {
+    for m in matches_within(&CANDIDATE, text, windows, MIN_DIGITS) {
         let candidate = m.as_str().as_bytes();
         let separator = candidate.iter().copied().find(|b| !b.is_ascii_digit());
         if let Some(separator) = separator {

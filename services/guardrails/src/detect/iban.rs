@@ -5,9 +5,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use std::ops::Range;
-
-use super::{Sink, constant_regex};
+use super::{Sink, Window, constant_regex};
 
 /// The longest IBAN (34 characters) in groups of four: eight spaces.
 pub(super) const MAX_LEN: usize = 34 + 8;
@@ -17,15 +15,32 @@ pub(super) const MAX_LEN: usize = 34 + 8;
 static CANDIDATE: LazyLock<Regex> =
     LazyLock::new(|| constant_regex(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}"));
 
-pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
+pub(super) fn find(text: &str, windows: &[Window], sink: &mut Sink<'_>) {
     for window in windows {
-        find_within(text, window, sink);
+        let part = text
+            .as_bytes()
+            .get(window.range.clone())
+            .unwrap_or_default();
+        if has_iban_start(part) {
+            find_within(text, window, sink);
+        }
     }
 }
 
-fn find_within(text: &str, window: &Range<usize>, sink: &mut Sink<'_>) {
-    let haystack = text.get(..window.end).unwrap_or_default();
-    let mut from = window.start;
+/// Whether two capitals followed by two digits (`GB82`) appear: most parts of a text
+/// around digits have none, and need no search.
+fn has_iban_start(part: &[u8]) -> bool {
+    part.windows(4).any(|w| {
+        w[0].is_ascii_uppercase()
+            && w[1].is_ascii_uppercase()
+            && w[2].is_ascii_digit()
+            && w[3].is_ascii_digit()
+    })
+}
+
+fn find_within(text: &str, window: &Window, sink: &mut Sink<'_>) {
+    let haystack = text.get(..window.range.end).unwrap_or_default();
+    let mut from = window.range.start;
     while let Some(m) = CANDIDATE.find_at(haystack, from) {
         match iban_end(m.as_str().as_bytes()) {
             Some(len) => {

@@ -6,9 +6,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use std::ops::Range;
-
-use super::{Sink, before, constant_regex, is_word, matches_within};
+use super::{Sink, Window, before, constant_regex, is_word, matches_within};
 
 /// `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`, the longest textual IPv6 address.
 pub(super) const MAX_LEN: usize = 45;
@@ -21,8 +19,8 @@ static DOTTED: LazyLock<Regex> = LazyLock::new(|| constant_regex(r"[0-9]+(?:\.[0
 static COLONED: LazyLock<Regex> =
     LazyLock::new(|| constant_regex(r"(?-u:\b)[0-9A-Fa-f]{1,4}:[0-9A-Fa-f:.]*|::[0-9A-Fa-f:.]*"));
 
-pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
-    for m in matches_within(&DOTTED, text, windows) {
+pub(super) fn find(text: &str, windows: &[Window], sink: &mut Sink<'_>) {
+    for m in matches_within(&DOTTED, text, windows, 4) {
         let continues_word = before(text, m.start()).is_some_and(|b| is_word(b) || b == b'.')
             || text.as_bytes().get(m.end()).is_some_and(|&b| is_word(b));
         if !continues_word && is_ipv4(m.as_str()) && !after_version_word(text, m.start()) {

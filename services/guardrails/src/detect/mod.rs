@@ -67,7 +67,7 @@ impl Detectors {
     }
 
     /// [`Detectors::find`], looking for entities with digits only within `windows`.
-    fn find_within(&self, text: &str, windows: &[Range<usize>]) -> Vec<Found> {
+    fn find_within(&self, text: &str, windows: &[Window]) -> Vec<Found> {
         let mut candidates = Vec::new();
         for &kind in &self.kinds {
             let mut sink = Sink {
@@ -177,18 +177,20 @@ const DIGIT_MARGIN: usize = 16;
 /// The parts of `text` that can hold an entity with digits: each run of digits no more
 /// than [`DIGIT_GAP`] apart, widened by [`DIGIT_MARGIN`] and then to whole words, so that
 /// an expression sees the same word boundaries at a part's edges as in the whole text.
-fn numeric_windows(text: &str) -> Vec<Range<usize>> {
+fn numeric_windows(text: &str) -> Vec<Window> {
     let bytes = text.as_bytes();
-    let mut windows: Vec<Range<usize>> = Vec::new();
+    let mut windows: Vec<Window> = Vec::new();
     let mut next = next_digit(bytes, 0);
     while let Some(first) = next {
         let mut last = first;
+        let mut digits = 1;
         next = next_digit(bytes, first + 1);
         while let Some(digit) = next.filter(|&digit| digit - last <= DIGIT_GAP) {
             last = digit;
+            digits += 1;
             next = next_digit(bytes, digit + 1);
         }
-        let previous_end = windows.last().map_or(0, |window| window.end);
+        let previous_end = windows.last().map_or(0, |window| window.range.end);
         let mut start = first.saturating_sub(DIGIT_MARGIN).max(previous_end);
         while start > previous_end && is_word(bytes[start - 1]) {
             start -= 1;
@@ -201,8 +203,14 @@ fn numeric_windows(text: &str) -> Vec<Range<usize>> {
             end += 1;
         }
         match windows.last_mut() {
-            Some(window) if window.end >= start => window.end = end,
-            _ => windows.push(start..end),
+            Some(window) if window.range.end >= start => {
+                window.range.end = end;
+                window.digits += digits;
+            }
+            _ => windows.push(Window {
+                range: start..end,
+                digits,
+            }),
         }
     }
     windows
@@ -226,15 +234,27 @@ fn next_digit(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|offset| at + offset)
 }
 
-/// The matches of `regex` within `windows` of `text`, in order.
+/// A part of a text around digits, and how many digits it holds: an entity with more
+/// digits than that cannot be in it.
+struct Window {
+    range: Range<usize>,
+    digits: usize,
+}
+
+/// The matches of `regex` within those of `windows` of `text` with at least `min_digits`
+/// digits, in order.
 fn matches_within<'t>(
     regex: &'t Regex,
     text: &'t str,
-    windows: &'t [Range<usize>],
+    windows: &'t [Window],
+    min_digits: usize,
 ) -> impl Iterator<Item = regex::Match<'t>> + 't {
-    windows.iter().flat_map(move |window| {
-        let haystack = text.get(..window.end).unwrap_or_default();
-        let mut from = window.start;
+    let searched = windows
+        .iter()
+        .filter(move |window| window.digits >= min_digits);
+    searched.flat_map(move |window| {
+        let haystack = text.get(..window.range.end).unwrap_or_default();
+        let mut from = window.range.start;
         std::iter::from_fn(move || {
             let m = regex.find_at(haystack, from)?;
             from = m.end();
@@ -396,7 +416,9 @@ mod tests {
         let text = "Please call me at +44 20 7946 0958 tomorrow, or else write to me; \
                     the account is GB82 WEST 1234 5698 7654 32, thanks";
         let windows = numeric_windows(text);
-        let parts: Vec<&str> = windows.iter().map(|w| &text[w.clone()]).collect();
+        let parts: Vec<&str> = windows.iter().map(|w| &text[w.range.clone()]).collect();
+        let digits: Vec<usize> = windows.iter().map(|w| w.digits).collect();
+        assert_eq!(digits, [12, 16]);
         assert_eq!(
             parts,
             [
@@ -407,7 +429,7 @@ mod tests {
         assert!(numeric_windows("no digits here at all, none").is_empty());
         let text = "ééééééééé1ééééééééé";
         let windows = numeric_windows(text);
-        assert!(text.get(windows[0].clone()).is_some());
+        assert!(text.get(windows[0].range.clone()).is_some());
     }
 
     #[test]
@@ -420,7 +442,10 @@ mod tests {
             "é1é2é3 +44 20 7946 0958",
         ];
         for text in labelled.lines().chain(extra) {
-            let everything = 0..text.len();
+            let everything = Window {
+                range: 0..text.len(),
+                digits: usize::MAX,
+            };
             assert_eq!(
                 detectors.find(text),
                 detectors.find_within(text, std::slice::from_ref(&everything)),

@@ -11,12 +11,14 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use std::ops::Range;
-
-use super::{Sink, before, constant_regex, glued_after, glued_before, is_word, matches_within};
+use super::{
+    Sink, Window, before, constant_regex, glued_after, glued_before, is_word, matches_within,
+};
 
 /// `+` and at most 15 digits (E.164), a `(0)`, and separators and brackets between groups.
 pub(super) const MAX_LEN: usize = 32;
+/// The fewest digits of an international number this accepts; national ones have more.
+const MIN_DIGITS: usize = 8;
 
 static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
     let group = r"(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,5}))";
@@ -30,8 +32,8 @@ static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
     ))
 });
 
-pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
-    for m in matches_within(&CANDIDATE, text, windows) {
+pub(super) fn find(text: &str, windows: &[Window], sink: &mut Sink<'_>) {
+    for m in matches_within(&CANDIDATE, text, windows, MIN_DIGITS) {
         let candidate = m.as_str().as_bytes();
         // Digits just before or after, even across a space, make this a piece of a longer
         // number (`1Z 999 AA1 01 2345 6784`, an IBAN's `3704 0044 0532`); only a `+`

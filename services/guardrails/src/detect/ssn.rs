@@ -5,11 +5,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use std::ops::Range;
-
-use super::{Sink, constant_regex, glued_after, glued_before, matches_within};
+use super::{Sink, Window, constant_regex, glued_after, glued_before, matches_within};
 
 pub(super) const MAX_LEN: usize = 11;
+const MIN_DIGITS: usize = 9;
 
 static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
     constant_regex(
@@ -20,8 +19,8 @@ static CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
 /// How far before a bare nine-digit number its label may be (`SSN on file: 123456789`).
 const LABEL_WINDOW: usize = 40;
 
-pub(super) fn find(text: &str, windows: &[Range<usize>], sink: &mut Sink<'_>) {
-    for m in matches_within(&CANDIDATE, text, windows) {
+pub(super) fn find(text: &str, windows: &[Window], sink: &mut Sink<'_>) {
+    for m in matches_within(&CANDIDATE, text, windows, MIN_DIGITS) {
         let candidate = m.as_str().as_bytes();
         let bare = candidate.len() == 9;
         let separator = if bare { None } else { Some(candidate[3]) };
