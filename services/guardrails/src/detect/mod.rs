@@ -2,10 +2,13 @@
 //!
 //! Each kind has its own module with one `find` that pushes candidates it has already
 //! validated (checksums, ranges, shapes); [`Detectors::find`] runs the chosen ones and, where
-//! candidates of different kinds overlap, keeps one. Every detector first looks for something
-//! cheap (an `@`, a literal prefix, a digit) so that ordinary prose costs little more than
-//! one pass over its bytes; all expressions are the `regex` crate's, which run in time linear
-//! in the text.
+//! candidates of different kinds overlap, keeps one.
+//!
+//! Ordinary prose must cost next to nothing, so each detector starts from something cheap to
+//! find: e-mail addresses from an `@`, secrets from their literal prefixes, IPv6 addresses
+//! only in texts with a colon, and everything with digits only in the parts of the text
+//! around enough digits (see [`numeric_windows`]). All expressions are the `regex` crate's,
+//! which run in time linear in the text.
 
 mod card;
 mod email;

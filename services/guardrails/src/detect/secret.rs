@@ -99,18 +99,18 @@ pub(super) fn find(text: &str, sink: &mut Sink<'_>) {
     }
 
     let mut resume = 0;
-    // The next END line, looked for again only once passed, so that many BEGIN lines cost
-    // one pass over the text.
-    let mut next_end_line: Option<usize> = None;
+    // Where the next END line starts (the text's end when there is none); looked for again
+    // only once passed, so that many BEGIN lines cost one pass over the text.
+    let mut next_end_line = 0;
     for begin in PRIVATE_KEY_BEGIN.find_iter(text) {
         if begin.start() < resume {
             continue;
         }
-        if next_end_line.is_none_or(|at| at < begin.end()) {
+        if next_end_line < begin.end() {
             next_end_line = text
                 .get(begin.end()..)
                 .and_then(|rest| rest.find(END_LINE))
-                .map_or(Some(text.len()), |at| Some(begin.end() + at));
+                .map_or(text.len(), |at| begin.end() + at);
         }
         let end = private_key_end(text, begin.start(), begin.end(), next_end_line);
         sink.push(begin.start(), end, false);
@@ -124,12 +124,12 @@ const END_LINE: &str = "-----END ";
 /// END line (the first at or after `end_line`), or, when none comes within the longest
 /// block, after the base64 lines that follow the BEGIN line (a pasted key is often cut
 /// short).
-fn private_key_end(text: &str, start: usize, header_end: usize, end_line: Option<usize>) -> usize {
+fn private_key_end(text: &str, start: usize, header_end: usize, end_line: usize) -> usize {
     let mut limit = (start + PRIVATE_KEY_MAX_LEN).min(text.len());
     while !text.is_char_boundary(limit) {
         limit -= 1;
     }
-    if let Some(end_line) = end_line.filter(|&at| at < limit) {
+    if end_line < limit {
         let label = end_line + END_LINE.len();
         if let Some(close) = text.get(label..limit).and_then(|after| after.find("-----")) {
             return label + close + "-----".len();
