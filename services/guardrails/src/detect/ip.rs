@@ -72,9 +72,12 @@ fn is_ipv4(candidate: &str) -> bool {
     parts == 4
 }
 
-/// An IPv6 address, but not the bare `::` (a path separator in several languages).
+/// An IPv6 address with at least one digit: `::` and `a::b` are paths in several
+/// languages, while addresses in use nearly all have digits (`::1`, `fe80::`, `2001:db8::`).
 fn is_ipv6(candidate: &str) -> bool {
-    candidate.len() <= MAX_LEN && candidate != "::" && candidate.parse::<Ipv6Addr>().is_ok()
+    candidate.len() <= MAX_LEN
+        && candidate.bytes().any(|b| b.is_ascii_digit())
+        && candidate.parse::<Ipv6Addr>().is_ok()
 }
 
 #[cfg(test)]
@@ -127,6 +130,8 @@ mod tests {
             "a::b::c",
             "Foo::bar()",
             "::",
+            "a::b",
+            "dead::beef",
             "deadbeef:cafe:babe",
             "Version 10.4.2.7",
             "build  1.0.0.12",

@@ -7,7 +7,7 @@
 //! Ordinary prose must cost next to nothing, so each detector starts from something cheap to
 //! find: e-mail addresses from an `@`, secrets from their literal prefixes, IPv6 addresses
 //! only in texts with a colon, and everything with digits only in the parts of the text
-//! around enough digits (see [`numeric_windows`]). All expressions are the `regex` crate's,
+//! around enough digits. All expressions are the `regex` crate's,
 //! which run in time linear in the text.
 
 mod card;
