@@ -274,3 +274,101 @@ async fn the_openai_and_anthropic_sdks_see_guardrails_in_their_own_terms() {
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("ok openai") && stdout.contains("ok anthropic"), "{stdout}");
 }
+
+/// An organization's guardrail endpoint on this machine: refuses prompts that mention
+/// `forbidden`, rewrites those that mention `rewrite`, answers late to `slow`, allows the rest.
+async fn guard_endpoint() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buffer = [0u8; 16 * 1024];
+                let body = loop {
+                    let n = socket.read(&mut buffer).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&seen).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break body.to_owned();
+                    }
+                };
+                let answer = if body.contains("forbidden") {
+                    json!({"action": "block", "reason": "that subject is closed"})
+                } else if body.contains("rewrite") {
+                    json!({"action": "modify", "body": {"messages": [
+                        {"role": "user", "content": "a rewritten question"}
+                    ]}})
+                } else if body.contains("slow") {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    json!({"action": "allow"})
+                } else {
+                    json!({"action": "allow"})
+                };
+                let answer = answer.to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organizations_webhook_allows_refuses_and_rewrites_within_its_deadline() {
+    let port = guard_endpoint().await;
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("guardrails-webhook");
+    let extra = format!(
+        r#"
+outbound:
+  allow_hosts: ["127.0.0.1:{port}"]
+guardrails:
+  policies:
+    - name: house-rules
+      webhook: {{ url: "http://127.0.0.1:{port}/check", timeout_ms: 300, on_failure: closed }}
+"#
+    );
+    let config = write_config(&dir, &mock, &extra);
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
+    let tenant = signup(&gateway.url, "guardrails-webhook@example.com").await;
+    let setup = Setup {
+        mock,
+        gateway,
+        key: tenant.key,
+        database: String::new(),
+    };
+
+    let (status, _, _) = chat(&setup, "hook-allow", "an ordinary question").await;
+    assert_eq!(status, 200);
+    let (status, body, _) = chat(&setup, "hook-block", "a forbidden question").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "house-rules/webhook");
+    assert!(body["error"]["message"].as_str().unwrap().contains("that subject is closed"));
+    let (status, answer, _) = chat(&setup, "hook-modify", "please rewrite this").await;
+    assert_eq!(status, 200, "{answer}");
+    let sent = last_sent(&setup.mock);
+    assert!(sent.contains("a rewritten question") && !sent.contains("please rewrite"), "{sent}");
+    let started = std::time::Instant::now();
+    let (status, body, _) = chat(&setup, "hook-slow", "a slow question").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2), "the deadline holds");
+}
