@@ -543,6 +543,34 @@ mod tests {
     }
 
     #[test]
+    fn entities_split_across_chunks_are_redacted_as_in_a_whole_answer() {
+        let rules = rules(
+            r#"{"output": {"pii": {"email": "redact", "phone": "redact", "credit_card": "redact", "iban": "redact"}}}"#,
+            Placeholders::default(),
+        );
+        let text = "Mail ada.lovelace@example.com, call +44 20 7946 0958, pay 4111 1111 1111 1111 \
+                    or GB82 WEST 1234 5698 7654 32 — then write to ada.lovelace@example.com again.";
+        let whole = rules.check_completion(&completion(text)).unwrap().0.unwrap();
+        let expected = content(&whole);
+        assert_eq!(
+            expected,
+            "Mail <EMAIL_1>, call <PHONE_1>, pay <CREDIT_CARD_1> or <IBAN_1> — then write to \
+             <EMAIL_1> again."
+        );
+        let boundaries: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+        for &cut in &boundaries {
+            let (out, _) = streamed(&rules, text, &[cut]).unwrap();
+            assert_eq!(out, expected, "cut at {cut}");
+        }
+        // Many small pieces: a token or two at a time, as models stream.
+        for size in 1..8 {
+            let cuts: Vec<usize> = boundaries.iter().copied().filter(|i| i % size == 0).collect();
+            let (out, _) = streamed(&rules, text, &cuts).unwrap();
+            assert_eq!(out, expected, "pieces of {size}");
+        }
+    }
+
+    #[test]
     fn a_stream_is_cut_at_the_maximum_length() {
         let rules = rules(r#"{"output": {"max_chars": 10}}"#, Placeholders::default());
         let (out, cut) = streamed(&rules, "héllo wörld and more", &[3, 8, 15]).unwrap();
