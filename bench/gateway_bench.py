@@ -45,10 +45,34 @@ PORTKEY_HONO_PACKAGE = PORTKEY_PREFIX / "node_modules" / "@hono" / "node-server"
 RESULTS = BENCH / "results"
 
 PROMPT = [{"role": "user", "content": "Hello"}]
+# Ordinary prose with the numbers real prompts carry, for --prompt-bytes.
+PROSE = ("Our quarterly review on 2026-03-14 covered revenue of $1,284,500 across 37 regions, with "
+         "order 88412 shipping late and release 4.2.1 fixing the checkout bug. Please summarise the "
+         "customer feedback below and suggest three improvements for the next sprint. ")
+# Set from --prompt-bytes: the user message measured requests send.
+PROMPT_BYTES = 0
+
+
+def prompt() -> list:
+    """The messages each measured request sends: "Hello", or --prompt-bytes of prose."""
+    if PROMPT_BYTES <= 0:
+        return PROMPT
+    text = (PROSE * (PROMPT_BYTES // len(PROSE) + 1))[:PROMPT_BYTES]
+    return [{"role": "user", "content": text}]
 # What each API a target may be driven through is called at, and how its finished streams end.
 API_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 STREAM_END = {"openai": "data: [DONE]", "anthropic": '{"type":"message_stop"}'}
 CONNECTIONS = 64
+# The policy --guardrails applies to every organization (config.example.yaml's default-pii).
+GUARDRAILS = """guardrails:
+  policies:
+    - name: default-pii
+      input:
+        pii: { email: redact, phone: redact, credit_card: block, secret: block, iban: redact, ssn: redact }
+        deny_regex: ["(?i)internal use only"]
+      output: { pii: { email: redact, phone: redact } }
+      restore_in_answer: true
+"""
 # The name of the gateway core measured with every stage off (--with-core).
 CORE_NAME = "Tollgate, stages off"
 
@@ -222,7 +246,7 @@ class Target:
     api: str = "openai"
 
     def body(self, stream: bool = False) -> str:
-        payload = {"model": self.stream_model if stream else self.model, "messages": PROMPT}
+        payload = {"model": self.stream_model if stream else self.model, "messages": prompt()}
         if self.api == "anthropic":
             payload["max_tokens"] = 64
         if stream:
@@ -516,10 +540,13 @@ def render(args, targets: list[Target], notes: list[str], started: dt.datetime, 
         f"{oha_version}; {', '.join(t.version for t in targets if t.competitor and t.version) or 'no competitors'}")
     out("- Tollgate: every stage on (virtual key, rate limits, "
         f"{'no budget' if args.no_budget else 'an organization budget reserved and settled'}, "
-        "usage journal and SQLite ledger)"
+        "usage journal and SQLite ledger"
+        + (", the guardrail policy `default-pii`" if args.guardrails else "")
+        + ")"
         + ("; \"Tollgate, stages off\": the same gateway core with every stage a pass-through "
            "(`gateway_core` example)" if any(t.name == CORE_NAME for t in targets) else ""))
     out(f"- API: {'Anthropic Messages (`/v1/messages`), in and out' if args.api == 'anthropic' else 'OpenAI chat completions, in and out'}")
+    out(f"- Prompt: {args.prompt_bytes} bytes of prose" if args.prompt_bytes else "- Prompt: \"Hello\"")
     out(f"- Each measurement {args.duration:g} s, {args.runs} run(s), medians reported; "
         f"{CONNECTIONS} keep-alive connections unless noted")
     out("")
@@ -676,10 +703,17 @@ def parse_args() -> argparse.Namespace:
                         help="the API clients and the provider speak (default openai); with anthropic, "
                              "Tollgate forwards Anthropic's Messages API to an Anthropic target, and "
                              "competitors are not run")
+    parser.add_argument("--guardrails", action="store_true",
+                        help="apply the configuration example's guardrail policy (PII redaction and "
+                             "refusals, a denied expression, output PII, restoration) to every request")
+    parser.add_argument("--prompt-bytes", type=int, default=0,
+                        help="send a user message of this many bytes of prose instead of \"Hello\"")
     parser.add_argument("--target-dir", type=Path,
                         default=Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target"),
                         help="Cargo target directory (default $CARGO_TARGET_DIR or ./target)")
     args = parser.parse_args()
+    global PROMPT_BYTES
+    PROMPT_BYTES = args.prompt_bytes
     if args.quick:
         args.duration, args.runs = 2, 1
     args.rates = [int(r) for r in str(args.rates).split(",") if r.strip()]
@@ -776,6 +810,7 @@ def main() -> int:
             f"    targets: [ {{ provider: mockstream, model: {model} }} ]\n"
             # Limits stay on (they are part of the measured path) but far above the load.
             "limits: { default: { rpm: 1000000000, tpm: 1000000000000 } }\n"
+            + (GUARDRAILS if args.guardrails else "")
         )
         gw_env = dict(os.environ, TOLLGATE_DATA_DIR=str(tmp / "data"))
         gw_proc = services.start("tollgate", [binaries["tollgate"], "serve", "--config", config], env=gw_env)
