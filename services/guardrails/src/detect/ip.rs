@@ -20,7 +20,17 @@ static COLONED: LazyLock<Regex> =
     LazyLock::new(|| constant_regex(r"(?-u:\b)[0-9A-Fa-f]{1,4}:[0-9A-Fa-f:.]*|::[0-9A-Fa-f:.]*"));
 
 pub(super) fn find(text: &str, windows: &[Window], sink: &mut Sink<'_>) {
-    for m in matches_within(&DOTTED, text, windows, 4) {
+    // Four digits and three dots at least; most parts of a text around digits have fewer.
+    let dotted_quads = windows.iter().filter(|window| {
+        let part = text
+            .as_bytes()
+            .get(window.range.clone())
+            .unwrap_or_default();
+        window.digits >= 4 && part.iter().filter(|&&b| b == b'.').nth(2).is_some()
+    });
+    let matches = dotted_quads
+        .flat_map(|window| matches_within(&DOTTED, text, std::slice::from_ref(window), 4));
+    for m in matches {
         let continues_word = before(text, m.start()).is_some_and(|b| is_word(b) || b == b'.')
             || text.as_bytes().get(m.end()).is_some_and(|&b| is_word(b));
         if !continues_word && is_ipv4(m.as_str()) && !after_version_word(text, m.start()) {
