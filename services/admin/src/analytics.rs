@@ -144,7 +144,6 @@ pub struct UsageFilters {
     /// The model the client asked for.
     pub model: Option<String>,
     /// The most severe guardrail action (`blocked`, ...), as [`Dimension::Guardrail`] groups.
-    #[serde(default)]
     pub guardrail: Option<String>,
 }
 

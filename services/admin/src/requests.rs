@@ -1,6 +1,7 @@
 //! The request log: an organization's usage events, newest first, filtered and paginated with
-//! opaque cursors (`requests` in the schema). Pages come from the `(org_id, time)` index: a
-//! page costs the same wherever it is in the log.
+//! opaque cursors (`requests` in the schema). Pages come from the `(org_id, time)` index (or
+//! `(org_id, guardrail, time)` when filtered by guardrail outcome): a page costs the same
+//! wherever it is in the log.
 
 use async_graphql::{Context, Enum, Error, ErrorExtensions, InputObject, Object, SimpleObject};
 use sqlx::{AnyPool, Row};

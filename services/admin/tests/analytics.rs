@@ -476,10 +476,7 @@ async fn totals_and_series_group_and_filter_by_guardrail_outcome() {
         let mut modified = record(OTHER_ORG, &EVENTS[0]);
         modified.event_id = "org-b-modified".into();
         modified.guardrail = Some("modified".into());
-        Ledger::new(pool.clone())
-            .record(&[modified])
-            .await
-            .unwrap();
+        Ledger::new(pool.clone()).record(&[modified]).await.unwrap();
 
         let by_guardrail = grouped(query(D0, D2, Bucket::Day), Dimension::Guardrail);
         let groups = analytics::totals(&pool, &by_guardrail).await.unwrap();
@@ -499,7 +496,10 @@ async fn totals_and_series_group_and_filter_by_guardrail_outcome() {
         );
 
         // The same from hourly rows folded into days at UTC-01:00, and per day.
-        let mut shifted = grouped(query(D0 + HOUR, D2 + HOUR, Bucket::Day), Dimension::Guardrail);
+        let mut shifted = grouped(
+            query(D0 + HOUR, D2 + HOUR, Bucket::Day),
+            Dimension::Guardrail,
+        );
         shifted.utc_offset_minutes = -60;
         assert_eq!(analytics::totals(&pool, &shifted).await.unwrap(), groups);
         let series = analytics::series(&pool, &by_guardrail).await.unwrap();

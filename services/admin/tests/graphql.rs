@@ -1647,8 +1647,18 @@ async fn guardrail_outcomes_show_in_the_log_and_group_usage_within_the_organizat
             hour + 1,
             200,
             vec![
-                action("organization", "input.pii", Taken::Redacted, vec![EntityKind::Email, EntityKind::CreditCard]),
-                action("organization", "output.pii", Taken::Restored, vec![EntityKind::Email]),
+                action(
+                    "organization",
+                    "input.pii",
+                    Taken::Redacted,
+                    vec![EntityKind::Email, EntityKind::CreditCard],
+                ),
+                action(
+                    "organization",
+                    "output.pii",
+                    Taken::Restored,
+                    vec![EntityKind::Email],
+                ),
             ],
         ),
         guarded_record(
@@ -1656,17 +1666,35 @@ async fn guardrail_outcomes_show_in_the_log_and_group_usage_within_the_organizat
             "blocked",
             hour + 2,
             400,
-            vec![action("key", "input.deny_regex[0]", Taken::Blocked, Vec::new())],
+            vec![action(
+                "key",
+                "input.deny_regex[0]",
+                Taken::Blocked,
+                Vec::new(),
+            )],
         ),
         guarded_record(
             &other_org,
             "theirs-blocked",
             hour + 3,
             400,
-            vec![action("team", "input.deny_keywords", Taken::Blocked, Vec::new())],
+            vec![action(
+                "team",
+                "input.deny_keywords",
+                Taken::Blocked,
+                Vec::new(),
+            )],
         ),
     ];
-    let pool = admin.runtime.http.as_ref().unwrap().service.store().pool().clone();
+    let pool = admin
+        .runtime
+        .http
+        .as_ref()
+        .unwrap()
+        .service
+        .store()
+        .pool()
+        .clone();
     tollgate_billing::usage::Ledger::new(pool)
         .record(&records)
         .await
@@ -1696,15 +1724,28 @@ async fn guardrail_outcomes_show_in_the_log_and_group_usage_within_the_organizat
             .collect()
     };
     let only_blocked = json!({"f": {"guardrail": "BLOCKED"}});
-    assert_eq!(ids(ok(&admin.gql(Some(&owner), log, only_blocked.clone()).await)), ["blocked"]);
-    assert_eq!(ids(ok(&admin.gql(Some(&stranger), log, only_blocked).await)), ["theirs-blocked"]);
-    let one = "query($id: String!) { request(eventId: $id) { guardrail guardrailActions { taken } } }";
     assert_eq!(
-        ok(&admin.gql(Some(&owner), one, json!({"id": "redacted"})).await)["request"],
+        ids(ok(&admin
+            .gql(Some(&owner), log, only_blocked.clone())
+            .await)),
+        ["blocked"]
+    );
+    assert_eq!(
+        ids(ok(&admin.gql(Some(&stranger), log, only_blocked).await)),
+        ["theirs-blocked"]
+    );
+    let one =
+        "query($id: String!) { request(eventId: $id) { guardrail guardrailActions { taken } } }";
+    assert_eq!(
+        ok(&admin
+            .gql(Some(&owner), one, json!({"id": "redacted"}))
+            .await)["request"],
         json!({"guardrail": "REDACTED", "guardrailActions": [{"taken": "REDACTED"}, {"taken": "RESTORED"}]})
     );
     assert_eq!(
-        ok(&admin.gql(Some(&owner), one, json!({"id": "theirs-blocked"})).await)["request"],
+        ok(&admin
+            .gql(Some(&owner), one, json!({"id": "theirs-blocked"}))
+            .await)["request"],
         Value::Null
     );
 

@@ -177,10 +177,7 @@ async fn guardrail_outcomes_are_stored_and_rolled_up_apart() {
         // Same team, key, end user (n % 2 = 0), model and provider as the redacted one: only
         // the outcome tells their rollup rows apart.
         let plain = record("org-g", 2, "0.001");
-        ledger
-            .record(&[redacted, blocked, plain])
-            .await
-            .unwrap();
+        ledger.record(&[redacted, blocked, plain]).await.unwrap();
 
         let rows = sqlx::query(
             "SELECT request_id, guardrail, guardrail_actions FROM usage_events \
@@ -198,7 +195,13 @@ async fn guardrail_outcomes_are_stored_and_rolled_up_apart() {
             serde_json::from_str(stored[0].2.as_deref().unwrap()).unwrap();
         assert_eq!(back, actions);
         // Entity types by name, never values.
-        assert!(stored[0].2.as_deref().unwrap().contains(r#""entities":["email","phone"]"#));
+        assert!(
+            stored[0]
+                .2
+                .as_deref()
+                .unwrap()
+                .contains(r#""entities":["email","phone"]"#)
+        );
         assert_eq!(stored[1].1.as_deref(), Some("blocked"));
         assert_eq!(stored[2], ("r2".to_owned(), None, None));
 

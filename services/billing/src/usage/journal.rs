@@ -595,8 +595,7 @@ pub(crate) mod tests {
             fields.remove("guardrail_actions");
         }
         fs::write(segment_path(&dir, 7), format!("{old}\n")).unwrap_or_else(|e| panic!("{e}"));
-        let (journal, reader) =
-            UsageJournal::open(&dir, false).unwrap_or_else(|e| panic!("{e}"));
+        let (journal, reader) = UsageJournal::open(&dir, false).unwrap_or_else(|e| panic!("{e}"));
         let guarded = UsageRecord {
             guardrail: Some("blocked".into()),
             guardrail_actions: vec![

@@ -195,6 +195,7 @@ async fn to_event(c: Completion, catalog: &PriceCatalog) -> UsageEvent {
         error: c.error,
         attempts: c.attempts,
         stream: c.ctx.stream,
+        guardrails: Vec::new(),
     }
 }
 
