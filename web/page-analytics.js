@@ -54,6 +54,7 @@ const DIMENSIONS = [
   { value: 'TEAM', label: 'Team', column: 'Team' },
   { value: 'KEY', label: 'Key', column: 'Key' },
   { value: 'END_USER', label: 'End user', column: 'End user' },
+  { value: 'GUARDRAIL', label: 'Guardrail action', column: 'Guardrail action' },
   { value: 'TAG', label: 'Tag', column: 'Tag value' },
 ];
 
@@ -183,7 +184,7 @@ export function pageAnalytics(view) {
 
   function groupLabel(key) {
     if (!s.groupBy) return 'All';
-    if (key === null || key === undefined || key === '') return '(none)';
+    if (key === null || key === undefined || key === '') return s.groupBy === 'GUARDRAIL' ? '(no action)' : '(none)';
     if (s.groupBy === 'TEAM') return (names && names.team.get(key)) || key;
     if (s.groupBy === 'KEY') return keyLabel(names, key);
     return key;

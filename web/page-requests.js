@@ -15,9 +15,32 @@ const REQUEST_RANGES = [
   { value: 'all', label: 'All time', ms: null },
 ];
 
-const requestFilters = { range: '24h', outcome: '', status: '', model: '', keyId: '', endUser: '', tag: '' };
+const requestFilters = { range: '24h', outcome: '', status: '', model: '', keyId: '', endUser: '', tag: '', guardrail: '' };
+
+/** What a guardrail can do, from the most to the least severe (the API's GuardrailOutcome). */
+const GUARDRAIL_OUTCOMES = [
+  { value: 'BLOCKED', label: 'Blocked', kind: 'danger' },
+  { value: 'MODIFIED', label: 'Modified', kind: 'warn' },
+  { value: 'REDACTED', label: 'Redacted', kind: 'warn' },
+  { value: 'TRUNCATED', label: 'Truncated', kind: 'warn' },
+  { value: 'FLAGGED', label: 'Flagged', kind: '' },
+  { value: 'RESTORED', label: 'Restored', kind: '' },
+  { value: 'LOGGED', label: 'Logged', kind: '' },
+];
 /** Records seen in the log, so that a detail opens without another query. */
 const requestCache = new Map();
+
+function guardrailBadge(outcome) {
+  const known = GUARDRAIL_OUTCOMES.find((o) => o.value === outcome);
+  return outcome ? badge(known ? known.label : outcome, known ? known.kind : '') : '—';
+}
+
+/** One guardrail action as text: what was done, by which policy's rule, to which entity types. */
+function guardrailActionText(a) {
+  const known = GUARDRAIL_OUTCOMES.find((o) => o.value === a.taken);
+  const entities = a.entities.length ? ` (${a.entities.join(', ')})` : '';
+  return `${known ? known.label : a.taken} by ${a.policy} · ${a.rule}${entities}`;
+}
 
 function statusBadge(status) {
   const kind = status < 400 ? 'success' : status === 429 ? 'warn' : 'danger';
@@ -47,7 +70,8 @@ export function pageRequests(view) {
   field({ label: 'Model', name: 'model', value: f.model }),
   keyField,
   field({ label: 'End user', name: 'endUser', value: f.endUser }),
-  field({ label: 'Tag', name: 'tag', value: f.tag, hint: 'key=value' }));
+  field({ label: 'Tag', name: 'tag', value: f.tag, hint: 'key=value' }),
+  field({ label: 'Guardrail', name: 'guardrail', value: f.guardrail, options: [{ value: '', label: 'Any' }, ...GUARDRAIL_OUTCOMES.map((o) => ({ value: o.value, label: o.label }))] }));
 
   /** The RequestFilter of the form's values; throws a FieldError for one that does not parse. */
   function buildFilter(f) {
@@ -62,6 +86,7 @@ export function pageRequests(view) {
     if (f.endUser) next.endUser = f.endUser;
     const tag = parseTag(f.tag);
     if (tag) next.tag = tag;
+    if (f.guardrail) next.guardrail = f.guardrail;
     return next;
   }
 
@@ -80,7 +105,8 @@ export function pageRequests(view) {
       h('td', { class: 'num', 'data-label': 'Tokens in / out' }, `${fmtInt(r.inputTokens)} / ${fmtInt(r.outputTokens)}`),
       h('td', { class: 'num', 'data-label': 'Cost' }, formatUsd(r.costUsd)),
       h('td', { class: 'num', 'data-label': 'Latency' }, fmtMs(r.latencyMs)),
-      h('td', { 'data-label': 'Cache' }, r.cache));
+      h('td', { 'data-label': 'Cache' }, r.cache),
+      h('td', { 'data-label': 'Guardrail' }, guardrailBadge(r.guardrail)));
   }
 
   async function page(after) {
@@ -111,7 +137,7 @@ export function pageRequests(view) {
       const wrap = h('div', { class: 'table-wrap' },
         h('table', { class: 'data cards' },
           h('caption', { class: 'visually-hidden' }, 'Requests, newest first'),
-          h('thead', {}, h('tr', {}, ['Time', 'Status', 'Model', 'Provider', 'Key', 'End user', 'Tokens in / out', 'Cost', 'Latency', 'Cache']
+          h('thead', {}, h('tr', {}, ['Time', 'Status', 'Model', 'Provider', 'Key', 'End user', 'Tokens in / out', 'Cost', 'Latency', 'Cache', 'Guardrail']
             .map((label) => h('th', { scope: 'col', class: ['Tokens in / out', 'Cost', 'Latency'].includes(label) ? 'num' : null }, label)))),
           tbody));
       showCount();
@@ -139,7 +165,7 @@ export function pageRequests(view) {
 
 const REQUEST_FIELDS = `eventId requestId time teamId keyId userId endUser tags { key value } endpoint requestedModel
   provider providerModel inputTokens outputTokens cachedTokens usageEstimated costUsd savedUsd latencyMs
-  timeToFirstTokenMs status error cache attempts stream`;
+  timeToFirstTokenMs status error cache attempts stream guardrail guardrailActions { policy rule taken entities }`;
 
 /** Finds one request: from the log already loaded, or from the API. */
 async function findRequest(eventId) {
@@ -189,6 +215,10 @@ export function pageRequestDetail(view, eventId) {
       ['Cache', r.cache],
       ['Attempts', fmtInt(r.attempts)],
       ['Streamed', yesNo(r.stream)],
+      ['Guardrail', guardrailBadge(r.guardrail)],
+      ['Guardrail actions', r.guardrailActions.length
+        ? h('ul', { class: 'guardrail-actions' }, r.guardrailActions.map((a) => h('li', {}, guardrailActionText(a))))
+        : '—'],
     ];
     return card(`${r.requestedModel} · ${r.status}`,
       h('dl', { class: 'detail-list' }, rows.map(([label, value]) => h('div', {}, h('dt', {}, label), h('dd', {}, value)))));

@@ -6,8 +6,8 @@
 //! times groups rather than with requests. The ledger
 //! (`tollgate_billing::usage::ledger`) adds each request to exactly one `usage_rollups` row
 //! per hour and per day, keyed by every dimension at once (team, key, end user, model,
-//! provider; '' for none): grouping by one dimension sums over the others. It also adds the
-//! request to one `usage_tag_rollups` row per tag it carries.
+//! provider, guardrail outcome; '' for none): grouping by one dimension sums over the others.
+//! It also adds the request to one `usage_tag_rollups` row per tag it carries.
 //!
 //! Which rollups answer a query:
 //!
@@ -111,6 +111,10 @@ pub enum Dimension {
     Key,
     /// OpenAI's `user` field.
     EndUser,
+    /// What guardrails did: the most severe action taken on the request (`blocked`,
+    /// `modified`, `redacted`, `truncated`, `flagged`, `restored`, `logged`); requests no
+    /// guardrail acted on are the group without a key.
+    Guardrail,
     /// The values of one tag key. Tag rollups keep fewer figures (see [`UsageFigures`]) and
     /// no other dimension, so filters cannot be combined with them.
     Tag(String),
@@ -125,18 +129,22 @@ impl Dimension {
             Dimension::Team => Some("team_id"),
             Dimension::Key => Some("key_id"),
             Dimension::EndUser => Some("end_user"),
+            Dimension::Guardrail => Some("guardrail"),
             Dimension::Tag(_) => None,
         }
     }
 }
 
-/// Restricts a query to one team, key and/or model (each exact; unset means all).
+/// Restricts a query to one team, key, model and/or guardrail outcome (each exact; unset
+/// means all).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageFilters {
     pub team_id: Option<String>,
     pub key_id: Option<String>,
     /// The model the client asked for.
     pub model: Option<String>,
+    /// The most severe guardrail action (`blocked`, ...), as [`Dimension::Guardrail`] groups.
+    pub guardrail: Option<String>,
 }
 
 impl UsageFilters {
@@ -146,6 +154,7 @@ impl UsageFilters {
             ("filters.team_id", "team_id", &self.team_id),
             ("filters.key_id", "key_id", &self.key_id),
             ("filters.model", "model", &self.model),
+            ("filters.guardrail", "guardrail", &self.guardrail),
         ]
         .into_iter()
         .filter_map(|(field, column, value)| value.as_deref().map(|v| (field, column, v)))

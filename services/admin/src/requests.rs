@@ -1,10 +1,11 @@
 //! The request log: an organization's usage events, newest first, filtered and paginated with
-//! opaque cursors (`requests` in the schema). Pages come from the `(org_id, time)` index: a
-//! page costs the same wherever it is in the log.
+//! opaque cursors (`requests` in the schema). Pages come from the `(org_id, time)` index (or
+//! `(org_id, guardrail, time)` when filtered by guardrail outcome): a page costs the same
+//! wherever it is in the log.
 
-use async_graphql::{Context, Error, ErrorExtensions, InputObject, Object, SimpleObject};
+use async_graphql::{Context, Enum, Error, ErrorExtensions, InputObject, Object, SimpleObject};
 use sqlx::{AnyPool, Row};
-use tollgate_common::Picodollars;
+use tollgate_common::{GuardrailAction, Picodollars, Taken};
 
 use crate::errors::bad_input;
 use crate::keys::Tag;
@@ -34,6 +35,88 @@ pub struct RequestFilter {
     pub end_user: Option<String>,
     /// Requests carrying this tag.
     pub tag: Option<Tag>,
+    /// Requests whose most severe guardrail action was this one (`BLOCKED`: those refused).
+    pub guardrail: Option<GuardrailOutcome>,
+}
+
+/// What a guardrail did, from the most to the least severe.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum GuardrailOutcome {
+    /// Refused the request or the answer.
+    Blocked,
+    /// Changed by the organization's webhook.
+    Modified,
+    /// Personal data replaced by placeholders.
+    Redacted,
+    /// Cut at the policy's length.
+    Truncated,
+    /// A rule matched and was only recorded; or a webhook failed open.
+    Flagged,
+    /// Redacted values put back into the answer.
+    Restored,
+    /// Personal data found and left as it was.
+    Logged,
+}
+
+impl GuardrailOutcome {
+    pub fn taken(self) -> Taken {
+        match self {
+            GuardrailOutcome::Blocked => Taken::Blocked,
+            GuardrailOutcome::Modified => Taken::Modified,
+            GuardrailOutcome::Redacted => Taken::Redacted,
+            GuardrailOutcome::Truncated => Taken::Truncated,
+            GuardrailOutcome::Flagged => Taken::Flagged,
+            GuardrailOutcome::Restored => Taken::Restored,
+            GuardrailOutcome::Logged => Taken::Logged,
+        }
+    }
+
+    fn of(taken: Taken) -> Self {
+        match taken {
+            Taken::Blocked => GuardrailOutcome::Blocked,
+            Taken::Modified => GuardrailOutcome::Modified,
+            Taken::Redacted => GuardrailOutcome::Redacted,
+            Taken::Truncated => GuardrailOutcome::Truncated,
+            Taken::Flagged => GuardrailOutcome::Flagged,
+            Taken::Restored => GuardrailOutcome::Restored,
+            Taken::Logged => GuardrailOutcome::Logged,
+        }
+    }
+
+    /// The outcome the ledger stores by name (`blocked`); `None` for a name it does not know.
+    fn named(name: &str) -> Option<Self> {
+        serde_json::from_value::<Taken>(serde_json::Value::from(name))
+            .ok()
+            .map(Self::of)
+    }
+}
+
+/// One thing a guardrail did to a request or its answer: which policy and rule, and the types
+/// of what it found, never the values.
+#[derive(SimpleObject)]
+pub struct RequestGuardrailAction {
+    /// The policy's name (`organization`, `team`, `key`, or the configuration's name).
+    pub policy: String,
+    /// The rule within it (`input.pii`, `input.deny_regex[0]`, `output.max_chars`, ...).
+    pub rule: String,
+    pub taken: GuardrailOutcome,
+    /// The entity types found (`email`, `credit_card`, ...).
+    pub entities: Vec<String>,
+}
+
+impl From<GuardrailAction> for RequestGuardrailAction {
+    fn from(action: GuardrailAction) -> Self {
+        RequestGuardrailAction {
+            policy: action.policy,
+            rule: action.rule,
+            taken: GuardrailOutcome::of(action.taken),
+            entities: action
+                .entities
+                .into_iter()
+                .map(|e| e.name().to_owned())
+                .collect(),
+        }
+    }
 }
 
 /// One request as the ledger recorded it.
@@ -70,6 +153,10 @@ pub struct RequestRecord {
     pub cache: String,
     pub attempts: i64,
     pub stream: bool,
+    /// The most severe thing guardrails did; null when none acted.
+    pub guardrail: Option<GuardrailOutcome>,
+    /// What each guardrail did, in order (at most 32 are kept per request).
+    pub guardrail_actions: Vec<RequestGuardrailAction>,
 }
 
 /// One page of the log.
@@ -132,6 +219,14 @@ pub async fn page(
     }
     if let Some(user) = filter.end_user {
         text(&mut conditions, "end_user", "=", user);
+    }
+    if let Some(outcome) = filter.guardrail {
+        text(
+            &mut conditions,
+            "guardrail",
+            "=",
+            outcome.taken().name().to_owned(),
+        );
     }
     if let Some(tag) = filter.tag {
         // Tags are stored as a JSON object with sorted keys; a pair appears as `"k":"v"`.
@@ -217,7 +312,7 @@ pub async fn page(
 const RECORD_COLUMNS: &str = "event_id, request_id, time, team_id, key_id, user_id, end_user, \
      tags, endpoint, requested_model, provider, provider_model, input_tokens, output_tokens, \
      cached_tokens, usage_estimated, cost_pico, saved_pico, latency_ms, ttft_ms, status, error, \
-     cache, attempts, stream";
+     cache, attempts, stream, guardrail, guardrail_actions";
 
 /// One request of `org` by its event id; `None` when `org` has no such request.
 pub async fn one(
@@ -247,6 +342,11 @@ fn record(row: &sqlx::any::AnyRow) -> Result<RequestRecord, sqlx::Error> {
     let tags: String = row.try_get("tags")?;
     let tags: std::collections::BTreeMap<String, String> =
         serde_json::from_str(&tags).unwrap_or_default();
+    let guardrail: Option<String> = row.try_get("guardrail")?;
+    let actions: Vec<GuardrailAction> = row
+        .try_get::<Option<String>, _>("guardrail_actions")?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
     Ok(RequestRecord {
         event_id: row.try_get("event_id")?,
         request_id: row.try_get("request_id")?,
@@ -276,6 +376,8 @@ fn record(row: &sqlx::any::AnyRow) -> Result<RequestRecord, sqlx::Error> {
         cache: row.try_get("cache")?,
         attempts: row.try_get("attempts")?,
         stream: row.try_get::<i64, _>("stream")? != 0,
+        guardrail: guardrail.as_deref().and_then(GuardrailOutcome::named),
+        guardrail_actions: actions.into_iter().map(Into::into).collect(),
     })
 }
 

@@ -9,6 +9,7 @@ use crate::analytics::{
     self, AnalyticsError, Bucket, Dimension, Group, Point, UsageFigures, UsageFilters, UsageQuery,
 };
 use crate::errors::bad_input;
+use crate::requests::GuardrailOutcome;
 use crate::schema::{caller, service};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -28,6 +29,9 @@ pub enum UsageDimension {
     Key,
     /// OpenAI's `user` field.
     EndUser,
+    /// The most severe thing guardrails did to each request (`blocked`, `redacted`, ...);
+    /// requests no guardrail acted on have a null key.
+    Guardrail,
     /// The values of the tag named by `tagKey`.
     Tag,
 }
@@ -50,6 +54,8 @@ pub struct UsageInput {
     pub team_id: Option<String>,
     pub key_id: Option<String>,
     pub model: Option<String>,
+    /// Only requests whose most severe guardrail action was this one.
+    pub guardrail: Option<GuardrailOutcome>,
 }
 
 /// What a set of requests amounted to. Groups by tag lack cache hits, cached tokens, savings
@@ -128,6 +134,7 @@ fn query(org: String, input: UsageInput) -> Result<UsageQuery, Error> {
         (Some(UsageDimension::Team), _) => Some(Dimension::Team),
         (Some(UsageDimension::Key), _) => Some(Dimension::Key),
         (Some(UsageDimension::EndUser), _) => Some(Dimension::EndUser),
+        (Some(UsageDimension::Guardrail), _) => Some(Dimension::Guardrail),
         (None, _) => None,
     };
     let bucket = match input.bucket {
@@ -141,6 +148,7 @@ fn query(org: String, input: UsageInput) -> Result<UsageQuery, Error> {
         team_id: input.team_id,
         key_id: input.key_id,
         model: input.model,
+        guardrail: input.guardrail.map(|g| g.taken().name().to_owned()),
     };
     // Only a valid offset can widen the range; an invalid one is reported by the query.
     Ok(
@@ -178,6 +186,7 @@ fn graphql_field(field: &str) -> &'static str {
         "filters.team_id" => "teamId",
         "filters.key_id" => "keyId",
         "filters.model" => "model",
+        "filters.guardrail" => "guardrail",
         _ => "input",
     }
 }

@@ -9,7 +9,7 @@ use tollgate_admin::analytics::{
 };
 use tollgate_auth::store::{AuthStore, scratch};
 use tollgate_billing::usage::{Ledger, UsageRecord};
-use tollgate_common::Picodollars;
+use tollgate_common::{GuardrailAction, Picodollars, Taken};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
@@ -34,13 +34,15 @@ struct Event {
     status: u16,
     cache_hit: bool,
     cost_pico: i64,
+    /// What guardrails did, if anything.
+    guardrail: Option<Taken>,
 }
 
 /// Org A's four requests over two UTC days:
 /// 1. D0 10:00 gpt-4o  team-1 key-1 u1    feature=chat
-/// 2. D0 23:30 claude  team-2 key-2 —     feature=search, failed, a cache hit
+/// 2. D0 23:30 claude  team-2 key-2 —     feature=search, failed, a cache hit, blocked
 /// 3. D1 01:00 gpt-4o  team-1 key-3 u2    no tags
-/// 4. D1 22:00 claude  team-2 key-2 u1    feature=chat env=prod
+/// 4. D1 22:00 claude  team-2 key-2 u1    feature=chat env=prod, redacted
 const EVENTS: [Event; 4] = [
     Event {
         n: 1,
@@ -54,6 +56,7 @@ const EVENTS: [Event; 4] = [
         status: 200,
         cache_hit: false,
         cost_pico: 1_000_000,
+        guardrail: None,
     },
     Event {
         n: 2,
@@ -67,6 +70,7 @@ const EVENTS: [Event; 4] = [
         status: 500,
         cache_hit: true,
         cost_pico: 20_000_000,
+        guardrail: Some(Taken::Blocked),
     },
     Event {
         n: 3,
@@ -80,6 +84,7 @@ const EVENTS: [Event; 4] = [
         status: 200,
         cache_hit: false,
         cost_pico: 300_000_000,
+        guardrail: None,
     },
     Event {
         n: 4,
@@ -93,6 +98,7 @@ const EVENTS: [Event; 4] = [
         status: 200,
         cache_hit: false,
         cost_pico: 4_000_000_000,
+        guardrail: Some(Taken::Redacted),
     },
 ];
 
@@ -129,6 +135,17 @@ fn record(org: &str, e: &Event) -> UsageRecord {
         cache: if e.cache_hit { "hit" } else { "miss" }.into(),
         attempts: 1,
         stream: false,
+        guardrail: e.guardrail.map(|t| t.name().to_owned()),
+        guardrail_actions: e
+            .guardrail
+            .map(|taken| GuardrailAction {
+                policy: "organization".into(),
+                rule: "input.pii".into(),
+                taken,
+                entities: Vec::new(),
+            })
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -453,6 +470,63 @@ async fn filters_narrow_before_grouping() {
 }
 
 #[tokio::test]
+async fn totals_and_series_group_and_filter_by_guardrail_outcome() {
+    both(async |pool: AnyPool| {
+        // An outcome only the other organization has: it must not show up as a group.
+        let mut modified = record(OTHER_ORG, &EVENTS[0]);
+        modified.event_id = "org-b-modified".into();
+        modified.guardrail = Some("modified".into());
+        Ledger::new(pool.clone()).record(&[modified]).await.unwrap();
+
+        let by_guardrail = grouped(query(D0, D2, Bucket::Day), Dimension::Guardrail);
+        let groups = analytics::totals(&pool, &by_guardrail).await.unwrap();
+        // Requests no guardrail acted on (1 and 3) are the group without a key.
+        assert_eq!(
+            requests_by_key(&groups),
+            [(Some("redacted"), 1), (None, 2), (Some("blocked"), 1)]
+        );
+        assert_eq!(groups[0].figures.cost_pico, Picodollars(4_000_000_000));
+        assert_eq!(groups[1].figures.cost_pico, Picodollars(301_000_000));
+        assert_eq!(groups[1].figures.input_tokens, 400);
+        let blocked = groups[2].figures;
+        assert_eq!(blocked.cost_pico, Picodollars(20_000_000));
+        assert_eq!(
+            (blocked.errors, blocked.cache_hits, blocked.latency_ms_avg),
+            (1, Some(1), Some(200.0))
+        );
+
+        // The same from hourly rows folded into days at UTC-01:00, and per day.
+        let mut shifted = grouped(
+            query(D0 + HOUR, D2 + HOUR, Bucket::Day),
+            Dimension::Guardrail,
+        );
+        shifted.utc_offset_minutes = -60;
+        assert_eq!(analytics::totals(&pool, &shifted).await.unwrap(), groups);
+        let series = analytics::series(&pool, &by_guardrail).await.unwrap();
+        assert_eq!(
+            points(&series),
+            [
+                (D0, None, 1),
+                (D0, Some("blocked"), 1),
+                (D1, None, 1),
+                (D1, Some("redacted"), 1)
+            ]
+        );
+
+        // Filtered to one outcome, grouped by another dimension.
+        let mut only_blocked = grouped(query(D0, D2, Bucket::Day), Dimension::Model);
+        only_blocked.filters.guardrail = Some("blocked".into());
+        let groups = analytics::totals(&pool, &only_blocked).await.unwrap();
+        assert_eq!(requests_by_key(&groups), [(Some("claude"), 1)]);
+        assert_eq!(groups[0].figures.cost_pico, Picodollars(20_000_000));
+        let mut only_modified = query(D0, D2, Bucket::Day);
+        only_modified.filters.guardrail = Some("modified".into());
+        assert_eq!(analytics::totals(&pool, &only_modified).await.unwrap(), []);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn another_organizations_rows_never_appear() {
     both(async |pool: AnyPool| {
         let dimensions = [
@@ -462,6 +536,7 @@ async fn another_organizations_rows_never_appear() {
             Some(Dimension::Team),
             Some(Dimension::Key),
             Some(Dimension::EndUser),
+            Some(Dimension::Guardrail),
             Some(Dimension::Tag("feature".into())),
         ];
         for (bucket, offset) in [(Bucket::Day, 0), (Bucket::Day, 60), (Bucket::Hour, 0)] {
@@ -602,6 +677,9 @@ fn queries_are_checked_and_name_the_field() {
             field: "filters.model"
         }
     );
+    let mut q = grouped(day.clone(), Dimension::Tag("feature".into()));
+    q.filters.guardrail = Some("blocked".into());
+    assert_eq!(invalid(&q).field(), "filters.guardrail");
 }
 
 #[test]

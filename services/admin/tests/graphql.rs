@@ -1584,6 +1584,194 @@ async fn the_request_log_pages_and_filters_within_the_organization(db: Db) {
     }
 }
 
+/// One request of `org` through the ledger, as the gateway's usage records arrive: with what
+/// guardrails did, if anything.
+fn guarded_record(
+    org: &str,
+    id: &str,
+    time_ms: i64,
+    status: u16,
+    actions: Vec<tollgate_common::GuardrailAction>,
+) -> tollgate_billing::usage::UsageRecord {
+    tollgate_billing::usage::UsageRecord {
+        event_id: id.to_owned(),
+        request_id: format!("req-{id}"),
+        time_ms,
+        org_id: org.to_owned(),
+        team_id: None,
+        key_id: Some("key-1".into()),
+        user_id: None,
+        end_user: None,
+        tags: Default::default(),
+        endpoint: "chat.completions".into(),
+        requested_model: "gpt-4o".into(),
+        provider: Some("openai".into()),
+        provider_model: Some("gpt-4o".into()),
+        input_tokens: 10,
+        output_tokens: 5,
+        cached_tokens: 0,
+        usage_estimated: false,
+        cost_pico: Some(if status < 400 { 1_000_000 } else { 0 }),
+        reserved_pico: 0,
+        saved_pico: None,
+        latency_ms: 42,
+        ttft_ms: None,
+        status,
+        error: (status >= 400).then(|| "guardrail_violation".to_owned()),
+        cache: "miss".into(),
+        attempts: u32::from(status < 400),
+        stream: false,
+        guardrail: tollgate_billing::usage::most_severe(&actions).map(str::to_owned),
+        guardrail_actions: actions,
+    }
+}
+
+async fn guardrail_outcomes_show_in_the_log_and_group_usage_within_the_organization(db: Db) {
+    use tollgate_common::{EntityKind, GuardrailAction, Taken};
+    let admin = Admin::start(db).await;
+    let (_, org, owner) = admin.signup("gql-guardrails@example.com").await;
+    let (_, other_org, stranger) = admin.signup("gql-guardrails-other@example.com").await;
+    let action = |policy: &str, rule: &str, taken, entities: Vec<EntityKind>| GuardrailAction {
+        policy: policy.into(),
+        rule: rule.into(),
+        taken,
+        entities,
+    };
+    // 2026-11-20 10:00 UTC
+    let hour = 1_795_168_800_000_i64;
+    let records = vec![
+        guarded_record(&org, "plain", hour, 200, Vec::new()),
+        guarded_record(
+            &org,
+            "redacted",
+            hour + 1,
+            200,
+            vec![
+                action(
+                    "organization",
+                    "input.pii",
+                    Taken::Redacted,
+                    vec![EntityKind::Email, EntityKind::CreditCard],
+                ),
+                action(
+                    "organization",
+                    "output.pii",
+                    Taken::Restored,
+                    vec![EntityKind::Email],
+                ),
+            ],
+        ),
+        guarded_record(
+            &org,
+            "blocked",
+            hour + 2,
+            400,
+            vec![action(
+                "key",
+                "input.deny_regex[0]",
+                Taken::Blocked,
+                Vec::new(),
+            )],
+        ),
+        guarded_record(
+            &other_org,
+            "theirs-blocked",
+            hour + 3,
+            400,
+            vec![action(
+                "team",
+                "input.deny_keywords",
+                Taken::Blocked,
+                Vec::new(),
+            )],
+        ),
+    ];
+    let pool = admin
+        .runtime
+        .http
+        .as_ref()
+        .unwrap()
+        .service
+        .store()
+        .pool()
+        .clone();
+    tollgate_billing::usage::Ledger::new(pool)
+        .record(&records)
+        .await
+        .unwrap();
+
+    let log = "query($f: RequestFilter) { requests(filter: $f) { items { eventId guardrail guardrailActions { policy rule taken entities } } } }";
+    let items = ok(&admin.gql(Some(&owner), log, json!({})).await)["requests"]["items"].clone();
+    assert_eq!(
+        items,
+        json!([
+            {"eventId": "blocked", "guardrail": "BLOCKED", "guardrailActions": [
+                {"policy": "key", "rule": "input.deny_regex[0]", "taken": "BLOCKED", "entities": []},
+            ]},
+            {"eventId": "redacted", "guardrail": "REDACTED", "guardrailActions": [
+                {"policy": "organization", "rule": "input.pii", "taken": "REDACTED", "entities": ["email", "credit_card"]},
+                {"policy": "organization", "rule": "output.pii", "taken": "RESTORED", "entities": ["email"]},
+            ]},
+            {"eventId": "plain", "guardrail": null, "guardrailActions": []},
+        ])
+    );
+    let ids = |answer: &Value| -> Vec<String> {
+        answer["requests"]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["eventId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let only_blocked = json!({"f": {"guardrail": "BLOCKED"}});
+    assert_eq!(
+        ids(ok(&admin
+            .gql(Some(&owner), log, only_blocked.clone())
+            .await)),
+        ["blocked"]
+    );
+    assert_eq!(
+        ids(ok(&admin.gql(Some(&stranger), log, only_blocked).await)),
+        ["theirs-blocked"]
+    );
+    let one =
+        "query($id: String!) { request(eventId: $id) { guardrail guardrailActions { taken } } }";
+    assert_eq!(
+        ok(&admin
+            .gql(Some(&owner), one, json!({"id": "redacted"}))
+            .await)["request"],
+        json!({"guardrail": "REDACTED", "guardrailActions": [{"taken": "REDACTED"}, {"taken": "RESTORED"}]})
+    );
+    assert_eq!(
+        ok(&admin
+            .gql(Some(&owner), one, json!({"id": "theirs-blocked"}))
+            .await)["request"],
+        Value::Null
+    );
+
+    let day = hour - hour.rem_euclid(86_400_000);
+    let totals = "query($i: UsageInput!) { usageTotals(input: $i) { key figures { requests errors costUsd } } }";
+    let by_guardrail = json!({"i": {"from": day, "to": day + 86_400_000, "groupBy": "GUARDRAIL"}});
+    assert_eq!(
+        ok(&admin.gql(Some(&owner), totals, by_guardrail.clone()).await)["usageTotals"],
+        json!([
+            // Equal costs and requests: ordered by key, none first.
+            {"key": null, "figures": {"requests": 1, "errors": 0, "costUsd": "0.000001"}},
+            {"key": "redacted", "figures": {"requests": 1, "errors": 0, "costUsd": "0.000001"}},
+            {"key": "blocked", "figures": {"requests": 1, "errors": 1, "costUsd": "0"}},
+        ])
+    );
+    assert_eq!(
+        ok(&admin.gql(Some(&stranger), totals, by_guardrail).await)["usageTotals"],
+        json!([{"key": "blocked", "figures": {"requests": 1, "errors": 1, "costUsd": "0"}}])
+    );
+    let blocked_only = json!({"i": {"from": day, "to": day + 86_400_000, "guardrail": "BLOCKED"}});
+    assert_eq!(
+        ok(&admin.gql(Some(&owner), totals, blocked_only).await)["usageTotals"],
+        json!([{"key": null, "figures": {"requests": 1, "errors": 1, "costUsd": "0"}}])
+    );
+}
+
 /// Bring your own key: owners set keys (kept sealed, shown by their last four characters),
 /// admins see them, nobody else; the plan needs the deployment's consent and a key; the
 /// gateway's key context carries the opened key for that organization only.
@@ -1794,6 +1982,7 @@ on_both_databases!(
     everything_is_scoped_to_the_callers_organization_and_role,
     usage_is_read_from_the_callers_organization_only,
     the_request_log_pages_and_filters_within_the_organization,
+    guardrail_outcomes_show_in_the_log_and_group_usage_within_the_organization,
     hostile_queries_are_refused,
     wide_documents_and_large_batches_are_refused,
     mutations_are_rate_limited_per_user,

@@ -15,7 +15,7 @@ use tollgate_billing::alerts::{BudgetAlerts, SIGNATURE_HEADER, signature};
 use tollgate_billing::usage::{Ledger, LedgerSink, UsageRecord, UsageSink};
 use tollgate_common::config::OutboundConfig;
 use tollgate_common::outbound::OutboundPolicy;
-use tollgate_common::{BudgetPeriod, now_ms};
+use tollgate_common::{BudgetPeriod, EntityKind, GuardrailAction, Taken, now_ms};
 
 /// Request `r{n}` of `org`, now: two end users and two `feature` tag values, alternating.
 fn record(org: &str, n: u32, cost_usd: &str) -> UsageRecord {
@@ -131,6 +131,99 @@ async fn large_batches_keep_each_rows_values_and_skip_stored_rows() {
         assert_eq!(
             scalar(&store, "SELECT CAST(SUM(requests) AS BIGINT) FROM usage_rollups WHERE granularity = 'day' AND org_id = 'org-b'").await,
             200
+        );
+    })
+    .await;
+}
+
+/// What guardrails did is stored with each row (the outcome, and the actions as JSON), and the
+/// rollups keep requests with different outcomes apart, so that their sums stay exact.
+#[tokio::test]
+async fn guardrail_outcomes_are_stored_and_rolled_up_apart() {
+    both(async |store: AuthStore| {
+        let ledger = Ledger::new(store.pool().clone());
+        let actions = vec![
+            GuardrailAction {
+                policy: "organization".into(),
+                rule: "input.pii".into(),
+                taken: Taken::Redacted,
+                entities: vec![EntityKind::Email, EntityKind::Phone],
+            },
+            GuardrailAction {
+                policy: "team".into(),
+                rule: "output.deny_keywords".into(),
+                taken: Taken::Flagged,
+                entities: Vec::new(),
+            },
+        ];
+        let redacted = UsageRecord {
+            guardrail: Some("redacted".into()),
+            guardrail_actions: actions.clone(),
+            ..record("org-g", 0, "0.002")
+        };
+        let blocked = UsageRecord {
+            status: 400,
+            error: Some("guardrail_violation".into()),
+            cost_pico: None,
+            guardrail: Some("blocked".into()),
+            guardrail_actions: vec![GuardrailAction {
+                policy: "key".into(),
+                rule: "input.deny_regex[0]".into(),
+                taken: Taken::Blocked,
+                entities: Vec::new(),
+            }],
+            ..record("org-g", 1, "0")
+        };
+        // Same team, key, end user (n % 2 = 0), model and provider as the redacted one: only
+        // the outcome tells their rollup rows apart.
+        let plain = record("org-g", 2, "0.001");
+        ledger.record(&[redacted, blocked, plain]).await.unwrap();
+
+        let rows = sqlx::query(
+            "SELECT request_id, guardrail, guardrail_actions FROM usage_events \
+             WHERE org_id = 'org-g' ORDER BY request_id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let stored: Vec<(String, Option<String>, Option<String>)> = rows
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        assert_eq!(stored[0].1.as_deref(), Some("redacted"));
+        let back: Vec<GuardrailAction> =
+            serde_json::from_str(stored[0].2.as_deref().unwrap()).unwrap();
+        assert_eq!(back, actions);
+        // Entity types by name, never values.
+        assert!(
+            stored[0]
+                .2
+                .as_deref()
+                .unwrap()
+                .contains(r#""entities":["email","phone"]"#)
+        );
+        assert_eq!(stored[1].1.as_deref(), Some("blocked"));
+        assert_eq!(stored[2], ("r2".to_owned(), None, None));
+
+        let by_outcome = sqlx::query(
+            "SELECT guardrail, CAST(SUM(requests) AS BIGINT), CAST(SUM(cost_pico) AS BIGINT), \
+             CAST(SUM(errors) AS BIGINT) FROM usage_rollups \
+             WHERE org_id = 'org-g' AND granularity = 'day' GROUP BY guardrail ORDER BY guardrail",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let by_outcome: Vec<(String, i64, i64, i64)> = by_outcome
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+            .collect();
+        assert_eq!(
+            by_outcome,
+            [
+                ("".to_owned(), 1, 1_000_000_000, 0),
+                ("blocked".to_owned(), 1, 0, 1),
+                ("redacted".to_owned(), 1, 2_000_000_000, 0),
+            ]
         );
     })
     .await;

@@ -8,7 +8,8 @@ use anyhow::Context;
 use tollgate_billing::BudgetAlerts;
 use tollgate_billing::usage::ledger::Retention;
 use tollgate_billing::usage::{
-    Ledger, LedgerSink, Shipper, UsageJournal, UsageRecord, UsageSink, UsageStream, stream,
+    Ledger, LedgerSink, Shipper, UsageJournal, UsageRecord, UsageSink, UsageStream,
+    bounded_actions, most_severe, stream,
 };
 use tollgate_common::outbound::OutboundPolicy;
 use tollgate_common::{Config, Picodollars};
@@ -75,6 +76,9 @@ fn usage_record(event: UsageEvent) -> Option<UsageRecord> {
         requested_model: event.requested_model,
         provider: event.provider,
         provider_model: event.provider_model,
+        // The outcome is decided over every action, before the list is bounded.
+        guardrail: most_severe(&event.guardrails).map(str::to_owned),
+        guardrail_actions: bounded_actions(event.guardrails),
     })
 }
 
@@ -168,4 +172,76 @@ fn consumer_name() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "tollgate".into());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::SystemTime;
+
+    use rust_decimal::Decimal;
+    use tollgate_common::{EntityKind, GuardrailAction, KeyContext, OrgId, Taken, TokenUsage};
+    use tollgate_gateway::openai::Endpoint;
+
+    use super::*;
+
+    /// A request of an organization refused by `guardrails`' last action.
+    fn event(guardrails: Vec<GuardrailAction>) -> UsageEvent {
+        UsageEvent {
+            request_id: "r1".into(),
+            event_id: "e1".into(),
+            time: SystemTime::now(),
+            key: Arc::new(KeyContext {
+                org_id: Some(OrgId::generate()),
+                ..KeyContext::default()
+            }),
+            end_user: None,
+            tags: BTreeMap::new(),
+            endpoint: Endpoint::ChatCompletions,
+            requested_model: "gpt-4o".into(),
+            provider: None,
+            provider_model: None,
+            usage: TokenUsage::default(),
+            usage_estimated: false,
+            cost: None,
+            latency: Duration::from_millis(3),
+            time_to_first_token: None,
+            status: 400,
+            error: Some("guardrail_violation"),
+            attempts: 0,
+            stream: false,
+            cache: "off",
+            budget_reserved: Decimal::ZERO,
+            saved: None,
+            guardrails,
+        }
+    }
+
+    fn action(rule: String, taken: Taken) -> GuardrailAction {
+        GuardrailAction {
+            policy: "organization".into(),
+            rule,
+            taken,
+            entities: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_record_carries_the_outcome_and_the_bounded_actions() {
+        let none = usage_record(event(Vec::new())).unwrap();
+        assert_eq!((none.guardrail, none.guardrail_actions), (None, Vec::new()));
+
+        let mut actions = vec![GuardrailAction {
+            entities: vec![EntityKind::Email],
+            ..action("input.pii".into(), Taken::Redacted)
+        }];
+        actions.extend((0..40).map(|n| action(format!("input.deny_regex[{n}]"), Taken::Flagged)));
+        actions.push(action("input.deny_keywords".into(), Taken::Blocked));
+        let record = usage_record(event(actions)).unwrap();
+        assert_eq!(record.guardrail.as_deref(), Some("blocked"));
+        let kept = &record.guardrail_actions;
+        assert_eq!(kept.len(), tollgate_billing::usage::MAX_GUARDRAIL_ACTIONS);
+        assert_eq!(kept[0].entities, [EntityKind::Email]);
+        assert_eq!(kept.last().unwrap().taken, Taken::Blocked);
+    }
 }

@@ -531,6 +531,8 @@ pub(crate) mod tests {
             cache: "off".into(),
             attempts: 1,
             stream: false,
+            guardrail: None,
+            guardrail_actions: Vec::new(),
         }
     }
 
@@ -576,6 +578,47 @@ pub(crate) mod tests {
             records.iter().map(|r| r.input_tokens).collect::<Vec<_>>(),
             [3, 4, 5]
         );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// Lines written before records carried guardrails still read (without any), and a
+    /// record's guardrail outcome and actions come back as they were appended.
+    #[tokio::test]
+    async fn guardrail_actions_are_journaled_and_older_lines_still_read() {
+        use tollgate_common::{EntityKind, GuardrailAction, Taken};
+
+        let dir = temp_dir();
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mut old = serde_json::to_value(record(1)).unwrap_or_default();
+        if let Some(fields) = old.as_object_mut() {
+            fields.remove("guardrail");
+            fields.remove("guardrail_actions");
+        }
+        fs::write(segment_path(&dir, 7), format!("{old}\n")).unwrap_or_else(|e| panic!("{e}"));
+        let (journal, reader) = UsageJournal::open(&dir, false).unwrap_or_else(|e| panic!("{e}"));
+        let guarded = UsageRecord {
+            guardrail: Some("blocked".into()),
+            guardrail_actions: vec![
+                GuardrailAction {
+                    policy: "organization".into(),
+                    rule: "input.pii".into(),
+                    taken: Taken::Blocked,
+                    entities: vec![EntityKind::CreditCard],
+                },
+                GuardrailAction {
+                    policy: "key".into(),
+                    rule: "input.deny_keywords".into(),
+                    taken: Taken::Flagged,
+                    entities: Vec::new(),
+                },
+            ],
+            ..record(2)
+        };
+        let (tx, rx) = oneshot::channel();
+        journal.append_all(vec![guarded.clone()], Some(tx));
+        assert_eq!(rx.await, Ok(true));
+        let (records, _) = reader.read(100).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(records, [record(1), guarded]);
         let _ = fs::remove_dir_all(dir);
     }
 

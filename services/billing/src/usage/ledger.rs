@@ -51,6 +51,8 @@ const EVENT_COLUMNS: &[&str] = &[
     "cache",
     "attempts",
     "stream",
+    "guardrail",
+    "guardrail_actions",
 ];
 
 /// How long raw rows and hourly totals are kept; daily totals are kept for ever.
@@ -111,10 +113,11 @@ impl Totals {
     }
 }
 
-/// (granularity, bucket start, org, team, key, end user, model, provider)
+/// (granularity, bucket start, org, team, key, end user, model, provider, guardrail)
 type RollupKey<'r> = (
     &'static str,
     i64,
+    &'r str,
     &'r str,
     &'r str,
     &'r str,
@@ -319,6 +322,16 @@ fn bind_record<'q>(query: AnyQuery<'q>, r: &UsageRecord) -> AnyQuery<'q> {
         .bind(r.cache.clone())
         .bind(i64::from(r.attempts))
         .bind(i64::from(r.stream))
+        .bind(r.guardrail.clone())
+        .bind(guardrail_actions_json(r))
+}
+
+/// The record's guardrail actions as a JSON array; `None` (NULL) when there are none.
+fn guardrail_actions_json(r: &UsageRecord) -> Option<String> {
+    if r.guardrail_actions.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&r.guardrail_actions).ok()
 }
 
 /// The rollup and tag-rollup increments of `records`, per hour and per day.
@@ -342,6 +355,7 @@ fn totals<'r>(
                 record.end_user.as_deref().unwrap_or_default(),
                 record.requested_model.as_str(),
                 record.provider.as_deref().unwrap_or_default(),
+                record.guardrail.as_deref().unwrap_or_default(),
             );
             rollups.entry(key).or_default().add(record);
             for (tag, value) in &record.tags {
@@ -392,6 +406,7 @@ fn upsert_rollup_sql() -> String {
         "end_user",
         "model",
         "provider",
+        "guardrail",
     ]
     .map(String::from)
     .to_vec();
@@ -404,7 +419,7 @@ fn upsert_rollup_sql() -> String {
         .collect();
     format!(
         "INSERT INTO usage_rollups ({}) VALUES ({}) ON CONFLICT \
-         (granularity, org_id, bucket_start, team_id, key_id, end_user, model, provider) \
+         (granularity, org_id, bucket_start, team_id, key_id, end_user, model, provider, guardrail) \
          DO UPDATE SET {}",
         columns.join(", "),
         params.join(", "),
@@ -426,6 +441,7 @@ async fn add_rollup(
         .bind(key.5)
         .bind(key.6)
         .bind(key.7)
+        .bind(key.8)
         .bind(t.requests)
         .bind(t.errors)
         .bind(t.cache_hits)

@@ -25,7 +25,9 @@ use async_trait::async_trait;
 pub use dead_letters::DeadLetters;
 pub use journal::{JournalError, UsageJournal};
 pub use ledger::{Ledger, LedgerSink};
-pub use record::UsageRecord;
+pub use record::{
+    MAX_GUARDRAIL_ACTIONS, MAX_GUARDRAIL_NAME_CHARS, UsageRecord, bounded_actions, most_severe,
+};
 pub use shipper::Shipper;
 pub use stream::UsageStream;
 

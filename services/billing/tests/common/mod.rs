@@ -64,6 +64,8 @@ pub fn usage_record(org: &str, event_id: &str, time_ms: i64, cost_usd: &str) -> 
         cache: "miss".into(),
         attempts: 1,
         stream: false,
+        guardrail: None,
+        guardrail_actions: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use rust_decimal::Decimal;
 use tokio::sync::oneshot;
-use tollgate_common::TokenUsage;
+use tollgate_common::{GuardrailAction, TokenUsage};
 
 use super::context::KeyContext;
 use crate::openai::Endpoint;
@@ -46,6 +46,6 @@ pub struct UsageEvent {
     pub budget_reserved: Decimal,
     /// For a cache hit: what the answer cost when it was made, i.e. what the hit saved.
     pub saved: Option<Decimal>,
-    /// What guardrails did (rules and entity types, never values).
-    pub guardrails: Vec<tollgate_common::GuardrailAction>,
+    /// What guardrails did to the request and its answer, in order; empty when none acted.
+    pub guardrails: Vec<GuardrailAction>,
 }
