@@ -80,13 +80,16 @@ fn last_sent(mock: &MockServer) -> String {
     mock.stats().last_request.unwrap().to_string()
 }
 
-/// The ledger's status, error and cost of one request, once shipped.
-async fn usage_row(database: &str, request_id: &str) -> (i64, Option<String>, i64) {
+/// The ledger's status, error, cost and guardrail outcome of one request, once shipped.
+async fn usage_row(
+    database: &str,
+    request_id: &str,
+) -> (i64, Option<String>, i64, Option<String>) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(database).await.unwrap();
     for _ in 0..200 {
         let row = sqlx::query(
-            "SELECT status, error, COALESCE(cost_pico, 0) AS cost FROM usage_events \
+            "SELECT status, error, COALESCE(cost_pico, 0) AS cost, guardrail FROM usage_events \
              WHERE request_id = $1",
         )
         .bind(request_id)
@@ -99,6 +102,7 @@ async fn usage_row(database: &str, request_id: &str) -> (i64, Option<String>, i6
                 row.try_get("status").unwrap(),
                 row.try_get("error").unwrap(),
                 row.try_get("cost").unwrap(),
+                row.try_get("guardrail").unwrap(),
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -119,6 +123,9 @@ async fn personal_data_is_redacted_before_the_provider_and_restored_for_the_clie
     let text = answer["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.contains("ada@example.com"), "{text}");
     assert!(!text.contains("<EMAIL_1>"), "{text}");
+    let (status, _, cost, guardrail) = usage_row(&setup.database, "redact-1").await;
+    assert_eq!((status, guardrail.as_deref()), (200, Some("redacted")));
+    assert!(cost > 0, "an answered request is charged");
 
     // Another user's prompt redacts to the same body: a cache hit, whose answer is restored
     // with this request's own value, never the first user's.
@@ -201,10 +208,10 @@ async fn a_refused_request_gets_400_in_its_api_shape_and_costs_nothing() {
         before,
         "nothing reached the provider"
     );
-    let (status, error, cost) = usage_row(&setup.database, "block-card").await;
+    let (status, error, cost, guardrail) = usage_row(&setup.database, "block-card").await;
     assert_eq!(
-        (status, error.as_deref(), cost),
-        (400, Some("guardrail_violation"), 0)
+        (status, error.as_deref(), cost, guardrail.as_deref()),
+        (400, Some("guardrail_violation"), 0, Some("blocked"))
     );
 }
 
