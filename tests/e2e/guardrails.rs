@@ -81,10 +81,7 @@ fn last_sent(mock: &MockServer) -> String {
 }
 
 /// The ledger's status, error, cost and guardrail outcome of one request, once shipped.
-async fn usage_row(
-    database: &str,
-    request_id: &str,
-) -> (i64, Option<String>, i64, Option<String>) {
+async fn usage_row(database: &str, request_id: &str) -> (i64, Option<String>, i64, Option<String>) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(database).await.unwrap();
     for _ in 0..200 {
@@ -273,13 +270,20 @@ async fn the_openai_and_anthropic_sdks_see_guardrails_in_their_own_terms() {
     let setup = setup("guardrails-sdk").await;
     let output = super::run_python(
         "guardrails_sdk.py",
-        vec![setup.gateway.url.clone(), "--api-key".into(), setup.key.clone()],
+        vec![
+            setup.gateway.url.clone(),
+            "--api-key".into(),
+            setup.key.clone(),
+        ],
     )
     .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("ok openai") && stdout.contains("ok anthropic"), "{stdout}");
+    assert!(
+        stdout.contains("ok openai") && stdout.contains("ok anthropic"),
+        "{stdout}"
+    );
 }
 
 /// An organization's guardrail endpoint on this machine: refuses prompts that mention
@@ -369,13 +373,24 @@ guardrails:
     let (status, body, _) = chat(&setup, "hook-block", "a forbidden question").await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "house-rules/webhook");
-    assert!(body["error"]["message"].as_str().unwrap().contains("that subject is closed"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("that subject is closed")
+    );
     let (status, answer, _) = chat(&setup, "hook-modify", "please rewrite this").await;
     assert_eq!(status, 200, "{answer}");
     let sent = last_sent(&setup.mock);
-    assert!(sent.contains("a rewritten question") && !sent.contains("please rewrite"), "{sent}");
+    assert!(
+        sent.contains("a rewritten question") && !sent.contains("please rewrite"),
+        "{sent}"
+    );
     let started = std::time::Instant::now();
     let (status, body, _) = chat(&setup, "hook-slow", "a slow question").await;
     assert_eq!(status, 400, "{body}");
-    assert!(started.elapsed() < Duration::from_secs(2), "the deadline holds");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the deadline holds"
+    );
 }

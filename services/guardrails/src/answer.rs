@@ -12,6 +12,7 @@ use tollgate_common::Taken;
 use tollgate_common::guardrails::RuleAction;
 
 use crate::Guardrails;
+use crate::detect::Found;
 use crate::policy::{Policy, RuleName};
 use crate::request::Refused;
 use crate::text::{self, Actions, Blocked, Placeholders};
@@ -330,12 +331,17 @@ impl StreamRules {
             return Ok(Flow::Send(String::new()));
         }
         pending.held.push_str(delta);
-        let safe = safe_end(&pending.held, self.hold, &self.policy, &self.placeholders);
+        // Text is let go in batches rather than per delta (a token is a few bytes): each
+        // release scans what is held once, so this bounds the scans per KB.
+        if self.hold > 0 && pending.held.len() < self.hold + release_batch(self.hold) {
+            return Ok(Flow::Send(String::new()));
+        }
+        let (safe, found) = safe_end(&pending.held, self.hold, &self.policy, &self.placeholders);
         if safe == 0 {
             return Ok(Flow::Send(String::new()));
         }
         let segment: String = pending.held.drain(..safe).collect();
-        self.release(index, segment)
+        self.release(index, segment, Some(found))
     }
 
     /// Choice `index` finished (or the stream ended): what was held back, checked, and the
@@ -346,7 +352,7 @@ impl StreamRules {
             return Ok(Flow::Send(String::new()));
         }
         let segment = std::mem::take(&mut pending.held);
-        let flow = self.release(index, segment)?;
+        let flow = self.release(index, segment, None)?;
         let pending = self.choices.entry(index).or_default();
         if let Some((citation, rule)) = &self.policy.citation
             && !pending.cited
@@ -362,20 +368,35 @@ impl StreamRules {
         &self.actions
     }
 
-    fn release(&mut self, index: u32, segment: String) -> Result<Flow, Refused> {
+    /// Sends `segment` on, checked; `found` are its entities when they are known already.
+    fn release(
+        &mut self,
+        index: u32,
+        segment: String,
+        found: Option<Vec<Found>>,
+    ) -> Result<Flow, Refused> {
         let policy = &self.policy;
         let pending = self.choices.entry(index).or_default();
         let window = format!("{}{}", pending.recent, segment);
         if let Err(blocked) = text::check_patterns(&policy.output, &window) {
             return Err(Refused::new(blocked, std::mem::take(&mut self.actions)));
         }
-        let mut out =
-            match text::redact(&policy.output, &segment, &mut self.given, &mut self.actions) {
-                Ok(redacted) => redacted.unwrap_or(segment),
-                Err(blocked) => {
-                    return Err(Refused::new(blocked, std::mem::take(&mut self.actions)));
-                }
-            };
+        let redacted = match found {
+            Some(found) => text::redact_found(
+                &policy.output,
+                &segment,
+                &found,
+                &mut self.given,
+                &mut self.actions,
+            ),
+            None => text::redact(&policy.output, &segment, &mut self.given, &mut self.actions),
+        };
+        let mut out = match redacted {
+            Ok(redacted) => redacted.unwrap_or(segment),
+            Err(blocked) => {
+                return Err(Refused::new(blocked, std::mem::take(&mut self.actions)));
+            }
+        };
         if let Some(rule) = &policy.restore
             && let Some(restored) = self.placeholders.restore(&out)
         {
@@ -410,16 +431,23 @@ impl StreamRules {
 /// forward past an entity or placeholder that straddles that point (it cannot grow: it began
 /// more than the longest entity's length before the end) and back before a placeholder that
 /// has begun but not closed.
-fn safe_end(held: &str, hold: usize, policy: &Policy, placeholders: &Placeholders) -> usize {
+fn safe_end(
+    held: &str,
+    hold: usize,
+    policy: &Policy,
+    placeholders: &Placeholders,
+) -> (usize, Vec<Found>) {
     if held.len() <= hold {
-        return 0;
+        return (0, Vec::new());
     }
     let mut safe = floor_boundary(held, held.len() - hold);
-    if let Some(detectors) = &policy.output.detectors {
-        for found in detectors.find(held) {
-            if found.start < safe && safe < found.end {
-                safe = found.end;
-            }
+    let mut found = match &policy.output.detectors {
+        Some(detectors) => detectors.find(held),
+        None => Vec::new(),
+    };
+    for entity in &found {
+        if entity.start < safe && safe < entity.end {
+            safe = entity.end;
         }
     }
     if policy.restore.is_some() && !placeholders.is_empty() {
@@ -433,7 +461,14 @@ fn safe_end(held: &str, hold: usize, policy: &Policy, placeholders: &Placeholder
             }
         }
     }
-    safe
+    // Those after the point are found again, whole, in a later release.
+    found.retain(|entity| entity.end <= safe);
+    (safe, found)
+}
+
+/// How much more than it must hold back a stream gathers before it lets text go.
+fn release_batch(hold: usize) -> usize {
+    (hold / 4).max(32)
 }
 
 fn floor_boundary(text: &str, mut at: usize) -> usize {
@@ -550,21 +585,31 @@ mod tests {
         );
         let text = "Mail ada.lovelace@example.com, call +44 20 7946 0958, pay 4111 1111 1111 1111 \
                     or GB82 WEST 1234 5698 7654 32 — then write to ada.lovelace@example.com again.";
-        let whole = rules.check_completion(&completion(text)).unwrap().0.unwrap();
+        let whole = rules
+            .check_completion(&completion(text))
+            .unwrap()
+            .0
+            .unwrap();
         let expected = content(&whole);
         assert_eq!(
             expected,
             "Mail <EMAIL_1>, call <PHONE_1>, pay <CREDIT_CARD_1> or <IBAN_1> — then write to \
              <EMAIL_1> again."
         );
-        let boundaries: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+        let boundaries: Vec<usize> = (0..=text.len())
+            .filter(|&i| text.is_char_boundary(i))
+            .collect();
         for &cut in &boundaries {
             let (out, _) = streamed(&rules, text, &[cut]).unwrap();
             assert_eq!(out, expected, "cut at {cut}");
         }
         // Many small pieces: a token or two at a time, as models stream.
         for size in 1..8 {
-            let cuts: Vec<usize> = boundaries.iter().copied().filter(|i| i % size == 0).collect();
+            let cuts: Vec<usize> = boundaries
+                .iter()
+                .copied()
+                .filter(|i| i % size == 0)
+                .collect();
             let (out, _) = streamed(&rules, text, &cuts).unwrap();
             assert_eq!(out, expected, "pieces of {size}");
         }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tollgate_common::{EntityKind, GuardrailAction, PiiAction, Taken};
 
+use crate::detect::Found;
 use crate::policy::{RuleName, Side};
 
 /// A rule refused the text.
@@ -173,13 +174,23 @@ pub fn redact(
     let Some(detectors) = &side.detectors else {
         return Ok(None);
     };
-    let found = detectors.find(text);
+    redact_found(side, text, &detectors.find(text), placeholders, actions)
+}
+
+/// [`redact`] with the entities of `text` already found.
+pub fn redact_found(
+    side: &Side,
+    text: &str,
+    found: &[Found],
+    placeholders: &mut Placeholders,
+    actions: &mut Actions,
+) -> Result<Option<String>, Blocked> {
     if found.is_empty() {
         return Ok(None);
     }
     let mut out = String::new();
     let mut copied = 0;
-    for entity in &found {
+    for entity in found {
         let Some((action, policy)) = side.pii.get(&entity.kind) else {
             continue;
         };
