@@ -394,3 +394,120 @@ guardrails:
         "the deadline holds"
     );
 }
+
+/// Sets the guardrail policy at `path` (`/auth/guardrails`, `/auth/teams/{id}/guardrails`,
+/// `/auth/keys/{id}/guardrails`) as the holder of `token`.
+async fn set_policy(gateway: &str, token: &str, path: &str, policy: Value) {
+    let res = reqwest::Client::new()
+        .put(format!("{gateway}{path}"))
+        .bearer_auth(token)
+        .json(&policy)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    assert_eq!(status, 200, "{path}: {}", res.text().await.unwrap());
+}
+
+/// What the provider received for one prompt of `key`, or the refusal's rule.
+async fn sent_for(setup: &Setup, key: &str, prompt: &str) -> Result<String, String> {
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", setup.gateway.url))
+        .bearer_auth(key)
+        .json(&json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    match status {
+        200 => Ok(last_sent(&setup.mock)),
+        _ => Err(body["error"]["code"].as_str().unwrap_or_default().to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_combine_across_levels_and_stay_within_their_organization() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let dir = scratch_dir("guardrails-levels");
+    let extra = r#"
+guardrails:
+  policies:
+    - name: deployment
+      input: { deny_keywords: ["project nightingale"] }
+"#;
+    let config = write_config(&dir, &mock, extra);
+    let gateway = Gateway::start(&config, &[PROVIDER_KEY]);
+    let mine = signup(&gateway.url, "levels-a@example.com").await;
+    let theirs = signup(&gateway.url, "levels-b@example.com").await;
+    let setup = Setup {
+        mock,
+        gateway,
+        key: mine.key.clone(),
+        database: String::new(),
+    };
+    let url = setup.gateway.url.clone();
+    let email = "Reach dana@example.com today";
+
+    // The deployment's list applies to everyone; nothing else is set yet.
+    assert_eq!(
+        sent_for(&setup, &theirs.key, "about project nightingale").await,
+        Err("deployment/input.deny_keywords[0]".into())
+    );
+    assert!(sent_for(&setup, &mine.key, email).await.unwrap().contains("dana@"));
+
+    // My organization redacts e-mails and denies a word of its own: only my requests change.
+    set_policy(
+        &url,
+        &mine.access_token,
+        "/auth/guardrails",
+        json!({"input": {"pii": {"email": "redact"}, "deny_keywords": ["alpha"]}}),
+    )
+    .await;
+    let sent = sent_for(&setup, &mine.key, email).await.unwrap();
+    assert!(sent.contains("<EMAIL_1>") && !sent.contains("dana@"), "{sent}");
+    assert_eq!(
+        sent_for(&setup, &mine.key, "the alpha plan").await,
+        Err("organization/input.deny_keywords[0]".into())
+    );
+    assert!(sent_for(&setup, &theirs.key, email).await.unwrap().contains("dana@"));
+    assert!(sent_for(&setup, &theirs.key, "the alpha plan").await.is_ok());
+    // ... and the deployment's list still applies to mine: lists add up.
+    assert_eq!(
+        sent_for(&setup, &mine.key, "project nightingale").await,
+        Err("deployment/input.deny_keywords[0]".into())
+    );
+
+    // My key allows e-mails: the narrowest level decides that type.
+    set_policy(
+        &url,
+        &mine.access_token,
+        &format!("/auth/keys/{}/guardrails", mine.key_id),
+        json!({"input": {"pii": {"email": "allow"}}}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let sent = sent_for(&setup, &mine.key, email).await.unwrap();
+        if sent.contains("dana@") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the key's policy never applied: {sent}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sent_for(&setup, &mine.key, "the alpha plan").await,
+        Err("organization/input.deny_keywords[0]".into()),
+        "the organization's list still applies under the key's policy"
+    );
+
+    // Another organization cannot set my key's policy.
+    let res = reqwest::Client::new()
+        .put(format!("{url}/auth/keys/{}/guardrails", mine.key_id))
+        .bearer_auth(&theirs.access_token)
+        .json(&json!({"input": {"pii": {"email": "redact"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
