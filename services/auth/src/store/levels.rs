@@ -31,16 +31,40 @@ macro_rules! level_statements {
     ($column:literal) => {
         [
             (
-                concat!("SELECT ", $column, " FROM organizations WHERE id = $1 AND id = $2"),
-                concat!("UPDATE organizations SET ", $column, " = $1 WHERE id = $2 AND id = $3"),
+                concat!(
+                    "SELECT ",
+                    $column,
+                    " FROM organizations WHERE id = $1 AND id = $2"
+                ),
+                concat!(
+                    "UPDATE organizations SET ",
+                    $column,
+                    " = $1 WHERE id = $2 AND id = $3"
+                ),
             ),
             (
-                concat!("SELECT ", $column, " FROM teams WHERE org_id = $1 AND id = $2"),
-                concat!("UPDATE teams SET ", $column, " = $1 WHERE org_id = $2 AND id = $3"),
+                concat!(
+                    "SELECT ",
+                    $column,
+                    " FROM teams WHERE org_id = $1 AND id = $2"
+                ),
+                concat!(
+                    "UPDATE teams SET ",
+                    $column,
+                    " = $1 WHERE org_id = $2 AND id = $3"
+                ),
             ),
             (
-                concat!("SELECT ", $column, " FROM virtual_keys WHERE org_id = $1 AND id = $2"),
-                concat!("UPDATE virtual_keys SET ", $column, " = $1 WHERE org_id = $2 AND id = $3"),
+                concat!(
+                    "SELECT ",
+                    $column,
+                    " FROM virtual_keys WHERE org_id = $1 AND id = $2"
+                ),
+                concat!(
+                    "UPDATE virtual_keys SET ",
+                    $column,
+                    " = $1 WHERE org_id = $2 AND id = $3"
+                ),
             ),
         ]
     };
