@@ -203,7 +203,8 @@ export function pageGuardrails(view) {
 
   function showPreview(preview) {
     const actions = Array.isArray(preview.actions) ? preview.actions : [];
-    result.replaceChildren(
+    // Through h(), which leaves out the missing parts (replaceChildren would show "null").
+    result.replaceChildren(h('div', {},
       h('h3', {}, 'The provider would receive'),
       preview.blockedBy
         ? h('p', {}, badge('Blocked', 'danger'), ' by ', h('code', {}, preview.blockedBy), ': the request would be refused.')
@@ -220,6 +221,6 @@ export function pageGuardrails(view) {
           { label: 'Action', cell: (a) => String(a.taken ?? '') },
           { label: 'Data', cell: (a) => (Array.isArray(a.entities) ? a.entities.join(', ') : '') },
         ],
-      }));
+      })));
   }
 }

@@ -492,12 +492,13 @@ async function journey(browser) {
     const data = await graphql(session.access_token, 'query { guardrailPolicy(level: {}) }');
     assert.deepEqual(data.guardrailPolicy, policy, 'the API has the policy saved');
     // The preview: the text the provider would receive, and what the rules did.
-    await page.getByLabel('Sample prompt').fill('Mail <b>jane@example.com</b> the report.');
+    await page.getByRole('textbox', { name: 'Sample prompt' }).fill('Mail <b>jane@example.com</b> the report.');
     await page.getByRole('button', { name: 'Test', exact: true }).click();
     await page.getByRole('heading', { name: 'The provider would receive' }).waitFor();
     const shown = await page.locator('.preview-text').textContent();
     assert.ok(shown.includes('the report.'), `the text is shown as text: ${shown}`);
     assert.equal(await page.locator('.preview-text b').count(), 0, 'the prompt is never parsed as HTML');
+    assert.ok(!(await page.locator('.guardrail-preview').textContent()).includes('null'), 'nothing missing is shown as null');
     await page.getByRole('heading', { name: 'What the rules did' }).waitFor();
     await shot(page, 'guardrails');
   });
