@@ -6,7 +6,7 @@
 // store (services/auth/src/store/<domain>.rs) and the admin API (services/admin/src/<domain>.rs):
 // page-keys.js, page-budgets.js, … ; ui.js holds what the pages share.
 //
-// Routes: #/overview #/keys #/teams #/budgets #/analytics #/requests #/requests/<eventId>
+// Routes: #/overview #/keys #/teams #/budgets #/guardrails #/analytics #/requests #/requests/<eventId>
 // #/billing[?checkout=done|cancelled] #/settings, and the public #/login #/signup
 // #/verify/<signupToken> #/accept/<invitationToken>.
 
@@ -23,6 +23,7 @@ import { pageAnalytics } from './page-analytics.js';
 import { pageRequestDetail, pageRequests } from './page-requests.js';
 import { pageBilling } from './page-billing.js';
 import { pageSettings } from './page-settings.js';
+import { pageGuardrails } from './page-guardrails.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public pages: log in, sign up, accept an invitation
@@ -144,6 +145,7 @@ const ROUTES = {
   budgets: { title: 'Budgets', render: pageBudgets },
   analytics: { title: 'Analytics', render: pageAnalytics },
   requests: { title: 'Request log', render: (view, param) => (param ? pageRequestDetail(view, param) : pageRequests(view)) },
+  guardrails: { title: 'Guardrails', render: pageGuardrails },
   billing: { title: 'Billing', render: pageBilling },
   settings: { title: 'Settings', render: pageSettings },
   login: { title: 'Log in', render: pageLogin, public: true },

@@ -2,7 +2,8 @@
 // `smart` to the mock provider: sign up, take the first key from the shown-once panel, spend
 // with it through the gateway, watch the spend arrive, cap it with a team budget until the
 // gateway refuses, add a card through (the local stand-in for) Stripe Checkout and see it on
-// the billing page, revoke the key, log out and back in. Screenshots of every page go to
+// the billing page, set a guardrail policy and try it on a sample prompt, revoke the key, log
+// out and back in. Screenshots of every page go to
 // SCREENSHOT_DIR.
 //
 //   TOLLGATE_URL=http://127.0.0.1:8080 STRIPE_URL=http://127.0.0.1:12111 node tests/browser/dashboard.mjs
@@ -465,6 +466,41 @@ async function journey(browser) {
     assert.equal(data.viewer.organization.name, ORGANIZATION);
     await page.getByRole('table', { name: 'Admin API tokens' }).getByRole('row').filter({ hasText: 'ci export' }).waitFor();
     await shot(page, 'settings');
+  });
+
+  await step('guardrails: a bad expression is refused naming it; a policy is saved and tried on a sample prompt', async () => {
+    await nav(page, 'Guardrails');
+    const editor = page.getByLabel('Policy (JSON)');
+    await editor.waitFor();
+    assert.deepEqual(JSON.parse(await editor.inputValue()), {}, 'no policy set yet');
+    await editor.fill(JSON.stringify({ input: { deny_regex: ['(unclosed'] } }));
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByText(/^input\.deny_regex\[0\]: /).waitFor();
+    // The selects per kind of data edit the JSON.
+    await editor.fill('{}');
+    await page.getByLabel('Email addresses', { exact: true }).selectOption('redact');
+    await page.getByLabel('Card numbers', { exact: true }).selectOption('block');
+    const policy = { input: { pii: { email: 'redact', credit_card: 'block' } } };
+    assert.deepEqual(JSON.parse(await editor.inputValue()), policy);
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByRole('status').getByText('Guardrail policy saved.').waitFor();
+    const session = await (await fetch(`${BASE}/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: EMAIL, password: PASSWORD }),
+    })).json();
+    const data = await graphql(session.access_token, 'query { guardrailPolicy(level: {}) }');
+    assert.deepEqual(data.guardrailPolicy, policy, 'the API has the policy saved');
+    // The preview: the text the provider would receive, and what the rules did.
+    await page.getByRole('textbox', { name: 'Sample prompt' }).fill('Mail <b>jane@example.com</b> the report.');
+    await page.getByRole('button', { name: 'Test', exact: true }).click();
+    await page.getByRole('heading', { name: 'The provider would receive' }).waitFor();
+    const shown = await page.locator('.preview-text').textContent();
+    assert.ok(shown.includes('the report.'), `the text is shown as text: ${shown}`);
+    assert.equal(await page.locator('.preview-text b').count(), 0, 'the prompt is never parsed as HTML');
+    assert.ok(!(await page.locator('.guardrail-preview').textContent()).includes('null'), 'nothing missing is shown as null');
+    await page.getByRole('heading', { name: 'What the rules did' }).waitFor();
+    await shot(page, 'guardrails');
   });
 
   await step('keys: revoke the key; the gateway then answers 401', async () => {

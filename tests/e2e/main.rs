@@ -19,6 +19,7 @@ mod budget_bound;
 mod cache;
 mod dashboard;
 mod deployment;
+mod guardrail_policies;
 mod guardrails;
 mod hostile_bodies;
 mod hostile_strings;

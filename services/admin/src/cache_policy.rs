@@ -1,11 +1,11 @@
 //! Cache policies as the GraphQL API shows them: the defaults set at one level (the
 //! organization, a team or a key), and the way to set them.
 
-use async_graphql::{Context, Enum, Error, ID, InputObject, Object, SimpleObject};
-use tollgate_auth::service::PolicyTarget;
+use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject};
 use tollgate_common::{CachePolicy, CachePolicyMode, CacheShare};
 
-use crate::errors::{OrGraphql, bad_input};
+use crate::errors::OrGraphql;
+use crate::levels::{PolicyLevelInput, policy_target};
 use crate::schema::{caller, service};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
@@ -61,25 +61,6 @@ impl From<CachePolicyObject> for CachePolicy {
                 CacheShareName::Team => CacheShare::Team,
             }),
         }
-    }
-}
-
-/// Where a cache policy is set: the organization (no ids), a team or a key.
-#[derive(InputObject)]
-pub struct PolicyLevelInput {
-    pub team_id: Option<ID>,
-    pub key_id: Option<ID>,
-}
-
-fn policy_target(level: &PolicyLevelInput) -> Result<PolicyTarget<'_>, Error> {
-    match (&level.team_id, &level.key_id) {
-        (None, None) => Ok(PolicyTarget::Organization),
-        (Some(team), None) => Ok(PolicyTarget::Team(team.as_str())),
-        (None, Some(key)) => Ok(PolicyTarget::Key(key.as_str())),
-        (Some(_), Some(_)) => Err(bad_input(
-            "level",
-            "Name a team or a key, not both (neither for the organization).",
-        )),
     }
 }
 

@@ -46,6 +46,7 @@ const ASSETS: &[Asset] = &[
     asset!("page-settings.js", "text/javascript; charset=utf-8"),
     asset!("page-limits.js", "text/javascript; charset=utf-8"),
     asset!("page-cache-policy.js", "text/javascript; charset=utf-8"),
+    asset!("page-guardrails.js", "text/javascript; charset=utf-8"),
     asset!("page-admin-tokens.js", "text/javascript; charset=utf-8"),
 ];
 
@@ -188,6 +189,7 @@ mod tests {
             ("/ui/page-settings.js", StatusCode::OK),
             ("/ui/page-limits.js", StatusCode::OK),
             ("/ui/page-cache-policy.js", StatusCode::OK),
+            ("/ui/page-guardrails.js", StatusCode::OK),
             ("/ui/page-admin-tokens.js", StatusCode::OK),
             ("/ui/app.css", StatusCode::OK),
             ("/ui/index.html", StatusCode::NOT_FOUND),

@@ -19,6 +19,7 @@ use crate::billing::{BillingMutation, BillingQuery, BillingSetup};
 use crate::budgets::{BudgetsMutation, BudgetsQuery};
 use crate::cache_policy::{CachePolicyMutation, CachePolicyQuery};
 use crate::errors::{ErrorCodes, bad_input};
+use crate::guardrails::{GuardrailsMutation, GuardrailsQuery};
 use crate::invitations::{InvitationsMutation, InvitationsQuery};
 use crate::keys::{KeysMutation, KeysQuery};
 use crate::limits::{RateLimitsMutation, RateLimitsQuery};
@@ -60,6 +61,7 @@ pub struct QueryRoot(
     InvitationsQuery,
     AdminTokensQuery,
     CachePolicyQuery,
+    GuardrailsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -74,6 +76,7 @@ pub struct MutationRoot(
     BudgetsMutation,
     RateLimitsMutation,
     CachePolicyMutation,
+    GuardrailsMutation,
 );
 
 /// Builds the schema over `service`; `budgets` are the counters that hold reservations of

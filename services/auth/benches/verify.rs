@@ -43,6 +43,7 @@ impl KeySource for MapSource {
             org: Default::default(),
             budgets: Vec::new(),
             cache: Default::default(),
+            guardrails: Vec::new(),
             billing: Default::default(),
             provider_keys: Vec::new(),
         }))

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tollgate_common::body::{BodyLimits, read_payload};
 use tollgate_common::config::{IpNetwork, ServerConfig};
-use tollgate_common::{CachePolicy, KeyId, Secret};
+use tollgate_common::{CachePolicy, GuardrailPolicy, KeyId, Secret};
 
 use crate::client_address::{client_address, throttle_client};
 use crate::error::AuthError;
@@ -88,6 +88,11 @@ pub fn configure(
                         .route(web::put().to(set_team_cache_policy)),
                 )
                 .service(
+                    resource("/teams/{team}/guardrails")
+                        .route(web::get().to(get_team_guardrails))
+                        .route(web::put().to(set_team_guardrails)),
+                )
+                .service(
                     resource("/teams/{team}/members/{user}")
                         .route(web::put().to(set_team_member))
                         .route(web::delete().to(remove_team_member)),
@@ -116,6 +121,11 @@ pub fn configure(
                         .route(web::get().to(get_key_cache_policy))
                         .route(web::put().to(set_key_cache_policy)),
                 )
+                .service(
+                    resource("/keys/{key}/guardrails")
+                        .route(web::get().to(get_key_guardrails))
+                        .route(web::put().to(set_key_guardrails)),
+                )
                 .service(resource("/keys/{key}/revoke").route(web::post().to(revoke_key)))
                 .service(
                     resource("/limits")
@@ -126,6 +136,11 @@ pub fn configure(
                     resource("/cache-policy")
                         .route(web::get().to(get_org_cache_policy))
                         .route(web::put().to(set_org_cache_policy)),
+                )
+                .service(
+                    resource("/guardrails")
+                        .route(web::get().to(get_org_guardrails))
+                        .route(web::put().to(set_org_guardrails)),
                 )
                 .service(
                     resource("/budgets")
@@ -768,6 +783,71 @@ async fn set_key_cache_policy(
     state: web::Data<AuthHttp>,
 ) -> Reply {
     write_cache_policy(&req, payload, &state, PolicyTarget::Key(&path)).await
+}
+
+async fn read_guardrails(req: &HttpRequest, state: &AuthHttp, target: PolicyTarget<'_>) -> Reply {
+    let caller = caller(req, state).await?;
+    ok(state.service.guardrail_policy(&caller, target).await?)
+}
+
+async fn write_guardrails(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AuthHttp,
+    target: PolicyTarget<'_>,
+) -> Reply {
+    let caller = caller(req, state).await?;
+    let policy: GuardrailPolicy = json_body(req, payload).await?;
+    ok(state
+        .service
+        .set_guardrail_policy(&caller, target, policy)
+        .await?)
+}
+
+async fn get_org_guardrails(req: HttpRequest, state: web::Data<AuthHttp>) -> Reply {
+    read_guardrails(&req, &state, PolicyTarget::Organization).await
+}
+
+async fn set_org_guardrails(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    write_guardrails(&req, payload, &state, PolicyTarget::Organization).await
+}
+
+async fn get_team_guardrails(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    read_guardrails(&req, &state, PolicyTarget::Team(&path)).await
+}
+
+async fn set_team_guardrails(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    write_guardrails(&req, payload, &state, PolicyTarget::Team(&path)).await
+}
+
+async fn get_key_guardrails(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    read_guardrails(&req, &state, PolicyTarget::Key(&path)).await
+}
+
+async fn set_key_guardrails(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AuthHttp>,
+) -> Reply {
+    write_guardrails(&req, payload, &state, PolicyTarget::Key(&path)).await
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tollgate_common::{KeyContext, KeyId, ModelAllowList, RateLimits};
+use tollgate_common::{GuardrailLevels, KeyContext, KeyId, ModelAllowList, RateLimits};
 
 use crate::provider_keys::ProviderKeySeal;
 use crate::secrets::{hash_token_bytes, looks_like_key};
@@ -178,7 +178,7 @@ pub fn key_context(verified: &VerifiedKey, seal: Option<&ProviderKeySeal>) -> Ke
         expires_at: record.expires_at,
         billing: verified.billing,
         provider_keys,
-        guardrails: Default::default(),
+        guardrails: Arc::new(GuardrailLevels::new(verified.guardrails.clone())),
     }
 }
 
@@ -370,6 +370,7 @@ mod tests {
                     org: Default::default(),
                     budgets: Vec::new(),
                     cache: Default::default(),
+                    guardrails: Vec::new(),
                     billing: Default::default(),
                     provider_keys: Vec::new(),
                 }))

@@ -9,7 +9,7 @@ use actix_web::{App, test};
 use tollgate_common::{Config, Secret};
 
 /// The paths `tollgate_auth::http::configure` serves, in its order.
-const SERVED: [&str; 34] = [
+const SERVED: [&str; 37] = [
     "/auth/signup",
     "/auth/signup/verify",
     "/auth/login",
@@ -22,6 +22,7 @@ const SERVED: [&str; 34] = [
     "/auth/teams/{team}/members",
     "/auth/teams/{team}/limits",
     "/auth/teams/{team}/cache-policy",
+    "/auth/teams/{team}/guardrails",
     "/auth/teams/{team}/members/{user}",
     "/auth/members",
     "/auth/members/{user}",
@@ -29,9 +30,11 @@ const SERVED: [&str; 34] = [
     "/auth/keys/{key}",
     "/auth/keys/{key}/rotate",
     "/auth/keys/{key}/cache-policy",
+    "/auth/keys/{key}/guardrails",
     "/auth/keys/{key}/revoke",
     "/auth/limits",
     "/auth/cache-policy",
+    "/auth/guardrails",
     "/auth/budgets",
     "/auth/budgets/{budget}",
     "/auth/alerts/webhook",

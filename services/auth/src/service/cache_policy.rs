@@ -2,22 +2,12 @@
 
 use tollgate_common::CachePolicy;
 
+use super::levels::PolicyTarget;
 use super::{AuthService, Caller};
 use crate::error::AuthError;
-use crate::roles::Role;
-use crate::store::PolicyLevel;
-
-/// Where a cache policy is read or set, as the caller names it (ids from the URL).
-#[derive(Debug, Clone, Copy)]
-pub enum PolicyTarget<'a> {
-    Organization,
-    Team(&'a str),
-    Key(&'a str),
-}
 
 impl AuthService {
-    /// The cache policy set at one level: the organization (`team` and `key` both `None`), a
-    /// team, or a key.
+    /// The cache policy set at one level: the organization, a team, or a key.
     pub async fn cache_policy(
         &self,
         caller: &Caller,
@@ -38,24 +28,9 @@ impl AuthService {
         target: PolicyTarget<'_>,
         policy: CachePolicy,
     ) -> Result<CachePolicy, AuthError> {
-        // Found and authorized in one step: each level's record is read once.
-        let (level, what) = match target {
-            PolicyTarget::Organization => {
-                caller.require(Role::Admin, "set the organization's cache policy")?;
-                (PolicyLevel::Organization, "organization")
-            }
-            PolicyTarget::Team(team) => {
-                let team = self.team(caller, team).await?.id;
-                self.require_team_admin(caller, team, "set this team's cache policy")
-                    .await?;
-                (PolicyLevel::Team(team), "team")
-            }
-            PolicyTarget::Key(key) => {
-                let record = self.key_record(caller.org, key).await?;
-                self.require_key_manager(caller, &record).await?;
-                (PolicyLevel::Key(record.id), "key")
-            }
-        };
+        let (level, what) = self
+            .policy_level_to_set(caller, target, "cache policy")
+            .await?;
         if let Some((field, message)) = policy.problem() {
             return Err(AuthError::invalid(field, message));
         }
@@ -66,22 +41,5 @@ impl AuthService {
             .ok_or(AuthError::NotFound(what))?;
         self.stale_keys(stale).await;
         Ok(policy)
-    }
-
-    async fn policy_level(
-        &self,
-        caller: &Caller,
-        target: PolicyTarget<'_>,
-    ) -> Result<(PolicyLevel, &'static str), AuthError> {
-        Ok(match target {
-            PolicyTarget::Organization => (PolicyLevel::Organization, "organization"),
-            PolicyTarget::Team(team) => {
-                (PolicyLevel::Team(self.team(caller, team).await?.id), "team")
-            }
-            PolicyTarget::Key(key) => (
-                PolicyLevel::Key(self.key_record(caller.org, key).await?.id),
-                "key",
-            ),
-        })
     }
 }

@@ -3,9 +3,10 @@
 //! ([`crate::http`]) and the operator CLI both go through here.
 //!
 //! One module a domain, each named as its part of [`crate::store`]: sign-ups, sessions,
-//! teams, members, limits, cache policies, budgets, alert webhooks, keys, invitations, admin
-//! API tokens and provider keys. Here: the service itself, the callers it acts for, and the
-//! checks and password hashing they share.
+//! teams, members, limits, cache policies, guardrail policies, budgets, alert webhooks, keys,
+//! invitations, admin API tokens and provider keys; `levels` finds the level a policy is set
+//! on. Here: the service itself, the callers it acts for, and the checks and password hashing
+//! they share.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,8 +30,10 @@ mod alert_webhooks;
 mod audit;
 mod budgets;
 mod cache_policy;
+mod guardrails;
 mod invitations;
 mod keys;
+mod levels;
 mod limits;
 mod members;
 mod organizations;
@@ -42,9 +45,10 @@ mod teams;
 pub use admin_tokens::IssuedAdminToken;
 pub use alert_webhooks::{AlertWebhook, AlertWebhookRequest};
 pub use budgets::{BudgetPatch, BudgetSpec};
-pub use cache_policy::PolicyTarget;
+pub use guardrails::MAX_GUARDRAIL_POLICY_BYTES;
 pub use invitations::{AcceptInvitation, InvitationPreview, IssuedInvitation};
 pub use keys::{IssuedKey, KeyPatch, KeySpec, KeyView, RotateRequest};
+pub use levels::PolicyTarget;
 pub use provider_keys::OwnProviderKeys;
 pub use sessions::{LoginRequest, Me, MembershipView, PasswordChange, PasswordChanged, TokenPair};
 pub use signups::{SignupOutcome, SignupRequest, SignupResponse, VerificationSent};

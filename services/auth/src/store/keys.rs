@@ -55,6 +55,10 @@ pub struct VerifiedKey {
     /// The key's cache policy merged with its team's and organization's.
     #[serde(default)]
     pub cache: tollgate_common::CachePolicy,
+    /// The guardrail policies of the key's organization, team and the key itself, widest
+    /// first, named by their level; levels that set nothing are left out.
+    #[serde(default)]
+    pub guardrails: Vec<tollgate_common::guardrails::NamedPolicy>,
     /// The organization's payment standing, card and prepaid credit.
     #[serde(default)]
     pub billing: tollgate_common::BillingFacts,
@@ -307,8 +311,8 @@ impl AuthStore {
             .unwrap_or_default();
         let org = self.org_limits(key.org_id).await?.unwrap_or_default();
         let budgets = self.budget_rules(&key).await?;
-        let cache = self
-            .effective_cache_policy(key.org_id, key.team_id, key.id)
+        let inherited = self
+            .inherited_policies(key.org_id, key.team_id, key.id)
             .await?;
         let billing = self.billing_facts(key.org_id).await?;
         let provider_keys = if billing.own_provider_keys {
@@ -321,7 +325,8 @@ impl AuthStore {
             team,
             org,
             budgets,
-            cache,
+            cache: inherited.cache,
+            guardrails: inherited.guardrails,
             billing,
             provider_keys,
         }))
