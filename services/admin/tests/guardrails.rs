@@ -214,13 +214,23 @@ async fn the_preview_shows_what_a_policy_does_to_a_prompt(db: Db) {
     for token in [&owner.access, &viewer] {
         let got = gql(&app, token, PREVIEW, json!({"p": policy, "s": prompt})).await;
         let preview = &ok(&got)["guardrailPreview"];
-        assert!(preview["text"].is_string(), "{preview}");
-        assert!(
-            preview["blockedBy"].is_null() || preview["blockedBy"].is_string(),
-            "{preview}"
-        );
-        assert!(preview["actions"].is_array(), "{preview}");
+        assert_eq!(preview["blockedBy"], "policy/input.pii", "{preview}");
+        assert_eq!(preview["text"], prompt, "a refused prompt is shown as written");
+        assert_eq!(preview["actions"][0]["taken"], "redacted", "{preview}");
+        assert_eq!(preview["actions"][0]["entities"], json!(["email"]), "{preview}");
+        assert_eq!(preview["actions"][1]["taken"], "blocked", "{preview}");
     }
+    // without the card, the e-mail is redacted and nothing refuses it
+    let got = gql(
+        &app,
+        &owner.access,
+        PREVIEW,
+        json!({"p": policy, "s": "Write to jane@example.com today."}),
+    )
+    .await;
+    let preview = &ok(&got)["guardrailPreview"];
+    assert_eq!(preview["text"], "Write to <EMAIL_1> today.", "{preview}");
+    assert!(preview["blockedBy"].is_null(), "{preview}");
 
     // nothing about it is stored
     let got = gql(&app, &owner.access, GET, json!({"l": {}})).await;
