@@ -422,7 +422,10 @@ async fn sent_for(setup: &Setup, key: &str, prompt: &str) -> Result<String, Stri
     let body: Value = res.json().await.unwrap();
     match status {
         200 => Ok(last_sent(&setup.mock)),
-        _ => Err(body["error"]["code"].as_str().unwrap_or_default().to_owned()),
+        _ => Err(body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()),
     }
 }
 
@@ -454,7 +457,12 @@ guardrails:
         sent_for(&setup, &theirs.key, "about project nightingale").await,
         Err("deployment/input.deny_keywords[0]".into())
     );
-    assert!(sent_for(&setup, &mine.key, email).await.unwrap().contains("dana@"));
+    assert!(
+        sent_for(&setup, &mine.key, email)
+            .await
+            .unwrap()
+            .contains("dana@")
+    );
 
     // My organization redacts e-mails and denies a word of its own: only my requests change.
     set_policy(
@@ -465,13 +473,25 @@ guardrails:
     )
     .await;
     let sent = sent_for(&setup, &mine.key, email).await.unwrap();
-    assert!(sent.contains("<EMAIL_1>") && !sent.contains("dana@"), "{sent}");
+    assert!(
+        sent.contains("<EMAIL_1>") && !sent.contains("dana@"),
+        "{sent}"
+    );
     assert_eq!(
         sent_for(&setup, &mine.key, "the alpha plan").await,
         Err("organization/input.deny_keywords[0]".into())
     );
-    assert!(sent_for(&setup, &theirs.key, email).await.unwrap().contains("dana@"));
-    assert!(sent_for(&setup, &theirs.key, "the alpha plan").await.is_ok());
+    assert!(
+        sent_for(&setup, &theirs.key, email)
+            .await
+            .unwrap()
+            .contains("dana@")
+    );
+    assert!(
+        sent_for(&setup, &theirs.key, "the alpha plan")
+            .await
+            .is_ok()
+    );
     // ... and the deployment's list still applies to mine: lists add up.
     assert_eq!(
         sent_for(&setup, &mine.key, "project nightingale").await,
@@ -492,7 +512,10 @@ guardrails:
         if sent.contains("dana@") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the key's policy never applied: {sent}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key's policy never applied: {sent}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(

@@ -215,9 +215,16 @@ async fn the_preview_shows_what_a_policy_does_to_a_prompt(db: Db) {
         let got = gql(&app, token, PREVIEW, json!({"p": policy, "s": prompt})).await;
         let preview = &ok(&got)["guardrailPreview"];
         assert_eq!(preview["blockedBy"], "policy/input.pii", "{preview}");
-        assert_eq!(preview["text"], prompt, "a refused prompt is shown as written");
+        assert_eq!(
+            preview["text"], prompt,
+            "a refused prompt is shown as written"
+        );
         assert_eq!(preview["actions"][0]["taken"], "redacted", "{preview}");
-        assert_eq!(preview["actions"][0]["entities"], json!(["email"]), "{preview}");
+        assert_eq!(
+            preview["actions"][0]["entities"],
+            json!(["email"]),
+            "{preview}"
+        );
         assert_eq!(preview["actions"][1]["taken"], "blocked", "{preview}");
     }
     // without the card, the e-mail is redacted and nothing refuses it

@@ -511,13 +511,15 @@ restore_in_answer: false
         policy.input.deny_keywords = vec!["x".into(); bounds::LIST_ENTRIES + 1];
         assert_eq!(policy.problem().unwrap().0, "input.deny_keywords");
 
-        let mut policy = GuardrailPolicy::default();
-        policy.webhook = Some(WebhookRule {
-            url: "ftp://example.com".into(),
-            timeout_ms: None,
-            on_failure: FailurePolicy::Open,
-            output: false,
-        });
+        let policy = GuardrailPolicy {
+            webhook: Some(WebhookRule {
+                url: "ftp://example.com".into(),
+                timeout_ms: None,
+                on_failure: FailurePolicy::Open,
+                output: false,
+            }),
+            ..GuardrailPolicy::default()
+        };
         assert_eq!(policy.problem().unwrap().0, "webhook.url");
 
         let mut policy = GuardrailPolicy::default();

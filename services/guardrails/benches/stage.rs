@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p tollgate-guardrails --bench stage`
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark set-up")]
+
 use std::hint::black_box;
 use std::sync::Arc;
 

@@ -25,20 +25,18 @@ impl Actions {
     pub fn add(&mut self, rule: &RuleName, taken: Taken, entity: Option<EntityKind>) {
         let existing = self
             .0
-            .iter_mut()
-            .find(|a| a.taken == taken && a.rule == rule.rule && a.policy == rule.policy);
-        let action = match existing {
-            Some(action) => action,
-            None => {
-                self.0.push(GuardrailAction {
-                    policy: rule.policy.clone(),
-                    rule: rule.rule.clone(),
-                    taken,
-                    entities: Vec::new(),
-                });
-                self.0.last_mut().expect("just pushed")
-            }
-        };
+            .iter()
+            .position(|a| a.taken == taken && a.rule == rule.rule && a.policy == rule.policy);
+        let at = existing.unwrap_or_else(|| {
+            self.0.push(GuardrailAction {
+                policy: rule.policy.clone(),
+                rule: rule.rule.clone(),
+                taken,
+                entities: Vec::new(),
+            });
+            self.0.len() - 1
+        });
+        let action = &mut self.0[at];
         if let Some(entity) = entity
             && !action.entities.contains(&entity)
         {

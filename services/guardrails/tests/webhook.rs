@@ -1,3 +1,6 @@
+// Marks the whole file as test code, helpers included, for clippy's test allowances.
+#![cfg(test)]
+
 //! Webhook guardrails against a real HTTP endpoint on this machine: allow, block, modify,
 //! a late answer under each failure policy, and an address the outbound policy refuses.
 
