@@ -2,8 +2,8 @@
 #![cfg(test)]
 
 //! The workspace keeps the shape ARCHITECTURE.md draws: `common` at the bottom; the services
-//! (`gateway`, `auth`, `cache`, `billing`) on it and never on each other; `admin` above them;
-//! the binary on top, wiring. The support crates (mock servers, load generator) stand alone.
+//! (`gateway`, `auth`, `cache`, `billing`, `guardrails`) on it and never on each other;
+//! `admin` above them; the binary on top, wiring. The support crates (mock servers, load generator) stand alone.
 //! A crate that imports upward or sideways, in its manifest or its source, fails here, as does
 //! a module that is both a file and a folder.
 
