@@ -1,6 +1,8 @@
 //! Where the text is in OpenAI-shaped bodies: a request's messages, prompt or input, and a
 //! chat completion's message contents and tool-call arguments. Every string there is text,
 //! except the members that name or point at things (roles, ids, tool names, URLs, media).
+//! What is skipped is decided by the member's name only, never by what a string says, so that
+//! no text can make itself unchecked (a prompt starting `data:` is still a prompt).
 
 use serde_json::{Map, Value};
 
@@ -58,7 +60,7 @@ pub fn rewrite<E>(
     check: &mut impl FnMut(&str) -> Result<Option<String>, E>,
 ) -> Result<bool, E> {
     match value {
-        Value::String(text) if !text.starts_with("data:") => match check(text)? {
+        Value::String(text) => match check(text)? {
             Some(new) => {
                 *text = new;
                 Ok(true)
@@ -89,7 +91,7 @@ pub fn rewrite<E>(
 
 fn collect(value: &Value, out: &mut String) {
     match value {
-        Value::String(text) if !text.starts_with("data:") => {
+        Value::String(text) => {
             if !out.is_empty() {
                 out.push('\n');
             }
@@ -134,6 +136,10 @@ mod tests {
         })
         .unwrap();
         assert!(changed);
+        assert!(
+            !seen.iter().any(|t| t.contains("base64")),
+            "media is not text"
+        );
         assert_eq!(seen, ["sys", "hello", "{\"q\": \"x\"}", "result"]);
         assert_eq!(body["messages"][1]["content"][0]["text"], "HELLO");
         assert_eq!(request_text(&body), "sys\nHELLO\n{\"q\": \"x\"}\nresult");

@@ -181,6 +181,26 @@ mod tests {
     }
 
     #[test]
+    fn no_text_escapes_the_check_by_what_it_says() {
+        let policy = policy(r#"{"input": {"pii": {"credit_card": "block"}}}"#);
+        for content in [
+            "data: my card is 4111 1111 1111 1111",
+            "data:image/png;base64,4111 1111 1111 1111",
+        ] {
+            let body = json_body(content);
+            assert!(
+                check(&policy, &request(&body), || 0, false).is_err(),
+                "{content}"
+            );
+        }
+    }
+
+    fn json_body(content: &str) -> String {
+        serde_json::json!({"model": "gpt-4o", "messages": [{"role": "user", "content": content}]})
+            .to_string()
+    }
+
+    #[test]
     fn models_are_refused_by_name() {
         let policy = policy(r#"{"input": {"denied_models": ["gpt-4*"]}}"#);
         let refused = check(&policy, &request("{}"), || 0, false).unwrap_err();

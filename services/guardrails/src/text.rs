@@ -118,7 +118,10 @@ impl Placeholders {
         while let Some(open) = rest.find('<') {
             out.push_str(&rest[..open]);
             let candidate = &rest[open..];
-            let close = candidate[..candidate.len().min(self.longest)].find('>');
+            // Searched as bytes: the bound may fall inside a multi-byte character, and a
+            // placeholder is ASCII.
+            let window = &candidate.as_bytes()[..candidate.len().min(self.longest)];
+            let close = window.iter().position(|&b| b == b'>');
             match close.and_then(|close| self.values.get(&candidate[..=close]).zip(Some(close))) {
                 Some((value, close)) => {
                     out.push_str(value);
@@ -264,6 +267,16 @@ mod tests {
             "write to b@example.com and a@example.com, not <EMAIL_3> or <x"
         );
         assert_eq!(placeholders.restore("nothing here"), None);
+        // A '<' followed by multi-byte text, wherever the search bound falls.
+        for text in ["<é", "<éééééééééé", "<<ééé<EMAIL_1>", "x<日本語のテキスト>"]
+        {
+            let restored = placeholders.restore(text);
+            assert_eq!(
+                restored.is_some(),
+                text.contains("<EMAIL_1>"),
+                "{text}: {restored:?}"
+            );
+        }
     }
 
     #[test]
